@@ -4,42 +4,53 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/mastership/mastership/naming/api"
 )
 
 // Naming configures a naming node (`mastership naming`). Durations are wall
 // time: the naming node is I/O at the edge, its decisions take "now" as input.
 type Naming struct {
 	// Bind is the one host:port that serves agents (msgpack RPC), the command
-	// line and the HTTP JSON API. Default "127.0.0.1:7400".
+	// line and the HTTP JSON API. Default "127.0.0.1:7400"; a host:port with
+	// a non-empty host (use 0.0.0.0 for every interface).
 	Bind string `json:"bind"`
 
 	// DataDir holds the node's store (naming.db). Required; created if
-	// missing with mode 0700.
+	// missing with mode 0700. No default: DefaultNaming leaves it empty
+	// because a store in whatever directory the node starts in would be
+	// lost or shared by accident.
 	DataDir string `json:"data_dir"`
 
 	// DefaultPolicy is the retention policy of a group created without one:
-	// "lowest-id" (default, as in the patent) or "priority".
+	// "lowest-id" (default, as in the patent) or "priority"; empty means
+	// "lowest-id".
 	DefaultPolicy string `json:"default_policy"`
 
 	// SessionTTL is the member session lifetime granted when a join asks for
-	// none. Default 10s (local profile 2s); limits 100ms to 10m.
+	// none. Default 10s (local profile 2s, wan 30s); limits 100ms to 10m.
 	SessionTTL time.Duration `json:"session_ttl"`
 
 	// RegistrationTTL is the registration lifetime granted when a register
-	// asks for none. Default 10s (local profile 2s); limits 100ms to 10m.
+	// asks for none. Default 10s (local profile 2s, wan 30s); limits 100ms
+	// to 10m.
 	RegistrationTTL time.Duration `json:"registration_ttl"`
 
-	// MaxTTL caps any TTL a request asks for. Default 10m.
+	// MaxTTL caps any TTL a request asks for. Default 10m; limits: at least
+	// SessionTTL and RegistrationTTL (the TTLs granted by default must not
+	// exceed the cap), at most 24h.
 	MaxTTL time.Duration `json:"max_ttl"`
 
 	// SweepInterval is how often sessions and registrations are expired and
 	// every group is re-checked for several live registrations. Default 1s
-	// (local profile 100ms); limits 10ms to 1m; at most SessionTTL/2.
+	// (local profile 100ms, wan 3s); limits 10ms to 1m; at most SessionTTL/2
+	// and RegistrationTTL/2, so that an expired entry lives at most half a
+	// TTL past its deadline.
 	SweepInterval time.Duration `json:"sweep_interval"`
 
 	// ConflictWindow is how long the node gathers competing registrations of
 	// one group, once a conflict is seen, before it decides once for all of
-	// them. Default 20ms; limits 0 to 1s; below SessionTTL.
+	// them. Default 20ms (wan 100ms); limits 0 to 1s; below SessionTTL.
 	ConflictWindow time.Duration `json:"conflict_window"`
 
 	// RestartGrace is added to every session and registration loaded from
@@ -48,12 +59,13 @@ type Naming struct {
 	RestartGrace time.Duration `json:"restart_grace"`
 
 	// TriggerTimeout bounds one delivery of a trigger to a member. Default
-	// 1s (local profile 250ms); limits 10ms to 30s.
+	// 1s (local profile 250ms, wan 5s); limits 10ms to 30s.
 	TriggerTimeout time.Duration `json:"trigger_timeout"`
 
 	// TriggerBackoffMin and TriggerBackoffMax bound the delay between
 	// retries of a failed trigger delivery (doubling from min to max).
-	// Defaults 50ms and 2s; min at least 1ms, max at least min.
+	// Defaults 50ms and 2s (wan 200ms and 10s); min at least 1ms, max at
+	// least min and at most 10m.
 	TriggerBackoffMin time.Duration `json:"trigger_backoff_min"`
 	TriggerBackoffMax time.Duration `json:"trigger_backoff_max"`
 
@@ -63,4 +75,105 @@ type Naming struct {
 
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger `json:"-"`
+}
+
+// Limits of Naming fields, named once so Validate and the doc agree.
+const (
+	minNamingTTL      = 100 * time.Millisecond
+	maxNamingTTL      = 10 * time.Minute
+	maxMaxTTL         = 24 * time.Hour
+	minSweepInterval  = 10 * time.Millisecond
+	maxSweepInterval  = time.Minute
+	maxConflictWindow = time.Second
+	maxRestartGrace   = 10 * time.Minute
+	minTriggerTimeout = 10 * time.Millisecond
+	maxTriggerTimeout = 30 * time.Second
+	minTriggerBackoff = time.Millisecond
+	maxTriggerBackoff = 10 * time.Minute
+	minEventsPerGroup = 16
+	maxEventsPerGroup = 1_000_000
+)
+
+// DefaultNaming returns the naming node defaults of a profile: "local",
+// "lan" (also for "") or "wan". DataDir is left empty and must be set.
+func DefaultNaming(profile string) (Naming, error) {
+	profile, err := checkProfile(profile)
+	if err != nil {
+		return Naming{}, err
+	}
+	n := Naming{
+		Bind:              "127.0.0.1:7400",
+		DefaultPolicy:     "lowest-id",
+		SessionTTL:        10 * time.Second,
+		RegistrationTTL:   10 * time.Second,
+		MaxTTL:            10 * time.Minute,
+		SweepInterval:     time.Second,
+		ConflictWindow:    20 * time.Millisecond,
+		TriggerTimeout:    time.Second,
+		TriggerBackoffMin: 50 * time.Millisecond,
+		TriggerBackoffMax: 2 * time.Second,
+		MaxEventsPerGroup: 10000,
+	}
+	switch profile {
+	case ProfileLocal:
+		n.SessionTTL = 2 * time.Second
+		n.RegistrationTTL = 2 * time.Second
+		n.SweepInterval = 100 * time.Millisecond
+		n.TriggerTimeout = 250 * time.Millisecond
+	case ProfileWAN:
+		// Three times lan: round trips between sites are slower and a
+		// flaky link should not expire a healthy member.
+		n.SessionTTL = 30 * time.Second
+		n.RegistrationTTL = 30 * time.Second
+		n.SweepInterval = 3 * time.Second
+		n.ConflictWindow = 100 * time.Millisecond
+		n.TriggerTimeout = 5 * time.Second
+		n.TriggerBackoffMin = 200 * time.Millisecond
+		n.TriggerBackoffMax = 10 * time.Second
+	}
+	n.RestartGrace = 2 * n.SessionTTL
+	return n, nil
+}
+
+// Validate checks every field against the limits in its comment and the
+// rules between fields. It reports all problems at once, joined; each is a
+// *FieldError naming the field by its flag name and wrapping ErrInvalid.
+func (n Naming) Validate() error {
+	var p problems
+	p.wrap("bind", n.Bind, api.ValidateAddr("bind", n.Bind))
+	if n.DataDir == "" {
+		p.add("data-dir", "", "required")
+	}
+	if _, err := api.ParsePolicy(n.DefaultPolicy); err != nil {
+		p.wrap("default-policy", n.DefaultPolicy, err)
+	}
+	p.durRange("session-ttl", n.SessionTTL, minNamingTTL, maxNamingTTL)
+	p.durRange("registration-ttl", n.RegistrationTTL, minNamingTTL, maxNamingTTL)
+	p.durRange("max-ttl", n.MaxTTL, minNamingTTL, maxMaxTTL)
+	if n.MaxTTL < n.SessionTTL {
+		p.add("max-ttl", fmtDur(n.MaxTTL), "below session-ttl %s", fmtDur(n.SessionTTL))
+	}
+	if n.MaxTTL < n.RegistrationTTL {
+		p.add("max-ttl", fmtDur(n.MaxTTL), "below registration-ttl %s", fmtDur(n.RegistrationTTL))
+	}
+	p.durRange("sweep-interval", n.SweepInterval, minSweepInterval, maxSweepInterval)
+	if n.SweepInterval > n.SessionTTL/2 {
+		p.add("sweep-interval", fmtDur(n.SweepInterval), "above session-ttl/2 = %s", fmtDur(n.SessionTTL/2))
+	}
+	if n.SweepInterval > n.RegistrationTTL/2 {
+		p.add("sweep-interval", fmtDur(n.SweepInterval), "above registration-ttl/2 = %s", fmtDur(n.RegistrationTTL/2))
+	}
+	p.durRange("conflict-window", n.ConflictWindow, 0, maxConflictWindow)
+	if n.ConflictWindow >= n.SessionTTL {
+		p.add("conflict-window", fmtDur(n.ConflictWindow), "not below session-ttl %s", fmtDur(n.SessionTTL))
+	}
+	p.durRange("restart-grace", n.RestartGrace, 0, maxRestartGrace)
+	p.durRange("trigger-timeout", n.TriggerTimeout, minTriggerTimeout, maxTriggerTimeout)
+	p.durRange("trigger-backoff-min", n.TriggerBackoffMin, minTriggerBackoff, maxTriggerBackoff)
+	p.durRange("trigger-backoff-max", n.TriggerBackoffMax, minTriggerBackoff, maxTriggerBackoff)
+	if n.TriggerBackoffMax < n.TriggerBackoffMin {
+		p.add("trigger-backoff-max", fmtDur(n.TriggerBackoffMax), "below trigger-backoff-min %s", fmtDur(n.TriggerBackoffMin))
+	}
+	p.intRange("max-events-per-group", n.MaxEventsPerGroup, minEventsPerGroup, maxEventsPerGroup)
+	return p.err()
 }

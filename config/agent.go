@@ -1,0 +1,377 @@
+package config
+
+import (
+	"encoding/base64"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// APIPortOffset is added to Bind's port to give the default API address, so
+// that agents started with only -bind on one machine (127.0.0.1:7946,
+// 127.0.0.1:7947, ...) get distinct API ports (8946, 8947, ...) without
+// colliding with the gossip ports of their neighbours.
+const APIPortOffset = 1000
+
+// Failure actions of Agent.OnFailure: what an agent does when recovery
+// fails (DESIGN.md, recovery step 5).
+const (
+	// OnFailureQuarantine stops serving, reports, and retries on the next
+	// trigger. The default: a transient failure heals without an operator.
+	OnFailureQuarantine = "quarantine"
+	// OnFailureTerminate exits the process with a distinct code, as in the
+	// patent, for supervisors that restart from a clean state.
+	OnFailureTerminate = "terminate"
+)
+
+// Agent configures a peer agent (`mastership agent`). The core counts ticks
+// (HeartbeatTicks, ElectionTicks, ...); only the runtime knows TickUnit, so
+// the decisions stay pure and tests drive them tick by tick.
+type Agent struct {
+	// Group is the group this agent replicates: 1 to 63 of [a-z0-9._-],
+	// starting with [a-z0-9]. Required, no default.
+	Group string `json:"group"`
+
+	// ID identifies the agent in its group: any uint64 but 0. Required, no
+	// default: two agents with one ID would be one agent to the naming node.
+	ID uint64 `json:"id"`
+
+	// Bind is the gossip host:port (memberlist, TCP and UDP). Default
+	// "127.0.0.1:7946"; the host must be non-empty (0.0.0.0 for every
+	// interface).
+	Bind string `json:"bind"`
+
+	// Advertise is the host:port other agents reach this one at, when it
+	// differs from Bind (NAT, 0.0.0.0). Optional; empty means Bind.
+	Advertise string `json:"advertise"`
+
+	// Join lists gossip addresses (host:port) to join at start and to keep
+	// retrying after a partition. Default empty (the first agent); at most
+	// 64 addresses.
+	Join []string `json:"join"`
+
+	// Naming is the host:port of the naming node. Required; the default
+	// "127.0.0.1:7400" is the naming node's own default Bind.
+	Naming string `json:"naming"`
+
+	// API is the host:port of the agent's RPC and HTTP API. Default empty,
+	// meaning Bind's host with Bind's port + APIPortOffset (see APIAddr);
+	// must differ from Bind.
+	API string `json:"api"`
+
+	// Priority ranks agents for election and retention: higher wins.
+	// Default 0; limits -1,000,000 to 1,000,000.
+	Priority int `json:"priority"`
+
+	// Mode is the group's consistency mode: "strict" or "available"
+	// (default; empty means available). See DESIGN.md, "Two modes".
+	Mode string `json:"mode"`
+
+	// Policy is the retention policy the group asks the naming node for:
+	// "lowest-id", "priority", or empty (default) for the naming node's
+	// default-policy.
+	Policy string `json:"policy"`
+
+	// DataDir holds the agent's log, snapshots and divergence records.
+	// Default empty: everything in memory, for tests and the demo only,
+	// since divergence records then die with the process.
+	DataDir string `json:"data_dir"`
+
+	// Encrypt is the gossip encryption key, base64 (standard encoding) of 16,
+	// 24 or 32 bytes (AES-128, -192, -256). Default empty: no encryption.
+	// Every agent of a cluster needs the same key.
+	Encrypt string `json:"encrypt"`
+
+	// FaultControl enables the test-only fault-injection API (`mastership
+	// fault`). Default false; never enable it in production.
+	FaultControl bool `json:"fault_control"`
+
+	// TickUnit is the wall time of one core tick. Default 50ms (local
+	// profile 10ms, wan 200ms); limits 1ms to 10s.
+	TickUnit time.Duration `json:"tick_unit"`
+
+	// HeartbeatTicks is how many ticks pass between the master's
+	// heartbeats. Default 4 (200ms on lan; local 5 ticks = 50ms, wan 5 ticks
+	// = 1s); limits 1 to 1000.
+	HeartbeatTicks int `json:"heartbeat_ticks"`
+
+	// ElectionTicks is how many ticks of silence make a back-up suspect the
+	// master. Default 20 (1s on lan; local 30 = 300ms, wan 25 = 5s); limits
+	// above 2 x HeartbeatTicks, so one lost heartbeat starts no election,
+	// and at most 100,000.
+	ElectionTicks int `json:"election_ticks"`
+
+	// ElectionStaggerTicks delays a back-up's election timer per priority
+	// rank, so the highest-priority live back-up fires first and the others
+	// hear its claim before they fire. Default 6 (300ms on lan; local 10 =
+	// 100ms, wan 5 = 1s); limits 1 to ElectionTicks.
+	ElectionStaggerTicks int `json:"election_stagger_ticks"`
+
+	// MonitorCount is the self-monitor timer in units of MonitorUnit: the
+	// patent's 100 x 3ms. Default 100 on every profile; limits 1 to 100,000.
+	MonitorCount int `json:"monitor_count"`
+
+	// MonitorUnit is the unit of the self-monitor timer; groups align their
+	// periods to multiples of it. Default 3ms on every profile (lan and wan
+	// deployments may choose larger units); limits 1ms to 1m. The period,
+	// MonitorCount x MonitorUnit, must be 10ms to 10m.
+	MonitorUnit time.Duration `json:"monitor_unit"`
+
+	// OnFailure is what the agent does when recovery fails: "quarantine"
+	// (default) or "terminate".
+	OnFailure string `json:"on_failure"`
+
+	// SessionTTL is the member session lifetime asked of the naming node.
+	// Default 10s (local 2s, wan 30s); limits 100ms to 10m, and at least 3
+	// heartbeat periods and 3 self-monitor periods, so a live agent renews
+	// well before expiry.
+	SessionTTL time.Duration `json:"session_ttl"`
+
+	// RegistrationTTL is the master registration lifetime asked of the
+	// naming node. Default 10s (local 2s, wan 30s); limits as SessionTTL.
+	RegistrationTTL time.Duration `json:"registration_ttl"`
+
+	// ReconnectInterval is how often the agent retries failed members and
+	// the join addresses, so the two sides of a healed partition find each
+	// other (serf's reconnect). Default 1s (local 200ms, wan 5s); limits
+	// 10ms to 10m.
+	ReconnectInterval time.Duration `json:"reconnect_interval"`
+
+	// WriteTimeout bounds how long a master in available mode waits for
+	// back-ups' acknowledgements of a write. Default 2s (local 500ms, wan
+	// 10s); limits 10ms to 5m.
+	WriteTimeout time.Duration `json:"write_timeout"`
+
+	// MaxKeyBytes caps a key of a client request. Default 1024; limits 1 to
+	// 65,536.
+	MaxKeyBytes int `json:"max_key_bytes"`
+
+	// MaxValueBytes caps a value of a client request. Default 65,536 (64
+	// KiB); limits 1 to 524,287, and MaxKeyBytes + MaxValueBytes at most
+	// 524,288 (half of api.MaxMessageBytes), so a request and its envelope
+	// fit one message.
+	MaxValueBytes int `json:"max_value_bytes"`
+
+	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
+	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
+	// agent config came from.
+	GossipProfile string `json:"gossip_profile"`
+
+	// Logger receives the agent's logs; nil means a null logger.
+	Logger hclog.Logger `json:"-"`
+}
+
+// Limits of Agent fields, named once so Validate and the doc agree.
+const (
+	maxJoin            = 64
+	maxPriority        = 1_000_000
+	minTickUnit        = time.Millisecond
+	maxTickUnit        = 10 * time.Second
+	maxHeartbeatTicks  = 1000
+	maxElectionTicks   = 100_000
+	maxMonitorCount    = 100_000
+	minMonitorUnit     = time.Millisecond
+	maxMonitorUnit     = time.Minute
+	minMonitorPeriod   = 10 * time.Millisecond
+	maxMonitorPeriod   = 10 * time.Minute
+	minAgentTTL        = 100 * time.Millisecond
+	maxAgentTTL        = 10 * time.Minute
+	ttlPeriods         = 3
+	minReconnect       = 10 * time.Millisecond
+	maxReconnect       = 10 * time.Minute
+	minWriteTimeout    = 10 * time.Millisecond
+	maxWriteTimeout    = 5 * time.Minute
+	maxKeyBytesLimit   = 64 << 10
+	maxRequestBytes    = api.MaxMessageBytes / 2
+	maxValueBytesLimit = maxRequestBytes - 1
+)
+
+// DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
+// for "") or "wan". Group and ID are left empty and must be set.
+func DefaultAgent(profile string) (Agent, error) {
+	profile, err := checkProfile(profile)
+	if err != nil {
+		return Agent{}, err
+	}
+	a := Agent{
+		Bind:                 "127.0.0.1:7946",
+		Naming:               "127.0.0.1:7400",
+		Mode:                 string(api.ModeAvailable),
+		OnFailure:            OnFailureQuarantine,
+		MonitorCount:         100,
+		MonitorUnit:          3 * time.Millisecond,
+		MaxKeyBytes:          1024,
+		MaxValueBytes:        64 << 10,
+		GossipProfile:        profile,
+		TickUnit:             50 * time.Millisecond,
+		HeartbeatTicks:       4,
+		ElectionTicks:        20,
+		ElectionStaggerTicks: 6,
+		SessionTTL:           10 * time.Second,
+		RegistrationTTL:      10 * time.Second,
+		ReconnectInterval:    time.Second,
+		WriteTimeout:         2 * time.Second,
+	}
+	switch profile {
+	case ProfileLocal:
+		a.TickUnit = 10 * time.Millisecond
+		a.HeartbeatTicks = 5
+		a.ElectionTicks = 30
+		a.ElectionStaggerTicks = 10
+		a.SessionTTL = 2 * time.Second
+		a.RegistrationTTL = 2 * time.Second
+		a.ReconnectInterval = 200 * time.Millisecond
+		a.WriteTimeout = 500 * time.Millisecond
+	case ProfileWAN:
+		a.TickUnit = 200 * time.Millisecond
+		a.HeartbeatTicks = 5
+		a.ElectionTicks = 25
+		a.ElectionStaggerTicks = 5
+		a.SessionTTL = 30 * time.Second
+		a.RegistrationTTL = 30 * time.Second
+		a.ReconnectInterval = 5 * time.Second
+		a.WriteTimeout = 10 * time.Second
+	}
+	return a, nil
+}
+
+// APIAddr returns API, or when it is empty Bind's host with Bind's port +
+// APIPortOffset. It returns "" when Bind does not parse or the port would
+// pass 65535; Validate reports both.
+func (a Agent) APIAddr() string {
+	if a.API != "" {
+		return a.API
+	}
+	host, port, err := net.SplitHostPort(a.Bind)
+	if err != nil {
+		return ""
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p+APIPortOffset > 65535 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+APIPortOffset))
+}
+
+// EncryptKey decodes Encrypt: nil when it is empty (no encryption), else a
+// key of 16, 24 or 32 bytes for memberlist's SecretKey.
+func (a Agent) EncryptKey() ([]byte, error) {
+	if a.Encrypt == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(a.Encrypt)
+	if err != nil {
+		// The value is a secret: name the field, never echo the key.
+		return nil, &FieldError{Field: "encrypt", Reason: "not standard base64", Err: err}
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, &FieldError{Field: "encrypt", Reason: "decodes to " + strconv.Itoa(len(key)) + " bytes, want 16, 24 or 32"}
+}
+
+// Validate checks every field against the limits in its comment and the
+// rules between fields. It reports all problems at once, joined; each is a
+// *FieldError naming the field by its flag name and wrapping ErrInvalid.
+func (a Agent) Validate() error {
+	var p problems
+	p.wrap("group", a.Group, api.ValidateGroup(a.Group))
+	if a.ID == 0 {
+		p.add("id", "0", "required; agent IDs start at 1")
+	}
+	p.wrap("bind", a.Bind, api.ValidateAddr("bind", a.Bind))
+	if a.Advertise != "" {
+		p.wrap("advertise", a.Advertise, api.ValidateAddr("advertise", a.Advertise))
+	}
+	if len(a.Join) > maxJoin {
+		p.add("join", strconv.Itoa(len(a.Join))+" addresses", "want at most %d", maxJoin)
+	}
+	for _, j := range a.Join {
+		p.wrap("join", j, api.ValidateAddr("join", j))
+	}
+	p.wrap("naming", a.Naming, api.ValidateAddr("naming", a.Naming))
+	if a.API != "" {
+		p.wrap("api", a.API, api.ValidateAddr("api", a.API))
+		if a.API == a.Bind {
+			p.add("api", a.API, "equals bind; the API needs its own port")
+		}
+	} else if api.ValidateAddr("bind", a.Bind) == nil && a.APIAddr() == "" {
+		p.add("api", "", "bind port + %d passes 65535; set api", APIPortOffset)
+	}
+	p.intRange("priority", a.Priority, -maxPriority, maxPriority)
+	if _, err := api.ParseMode(a.Mode); err != nil {
+		p.wrap("mode", a.Mode, err)
+	}
+	if a.Policy != "" {
+		if _, err := api.ParsePolicy(a.Policy); err != nil {
+			p.wrap("policy", a.Policy, err)
+		}
+	}
+	if _, err := a.EncryptKey(); err != nil {
+		p = append(p, err)
+	}
+
+	p.durRange("tick-unit", a.TickUnit, minTickUnit, maxTickUnit)
+	p.intRange("heartbeat-ticks", a.HeartbeatTicks, 1, maxHeartbeatTicks)
+	p.intRange("election-ticks", a.ElectionTicks, 1, maxElectionTicks)
+	if a.ElectionTicks <= 2*a.HeartbeatTicks {
+		p.add("election-ticks", strconv.Itoa(a.ElectionTicks), "want above 2 x heartbeat-ticks = %d", 2*a.HeartbeatTicks)
+	}
+	p.intRange("election-stagger-ticks", a.ElectionStaggerTicks, 1, max(1, a.ElectionTicks))
+
+	p.intRange("monitor-count", a.MonitorCount, 1, maxMonitorCount)
+	p.durRange("monitor-unit", a.MonitorUnit, minMonitorUnit, maxMonitorUnit)
+	monitorOK := a.MonitorCount >= 1 && a.MonitorCount <= maxMonitorCount &&
+		a.MonitorUnit >= minMonitorUnit && a.MonitorUnit <= maxMonitorUnit
+	monitor := time.Duration(a.MonitorCount) * a.MonitorUnit
+	if monitorOK && (monitor < minMonitorPeriod || monitor > maxMonitorPeriod) {
+		p.add("monitor-count", strconv.Itoa(a.MonitorCount),
+			"monitor-count x monitor-unit = %s, want %s to %s", fmtDur(monitor), fmtDur(minMonitorPeriod), fmtDur(maxMonitorPeriod))
+	}
+	switch a.OnFailure {
+	case OnFailureQuarantine, OnFailureTerminate:
+	default:
+		p.add("on-failure", a.OnFailure, "want %q or %q", OnFailureQuarantine, OnFailureTerminate)
+	}
+
+	// A session must outlive a few heartbeat and monitor periods: the
+	// agent renews on those periods, and one late renewal must not expire
+	// a live agent. Only checked when the periods themselves are sane, so
+	// one bad tick-unit gives one error, not three.
+	heartbeatOK := a.TickUnit >= minTickUnit && a.TickUnit <= maxTickUnit &&
+		a.HeartbeatTicks >= 1 && a.HeartbeatTicks <= maxHeartbeatTicks
+	period := time.Duration(0)
+	if heartbeatOK {
+		period = time.Duration(a.HeartbeatTicks) * a.TickUnit
+	}
+	if monitorOK {
+		period = max(period, monitor)
+	}
+	for _, t := range []struct {
+		field string
+		ttl   time.Duration
+	}{{"session-ttl", a.SessionTTL}, {"registration-ttl", a.RegistrationTTL}} {
+		p.durRange(t.field, t.ttl, minAgentTTL, maxAgentTTL)
+		if t.ttl < ttlPeriods*period {
+			p.add(t.field, fmtDur(t.ttl), "want at least %d x max(heartbeat period, monitor period) = %s", ttlPeriods, fmtDur(ttlPeriods*period))
+		}
+	}
+	p.durRange("reconnect-interval", a.ReconnectInterval, minReconnect, maxReconnect)
+	p.durRange("write-timeout", a.WriteTimeout, minWriteTimeout, maxWriteTimeout)
+	p.intRange("max-key-bytes", a.MaxKeyBytes, 1, maxKeyBytesLimit)
+	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
+	keyOK := a.MaxKeyBytes >= 1 && a.MaxKeyBytes <= maxKeyBytesLimit
+	valueOK := a.MaxValueBytes >= 1 && a.MaxValueBytes <= maxValueBytesLimit
+	if keyOK && valueOK && a.MaxKeyBytes+a.MaxValueBytes > maxRequestBytes {
+		p.add("max-value-bytes", strconv.Itoa(a.MaxValueBytes), "max-key-bytes + max-value-bytes = %d, want at most %d", a.MaxKeyBytes+a.MaxValueBytes, maxRequestBytes)
+	}
+	if _, err := checkProfile(a.GossipProfile); err != nil || a.GossipProfile == "" {
+		p.add("gossip-profile", a.GossipProfile, "want %q, %q or %q", ProfileLocal, ProfileLAN, ProfileWAN)
+	}
+	return p.err()
+}
