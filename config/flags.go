@@ -1,0 +1,276 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Flag names that choose the layers rather than set a field.
+const (
+	// FlagProfile names the profile of the defaults.
+	FlagProfile = "profile"
+	// FlagConfig names the JSON config file.
+	FlagConfig = "config"
+)
+
+// NamingFlags returns the flags of `mastership naming`: -profile, -config
+// and one flag per Naming field, named after its json key with '-' for '_'.
+// No flag has a Value, so that only the flags a user sets override the
+// file and the environment.
+func NamingFlags() []cli.Flag { return flagsFor(DefaultNaming, namingUsage) }
+
+// AgentFlags returns the flags of `mastership agent`, built as NamingFlags.
+func AgentFlags() []cli.Flag { return flagsFor(DefaultAgent, agentUsage) }
+
+// NamingFromCLI loads a validated Naming from the profile, the config file,
+// the process environment and the flags set on c, in that precedence.
+func NamingFromCLI(c *cli.Context) (Naming, error) {
+	return LoadNaming(sourcesFromCLI(c, os.Environ(), fieldsOf(reflect.TypeFor[Naming]())))
+}
+
+// AgentFromCLI loads a validated Agent as NamingFromCLI loads a Naming.
+func AgentFromCLI(c *cli.Context) (Agent, error) {
+	return LoadAgent(sourcesFromCLI(c, os.Environ(), fieldsOf(reflect.TypeFor[Agent]())))
+}
+
+// sourcesFromCLI collects the flags the user set on c. The environment is
+// a parameter so that tests stay hermetic.
+func sourcesFromCLI(c *cli.Context, env []string, fs []field) Sources {
+	s := Sources{Env: env, Flags: map[string]string{}}
+	if c.IsSet(FlagProfile) {
+		s.Profile = c.String(FlagProfile)
+	}
+	if c.IsSet(FlagConfig) {
+		s.File = c.String(FlagConfig)
+	}
+	for _, f := range fs {
+		if !c.IsSet(f.flag) {
+			continue
+		}
+		switch {
+		case f.typ.Kind() == reflect.Bool:
+			s.Flags[f.flag] = strconv.FormatBool(c.Bool(f.flag))
+		case f.typ.Kind() == reflect.Slice:
+			s.Flags[f.flag] = strings.Join(c.StringSlice(f.flag), ",")
+		default:
+			s.Flags[f.flag] = c.String(f.flag)
+		}
+	}
+	return s
+}
+
+// flagsFor builds one flag per field of T, with usage text that gives the
+// unit, the environment variable and the default of every profile,
+// computed from defaults so that help never drifts from the code.
+func flagsFor[T any](defaults func(string) (T, error), usage func(key string) string) []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{
+			Name:        FlagProfile,
+			Usage:       fmt.Sprintf("`PROFILE` of the defaults: %s [$%s]", strings.Join(Profiles(), ", "), EnvProfile),
+			DefaultText: ProfileLAN,
+		},
+		&cli.StringFlag{
+			Name:        FlagConfig,
+			Usage:       fmt.Sprintf("JSON config `FILE`; keys are the flag names with '_' for '-' [$%s]", EnvConfig),
+			DefaultText: "none",
+			TakesFile:   true,
+		},
+	}
+	for _, k := range keysOf(defaults) {
+		text := fmt.Sprintf("%s%s [$%s]", usage(k.key), unitOf(k.typ), k.env)
+		switch k.typ.Kind() {
+		case reflect.Bool:
+			flags = append(flags, &cli.BoolFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
+		case reflect.Slice:
+			flags = append(flags, &cli.StringSliceFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
+		default:
+			flags = append(flags, &cli.StringFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
+		}
+	}
+	return flags
+}
+
+// key is a field with its default in each profile, for help and the doc.
+type key struct {
+	field
+	defaults []string // formatted, in Profiles() order
+}
+
+func keysOf[T any](defaults func(string) (T, error)) []key {
+	var vals []reflect.Value
+	for _, p := range Profiles() {
+		d, err := defaults(p)
+		if err != nil {
+			panic(fmt.Sprintf("config: profile %s has no defaults: %v", p, err))
+		}
+		vals = append(vals, reflect.ValueOf(d))
+	}
+	var keys []key
+	for _, f := range fieldsOf(reflect.TypeFor[T]()) {
+		k := key{field: f}
+		for _, v := range vals {
+			k.defaults = append(k.defaults, formatValue(v.Field(f.index)))
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// defaultText is one value when every profile agrees, else one per profile.
+func (k key) defaultText() string {
+	if slices.Equal(k.defaults, Profiles()) {
+		return "the profile"
+	}
+	if k.defaults[0] == k.defaults[1] && k.defaults[1] == k.defaults[2] {
+		return k.defaults[0]
+	}
+	var parts []string
+	for i, p := range Profiles() {
+		parts = append(parts, p+" "+k.defaults[i])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// formatValue writes a default as an operator would type it.
+func formatValue(v reflect.Value) string {
+	if v.Type() == durationType {
+		return fmtDur(time.Duration(v.Int()))
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if v.String() == "" {
+			return "none"
+		}
+		return v.String()
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return "none"
+		}
+		return strings.Join(v.Interface().([]string), ",")
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if v.Uint() == 0 {
+			return "none"
+		}
+		return strconv.FormatUint(v.Uint(), 10)
+	}
+	panic(fmt.Sprintf("config: field of type %s has no string form", v.Type()))
+}
+
+func unitOf(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return " (duration such as 1s or 250ms)"
+	case t.Kind() == reflect.Slice:
+		return " (comma-separated or repeated)"
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Uint64:
+		return " (integer)"
+	}
+	return ""
+}
+
+// namingUsage is the one-line help of a Naming key; the field comments in
+// naming.go give the reasons and limits.
+func namingUsage(key string) string {
+	switch key {
+	case "bind":
+		return "`HOST:PORT` serving agents, the command line and the HTTP API"
+	case "data_dir":
+		return "`DIR` of the node's store, created with mode 0700; required"
+	case "default_policy":
+		return "retention policy of groups that ask for none: lowest-id or priority"
+	case "session_ttl":
+		return "member session lifetime granted when a join asks for none; 100ms to 10m"
+	case "registration_ttl":
+		return "master registration lifetime granted when a register asks for none; 100ms to 10m"
+	case "max_ttl":
+		return "cap on any TTL a request asks for; at least both TTLs, at most 24h"
+	case "sweep_interval":
+		return "period of expiry and re-checks; 10ms to 1m, at most half of each TTL"
+	case "conflict_window":
+		return "time to gather competing registrations before deciding; 0 to 1s, below session-ttl"
+	case "restart_grace":
+		return "extra lifetime of sessions and registrations loaded at start; 0 to 10m"
+	case "trigger_timeout":
+		return "bound on one trigger delivery; 10ms to 30s"
+	case "trigger_backoff_min":
+		return "first retry delay of a failed trigger delivery; 1ms to 10m"
+	case "trigger_backoff_max":
+		return "longest retry delay of a failed trigger delivery; at least the min, at most 10m"
+	case "max_events_per_group":
+		return "events kept per group, oldest dropped first; 16 to 1000000"
+	}
+	return ""
+}
+
+// agentUsage is the one-line help of an Agent key; the field comments in
+// agent.go give the reasons and limits.
+func agentUsage(key string) string {
+	switch key {
+	case "group":
+		return "`GROUP` to replicate: [a-z0-9][a-z0-9._-]{0,62}; required"
+	case "id":
+		return "agent `ID`, unique in the group, not 0; required"
+	case "bind":
+		return "gossip `HOST:PORT` (TCP and UDP)"
+	case "advertise":
+		return "gossip `HOST:PORT` other agents reach this one at, when not bind"
+	case "join":
+		return "gossip `HOST:PORT` of agents to join and rejoin after partitions; at most 64"
+	case "naming":
+		return "`HOST:PORT` of the naming node"
+	case "api":
+		return fmt.Sprintf("`HOST:PORT` of the agent API; empty means bind's host and port + %d", APIPortOffset)
+	case "priority":
+		return "election and retention rank, higher wins; -1000000 to 1000000"
+	case "mode":
+		return "consistency mode of the group: strict or available"
+	case "policy":
+		return "retention policy asked of the naming node: lowest-id, priority, or empty for its default"
+	case "data_dir":
+		return "`DIR` of the log, snapshots and divergence records; empty keeps them in memory"
+	case "encrypt":
+		return "gossip key, base64 of 16, 24 or 32 bytes; empty for none"
+	case "fault_control":
+		return "enable the test-only fault-injection API"
+	case "tick_unit":
+		return "wall time of one core tick; 1ms to 10s"
+	case "heartbeat_ticks":
+		return "ticks between master heartbeats; 1 to 1000"
+	case "election_ticks":
+		return "ticks of master silence before a back-up suspects it; above 2 x heartbeat-ticks"
+	case "election_stagger_ticks":
+		return "election delay per priority rank, in ticks; 1 to election-ticks"
+	case "monitor_count":
+		return "self-monitor period in monitor units; 1 to 100000"
+	case "monitor_unit":
+		return "unit of the self-monitor period; 1ms to 1m, period 10ms to 10m"
+	case "on_failure":
+		return "action when recovery fails: quarantine or terminate"
+	case "session_ttl":
+		return "member session lifetime asked of the naming node; 100ms to 10m, at least 3 heartbeat and monitor periods"
+	case "registration_ttl":
+		return "master registration lifetime asked of the naming node; limits as session-ttl"
+	case "reconnect_interval":
+		return "period of rejoining failed members and join addresses; 10ms to 10m"
+	case "write_timeout":
+		return "replication deadline of a write in available mode; 10ms to 5m"
+	case "max_key_bytes":
+		return "largest key of a request, in bytes; 1 to 65536"
+	case "max_value_bytes":
+		return "largest value of a request, in bytes; key + value at most 524288"
+	case "gossip_profile":
+		return "memberlist timings: local, lan or wan"
+	}
+	return ""
+}
