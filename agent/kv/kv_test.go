@@ -1,0 +1,550 @@
+package kv
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// feeder applies ops to a store at consecutive indices.
+type feeder struct {
+	t testing.TB
+	s *Store
+}
+
+func newFeeder(t testing.TB) *feeder { return &feeder{t: t, s: NewStore()} }
+
+// apply encodes op without validation (so tests can smuggle bad ops past
+// ValidateOp) and applies it as the next entry.
+func (f *feeder) apply(client, seq uint64, op Op) Result {
+	f.t.Helper()
+	b, err := api.Encode(op)
+	if err != nil {
+		f.t.Fatalf("encode %+v: %v", op, err)
+	}
+	return f.raw(client, seq, b)
+}
+
+func (f *feeder) raw(client, seq uint64, b []byte) Result {
+	return f.s.Apply(rlog.Entry{Index: f.s.Index() + 1, Client: client, Seq: seq, Op: b})
+}
+
+func put(k, v string) Op { return Op{Kind: KindPut, Key: k, Value: []byte(v)} }
+func get(k string) Op    { return Op{Kind: KindGet, Key: k} }
+func del(k string) Op    { return Op{Kind: KindDel, Key: k} }
+func cas(k, expect, v string) Op {
+	return Op{Kind: KindCAS, Key: k, Expect: []byte(expect), Value: []byte(v)}
+}
+func casAbsent(k, v string) Op {
+	return Op{Kind: KindCAS, Key: k, ExpectAbsent: true, Value: []byte(v)}
+}
+
+func TestValidateOp(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("k", n) }
+	big := func(n int) []byte { return bytes.Repeat([]byte("v"), n) }
+	cases := []struct {
+		name string
+		op   Op
+		want error
+	}{
+		{"put", put("a", "1"), nil},
+		{"put empty value", put("a", ""), nil},
+		{"get", get("a"), nil},
+		{"del", del("a"), nil},
+		{"cas value", cas("a", "1", "2"), nil},
+		{"cas absent", casAbsent("a", "1"), nil},
+		{"cas expect empty value", cas("a", "", "1"), nil},
+		{"key at limit", put(long(MaxKeyBytes), "1"), nil},
+		{"key over limit", put(long(MaxKeyBytes+1), "1"), ErrKeyTooLong},
+		{"get key over limit", get(long(MaxKeyBytes + 1)), ErrKeyTooLong},
+		{"value at limit", Op{Kind: KindPut, Key: "a", Value: big(MaxValueBytes)}, nil},
+		{"value over limit", Op{Kind: KindPut, Key: "a", Value: big(MaxValueBytes + 1)}, ErrValueTooLong},
+		{"expect over limit", Op{Kind: KindCAS, Key: "a", Expect: big(MaxValueBytes + 1)}, ErrValueTooLong},
+		{"empty key put", put("", "1"), ErrEmptyKey},
+		{"empty key get", get(""), ErrEmptyKey},
+		{"unknown kind", Op{Kind: "incr", Key: "a"}, ErrKind},
+		{"empty kind", Op{Key: "a"}, ErrKind},
+		{"put with expect", Op{Kind: KindPut, Key: "a", Expect: []byte("x")}, ErrMalformed},
+		{"put with absent", Op{Kind: KindPut, Key: "a", ExpectAbsent: true}, ErrMalformed},
+		{"get with value", Op{Kind: KindGet, Key: "a", Value: []byte("x")}, ErrMalformed},
+		{"del with expect", Op{Kind: KindDel, Key: "a", Expect: []byte("x")}, ErrMalformed},
+		{"cas absent and value", Op{Kind: KindCAS, Key: "a", Expect: []byte("x"), ExpectAbsent: true}, ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := ValidateOp(c.op)
+			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("ValidateOp = %v, want %v", err, c.want)
+			}
+			b, err := EncodeOp(c.op)
+			if (c.want == nil) != (err == nil) {
+				t.Fatalf("EncodeOp error %v, want %v", err, c.want)
+			}
+			if err != nil {
+				return
+			}
+			got, err := DecodeOp(b)
+			if err != nil {
+				t.Fatalf("DecodeOp(EncodeOp(op)): %v", err)
+			}
+			if got.Kind != c.op.Kind || got.Key != c.op.Key || !bytes.Equal(got.Value, c.op.Value) ||
+				!bytes.Equal(got.Expect, c.op.Expect) || got.ExpectAbsent != c.op.ExpectAbsent {
+				t.Fatalf("round trip: got %+v, want %+v", got, c.op)
+			}
+		})
+	}
+}
+
+func TestApplyOps(t *testing.T) {
+	type step struct {
+		op   Op
+		want Result
+		// after is the value of op.Key after the step; "-" for absent.
+		after string
+	}
+	res := func(v string, found, ok bool) Result {
+		r := Result{Found: found, OK: ok}
+		if v != "-" {
+			r.Value = []byte(v)
+		}
+		return r
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"get absent", []step{{get("a"), res("-", false, false), "-"}}},
+		{"put then get", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{get("a"), res("1", true, false), "1"},
+		}},
+		{"put overwrites", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{put("a", "2"), res("-", true, true), "2"},
+		}},
+		{"put empty value is present", []step{
+			{put("a", ""), res("-", false, true), ""},
+			{get("a"), res("", true, false), ""},
+		}},
+		{"del missing", []step{{del("a"), res("-", false, false), "-"}}},
+		{"del present", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{del("a"), res("-", true, true), "-"},
+			{get("a"), res("-", false, false), "-"},
+		}},
+		{"cas absent on absent key", []step{{casAbsent("a", "1"), res("-", false, true), "1"}}},
+		{"cas absent on present key", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{casAbsent("a", "2"), res("1", true, false), "1"},
+		}},
+		{"cas value on absent key", []step{{cas("a", "1", "2"), res("-", false, false), "-"}}},
+		{"cas empty expect on absent key", []step{{cas("a", "", "2"), res("-", false, false), "-"}}},
+		{"cas match", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{cas("a", "1", "2"), res("-", true, true), "2"},
+		}},
+		{"cas mismatch returns current", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{cas("a", "x", "2"), res("1", true, false), "1"},
+		}},
+		{"cas empty expect matches empty value", []step{
+			{put("a", ""), res("-", false, true), ""},
+			{cas("a", "", "2"), res("-", true, true), "2"},
+		}},
+		{"cas after del", []step{
+			{put("a", "1"), res("-", false, true), "1"},
+			{del("a"), res("-", true, true), "-"},
+			{casAbsent("a", "3"), res("-", false, true), "3"},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFeeder(t)
+			for i, st := range c.steps {
+				got := f.apply(0, 0, st.op)
+				if !resultEqual(got, st.want) {
+					t.Fatalf("step %d %+v: got %+v, want %+v", i, st.op, got, st.want)
+				}
+				v, ok := f.s.Get(st.op.Key)
+				if (st.after == "-") == ok || (ok && string(v) != st.after) {
+					t.Fatalf("step %d: %q holds %q (present %t), want %q", i, st.op.Key, v, ok, st.after)
+				}
+				checkDigest(t, f.s)
+			}
+			if f.s.Index() != uint64(len(c.steps)) {
+				t.Fatalf("index %d after %d steps", f.s.Index(), len(c.steps))
+			}
+		})
+	}
+}
+
+// resultEqual compares results treating nil and empty values alike only
+// when Found says there is a value.
+func resultEqual(a, b Result) bool {
+	return a.Found == b.Found && a.OK == b.OK && a.Err == b.Err &&
+		bytes.Equal(a.Value, b.Value) && (a.Value == nil) == (b.Value == nil)
+}
+
+func checkDigest(t testing.TB, s *Store) {
+	t.Helper()
+	if got, want := s.Digest(), s.RecomputeDigest(); got != want {
+		t.Fatalf("incremental digest %s (index %d), full recompute %s (index %d)", got, got.Index, want, want.Index)
+	}
+}
+
+func TestDedup(t *testing.T) {
+	f := newFeeder(t)
+	first := f.apply(7, 1, casAbsent("a", "1"))
+	if !first.OK {
+		t.Fatalf("first cas: %+v", first)
+	}
+	// Another client changes the key; a retry of client 7's request must
+	// neither apply again nor see the change.
+	f.apply(8, 1, put("a", "2"))
+	before := f.s.RecomputeDigest()
+	retry := f.apply(7, 1, casAbsent("a", "1"))
+	if !resultEqual(retry, first) {
+		t.Fatalf("retry: got %+v, want the first result %+v", retry, first)
+	}
+	if v, _ := f.s.Get("a"); string(v) != "2" {
+		t.Fatalf("retry applied again: a = %q", v)
+	}
+	// Only the index moved.
+	if after := f.s.Digest(); after == before || after.Index != before.Index+1 {
+		t.Fatalf("digest after retry %v, before %v", after, before)
+	}
+	checkDigest(t, f.s)
+
+	// A retried get returns the value first read, not the current one.
+	got := f.apply(9, 5, get("a"))
+	f.apply(8, 2, put("a", "3"))
+	if r := f.apply(9, 5, get("a")); string(r.Value) != string(got.Value) || string(r.Value) != "2" {
+		t.Fatalf("retried get: %q, first %q", r.Value, got.Value)
+	}
+
+	// Newer sequence applies; an older one is refused and changes nothing.
+	if r := f.apply(7, 3, put("a", "4")); r.Err != "" || !r.OK {
+		t.Fatalf("seq 3: %+v", r)
+	}
+	snap, _ := f.s.Snapshot()
+	r := f.apply(7, 2, put("a", "stale"))
+	if !strings.Contains(r.Err, "stale sequence") || !strings.HasPrefix(r.Err, ErrStaleSeq.Error()) {
+		t.Fatalf("seq 2 after 3: %+v", r)
+	}
+	if v, _ := f.s.Get("a"); string(v) != "4" {
+		t.Fatalf("stale request applied: a = %q", v)
+	}
+	assertOnlyIndexMoved(t, f.s, snap)
+
+	// Client 0 has no session: every request applies.
+	f.apply(0, 0, put("z", "1"))
+	if r := f.apply(0, 0, put("z", "2")); !r.Found {
+		t.Fatalf("client 0 request deduplicated: %+v", r)
+	}
+	checkDigest(t, f.s)
+}
+
+// assertOnlyIndexMoved checks that s equals the state in snap except for an
+// applied index one higher.
+func assertOnlyIndexMoved(t *testing.T, s *Store, snap []byte) {
+	t.Helper()
+	ref := NewStore()
+	if err := ref.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	ref.Apply(rlog.Entry{Index: ref.Index() + 1}) // no-op
+	if ref.Digest() != s.Digest() {
+		t.Fatalf("state changed beyond the index: %s, want %s", s.Digest(), ref.Digest())
+	}
+}
+
+func TestApplyRefusesBadOp(t *testing.T) {
+	cases := []struct {
+		name string
+		b    func() []byte
+		want error
+	}{
+		{"garbage", func() []byte { return []byte{0xc1, 0x00} }, ErrMalformed},
+		{"not a map", func() []byte { b, _ := api.Encode("put"); return b }, ErrMalformed},
+		{"trailing bytes", func() []byte { b, _ := api.Encode(put("a", "1")); return append(b, 0) }, ErrMalformed},
+		{"empty key", func() []byte { b, _ := api.Encode(put("", "1")); return b }, ErrEmptyKey},
+		{"key over cap", func() []byte { b, _ := api.Encode(put(strings.Repeat("k", MaxKeyBytes+1), "1")); return b }, ErrKeyTooLong},
+		{"value over cap", func() []byte { b, _ := api.Encode(put("a", strings.Repeat("v", MaxValueBytes+1))); return b }, ErrValueTooLong},
+		{"unknown kind", func() []byte { b, _ := api.Encode(Op{Kind: "incr", Key: "a"}); return b }, ErrKind},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFeeder(t)
+			f.apply(3, 1, put("a", "0"))
+			snap, _ := f.s.Snapshot()
+			r := f.raw(3, 2, c.b())
+			if !strings.HasPrefix(r.Err, c.want.Error()) || r.OK || r.Found || r.Value != nil {
+				t.Fatalf("got %+v, want Err starting %q", r, c.want)
+			}
+			assertOnlyIndexMoved(t, f.s, snap)
+			checkDigest(t, f.s)
+			// The refused request left no client record: seq 2 can still be
+			// sent, with a good op.
+			if r := f.apply(3, 2, put("a", "1")); r.Err != "" {
+				t.Fatalf("seq 2 after refusal: %+v", r)
+			}
+		})
+	}
+}
+
+func TestApplyPanicsOutOfOrder(t *testing.T) {
+	s := NewStore()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic applying index 2 first")
+		}
+	}()
+	s.Apply(rlog.Entry{Index: 2})
+}
+
+func TestResultsDoNotAliasState(t *testing.T) {
+	f := newFeeder(t)
+	f.apply(1, 1, put("a", "abc"))
+	r := f.apply(1, 2, get("a"))
+	r.Value[0] = 'X'
+	r2 := f.apply(1, 2, get("a")) // retry: cached result
+	r2.Value[1] = 'Y'
+	if v, _ := f.s.Get("a"); string(v) != "abc" {
+		t.Fatalf("state modified through a result: %q", v)
+	}
+	if r3 := f.apply(1, 2, get("a")); string(r3.Value) != "abc" {
+		t.Fatalf("cached result modified through a result: %q", r3.Value)
+	}
+	checkDigest(t, f.s)
+}
+
+// randomOps returns n random valid ops from a small key and client space,
+// so that overwrites, cas hits and retries all happen.
+type randomReq struct {
+	client, seq uint64
+	op          Op
+}
+
+func randomReqs(rng *rand.Rand, n int) []randomReq {
+	keys := []string{"a", "b", "c", "d", "e"}
+	vals := []string{"", "1", "2", "3"}
+	seqs := map[uint64]uint64{}
+	var out []randomReq
+	for range n {
+		k := keys[rng.IntN(len(keys))]
+		v := vals[rng.IntN(len(vals))]
+		var op Op
+		switch rng.IntN(5) {
+		case 0:
+			op = get(k)
+		case 1:
+			op = del(k)
+		case 2:
+			op = cas(k, vals[rng.IntN(len(vals))], v)
+		case 3:
+			op = casAbsent(k, v)
+		default:
+			op = put(k, v)
+		}
+		c := uint64(rng.IntN(4)) // 0: no session
+		if c != 0 {
+			switch rng.IntN(4) {
+			case 0: // retry or stale
+				if s := seqs[c]; s > 0 {
+					out = append(out, randomReq{c, s - uint64(rng.IntN(2)), op})
+					continue
+				}
+			}
+			seqs[c]++
+		}
+		out = append(out, randomReq{c, seqs[c], op})
+	}
+	return out
+}
+
+func TestDigestDeterminism(t *testing.T) {
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		reqs := randomReqs(rng, 200)
+		a, b := newFeeder(t), newFeeder(t)
+		for i, r := range reqs {
+			ra := a.apply(r.client, r.seq, r.op)
+			rb := b.apply(r.client, r.seq, r.op)
+			if !resultEqual(ra, rb) {
+				t.Fatalf("seed %d step %d: results differ %+v %+v", seed, i, ra, rb)
+			}
+			if a.s.Digest() != b.s.Digest() {
+				t.Fatalf("seed %d step %d: digests differ", seed, i)
+			}
+			checkDigest(t, a.s)
+		}
+		sa, _ := a.s.Snapshot()
+		sb, _ := b.s.Snapshot()
+		if !bytes.Equal(sa, sb) {
+			t.Fatalf("seed %d: equal states gave different snapshots", seed)
+		}
+	}
+}
+
+func TestDigestDiffers(t *testing.T) {
+	base := []Op{put("a", "1"), put("b", "2"), casAbsent("c", "3")}
+	cases := []struct {
+		name string
+		last Op
+		// client of the last request
+		client uint64
+	}{
+		{"other value", put("a", "9"), 0},
+		{"other key", put("z", "1"), 0},
+		{"del instead of put", del("a"), 0},
+		{"read by another client", get("a"), 2},
+	}
+	ref := newFeeder(t)
+	for _, op := range base {
+		ref.apply(1, ref.s.Index()+1, op)
+	}
+	ref.apply(1, ref.s.Index()+1, get("a"))
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFeeder(t)
+			for _, op := range base {
+				f.apply(1, f.s.Index()+1, op)
+			}
+			if c.client == 0 {
+				c.client = 1
+			}
+			f.apply(c.client, f.s.Index()+1, c.last)
+			if f.s.Digest() == ref.s.Digest() {
+				t.Fatalf("same digest after a different last op")
+			}
+			checkDigest(t, f.s)
+		})
+	}
+	// Equal maps at different indices also differ.
+	a, b := newFeeder(t), newFeeder(t)
+	a.apply(0, 0, put("a", "1"))
+	b.apply(0, 0, put("a", "1"))
+	b.raw(0, 0, nil)
+	if a.s.Digest() == b.s.Digest() {
+		t.Fatal("same digest at different indices")
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	f := newFeeder(t)
+	f.apply(5, 1, Op{Kind: KindPut, Key: strings.Repeat("k", MaxKeyBytes), Value: bytes.Repeat([]byte{0xff}, MaxValueBytes)})
+	for _, r := range randomReqs(rng, 300) {
+		f.apply(r.client, r.seq, r.op)
+	}
+	snap, err := f.s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewStore()
+	g.apply(put("junk", "x")) // replaced by Restore
+	if err := g.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if g.Digest() != f.s.Digest() || g.Index() != f.s.Index() {
+		t.Fatalf("restored digest %s at %d, want %s at %d", g.Digest(), g.Index(), f.s.Digest(), f.s.Index())
+	}
+	checkDigest(t, g)
+	again, _ := g.Snapshot()
+	if !bytes.Equal(again, snap) {
+		t.Fatal("snapshot of the restored store differs")
+	}
+	// The client table came along: the same requests give the same results.
+	for _, r := range randomReqs(rng, 100) {
+		ra := f.apply(r.client, r.seq, r.op)
+		rb := (&feeder{t, g}).apply(r.client, r.seq, r.op)
+		if !resultEqual(ra, rb) || f.s.Digest() != g.Digest() {
+			t.Fatalf("after restore, %+v: %+v vs %+v", r, ra, rb)
+		}
+	}
+}
+
+func TestRestoreRefusesBadSnapshots(t *testing.T) {
+	good := func() snapshot {
+		f := newFeeder(t)
+		f.apply(1, 1, put("a", "1"))
+		f.apply(2, 1, put("b", "2"))
+		b, _ := f.s.Snapshot()
+		var s snapshot
+		if err := api.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	enc := func(s snapshot) []byte { b, _ := api.Encode(&s); return b }
+	resum := func(s snapshot) snapshot {
+		// Give a structurally bad snapshot a matching digest so the
+		// structural check, not the digest, must catch it.
+		n := NewStore()
+		n.index = s.Index
+		for _, p := range s.Pairs {
+			n.set(p.Key, item{}, false, p.Value)
+		}
+		for _, c := range s.Clients {
+			n.sum.add(clientHash(c.ID, c.Seq, c.Result))
+		}
+		s.Sum = n.Digest().Sum
+		return s
+	}
+	cases := []struct {
+		name string
+		b    func() []byte
+	}{
+		{"empty", func() []byte { return nil }},
+		{"garbage", func() []byte { return []byte("not msgpack") }},
+		{"truncated", func() []byte { b := enc(good()); return b[:len(b)-3] }},
+		{"trailing", func() []byte { return append(enc(good()), 0) }},
+		{"version", func() []byte { s := good(); s.Version = 2; return enc(s) }},
+		{"digest", func() []byte { s := good(); s.Index++; return enc(s) }},
+		{"value changed", func() []byte { s := good(); s.Pairs[0].Value = []byte("9"); return enc(s) }},
+		{"unsorted keys", func() []byte {
+			s := good()
+			s.Pairs[0], s.Pairs[1] = s.Pairs[1], s.Pairs[0]
+			return enc(resum(s))
+		}},
+		{"duplicate key", func() []byte { s := good(); s.Pairs[1].Key = s.Pairs[0].Key; return enc(resum(s)) }},
+		{"empty key", func() []byte { s := good(); s.Pairs[0].Key = ""; return enc(resum(s)) }},
+		{"key over cap", func() []byte {
+			s := good()
+			s.Pairs[1].Key = strings.Repeat("z", MaxKeyBytes+1)
+			return enc(resum(s))
+		}},
+		{"value over cap", func() []byte {
+			s := good()
+			s.Pairs[0].Value = make([]byte, MaxValueBytes+1)
+			return enc(resum(s))
+		}},
+		{"client 0", func() []byte { s := good(); s.Clients[0].ID = 0; return enc(resum(s)) }},
+		{"unsorted clients", func() []byte {
+			s := good()
+			s.Clients[0], s.Clients[1] = s.Clients[1], s.Clients[0]
+			return enc(resum(s))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFeeder(t)
+			f.apply(9, 1, put("keep", "me"))
+			before, _ := f.s.Snapshot()
+			err := f.s.Restore(c.b())
+			if !errors.Is(err, ErrSnapshot) {
+				t.Fatalf("Restore = %v, want ErrSnapshot", err)
+			}
+			t.Log(err)
+			after, _ := f.s.Snapshot()
+			if !bytes.Equal(before, after) {
+				t.Fatal("failed Restore changed the state")
+			}
+		})
+	}
+}

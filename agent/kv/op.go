@@ -1,0 +1,126 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Limits on operations, checked by ValidateOp before an op enters the log
+// and again by Apply. They bound what one entry can cost every replica in
+// memory and in replication traffic; a 64 KiB value keeps an entry well
+// under api.MaxMessageBytes.
+const (
+	// MaxKeyBytes is the longest key, in bytes.
+	MaxKeyBytes = 1024
+	// MaxValueBytes is the longest value (and cas expected value), in bytes.
+	MaxValueBytes = 64 << 10
+)
+
+// Operation kinds, the values of Op.Kind.
+const (
+	KindPut = "put"
+	KindGet = "get"
+	KindCAS = "cas"
+	KindDel = "del"
+)
+
+// Errors of validation and application. Apply reports them in Result.Err as
+// their text (wrapped with details), since results travel as data.
+var (
+	// ErrEmptyKey refuses an operation without a key.
+	ErrEmptyKey = errors.New("kv: empty key")
+	// ErrKeyTooLong refuses a key over MaxKeyBytes.
+	ErrKeyTooLong = errors.New("kv: key too long")
+	// ErrValueTooLong refuses a value or expected value over MaxValueBytes.
+	ErrValueTooLong = errors.New("kv: value too long")
+	// ErrKind refuses an unknown Op.Kind.
+	ErrKind = errors.New("kv: unknown op kind")
+	// ErrMalformed refuses an op whose encoding cannot be decoded or whose
+	// fields contradict its kind.
+	ErrMalformed = errors.New("kv: malformed op")
+	// ErrStaleSeq answers a request older than the last one applied for
+	// its client: the client has moved on, so applying it now would reorder
+	// its writes.
+	ErrStaleSeq = errors.New("kv: stale sequence")
+	// ErrSnapshot refuses a snapshot that does not decode or validate.
+	ErrSnapshot = errors.New("kv: bad snapshot")
+)
+
+// Op is one key-value operation, carried msgpack-encoded in rlog.Entry.Op.
+type Op struct {
+	// Kind is KindPut, KindGet, KindCAS or KindDel.
+	Kind string `json:"kind" codec:"kind"`
+	// Key is 1 to MaxKeyBytes bytes, any bytes.
+	Key string `json:"key" codec:"key"`
+	// Value is the value to store (put, cas); empty is a valid value.
+	Value []byte `json:"value,omitempty" codec:"value"`
+	// Expect is the value cas requires the key to hold now.
+	Expect []byte `json:"expect,omitempty" codec:"expect"`
+	// ExpectAbsent makes cas require the key to be absent instead.
+	ExpectAbsent bool `json:"expect_absent,omitempty" codec:"absent"`
+}
+
+// ValidateOp checks an op before it enters the log, so that a client hears
+// about a bad request at once instead of through a replicated error. It
+// refuses fields that the kind does not use, rather than ignoring them,
+// because a client that sets them has misunderstood the operation.
+func ValidateOp(op Op) error {
+	if op.Key == "" {
+		return fmt.Errorf("%w (op %q)", ErrEmptyKey, op.Kind)
+	}
+	if len(op.Key) > MaxKeyBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLong, len(op.Key), MaxKeyBytes)
+	}
+	if len(op.Value) > MaxValueBytes {
+		return fmt.Errorf("%w: value of %d bytes, limit %d", ErrValueTooLong, len(op.Value), MaxValueBytes)
+	}
+	if len(op.Expect) > MaxValueBytes {
+		return fmt.Errorf("%w: expected value of %d bytes, limit %d", ErrValueTooLong, len(op.Expect), MaxValueBytes)
+	}
+	switch op.Kind {
+	case KindPut:
+		if len(op.Expect) > 0 || op.ExpectAbsent {
+			return fmt.Errorf("%w: put with an expected value (use cas)", ErrMalformed)
+		}
+	case KindGet, KindDel:
+		if len(op.Value) > 0 || len(op.Expect) > 0 || op.ExpectAbsent {
+			return fmt.Errorf("%w: %s takes only a key", ErrMalformed, op.Kind)
+		}
+	case KindCAS:
+		if op.ExpectAbsent && len(op.Expect) > 0 {
+			return fmt.Errorf("%w: cas expects both absence and a value", ErrMalformed)
+		}
+	default:
+		return fmt.Errorf("%w %q: want put, get, cas or del", ErrKind, op.Kind)
+	}
+	return nil
+}
+
+// EncodeOp validates op and returns it msgpack-encoded for rlog.Entry.Op.
+func EncodeOp(op Op) ([]byte, error) {
+	if err := ValidateOp(op); err != nil {
+		return nil, err
+	}
+	b, err := api.Encode(op)
+	if err != nil {
+		return nil, fmt.Errorf("kv: encode op: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeOp decodes and validates an op from rlog.Entry.Op. Every op it
+// returns passes ValidateOp, and every bad input is an error, never a panic.
+func DecodeOp(b []byte) (Op, error) {
+	// A fresh Op each time: go-msgpack decodes a []byte field into the
+	// field's existing backing array, which must never be a stored value.
+	var op Op
+	if err := api.Decode(b, &op); err != nil {
+		return Op{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := ValidateOp(op); err != nil {
+		return Op{}, err
+	}
+	return op, nil
+}

@@ -1,0 +1,177 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/mastership/mastership/agent/rlog"
+)
+
+// Result is the answer to one operation. For each kind:
+//
+//   - get: Found and Value of the key.
+//   - put: OK true; Found reports whether the key existed before.
+//   - del: OK and Found report whether the key existed (and is now gone).
+//   - cas: OK reports whether the swap happened. On success Found reports
+//     whether the key existed before; on failure Found and Value give the
+//     key's current state, so the client can retry without a get.
+//
+// Err is set, and the state unchanged, when the operation was refused.
+type Result = rlog.Result
+
+// item is a stored value with its pair hash, kept so that overwriting or
+// deleting a key does not re-hash the old value.
+type item struct {
+	value []byte
+	hash  [32]byte
+}
+
+// client is one client's deduplication record: its highest applied
+// sequence and that request's result.
+type client struct {
+	seq    uint64
+	result Result
+	hash   [32]byte
+}
+
+// Store is the reference state machine: a key-value map with put, get,
+// compare-and-swap and delete, and a per-client table that makes a retried
+// request apply once. The zero Store is not ready; use NewStore.
+//
+// Like every rlog.StateMachine it is owned by the agent's single goroutine
+// and does no locking.
+type Store struct {
+	index   uint64
+	data    map[string]item
+	clients map[uint64]client
+	// sum is the digest accumulator over data and clients; see digest.go.
+	sum sum256
+}
+
+var _ rlog.StateMachine = (*Store)(nil)
+
+// NewStore returns an empty store at applied index 0.
+func NewStore() *Store {
+	return &Store{data: make(map[string]item), clients: make(map[uint64]client)}
+}
+
+// Index returns the last applied index.
+func (s *Store) Index() uint64 { return s.index }
+
+// Len returns the number of keys.
+func (s *Store) Len() int { return len(s.data) }
+
+// Get reads a key outside the log, for tests and for reads the mode allows
+// to be served locally. The returned slice is a copy.
+func (s *Store) Get(key string) ([]byte, bool) {
+	it, ok := s.data[key]
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(it.value), true
+}
+
+// Apply executes the entry's operation.
+//
+// An empty Op is a no-op (a new master's first entry). For a client other
+// than 0, a request with the client's last applied sequence is a retry and
+// returns the first result without applying again, and an older sequence
+// is refused with ErrStaleSeq. An op that does not decode or validate is
+// refused with its error in Result.Err. In every case the entry's index
+// becomes the applied index, since it occupies that index on every replica;
+// a refused op changes nothing else, not even the client table.
+//
+// Apply panics if e.Index is not the index after the last applied one:
+// the caller broke the StateMachine contract, and applying anyway would
+// silently fork this replica.
+func (s *Store) Apply(e rlog.Entry) Result {
+	if e.Index != s.index+1 {
+		panic(fmt.Sprintf("kv: apply %s after index %d", e, s.index))
+	}
+	s.index = e.Index
+	if len(e.Op) == 0 {
+		return Result{}
+	}
+	var c client
+	known := false
+	if e.Client != 0 {
+		c, known = s.clients[e.Client]
+		switch {
+		case known && e.Seq == c.seq:
+			return cloneResult(c.result)
+		case known && e.Seq < c.seq:
+			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d", ErrStaleSeq, e.Client, e.Seq, c.seq)}
+		}
+	}
+	op, err := DecodeOp(e.Op)
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	r := s.apply(op)
+	if e.Client != 0 {
+		if known {
+			s.sum.sub(c.hash)
+		}
+		c = client{seq: e.Seq, result: r, hash: clientHash(e.Client, e.Seq, r)}
+		s.sum.add(c.hash)
+		s.clients[e.Client] = c
+	}
+	return cloneResult(r)
+}
+
+// apply executes a valid op. The returned Result may share Value with the
+// map; values are never modified in place, only replaced, so the client
+// table may keep it.
+func (s *Store) apply(op Op) Result {
+	old, found := s.data[op.Key]
+	switch op.Kind {
+	case KindGet:
+		return Result{Value: old.value, Found: found}
+	case KindPut:
+		s.set(op.Key, old, found, op.Value)
+		return Result{OK: true, Found: found}
+	case KindDel:
+		if found {
+			s.sum.sub(old.hash)
+			delete(s.data, op.Key)
+		}
+		return Result{OK: found, Found: found}
+	case KindCAS:
+		match := found && !op.ExpectAbsent && bytes.Equal(old.value, op.Expect)
+		if op.ExpectAbsent {
+			match = !found
+		}
+		if !match {
+			return Result{Value: old.value, Found: found}
+		}
+		s.set(op.Key, old, found, op.Value)
+		return Result{OK: true, Found: found}
+	}
+	// DecodeOp validated the kind.
+	panic(fmt.Sprintf("kv: apply op of kind %q", op.Kind))
+}
+
+// set stores value under key, replacing old if found.
+func (s *Store) set(key string, old item, found bool, value []byte) {
+	if found {
+		s.sum.sub(old.hash)
+	}
+	// A non-nil copy: an empty value is stored, not mistaken for absence,
+	// and the store owns its bytes.
+	v := append(make([]byte, 0, len(value)), value...)
+	it := item{value: v, hash: pairHash(key, v)}
+	s.sum.add(it.hash)
+	s.data[key] = it
+}
+
+// cloneResult copies Value so that a caller cannot modify stored state.
+func cloneResult(r Result) Result {
+	if r.Value != nil {
+		r.Value = bytes.Clone(r.Value)
+	}
+	return r
+}
+
+// Digest returns the digest of the state at the applied index in O(1); see
+// digest.go for the construction.
+func (s *Store) Digest() rlog.Digest { return finalDigest(s.index, s.sum) }
