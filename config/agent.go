@@ -332,6 +332,7 @@ func (a Agent) Validate() error {
 	if monitorOK && (monitor < minMonitorPeriod || monitor > maxMonitorPeriod) {
 		p.add("monitor-count", strconv.Itoa(a.MonitorCount),
 			"monitor-count x monitor-unit = %s, want %s to %s", fmtDur(monitor), fmtDur(minMonitorPeriod), fmtDur(maxMonitorPeriod))
+		monitorOK = false
 	}
 	switch a.OnFailure {
 	case OnFailureQuarantine, OnFailureTerminate:

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mastership/mastership/naming/api"
 )
 
 // Sentinel errors. Every error this package returns wraps one of them, so a
@@ -41,6 +43,10 @@ type FieldError struct {
 
 // Error reads "config: invalid session-ttl 50ms: want 100ms to 10m".
 func (e *FieldError) Error() string {
+	if e.Reason == "" && errors.Is(e.Err, api.ErrInvalid) {
+		// naming/api already wrote "invalid <field> <value>: <reason>".
+		return "config: " + e.Err.Error()
+	}
 	var b strings.Builder
 	b.WriteString("config: invalid ")
 	b.WriteString(e.Field)
@@ -80,16 +86,24 @@ func (p *problems) wrap(field, value string, err error) {
 	}
 }
 
-func (p *problems) durRange(field string, d, lo, hi time.Duration) {
+// durRange reports d outside lo..hi and says whether it was inside, so
+// that a rule between two fields runs only on sane inputs: one bad value
+// gives one error, not a cascade.
+func (p *problems) durRange(field string, d, lo, hi time.Duration) bool {
 	if d < lo || d > hi {
 		p.add(field, fmtDur(d), "want %s to %s", fmtDur(lo), fmtDur(hi))
+		return false
 	}
+	return true
 }
 
-func (p *problems) intRange(field string, v, lo, hi int) {
+// intRange is durRange for integers.
+func (p *problems) intRange(field string, v, lo, hi int) bool {
 	if v < lo || v > hi {
 		p.add(field, strconv.Itoa(v), "want %d to %d", lo, hi)
+		return false
 	}
+	return true
 }
 
 func (p *problems) err() error { return errors.Join(*p...) }

@@ -147,31 +147,31 @@ func (n Naming) Validate() error {
 	if _, err := api.ParsePolicy(n.DefaultPolicy); err != nil {
 		p.wrap("default-policy", n.DefaultPolicy, err)
 	}
-	p.durRange("session-ttl", n.SessionTTL, minNamingTTL, maxNamingTTL)
-	p.durRange("registration-ttl", n.RegistrationTTL, minNamingTTL, maxNamingTTL)
+	sessionOK := p.durRange("session-ttl", n.SessionTTL, minNamingTTL, maxNamingTTL)
+	registrationOK := p.durRange("registration-ttl", n.RegistrationTTL, minNamingTTL, maxNamingTTL)
 	p.durRange("max-ttl", n.MaxTTL, minNamingTTL, maxMaxTTL)
-	if n.MaxTTL < n.SessionTTL {
+	if sessionOK && n.MaxTTL < n.SessionTTL {
 		p.add("max-ttl", fmtDur(n.MaxTTL), "below session-ttl %s", fmtDur(n.SessionTTL))
 	}
-	if n.MaxTTL < n.RegistrationTTL {
+	if registrationOK && n.MaxTTL < n.RegistrationTTL {
 		p.add("max-ttl", fmtDur(n.MaxTTL), "below registration-ttl %s", fmtDur(n.RegistrationTTL))
 	}
 	p.durRange("sweep-interval", n.SweepInterval, minSweepInterval, maxSweepInterval)
-	if n.SweepInterval > n.SessionTTL/2 {
+	if sessionOK && n.SweepInterval > n.SessionTTL/2 {
 		p.add("sweep-interval", fmtDur(n.SweepInterval), "above session-ttl/2 = %s", fmtDur(n.SessionTTL/2))
 	}
-	if n.SweepInterval > n.RegistrationTTL/2 {
+	if registrationOK && n.SweepInterval > n.RegistrationTTL/2 {
 		p.add("sweep-interval", fmtDur(n.SweepInterval), "above registration-ttl/2 = %s", fmtDur(n.RegistrationTTL/2))
 	}
 	p.durRange("conflict-window", n.ConflictWindow, 0, maxConflictWindow)
-	if n.ConflictWindow >= n.SessionTTL {
+	if sessionOK && n.ConflictWindow >= n.SessionTTL {
 		p.add("conflict-window", fmtDur(n.ConflictWindow), "not below session-ttl %s", fmtDur(n.SessionTTL))
 	}
 	p.durRange("restart-grace", n.RestartGrace, 0, maxRestartGrace)
 	p.durRange("trigger-timeout", n.TriggerTimeout, minTriggerTimeout, maxTriggerTimeout)
-	p.durRange("trigger-backoff-min", n.TriggerBackoffMin, minTriggerBackoff, maxTriggerBackoff)
+	minOK := p.durRange("trigger-backoff-min", n.TriggerBackoffMin, minTriggerBackoff, maxTriggerBackoff)
 	p.durRange("trigger-backoff-max", n.TriggerBackoffMax, minTriggerBackoff, maxTriggerBackoff)
-	if n.TriggerBackoffMax < n.TriggerBackoffMin {
+	if minOK && n.TriggerBackoffMax < n.TriggerBackoffMin {
 		p.add("trigger-backoff-max", fmtDur(n.TriggerBackoffMax), "below trigger-backoff-min %s", fmtDur(n.TriggerBackoffMin))
 	}
 	p.intRange("max-events-per-group", n.MaxEventsPerGroup, minEventsPerGroup, maxEventsPerGroup)
