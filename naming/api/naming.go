@@ -1,0 +1,306 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Registration is a master's entry at the naming node.
+type Registration struct {
+	Group    string `json:"group" codec:"g"`
+	ID       uint64 `json:"id" codec:"i"`
+	Addr     string `json:"addr" codec:"a"`
+	Epoch    Epoch  `json:"epoch" codec:"e"`
+	Priority int    `json:"priority" codec:"p"`
+	// Session, when not 0, ties the registration to the member session of
+	// the same ID: the registration ends when that session lapses.
+	Session uint64 `json:"session,omitempty" codec:"s"`
+	// TTL is the registration's lifetime from its last renewal.
+	TTL time.Duration `json:"ttl" codec:"t"`
+}
+
+// Member is one agent of a group as the naming node knows it.
+type Member struct {
+	ID       uint64 `json:"id" codec:"i"`
+	Addr     string `json:"addr" codec:"a"`
+	Priority int    `json:"priority" codec:"p"`
+}
+
+// JoinRequest makes an agent a member of a group and opens its session.
+// Addr is the agent's API address, where triggers are delivered.
+type JoinRequest struct {
+	Group    string        `codec:"g"`
+	ID       uint64        `codec:"i"`
+	Addr     string        `codec:"a"`
+	Priority int           `codec:"p"`
+	Mode     string        `codec:"m"`
+	Policy   string        `codec:"o"`
+	TTL      time.Duration `codec:"t"`
+}
+
+// JoinResponse carries the new session and the group's registered master.
+type JoinResponse struct {
+	Session uint64        `codec:"s"`
+	TTL     time.Duration `codec:"t"`
+	Master  *Registration `codec:"m"`
+}
+
+// RenewRequest extends a member session.
+type RenewRequest struct {
+	Group   string `codec:"g"`
+	ID      uint64 `codec:"i"`
+	Session uint64 `codec:"s"`
+}
+
+// RenewResponse carries the group's registered master so that every renewal
+// is also a cheap check of the registration.
+type RenewResponse struct {
+	TTL    time.Duration `codec:"t"`
+	Master *Registration `codec:"m"`
+}
+
+// LeaveRequest ends a member session at once.
+type LeaveRequest struct {
+	Group   string `codec:"g"`
+	ID      uint64 `codec:"i"`
+	Session uint64 `codec:"s"`
+}
+
+// RegisterRequest registers (or renews) a master. An Epoch with Term 0 asks
+// the node to assign the next term of the group, for registrations by hand.
+type RegisterRequest struct {
+	Group    string        `codec:"g"`
+	ID       uint64        `codec:"i"`
+	Addr     string        `codec:"a"`
+	Epoch    Epoch         `codec:"e"`
+	Priority int           `codec:"p"`
+	Session  uint64        `codec:"s"`
+	TTL      time.Duration `codec:"t"`
+	Mode     string        `codec:"m"`
+	Policy   string        `codec:"o"`
+}
+
+// RegisterResponse says whether the registrant is the retained master, and
+// which registration the node keeps.
+type RegisterResponse struct {
+	// Accepted is true when Master is the registrant.
+	Accepted bool `codec:"a"`
+	// Master is the retained registration after this request.
+	Master Registration `codec:"m"`
+	// Conflict is true when the request took part in a multiple-registration
+	// decision; Removed lists the registrations that decision removed.
+	Conflict bool     `codec:"c"`
+	Removed  []uint64 `codec:"r"`
+}
+
+// LookupRequest asks for a group's registered master.
+type LookupRequest struct {
+	Group string `codec:"g"`
+}
+
+// LookupResponse is the group's retained master, or nil when none is live.
+type LookupResponse struct {
+	Master *Registration `codec:"m"`
+	Policy Policy        `codec:"p"`
+	Mode   Mode          `codec:"o"`
+}
+
+// StatusRequest asks for one group (Group set) or every group.
+type StatusRequest struct {
+	Group string `codec:"g"`
+}
+
+// GroupStatus is the shape of `mastership status -json` for one group.
+type GroupStatus struct {
+	Group   string        `json:"group" codec:"g"`
+	Policy  Policy        `json:"policy" codec:"p"`
+	Mode    Mode          `json:"mode" codec:"o"`
+	Master  *MasterStatus `json:"master" codec:"m"`
+	Members []Member      `json:"members" codec:"s"`
+}
+
+// MasterStatus is the registered master in status output.
+type MasterStatus struct {
+	ID    uint64 `json:"id" codec:"i"`
+	Addr  string `json:"addr" codec:"a"`
+	Epoch uint64 `json:"epoch" codec:"e"`
+}
+
+// StatusResponse lists groups sorted by name.
+type StatusResponse struct {
+	Groups []GroupStatus `codec:"g"`
+}
+
+// RecheckRequest asks the node to re-check a group and trigger its members,
+// for example after an agent saw a competing master claim over gossip.
+type RecheckRequest struct {
+	Group  string `codec:"g"`
+	From   uint64 `codec:"f"`
+	Reason string `codec:"r"`
+}
+
+// RecheckResponse is the retained master after the re-check.
+type RecheckResponse struct {
+	Master *Registration `codec:"m"`
+}
+
+// EventsRequest pages through a group's history: events with Seq > After,
+// at most Limit of them (0 means the node's default page).
+type EventsRequest struct {
+	Group string `codec:"g"`
+	After uint64 `codec:"a"`
+	Limit int    `codec:"l"`
+}
+
+// EventsResponse is one page; Next is the After for the following page, and
+// More tells whether there is one.
+type EventsResponse struct {
+	Events []Event `codec:"e"`
+	Next   uint64  `codec:"n"`
+	More   bool    `codec:"m"`
+}
+
+// Event kinds recorded by the naming node.
+const (
+	EventMemberJoined        = "member-joined"
+	EventMemberLeft          = "member-left"
+	EventMemberExpired       = "member-expired"
+	EventMasterRegistered    = "master-registered"
+	EventMasterExpired       = "master-expired"
+	EventMasterSuperseded    = "master-superseded"
+	EventConflictDetected    = "conflict-detected"
+	EventConflictResolved    = "conflict-resolved"
+	EventRegistrationRefused = "registration-refused"
+	EventRecheck             = "recheck"
+	EventTriggerSent         = "trigger-sent"
+	EventTriggerFailed       = "trigger-failed"
+	EventNodeRestarted       = "node-restarted"
+)
+
+// Event is one entry of a group's history, the shape of `mastership events
+// -json`. Fields that do not apply to a kind are left out.
+type Event struct {
+	Seq        uint64    `json:"seq" codec:"q"`
+	Time       time.Time `json:"time" codec:"t"`
+	Kind       string    `json:"kind" codec:"k"`
+	ID         uint64    `json:"id,omitempty" codec:"i"`
+	Addr       string    `json:"addr,omitempty" codec:"a"`
+	Epoch      *Epoch    `json:"epoch,omitempty" codec:"e"`
+	Policy     Policy    `json:"policy,omitempty" codec:"p"`
+	Candidates []uint64  `json:"candidates,omitempty" codec:"c"`
+	Retained   uint64    `json:"retained,omitempty" codec:"r"`
+	Removed    []uint64  `json:"removed,omitempty" codec:"x"`
+	Target     uint64    `json:"target,omitempty" codec:"g"`
+	Attempt    int       `json:"attempt,omitempty" codec:"n"`
+	Reason     string    `json:"reason,omitempty" codec:"s"`
+	Error      string    `json:"error,omitempty" codec:"z"`
+}
+
+// Notify is the trigger the naming node delivers to every member of a group
+// (patent figure 12, act 1240): the retained master and why.
+type Notify struct {
+	Group  string        `codec:"g"`
+	Master *Registration `codec:"m"`
+	Reason string        `codec:"r"`
+	// Seq is the event sequence of the decision, so a member can ignore a
+	// trigger it already acted on.
+	Seq uint64 `codec:"q"`
+}
+
+// HealthResponse is the answer of /v1/health.
+type HealthResponse struct {
+	Status string `json:"status" codec:"s"`
+	Groups int    `json:"groups" codec:"g"`
+}
+
+// Code is a typed error code carried in RPC and HTTP error replies.
+type Code string
+
+// Error codes.
+const (
+	CodeInvalid        Code = "invalid"
+	CodeNotFound       Code = "not-found"
+	CodeRefused        Code = "refused"
+	CodeSessionExpired Code = "session-expired"
+	CodeIDTaken        Code = "id-taken"
+	CodeMismatch       Code = "mismatch"
+	CodeTooLarge       Code = "too-large"
+	CodeUnavailable    Code = "unavailable"
+	CodeInternal       Code = "internal"
+)
+
+// Sentinel errors, one per code, for errors.Is on replies.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrRefused        = errors.New("refused")
+	ErrSessionExpired = errors.New("session expired")
+	ErrIDTaken        = errors.New("id taken")
+	ErrMismatch       = errors.New("mismatch")
+	ErrTooLarge       = errors.New("too large")
+	ErrUnavailable    = errors.New("unavailable")
+	ErrInternal       = errors.New("internal error")
+)
+
+var codeSentinels = map[Code]error{
+	CodeInvalid:        ErrInvalid,
+	CodeNotFound:       ErrNotFound,
+	CodeRefused:        ErrRefused,
+	CodeSessionExpired: ErrSessionExpired,
+	CodeIDTaken:        ErrIDTaken,
+	CodeMismatch:       ErrMismatch,
+	CodeTooLarge:       ErrTooLarge,
+	CodeUnavailable:    ErrUnavailable,
+	CodeInternal:       ErrInternal,
+}
+
+// Error is the body of every failed RPC or HTTP reply.
+type Error struct {
+	Code    Code   `json:"code" codec:"c"`
+	Message string `json:"error" codec:"m"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Is lets errors.Is match an *Error against the sentinel of its code.
+func (e *Error) Is(target error) bool { return codeSentinels[e.Code] == target }
+
+// Errorf builds an *Error wrapping the sentinel of code.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ToError converts any error into an *Error, mapping wrapped sentinels to
+// their codes and everything else to CodeInternal.
+func ToError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	for code, s := range codeSentinels {
+		if errors.Is(err, s) {
+			return &Error{Code: code, Message: err.Error()}
+		}
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// HTTPStatus is the HTTP status that carries code.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeInvalid:
+		return 400
+	case CodeNotFound:
+		return 404
+	case CodeRefused, CodeIDTaken, CodeMismatch:
+		return 409
+	case CodeSessionExpired:
+		return 410
+	case CodeTooLarge:
+		return 413
+	case CodeUnavailable:
+		return 503
+	}
+	return 500
+}

@@ -1,0 +1,206 @@
+package naming
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Content types of the two faces of the one listener: msgpack RPC for agents
+// and tools under /rpc/, JSON for people and scripts under /v1/.
+const (
+	ContentTypeMsgpack = "application/msgpack"
+	ContentTypeJSON    = "application/json"
+)
+
+// Handler returns the node's HTTP handler: POST /rpc/{method} with msgpack
+// bodies, and the JSON API under /v1/.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /rpc/{method}", n.serveRPC)
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.Health())
+	})
+	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.Status(api.StatusRequest{})
+		if err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st.Groups)
+	})
+	mux.HandleFunc("GET /v1/groups/{group}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group")})
+		if err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st.Groups[0])
+	})
+	mux.HandleFunc("GET /v1/groups/{group}/events", func(w http.ResponseWriter, r *http.Request) {
+		req := api.EventsRequest{Group: r.PathValue("group")}
+		q := r.URL.Query()
+		var err error
+		if s := q.Get("after"); s != "" {
+			if req.After, err = strconv.ParseUint(s, 10, 64); err != nil {
+				writeJSONError(w, api.Errorf(api.CodeInvalid, "after %q: want a sequence number", s))
+				return
+			}
+		}
+		if s := q.Get("limit"); s != "" {
+			if req.Limit, err = strconv.Atoi(s); err != nil {
+				writeJSONError(w, api.Errorf(api.CodeInvalid, "limit %q: want a count", s))
+				return
+			}
+		}
+		page, err := n.Events(req)
+		if err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct {
+			Events []api.Event `json:"events"`
+			Next   uint64      `json:"next"`
+			More   bool        `json:"more"`
+		}{page.Events, page.Next, page.More})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxMessageBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeRPCError(w, api.Errorf(api.CodeTooLarge, "request over %d bytes", api.MaxMessageBytes))
+			return
+		}
+		writeRPCError(w, api.Errorf(api.CodeInvalid, "read request: %v", err))
+		return
+	}
+	method := r.PathValue("method")
+	var resp any
+	switch method {
+	case "join":
+		var req api.JoinRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Join(req)
+		}
+	case "renew":
+		var req api.RenewRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Renew(req)
+		}
+	case "leave":
+		var req api.LeaveRequest
+		if err = api.Decode(body, &req); err == nil {
+			err = n.Leave(req)
+			resp = struct{}{}
+		}
+	case "register":
+		var req api.RegisterRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Register(r.Context(), req)
+		}
+	case "lookup":
+		var req api.LookupRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Lookup(req)
+		}
+	case "status":
+		var req api.StatusRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Status(req)
+		}
+	case "recheck":
+		var req api.RecheckRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Recheck(req)
+		}
+	case "events":
+		var req api.EventsRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Events(req)
+		}
+	case "health":
+		resp = n.Health()
+	default:
+		err = api.Errorf(api.CodeNotFound, "no such method %q", method)
+	}
+	if err != nil {
+		writeRPCError(w, err)
+		return
+	}
+	out, err := api.Encode(resp)
+	if err != nil {
+		writeRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", ContentTypeMsgpack)
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+}
+
+func writeRPCError(w http.ResponseWriter, err error) {
+	e := api.ToError(err)
+	out, _ := api.Encode(e)
+	w.Header().Set("Content-Type", ContentTypeMsgpack)
+	w.WriteHeader(e.Code.HTTPStatus())
+	w.Write(out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, err error) {
+	e := api.ToError(err)
+	writeJSON(w, e.Code.HTTPStatus(), e)
+}
+
+// Serve answers requests on ln until Close.
+func (n *Node) Serve(ln net.Listener) error {
+	n.mu.Lock()
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		return ErrClosed
+	}
+	n.ln = ln
+	n.srv = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          n.logger.StandardLogger(nil),
+	}
+	srv := n.srv
+	n.mu.Unlock()
+	n.logger.Info("serving", "addr", ln.Addr().String())
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("naming: serve %s: %w", ln.Addr(), err)
+}
+
+// Addr is the address the node serves on, once Serve has started.
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}

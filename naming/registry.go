@@ -1,0 +1,605 @@
+package naming
+
+import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// RegistryConfig holds the decision parameters of a Registry.
+type RegistryConfig struct {
+	// DefaultPolicy is the policy of a group created without one.
+	DefaultPolicy api.Policy
+	// SessionTTL and RegistrationTTL are granted when a request asks for 0.
+	SessionTTL      time.Duration
+	RegistrationTTL time.Duration
+	// MaxTTL caps any TTL a request asks for; more is refused.
+	MaxTTL time.Duration
+	// ConflictWindow is how long competing registrations of one group are
+	// gathered before one decision covers them all; 0 decides at once.
+	ConflictWindow time.Duration
+}
+
+// Registry is the naming node's pure core: members, sessions, master
+// registrations, multiple-registration detection, retention and removal
+// (patent figures 11 and 12). It holds no goroutines, clock, sockets or
+// disk: every call takes "now" and appends what must be persisted, recorded,
+// triggered and timed to an *Effects that the runtime (Node) carries out.
+// A Registry is not safe for concurrent use; the Node serialises calls.
+type Registry struct {
+	cfg    RegistryConfig
+	rand   *rand.Rand
+	groups map[string]*group
+}
+
+type member struct {
+	api.Member
+	Session uint64
+	TTL     time.Duration
+	Expires time.Time
+}
+
+type registration struct {
+	api.Registration
+	Expires time.Time
+}
+
+type group struct {
+	Name     string
+	Policy   api.Policy
+	Mode     api.Mode
+	Members  map[uint64]*member
+	Master   *registration
+	MaxEpoch api.Epoch
+	// Seq is the sequence of the group's last event.
+	Seq uint64
+	// Pending holds the competing registrations gathered in an open
+	// conflict window; no reader sees them as registered.
+	Pending  map[uint64]*registration
+	Deadline time.Time
+}
+
+// Effects is what one Registry call asks the runtime to do. Calls append;
+// the runtime drains it.
+type Effects struct {
+	// Persist names the groups whose durable record changed.
+	Persist []string
+	// Events are the history entries recorded, already numbered.
+	Events []GroupEvent
+	// Triggers are notifications to deliver (act 1240).
+	Triggers []Trigger
+	// Decisions are multiple-registration decisions taken, for the runtime
+	// to answer the registrations that waited on them.
+	Decisions []Decision
+	// Timers ask for Decide(group) to be called at a time.
+	Timers []Timer
+}
+
+// GroupEvent is an event of one group.
+type GroupEvent struct {
+	Group string
+	Event api.Event
+}
+
+// Target is one recipient of a trigger. Session is 0 for a target that is
+// not a member (a removed registrant known only by its address).
+type Target struct {
+	ID      uint64
+	Addr    string
+	Session uint64
+}
+
+// Trigger asks the runtime to deliver Notify to every target concurrently.
+type Trigger struct {
+	Notify  api.Notify
+	Targets []Target
+}
+
+// Decision is the outcome of a multiple-registration decision.
+type Decision struct {
+	Group   string
+	Master  api.Registration
+	Removed []uint64
+}
+
+// Timer asks the runtime to call Decide(now, Group) at At.
+type Timer struct {
+	Group string
+	At    time.Time
+}
+
+func (fx *Effects) persist(g string) {
+	if !slices.Contains(fx.Persist, g) {
+		fx.Persist = append(fx.Persist, g)
+	}
+}
+
+// NewRegistry returns an empty registry. rnd draws session IDs.
+func NewRegistry(cfg RegistryConfig, rnd *rand.Rand) *Registry {
+	if cfg.DefaultPolicy == "" {
+		cfg.DefaultPolicy = api.PolicyLowestID
+	}
+	return &Registry{cfg: cfg, rand: rnd, groups: make(map[string]*group)}
+}
+
+func (r *Registry) record(fx *Effects, g *group, now time.Time, ev api.Event) {
+	g.Seq++
+	ev.Seq = g.Seq
+	ev.Time = now.UTC()
+	fx.Events = append(fx.Events, GroupEvent{Group: g.Name, Event: ev})
+	fx.persist(g.Name)
+}
+
+// RecordEvent numbers and records an event that happened outside a
+// decision, such as the outcome of a trigger delivery.
+func (r *Registry) RecordEvent(now time.Time, groupName string, ev api.Event, fx *Effects) {
+	if g := r.groups[groupName]; g != nil {
+		r.record(fx, g, now, ev)
+	}
+}
+
+func (r *Registry) ttl(asked, def time.Duration) (time.Duration, error) {
+	switch {
+	case asked < 0:
+		return 0, api.Errorf(api.CodeInvalid, "ttl %s is negative", asked)
+	case asked == 0:
+		return def, nil
+	case asked > r.cfg.MaxTTL:
+		return 0, api.Errorf(api.CodeInvalid, "ttl %s is over the node's limit of %s", asked, r.cfg.MaxTTL)
+	case asked < time.Millisecond:
+		return 0, api.Errorf(api.CodeInvalid, "ttl %s is under 1ms", asked)
+	}
+	return asked, nil
+}
+
+// groupFor returns the named group, creating it when create is set. A mode or
+// policy that differs from an existing group's is refused.
+func (r *Registry) groupFor(name, mode, policy string, create bool) (*group, bool, error) {
+	m, err := api.ParseMode(mode)
+	if err != nil {
+		return nil, false, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	p := r.cfg.DefaultPolicy
+	if policy != "" {
+		if p, err = api.ParsePolicy(policy); err != nil {
+			return nil, false, api.Errorf(api.CodeInvalid, "%v", err)
+		}
+	}
+	g := r.groups[name]
+	if g == nil {
+		if !create {
+			return nil, false, api.Errorf(api.CodeNotFound, "group %q is not known", name)
+		}
+		g = &group{Name: name, Policy: p, Mode: m, Members: make(map[uint64]*member)}
+		return g, true, nil
+	}
+	if mode != "" && m != g.Mode {
+		return nil, false, api.Errorf(api.CodeMismatch, "group %q is in mode %s; the request says %s", name, g.Mode, m)
+	}
+	if policy != "" && p != g.Policy {
+		return nil, false, api.Errorf(api.CodeMismatch, "group %q has policy %s; the request says %s", name, g.Policy, p)
+	}
+	return g, false, nil
+}
+
+func validateMember(group string, id uint64, addr string) error {
+	if err := api.ValidateGroup(group); err != nil {
+		return api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	if err := api.ValidateID(id); err != nil {
+		return api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	if err := api.ValidateAddr("addr", addr); err != nil {
+		return api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	return nil
+}
+
+// Join makes an agent a member of its group and opens a session. An ID held
+// by a live session at another address is refused (a second agent with a
+// taken ID); the same address rejoining replaces its session.
+func (r *Registry) Join(now time.Time, req api.JoinRequest, fx *Effects) (api.JoinResponse, error) {
+	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
+		return api.JoinResponse{}, err
+	}
+	ttl, err := r.ttl(req.TTL, r.cfg.SessionTTL)
+	if err != nil {
+		return api.JoinResponse{}, err
+	}
+	g, created, err := r.groupFor(req.Group, req.Mode, req.Policy, true)
+	if err != nil {
+		return api.JoinResponse{}, err
+	}
+	if m := g.Members[req.ID]; m != nil && now.Before(m.Expires) && m.Addr != req.Addr {
+		return api.JoinResponse{}, api.Errorf(api.CodeIDTaken,
+			"id %d of group %q is held by %s with a live session", req.ID, req.Group, m.Addr)
+	}
+	if created {
+		r.groups[g.Name] = g
+	}
+	m := &member{
+		Member:  api.Member{ID: req.ID, Addr: req.Addr, Priority: req.Priority},
+		Session: r.newSession(),
+		TTL:     ttl,
+		Expires: now.Add(ttl),
+	}
+	g.Members[req.ID] = m
+	r.record(fx, g, now, api.Event{Kind: api.EventMemberJoined, ID: req.ID, Addr: req.Addr})
+	return api.JoinResponse{Session: m.Session, TTL: ttl, Master: r.liveMaster(g, now)}, nil
+}
+
+func (r *Registry) newSession() uint64 {
+	for {
+		if s := r.rand.Uint64(); s != 0 {
+			return s
+		}
+	}
+}
+
+func (r *Registry) session(g *group, id, session uint64, now time.Time) (*member, error) {
+	m := g.Members[id]
+	if m == nil || m.Session != session || !now.Before(m.Expires) {
+		return nil, api.Errorf(api.CodeSessionExpired, "agent %d of group %q has no live session %d; join again", id, g.Name, session)
+	}
+	return m, nil
+}
+
+// Renew extends a member session. It changes nothing durable: sessions are
+// re-armed with a grace period when the node restarts.
+func (r *Registry) Renew(now time.Time, req api.RenewRequest) (api.RenewResponse, error) {
+	g, _, err := r.groupFor(req.Group, "", "", false)
+	if err != nil {
+		return api.RenewResponse{}, err
+	}
+	m, err := r.session(g, req.ID, req.Session, now)
+	if err != nil {
+		return api.RenewResponse{}, err
+	}
+	m.Expires = now.Add(m.TTL)
+	return api.RenewResponse{TTL: m.TTL, Master: r.liveMaster(g, now)}, nil
+}
+
+// Leave ends a member session and any registration it held.
+func (r *Registry) Leave(now time.Time, req api.LeaveRequest, fx *Effects) error {
+	g, _, err := r.groupFor(req.Group, "", "", false)
+	if err != nil {
+		return err
+	}
+	if _, err := r.session(g, req.ID, req.Session, now); err != nil {
+		return err
+	}
+	r.dropMember(g, req.ID, api.EventMemberLeft, now, fx)
+	return nil
+}
+
+func (r *Registry) dropMember(g *group, id uint64, kind string, now time.Time, fx *Effects) {
+	m := g.Members[id]
+	delete(g.Members, id)
+	r.record(fx, g, now, api.Event{Kind: kind, ID: id, Addr: m.Addr})
+	if g.Master != nil && g.Master.ID == id && g.Master.Session == m.Session {
+		g.Master = nil
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterExpired, ID: id, Reason: "member session ended"})
+	}
+	if p := g.Pending[id]; p != nil && p.Session == m.Session {
+		delete(g.Pending, id)
+	}
+}
+
+func (r *Registry) liveMaster(g *group, now time.Time) *api.Registration {
+	if g.Master == nil || !now.Before(g.Master.Expires) {
+		return nil
+	}
+	reg := g.Master.Registration
+	return &reg
+}
+
+// Register registers or renews a master (figure 12 starts here). It returns
+// pending=true when the registration competes with a live one of another ID
+// in an available group: the decision comes from Decide when the conflict
+// window closes, and the runtime answers the registrant then.
+func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects) (resp api.RegisterResponse, pending bool, err error) {
+	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
+		return resp, false, err
+	}
+	if req.Epoch.ID != 0 && req.Epoch.ID != req.ID {
+		return resp, false, api.Errorf(api.CodeInvalid, "epoch %s names master %d, but the registration is for %d", req.Epoch, req.Epoch.ID, req.ID)
+	}
+	ttl, err := r.ttl(req.TTL, r.cfg.RegistrationTTL)
+	if err != nil {
+		return resp, false, err
+	}
+	g, created, err := r.groupFor(req.Group, req.Mode, req.Policy, true)
+	if err != nil {
+		return resp, false, err
+	}
+	if req.Session != 0 {
+		if _, err := r.session(g, req.ID, req.Session, now); err != nil {
+			return resp, false, err
+		}
+	}
+	if created {
+		r.groups[g.Name] = g
+		fx.persist(g.Name)
+	}
+	r.expireMaster(g, now, fx)
+
+	prio := req.Priority
+	if m := g.Members[req.ID]; m != nil && prio == 0 {
+		prio = m.Priority
+	}
+	epoch := req.Epoch
+	if epoch.Term == 0 {
+		// By hand: keep the holder's epoch, or take the group's next term.
+		if g.Master != nil && g.Master.ID == req.ID {
+			epoch = g.Master.Epoch
+		} else {
+			epoch = api.Epoch{Term: g.MaxEpoch.Term + 1, ID: req.ID}
+		}
+	}
+	epoch.ID = req.ID
+	reg := &registration{
+		Registration: api.Registration{Group: g.Name, ID: req.ID, Addr: req.Addr, Epoch: epoch,
+			Priority: prio, Session: req.Session, TTL: ttl},
+		Expires: now.Add(ttl),
+	}
+	refuse := func(reason string) (api.RegisterResponse, bool, error) {
+		e := epoch
+		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: reason})
+		return api.RegisterResponse{}, false, api.Errorf(api.CodeRefused, "group %q: %s", g.Name, reason)
+	}
+
+	switch {
+	case g.Master != nil && g.Master.ID == req.ID:
+		// The holder renews or moves to a newer epoch.
+		if epoch.Less(g.Master.Epoch) {
+			return refuse(fmt.Sprintf("epoch %s is older than the registered %s of the same master", epoch, g.Master.Epoch))
+		}
+		changed := epoch != g.Master.Epoch || req.Addr != g.Master.Addr || req.Session != g.Master.Session || ttl != g.Master.TTL || prio != g.Master.Priority
+		g.Master = reg
+		if changed {
+			r.noteEpoch(g, epoch)
+			e := epoch
+			r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e})
+		}
+		return api.RegisterResponse{Accepted: true, Master: reg.Registration}, false, nil
+
+	case g.Mode == api.ModeStrict && epoch.Less(g.MaxEpoch):
+		// Fencing: a strict group never goes back to an older epoch.
+		return refuse(fmt.Sprintf("epoch %s is older than the group's epoch %s", epoch, g.MaxEpoch))
+
+	case g.Mode == api.ModeStrict && g.Master != nil:
+		// A newer epoch in a strict group is a newer majority election: it
+		// supersedes the holder, which is told at once.
+		old := g.Master
+		g.Master = reg
+		r.noteEpoch(g, epoch)
+		e := epoch
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterSuperseded, ID: req.ID, Addr: req.Addr, Epoch: &e, Removed: []uint64{old.ID}})
+		r.trigger(g, now, "master-superseded", []*registration{old}, fx)
+		return api.RegisterResponse{Accepted: true, Master: reg.Registration, Removed: []uint64{old.ID}}, false, nil
+
+	case g.Master == nil && len(g.Pending) == 0:
+		g.Master = reg
+		r.noteEpoch(g, epoch)
+		e := epoch
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e})
+		return api.RegisterResponse{Accepted: true, Master: reg.Registration}, false, nil
+	}
+
+	// Several live registrations for one group (act 1210): gather them for
+	// the conflict window, then decide once.
+	if g.Pending == nil {
+		g.Pending = make(map[uint64]*registration)
+	}
+	g.Pending[req.ID] = reg
+	if g.Deadline.IsZero() {
+		g.Deadline = now.Add(r.cfg.ConflictWindow)
+		fx.Timers = append(fx.Timers, Timer{Group: g.Name, At: g.Deadline})
+	}
+	if r.cfg.ConflictWindow <= 0 {
+		d := r.decide(g, now, fx)
+		return responseFor(d, req.ID), false, nil
+	}
+	return resp, true, nil
+}
+
+// ResponseFor is the answer a registrant of ID id gets from decision d.
+func responseFor(d Decision, id uint64) api.RegisterResponse {
+	return api.RegisterResponse{Accepted: d.Master.ID == id, Master: d.Master, Conflict: true, Removed: d.Removed}
+}
+
+// ResponseFor exposes responseFor to the runtime.
+func ResponseFor(d Decision, id uint64) api.RegisterResponse { return responseFor(d, id) }
+
+func (r *Registry) noteEpoch(g *group, e api.Epoch) { g.MaxEpoch = g.MaxEpoch.Max(e) }
+
+func (r *Registry) expireMaster(g *group, now time.Time, fx *Effects) {
+	if g.Master != nil && !now.Before(g.Master.Expires) {
+		id := g.Master.ID
+		g.Master = nil
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterExpired, ID: id, Reason: "registration ttl lapsed"})
+	}
+}
+
+// Decide closes a group's conflict window if it is due: it takes the live
+// candidates, keeps one by the group's policy (act 1220), removes the others
+// in the same step (act 1230) and triggers every member (act 1240).
+func (r *Registry) Decide(now time.Time, groupName string, fx *Effects) {
+	g := r.groups[groupName]
+	if g == nil || g.Deadline.IsZero() || now.Before(g.Deadline) {
+		return
+	}
+	r.decide(g, now, fx)
+}
+
+func (r *Registry) decide(g *group, now time.Time, fx *Effects) Decision {
+	r.expireMaster(g, now, fx)
+	var regs []*registration
+	if g.Master != nil {
+		regs = append(regs, g.Master)
+	}
+	for _, p := range g.Pending {
+		if now.Before(p.Expires) && (g.Master == nil || p.ID != g.Master.ID) {
+			regs = append(regs, p)
+		}
+	}
+	g.Pending, g.Deadline = nil, time.Time{}
+	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	if len(regs) == 0 {
+		return Decision{Group: g.Name}
+	}
+	cands := make([]Candidate, len(regs))
+	ids := make([]uint64, len(regs))
+	for i, reg := range regs {
+		cands[i] = Candidate{ID: reg.ID, Priority: reg.Priority, Epoch: reg.Epoch}
+		ids[i] = reg.ID
+	}
+	kept, removed := Retain(g.Policy, cands)
+	var keep *registration
+	var losers []*registration
+	for _, reg := range regs {
+		if reg.ID == kept.ID {
+			keep = reg
+		} else {
+			losers = append(losers, reg)
+		}
+	}
+	prev := g.Master
+	g.Master = keep
+	r.noteEpoch(g, keep.Epoch)
+	e := keep.Epoch
+	if len(regs) == 1 {
+		if prev != keep {
+			r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: keep.ID, Addr: keep.Addr, Epoch: &e})
+		}
+	} else {
+		r.record(fx, g, now, api.Event{Kind: api.EventConflictDetected, Candidates: ids, Policy: g.Policy})
+		r.record(fx, g, now, api.Event{Kind: api.EventConflictResolved, Policy: g.Policy, Retained: keep.ID, Removed: removed, Epoch: &e})
+		r.trigger(g, now, "conflict-resolved", losers, fx)
+	}
+	d := Decision{Group: g.Name, Master: keep.Registration, Removed: removed}
+	fx.Decisions = append(fx.Decisions, d)
+	return d
+}
+
+// trigger notifies every live member of g, and every removed registrant that
+// is not a member, of the retained master.
+func (r *Registry) trigger(g *group, now time.Time, reason string, removed []*registration, fx *Effects) {
+	t := Trigger{Notify: api.Notify{Group: g.Name, Master: r.liveMaster(g, now), Reason: reason, Seq: g.Seq}}
+	for _, m := range g.Members {
+		if now.Before(m.Expires) {
+			t.Targets = append(t.Targets, Target{ID: m.ID, Addr: m.Addr, Session: m.Session})
+		}
+	}
+	for _, reg := range removed {
+		if m := g.Members[reg.ID]; m != nil && now.Before(m.Expires) {
+			continue
+		}
+		t.Targets = append(t.Targets, Target{ID: reg.ID, Addr: reg.Addr})
+	}
+	sort.Slice(t.Targets, func(i, j int) bool { return t.Targets[i].ID < t.Targets[j].ID })
+	fx.Triggers = append(fx.Triggers, t)
+}
+
+// Recheck re-runs detection on a group at an agent's request (a competing
+// claim seen over gossip): a pending conflict is decided at once, and every
+// member is triggered with the retained master.
+func (r *Registry) Recheck(now time.Time, req api.RecheckRequest, fx *Effects) (api.RecheckResponse, error) {
+	if err := api.ValidateGroup(req.Group); err != nil {
+		return api.RecheckResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	g, _, err := r.groupFor(req.Group, "", "", false)
+	if err != nil {
+		return api.RecheckResponse{}, err
+	}
+	if !g.Deadline.IsZero() {
+		r.decide(g, now, fx)
+	}
+	r.expireMaster(g, now, fx)
+	r.record(fx, g, now, api.Event{Kind: api.EventRecheck, ID: req.From, Reason: req.Reason})
+	r.trigger(g, now, "recheck", nil, fx)
+	return api.RecheckResponse{Master: r.liveMaster(g, now)}, nil
+}
+
+// Sweep expires lapsed sessions and registrations and decides every conflict
+// whose window has closed: the periodic half of act 1210.
+func (r *Registry) Sweep(now time.Time, fx *Effects) {
+	for _, g := range r.groups {
+		for id, m := range g.Members {
+			if !now.Before(m.Expires) {
+				r.dropMember(g, id, api.EventMemberExpired, now, fx)
+			}
+		}
+		r.expireMaster(g, now, fx)
+		if !g.Deadline.IsZero() && !now.Before(g.Deadline) {
+			r.decide(g, now, fx)
+		}
+	}
+}
+
+// Lookup returns the group's retained master.
+func (r *Registry) Lookup(now time.Time, req api.LookupRequest) (api.LookupResponse, error) {
+	if err := api.ValidateGroup(req.Group); err != nil {
+		return api.LookupResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	g, _, err := r.groupFor(req.Group, "", "", false)
+	if err != nil {
+		return api.LookupResponse{}, err
+	}
+	return api.LookupResponse{Master: r.liveMaster(g, now), Policy: g.Policy, Mode: g.Mode}, nil
+}
+
+// Status describes one group, or every group sorted by name.
+func (r *Registry) Status(now time.Time, req api.StatusRequest) (api.StatusResponse, error) {
+	if req.Group != "" {
+		if err := api.ValidateGroup(req.Group); err != nil {
+			return api.StatusResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+		}
+		g, _, err := r.groupFor(req.Group, "", "", false)
+		if err != nil {
+			return api.StatusResponse{}, err
+		}
+		return api.StatusResponse{Groups: []api.GroupStatus{r.status(g, now)}}, nil
+	}
+	out := api.StatusResponse{Groups: make([]api.GroupStatus, 0, len(r.groups))}
+	for _, g := range r.groups {
+		out.Groups = append(out.Groups, r.status(g, now))
+	}
+	sort.Slice(out.Groups, func(i, j int) bool { return out.Groups[i].Group < out.Groups[j].Group })
+	return out, nil
+}
+
+func (r *Registry) status(g *group, now time.Time) api.GroupStatus {
+	st := api.GroupStatus{Group: g.Name, Policy: g.Policy, Mode: g.Mode, Members: []api.Member{}}
+	if m := r.liveMaster(g, now); m != nil {
+		st.Master = &api.MasterStatus{ID: m.ID, Addr: m.Addr, Epoch: m.Epoch.Term}
+	}
+	for _, m := range g.Members {
+		if now.Before(m.Expires) {
+			st.Members = append(st.Members, m.Member)
+		}
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
+	return st
+}
+
+// SessionLive reports whether a trigger target is still worth retrying: a
+// member whose session lives.
+func (r *Registry) SessionLive(now time.Time, groupName string, id, session uint64) bool {
+	g := r.groups[groupName]
+	if g == nil {
+		return false
+	}
+	m := g.Members[id]
+	return m != nil && m.Session == session && now.Before(m.Expires)
+}
+
+// Groups returns the number of groups.
+func (r *Registry) Groups() int { return len(r.groups) }
+
+// HasGroup reports whether a group is known.
+func (r *Registry) HasGroup(name string) bool { return r.groups[name] != nil }

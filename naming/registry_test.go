@@ -1,0 +1,442 @@
+package naming
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newTestRegistry(window time.Duration) *Registry {
+	return NewRegistry(RegistryConfig{
+		DefaultPolicy:   api.PolicyLowestID,
+		SessionTTL:      2 * time.Second,
+		RegistrationTTL: 3 * time.Second,
+		MaxTTL:          time.Minute,
+		ConflictWindow:  window,
+	}, rand.New(rand.NewSource(1)))
+}
+
+func addr(id uint64) string { return fmt.Sprintf("127.0.0.%d:7500", id) }
+
+func join(t *testing.T, r *Registry, now time.Time, group string, id uint64, prio int) uint64 {
+	t.Helper()
+	resp, err := r.Join(now, api.JoinRequest{Group: group, ID: id, Addr: addr(id), Priority: prio}, &Effects{})
+	if err != nil {
+		t.Fatalf("join %d: %v", id, err)
+	}
+	return resp.Session
+}
+
+func kinds(fx *Effects) []string {
+	var k []string
+	for _, e := range fx.Events {
+		k = append(k, e.Event.Kind)
+	}
+	return k
+}
+
+func TestRetain(t *testing.T) {
+	cands := []Candidate{{ID: 5, Priority: 1}, {ID: 2, Priority: 1}, {ID: 9, Priority: 7}, {ID: 4, Priority: 7}}
+	tests := []struct {
+		policy  api.Policy
+		cands   []Candidate
+		want    uint64
+		removed []uint64
+	}{
+		{api.PolicyLowestID, cands, 2, []uint64{4, 5, 9}},
+		{api.PolicyPriority, cands, 4, []uint64{2, 5, 9}},
+		{api.PolicyLowestID, cands[:1], 5, nil},
+		{api.PolicyPriority, []Candidate{{ID: 3, Priority: -1}, {ID: 8, Priority: 0}}, 8, []uint64{3}},
+	}
+	for _, tt := range tests {
+		// Same answer for every order of the candidates.
+		for i := 0; i < 5; i++ {
+			c := slices.Clone(tt.cands)
+			rand.New(rand.NewSource(int64(i))).Shuffle(len(c), func(a, b int) { c[a], c[b] = c[b], c[a] })
+			got, removed := Retain(tt.policy, c)
+			if got.ID != tt.want || !slices.Equal(removed, tt.removed) {
+				t.Errorf("Retain(%s, %v) = %d, %v; want %d, %v", tt.policy, c, got.ID, removed, tt.want, tt.removed)
+			}
+		}
+	}
+}
+
+func TestRetainPanicsOnBrokenInput(t *testing.T) {
+	for _, tc := range []struct {
+		p api.Policy
+		c []Candidate
+	}{{api.PolicyLowestID, nil}, {"random", []Candidate{{ID: 1}}}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Retain(%q, %v) did not panic", tc.p, tc.c)
+				}
+			}()
+			Retain(tc.p, tc.c)
+		}()
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	r := newTestRegistry(0)
+	now := t0
+	cases := []struct {
+		name string
+		call func(fx *Effects) error
+		code api.Code
+	}{
+		{"bad group", func(fx *Effects) error {
+			_, err := r.Join(now, api.JoinRequest{Group: "Bad_Group", ID: 1, Addr: addr(1)}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"long group", func(fx *Effects) error {
+			_, err := r.Join(now, api.JoinRequest{Group: string(make([]byte, 64)), ID: 1, Addr: addr(1)}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"id 0", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 0, Addr: addr(1)}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"bad addr", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "nohost"}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"bad port", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.1:99999"}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"ttl over max", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Hour}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"negative ttl", func(fx *Effects) error {
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: -time.Second}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"epoch of another id", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 1, ID: 2}}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"bad mode", func(fx *Effects) error {
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Mode: "eventual"}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"bad policy", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Policy: "oldest"}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"unknown session", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: 42}, fx)
+			return err
+		}, api.CodeSessionExpired},
+		{"lookup unknown", func(fx *Effects) error {
+			_, err := r.Lookup(now, api.LookupRequest{Group: "nope"})
+			return err
+		}, api.CodeNotFound},
+		{"renew unknown", func(fx *Effects) error {
+			_, err := r.Renew(now, api.RenewRequest{Group: "nope", ID: 1, Session: 1})
+			return err
+		}, api.CodeNotFound},
+		{"recheck unknown", func(fx *Effects) error {
+			_, err := r.Recheck(now, api.RecheckRequest{Group: "nope"}, fx)
+			return err
+		}, api.CodeNotFound},
+	}
+	for _, tc := range cases {
+		fx := &Effects{}
+		err := tc.call(fx)
+		if e := api.ToError(err); err == nil || e.Code != tc.code {
+			t.Errorf("%s: err %v, want code %s", tc.name, err, tc.code)
+		}
+		if len(fx.Persist)+len(fx.Events)+len(fx.Triggers) != 0 {
+			t.Errorf("%s: effects %+v, want none", tc.name, fx)
+		}
+		if n := r.Groups(); n != 0 {
+			t.Errorf("%s: %d groups exist after bad input", tc.name, n)
+		}
+	}
+}
+
+func TestJoinSessionsAndTakenID(t *testing.T) {
+	r := newTestRegistry(0)
+	s1 := join(t, r, t0, "g", 1, 0)
+	// A second agent claiming ID 1 from another address is refused.
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, &Effects{})
+	if !errors.Is(err, api.ErrIDTaken) {
+		t.Fatalf("second agent with id 1: %v, want id-taken", err)
+	}
+	// The same address rejoining (a restart) gets a new session.
+	s1b := join(t, r, t0, "g", 1, 0)
+	if s1b == s1 {
+		t.Fatalf("rejoin kept session %d", s1)
+	}
+	if _, err := r.Renew(t0, api.RenewRequest{Group: "g", ID: 1, Session: s1}); !errors.Is(err, api.ErrSessionExpired) {
+		t.Fatalf("renew of replaced session: %v", err)
+	}
+	// Renewal extends; without it the session lapses at the sweep.
+	if _, err := r.Renew(t0.Add(1500*time.Millisecond), api.RenewRequest{Group: "g", ID: 1, Session: s1b}); err != nil {
+		t.Fatal(err)
+	}
+	fx := &Effects{}
+	r.Sweep(t0.Add(3*time.Second), fx)
+	if len(fx.Events) != 0 {
+		t.Fatalf("renewed session expired: %v", kinds(fx))
+	}
+	r.Sweep(t0.Add(3500*time.Millisecond), fx)
+	if !slices.Equal(kinds(fx), []string{api.EventMemberExpired}) {
+		t.Fatalf("events %v, want member-expired", kinds(fx))
+	}
+	// After expiry another address may take the ID.
+	if _, err := r.Join(t0.Add(4*time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, &Effects{}); err != nil {
+		t.Fatalf("join after expiry: %v", err)
+	}
+}
+
+func TestRegisterAndRenew(t *testing.T) {
+	r := newTestRegistry(0)
+	fx := &Effects{}
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3)}, fx)
+	if err != nil || pending || !resp.Accepted {
+		t.Fatalf("register: %+v pending=%v err=%v", resp, pending, err)
+	}
+	if resp.Master.Epoch != (api.Epoch{Term: 1, ID: 3}) {
+		t.Fatalf("assigned epoch %s, want 1.3", resp.Master.Epoch)
+	}
+	if !slices.Equal(kinds(fx), []string{api.EventMasterRegistered}) || !slices.Equal(fx.Persist, []string{"g"}) {
+		t.Fatalf("effects %v %v", kinds(fx), fx.Persist)
+	}
+	// A renewal with the same epoch records nothing and persists nothing.
+	fx = &Effects{}
+	if _, _, err := r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3)}, fx); err != nil {
+		t.Fatal(err)
+	}
+	if len(fx.Events)+len(fx.Persist) != 0 {
+		t.Fatalf("renewal had effects %v %v", kinds(fx), fx.Persist)
+	}
+	// The same master with an older epoch is stale.
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 0}}, &Effects{})
+	if err != nil {
+		t.Fatalf("renewal by hand: %v", err)
+	}
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5}}, &Effects{})
+	fx = &Effects{}
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 4}}, fx)
+	if !errors.Is(err, api.ErrRefused) || !slices.Equal(kinds(fx), []string{api.EventRegistrationRefused}) {
+		t.Fatalf("stale epoch: %v %v", err, kinds(fx))
+	}
+	look, err := r.Lookup(t0.Add(time.Second), api.LookupRequest{Group: "g"})
+	if err != nil || look.Master == nil || look.Master.ID != 3 || look.Master.Epoch.Term != 5 {
+		t.Fatalf("lookup: %+v %v", look, err)
+	}
+	// The registration lapses after its TTL (3s from the last renewal).
+	if look, _ := r.Lookup(t0.Add(3*time.Second), api.LookupRequest{Group: "g"}); look.Master != nil {
+		t.Fatalf("lapsed registration still returned: %+v", look.Master)
+	}
+	fx = &Effects{}
+	r.Sweep(t0.Add(3*time.Second), fx)
+	if !slices.Equal(kinds(fx), []string{api.EventMasterExpired}) {
+		t.Fatalf("sweep events %v", kinds(fx))
+	}
+}
+
+func TestSessionLapseRemovesItsRegistration(t *testing.T) {
+	r := newTestRegistry(0)
+	s := join(t, r, t0, "g", 2, 0)
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Session: s, TTL: time.Minute}, &Effects{}); err != nil {
+		t.Fatal(err)
+	}
+	fx := &Effects{}
+	r.Sweep(t0.Add(2*time.Second), fx)
+	if !slices.Equal(kinds(fx), []string{api.EventMemberExpired, api.EventMasterExpired}) {
+		t.Fatalf("events %v", kinds(fx))
+	}
+	if look, _ := r.Lookup(t0.Add(2*time.Second), api.LookupRequest{Group: "g"}); look.Master != nil {
+		t.Fatalf("registration outlived its session")
+	}
+}
+
+// The conflict path of figure 12: detect (1210), retain (1220), remove
+// (1230), trigger (1240), for both policies and with and without a window.
+func TestConflictDecision(t *testing.T) {
+	for _, tc := range []struct {
+		policy api.Policy
+		want   uint64
+	}{{api.PolicyLowestID, 1}, {api.PolicyPriority, 4}} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			r := newTestRegistry(50 * time.Millisecond)
+			for id := uint64(1); id <= 5; id++ {
+				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, &Effects{})
+			}
+			// 3 registers first, then 1, 4 and a non-member 7 compete.
+			if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 1}}, &Effects{}); err != nil {
+				t.Fatal(err)
+			}
+			fx := &Effects{}
+			for _, id := range []uint64{1, 4, 7} {
+				_, pending, err := r.Register(t0.Add(time.Millisecond), api.RegisterRequest{Group: "g", ID: id, Addr: addr(id), Epoch: api.Epoch{Term: 2}}, fx)
+				if err != nil || !pending {
+					t.Fatalf("register %d: pending=%v err=%v", id, pending, err)
+				}
+			}
+			if len(fx.Timers) != 1 || !fx.Timers[0].At.Equal(t0.Add(51*time.Millisecond)) {
+				t.Fatalf("timers %+v, want one at the window's end", fx.Timers)
+			}
+			// Readers see only the incumbent while the window is open.
+			if look, _ := r.Lookup(t0.Add(10*time.Millisecond), api.LookupRequest{Group: "g"}); look.Master.ID != 3 {
+				t.Fatalf("lookup during window: %d", look.Master.ID)
+			}
+			fx = &Effects{}
+			r.Decide(t0.Add(50*time.Millisecond), "g", fx)
+			if len(fx.Decisions) != 0 {
+				t.Fatalf("decided before the window closed")
+			}
+			r.Decide(t0.Add(51*time.Millisecond), "g", fx)
+			if !slices.Equal(kinds(fx), []string{api.EventConflictDetected, api.EventConflictResolved}) {
+				t.Fatalf("events %v", kinds(fx))
+			}
+			res := fx.Events[1].Event
+			if res.Retained != tc.want || len(res.Removed) != 3 || res.Policy != tc.policy {
+				t.Fatalf("resolved %+v, want %d retained", res, tc.want)
+			}
+			if got := fx.Events[0].Event.Candidates; !slices.Equal(got, []uint64{1, 3, 4, 7}) {
+				t.Fatalf("candidates %v", got)
+			}
+			if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != tc.want {
+				t.Fatalf("decisions %+v", fx.Decisions)
+			}
+			// Every member and the non-member loser are triggered.
+			if len(fx.Triggers) != 1 {
+				t.Fatalf("triggers %+v", fx.Triggers)
+			}
+			var ids []uint64
+			for _, tg := range fx.Triggers[0].Targets {
+				ids = append(ids, tg.ID)
+			}
+			if !slices.Equal(ids, []uint64{1, 2, 3, 4, 5, 7}) || fx.Triggers[0].Notify.Master.ID != tc.want {
+				t.Fatalf("trigger targets %v master %+v", ids, fx.Triggers[0].Notify.Master)
+			}
+			look, _ := r.Lookup(t0.Add(52*time.Millisecond), api.LookupRequest{Group: "g"})
+			if look.Master.ID != tc.want {
+				t.Fatalf("lookup after decision: %d", look.Master.ID)
+			}
+		})
+	}
+}
+
+func TestConflictWithoutWindowDecidesAtOnce(t *testing.T) {
+	r := newTestRegistry(0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5)}, &Effects{})
+	fx := &Effects{}
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, fx)
+	if err != nil || pending || !resp.Accepted || !resp.Conflict || !slices.Equal(resp.Removed, []uint64{5}) {
+		t.Fatalf("resp %+v pending=%v err=%v", resp, pending, err)
+	}
+	// The loser re-registering competes again and loses again.
+	resp, _, _ = r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5)}, &Effects{})
+	if resp.Accepted || resp.Master.ID != 2 {
+		t.Fatalf("loser: %+v", resp)
+	}
+}
+
+func TestConflictCandidateThatLapsesIsNotRetained(t *testing.T) {
+	r := newTestRegistry(time.Second)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), TTL: 10 * time.Second}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: 500 * time.Millisecond}, &Effects{})
+	fx := &Effects{}
+	r.Decide(t0.Add(time.Second), "g", fx)
+	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 5 || len(fx.Triggers) != 0 {
+		t.Fatalf("decision %+v triggers %d", fx.Decisions, len(fx.Triggers))
+	}
+}
+
+func TestStrictFencing(t *testing.T) {
+	r := newTestRegistry(time.Second)
+	for id := uint64(1); id <= 3; id++ {
+		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, &Effects{})
+	}
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}}, &Effects{}); err != nil {
+		t.Fatal(err)
+	}
+	// An older epoch is refused, even from a lower ID.
+	fx := &Effects{}
+	_, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 3, ID: 1}}, fx)
+	if !errors.Is(err, api.ErrRefused) || !slices.Equal(kinds(fx), []string{api.EventRegistrationRefused}) {
+		t.Fatalf("older epoch: %v %v", err, kinds(fx))
+	}
+	// A newer epoch supersedes at once and triggers every member.
+	fx = &Effects{}
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5, ID: 3}}, fx)
+	if err != nil || pending || !resp.Accepted || !slices.Equal(resp.Removed, []uint64{2}) {
+		t.Fatalf("newer epoch: %+v %v %v", resp, pending, err)
+	}
+	if !slices.Equal(kinds(fx), []string{api.EventMasterSuperseded}) || len(fx.Triggers) != 1 || len(fx.Triggers[0].Targets) != 3 {
+		t.Fatalf("effects %v %+v", kinds(fx), fx.Triggers)
+	}
+	// Once the registration lapses, the old epoch is still fenced.
+	_, _, err = r.Register(t0.Add(time.Minute), api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}}, &Effects{})
+	if !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("old epoch after lapse: %v", err)
+	}
+}
+
+func TestModeAndPolicyMismatch(t *testing.T) {
+	r := newTestRegistry(0)
+	join(t, r, t0, "g", 1, 0)
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 2, Addr: addr(2), Mode: "strict"}, &Effects{})
+	if !errors.Is(err, api.ErrMismatch) {
+		t.Fatalf("mode mismatch: %v", err)
+	}
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Policy: "priority"}, &Effects{})
+	if !errors.Is(err, api.ErrMismatch) {
+		t.Fatalf("policy mismatch: %v", err)
+	}
+}
+
+func TestRecheckTriggersMembers(t *testing.T) {
+	r := newTestRegistry(time.Second)
+	join(t, r, t0, "g", 1, 0)
+	join(t, r, t0, "g", 2, 0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
+	fx := &Effects{}
+	resp, err := r.Recheck(t0.Add(time.Millisecond), api.RecheckRequest{Group: "g", From: 2, Reason: "competing claim"}, fx)
+	if err != nil || resp.Master.ID != 1 {
+		t.Fatalf("recheck: %+v %v", resp, err)
+	}
+	// The open window is decided at once, then members are triggered.
+	if !slices.Equal(kinds(fx), []string{api.EventConflictDetected, api.EventConflictResolved, api.EventRecheck}) || len(fx.Triggers) != 2 {
+		t.Fatalf("effects %v triggers %d", kinds(fx), len(fx.Triggers))
+	}
+}
+
+func TestRestoreRearmsWithGrace(t *testing.T) {
+	r := newTestRegistry(0)
+	s := join(t, r, t0, "g", 1, 0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: s, Epoch: api.Epoch{Term: 7}}, &Effects{})
+	rec, err := r.Record("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(time.Hour)
+	r2 := newTestRegistry(0)
+	if err := r2.Restore(later, 5*time.Second, rec); err != nil {
+		t.Fatal(err)
+	}
+	look, err := r2.Lookup(later.Add(4*time.Second), api.LookupRequest{Group: "g"})
+	if err != nil || look.Master == nil || look.Master.Epoch.Term != 7 {
+		t.Fatalf("restored lookup %+v %v", look, err)
+	}
+	if _, err := r2.Renew(later.Add(4*time.Second), api.RenewRequest{Group: "g", ID: 1, Session: s}); err != nil {
+		t.Fatalf("restored session: %v", err)
+	}
+	if err := r2.Restore(later, time.Second, []byte{0xc1}); err == nil {
+		t.Fatalf("restore of garbage succeeded")
+	}
+}
