@@ -1,8 +1,11 @@
 package kv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
 
 	"github.com/mastership/mastership/naming/api"
 )
@@ -111,13 +114,36 @@ func EncodeOp(op Op) ([]byte, error) {
 }
 
 // DecodeOp decodes and validates an op from rlog.Entry.Op. Every op it
-// returns passes ValidateOp, and every bad input is an error, never a panic.
+// returns passes ValidateOp and owns its byte slices; every bad input is an
+// error, never a panic.
 func DecodeOp(b []byte) (Op, error) {
+	return decodeOp(api.NewDecoder(bytes.NewReader(nil)), b)
+}
+
+// maxOpBytes bounds an encoded op: the largest valid one is a cas with a
+// key and two values at their caps, plus field names.
+const maxOpBytes = MaxKeyBytes + 2*MaxValueBytes + 256
+
+// decodeOp is DecodeOp with a decoder the caller may reuse across calls;
+// Store keeps one, since building a go-msgpack decoder costs four
+// allocations per entry.
+func decodeOp(dec *codec.Decoder, b []byte) (Op, error) {
+	if len(b) > maxOpBytes {
+		return Op{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(b), maxOpBytes)
+	}
+	if len(b) == 0 {
+		return Op{}, fmt.Errorf("%w: empty", ErrMalformed)
+	}
 	// A fresh Op each time: go-msgpack decodes a []byte field into the
 	// field's existing backing array, which must never be a stored value.
+	// Decoding from bytes copies []byte fields (it never aliases b).
 	var op Op
-	if err := api.Decode(b, &op); err != nil {
+	dec.ResetBytes(b)
+	if err := dec.Decode(&op); err != nil {
 		return Op{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if n := dec.NumBytesRead(); n != len(b) {
+		return Op{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-n)
 	}
 	if err := ValidateOp(op); err != nil {
 		return Op{}, err

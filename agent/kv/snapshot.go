@@ -86,6 +86,7 @@ func (s *Store) Restore(b []byte) error {
 		index:   snap.Index,
 		data:    make(map[string]item, len(snap.Pairs)),
 		clients: make(map[uint64]client, len(snap.Clients)),
+		dec:     s.dec,
 	}
 	for i, p := range snap.Pairs {
 		if err := ValidateOp(Op{Kind: KindPut, Key: p.Key, Value: p.Value}); err != nil {

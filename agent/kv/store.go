@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
 	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
 )
 
 // Result is the answer to one operation. For each kind:
@@ -46,13 +49,20 @@ type Store struct {
 	clients map[uint64]client
 	// sum is the digest accumulator over data and clients; see digest.go.
 	sum sum256
+	// dec is reused by Apply to decode ops; it holds no state between
+	// calls that affects results.
+	dec *codec.Decoder
 }
 
 var _ rlog.StateMachine = (*Store)(nil)
 
 // NewStore returns an empty store at applied index 0.
 func NewStore() *Store {
-	return &Store{data: make(map[string]item), clients: make(map[uint64]client)}
+	return &Store{
+		data:    make(map[string]item),
+		clients: make(map[uint64]client),
+		dec:     api.NewDecoder(bytes.NewReader(nil)),
+	}
 }
 
 // Index returns the last applied index.
@@ -103,7 +113,11 @@ func (s *Store) Apply(e rlog.Entry) Result {
 			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d", ErrStaleSeq, e.Client, e.Seq, c.seq)}
 		}
 	}
-	op, err := DecodeOp(e.Op)
+	if s.dec == nil {
+		// A Store restored into a zero Store has no decoder yet.
+		s.dec = api.NewDecoder(bytes.NewReader(nil))
+	}
+	op, err := decodeOp(s.dec, e.Op)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
@@ -151,15 +165,19 @@ func (s *Store) apply(op Op) Result {
 	panic(fmt.Sprintf("kv: apply op of kind %q", op.Kind))
 }
 
-// set stores value under key, replacing old if found.
+// set stores value under key, replacing old if found. It takes ownership
+// of value: every caller passes bytes just decoded, so copying would only
+// cost an allocation per write.
 func (s *Store) set(key string, old item, found bool, value []byte) {
 	if found {
 		s.sum.sub(old.hash)
 	}
-	// A non-nil copy: an empty value is stored, not mistaken for absence,
-	// and the store owns its bytes.
-	v := append(make([]byte, 0, len(value)), value...)
-	it := item{value: v, hash: pairHash(key, v)}
+	if value == nil {
+		// Keep an empty value distinct from an absent key in results;
+		// a zero-length literal does not allocate.
+		value = []byte{}
+	}
+	it := item{value: value, hash: pairHash(key, value)}
 	s.sum.add(it.hash)
 	s.data[key] = it
 }
