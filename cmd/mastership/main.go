@@ -1,0 +1,108 @@
+// Command mastership runs Mastership's naming node and peer agents, and
+// queries and operates a cluster. `mastership help` lists the subcommands.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it with their own writers.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	if err := app.RunContext(ctx, args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(stderr, "mastership:", msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintln(stderr, "mastership:", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "mastership",
+		Usage:     "find and repair split brain in replicated server groups",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL` of logs on stderr: trace, debug, info, warn, error, off", EnvVars: []string{"MASTERSHIP_LOG_LEVEL"}},
+			&cli.BoolFlag{Name: "log-json", Usage: "write logs as JSON lines", EnvVars: []string{"MASTERSHIP_LOG_JSON"}},
+		},
+		Before: func(c *cli.Context) error {
+			_, err := logLevel(c.String("log-level"))
+			return err
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return cli.Exit(err.Error(), exitUsage)
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // run reports errors
+		Commands: []*cli.Command{
+			namingCommand(),
+			registerCommand(),
+			statusCommand(),
+			eventsCommand(),
+		},
+	}
+}
+
+func logLevel(s string) (hclog.Level, error) {
+	l := hclog.LevelFromString(s)
+	if l == hclog.NoLevel {
+		return l, cli.Exit(fmt.Sprintf("-log-level %q: want trace, debug, info, warn, error or off", s), exitUsage)
+	}
+	return l, nil
+}
+
+// newLogger builds the process logger from the global flags.
+func newLogger(c *cli.Context) hclog.Logger {
+	level, _ := logLevel(c.String("log-level"))
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "mastership",
+		Level:      level,
+		JSONFormat: c.Bool("log-json"),
+		Output:     c.App.ErrWriter,
+	})
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// usageErr reports bad flags with the usage exit code.
+func usageErr(format string, args ...any) error {
+	return cli.Exit(fmt.Sprintf(format, args...), exitUsage)
+}
+
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr("%s: unexpected argument %q", c.Command.Name, strings.Join(c.Args().Slice(), " "))
+	}
+	return nil
+}

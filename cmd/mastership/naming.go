@@ -1,0 +1,275 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/mastership/mastership/config"
+	"github.com/mastership/mastership/naming"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/client"
+	"github.com/urfave/cli/v2"
+)
+
+func namingCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "naming",
+		Usage:     "run a naming node: the authoritative registry of each group's master",
+		UsageText: "mastership naming -bind ADDR -data-dir DIR [options]",
+		Flags:     config.NamingFlags(),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			cfg, err := config.NamingFromCLI(c)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			logger := newLogger(c)
+			cfg.Logger = logger
+			ln, err := net.Listen("tcp", cfg.Bind)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", cfg.Bind, err)
+			}
+			n, err := naming.New(cfg)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			errc := make(chan error, 1)
+			go func() { errc <- n.Serve(ln) }()
+			select {
+			case err = <-errc:
+			case <-ctx.Done():
+				logger.Info("shutting down")
+			}
+			if cerr := n.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		},
+	}
+}
+
+var namingFlag = &cli.StringFlag{Name: "naming", Usage: "naming node `ADDR` (host:port)", Value: "127.0.0.1:7400", EnvVars: []string{"MASTERSHIP_NAMING"}}
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+
+func namingClient(c *cli.Context) (*client.Client, error) {
+	cl, err := client.New(c.String("naming"))
+	if err != nil {
+		return nil, usageErr("-naming: %v", err)
+	}
+	return cl, nil
+}
+
+func registerCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "register",
+		Usage:     "register a master by hand, for drills and repairs",
+		UsageText: "mastership register -naming ADDR -group G -id N -addr ADDR [-epoch E] [-ttl D] [-priority P]",
+		Flags: []cli.Flag{
+			namingFlag,
+			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
+			&cli.Uint64Flag{Name: "id", Usage: "agent `ID` (not 0)", Required: true},
+			&cli.StringFlag{Name: "addr", Usage: "the master's API `ADDR` (host:port)", Required: true},
+			&cli.Uint64Flag{Name: "epoch", Usage: "epoch `TERM`; 0 keeps the holder's or takes the group's next"},
+			&cli.DurationFlag{Name: "ttl", Usage: "registration lifetime; 0 takes the node's default"},
+			&cli.IntFlag{Name: "priority", Usage: "priority, for the priority retention policy"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			cl, err := namingClient(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			req := api.RegisterRequest{Group: c.String("group"), ID: c.Uint64("id"), Addr: c.String("addr"),
+				Epoch: api.Epoch{Term: c.Uint64("epoch")}, TTL: c.Duration("ttl"), Priority: c.Int("priority")}
+			resp, err := cl.Register(c.Context, req)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, map[string]any{
+					"accepted": resp.Accepted, "conflict": resp.Conflict, "removed": nonNil(resp.Removed),
+					"master": masterJSON(&resp.Master),
+				})
+			}
+			m := resp.Master
+			if resp.Accepted {
+				fmt.Fprintf(c.App.Writer, "registered %d as master of %s at epoch %d (ttl %s)\n", m.ID, m.Group, m.Epoch.Term, m.TTL)
+			} else {
+				fmt.Fprintf(c.App.Writer, "not retained: %s keeps master %d at epoch %d\n", m.Group, m.ID, m.Epoch.Term)
+			}
+			if resp.Conflict {
+				fmt.Fprintf(c.App.Writer, "several registrations: retained %d, removed %v\n", m.ID, resp.Removed)
+			}
+			return nil
+		},
+	}
+}
+
+func nonNil(ids []uint64) []uint64 {
+	if ids == nil {
+		return []uint64{}
+	}
+	return ids
+}
+
+func masterJSON(r *api.Registration) *api.MasterStatus {
+	if r == nil {
+		return nil
+	}
+	return &api.MasterStatus{ID: r.ID, Addr: r.Addr, Epoch: r.Epoch.Term}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show each group's registered master and members",
+		UsageText: "mastership status -naming ADDR [-group G] [-json]",
+		Flags: []cli.Flag{
+			namingFlag,
+			&cli.StringFlag{Name: "group", Usage: "only this group `NAME`"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			cl, err := namingClient(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			group := c.String("group")
+			if c.IsSet("group") {
+				if err := api.ValidateGroup(group); err != nil {
+					return usageErr("-group: %v", err)
+				}
+			}
+			st, err := cl.Status(c.Context, api.StatusRequest{Group: group})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if group != "" {
+					return writeJSON(c.App.Writer, st.Groups[0])
+				}
+				return writeJSON(c.App.Writer, st.Groups)
+			}
+			return printStatus(c, st.Groups)
+		},
+	}
+}
+
+func printStatus(c *cli.Context, groups []api.GroupStatus) error {
+	if len(groups) == 0 {
+		fmt.Fprintln(c.App.Writer, "no groups")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tMODE\tPOLICY\tMASTER\tEPOCH\tMASTER ADDR\tMEMBERS")
+	for _, g := range groups {
+		ids := make([]string, len(g.Members))
+		for i, m := range g.Members {
+			ids[i] = fmt.Sprint(m.ID)
+		}
+		master, epoch, maddr := "none", "-", "-"
+		if g.Master != nil {
+			master, epoch, maddr = fmt.Sprint(g.Master.ID), fmt.Sprint(g.Master.Epoch), g.Master.Addr
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Group, g.Mode, g.Policy, master, epoch, maddr, strings.Join(ids, ","))
+	}
+	return tw.Flush()
+}
+
+func eventsCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "events",
+		Usage:     "show the naming node's decisions and triggers for a group",
+		UsageText: "mastership events -naming ADDR -group G [-after SEQ] [-json]",
+		Flags: []cli.Flag{
+			namingFlag,
+			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
+			&cli.Uint64Flag{Name: "after", Usage: "only events after sequence `SEQ`"},
+			jsonFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			if err := api.ValidateGroup(c.String("group")); err != nil {
+				return usageErr("-group: %v", err)
+			}
+			cl, err := namingClient(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			evs, err := cl.AllEvents(c.Context, c.String("group"), c.Uint64("after"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				if evs == nil {
+					evs = []api.Event{}
+				}
+				return writeJSON(c.App.Writer, evs)
+			}
+			for _, e := range evs {
+				fmt.Fprintf(c.App.Writer, "%6d  %s  %-20s %s\n", e.Seq, e.Time.Format("15:04:05.000"), e.Kind, describeEvent(e))
+			}
+			return nil
+		},
+	}
+}
+
+// describeEvent renders the fields of an event that apply to its kind.
+func describeEvent(e api.Event) string {
+	var parts []string
+	add := func(k string, v any) { parts = append(parts, fmt.Sprintf("%s=%v", k, v)) }
+	if e.ID != 0 {
+		add("id", e.ID)
+	}
+	if e.Target != 0 {
+		add("target", e.Target)
+	}
+	if e.Addr != "" {
+		add("addr", e.Addr)
+	}
+	if e.Epoch != nil {
+		add("epoch", e.Epoch.Term)
+	}
+	if len(e.Candidates) > 0 {
+		add("candidates", e.Candidates)
+	}
+	if e.Policy != "" {
+		add("policy", e.Policy)
+	}
+	if e.Retained != 0 {
+		add("retained", e.Retained)
+	}
+	if len(e.Removed) > 0 {
+		add("removed", e.Removed)
+	}
+	if e.Attempt != 0 {
+		add("attempt", e.Attempt)
+	}
+	if e.Reason != "" {
+		add("reason", fmt.Sprintf("%q", e.Reason))
+	}
+	if e.Error != "" {
+		add("error", fmt.Sprintf("%q", e.Error))
+	}
+	return strings.Join(parts, " ")
+}
