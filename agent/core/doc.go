@@ -1,0 +1,42 @@
+// Package core is the peer agent's replica core: roles (master, back-up,
+// candidate, syncing, recovering, quarantined), replication of client
+// requests stamped with (epoch, index), staggered elections, and epoch
+// fencing. It is pure, as etcd's raft is: no goroutines, clocks, sockets or
+// disk. The runtime (package agent) calls Tick, Step, Propose and SetView
+// from one goroutine and carries out each Ready: persist the hard state and
+// entries, send the messages, answer the results, register, download state.
+//
+// # Rules
+//
+//   - Elections: a back-up whose master is silent (no append for
+//     ElectionTicks, or dead in the gossip view) campaigns after
+//     rank x StaggerTicks more, where rank orders the live back-ups by
+//     priority then ID. Voters refuse while they still hear a master, so one
+//     wave of 2(N-1) messages elects the best-ranked live back-up.
+//     A strict candidate needs a majority of the known members; an
+//     available one the votes of every member it can reach.
+//   - Replication: strict commits an entry of the master's epoch once a
+//     majority holds it; available once every reachable back-up holds it or
+//     WriteTicks passed. Entries apply at the commit index everywhere; the
+//     master answers a client once its entry applied.
+//   - Fencing: an append from an older epoch is refused with ours. A strict
+//     master that sees a newer epoch steps down; an available one, and an
+//     available back-up whose master is alive, raise an event for the
+//     self-monitor instead: the naming node decides whom the group follows.
+//   - A back-up whose log left the master's, or that is new or far behind,
+//     asks the runtime to download the master's state (Ready.Sync).
+//
+// # Usage
+//
+//	n := core.NewNode(cfg, kv.NewStore(), rlog.New(), core.HardState{})
+//	for {
+//		select {
+//		case <-ticker.C:
+//			n.Tick()
+//		case m := <-inbound:
+//			n.Step(m)
+//		}
+//		rd := n.Ready()
+//		// persist rd.HardState and rd.Entries, then send rd.Messages ...
+//	}
+package core

@@ -1,0 +1,992 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"slices"
+	"sort"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Errors returned to callers of Propose and Read.
+var (
+	// ErrNotMaster means this agent does not take client requests; Status
+	// names the master it follows, if any.
+	ErrNotMaster = errors.New("agent: not master")
+	// ErrNotServing means the master may not serve now: a strict master
+	// whose registration could have lapsed, or whose lease lapsed.
+	ErrNotServing = errors.New("agent: master not serving")
+)
+
+// Config is the core's configuration. Every duration is in ticks; only the
+// runtime knows how long a tick is.
+type Config struct {
+	ID       uint64
+	Group    string
+	Priority int
+	Mode     api.Mode
+	// HeartbeatTicks is the master's heartbeat period.
+	HeartbeatTicks int
+	// ElectionTicks is how long a back-up hears nothing from its master
+	// before it counts it silent. Also a candidate's campaign deadline.
+	ElectionTicks int
+	// StaggerTicks is the delay per priority rank before a silent master's
+	// back-up campaigns (the election periodic timer).
+	StaggerTicks int
+	// WriteTicks bounds how long an available master waits for a reachable
+	// back-up to hold a write before it commits without it.
+	WriteTicks int
+	// Rand draws jitter; required.
+	Rand *rand.Rand
+	// Logger; nil means none.
+	Logger hclog.Logger
+}
+
+// HardState is what the runtime must persist before it sends the messages
+// of the Ready that carries it.
+type HardState struct {
+	Epoch   api.Epoch `codec:"e"`
+	Vote    api.Epoch `codec:"v"`
+	Master  uint64    `codec:"m"`
+	MaxTerm uint64    `codec:"t"`
+}
+
+// Peer is one member of the group in the membership view the runtime feeds
+// from gossip.
+type Peer struct {
+	ID       uint64
+	Priority int
+	Alive    bool
+	// Epoch is the epoch the peer announces; the core learns terms from it
+	// so that its next campaign or reassertion is newer than all of them.
+	Epoch api.Epoch
+}
+
+// Result answers one client proposal.
+type Result struct {
+	Ref    uint64
+	Index  uint64
+	Epoch  api.Epoch
+	Result rlog.Result
+	Err    error
+}
+
+// EventKind is an event for the self-monitor (figure 6: external events).
+type EventKind uint8
+
+// Event kinds raised by the core.
+const (
+	// EventForeignEpoch: a message from the group carried an epoch newer
+	// than ours from an agent that is not our master.
+	EventForeignEpoch EventKind = iota + 1
+	// EventTriggered: another master sent us a trigger.
+	EventTriggered
+	// EventDeposed: a strict master stepped down for a newer epoch.
+	EventDeposed
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventForeignEpoch:
+		return "foreign-epoch"
+	case EventTriggered:
+		return "competing-master-trigger"
+	case EventDeposed:
+		return "deposed"
+	}
+	return fmt.Sprintf("event(%d)", k)
+}
+
+// Event is raised for the self-monitor.
+type Event struct {
+	Kind  EventKind
+	From  uint64
+	Epoch api.Epoch
+}
+
+// Ready is what the runtime must do after a call into the core: persist the
+// hard state and entries, then send the messages, answer the results, and
+// act on the requests.
+type Ready struct {
+	HardState *HardState
+	// Truncated, if not nil, drops stored entries after this index; then
+	// Entries are appended.
+	Truncated *uint64
+	Entries   []rlog.Entry
+	// Divergent are entries removed from the log that this agent had
+	// applied: they become divergence records.
+	Divergent []rlog.Entry
+	Messages  []Message
+	Results   []Result
+	// RoleChanged is set when the role, epoch or master changed.
+	RoleChanged bool
+	// Register asks the runtime to register this master at the naming node
+	// with this epoch.
+	Register *api.Epoch
+	// Sync asks the runtime to download the state of this master (a
+	// lagging or divergent log).
+	Sync   uint64
+	Events []Event
+}
+
+type progress struct {
+	next, match uint64
+	acked       uint64 // the latest Sent tick this peer echoed
+	last        uint64 // the tick we last heard from it
+}
+
+type proposal struct {
+	ref   uint64
+	index uint64
+	tick  uint64
+}
+
+// Node is one agent's replica core: roles, replication and elections. It is
+// pure: no goroutines, clocks, sockets or disk; the runtime calls it from
+// one goroutine and carries out its Ready.
+type Node struct {
+	cfg    Config
+	logger hclog.Logger
+	sm     rlog.StateMachine
+	log    *rlog.Log
+
+	role    api.Role
+	epoch   api.Epoch // the mastership followed or held
+	master  uint64
+	vote    api.Epoch
+	maxTerm uint64
+
+	commit, applied uint64
+	now             uint64
+	silent          int // ticks since our master was heard
+	heartbeat       int
+	campaign        api.Epoch
+	campaignAge     int
+	votes           map[uint64]bool
+	refusals        map[uint64]bool
+
+	peers     map[uint64]*Peer
+	progress  map[uint64]*progress
+	proposals []proposal
+
+	registeredUntil uint64 // strict: tick until which the registration holds
+
+	rd        Ready
+	hsChanged bool
+}
+
+// NewNode returns a back-up core over a state machine and a log restored
+// from storage. applied is the state machine's applied index.
+func NewNode(cfg Config, sm rlog.StateMachine, log *rlog.Log, hs HardState) *Node {
+	if cfg.Rand == nil {
+		panic("core: Config.Rand is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	n := &Node{
+		cfg:      cfg,
+		logger:   cfg.Logger,
+		sm:       sm,
+		log:      log,
+		role:     api.RoleBackup,
+		epoch:    hs.Epoch,
+		master:   hs.Master,
+		vote:     hs.Vote,
+		maxTerm:  max(hs.MaxTerm, hs.Epoch.Term, hs.Vote.Term),
+		peers:    make(map[uint64]*Peer),
+		progress: make(map[uint64]*progress),
+	}
+	n.applied = sm.Digest().Index
+	n.commit = n.applied
+	if n.master == cfg.ID {
+		// A master that restarts does not resume mastership: it follows
+		// nobody until it hears a master or wins an election.
+		n.master = 0
+	}
+	return n
+}
+
+// Status is a snapshot of the core for the API and metrics.
+type Status struct {
+	ID       uint64
+	Role     api.Role
+	Epoch    api.Epoch
+	Master   uint64
+	Commit   uint64
+	Applied  uint64
+	Last     uint64
+	Digest   rlog.Digest
+	MaxTerm  uint64
+	Serving  bool
+	Priority int
+}
+
+// Status describes the core now.
+func (n *Node) Status() Status {
+	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
+		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm,
+		Serving: n.serving(), Priority: n.cfg.Priority}
+}
+
+// Ready returns what the runtime must do and clears it.
+func (n *Node) Ready() Ready {
+	if n.hsChanged {
+		hs := n.hardState()
+		n.rd.HardState = &hs
+		n.hsChanged = false
+	}
+	rd := n.rd
+	n.rd = Ready{}
+	return rd
+}
+
+func (n *Node) hardState() HardState {
+	return HardState{Epoch: n.epoch, Vote: n.vote, Master: n.master, MaxTerm: n.maxTerm}
+}
+
+func (n *Node) send(m Message) {
+	m.Group = n.cfg.Group
+	m.From = n.cfg.ID
+	if m.Epoch.IsZero() {
+		m.Epoch = n.epoch
+	}
+	m.Priority = n.cfg.Priority
+	n.rd.Messages = append(n.rd.Messages, m)
+}
+
+func (n *Node) seeTerm(t uint64) {
+	if t > n.maxTerm {
+		n.maxTerm = t
+		n.hsChanged = true
+	}
+}
+
+// SetView replaces the membership view (from gossip). Peers of other groups
+// must not be passed. Our own entry is ignored.
+func (n *Node) SetView(peers []Peer) {
+	n.peers = make(map[uint64]*Peer, len(peers))
+	for _, p := range peers {
+		if p.ID == n.cfg.ID {
+			continue
+		}
+		p := p
+		n.peers[p.ID] = &p
+		n.seeTerm(p.Epoch.Term)
+		if n.progress[p.ID] == nil {
+			n.progress[p.ID] = &progress{next: n.log.LastIndex() + 1}
+		}
+	}
+	if n.role == api.RoleMaster {
+		n.maybeCommit()
+	}
+}
+
+// alive reports whether a peer is reachable according to the view.
+func (n *Node) alive(id uint64) bool {
+	p := n.peers[id]
+	return p != nil && p.Alive
+}
+
+// groupSize counts the known members, dead or alive, and us.
+func (n *Node) groupSize() int { return len(n.peers) + 1 }
+
+func (n *Node) quorum() int { return n.groupSize()/2 + 1 }
+
+// rank is our position among the live back-ups that could campaign, by
+// priority (highest first) then ID (lowest first): 0 fires first.
+func (n *Node) rank() int {
+	r := 0
+	for _, p := range n.peers {
+		if !p.Alive || p.ID == n.master {
+			continue
+		}
+		if p.Priority > n.cfg.Priority || (p.Priority == n.cfg.Priority && p.ID < n.cfg.ID) {
+			r++
+		}
+	}
+	return r
+}
+
+// Tick advances the core's clock by one tick.
+func (n *Node) Tick() {
+	n.now++
+	switch n.role {
+	case api.RoleMaster:
+		n.tickMaster()
+	case api.RoleCandidate:
+		n.tickCandidate()
+	case api.RoleBackup:
+		n.tickBackup()
+	default:
+		// Recovering, syncing and quarantined agents do not campaign.
+		n.silent++
+	}
+}
+
+func (n *Node) masterSilent() bool {
+	if n.master == 0 {
+		return true
+	}
+	if p := n.peers[n.master]; p != nil && !p.Alive {
+		return true
+	}
+	return n.silent >= n.cfg.ElectionTicks
+}
+
+func (n *Node) tickBackup() {
+	n.silent++
+	if n.master != 0 {
+		if p := n.peers[n.master]; p != nil && !p.Alive && n.silent < n.cfg.ElectionTicks {
+			// Gossip says the master is gone: skip the rest of the wait.
+			n.silent = n.cfg.ElectionTicks
+		}
+	}
+	if n.silent >= n.cfg.ElectionTicks+n.rank()*n.cfg.StaggerTicks {
+		n.becomeCandidate()
+	}
+}
+
+func (n *Node) tickCandidate() {
+	n.campaignAge++
+	if n.campaignAge >= n.cfg.ElectionTicks {
+		n.logger.Debug("campaign timed out", "epoch", n.campaign, "votes", len(n.votes))
+		n.becomeBackup(0, n.epoch)
+		// Wait a full stagger round, jittered, before trying again.
+		n.silent = n.cfg.ElectionTicks - n.cfg.Rand.Intn(n.cfg.StaggerTicks+1)
+	}
+}
+
+func (n *Node) tickMaster() {
+	n.heartbeat++
+	if n.heartbeat >= n.cfg.HeartbeatTicks {
+		n.heartbeat = 0
+		n.broadcastAppend()
+	}
+	if n.cfg.Mode == api.ModeAvailable {
+		n.maybeCommit()
+	}
+}
+
+func (n *Node) setRole(r api.Role) {
+	if n.role != r {
+		n.logger.Info("role change", "from", n.role, "to", r, "epoch", n.epoch, "master", n.master)
+	}
+	n.role = r
+	n.rd.RoleChanged = true
+}
+
+// becomeBackup follows master (0: none known) at epoch.
+func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
+	if n.role == api.RoleMaster && master != n.cfg.ID {
+		n.failProposals(ErrNotMaster)
+	}
+	if epoch.Less(n.epoch) {
+		panic(fmt.Sprintf("core: becomeBackup at epoch %s older than %s", epoch, n.epoch))
+	}
+	n.epoch, n.master = epoch, master
+	n.seeTerm(epoch.Term)
+	n.silent = 0
+	n.hsChanged = true
+	n.setRole(api.RoleBackup)
+}
+
+func (n *Node) becomeCandidate() {
+	if n.role == api.RoleMaster {
+		panic("core: becomeCandidate from master")
+	}
+	n.campaign = api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID}
+	n.seeTerm(n.campaign.Term)
+	n.vote = n.campaign
+	n.hsChanged = true
+	n.campaignAge = 0
+	n.votes = map[uint64]bool{n.cfg.ID: true}
+	n.refusals = map[uint64]bool{}
+	n.setRole(api.RoleCandidate)
+	last := n.log.Last()
+	for _, p := range n.sortedPeers() {
+		if !p.Alive {
+			continue
+		}
+		n.send(Message{Type: MsgVote, To: p.ID, Epoch: n.campaign, LastIndex: last.Index, LastEpoch: last.Epoch})
+	}
+	n.maybeWin()
+}
+
+func (n *Node) sortedPeers() []*Peer {
+	ps := make([]*Peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+	return ps
+}
+
+// maybeWin checks the votes: strict needs a majority of the known members;
+// available needs every member it can reach.
+func (n *Node) maybeWin() {
+	if n.role != api.RoleCandidate {
+		return
+	}
+	won := false
+	switch n.cfg.Mode {
+	case api.ModeStrict:
+		won = len(n.votes) >= n.quorum()
+	default:
+		won = len(n.refusals) == 0
+		for _, p := range n.peers {
+			if p.Alive && !n.votes[p.ID] {
+				won = false
+			}
+		}
+	}
+	if won {
+		n.becomeMaster(n.campaign)
+	}
+}
+
+// becomeMaster takes mastership at epoch: appends a no-op of the new epoch
+// (so the epoch commits before reads), asks the runtime to register, and
+// sends the first heartbeat.
+func (n *Node) becomeMaster(epoch api.Epoch) {
+	if epoch.ID != n.cfg.ID || epoch.Less(n.epoch) {
+		panic(fmt.Sprintf("core: becomeMaster at %s from epoch %s", epoch, n.epoch))
+	}
+	n.epoch, n.master = epoch, n.cfg.ID
+	n.seeTerm(epoch.Term)
+	n.hsChanged = true
+	n.heartbeat = 0
+	n.registeredUntil = 0
+	n.setRole(api.RoleMaster)
+	last := n.log.LastIndex()
+	for id := range n.peers {
+		n.progress[id] = &progress{next: last + 1, last: n.now}
+	}
+	e, err := n.log.AppendNew(epoch, 0, 0, nil)
+	if err != nil {
+		panic(fmt.Sprintf("core: append no-op: %v", err))
+	}
+	n.rd.Entries = append(n.rd.Entries, e)
+	ep := epoch
+	n.rd.Register = &ep
+	n.broadcastAppend()
+	n.maybeCommit()
+}
+
+// Reassert moves a master that the naming node retained to an epoch above
+// every epoch it has seen, so that agents that followed a competing master
+// with a newer epoch accept it (epochs never go backwards for anyone).
+func (n *Node) Reassert() {
+	if n.role != api.RoleMaster {
+		return
+	}
+	n.becomeMaster(api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID})
+}
+
+// Registered tells a master the outcome of its registration: accepted, the
+// registration holds until tick until (a strict master serves only then).
+func (n *Node) Registered(epoch api.Epoch, accepted bool, until uint64) {
+	if n.role != api.RoleMaster || epoch != n.epoch {
+		return
+	}
+	if accepted {
+		n.registeredUntil = until
+	} else {
+		n.registeredUntil = 0
+	}
+}
+
+// Now is the core's tick count.
+func (n *Node) Now() uint64 { return n.now }
+
+func (n *Node) serving() bool {
+	if n.role != api.RoleMaster {
+		return false
+	}
+	if n.cfg.Mode == api.ModeStrict {
+		return n.registeredUntil > n.now && n.leaseHolds()
+	}
+	return true
+}
+
+// leaseHolds reports whether a majority heard from us within the election
+// timeout: no one can have been elected meanwhile, since back-ups refuse
+// votes while they hear their master.
+func (n *Node) leaseHolds() bool {
+	acks := []uint64{n.now}
+	for id, pr := range n.progress {
+		if n.peers[id] != nil {
+			acks = append(acks, pr.acked)
+		}
+	}
+	slices.Sort(acks)
+	slices.Reverse(acks)
+	q := n.quorum()
+	if len(acks) < q {
+		return false
+	}
+	// A margin of a fifth keeps us safe against clock drift between ticks.
+	lease := uint64(n.cfg.ElectionTicks * 4 / 5)
+	return acks[q-1]+lease > n.now
+}
+
+// Propose appends a client request. The result comes in a later Ready.
+func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
+	if n.role != api.RoleMaster {
+		return ErrNotMaster
+	}
+	if n.cfg.Mode == api.ModeStrict && n.registeredUntil <= n.now {
+		return fmt.Errorf("%w: registration at the naming node not held", ErrNotServing)
+	}
+	e, err := n.log.AppendNew(n.epoch, client, seq, op)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	n.rd.Entries = append(n.rd.Entries, e)
+	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now})
+	n.broadcastAppend()
+	n.maybeCommit()
+	return nil
+}
+
+// ReadIndex tells whether a read may be served from the state machine now:
+// on the master, with a committed entry of its epoch, and in strict mode
+// while its lease and registration hold.
+func (n *Node) ReadIndex() error {
+	if n.role != api.RoleMaster {
+		return ErrNotMaster
+	}
+	if !n.serving() {
+		return ErrNotServing
+	}
+	if ep, err := n.log.EpochAt(n.commit); err != nil || ep != n.epoch {
+		return fmt.Errorf("%w: no entry of epoch %s committed yet", ErrNotServing, n.epoch)
+	}
+	return nil
+}
+
+func (n *Node) broadcastAppend() {
+	for _, p := range n.sortedPeers() {
+		n.sendAppend(p.ID)
+	}
+}
+
+// maxBatch bounds the entries of one append.
+const maxBatch = 256
+
+// SyncThreshold is how far behind a back-up may be and still catch up from
+// the log; further behind (or new), it downloads the master's state.
+const SyncThreshold = 2 * maxBatch
+
+func (n *Node) sendAppend(to uint64) {
+	pr := n.progress[to]
+	if pr == nil {
+		pr = &progress{next: n.log.LastIndex() + 1}
+		n.progress[to] = pr
+	}
+	base := n.log.Base().Index
+	if pr.next <= base {
+		pr.next = base + 1
+	}
+	prev := pr.next - 1
+	pos, err := n.log.PosAt(prev)
+	if err != nil {
+		pos = n.log.Base()
+	}
+	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now}
+	last := n.log.LastIndex()
+	if pr.next <= last {
+		hi := min(last+1, pr.next+maxBatch)
+		ents, err := n.log.Slice(pr.next, hi)
+		if err == nil {
+			m.Entries = ents
+			pr.next = hi // pipelined: optimistic
+		}
+	}
+	n.send(m)
+}
+
+// Step handles a message from another agent.
+func (n *Node) Step(m Message) {
+	if m.Group != n.cfg.Group || m.From == n.cfg.ID || m.From == 0 {
+		return
+	}
+	n.seeTerm(m.Epoch.Term)
+	switch m.Type {
+	case MsgVote:
+		n.handleVote(m)
+	case MsgVoteResp:
+		n.handleVoteResp(m)
+	case MsgAppend:
+		n.handleAppend(m)
+	case MsgAppendResp:
+		n.handleAppendResp(m)
+	case MsgTrigger:
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventTriggered, From: m.From, Epoch: m.Epoch})
+	}
+}
+
+func (n *Node) handleVote(m Message) {
+	last := n.log.Last()
+	upToDate := last.Epoch.Less(m.LastEpoch) || (last.Epoch == m.LastEpoch && last.Index <= m.LastIndex)
+	grant := n.role != api.RoleMaster &&
+		n.role != api.RoleQuarantined &&
+		n.epoch.Less(m.Epoch) && n.vote.Less(m.Epoch) &&
+		(n.masterSilent() || n.role == api.RoleCandidate) &&
+		upToDate
+	if n.role == api.RoleCandidate && grant {
+		// A candidate grants only to a better-ranked candidate.
+		better := m.Priority > n.cfg.Priority || (m.Priority == n.cfg.Priority && m.From < n.cfg.ID)
+		grant = better
+		if grant {
+			n.becomeBackup(0, n.epoch)
+		}
+	}
+	if grant {
+		n.vote = m.Epoch
+		n.hsChanged = true
+		// Disarm: give this candidate a full campaign before our timer.
+		n.silent = 0
+	}
+	n.send(Message{Type: MsgVoteResp, To: m.From, Reject: !grant, Epoch: n.epoch, LastIndex: last.Index})
+}
+
+func (n *Node) handleVoteResp(m Message) {
+	if n.role != api.RoleCandidate {
+		return
+	}
+	if m.Reject {
+		n.refusals[m.From] = true
+		if n.cfg.Mode == api.ModeStrict {
+			// Lost once a majority is out of reach.
+			if len(n.refusals) > n.groupSize()-n.quorum() {
+				n.becomeBackup(0, n.epoch)
+			}
+		} else {
+			n.becomeBackup(0, n.epoch)
+			n.silent = n.cfg.ElectionTicks / 2
+		}
+		if n.epoch.Less(m.Epoch) {
+			// Someone follows a newer mastership than we knew of.
+			n.becomeBackup(0, m.Epoch)
+		}
+		return
+	}
+	n.votes[m.From] = true
+	n.maybeWin()
+}
+
+func (n *Node) handleAppend(m Message) {
+	if m.Epoch.Less(n.epoch) {
+		// Fencing: refuse an older epoch and tell the sender the newer one.
+		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
+		return
+	}
+	switch n.role {
+	case api.RoleMaster:
+		if m.Epoch == n.epoch {
+			panic(fmt.Sprintf("core: two masters at epoch %s", n.epoch))
+		}
+		// A newer master of our group: strict masters step down; available
+		// ones leave the decision to the naming node (the self-monitor).
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
+		if n.cfg.Mode != api.ModeStrict {
+			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+			return
+		}
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventDeposed, From: m.From, Epoch: m.Epoch})
+		n.becomeBackup(m.From, m.Epoch)
+	case api.RoleCandidate:
+		n.becomeBackup(m.From, m.Epoch)
+	case api.RoleBackup:
+		if m.Epoch != n.epoch || m.From != n.master {
+			if n.cfg.Mode != api.ModeStrict && n.master != 0 && !n.masterSilent() {
+				// Available: our master is alive, so another master means
+				// inconsistent mastership; the naming node decides whom
+				// to follow (the self-monitor), not the larger epoch.
+				n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
+				n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+				return
+			}
+			n.becomeBackup(m.From, m.Epoch)
+		}
+	default:
+		// Recovering, syncing or quarantined: note the master, take nothing
+		// until recovery installs its state.
+		if m.Epoch != n.epoch || m.From != n.master {
+			n.epoch, n.master = m.Epoch, m.From
+			n.hsChanged = true
+			n.rd.RoleChanged = true
+		}
+		n.silent = 0
+		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+		return
+	}
+	n.silent = 0
+	last := n.log.LastIndex()
+	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold) {
+		// New or far behind: download a snapshot rather than the log.
+		n.needSync(m.From)
+		return
+	}
+	if m.PrevIndex > last {
+		// Behind: ask for what follows our last entry.
+		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: last, Sent: m.Sent})
+		return
+	}
+	if h, ok, _ := n.log.HashAt(m.PrevIndex); !ok || h != m.PrevHash {
+		if m.PrevIndex < n.log.Base().Index {
+			// Below our snapshot: only the part after it can be compared.
+			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: last, Sent: m.Sent})
+			return
+		}
+		n.needSync(m.From)
+		return
+	}
+	var fresh []rlog.Entry
+	for i, e := range m.Entries {
+		if e.Index <= n.log.LastIndex() {
+			if h, ok, _ := n.log.HashAt(e.Index); ok && h == e.Hash {
+				continue
+			}
+			// Our suffix from here differs from the master's.
+			if e.Index <= n.applied {
+				n.needSync(m.From)
+				return
+			}
+			removed, err := n.log.TruncateAfter(e.Index - 1)
+			if err != nil {
+				n.needSync(m.From)
+				return
+			}
+			t := e.Index - 1
+			n.rd.Truncated = &t
+			n.rd.Entries = nil
+			_ = removed // never applied here: the master that acknowledged them records them
+		}
+		fresh = m.Entries[i:]
+		break
+	}
+	if len(fresh) > 0 {
+		if err := n.log.Append(fresh...); err != nil {
+			n.needSync(m.From)
+			return
+		}
+		n.rd.Entries = append(n.rd.Entries, fresh...)
+	}
+	match := m.PrevIndex + uint64(len(m.Entries))
+	if c := min(m.Commit, match); c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+	n.send(Message{Type: MsgAppendResp, To: m.From, Match: match, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+}
+
+// needSync moves a back-up whose log left the master's to syncing: the
+// runtime downloads the master's state (DESIGN.md recovery steps 2 to 4).
+func (n *Node) needSync(master uint64) {
+	n.setRole(api.RoleSyncing)
+	n.rd.Sync = master
+}
+
+func (n *Node) handleAppendResp(m Message) {
+	if n.role != api.RoleMaster {
+		return
+	}
+	pr := n.progress[m.From]
+	if pr == nil {
+		return
+	}
+	pr.last = n.now
+	if n.epoch.Less(m.Epoch) {
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
+		if n.cfg.Mode == api.ModeStrict {
+			n.rd.Events = append(n.rd.Events, Event{Kind: EventDeposed, From: m.From, Epoch: m.Epoch})
+			n.becomeBackup(0, m.Epoch)
+		}
+		return
+	}
+	if m.Epoch != n.epoch {
+		return
+	}
+	if m.Reject {
+		pr.next = max(m.LastIndex+1, 1)
+		if pr.match > m.LastIndex {
+			pr.match = m.LastIndex
+		}
+		n.sendAppend(m.From)
+		return
+	}
+	pr.acked = max(pr.acked, m.Sent)
+	if m.Match > pr.match {
+		pr.match = m.Match
+	}
+	pr.next = max(pr.next, pr.match+1)
+	n.maybeCommit()
+}
+
+// maybeCommit advances the commit index by the mode's rule, applies, and
+// answers the proposals now applied.
+func (n *Node) maybeCommit() {
+	if n.role != api.RoleMaster {
+		return
+	}
+	last := n.log.LastIndex()
+	var c uint64
+	switch n.cfg.Mode {
+	case api.ModeStrict:
+		matches := []uint64{last}
+		for id, pr := range n.progress {
+			if n.peers[id] != nil {
+				matches = append(matches, pr.match)
+			}
+		}
+		slices.Sort(matches)
+		slices.Reverse(matches)
+		q := n.quorum()
+		if len(matches) >= q {
+			c = matches[q-1]
+		}
+		// Only an entry of our own epoch commits by counting (and the ones
+		// before it with it).
+		if ep, err := n.log.EpochAt(c); err != nil || ep != n.epoch {
+			c = n.commit
+		}
+	default:
+		// Every reachable back-up holds it; a reachable back-up that does
+		// not answer within WriteTicks is left behind to catch up.
+		c = last
+		for id, p := range n.peers {
+			if !p.Alive {
+				continue
+			}
+			pr := n.progress[id]
+			if pr.match < c {
+				c = pr.match
+			}
+		}
+		for _, pp := range n.proposals {
+			if pp.index > c && n.now-pp.tick >= uint64(n.cfg.WriteTicks) {
+				c = pp.index
+			}
+		}
+	}
+	if c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+}
+
+func (n *Node) apply() {
+	if n.commit <= n.applied {
+		return
+	}
+	res, err := rlog.ApplyTo(n.sm, n.log, n.applied, n.commit)
+	if err != nil {
+		panic(fmt.Sprintf("core: apply %d..%d: %v", n.applied+1, n.commit, err))
+	}
+	from := n.applied + 1
+	n.applied = n.commit
+	if n.role != api.RoleMaster {
+		return
+	}
+	keep := n.proposals[:0]
+	for _, p := range n.proposals {
+		if p.index <= n.applied {
+			e, _ := n.log.Entry(p.index)
+			n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]})
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	n.proposals = keep
+}
+
+func (n *Node) failProposals(err error) {
+	for _, p := range n.proposals {
+		n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Err: err})
+	}
+	n.proposals = nil
+}
+
+// Trigger sends a trigger to another agent (a competing claimant).
+func (n *Node) Trigger(to uint64, reason string) {
+	n.send(Message{Type: MsgTrigger, To: to, Reason: reason})
+}
+
+// BeginRecovery stops acting as master and follows the retained master
+// (figure 10, act 1010: alignment). The agent serves nothing until
+// InstallState or EndRecovery.
+func (n *Node) BeginRecovery(master uint64) {
+	if n.role == api.RoleMaster {
+		n.failProposals(ErrNotMaster)
+	}
+	n.master = master
+	n.hsChanged = true
+	n.setRole(api.RoleRecovering)
+}
+
+// Quarantine stops serving after a failed recovery.
+func (n *Node) Quarantine() {
+	if n.role == api.RoleMaster {
+		n.failProposals(ErrNotMaster)
+	}
+	n.setRole(api.RoleQuarantined)
+}
+
+// Log gives the runtime read access to the log (state download and fork
+// search), from the owning goroutine only.
+func (n *Node) Log() *rlog.Log { return n.log }
+
+// StateMachine gives the runtime read access to the state machine.
+func (n *Node) StateMachine() rlog.StateMachine { return n.sm }
+
+// InstallState replaces the state machine and log with a master's state:
+// snapshot at base, then the entries after it (figure 10, acts 1020-1030).
+// The caller has verified the digest. The agent becomes a back-up of master
+// at epoch, which must not be older than ours.
+func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry, master uint64, epoch api.Epoch, commit uint64) error {
+	if epoch.Less(n.epoch) {
+		return fmt.Errorf("install state of epoch %s: older than ours %s", epoch, n.epoch)
+	}
+	l := rlog.NewAt(base)
+	if err := l.Append(entries...); err != nil {
+		return fmt.Errorf("install log: %w", err)
+	}
+	if err := n.sm.Restore(snapshot); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	n.log = l
+	n.applied = n.sm.Digest().Index
+	n.commit = n.applied
+	if c := min(commit, l.LastIndex()); c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+	n.proposals = nil
+	n.becomeBackup(master, epoch)
+	return nil
+}
+
+// EndRecovery makes a recovering agent whose state already matches the
+// master's a back-up of it.
+func (n *Node) EndRecovery(master uint64, epoch api.Epoch) {
+	if epoch.Less(n.epoch) {
+		epoch = n.epoch
+	}
+	n.becomeBackup(master, epoch)
+}
+
+// Role is the current role.
+func (n *Node) Role() api.Role { return n.role }
+
+// Epoch is the epoch followed or held.
+func (n *Node) Epoch() api.Epoch { return n.epoch }
+
+// Master is the master followed (ourselves when master).
+func (n *Node) Master() uint64 { return n.master }
