@@ -1,0 +1,344 @@
+// Package transport carries agent-to-agent messages: one persistent TCP
+// stream per peer, length-prefixed msgpack frames, sent in order and
+// pipelined (a sender never waits for a reply). It shares the agent's API
+// port with HTTP: a connection that starts with the stream magic is a
+// message stream, anything else goes to the HTTP server (see Mux).
+//
+// Goroutines: one writer per peer address (owns that peer's connection and
+// queue), one reader per inbound connection, and Mux's accept loop.
+//
+// Usage:
+//
+//	httpLn, streams := transport.Mux(ln)
+//	t := transport.New(transport.Config{Handler: func(m core.Message) { inbound <- m }})
+//	go t.Accept(streams)
+//	go http.Serve(httpLn, handler)
+//	t.Send("127.0.0.2:8946", msg) // queued; dropped if the peer is unreachable
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Magic opens every message stream.
+var Magic = [4]byte{'M', 'S', 'H', '1'}
+
+// MaxFrameBytes caps one encoded message.
+const MaxFrameBytes = 8 << 20
+
+// ErrFrameTooLarge is returned for a frame over MaxFrameBytes.
+var ErrFrameTooLarge = errors.New("transport: frame too large")
+
+// Config configures a Transport.
+type Config struct {
+	// Dial opens connections; nil means a net.Dialer with a 1s timeout.
+	// Tests pass a fault-injecting dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Handler receives every inbound message, from reader goroutines.
+	Handler func(core.Message)
+	// QueueLen bounds each peer's send queue; a full queue drops the
+	// message (the protocol resends). Default 1024.
+	QueueLen int
+	Logger   hclog.Logger
+}
+
+// Transport sends and receives core messages.
+type Transport struct {
+	cfg    Config
+	logger hclog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	peers  map[string]*peer
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+type peer struct {
+	addr  string
+	queue chan core.Message
+}
+
+// New returns a transport; call Close to stop it.
+func New(cfg Config) *Transport {
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{Timeout: time.Second}).DialContext
+	}
+	if cfg.QueueLen == 0 {
+		cfg.QueueLen = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	t := &Transport{cfg: cfg, logger: cfg.Logger.Named("transport"), peers: map[string]*peer{}, conns: map[net.Conn]struct{}{}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	return t
+}
+
+// Send queues m for the peer at addr. It never blocks.
+func (t *Transport) Send(addr string, m core.Message) {
+	t.mu.Lock()
+	if t.ctx.Err() != nil {
+		t.mu.Unlock()
+		return
+	}
+	p := t.peers[addr]
+	if p == nil {
+		p = &peer{addr: addr, queue: make(chan core.Message, t.cfg.QueueLen)}
+		t.peers[addr] = p
+		t.wg.Add(1)
+		go t.runPeer(p)
+	}
+	t.mu.Unlock()
+	select {
+	case p.queue <- m:
+	default:
+		t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
+	}
+}
+
+// runPeer owns one peer's connection: it dials on demand, writes frames in
+// order, and on error drops the connection and backs off.
+func (t *Transport) runPeer(p *peer) {
+	defer t.wg.Done()
+	var (
+		conn    net.Conn
+		w       *bufio.Writer
+		backoff = 10 * time.Millisecond
+		retryAt time.Time
+	)
+	closeConn := func() {
+		if conn != nil {
+			conn.Close()
+			conn, w = nil, nil
+		}
+	}
+	defer closeConn()
+	for {
+		var m core.Message
+		select {
+		case <-t.ctx.Done():
+			return
+		case m = <-p.queue:
+		}
+		if conn == nil {
+			if time.Now().Before(retryAt) {
+				continue // unreachable: drop until the backoff ends
+			}
+			ctx, cancel := context.WithTimeout(t.ctx, time.Second)
+			c, err := t.cfg.Dial(ctx, "tcp", p.addr)
+			cancel()
+			if err != nil {
+				retryAt = time.Now().Add(backoff)
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			if _, err := c.Write(Magic[:]); err != nil {
+				c.Close()
+				continue
+			}
+			conn, w = c, bufio.NewWriterSize(c, 64<<10)
+			backoff = 10 * time.Millisecond
+		}
+		err := writeFrame(w, m)
+		// Write what else is queued before flushing: pipelining.
+		for err == nil && len(p.queue) > 0 {
+			err = writeFrame(w, <-p.queue)
+		}
+		if err == nil {
+			conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			err = w.Flush()
+		}
+		if err != nil {
+			t.logger.Debug("stream to peer broken", "peer", p.addr, "error", err)
+			closeConn()
+		}
+	}
+}
+
+func writeFrame(w *bufio.Writer, m core.Message) error {
+	b, err := api.Encode(&m)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxFrameBytes {
+		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(b))
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// Accept serves every stream connection from conns until Close.
+func (t *Transport) Accept(conns <-chan net.Conn) {
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case c, ok := <-conns:
+			if !ok {
+				return
+			}
+			t.mu.Lock()
+			if t.ctx.Err() != nil {
+				t.mu.Unlock()
+				c.Close()
+				return
+			}
+			t.conns[c] = struct{}{}
+			t.wg.Add(1)
+			t.mu.Unlock()
+			go t.serve(c)
+		}
+	}
+}
+
+// serve reads frames from one inbound stream (the magic already consumed).
+func (t *Transport) serve(c net.Conn) {
+	defer t.wg.Done()
+	defer func() {
+		c.Close()
+		t.mu.Lock()
+		delete(t.conns, c)
+		t.mu.Unlock()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	for {
+		m, err := readFrame(r)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
+				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)
+			}
+			return
+		}
+		t.cfg.Handler(m)
+	}
+}
+
+func readFrame(r *bufio.Reader) (core.Message, error) {
+	var m core.Message
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return m, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrameBytes {
+		return m, fmt.Errorf("%w: %d bytes announced", ErrFrameTooLarge, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return m, err
+	}
+	if err := api.Decode(b, &m); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// Close stops every goroutine and closes every connection.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.cancel()
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// Mux splits a listener: connections that open with Magic are delivered on
+// streams (magic consumed); every other connection goes to the returned
+// listener, for an HTTP server. Both end when ln is closed.
+func Mux(ln net.Listener) (net.Listener, <-chan net.Conn) {
+	m := &muxListener{ln: ln, conns: make(chan net.Conn, 64), done: make(chan struct{})}
+	streams := make(chan net.Conn, 64)
+	go func() {
+		defer close(m.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			go route(c, m, streams)
+		}
+	}()
+	return m, streams
+}
+
+func route(c net.Conn, m *muxListener, streams chan<- net.Conn) {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var head [4]byte
+	n, err := io.ReadFull(c, head[:])
+	c.SetReadDeadline(time.Time{})
+	if err != nil && n == 0 {
+		c.Close()
+		return
+	}
+	if n == 4 && head == Magic {
+		select {
+		case streams <- c:
+		case <-m.done:
+			c.Close()
+		}
+		return
+	}
+	pc := &prefixConn{Conn: c, prefix: head[:n]}
+	select {
+	case m.conns <- pc:
+	case <-m.done:
+		c.Close()
+	}
+}
+
+type muxListener struct {
+	ln    net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func (m *muxListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.conns:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (m *muxListener) Close() error   { return m.ln.Close() }
+func (m *muxListener) Addr() net.Addr { return m.ln.Addr() }
+
+// prefixConn replays the bytes read while routing.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/agent/core"
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type inbox struct {
+	mu  sync.Mutex
+	got []core.Message
+}
+
+func (b *inbox) add(m core.Message) { b.mu.Lock(); b.got = append(b.got, m); b.mu.Unlock() }
+func (b *inbox) len() int           { b.mu.Lock(); defer b.mu.Unlock(); return len(b.got) }
+
+// One port serves HTTP and message streams; messages arrive in order.
+func TestMuxAndOrderedDelivery(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLn, streams := Mux(ln)
+	var box inbox
+	recv := New(Config{Handler: box.add})
+	defer recv.Close()
+	go recv.Accept(streams)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })}
+	go srv.Serve(httpLn)
+	defer srv.Close()
+
+	send := New(Config{})
+	defer send.Close()
+	const n = 2000
+	for i := 1; i <= n; i++ {
+		send.Send(ln.Addr().String(), core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: uint64(i)})
+		if i%500 == 0 {
+			// Let the writer drain so the bounded queue does not drop.
+			waitFor(t, "delivery", func() bool { return box.len() >= i-100 })
+		}
+	}
+	waitFor(t, "all messages", func() bool { return box.len() == n })
+	box.mu.Lock()
+	for i, m := range box.got {
+		if m.Commit != uint64(i+1) {
+			t.Fatalf("message %d has commit %d: out of order", i, m.Commit)
+		}
+	}
+	box.mu.Unlock()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "hello" {
+		t.Fatalf("http through the mux: %q", b)
+	}
+
+	// A frame over the cap closes that stream; the receiver keeps serving.
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], MaxFrameBytes+1)
+	c.Write(Magic[:])
+	c.Write(hdr[:])
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("oversized frame did not close the stream")
+	}
+	c.Close()
+	// Malformed msgpack in a well-sized frame too.
+	c, _ = net.Dial("tcp", ln.Addr().String())
+	binary.BigEndian.PutUint32(hdr[:], 2)
+	c.Write(Magic[:])
+	c.Write(hdr[:])
+	c.Write([]byte{0xc1, 0xc1})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("malformed frame did not close the stream")
+	}
+	c.Close()
+	send.Send(ln.Addr().String(), core.Message{Type: core.MsgTrigger, From: 7})
+	waitFor(t, "delivery after bad frames", func() bool { return box.len() == n+1 })
+}
+
+// An unreachable peer costs nothing but dropped messages; it is reached once
+// it listens.
+func TestUnreachablePeer(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	send := New(Config{})
+	defer send.Close()
+	for i := 0; i < 10; i++ {
+		send.Send(addr, core.Message{Type: core.MsgAppend})
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port reused: %v", err)
+	}
+	_, streams := Mux(ln)
+	var box inbox
+	recv := New(Config{Handler: box.add})
+	defer recv.Close()
+	go recv.Accept(streams)
+	defer ln.Close()
+	waitFor(t, "reconnect", func() bool {
+		send.Send(addr, core.Message{Type: core.MsgAppend})
+		return box.len() > 0
+	})
+}
