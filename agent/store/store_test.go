@@ -294,6 +294,12 @@ func TestAppendRefused(t *testing.T) {
 		})
 	}
 	eachImpl(t, func(t *testing.T, h *harness) {
+		big := chain(rlog.Pos{}, ep(1, 1), 1)[0]
+		big.Op = make([]byte, api.MaxMessageBytes)
+		big.Hash = rlog.ChainHash([32]byte{}, big)
+		if err := h.s.Append([]rlog.Entry{big}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "limit") {
+			t.Fatalf("Append of an entry too large to load back: %v", err)
+		}
 		if err := h.s.Append(nil); err != nil {
 			t.Fatalf("empty Append: %v", err)
 		}
@@ -509,6 +515,14 @@ func TestRecordsRefused(t *testing.T) {
 		{"DeleteRecord twice", func(s Storage) error { s.DeleteRecord(1); return s.DeleteRecord(1) }, ErrNotFound, "record 1"},
 		{"AddRecords with an ID", func(s Storage) error {
 			_, err := s.AddRecords([]Record{record("g", 1), withID})
+			return err
+		}, ErrInvalid, "record 2 of 2"},
+		// Refused after the first record was written: the transaction
+		// rolls back, in Memory as in bbolt.
+		{"AddRecords too large to load back", func(s Storage) error {
+			big := record("g", 2)
+			big.Op = make([]byte, api.MaxMessageBytes)
+			_, err := s.AddRecords([]Record{record("g", 1), big})
 			return err
 		}, ErrInvalid, "record 2 of 2"},
 		{"AddRecords without group", func(s Storage) error { _, err := s.AddRecords([]Record{record("", 4)}); return err }, ErrInvalid, "no group"},
