@@ -20,9 +20,9 @@ type slot struct {
 
 // slots are the keys of fixture's file, and a few keys it does not have.
 var slots = []slot{
-	{bucketMeta, keyHardState},
-	{bucketMeta, keyBase},
-	{bucketMeta, keySnapshot},
+	{bucketMeta, []byte(keyHardState)},
+	{bucketMeta, []byte(keyBase)},
+	{bucketMeta, []byte(keySnapshot)},
 	{bucketLog, key(3)},
 	{bucketLog, key(4)},
 	{bucketLog, key(5)},

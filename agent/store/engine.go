@@ -22,13 +22,14 @@ const (
 // buckets lists every bucket, for creating them.
 func buckets() []bucket { return []bucket{bucketMeta, bucketLog, bucketRecords} }
 
-// Keys in bucketMeta. The snapshot exists exactly when keyBase does; its
-// bytes are stored as given, not encoded, since a snapshot may exceed
+// Keys in bucketMeta, as constants so no package-level slice can be
+// changed. The snapshot exists exactly when keyBase does; its bytes are
+// stored as given, not encoded, since a snapshot may exceed
 // api.MaxMessageBytes.
-var (
-	keyHardState = []byte("hardstate")
-	keyBase      = []byte("base")
-	keySnapshot  = []byte("snapshot")
+const (
+	keyHardState = "hardstate"
+	keyBase      = "base"
+	keySnapshot  = "snapshot"
 )
 
 // key returns n as 8 bytes big-endian, so that byte order is numeric order.

@@ -154,8 +154,8 @@ func (c *core) update(fn func(txn) error) error {
 // chain is an error wrapping ErrCorrupt that names the key.
 func (c *core) Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.Entry, err error) {
 	err = c.view(func(t txn) error {
-		if v := t.get(bucketMeta, keyHardState); v != nil {
-			if err := decode(bucketMeta, keyHardState, v, &hs); err != nil {
+		if v := t.get(bucketMeta, []byte(keyHardState)); v != nil {
+			if err := decode(bucketMeta, []byte(keyHardState), v, &hs); err != nil {
 				return err
 			}
 		}
@@ -165,7 +165,7 @@ func (c *core) Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.
 		}
 		if ok {
 			// Non-nil even when empty: a snapshot was saved.
-			snap = append([]byte{}, t.get(bucketMeta, keySnapshot)...)
+			snap = append([]byte{}, t.get(bucketMeta, []byte(keySnapshot))...)
 		}
 		l := rlog.NewAt(base)
 		return t.scan(bucketLog, nil, func(k, v []byte) error {
@@ -192,7 +192,7 @@ func (c *core) SaveHardState(hs HardState) error {
 	if err != nil {
 		return fmt.Errorf("save hard state: %w", err)
 	}
-	if err := c.update(func(t txn) error { return t.put(bucketMeta, keyHardState, v) }); err != nil {
+	if err := c.update(func(t txn) error { return t.put(bucketMeta, []byte(keyHardState), v) }); err != nil {
 		return fmt.Errorf("save hard state: %w", err)
 	}
 	return nil
@@ -274,10 +274,10 @@ func (c *core) SaveSnapshot(base rlog.Pos, snap []byte) error {
 		return fmt.Errorf("save snapshot at %s: %w", base, err)
 	}
 	err = c.update(func(t txn) error {
-		if err := t.put(bucketMeta, keyBase, bv); err != nil {
+		if err := t.put(bucketMeta, []byte(keyBase), bv); err != nil {
 			return err
 		}
-		if err := t.put(bucketMeta, keySnapshot, snap); err != nil {
+		if err := t.put(bucketMeta, []byte(keySnapshot), snap); err != nil {
 			return err
 		}
 		if base.Index == maxIndex {
@@ -445,12 +445,12 @@ const maxIndex = ^uint64(0)
 
 // readBase returns the stored snapshot base and whether a snapshot exists.
 func readBase(t txn) (rlog.Pos, bool, error) {
-	v := t.get(bucketMeta, keyBase)
+	v := t.get(bucketMeta, []byte(keyBase))
 	if v == nil {
 		return rlog.Pos{}, false, nil
 	}
 	var p rlog.Pos
-	if err := decode(bucketMeta, keyBase, v, &p); err != nil {
+	if err := decode(bucketMeta, []byte(keyBase), v, &p); err != nil {
 		return rlog.Pos{}, false, err
 	}
 	if err := validBase(p); err != nil {

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -652,8 +654,34 @@ func TestBoltLocked(t *testing.T) {
 	b3.Close()
 }
 
-func TestOpenBadDir(t *testing.T) {
-	if _, err := Open(""); err == nil {
-		t.Fatal("Open(\"\") succeeded")
+func TestOpenRefused(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	notDB := t.TempDir()
+	for _, f := range []struct{ path, data string }{{notDir, "x"}, {filepath.Join(notDB, FileName), strings.Repeat("not a bbolt file ", 1000)}} {
+		if err := os.WriteFile(f.path, []byte(f.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{"", notDir, notDB} {
+		if b, err := Open(dir); err == nil {
+			b.Close()
+			t.Errorf("Open(%q) succeeded", dir)
+		} else {
+			t.Logf("Open(%q): %v", dir, err)
+		}
+	}
+}
+
+func TestOpenModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	mustOpen(t, dir).Close()
+	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, filepath.Join(dir, FileName): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s has mode %v, want %v", path, fi.Mode(), want)
+		}
 	}
 }
