@@ -33,6 +33,7 @@ type Gossip struct {
 	alive  atomic.Int64 // members alive, for the broadcast queue
 	left   atomic.Bool
 	closed atomic.Bool
+	joined atomic.Bool // Join was called: the reconnect loop may run
 
 	probeInterval time.Duration
 	probeTimeout  time.Duration
@@ -234,6 +235,7 @@ func (g *Gossip) Join() (int, error) {
 		return 0, err
 	}
 	targets := g.joinTargets()
+	defer g.joined.Store(true)
 	if len(targets) == 0 {
 		return 0, nil
 	}
@@ -594,7 +596,8 @@ func (g *Gossip) maintain() {
 // reconnect is the reconnect goroutine (serf's reconnect): every
 // ReconnectInterval plus up to 50% jitter it joins the targets
 // reconnectTargets picks, so the two sides of a healed partition merge with
-// no operator action. It owns g.rand.
+// no operator action. It starts acting after the first Join (which refuses a
+// taken ID) and stops at Leave. It owns g.rand.
 func (g *Gossip) reconnect() {
 	defer g.wg.Done()
 	iv := g.cfg.ReconnectInterval
@@ -605,8 +608,8 @@ func (g *Gossip) reconnect() {
 			return
 		case <-g.clock.After(wait):
 		}
-		if g.left.Load() {
-			continue
+		if g.left.Load() || !g.joined.Load() {
+			continue // not before the first Join, which checks the ID
 		}
 		g.mu.Lock()
 		rv := g.view.reconnectView(g.selfAddr, g.cfg.Join)

@@ -28,6 +28,14 @@
 //	f.Partition("127.0.0.14", "127.0.0.15")
 //	f.Heal()
 //
+// For an in-process cluster, Network keeps one Faults per node and applies
+// partitions on both sides:
+//
+//	nw := faulty.NewNetwork(seed) // print nw.Seed() on failure
+//	f1 := nw.Node("127.0.0.11")   // give it to node 1's Transport and Dialer
+//	nw.Partition([]string{"127.0.0.11", "127.0.0.12"}, []string{"127.0.0.13"})
+//	nw.Heal()
+//
 // Goroutines: each Transport runs two, one filtering the wrapped transport's
 // packet channel and one its stream channel; both stop at Shutdown. Delayed
 // packets are sent from time.AfterFunc timers.

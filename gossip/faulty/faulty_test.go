@@ -199,3 +199,31 @@ func TestDialer(t *testing.T) {
 		t.Fatalf("delayed dial past its deadline: %v", err)
 	}
 }
+
+func TestNetworkPartitionBothSides(t *testing.T) {
+	n := NewNetwork(3)
+	for _, a := range []string{"127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15"} {
+		n.Node(a)
+	}
+	n.Partition([]string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, []string{"127.0.0.14", "127.0.0.15"})
+	st := n.Status()
+	if got := strings.Join(st["127.0.0.11"].Partitioned, ","); got != "127.0.0.14,127.0.0.15" {
+		t.Errorf("node 11 cut from %q", got)
+	}
+	if got := strings.Join(st["127.0.0.15"].Partitioned, ","); got != "127.0.0.11,127.0.0.12,127.0.0.13" {
+		t.Errorf("node 15 cut from %q", got)
+	}
+	// A node alone: cut from everyone, and everyone from it.
+	n.Heal()
+	n.Partition([]string{"127.0.0.13"})
+	st = n.Status()
+	if got := strings.Join(st["127.0.0.13"].Partitioned, ","); got != "127.0.0.11,127.0.0.12,127.0.0.14,127.0.0.15" {
+		t.Errorf("node 13 alone cut from %q", got)
+	}
+	if got := strings.Join(st["127.0.0.12"].Partitioned, ","); got != "127.0.0.13" {
+		t.Errorf("node 12 cut from %q", got)
+	}
+	if n.Node("127.0.0.11") != n.Node("127.0.0.11") || len(n.Addrs()) != 5 || n.Seed() != 3 {
+		t.Errorf("nodes")
+	}
+}
