@@ -549,3 +549,60 @@ func TestEncryption(t *testing.T) {
 		t.Errorf("5-byte key: %v, want ErrConfig", err)
 	}
 }
+
+// TestSuspectFromMissingAcks: memberlist does not report suspicion, so the
+// view derives it from probe acks. memberlist's own suspicion is made long
+// here so that the derived suspect shows before memberlist declares death,
+// and a heal brings the member back to alive.
+func TestSuspectFromMissingAcks(t *testing.T) {
+	slowDeath := func(c *Config) {
+		c.SuspectAfter = 500 * time.Millisecond
+		c.Tune = func(mc *memberlist.Config) {
+			tuneFast(mc)
+			mc.SuspicionMult = 40 // at least 40 probe intervals (6s) before dead
+		}
+	}
+	var nodes []*testNode
+	for i := 1; i <= 3; i++ {
+		var join []string
+		if i > 1 {
+			join = []string{nodes[0].addr()}
+		}
+		nd, err := startNode(t, "g", uint64(i), 40+i, join, slowDeath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nd.g.Join(); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+	}
+	waitFor(t, 10*time.Second, "3 members alive", func() bool {
+		for _, nd := range nodes {
+			if countHealth(nd.g.Members(), HealthAlive) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	nodes[0].faults.Partition(nodes[2].ip)
+	nodes[1].faults.Partition(nodes[2].ip)
+	nodes[2].faults.Partition(nodes[0].ip, nodes[1].ip)
+	waitFor(t, 5*time.Second, "g/3 suspect at node 1", func() bool {
+		m, ok := memberByID(nodes[0].g.Members(), 3)
+		return ok && m.Health == HealthSuspect
+	})
+	if n := nodes[0].ev.count(EventSuspect, "g/3"); n == 0 {
+		t.Errorf("no suspect event for g/3")
+	}
+	for _, nd := range nodes {
+		nd.faults.Heal()
+	}
+	waitFor(t, 10*time.Second, "g/3 alive again at node 1", func() bool {
+		m, ok := memberByID(nodes[0].g.Members(), 3)
+		return ok && m.Health == HealthAlive
+	})
+	if n := nodes[0].ev.count(EventAlive, "g/3") + nodes[0].ev.count(EventJoin, "g/3"); n < 2 {
+		t.Errorf("g/3 came back without an alive or join event")
+	}
+}

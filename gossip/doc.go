@@ -20,8 +20,8 @@
 //	} // any other join error: the reconnect loop keeps trying
 //
 //	// on becoming master at epoch e:
-//	g.UpdateMeta(gossip.Meta{Role: api.RoleMaster, Epoch: e, Master: 3, API: api})
-//	g.Claim(gossip.Claim{Epoch: e, API: api})
+//	g.UpdateMeta(gossip.Meta{Role: api.RoleMaster, Epoch: e, Master: 3, API: apiAddr})
+//	g.Claim(gossip.Claim{Epoch: e, API: apiAddr})
 //	// on stepping down: UpdateMeta with the new role withdraws the claim.
 //
 //	g.Members()          // view sorted by ID, with health alive|suspect|dead
