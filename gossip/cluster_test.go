@@ -481,6 +481,9 @@ func TestPartitionAndHealByReconnect(t *testing.T) {
 	if st.Blocked == 0 || len(st.Partitioned) != 0 {
 		t.Errorf("faults status after heal: %+v", st)
 	}
+	if gs := nodes[0].g.Status(); gs.Alive != 5 || gs.Dead != 0 || gs.Peak != 5 || gs.Claims != 2 || gs.Name != "g/1" {
+		t.Errorf("gossip status after heal: %+v", gs)
+	}
 }
 
 func TestDuplicateIDRefused(t *testing.T) {

@@ -784,3 +784,46 @@ func (d *delegate) NotifyPingComplete(other *memberlist.Node, rtt time.Duration,
 	defer d.g.mu.Unlock()
 	d.g.emitLocked(d.g.view.ack(other.Name, now))
 }
+
+// Status is a snapshot of the membership layer, for the agent's info
+// command and metrics.
+type Status struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	Alive   int    `json:"alive"`
+	Suspect int    `json:"suspect"`
+	Dead    int    `json:"dead"`
+	// Peak is the most members known alive at once, less those that left
+	// or were forgotten: Alive+Suspect below it makes the reconnect loop
+	// retry the join addresses.
+	Peak int `json:"peak"`
+	// Claims counts the live claims known, every group.
+	Claims int `json:"claims"`
+	// Queued counts the claim and leave broadcasts waiting to be sent.
+	Queued int `json:"queued"`
+	// HealthScore is memberlist's local health (0 is best).
+	HealthScore int  `json:"health_score"`
+	Left        bool `json:"left"`
+}
+
+// Status returns a snapshot of the view and the queues.
+func (g *Gossip) Status() Status {
+	g.mu.Lock()
+	s := Status{Name: g.name, Addr: g.selfAddr, Peak: g.view.peak, Claims: len(liveClaims(g.claims, "")), Left: g.left.Load()}
+	for _, m := range g.view.members {
+		switch m.Health {
+		case HealthAlive:
+			s.Alive++
+		case HealthSuspect:
+			s.Suspect++
+		case HealthDead:
+			s.Dead++
+		}
+	}
+	g.mu.Unlock()
+	s.Queued = g.queue.NumQueued()
+	if ml, err := g.memberlist(); err == nil {
+		s.HealthScore = ml.GetHealthScore()
+	}
+	return s
+}
