@@ -156,6 +156,13 @@ type Agent struct {
 	// fit one message.
 	MaxValueBytes int `json:"max_value_bytes"`
 
+	// Expect is the number of agents the group is meant to have. A strict
+	// quorum counts at least this many members, so that an agent that has
+	// not yet heard of the others (at start, or cut off) cannot make a
+	// majority of its own view. Default 0: count the members gossip knows
+	// of (fine for available groups); limits 0 to 1000.
+	Expect int `json:"expect"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -366,6 +373,7 @@ func (a Agent) Validate() error {
 	p.durRange("write-timeout", a.WriteTimeout, minWriteTimeout, maxWriteTimeout)
 	p.intRange("max-key-bytes", a.MaxKeyBytes, 1, maxKeyBytesLimit)
 	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
+	p.intRange("expect", a.Expect, 0, 1000)
 	keyOK := a.MaxKeyBytes >= 1 && a.MaxKeyBytes <= maxKeyBytesLimit
 	valueOK := a.MaxValueBytes >= 1 && a.MaxValueBytes <= maxValueBytesLimit
 	if keyOK && valueOK && a.MaxKeyBytes+a.MaxValueBytes > maxRequestBytes {

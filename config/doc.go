@@ -115,6 +115,7 @@
 //	| write_timeout | MASTERSHIP_WRITE_TIMEOUT | -write-timeout | 500ms | 2s | 10s |
 //	| max_key_bytes | MASTERSHIP_MAX_KEY_BYTES | -max-key-bytes | 1024 | 1024 | 1024 |
 //	| max_value_bytes | MASTERSHIP_MAX_VALUE_BYTES | -max-value-bytes | 65536 | 65536 | 65536 |
+//	| expect | MASTERSHIP_EXPECT | -expect | 0 | 0 | 0 |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

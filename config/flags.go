@@ -271,6 +271,8 @@ func agentUsage(key string) string {
 		return "largest value of a request, in bytes; key + value at most 524288"
 	case "gossip_profile":
 		return "memberlist timings: local, lan or wan"
+	case "expect":
+		return "number of agents the group is meant to have; strict quorums count at least this many; 0 to 1000, 0 counts the members known"
 	}
 	return ""
 }

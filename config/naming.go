@@ -1,6 +1,8 @@
 package config
 
 import (
+	"context"
+	"net"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,6 +77,11 @@ type Naming struct {
 
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger `json:"-"`
+
+	// Dial opens the connections that deliver triggers; nil means a plain
+	// net.Dialer. Tests pass a fault-injecting dialer to cut the node off
+	// from some agents.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error) `json:"-"`
 }
 
 // Limits of Naming fields, named once so Validate and the doc agree.

@@ -370,11 +370,17 @@ func (g *Gossip) UpdateMeta(m Meta) error {
 		}
 	}
 	g.mu.Unlock()
-	if err := ml.UpdateNode(0); err != nil {
+	// memberlist waits for the update to be broadcast; with peers that are
+	// unreachable that can take long. The update is queued either way, so a
+	// bounded wait that times out is not an error.
+	if err := ml.UpdateNode(updateWait); err != nil && !strings.Contains(err.Error(), "timeout") {
 		return fmt.Errorf("gossip: update meta: %w", err)
 	}
 	return nil
 }
+
+// updateWait bounds how long UpdateMeta waits for memberlist to broadcast.
+const updateWait = 500 * time.Millisecond
 
 // Meta returns this agent's current metadata.
 func (g *Gossip) Meta() Meta {

@@ -96,6 +96,10 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		return nil, fmt.Errorf("naming: seed: %w", err)
 	}
 	rnd := rand.New(rand.NewSource(int64(binary.LittleEndian.Uint64(seed[:]))))
+	dial := cfg.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: cfg.TriggerTimeout}).DialContext
+	}
 	store, err := OpenStore(cfg.DataDir, cfg.MaxEventsPerGroup)
 	if err != nil {
 		return nil, err
@@ -120,7 +124,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		http: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     30 * time.Second,
-			DialContext:         (&net.Dialer{Timeout: cfg.TriggerTimeout}).DialContext,
+			DialContext:         dial,
 		}},
 	}
 	now := n.clock.Now()

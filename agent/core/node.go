@@ -40,6 +40,9 @@ type Config struct {
 	// WriteTicks bounds how long an available master waits for a reachable
 	// back-up to hold a write before it commits without it.
 	WriteTicks int
+	// Expect is the group's intended size: a strict quorum counts at least
+	// this many members. 0 counts the members in the view.
+	Expect int
 	// Rand draws jitter; required.
 	Rand *rand.Rand
 	// Logger; nil means none.
@@ -295,7 +298,7 @@ func (n *Node) alive(id uint64) bool {
 // groupSize counts the known members, dead or alive, and us.
 func (n *Node) groupSize() int { return len(n.peers) + 1 }
 
-func (n *Node) quorum() int { return n.groupSize()/2 + 1 }
+func (n *Node) quorum() int { return max(n.groupSize(), n.cfg.Expect)/2 + 1 }
 
 // rank is our position among the live back-ups that could campaign, by
 // priority (highest first) then ID (lowest first): 0 fires first.
@@ -328,6 +331,10 @@ func (n *Node) Tick() {
 	}
 }
 
+// masterSilent is the voters' test: a voter grants only once its master has
+// been silent for half the election timeout (or is dead in the view), so a
+// live master is not disrupted, while back-ups whose clocks tick a little
+// apart still agree that the master is gone.
 func (n *Node) masterSilent() bool {
 	if n.master == 0 {
 		return true
@@ -335,7 +342,7 @@ func (n *Node) masterSilent() bool {
 	if p := n.peers[n.master]; p != nil && !p.Alive {
 		return true
 	}
-	return n.silent >= n.cfg.ElectionTicks
+	return n.silent >= n.cfg.ElectionTicks/2
 }
 
 func (n *Node) tickBackup() {
@@ -529,8 +536,9 @@ func (n *Node) leaseHolds() bool {
 	if len(acks) < q {
 		return false
 	}
-	// A margin of a fifth keeps us safe against clock drift between ticks.
-	lease := uint64(n.cfg.ElectionTicks * 4 / 5)
+	// Voters refuse for half the election timeout after hearing us; a
+	// lease of two fifths leaves a tenth for drift between tick clocks.
+	lease := uint64(n.cfg.ElectionTicks * 2 / 5)
 	return acks[q-1]+lease > n.now
 }
 

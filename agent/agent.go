@@ -1,0 +1,562 @@
+package agent
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/transport"
+	"github.com/mastership/mastership/config"
+	"github.com/mastership/mastership/gossip"
+	"github.com/mastership/mastership/gossip/faulty"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/client"
+)
+
+// Options are the parts of an agent that embedders and tests choose.
+type Options struct {
+	// StateMachine is the replicated service; nil means a kv.Store. It
+	// must be fresh: the agent restores it from Storage.
+	StateMachine rlog.StateMachine
+	// Storage keeps the log, hard state and divergence records; nil means
+	// store.Open(DataDir), or memory when DataDir is empty.
+	Storage store.Storage
+	// Faults, when set, injects faults into gossip, agent RPC and naming
+	// traffic (tests and -fault-control).
+	Faults *faulty.Faults
+	// GossipTune adjusts memberlist timers (tests).
+	GossipTune func(*gossip.Config)
+	// Monitor is the self-monitor plugged into the agent; nil means none.
+	Monitor Monitor
+	// Seed seeds the agent's random source; 0 draws one.
+	Seed int64
+}
+
+// Monitor is the self-monitor's side of the agent (package recover). The
+// agent calls Event from its loop goroutine; it must not block.
+type Monitor interface {
+	// Event raises the external event trigger (figure 6).
+	Event(kind, detail string)
+	// Start runs the monitor until ctx ends; a is the agent it watches.
+	Start(ctx context.Context, a *Agent)
+}
+
+// Agent is one replica: the runtime around core.Node. One goroutine (run)
+// owns the core, the state machine and the log; every other goroutine asks
+// it through do.
+//
+// Goroutines:
+//   - run: owns core, log, state machine, proposals and the peer table;
+//   - the publisher: pushes role changes to gossip metadata and claims;
+//   - the naming session loop: joins the group and renews the session;
+//   - the registration loop: registers and renews while master;
+//   - a sync goroutine while a state download runs;
+//   - the HTTP server, the transport's readers and writers, gossip's own.
+type Agent struct {
+	cfg     config.Agent
+	opts    Options
+	logger  hclog.Logger
+	rand    *rand.Rand
+	storage store.Storage
+	sm      rlog.StateMachine
+
+	node    *core.Node
+	ops     chan func()
+	inbound chan core.Message
+
+	gossip    *gossip.Gossip
+	transport *transport.Transport
+	naming    *client.Client
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	httpSrv   *http.Server
+	ln        net.Listener
+
+	// Owned by run.
+	waiters map[uint64]chan core.Result
+	nextRef uint64
+	peerAPI map[uint64]string
+	syncing bool
+
+	publishCh chan struct{} // wakes the publisher
+	lastRole  api.Role      // owned by the publisher
+
+	mu      sync.Mutex // guards the fields below, read by other goroutines
+	status  core.Status
+	view    []gossip.Member
+	session uint64
+	regFor  api.Epoch // the epoch the registration loop registers
+	regOK   bool
+	regAt   time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// ErrStopped is returned by calls on a stopped agent.
+var ErrStopped = errors.New("agent: stopped")
+
+// New builds an agent; Start runs it.
+func New(cfg config.Agent, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("agent").With("group", cfg.Group, "agent", cfg.ID)
+	seed := opts.Seed
+	if seed == 0 {
+		var b [8]byte
+		crand.Read(b[:])
+		seed = int64(binary.LittleEndian.Uint64(b[:]))
+	}
+	a := &Agent{cfg: cfg, opts: opts, logger: logger, rand: rand.New(rand.NewSource(seed)),
+		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
+		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1)}
+	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
+	if opts.Faults != nil {
+		a.dial = faulty.NewDialer(opts.Faults).DialContext
+	}
+	a.sm = opts.StateMachine
+	if a.sm == nil {
+		a.sm = kv.NewStore()
+	}
+	a.storage = opts.Storage
+	if a.storage == nil {
+		if cfg.DataDir == "" {
+			a.storage = store.NewMemory()
+		} else {
+			s, err := store.Open(cfg.DataDir)
+			if err != nil {
+				return nil, err
+			}
+			a.storage = s
+		}
+	}
+	nc, err := client.New(cfg.Naming, client.WithDialer(a.dial), client.WithTimeout(2*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	a.naming = nc
+	return a, nil
+}
+
+// restore builds the core from storage.
+func (a *Agent) restore() error {
+	hs, snap, base, entries, err := a.storage.Load()
+	if err != nil {
+		return fmt.Errorf("agent: load storage: %w", err)
+	}
+	if snap != nil {
+		if err := a.sm.Restore(snap); err != nil {
+			return fmt.Errorf("agent: restore snapshot: %w", err)
+		}
+	}
+	l := rlog.NewAt(base)
+	if err := l.Append(entries...); err != nil {
+		return fmt.Errorf("agent: restore log: %w", err)
+	}
+	a.node = core.NewNode(core.Config{
+		ID: a.cfg.ID, Group: a.cfg.Group, Priority: a.cfg.Priority, Mode: mustMode(a.cfg.Mode),
+		HeartbeatTicks: a.cfg.HeartbeatTicks, ElectionTicks: a.cfg.ElectionTicks,
+		StaggerTicks: a.cfg.ElectionStaggerTicks, Expect: a.cfg.Expect,
+		WriteTicks:   max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
+		Rand:         rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
+	return nil
+}
+
+func mustMode(s string) api.Mode {
+	m, _ := api.ParseMode(s)
+	return m
+}
+
+// Start listens on the API address, joins gossip and the naming node, and
+// starts the loop.
+func (a *Agent) Start() error {
+	if err := a.restore(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", a.cfg.APIAddr())
+	if err != nil {
+		return fmt.Errorf("agent: listen on %s: %w", a.cfg.APIAddr(), err)
+	}
+	a.ln = ln
+	httpLn, streams := transport.Mux(ln)
+	a.transport = transport.New(transport.Config{Dial: a.dial, Logger: a.logger,
+		Handler: func(m core.Message) {
+			select {
+			case a.inbound <- m:
+			default: // overloaded: the protocol resends
+			}
+		}})
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+
+	key, err := a.cfg.EncryptKey()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	gcfg := gossip.DefaultConfig(a.cfg.GossipProfile)
+	gcfg.Group, gcfg.ID = a.cfg.Group, a.cfg.ID
+	gcfg.BindAddr = a.cfg.Bind
+	gcfg.AdvertiseAddr = a.cfg.Advertise
+	gcfg.Join = a.cfg.Join
+	gcfg.SecretKey = key
+	gcfg.ReconnectInterval = a.cfg.ReconnectInterval
+	gcfg.Logger = a.logger
+	gcfg.Rand = rand.New(rand.NewSource(a.rand.Int63()))
+	gcfg.Meta = a.meta()
+	if a.opts.Faults != nil {
+		f := a.opts.Faults
+		gcfg.WrapTransport = func(t memberlist.NodeAwareTransport) memberlist.Transport { return faulty.NewTransport(t, f) }
+	}
+	if a.opts.GossipTune != nil {
+		a.opts.GossipTune(&gcfg)
+	}
+	g, err := gossip.New(gcfg, gossipEvents{a})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("agent: gossip: %w", err)
+	}
+	a.gossip = g
+	a.publish()
+
+	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: a.logger.StandardLogger(nil)}
+	a.wg.Add(5)
+	go func() { defer a.wg.Done(); a.runPublisher() }()
+	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()
+	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
+	go func() { defer a.wg.Done(); a.run() }()
+	go func() { defer a.wg.Done(); a.runSession() }()
+	if len(a.cfg.Join) > 0 {
+		if _, err := g.Join(); err != nil {
+			a.logger.Warn("join failed; the reconnect loop keeps trying", "error", err)
+		}
+	}
+	if a.opts.Monitor != nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.opts.Monitor.Start(a.ctx, a) }()
+	}
+	a.logger.Info("agent started", "api", ln.Addr().String(), "gossip", g.LocalAddr(), "mode", a.cfg.Mode, "priority", a.cfg.Priority)
+	return nil
+}
+
+// Close leaves gossip, stops every goroutine and closes the storage.
+func (a *Agent) Close() error {
+	if a.cancel == nil {
+		return a.storage.Close()
+	}
+	a.cancel()
+	if a.gossip != nil {
+		a.gossip.Leave(200 * time.Millisecond)
+		a.gossip.Shutdown()
+	}
+	if a.httpSrv != nil {
+		a.httpSrv.Close()
+	}
+	a.ln.Close()
+	a.transport.Close()
+	a.wg.Wait()
+	a.naming.Close()
+	return a.storage.Close()
+}
+
+// Crash stops the agent without leaving gossip or closing storage cleanly,
+// as a kill would (tests).
+func (a *Agent) Crash() {
+	a.cancel()
+	a.gossip.Shutdown()
+	a.httpSrv.Close()
+	a.ln.Close()
+	a.transport.Close()
+	a.wg.Wait()
+	a.naming.Close()
+}
+
+// ID is the agent's ID.
+func (a *Agent) ID() uint64 { return a.cfg.ID }
+
+// Config is the agent's configuration.
+func (a *Agent) Config() config.Agent { return a.cfg }
+
+// APIAddr is the address the API serves on.
+func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
+
+// GossipAddr is the gossip address.
+func (a *Agent) GossipAddr() string { return a.gossip.LocalAddr() }
+
+// Logger is the agent's logger.
+func (a *Agent) Logger() hclog.Logger { return a.logger }
+
+// Naming is the agent's naming client.
+func (a *Agent) Naming() *client.Client { return a.naming }
+
+// Dial is the agent's dialer (fault-injected when faults are on).
+func (a *Agent) Dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return a.dial
+}
+
+// Faults is the fault controller, or nil.
+func (a *Agent) Faults() *faulty.Faults { return a.opts.Faults }
+
+// Storage is the agent's storage.
+func (a *Agent) Storage() store.Storage { return a.storage }
+
+// do runs f on the loop goroutine and waits for it.
+func (a *Agent) do(f func()) error {
+	done := make(chan struct{})
+	select {
+	case a.ops <- func() { f(); close(done) }:
+	case <-a.ctx.Done():
+		return ErrStopped
+	}
+	select {
+	case <-done:
+		return nil
+	case <-a.ctx.Done():
+		return ErrStopped
+	}
+}
+
+// Do runs f with the core on the agent's loop goroutine (the recover package
+// and tests use it); f must not block.
+func (a *Agent) Do(f func(n *core.Node)) error { return a.do(func() { f(a.node); a.handleReady() }) }
+
+// run is the loop: it owns the core.
+func (a *Agent) run() {
+	t := time.NewTicker(a.cfg.TickUnit)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			a.node.Ready()
+			for ref, w := range a.waiters {
+				w <- core.Result{Ref: ref, Err: ErrStopped}
+				delete(a.waiters, ref)
+			}
+			return
+		case <-t.C:
+			a.node.Tick()
+		case m := <-a.inbound:
+			a.node.Step(m)
+		case f := <-a.ops:
+			f()
+		}
+		a.handleReady()
+	}
+}
+
+// handleReady carries out what the core asked: persist, then send, answer,
+// and act.
+func (a *Agent) handleReady() {
+	rd := a.node.Ready()
+	if rd.HardState != nil {
+		hs := rd.HardState
+		if err := a.storage.SaveHardState(store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}); err != nil {
+			a.logger.Error("persist hard state", "error", err)
+		}
+	}
+	if rd.Truncated != nil {
+		if err := a.storage.TruncateAfter(*rd.Truncated); err != nil {
+			a.logger.Error("truncate stored log", "error", err)
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := a.storage.Append(rd.Entries); err != nil {
+			a.logger.Error("persist entries", "error", err)
+		}
+	}
+	for _, m := range rd.Messages {
+		if addr := a.peerAPI[m.To]; addr != "" {
+			a.transport.Send(addr, m)
+		}
+	}
+	for _, r := range rd.Results {
+		if w := a.waiters[r.Ref]; w != nil {
+			w <- r
+			delete(a.waiters, r.Ref)
+		}
+	}
+	st := a.node.Status()
+	a.mu.Lock()
+	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master
+	a.status = st
+	if rd.Register != nil {
+		a.regFor, a.regOK = *rd.Register, false
+	}
+	a.mu.Unlock()
+	if changed || rd.RoleChanged {
+		select {
+		case a.publishCh <- struct{}{}:
+		default: // a publish is pending; it will read the latest status
+		}
+	}
+	if rd.Register != nil {
+		a.wg.Add(1)
+		go func(e api.Epoch) { defer a.wg.Done(); a.register(e) }(*rd.Register)
+	}
+	if rd.Sync != 0 && !a.syncing {
+		a.syncing = true
+		master := rd.Sync
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.syncFrom(master) }()
+	}
+	for _, ev := range rd.Events {
+		a.logger.Debug("event", "kind", ev.Kind, "from", ev.From, "epoch", ev.Epoch)
+		if a.opts.Monitor != nil {
+			a.opts.Monitor.Event(ev.Kind.String(), fmt.Sprintf("agent %d at epoch %s", ev.From, ev.Epoch))
+		}
+	}
+}
+
+// meta is what gossip announces about us.
+func (a *Agent) meta() gossip.Meta {
+	a.mu.Lock()
+	st := a.status
+	a.mu.Unlock()
+	role := st.Role
+	if role == api.RoleUnknown {
+		role = api.RoleBackup
+	}
+	return gossip.Meta{Group: a.cfg.Group, ID: a.cfg.ID, Priority: a.cfg.Priority, Role: role,
+		Epoch: st.Epoch, Master: st.Master, API: a.advertisedAPI(), Mode: a.cfg.Mode}
+}
+
+func (a *Agent) advertisedAPI() string {
+	if a.ln != nil {
+		return a.ln.Addr().String()
+	}
+	return a.cfg.APIAddr()
+}
+
+// runPublisher pushes role changes to gossip off the loop goroutine:
+// memberlist may wait for a broadcast, and the loop must never wait.
+func (a *Agent) runPublisher() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.publishCh:
+			a.publish()
+		}
+	}
+}
+
+// publish pushes our role to gossip: metadata always, and the master claim
+// while master.
+func (a *Agent) publish() {
+	if a.gossip == nil {
+		return
+	}
+	m := a.meta()
+	if err := a.gossip.UpdateMeta(m); err != nil {
+		a.logger.Warn("update gossip metadata", "error", err)
+	}
+	if m.Role == api.RoleMaster {
+		if err := a.gossip.Claim(gossip.Claim{Group: a.cfg.Group, ID: a.cfg.ID, Epoch: m.Epoch, API: m.API}); err != nil {
+			a.logger.Warn("broadcast claim", "error", err)
+		}
+	} else if a.lastRole == api.RoleMaster {
+		a.gossip.Withdraw()
+	}
+	a.lastRole = m.Role
+}
+
+// updateView feeds the gossip view of our group to the core; run only.
+func (a *Agent) updateView() {
+	members := a.gossip.Members()
+	var peers []core.Peer
+	for _, m := range members {
+		if m.Meta.Group != a.cfg.Group || m.Self {
+			continue
+		}
+		peers = append(peers, core.Peer{ID: m.Meta.ID, Priority: m.Meta.Priority,
+			Alive: m.Health != gossip.HealthDead, Epoch: m.Meta.Epoch})
+		if m.Meta.API != "" {
+			a.peerAPI[m.Meta.ID] = m.Meta.API
+		}
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
+	a.node.SetView(peers)
+	a.mu.Lock()
+	a.view = members
+	a.mu.Unlock()
+}
+
+// Status is a snapshot of the core.
+func (a *Agent) Status() core.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Members is the gossip view.
+func (a *Agent) Members() []gossip.Member {
+	if a.gossip == nil {
+		return nil
+	}
+	return a.gossip.Members()
+}
+
+// PeerAPI returns the API address of a member of our group, from gossip.
+func (a *Agent) PeerAPI(id uint64) string {
+	for _, m := range a.Members() {
+		if m.Meta.Group == a.cfg.Group && m.Meta.ID == id {
+			return m.Meta.API
+		}
+	}
+	return ""
+}
+
+// gossipEvents adapts gossip's delegate to the agent.
+type gossipEvents struct{ a *Agent }
+
+func (e gossipEvents) MemberEvent(ev gossip.MemberEvent) {
+	a := e.a
+	if ev.Kind == gossip.EventConflict && ev.Member.Meta.ID == a.cfg.ID && ev.Member.Meta.Group == a.cfg.Group {
+		a.logger.Error("another agent announces our ID at another address", "addr", ev.Member.Addr)
+	}
+	select {
+	case a.ops <- a.updateView:
+	case <-a.ctx.Done():
+	}
+}
+
+func (e gossipEvents) CompetingClaim(c gossip.Claim) {
+	a := e.a
+	a.logger.Warn("competing master claim", "theirs", c.ID, "epoch", c.Epoch)
+	// Raise our event trigger, trigger theirs, and ask the naming node to
+	// re-check the group (DESIGN.md "Competing claims").
+	a.do(func() {
+		if a.opts.Monitor != nil {
+			a.opts.Monitor.Event("competing-claim", fmt.Sprintf("agent %d claims epoch %s", c.ID, c.Epoch))
+		}
+		if c.API != "" {
+			a.peerAPI[c.ID] = c.API
+		}
+		a.node.Trigger(c.ID, "competing claim")
+		a.handleReady()
+	})
+	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.naming.Recheck(ctx, api.RecheckRequest{Group: a.cfg.Group, From: a.cfg.ID, Reason: fmt.Sprintf("competing claim from %d", c.ID)}); err != nil {
+		a.logger.Debug("recheck at naming node", "error", err)
+	}
+}

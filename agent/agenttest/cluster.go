@@ -1,0 +1,427 @@
+// Package agenttest runs an in-process Mastership cluster for tests: a real
+// naming node and real agents (memberlist gossip over UDP and TCP, agent
+// streams and HTTP over TCP), each agent on its own 127.0.0.x address, all
+// traffic through fault-injecting transports so that tests can partition,
+// heal, drop, delay, kill and restart by agent.
+//
+// Usage:
+//
+//	c := agenttest.New(t, agenttest.Options{Agents: 5, Mode: "available"})
+//	c.WaitStable(10 * time.Second)
+//	c.Partition([]uint64{1, 2, 3}, []uint64{4, 5})
+//	c.PartitionNaming(1, 2, 3) // the naming node reachable from these only
+//	c.Heal()
+package agenttest
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/config"
+	"github.com/mastership/mastership/gossip"
+	"github.com/mastership/mastership/gossip/faulty"
+	"github.com/mastership/mastership/naming"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/client"
+)
+
+// Options shape a cluster.
+type Options struct {
+	Agents     int
+	Mode       string // "strict" or "available"
+	Group      string // default "g"
+	Priorities []int  // per agent (index 0 is agent 1); default all 0
+	Policy     string
+	// Monitor builds each agent's self-monitor; nil means none.
+	Monitor func(id uint64) agent.Monitor
+	// Seed seeds the fault injection; 0 means 1.
+	Seed int64
+	// Tune adjusts each agent's configuration.
+	Tune func(cfg *config.Agent)
+	// Base is the third octet range start: agents are on 127.0.Base.(10+id).
+	// Tests running side by side in one process use different bases.
+	Base int
+}
+
+// Member is one agent of the cluster with what survives its restarts.
+type Member struct {
+	ID      uint64
+	IP      string
+	Agent   *agent.Agent
+	Faults  *faulty.Faults
+	Storage *store.Memory
+	Config  config.Agent
+	Running bool
+}
+
+// Cluster is a naming node and a group of agents in this process.
+type Cluster struct {
+	t            testing.TB
+	opts         Options
+	mu           sync.Mutex
+	Naming       *naming.Node
+	NamingAddr   string
+	NamingIP     string
+	namingFaults *faulty.Faults
+	Members      map[uint64]*Member
+	Client       *client.Client
+	logger       hclog.Logger
+	rand         *rand.Rand
+	cut          map[[2]string]bool // IP pairs cut both ways
+	namingCut    map[uint64]bool    // agents cut from the naming node
+}
+
+func freePort(t testing.TB, ip string) string {
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	defer ln.Close()
+	// memberlist also needs the UDP port.
+	addr := ln.Addr().String()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return freePort(t, ip)
+	}
+	pc.Close()
+	return addr
+}
+
+// New starts the naming node and the agents, and stops them at cleanup.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Group == "" {
+		opts.Group = "g"
+	}
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	if opts.Base == 0 {
+		opts.Base = 1
+	}
+	level := hclog.Off
+	if os.Getenv("MASTERSHIP_TEST_LOG") != "" {
+		level = hclog.LevelFromString(os.Getenv("MASTERSHIP_TEST_LOG"))
+	}
+	c := &Cluster{t: t, opts: opts, Members: map[uint64]*Member{}, rand: rand.New(rand.NewSource(opts.Seed)),
+		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{},
+		logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: os.Stderr})}
+	c.NamingIP = fmt.Sprintf("127.0.%d.9", opts.Base)
+	c.namingFaults = faulty.New(rand.New(rand.NewSource(c.rand.Int63())))
+	ncfg, _ := config.DefaultNaming("local")
+	ncfg.DataDir = t.TempDir()
+	ncfg.Bind = freePort(t, c.NamingIP)
+	ncfg.Logger = c.logger
+	ncfg.Dial = faulty.NewDialer(c.namingFaults).DialContext
+	n, err := naming.New(ncfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ncfg.Bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.Serve(ln)
+	c.Naming, c.NamingAddr = n, ln.Addr().String()
+	c.Client, _ = client.New(c.NamingAddr)
+	t.Cleanup(c.Close)
+	var first string
+	for i := 1; i <= opts.Agents; i++ {
+		m := c.add(uint64(i))
+		if first == "" {
+			first = m.Config.Bind
+		}
+	}
+	for _, id := range c.IDs() {
+		c.start(c.Members[id])
+	}
+	return c
+}
+
+func (c *Cluster) add(id uint64) *Member {
+	ip := fmt.Sprintf("127.0.%d.%d", c.opts.Base, 10+id)
+	cfg, _ := config.DefaultAgent("local")
+	cfg.Group, cfg.ID = c.opts.Group, id
+	cfg.Mode, cfg.Policy = c.opts.Mode, c.opts.Policy
+	if cfg.Mode == "strict" {
+		cfg.Expect = c.opts.Agents
+	}
+	if int(id) <= len(c.opts.Priorities) {
+		cfg.Priority = c.opts.Priorities[id-1]
+	}
+	cfg.Bind = freePort(c.t, ip)
+	cfg.API = freePort(c.t, ip)
+	cfg.Naming = c.NamingAddr
+	cfg.FaultControl = true
+	cfg.Logger = c.logger
+	for _, o := range c.Members {
+		cfg.Join = append(cfg.Join, o.Config.Bind)
+	}
+	if c.opts.Tune != nil {
+		c.opts.Tune(&cfg)
+	}
+	m := &Member{ID: id, IP: ip, Storage: store.NewMemory(), Config: cfg,
+		Faults: faulty.New(rand.New(rand.NewSource(c.rand.Int63())))}
+	c.Members[id] = m
+	return m
+}
+
+// fastGossip shortens memberlist's timers for tests on two cores.
+func fastGossip(g *gossip.Config) {
+	g.Tune = func(c *memberlist.Config) {
+		c.ProbeInterval = 100 * time.Millisecond
+		c.ProbeTimeout = 60 * time.Millisecond
+		c.GossipInterval = 20 * time.Millisecond
+		c.PushPullInterval = 500 * time.Millisecond
+		c.TCPTimeout = 300 * time.Millisecond
+		c.SuspicionMult = 2
+		c.GossipToTheDeadTime = time.Second
+	}
+	g.ReconnectInterval = 100 * time.Millisecond
+}
+
+func (c *Cluster) start(m *Member) {
+	c.t.Helper()
+	var mon agent.Monitor
+	if c.opts.Monitor != nil {
+		mon = c.opts.Monitor(m.ID)
+	}
+	a, err := agent.New(m.Config, agent.Options{Storage: m.Storage, Faults: m.Faults, GossipTune: fastGossip,
+		Monitor: mon, Seed: c.rand.Int63()})
+	if err != nil {
+		c.t.Fatalf("agent %d: %v", m.ID, err)
+	}
+	if err := a.Start(); err != nil {
+		c.t.Fatalf("agent %d: %v", m.ID, err)
+	}
+	m.Agent, m.Running = a, true
+}
+
+// AddAgent starts a new agent that joins the others.
+func (c *Cluster) AddAgent(id uint64, priority int) *Member {
+	c.t.Helper()
+	m := c.add(id)
+	m.Config.Priority = priority
+	c.applyFaults()
+	c.start(m)
+	return m
+}
+
+// IDs lists the agents, sorted.
+func (c *Cluster) IDs() []uint64 {
+	var ids []uint64
+	for id := range c.Members {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Running lists the running agents, sorted.
+func (c *Cluster) Running() []uint64 {
+	var ids []uint64
+	for _, id := range c.IDs() {
+		if c.Members[id].Running {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Partition cuts every link between agents of different sides; agents not
+// named keep their links. It replaces earlier cuts between agents.
+func (c *Cluster) Partition(sides ...[]uint64) {
+	c.cut = map[[2]string]bool{}
+	for i, a := range sides {
+		for _, b := range sides[i+1:] {
+			for _, x := range a {
+				for _, y := range b {
+					c.cut[[2]string{c.Members[x].IP, c.Members[y].IP}] = true
+				}
+			}
+		}
+	}
+	c.applyFaults()
+}
+
+// PartitionNaming makes the naming node reachable from the named agents
+// only (none named: from no agent).
+func (c *Cluster) PartitionNaming(reachable ...uint64) {
+	c.namingCut = map[uint64]bool{}
+	for _, id := range c.IDs() {
+		if !slices.Contains(reachable, id) {
+			c.namingCut[id] = true
+		}
+	}
+	c.applyFaults()
+}
+
+// Heal removes every cut.
+func (c *Cluster) Heal() {
+	c.cut = map[[2]string]bool{}
+	c.namingCut = map[uint64]bool{}
+	c.applyFaults()
+}
+
+func (c *Cluster) applyFaults() {
+	var namingPeers []string
+	for _, id := range c.IDs() {
+		m := c.Members[id]
+		var peers []string
+		for _, o := range c.Members {
+			if c.cut[[2]string{m.IP, o.IP}] || c.cut[[2]string{o.IP, m.IP}] {
+				peers = append(peers, o.IP)
+			}
+		}
+		if c.namingCut[id] {
+			peers = append(peers, c.NamingIP)
+			namingPeers = append(namingPeers, m.IP)
+		}
+		m.Faults.Heal()
+		if len(peers) > 0 {
+			m.Faults.Partition(peers...)
+		}
+	}
+	c.namingFaults.Heal()
+	if len(namingPeers) > 0 {
+		c.namingFaults.Partition(namingPeers...)
+	}
+}
+
+// Kill stops an agent as a crash would: no leave, storage kept as it was.
+func (c *Cluster) Kill(id uint64) {
+	m := c.Members[id]
+	if !m.Running {
+		return
+	}
+	m.Agent.Crash()
+	m.Running = false
+}
+
+// Restart starts a killed agent again on its addresses and storage.
+func (c *Cluster) Restart(id uint64) {
+	c.t.Helper()
+	m := c.Members[id]
+	if m.Running {
+		return
+	}
+	c.start(m)
+}
+
+// Close stops everything.
+func (c *Cluster) Close() {
+	for _, m := range c.Members {
+		if m.Running {
+			m.Agent.Crash()
+			m.Running = false
+		}
+	}
+	c.Client.Close()
+	c.Naming.Close()
+}
+
+// Masters lists the running agents that act as master.
+func (c *Cluster) Masters() []uint64 {
+	var ms []uint64
+	for _, id := range c.Running() {
+		if c.Members[id].Agent.Status().Role == api.RoleMaster {
+			ms = append(ms, id)
+		}
+	}
+	return ms
+}
+
+// Registered returns the naming node's retained master, or 0.
+func (c *Cluster) Registered() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	look, err := c.Client.Lookup(ctx, api.LookupRequest{Group: c.opts.Group})
+	if err != nil || look.Master == nil {
+		return 0
+	}
+	return look.Master.ID
+}
+
+// Describe prints every running agent's role, for failure messages.
+func (c *Cluster) Describe() string {
+	var b strings.Builder
+	for _, id := range c.Running() {
+		st := c.Members[id].Agent.Status()
+		fmt.Fprintf(&b, "  %d: %s epoch=%s master=%d applied=%d digest=%.8s\n", id, st.Role, st.Epoch, st.Master, st.Applied, st.Digest.String())
+	}
+	fmt.Fprintf(&b, "  naming: registered %d\n", c.Registered())
+	return b.String()
+}
+
+// Stable reports whether the running agents have one master that the naming
+// node registered, every running agent follows it as a back-up, and every
+// digest equals the master's.
+func (c *Cluster) Stable() bool {
+	ms := c.Masters()
+	if len(ms) != 1 || c.Registered() != ms[0] {
+		return false
+	}
+	master := c.Members[ms[0]].Agent.Status()
+	for _, id := range c.Running() {
+		st := c.Members[id].Agent.Status()
+		if id != ms[0] && (st.Role != api.RoleBackup || st.Master != ms[0] || st.Epoch != master.Epoch) {
+			return false
+		}
+		if st.Digest != master.Digest {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitFor polls cond until it holds or the timeout passes, then fails the
+// test with the cluster's state.
+func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s:\n%s", timeout, what, c.Describe())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitStable waits for Stable.
+func (c *Cluster) WaitStable(timeout time.Duration) uint64 {
+	c.t.Helper()
+	c.WaitFor(timeout, "one registered master followed by all with equal digests", c.Stable)
+	return c.Masters()[0]
+}
+
+// Put writes key=value through the agent id (its master must be id).
+func (c *Cluster) Put(id uint64, key, value string) (agent.KVResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.Members[id].Agent.Execute(ctx, kvPut(key, value), 0, 0)
+}
+
+// SortedIDs returns ids sorted (helper for messages).
+func SortedIDs(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func kvPut(key, value string) kv.Op {
+	return kv.Op{Kind: kv.KindPut, Key: key, Value: []byte(value)}
+}

@@ -1,0 +1,499 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// The agent's HTTP API, on its API address (shared with message streams):
+//
+//	GET  /v1/info                   InfoJSON
+//	GET  /v1/members                []MemberJSON (the gossip view)
+//	POST /v1/kv                     KVRequest -> KVResponse (master only; ?forward=1 forwards)
+//	GET  /v1/divergence             []store.Record
+//	GET  /v1/divergence/{id}        store.Record
+//	POST /v1/divergence/{id}/replay KVResponse
+//	DELETE /v1/divergence/{id}
+//	POST /v1/fault                  FaultRequest (only with -fault-control)
+//	POST /rpc/notify                api.Notify (msgpack): the naming node's trigger
+//	GET  /rpc/state                 State (msgpack): snapshot and log suffix
+//	POST /rpc/hashes                HashesRequest -> HashesResponse (msgpack)
+
+// InfoJSON is the shape of `mastership info -json`.
+type InfoJSON struct {
+	ID       uint64     `json:"id"`
+	Group    string     `json:"group"`
+	Role     string     `json:"role"`
+	Epoch    uint64     `json:"epoch"`
+	EpochID  uint64     `json:"epoch_id"`
+	Master   uint64     `json:"master"`
+	Applied  uint64     `json:"applied"`
+	Commit   uint64     `json:"commit"`
+	Last     uint64     `json:"last"`
+	Digest   string     `json:"digest"`
+	Priority int        `json:"priority"`
+	Mode     string     `json:"mode"`
+	Serving  bool       `json:"serving"`
+	API      string     `json:"api"`
+	Gossip   string     `json:"gossip"`
+	Monitor  *MonitorJS `json:"monitor,omitempty"`
+	// The self-monitor's last check (issue: visibility).
+	LastCheck *CheckJSON `json:"last_check,omitempty"`
+	Trigger   string     `json:"trigger,omitempty"`
+	Decision  string     `json:"decision,omitempty"`
+	Recovery  string     `json:"recovery,omitempty"`
+}
+
+// MonitorJS is reserved for monitor counters.
+type MonitorJS struct {
+	Checks     uint64 `json:"checks"`
+	Recoveries uint64 `json:"recoveries"`
+}
+
+// CheckJSON describes the self-monitor's last detector run.
+type CheckJSON struct {
+	Time       time.Time `json:"time"`
+	Trigger    string    `json:"trigger"`
+	Decision   string    `json:"decision"`
+	Retained   uint64    `json:"retained"`
+	DetectMS   float64   `json:"detect_ms"`
+	Recovery   string    `json:"recovery,omitempty"`
+	RecoveryMS float64   `json:"recovery_ms,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// CheckReporter is implemented by a Monitor that reports its last check.
+type CheckReporter interface {
+	LastCheck() *CheckJSON
+	Counters() (checks, recoveries uint64)
+}
+
+// MemberJSON is one entry of `mastership members -json`.
+type MemberJSON struct {
+	ID     uint64 `json:"id"`
+	Group  string `json:"group"`
+	Addr   string `json:"addr"`
+	API    string `json:"api"`
+	Role   string `json:"role"`
+	Epoch  uint64 `json:"epoch"`
+	Master uint64 `json:"master"`
+	Health string `json:"health"`
+}
+
+// KVRequest is a client request. Value and Expect are strings (UTF-8 or any
+// bytes the client chooses); Client and Seq make a retry apply once.
+type KVRequest struct {
+	Op           string  `json:"op"`
+	Key          string  `json:"key"`
+	Value        *string `json:"value,omitempty"`
+	Expect       *string `json:"expect,omitempty"`
+	ExpectAbsent bool    `json:"expect_absent,omitempty"`
+	Client       uint64  `json:"client,omitempty"`
+	Seq          uint64  `json:"seq,omitempty"`
+}
+
+// KVResponse answers a KVRequest; every reply carries the master's epoch.
+type KVResponse struct {
+	OK      bool      `json:"ok"`
+	Found   bool      `json:"found"`
+	Value   *string   `json:"value,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Code    string    `json:"code,omitempty"`
+	Epoch   api.Epoch `json:"epoch"`
+	Index   uint64    `json:"index,omitempty"`
+	Master  uint64    `json:"master,omitempty"`
+	MasterA string    `json:"master_addr,omitempty"`
+}
+
+// Error codes of the agent API beyond the naming node's.
+const (
+	CodeNotMaster  = "not-master"
+	CodeNotServing = "not-serving"
+	CodeTimeout    = "timeout"
+)
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Info()) })
+	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) })
+	mux.HandleFunc("POST /v1/kv", a.serveKV)
+	mux.HandleFunc("GET /v1/divergence", a.serveDivergenceList)
+	mux.HandleFunc("GET /v1/divergence/{id}", a.serveDivergenceShow)
+	mux.HandleFunc("POST /v1/divergence/{id}/replay", a.serveDivergenceReplay)
+	mux.HandleFunc("DELETE /v1/divergence/{id}", a.serveDivergenceDiscard)
+	mux.HandleFunc("POST /v1/fault", a.serveFault)
+	mux.HandleFunc("POST /rpc/notify", a.serveNotify)
+	mux.HandleFunc("GET /rpc/state", a.serveState)
+	mux.HandleFunc("POST /rpc/hashes", a.serveHashes)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 404, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeMsgpack(w http.ResponseWriter, status int, v any) {
+	b, err := api.Encode(v)
+	if err != nil {
+		status, b = 500, nil
+	}
+	w.Header().Set("Content-Type", "application/msgpack")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxMessageBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, api.Errorf(api.CodeTooLarge, "request over %d bytes", api.MaxMessageBytes)
+		}
+		return nil, api.Errorf(api.CodeInvalid, "read request: %v", err)
+	}
+	return b, nil
+}
+
+// Info describes the agent, as `mastership info` shows it.
+func (a *Agent) Info() InfoJSON {
+	st := a.Status()
+	info := InfoJSON{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
+		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, API: a.advertisedAPI()}
+	if a.gossip != nil {
+		info.Gossip = a.gossip.LocalAddr()
+	}
+	if cr, ok := a.opts.Monitor.(CheckReporter); ok && a.opts.Monitor != nil {
+		if c := cr.LastCheck(); c != nil {
+			info.LastCheck = c
+			info.Trigger, info.Decision, info.Recovery = c.Trigger, c.Decision, c.Recovery
+		}
+		checks, recs := cr.Counters()
+		info.Monitor = &MonitorJS{Checks: checks, Recoveries: recs}
+	}
+	return info
+}
+
+// MembersJSON is the gossip view as `mastership members` shows it.
+func (a *Agent) MembersJSON() []MemberJSON {
+	out := []MemberJSON{}
+	for _, m := range a.Members() {
+		out = append(out, MemberJSON{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
+			Role: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String()})
+	}
+	return out
+}
+
+// kvError maps an error to an HTTP status and a KVResponse.
+func (a *Agent) kvError(w http.ResponseWriter, err error) {
+	st := a.Status()
+	resp := KVResponse{Error: err.Error(), Epoch: st.Epoch}
+	status := 400
+	switch {
+	case errors.Is(err, core.ErrNotMaster):
+		status, resp.Code = http.StatusMisdirectedRequest, CodeNotMaster
+		if st.Master != 0 && st.Master != a.cfg.ID {
+			resp.Master, resp.MasterA = st.Master, a.PeerAPI(st.Master)
+		}
+	case errors.Is(err, core.ErrNotServing):
+		status, resp.Code = http.StatusServiceUnavailable, CodeNotServing
+	case errors.Is(err, context.DeadlineExceeded):
+		status, resp.Code = http.StatusGatewayTimeout, CodeTimeout
+	case errors.Is(err, ErrStopped):
+		status, resp.Code = http.StatusServiceUnavailable, string(api.CodeUnavailable)
+	default:
+		e := api.ToError(err)
+		status, resp.Code = e.Code.HTTPStatus(), string(e.Code)
+		if e.Code == api.CodeInternal {
+			status, resp.Code = 400, string(api.CodeInvalid)
+		}
+	}
+	writeJSON(w, status, resp)
+}
+
+func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		a.kvError(w, err)
+		return
+	}
+	var req KVRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: %v", err))
+		return
+	}
+	op := kv.Op{Kind: req.Op, Key: req.Key, ExpectAbsent: req.ExpectAbsent}
+	if req.Value != nil {
+		op.Value = []byte(*req.Value)
+	}
+	if req.Expect != nil {
+		op.Expect = []byte(*req.Expect)
+	}
+	if err := kv.ValidateOp(op); err != nil {
+		a.kvError(w, api.Errorf(api.CodeInvalid, "%v", err))
+		return
+	}
+	if len(op.Key) > a.cfg.MaxKeyBytes || len(op.Value) > a.cfg.MaxValueBytes || len(op.Expect) > a.cfg.MaxValueBytes {
+		a.kvError(w, api.Errorf(api.CodeTooLarge, "key of %d bytes or value of %d bytes over the limits %d and %d",
+			len(op.Key), max(len(op.Value), len(op.Expect)), a.cfg.MaxKeyBytes, a.cfg.MaxValueBytes))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*a.cfg.WriteTimeout+time.Second)
+	defer cancel()
+	resp, err := a.Execute(ctx, op, req.Client, req.Seq)
+	if errors.Is(err, core.ErrNotMaster) && r.URL.Query().Get("forward") == "1" {
+		a.forward(w, r, body)
+		return
+	}
+	if err != nil {
+		a.kvError(w, err)
+		return
+	}
+	writeJSON(w, 200, resp)
+}
+
+// forward sends a request to the master and relays its answer.
+func (a *Agent) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	st := a.Status()
+	addr := a.PeerAPI(st.Master)
+	if st.Master == 0 || addr == "" {
+		a.kvError(w, core.ErrNotMaster)
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), "POST", "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	hc := &http.Client{Transport: &http.Transport{DialContext: a.dial}, Timeout: 2*a.cfg.WriteTimeout + time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		a.kvError(w, api.Errorf(api.CodeUnavailable, "forward to master %d at %s: %v", st.Master, addr, err))
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, api.MaxMessageBytes))
+}
+
+// Execute runs one kv operation through the master: reads from the state
+// machine when the core allows it, everything else through the log.
+func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (KVResponse, error) {
+	if op.Kind == kv.KindGet && clientID == 0 {
+		if store, ok := a.sm.(*kv.Store); ok {
+			var resp KVResponse
+			var rerr error
+			err := a.do(func() {
+				if rerr = a.node.ReadIndex(); rerr != nil {
+					return
+				}
+				v, found := store.Get(op.Key)
+				resp = KVResponse{OK: true, Found: found, Epoch: a.node.Epoch(), Index: a.node.Status().Applied, Master: a.cfg.ID}
+				if found {
+					s := string(v)
+					resp.Value = &s
+				}
+			})
+			if err == nil {
+				err = rerr
+			}
+			return resp, err
+		}
+	}
+	b, err := kv.EncodeOp(op)
+	if err != nil {
+		return KVResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	res, err := a.Propose(ctx, clientID, seq, b)
+	if err != nil {
+		return KVResponse{}, err
+	}
+	resp := KVResponse{OK: res.Result.Err == "" && (op.Kind != kv.KindCAS || res.Result.OK), Found: res.Result.Found,
+		Error: res.Result.Err, Epoch: res.Epoch, Index: res.Index, Master: a.cfg.ID}
+	if res.Result.Value != nil || (op.Kind == kv.KindGet && res.Result.Found) {
+		s := string(res.Result.Value)
+		resp.Value = &s
+	}
+	return resp, nil
+}
+
+// Propose appends an encoded operation and waits until it applied.
+func (a *Agent) Propose(ctx context.Context, clientID, seq uint64, op []byte) (core.Result, error) {
+	ch := make(chan core.Result, 1)
+	var perr error
+	err := a.do(func() {
+		a.nextRef++
+		ref := a.nextRef
+		if perr = a.node.Propose(ref, clientID, seq, op); perr == nil {
+			a.waiters[ref] = ch
+		}
+	})
+	if err == nil {
+		err = perr
+	}
+	if err != nil {
+		return core.Result{}, err
+	}
+	select {
+	case r := <-ch:
+		return r, r.Err
+	case <-ctx.Done():
+		return core.Result{}, fmt.Errorf("write not acknowledged in time: %w", ctx.Err())
+	}
+}
+
+func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeMsgpack(w, api.ToError(err).Code.HTTPStatus(), api.ToError(err))
+		return
+	}
+	var n api.Notify
+	if err := api.Decode(body, &n); err != nil {
+		writeMsgpack(w, 400, api.ToError(err))
+		return
+	}
+	if n.Group != a.cfg.Group {
+		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification for group %q; this agent is in %q", n.Group, a.cfg.Group))
+		return
+	}
+	a.logger.Debug("naming node trigger", "reason", n.Reason, "seq", n.Seq)
+	if a.opts.Monitor != nil {
+		detail := "no master registered"
+		if n.Master != nil {
+			detail = fmt.Sprintf("retained %d at epoch %s", n.Master.ID, n.Master.Epoch)
+		}
+		a.opts.Monitor.Event("naming-"+n.Reason, detail)
+	}
+	writeMsgpack(w, 200, struct{}{})
+}
+
+// State is a replica's state for download (figure 10, act 1020): the state
+// machine's snapshot at base, the log after it, and the digest to verify.
+type State struct {
+	Snapshot []byte       `codec:"s"`
+	Base     rlog.Pos     `codec:"b"`
+	Entries  []rlog.Entry `codec:"e"`
+	Digest   rlog.Digest  `codec:"d"`
+	Epoch    api.Epoch    `codec:"p"`
+	Master   uint64       `codec:"m"`
+	Role     api.Role     `codec:"r"`
+	Commit   uint64       `codec:"c"`
+}
+
+// LocalState captures this agent's state on its loop goroutine.
+func (a *Agent) LocalState() (State, error) {
+	var st State
+	var serr error
+	err := a.do(func() {
+		n := a.node
+		snap, err := a.sm.Snapshot()
+		if err != nil {
+			serr = err
+			return
+		}
+		applied := a.sm.Digest().Index
+		base, err := n.Log().PosAt(applied)
+		if err != nil {
+			serr = err
+			return
+		}
+		ents, err := n.Log().Slice(applied+1, n.Log().LastIndex()+1)
+		if err != nil {
+			serr = err
+			return
+		}
+		s := n.Status()
+		st = State{Snapshot: snap, Base: base, Entries: ents, Digest: a.sm.Digest(), Epoch: s.Epoch, Master: s.Master, Role: s.Role, Commit: s.Commit}
+	})
+	if err == nil {
+		err = serr
+	}
+	return st, err
+}
+
+func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {
+	st, err := a.LocalState()
+	if err != nil {
+		writeMsgpack(w, 500, api.ToError(err))
+		return
+	}
+	writeMsgpack(w, 200, &st)
+}
+
+// HashesRequest asks for chain hashes at indices (fork search).
+type HashesRequest struct {
+	Indices []uint64 `codec:"i"`
+}
+
+// HashesResponse answers with the log's span and the hashes it holds.
+type HashesResponse struct {
+	First, Last uint64     `codec:"f"`
+	Hashes      [][32]byte `codec:"h"`
+	Held        []bool     `codec:"o"`
+}
+
+func (a *Agent) serveHashes(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	if err != nil {
+		writeMsgpack(w, 400, api.ToError(err))
+		return
+	}
+	var req HashesRequest
+	if err := api.Decode(body, &req); err != nil || len(req.Indices) > 4096 {
+		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "hashes request: %v", err))
+		return
+	}
+	var resp HashesResponse
+	a.do(func() {
+		l := a.node.Log()
+		resp.First, resp.Last, _ = l.Span()
+		for _, i := range req.Indices {
+			h, ok, _ := l.HashAt(i)
+			resp.Hashes = append(resp.Hashes, h)
+			resp.Held = append(resp.Held, ok)
+		}
+	})
+	writeMsgpack(w, 200, &resp)
+}
+
+func parseID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "record id %q: want a number", r.PathValue("id")))
+		return 0, false
+	}
+	return id, true
+}
+
+// Get reads a key from the local state machine (tests and tools; not a
+// linearizable read).
+func (a *Agent) Get(key string) (string, bool) {
+	var v []byte
+	var found bool
+	a.do(func() {
+		if s, ok := a.sm.(*kv.Store); ok {
+			v, found = s.Get(key)
+		}
+	})
+	return string(v), found
+}

@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// runSession keeps the agent a member of its group at the naming node: it
+// joins, renews at a third of the TTL, and joins again when the session was
+// lost (a naming-node restart past its grace, a long pause).
+func (a *Agent) runSession() {
+	backoff := 50 * time.Millisecond
+	for a.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+		resp, err := a.naming.Join(ctx, api.JoinRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
+			Priority: a.cfg.Priority, Mode: a.cfg.Mode, Policy: a.cfg.Policy, TTL: a.cfg.SessionTTL})
+		cancel()
+		if err != nil {
+			if errors.Is(err, api.ErrIDTaken) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
+				a.logger.Error("naming node refused to make us a member", "error", err)
+			} else {
+				a.logger.Debug("join naming node", "error", err)
+			}
+			if !a.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		a.mu.Lock()
+		a.session = resp.Session
+		a.mu.Unlock()
+		a.logger.Debug("member session opened", "session", resp.Session, "ttl", resp.TTL)
+		a.noteRegistered(resp.Master)
+		for a.sleep(resp.TTL / 3) {
+			ctx, cancel := context.WithTimeout(a.ctx, resp.TTL/3)
+			r, err := a.naming.Renew(ctx, api.RenewRequest{Group: a.cfg.Group, ID: a.cfg.ID, Session: resp.Session})
+			cancel()
+			if errors.Is(err, api.ErrSessionExpired) || errors.Is(err, api.ErrNotFound) {
+				a.logger.Warn("member session lost; joining again")
+				break
+			}
+			if err == nil {
+				a.noteRegistered(r.Master)
+			}
+		}
+	}
+}
+
+// noteRegistered keeps the registered master the naming node told us of, for
+// status; the self-monitor asks the naming node itself.
+func (a *Agent) noteRegistered(m *api.Registration) {}
+
+func (a *Agent) sleep(d time.Duration) bool {
+	select {
+	case <-a.ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// Session is the member session at the naming node (0 before the join).
+func (a *Agent) Session() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.session
+}
+
+// register registers epoch at the naming node and renews it while we are
+// master at that epoch. Each outcome goes to the core: a strict master
+// serves only while its registration holds. A registration that is refused,
+// or not retained, raises the event trigger.
+func (a *Agent) register(epoch api.Epoch) {
+	ttl := a.cfg.RegistrationTTL
+	backoff := 20 * time.Millisecond
+	for a.ctx.Err() == nil {
+		a.mu.Lock()
+		current := a.regFor == epoch && a.status.Role == api.RoleMaster && a.status.Epoch == epoch
+		session := a.session
+		a.mu.Unlock()
+		if !current {
+			return
+		}
+		started := time.Now()
+		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+		resp, err := a.naming.Register(ctx, api.RegisterRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
+			Epoch: epoch, Priority: a.cfg.Priority, Session: session, TTL: ttl, Mode: a.cfg.Mode, Policy: a.cfg.Policy})
+		cancel()
+		switch {
+		case err == nil && resp.Accepted:
+			// Valid until the TTL from when we asked, less a margin for
+			// the naming node's clock running ahead.
+			valid := ttl*9/10 - time.Since(started)
+			a.mu.Lock()
+			a.regOK, a.regAt = true, time.Now()
+			a.mu.Unlock()
+			a.Do(func(n *core.Node) {
+				n.Registered(epoch, true, n.Now()+uint64(valid/a.cfg.TickUnit))
+			})
+			backoff = 20 * time.Millisecond
+			if !a.sleep(ttl / 3) {
+				return
+			}
+			continue
+		case err == nil:
+			a.logger.Warn("registration not retained", "retained", resp.Master.ID, "epoch", resp.Master.Epoch)
+			a.notRegistered(epoch, "registration not retained: master is "+resp.Master.Epoch.String())
+		case errors.Is(err, api.ErrRefused) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid):
+			a.logger.Warn("registration refused", "error", err)
+			a.notRegistered(epoch, "registration refused: "+err.Error())
+		case errors.Is(err, api.ErrSessionExpired):
+			// The session loop is joining again; retry with the new one.
+		default:
+			a.logger.Debug("register at naming node", "error", err)
+		}
+		if !a.sleep(backoff) {
+			return
+		}
+		backoff = min(2*backoff, ttl/3)
+	}
+}
+
+func (a *Agent) notRegistered(epoch api.Epoch, why string) {
+	a.mu.Lock()
+	a.regOK = false
+	a.mu.Unlock()
+	a.Do(func(n *core.Node) { n.Registered(epoch, false, 0) })
+	if a.opts.Monitor != nil {
+		a.do(func() { a.opts.Monitor.Event("registration-refused", why) })
+	}
+}

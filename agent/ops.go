@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+)
+
+func (a *Agent) serveDivergenceList(w http.ResponseWriter, r *http.Request) {
+	recs, err := a.storage.Records()
+	if err != nil {
+		writeJSON(w, 500, api.ToError(err))
+		return
+	}
+	if recs == nil {
+		recs = []store.Record{}
+	}
+	writeJSON(w, 200, recs)
+}
+
+func (a *Agent) serveDivergenceShow(w http.ResponseWriter, r *http.Request) {
+	id, ok := parseID(w, r)
+	if !ok {
+		return
+	}
+	rec, err := a.storage.Record(id)
+	if err != nil {
+		writeJSON(w, 404, api.Errorf(api.CodeNotFound, "%v", err))
+		return
+	}
+	writeJSON(w, 200, rec)
+}
+
+// Replay resubmits a divergence record through the current master. The
+// record's client ID and sequence make it idempotent: a write the group
+// already holds is not applied twice.
+func (a *Agent) Replay(ctx context.Context, id uint64) (KVResponse, error) {
+	rec, err := a.storage.Record(id)
+	if err != nil {
+		return KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)
+	}
+	op, err := kv.DecodeOp(rec.Op)
+	if err != nil {
+		return KVResponse{}, api.Errorf(api.CodeInvalid, "record %d: %v", id, err)
+	}
+	resp, err := a.Execute(ctx, op, rec.Client, rec.Seq)
+	if err != nil {
+		return resp, err
+	}
+	if err := a.storage.MarkReplayed(id); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}
+
+func (a *Agent) serveDivergenceReplay(w http.ResponseWriter, r *http.Request) {
+	id, ok := parseID(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*a.cfg.WriteTimeout+time.Second)
+	defer cancel()
+	resp, err := a.Replay(ctx, id)
+	if err != nil {
+		a.kvError(w, err)
+		return
+	}
+	writeJSON(w, 200, resp)
+}
+
+func (a *Agent) serveDivergenceDiscard(w http.ResponseWriter, r *http.Request) {
+	id, ok := parseID(w, r)
+	if !ok {
+		return
+	}
+	if err := a.storage.DeleteRecord(id); err != nil {
+		status := 500
+		if errors.Is(err, store.ErrNotFound) {
+			status = 404
+		}
+		writeJSON(w, status, api.Errorf(api.CodeNotFound, "%v", err))
+		return
+	}
+	writeJSON(w, 200, map[string]uint64{"discarded": id})
+}
+
+// FaultRequest drives the agent's fault control (tests and demos only).
+type FaultRequest struct {
+	Action string        `json:"action"` // partition, heal, drop, delay
+	Peers  []string      `json:"peers,omitempty"`
+	P      float64       `json:"p,omitempty"`
+	Delay  time.Duration `json:"delay,omitempty"`
+}
+
+func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
+	f := a.opts.Faults
+	if !a.cfg.FaultControl || f == nil {
+		writeJSON(w, 403, api.Errorf(api.CodeRefused, "fault control is off: start the agent with -fault-control"))
+		return
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		writeJSON(w, 400, api.ToError(err))
+		return
+	}
+	var req FaultRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "fault request: %v", err))
+		return
+	}
+	switch req.Action {
+	case "partition":
+		if len(req.Peers) == 0 {
+			writeJSON(w, 400, api.Errorf(api.CodeInvalid, "partition needs peers"))
+			return
+		}
+		f.Partition(req.Peers...)
+	case "heal":
+		f.Heal()
+	case "drop":
+		if req.P < 0 || req.P > 1 {
+			writeJSON(w, 400, api.Errorf(api.CodeInvalid, "drop probability %v: want 0 to 1", req.P))
+			return
+		}
+		f.Drop(req.P)
+	case "delay":
+		if req.Delay < 0 || req.Delay > time.Minute {
+			writeJSON(w, 400, api.Errorf(api.CodeInvalid, "delay %s: want 0 to 1m", req.Delay))
+			return
+		}
+		f.Delay(req.Delay)
+	default:
+		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "fault action %q: want partition, heal, drop or delay", req.Action))
+		return
+	}
+	a.logger.Warn("fault injected", "action", req.Action, "peers", req.Peers, "p", req.P, "delay", req.Delay)
+	writeJSON(w, 200, f.Status())
+}

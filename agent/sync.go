@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Errors of state transfer.
+var (
+	// ErrDigestMismatch means a downloaded state did not verify.
+	ErrDigestMismatch = errors.New("agent: digest mismatch")
+	// ErrOlderEpoch means the master's state is of an older epoch than ours:
+	// it has not reasserted yet.
+	ErrOlderEpoch = errors.New("agent: master at an older epoch")
+)
+
+func (a *Agent) httpClient(timeout time.Duration) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: a.dial, DisableKeepAlives: true}, Timeout: timeout}
+}
+
+// rpc posts (or gets, when req is nil) msgpack to a peer's API.
+func (a *Agent) rpc(ctx context.Context, addr, path string, req, resp any) error {
+	method, body := http.MethodGet, []byte(nil)
+	if req != nil {
+		b, err := api.Encode(req)
+		if err != nil {
+			return err
+		}
+		method, body = http.MethodPost, b
+	}
+	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/msgpack")
+	hresp, err := a.httpClient(10 * time.Second).Do(hreq)
+	if err != nil {
+		return fmt.Errorf("%s%s: %w", addr, path, err)
+	}
+	defer hresp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(hresp.Body, 512<<20))
+	if err != nil {
+		return fmt.Errorf("%s%s: read: %w", addr, path, err)
+	}
+	if hresp.StatusCode != 200 {
+		var e api.Error
+		if api.Decode(out, &e) == nil && e.Code != "" {
+			return &e
+		}
+		return fmt.Errorf("%s%s: %s", addr, path, hresp.Status)
+	}
+	if len(out) > api.MaxMessageBytes {
+		// States are larger than any request: decode without the cap.
+		return api.NewDecoder(bytes.NewReader(out)).Decode(resp)
+	}
+	return api.Decode(out, resp)
+}
+
+// FetchState downloads a peer's state (figure 10, act 1020).
+func (a *Agent) FetchState(ctx context.Context, addr string) (State, error) {
+	var st State
+	err := a.rpc(ctx, addr, "/rpc/state", nil, &st)
+	return st, err
+}
+
+// remoteLog probes another agent's log for the fork search.
+type remoteLog struct {
+	a    *Agent
+	ctx  context.Context
+	addr string
+}
+
+func (r remoteLog) Span() (uint64, uint64, error) {
+	var resp HashesResponse
+	if err := r.a.rpc(r.ctx, r.addr, "/rpc/hashes", &HashesRequest{}, &resp); err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
+	}
+	return resp.First, resp.Last, nil
+}
+
+func (r remoteLog) HashAt(i uint64) ([32]byte, bool, error) {
+	var resp HashesResponse
+	if err := r.a.rpc(r.ctx, r.addr, "/rpc/hashes", &HashesRequest{Indices: []uint64{i}}, &resp); err != nil {
+		return [32]byte{}, false, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
+	}
+	if len(resp.Hashes) != 1 {
+		return [32]byte{}, false, fmt.Errorf("%w: %d hashes for one index", rlog.ErrUnavailable, len(resp.Hashes))
+	}
+	return resp.Hashes[0], resp.Held[0], nil
+}
+
+// localCopy copies our log (hash chain and entries) off the loop goroutine.
+func (a *Agent) localCopy() (*rlog.Log, uint64, error) {
+	var cp *rlog.Log
+	var applied uint64
+	var cerr error
+	err := a.do(func() {
+		l := a.node.Log()
+		ents, err := l.Slice(l.Base().Index+1, l.LastIndex()+1)
+		if err != nil {
+			cerr = err
+			return
+		}
+		cp = rlog.NewAt(l.Base())
+		cerr = cp.Append(ents...)
+		applied = a.node.Status().Applied
+	})
+	if err == nil {
+		err = cerr
+	}
+	return cp, applied, err
+}
+
+// SyncResult reports one synchronisation with a master.
+type SyncResult struct {
+	Fork     uint64
+	Diverged int // divergence records made
+	Digest   rlog.Digest
+	Epoch    api.Epoch
+}
+
+// KeepDivergence finds where our log left the master's (the last entry
+// both hold, by hash chain) and records every entry after it that we had
+// applied as a divergence record (DESIGN.md recovery step 2).
+func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) (fork uint64, records int, err error) {
+	local, applied, err := a.localCopy()
+	if err != nil {
+		return 0, 0, err
+	}
+	fork, err = rlog.FindFork(local, remoteLog{a: a, ctx: ctx, addr: addr})
+	if errors.Is(err, rlog.ErrForkUnknown) {
+		// The master compacted past our log: everything we applied after
+		// its base is divergent unless the digest says otherwise.
+		first, _, _ := local.Span()
+		fork, err = first-1, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("find fork with %d: %w", master, err)
+	}
+	divergent, err := rlog.Divergent(local, fork)
+	if err != nil {
+		return fork, 0, err
+	}
+	var recs []store.Record
+	for _, e := range divergent {
+		if len(e.Op) == 0 || e.Index > applied {
+			continue // no-ops, and entries we never applied nor acknowledged
+		}
+		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
+			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master})
+	}
+	if len(recs) > 0 {
+		if _, err := a.storage.AddRecords(recs); err != nil {
+			return fork, 0, fmt.Errorf("persist divergence records: %w", err)
+		}
+		a.logger.Warn("divergent writes kept for replay", "count", len(recs), "fork", fork, "retained", master)
+	}
+	return fork, len(recs), nil
+}
+
+// Synchronize downloads the master's state, verifies it on a scratch copy,
+// and installs it (DESIGN.md recovery steps 3 and 4). The master's epoch
+// must not be older than ours.
+func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (SyncResult, error) {
+	st, err := a.FetchState(ctx, addr)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("download state of %d: %w", master, err)
+	}
+	if st.Role != api.RoleMaster || st.Master != master {
+		return SyncResult{}, fmt.Errorf("download state of %d: it is %s following %d, not master", master, st.Role, st.Master)
+	}
+	if cur := a.Status().Epoch; st.Epoch.Less(cur) {
+		return SyncResult{}, fmt.Errorf("%w: %d is at %s, we follow %s", ErrOlderEpoch, master, st.Epoch, cur)
+	}
+	// Verify on a scratch state machine before touching ours.
+	scratch := kv.NewStore()
+	if _, ok := a.sm.(*kv.Store); ok {
+		if err := scratch.Restore(st.Snapshot); err != nil {
+			return SyncResult{}, fmt.Errorf("restore downloaded snapshot: %w", err)
+		}
+		if got := scratch.Digest(); got != st.Digest {
+			return SyncResult{}, fmt.Errorf("%w: snapshot of %d gives %s at %d, it reported %s at %d",
+				ErrDigestMismatch, master, got, got.Index, st.Digest, st.Digest.Index)
+		}
+	}
+	var ierr error
+	var res SyncResult
+	err = a.do(func() {
+		if ierr = a.node.InstallState(st.Snapshot, st.Base, st.Entries, master, st.Epoch, st.Commit); ierr != nil {
+			a.handleReady()
+			return
+		}
+		// The installed state must equal the master's at the same index.
+		if got := a.sm.Digest(); got.Index == st.Digest.Index && got != st.Digest {
+			ierr = fmt.Errorf("%w: installed %s, master %s at %d", ErrDigestMismatch, got, st.Digest, got.Index)
+		}
+		if err := a.storage.SaveSnapshot(st.Base, st.Snapshot); err != nil {
+			ierr = fmt.Errorf("persist snapshot: %w", err)
+		} else if err := a.storage.Append(st.Entries); err != nil {
+			ierr = fmt.Errorf("persist log suffix: %w", err)
+		}
+		res = SyncResult{Digest: a.sm.Digest(), Epoch: st.Epoch}
+		a.syncing = false
+		a.handleReady()
+	})
+	if err == nil {
+		err = ierr
+	}
+	return res, err
+}
+
+// syncFrom is the catch-up of a lagging or divergent back-up: the same
+// steps as recovery, without the naming node.
+func (a *Agent) syncFrom(master uint64) {
+	defer a.do(func() { a.syncing = false })
+	addr := a.PeerAPI(master)
+	if addr == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	if _, _, err := a.KeepDivergence(ctx, master, addr); err != nil {
+		a.logger.Warn("sync: keep divergence", "master", master, "error", err)
+		return
+	}
+	res, err := a.Synchronize(ctx, master, addr)
+	if err != nil {
+		a.logger.Warn("sync failed; retrying on the next append", "master", master, "error", err)
+		a.Do(func(n *core.Node) {
+			if n.Role() == api.RoleSyncing {
+				n.EndRecovery(master, n.Epoch())
+			}
+		})
+		return
+	}
+	a.logger.Info("synchronized with master", "master", master, "digest", res.Digest, "index", res.Digest.Index)
+}
