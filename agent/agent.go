@@ -101,6 +101,10 @@ type Agent struct {
 	regFor  api.Epoch // the epoch the registration loop registers
 	regOK   bool
 	regAt   time.Time
+	// regRefused is set once the naming node refused or did not retain the
+	// registration of regFor.
+	regRefused   bool
+	namingMaster *api.Registration // as of the last session renewal
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -176,8 +180,8 @@ func (a *Agent) restore() error {
 		ID: a.cfg.ID, Group: a.cfg.Group, Priority: a.cfg.Priority, Mode: mustMode(a.cfg.Mode),
 		HeartbeatTicks: a.cfg.HeartbeatTicks, ElectionTicks: a.cfg.ElectionTicks,
 		StaggerTicks: a.cfg.ElectionStaggerTicks, Expect: a.cfg.Expect,
-		WriteTicks:   max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
-		Rand:         rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+		WriteTicks: max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
+		Rand:       rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
 }
@@ -399,7 +403,7 @@ func (a *Agent) handleReady() {
 	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master
 	a.status = st
 	if rd.Register != nil {
-		a.regFor, a.regOK = *rd.Register, false
+		a.regFor, a.regOK, a.regRefused = *rd.Register, false, false
 	}
 	a.mu.Unlock()
 	if changed || rd.RoleChanged {

@@ -447,9 +447,10 @@ type HashesRequest struct {
 
 // HashesResponse answers with the log's span and the hashes it holds.
 type HashesResponse struct {
-	First, Last uint64     `codec:"f"`
-	Hashes      [][32]byte `codec:"h"`
-	Held        []bool     `codec:"o"`
+	First  uint64     `codec:"f"`
+	Last   uint64     `codec:"l"`
+	Hashes [][32]byte `codec:"h"`
+	Held   []bool     `codec:"o"`
 }
 
 func (a *Agent) serveHashes(w http.ResponseWriter, r *http.Request) {

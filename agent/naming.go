@@ -54,7 +54,11 @@ func (a *Agent) runSession() {
 
 // noteRegistered keeps the registered master the naming node told us of, for
 // status; the self-monitor asks the naming node itself.
-func (a *Agent) noteRegistered(m *api.Registration) {}
+func (a *Agent) noteRegistered(m *api.Registration) {
+	a.mu.Lock()
+	a.namingMaster = m
+	a.mu.Unlock()
+}
 
 func (a *Agent) sleep(d time.Duration) bool {
 	select {
@@ -98,7 +102,7 @@ func (a *Agent) register(epoch api.Epoch) {
 			// the naming node's clock running ahead.
 			valid := ttl*9/10 - time.Since(started)
 			a.mu.Lock()
-			a.regOK, a.regAt = true, time.Now()
+			a.regOK, a.regRefused, a.regAt = true, false, time.Now()
 			a.mu.Unlock()
 			a.Do(func(n *core.Node) {
 				n.Registered(epoch, true, n.Now()+uint64(valid/a.cfg.TickUnit))
@@ -109,11 +113,16 @@ func (a *Agent) register(epoch api.Epoch) {
 			}
 			continue
 		case err == nil:
+			// The self-monitor takes it from here (figure 8: a master that
+			// is not the retained one recovers); registering again would
+			// only start another conflict.
 			a.logger.Warn("registration not retained", "retained", resp.Master.ID, "epoch", resp.Master.Epoch)
 			a.notRegistered(epoch, "registration not retained: master is "+resp.Master.Epoch.String())
+			return
 		case errors.Is(err, api.ErrRefused) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid):
 			a.logger.Warn("registration refused", "error", err)
 			a.notRegistered(epoch, "registration refused: "+err.Error())
+			return
 		case errors.Is(err, api.ErrSessionExpired):
 			// The session loop is joining again; retry with the new one.
 		default:
@@ -126,9 +135,17 @@ func (a *Agent) register(epoch api.Epoch) {
 	}
 }
 
+// Registering reports whether this master's registration of its current
+// epoch is still unanswered.
+func (a *Agent) Registering() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status.Role == api.RoleMaster && a.regFor == a.status.Epoch && !a.regOK && !a.regRefused
+}
+
 func (a *Agent) notRegistered(epoch api.Epoch, why string) {
 	a.mu.Lock()
-	a.regOK = false
+	a.regOK, a.regRefused = false, true
 	a.mu.Unlock()
 	a.Do(func(n *core.Node) { n.Registered(epoch, false, 0) })
 	if a.opts.Monitor != nil {

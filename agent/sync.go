@@ -140,10 +140,11 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	}
 	fork, err = rlog.FindFork(local, remoteLog{a: a, ctx: ctx, addr: addr})
 	if errors.Is(err, rlog.ErrForkUnknown) {
-		// The master compacted past our log: everything we applied after
-		// its base is divergent unless the digest says otherwise.
+		// The logs share nothing we can compare (one of them starts from a
+		// snapshot past the fork): every entry we hold is divergent.
+		a.logger.Debug("fork below what both logs hold", "error", err)
 		first, _, _ := local.Span()
-		fork, err = first-1, nil
+		fork, err = first, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("find fork with %d: %w", master, err)

@@ -5,8 +5,10 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"net/http"
@@ -231,13 +233,57 @@ func (n *Node) armTimerLocked(t Timer) {
 		stop()
 	}
 	group := t.Group
-	n.timers[group] = n.clock.AfterFunc(t.At.Sub(n.clock.Now()), func() {
-		n.do(func(now time.Time, fx *Effects) error {
-			delete(n.timers, group)
-			n.reg.Decide(now, group, fx)
-			return nil
-		})
+	n.timers[group] = n.clock.AfterFunc(t.At.Sub(n.clock.Now()), func() { n.decide(group) })
+}
+
+// decide probes the candidates of a group's closing conflict window, then
+// lets the registry decide with what answered.
+func (n *Node) decide(group string) {
+	n.mu.Lock()
+	delete(n.timers, group)
+	cands := n.reg.Candidates(group)
+	n.mu.Unlock()
+	alive := make(map[uint64]bool, len(cands))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range cands {
+		wg.Add(1)
+		go func(c api.Registration) {
+			defer wg.Done()
+			ok := n.probe(c)
+			mu.Lock()
+			alive[c.ID] = ok
+			mu.Unlock()
+		}(c)
+	}
+	wg.Wait()
+	n.do(func(now time.Time, fx *Effects) error {
+		n.reg.Decide(now, group, func(id uint64) bool { return alive[id] }, fx)
+		return nil
 	})
+}
+
+// probe asks a registrant's API whether it still acts as master.
+func (n *Node) probe(r api.Registration) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr+"/v1/info", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var info struct {
+		ID   uint64 `json:"id"`
+		Role string `json:"role"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&info) != nil {
+		return false
+	}
+	return info.ID == r.ID && info.Role == api.RoleMaster.String()
 }
 
 func (n *Node) runCommitter() {

@@ -401,7 +401,7 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		fx.Timers = append(fx.Timers, Timer{Group: g.Name, At: g.Deadline})
 	}
 	if r.cfg.ConflictWindow <= 0 {
-		d := r.decide(g, now, fx)
+		d := r.decide(g, now, nil, fx)
 		return responseFor(d, req.ID), false, nil
 	}
 	return resp, true, nil
@@ -425,30 +425,70 @@ func (r *Registry) expireMaster(g *group, now time.Time, fx *Effects) {
 	}
 }
 
+// Candidates lists the registrations a due decision would weigh: the
+// registered master and the pending ones. The runtime probes them before
+// it calls Decide.
+func (r *Registry) Candidates(groupName string) []api.Registration {
+	g := r.groups[groupName]
+	if g == nil {
+		return nil
+	}
+	var out []api.Registration
+	if g.Master != nil {
+		out = append(out, g.Master.Registration)
+	}
+	for _, p := range g.Pending {
+		out = append(out, p.Registration)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
 // Decide closes a group's conflict window if it is due: it takes the live
 // candidates, keeps one by the group's policy (act 1220), removes the others
 // in the same step (act 1230) and triggers every member (act 1240).
-func (r *Registry) Decide(now time.Time, groupName string, fx *Effects) {
+//
+// alive, when not nil, says which candidates answered the runtime's probe as
+// masters: a registration whose holder is gone (its TTL not yet lapsed) is
+// not kept over a live one. When none answered, all are weighed.
+func (r *Registry) Decide(now time.Time, groupName string, alive func(id uint64) bool, fx *Effects) {
 	g := r.groups[groupName]
 	if g == nil || g.Deadline.IsZero() || now.Before(g.Deadline) {
 		return
 	}
-	r.decide(g, now, fx)
+	r.decide(g, now, alive, fx)
 }
 
-func (r *Registry) decide(g *group, now time.Time, fx *Effects) Decision {
+func (r *Registry) decide(g *group, now time.Time, alive func(id uint64) bool, fx *Effects) Decision {
 	r.expireMaster(g, now, fx)
-	var regs []*registration
+	var all []*registration
 	if g.Master != nil {
-		regs = append(regs, g.Master)
+		all = append(all, g.Master)
 	}
 	for _, p := range g.Pending {
 		if now.Before(p.Expires) && (g.Master == nil || p.ID != g.Master.ID) {
-			regs = append(regs, p)
+			all = append(all, p)
 		}
 	}
 	g.Pending, g.Deadline = nil, time.Time{}
-	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	regs := all
+	var gone []uint64
+	if alive != nil {
+		var live []*registration
+		for _, reg := range all {
+			if alive(reg.ID) {
+				live = append(live, reg)
+			} else {
+				gone = append(gone, reg.ID)
+			}
+		}
+		if len(live) > 0 {
+			regs = live
+		} else {
+			gone = nil
+		}
+	}
 	if len(regs) == 0 {
 		return Decision{Group: g.Name}
 	}
@@ -472,12 +512,28 @@ func (r *Registry) decide(g *group, now time.Time, fx *Effects) Decision {
 	g.Master = keep
 	r.noteEpoch(g, keep.Epoch)
 	e := keep.Epoch
-	if len(regs) == 1 {
+	// Registrations whose holders did not answer are removed too.
+	for _, reg := range all {
+		if slices.Contains(gone, reg.ID) {
+			losers = append(losers, reg)
+		}
+	}
+	removed = append(removed, gone...)
+	slices.Sort(removed)
+	if len(all) == 1 {
 		if prev != keep {
 			r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: keep.ID, Addr: keep.Addr, Epoch: &e})
 		}
 	} else {
-		r.record(fx, g, now, api.Event{Kind: api.EventConflictDetected, Candidates: ids, Policy: g.Policy})
+		allIDs := make([]uint64, len(all))
+		for i, reg := range all {
+			allIDs[i] = reg.ID
+		}
+		det := api.Event{Kind: api.EventConflictDetected, Candidates: allIDs, Policy: g.Policy}
+		if len(gone) > 0 {
+			det.Reason = fmt.Sprintf("%v did not answer as master and were not weighed", gone)
+		}
+		r.record(fx, g, now, det)
 		r.record(fx, g, now, api.Event{Kind: api.EventConflictResolved, Policy: g.Policy, Retained: keep.ID, Removed: removed, Epoch: &e})
 		r.trigger(g, now, "conflict-resolved", losers, fx)
 	}
@@ -506,8 +562,8 @@ func (r *Registry) trigger(g *group, now time.Time, reason string, removed []*re
 }
 
 // Recheck re-runs detection on a group at an agent's request (a competing
-// claim seen over gossip): a pending conflict is decided at once, and every
-// member is triggered with the retained master.
+// claim seen over gossip): every member is triggered with the retained
+// master.
 func (r *Registry) Recheck(now time.Time, req api.RecheckRequest, fx *Effects) (api.RecheckResponse, error) {
 	if err := api.ValidateGroup(req.Group); err != nil {
 		return api.RecheckResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
@@ -516,9 +572,7 @@ func (r *Registry) Recheck(now time.Time, req api.RecheckRequest, fx *Effects) (
 	if err != nil {
 		return api.RecheckResponse{}, err
 	}
-	if !g.Deadline.IsZero() {
-		r.decide(g, now, fx)
-	}
+	// An open conflict window is decided when it closes, after the probe.
 	r.expireMaster(g, now, fx)
 	r.record(fx, g, now, api.Event{Kind: api.EventRecheck, ID: req.From, Reason: req.Reason})
 	r.trigger(g, now, "recheck", nil, fx)
@@ -535,8 +589,9 @@ func (r *Registry) Sweep(now time.Time, fx *Effects) {
 			}
 		}
 		r.expireMaster(g, now, fx)
-		if !g.Deadline.IsZero() && !now.Before(g.Deadline) {
-			r.decide(g, now, fx)
+		if !g.Deadline.IsZero() && !now.Before(g.Deadline.Add(r.cfg.ConflictWindow)) {
+			// The window's timer is overdue: ask for it again.
+			fx.Timers = append(fx.Timers, Timer{Group: g.Name, At: now})
 		}
 	}
 }

@@ -293,11 +293,11 @@ func TestConflictDecision(t *testing.T) {
 				t.Fatalf("lookup during window: %d", look.Master.ID)
 			}
 			fx = &Effects{}
-			r.Decide(t0.Add(50*time.Millisecond), "g", fx)
+			r.Decide(t0.Add(50*time.Millisecond), "g", nil, fx)
 			if len(fx.Decisions) != 0 {
 				t.Fatalf("decided before the window closed")
 			}
-			r.Decide(t0.Add(51*time.Millisecond), "g", fx)
+			r.Decide(t0.Add(51*time.Millisecond), "g", nil, fx)
 			if !slices.Equal(kinds(fx), []string{api.EventConflictDetected, api.EventConflictResolved}) {
 				t.Fatalf("events %v", kinds(fx))
 			}
@@ -350,9 +350,38 @@ func TestConflictCandidateThatLapsesIsNotRetained(t *testing.T) {
 	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), TTL: 10 * time.Second}, &Effects{})
 	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: 500 * time.Millisecond}, &Effects{})
 	fx := &Effects{}
-	r.Decide(t0.Add(time.Second), "g", fx)
+	r.Decide(t0.Add(time.Second), "g", nil, fx)
 	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 5 || len(fx.Triggers) != 0 {
 		t.Fatalf("decision %+v triggers %d", fx.Decisions, len(fx.Triggers))
+	}
+}
+
+// A registration whose holder does not answer the probe is not kept over
+// a live one, whatever the policy says (a crashed master's registration
+// outlives it by its TTL).
+func TestConflictSkipsCandidatesThatDoNotAnswer(t *testing.T) {
+	r := newTestRegistry(10 * time.Millisecond)
+	join(t, r, t0, "g", 1, 0)
+	join(t, r, t0, "g", 2, 0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, &Effects{})
+	if c := r.Candidates("g"); len(c) != 2 {
+		t.Fatalf("candidates %+v", c)
+	}
+	fx := &Effects{}
+	r.Decide(t0.Add(10*time.Millisecond), "g", func(id uint64) bool { return id == 2 }, fx)
+	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 2 || !slices.Equal(fx.Decisions[0].Removed, []uint64{1}) {
+		t.Fatalf("decision %+v", fx.Decisions)
+	}
+	if fx.Events[0].Event.Reason == "" || fx.Events[1].Event.Retained != 2 {
+		t.Fatalf("events %+v", fx.Events)
+	}
+	// When nobody answers, the policy weighs them all.
+	r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
+	fx = &Effects{}
+	r.Decide(t0.Add(2*time.Second), "g", func(uint64) bool { return false }, fx)
+	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 1 {
+		t.Fatalf("decision without answers %+v", fx.Decisions)
 	}
 }
 
@@ -407,11 +436,11 @@ func TestRecheckTriggersMembers(t *testing.T) {
 	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
 	fx := &Effects{}
 	resp, err := r.Recheck(t0.Add(time.Millisecond), api.RecheckRequest{Group: "g", From: 2, Reason: "competing claim"}, fx)
-	if err != nil || resp.Master.ID != 1 {
+	if err != nil || resp.Master.ID != 2 {
 		t.Fatalf("recheck: %+v %v", resp, err)
 	}
-	// The open window is decided at once, then members are triggered.
-	if !slices.Equal(kinds(fx), []string{api.EventConflictDetected, api.EventConflictResolved, api.EventRecheck}) || len(fx.Triggers) != 2 {
+	// Members are triggered; the open window is left to its timer.
+	if !slices.Equal(kinds(fx), []string{api.EventRecheck}) || len(fx.Triggers) != 1 {
 		t.Fatalf("effects %v triggers %d", kinds(fx), len(fx.Triggers))
 	}
 }

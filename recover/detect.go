@@ -1,0 +1,141 @@
+package recover
+
+import (
+	"fmt"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Decision is what the detector (figure 8) concludes.
+type Decision uint8
+
+// Decisions.
+const (
+	// Consistent: nothing to do; the timer is reset (act 855).
+	Consistent Decision = iota + 1
+	// Reassert: this master is the retained one but has seen a newer
+	// epoch; it takes an epoch above every one seen and registers it, so
+	// that agents that followed a competing master accept it.
+	Reassert
+	// Recover: this agent is part of an inconsistent mastership (exception
+	// handling E): run the recovery of figure 10 towards the retained master.
+	Recover
+	// Wait: no decision can be taken now (naming node unreachable, an
+	// election or a recovery in progress); try again on the next trigger.
+	Wait
+	// Release: a quarantined agent whose retained master is gone from the
+	// naming node becomes a back-up again, so the group can elect.
+	Release
+)
+
+var decisionNames = [...]string{"", "consistent", "reassert", "recover", "wait", "release"}
+
+func (d Decision) String() string {
+	if int(d) < len(decisionNames) && d != 0 {
+		return decisionNames[d]
+	}
+	return fmt.Sprintf("decision(%d)", d)
+}
+
+// Input is what the detector looks at: this agent's state and the naming
+// node's answer.
+type Input struct {
+	Self    uint64
+	Role    api.Role
+	Master  uint64 // the master followed (Self when master)
+	Epoch   api.Epoch
+	MaxTerm uint64 // the newest term seen anywhere
+	// Retained is the naming node's registered master; nil when none is.
+	Retained *api.Registration
+	// NamingErr is set when the naming node could not be asked.
+	NamingErr error
+	// Strict is set for a strict group.
+	Strict bool
+	// Registering is set while this master's own registration has not been
+	// answered yet.
+	Registering bool
+	// RetainedAlive tells whether the retained master is alive in this
+	// agent's gossip view. A registration outlives its holder by up to its
+	// TTL; nobody recovers towards a master it cannot reach.
+	RetainedAlive bool
+}
+
+// Verdict is the detector's decision with the reason, for logs and status.
+type Verdict struct {
+	Decision Decision
+	Reason   string
+}
+
+// Detect is the determiner of figure 8. It is pure.
+//
+//	master, retained            -> consistent (act 860 yes, 865)
+//	master, not retained        -> recover    (act 860 no)
+//	back-up of the retained one -> consistent (act 850 yes)
+//	back-up of another master   -> recover    (act 850 no)
+//
+// Beyond the patent: a retained master that has seen a newer epoch
+// reasserts; a quarantined agent retries recovery once the retained master
+// is reachable, and is released when no master is registered; an
+// unreachable naming node, a registration in flight, or an election or
+// recovery in progress waits. A recovery towards a master this agent cannot
+// reach fails and quarantines it: a cut-off side stops serving.
+func Detect(in Input) Verdict {
+	if in.NamingErr != nil {
+		return Verdict{Wait, "naming node unreachable: " + in.NamingErr.Error()}
+	}
+	switch in.Role {
+	case api.RoleCandidate:
+		return Verdict{Wait, "election in progress"}
+	case api.RoleRecovering, api.RoleSyncing:
+		return Verdict{Wait, "synchronization in progress"}
+	}
+	r := in.Retained
+	if r == nil {
+		if in.Role == api.RoleQuarantined {
+			return Verdict{Release, "quarantined, and no master is registered any more"}
+		}
+		if in.Role == api.RoleMaster {
+			return Verdict{Consistent, "no master registered yet; this master is registering"}
+		}
+		return Verdict{Wait, "no master registered"}
+	}
+	switch in.Role {
+	case api.RoleMaster:
+		if r.ID != in.Self {
+			if in.Registering {
+				return Verdict{Wait, fmt.Sprintf("registering; the naming node still names %d", r.ID)}
+			}
+			return Verdict{Recover, fmt.Sprintf("acting as master, but the naming node retained %d", r.ID)}
+		}
+		if in.MaxTerm > in.Epoch.Term || in.Epoch.Less(r.Epoch) {
+			return Verdict{Reassert, fmt.Sprintf("retained at epoch %s, but term %d was seen", in.Epoch, in.MaxTerm)}
+		}
+		return Verdict{Consistent, "master and retained"}
+	case api.RoleQuarantined:
+		if r.ID == in.Self {
+			// Our own registration outlived our mastership: let the
+			// group elect; nothing to align to.
+			return Verdict{Wait, "quarantined, and the naming node still names us"}
+		}
+		if !in.RetainedAlive {
+			return Verdict{Wait, fmt.Sprintf("quarantined; the retained %d is unreachable", r.ID)}
+		}
+		return Verdict{Recover, fmt.Sprintf("quarantined; retrying recovery towards %d", r.ID)}
+	default:
+		if r.ID == in.Self {
+			return Verdict{Wait, "the naming node names us, but we are not master"}
+		}
+		if in.Master == r.ID {
+			return Verdict{Consistent, fmt.Sprintf("back-up of the retained master %d", r.ID)}
+		}
+		if in.Strict && in.Master != 0 && r.Epoch.Less(in.Epoch) {
+			// A strict master newer than the registration was elected by a
+			// majority and is registering: it supersedes the old one.
+			return Verdict{Wait, fmt.Sprintf("following %d at %s, newer than the registered %s", in.Master, in.Epoch, r.Epoch)}
+		}
+		if in.Master == 0 {
+			return Verdict{Recover, fmt.Sprintf("following no master while %d is retained", r.ID)}
+		}
+		return Verdict{Recover, fmt.Sprintf("following %d, but the naming node retained %d", in.Master, r.ID)}
+	}
+}

@@ -1,0 +1,49 @@
+package recover
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Every branch of figure 8, and the cases we add to it.
+func TestDetect(t *testing.T) {
+	reg := func(id, term uint64) *api.Registration {
+		return &api.Registration{ID: id, Epoch: api.Epoch{Term: term, ID: id}, Addr: "127.0.0.1:1"}
+	}
+	e := func(term, id uint64) api.Epoch { return api.Epoch{Term: term, ID: id} }
+	tests := []struct {
+		name string
+		in   Input
+		want Decision
+	}{
+		{"master retained (act 860 yes)", Input{Self: 1, Role: api.RoleMaster, Master: 1, Epoch: e(3, 1), MaxTerm: 3, Retained: reg(1, 3), RetainedAlive: true}, Consistent},
+		{"master not retained (act 860 no)", Input{Self: 4, Role: api.RoleMaster, Master: 4, Epoch: e(2, 4), MaxTerm: 2, Retained: reg(1, 1), RetainedAlive: true}, Recover},
+		{"master not retained, retained unreachable: recovery fails, quarantine", Input{Self: 4, Role: api.RoleMaster, Master: 4, Epoch: e(2, 4), Retained: reg(1, 1)}, Recover},
+		{"master registering", Input{Self: 2, Role: api.RoleMaster, Master: 2, Epoch: e(2, 2), Retained: reg(1, 1), Registering: true}, Wait},
+		{"backup of retained (act 850 yes)", Input{Self: 2, Role: api.RoleBackup, Master: 1, Epoch: e(3, 1), Retained: reg(1, 3), RetainedAlive: true}, Consistent},
+		{"backup of another master (act 850 no)", Input{Self: 5, Role: api.RoleBackup, Master: 4, Epoch: e(2, 4), Retained: reg(1, 3), RetainedAlive: true}, Recover},
+		{"backup of no master", Input{Self: 5, Role: api.RoleBackup, Retained: reg(1, 3), RetainedAlive: true}, Recover},
+		{"strict backup of a newer master than registered", Input{Self: 3, Role: api.RoleBackup, Master: 2, Epoch: e(4, 2), Retained: reg(1, 3), RetainedAlive: true, Strict: true}, Wait},
+		{"available backup of a newer master than registered", Input{Self: 5, Role: api.RoleBackup, Master: 4, Epoch: e(4, 4), Retained: reg(1, 3), RetainedAlive: true}, Recover},
+		{"backup, retained unreachable: recovery fails, quarantine", Input{Self: 5, Role: api.RoleBackup, Master: 4, Epoch: e(2, 4), Retained: reg(1, 3)}, Recover},
+		{"quarantined, no registration: released", Input{Self: 4, Role: api.RoleQuarantined}, Release},
+		{"retained master saw a newer term", Input{Self: 1, Role: api.RoleMaster, Master: 1, Epoch: e(1, 1), MaxTerm: 2, Retained: reg(1, 1), RetainedAlive: true}, Reassert},
+		{"naming unreachable", Input{Self: 1, Role: api.RoleMaster, NamingErr: errors.New("down")}, Wait},
+		{"no registration, master", Input{Self: 1, Role: api.RoleMaster, Master: 1}, Consistent},
+		{"no registration, backup", Input{Self: 2, Role: api.RoleBackup, Master: 1}, Wait},
+		{"candidate", Input{Self: 2, Role: api.RoleCandidate, Retained: reg(1, 1), RetainedAlive: true}, Wait},
+		{"recovering", Input{Self: 2, Role: api.RoleRecovering, Retained: reg(1, 1), RetainedAlive: true}, Wait},
+		{"syncing", Input{Self: 2, Role: api.RoleSyncing, Retained: reg(1, 1), RetainedAlive: true}, Wait},
+		{"quarantined retries", Input{Self: 4, Role: api.RoleQuarantined, Retained: reg(1, 3), RetainedAlive: true}, Recover},
+		{"quarantined, retained unreachable: no flapping", Input{Self: 4, Role: api.RoleQuarantined, Retained: reg(1, 3)}, Wait},
+		{"quarantined and registered", Input{Self: 4, Role: api.RoleQuarantined, Retained: reg(4, 3), RetainedAlive: true}, Wait},
+		{"backup named by the naming node", Input{Self: 4, Role: api.RoleBackup, Master: 1, Retained: reg(4, 3), RetainedAlive: true}, Wait},
+	}
+	for _, tt := range tests {
+		if got := Detect(tt.in); got.Decision != tt.want || got.Reason == "" {
+			t.Errorf("%s: %s (%q), want %s", tt.name, got.Decision, got.Reason, tt.want)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package recover_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/recover"
+)
+
+func monitors(cfg recover.Config) func(uint64) agent.Monitor {
+	return func(uint64) agent.Monitor { return recover.New(cfg) }
+}
+
+// inDivergence reports whether some agent kept a divergence record of a put
+// of key.
+func inDivergence(t *testing.T, c *agenttest.Cluster, key string) bool {
+	for _, id := range c.Running() {
+		recs, err := c.Members[id].Agent.Storage().Records()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if op, err := kv.DecodeOp(r.Op); err == nil && op.Key == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The patent's figure 2 story: five agents in available mode split into
+// {1,2,3} | {4,5}; the minority elects 4 and takes writes; after the heal
+// the group has one master, the one the policy keeps, every member follows
+// it with the master's digest, and 4's acknowledged writes are divergence
+// records. Three variants: the naming node reachable from the majority
+// only, from both sides, from neither.
+func TestFigure2(t *testing.T) {
+	for i, naming := range []string{"majority", "both", "neither"} {
+		t.Run(naming, func(t *testing.T) {
+			c := agenttest.New(t, agenttest.Options{Agents: 5, Mode: "available", Priorities: []int{5, 4, 3, 2, 1},
+				Base: 40 + i, Monitor: monitors(recover.Config{})})
+			if m := c.WaitStable(20 * time.Second); m != 1 {
+				t.Fatalf("first master %d, want 1", m)
+			}
+			for i := 0; i < 10; i++ {
+				if _, err := c.Put(1, fmt.Sprintf("before-%d", i), "v"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Partition([]uint64{1, 2, 3}, []uint64{4, 5})
+			switch naming {
+			case "majority":
+				c.PartitionNaming(1, 2, 3)
+			case "neither":
+				c.PartitionNaming()
+			}
+			var acked4 []string
+			switch naming {
+			case "both":
+				// 4 is elected, but its registration conflicts at once: the
+				// naming node keeps 1, and 4 and 5 quarantine until the heal.
+				c.WaitFor(20*time.Second, "4 and 5 quarantined", func() bool {
+					return c.Members[4].Agent.Status().Role == api.RoleQuarantined &&
+						c.Members[5].Agent.Status().Role == api.RoleQuarantined
+				})
+				if _, err := c.Put(4, "minority-x", "x"); err == nil {
+					t.Fatal("a quarantined agent took a write")
+				}
+			default:
+				c.WaitFor(20*time.Second, "the minority elects 4", func() bool {
+					return slices.Equal(c.Masters(), []uint64{1, 4})
+				})
+				for i := 0; i < 10; i++ {
+					key := fmt.Sprintf("minority-%d", i)
+					if _, err := c.Put(4, key, "m"); err == nil {
+						acked4 = append(acked4, key)
+					}
+				}
+				if len(acked4) == 0 {
+					t.Fatal("the minority master took no writes")
+				}
+			}
+			for i := 0; i < 10; i++ {
+				if _, err := c.Put(1, fmt.Sprintf("majority-%d", i), "M"); err != nil && naming != "neither" {
+					t.Fatalf("majority write: %v", err)
+				}
+			}
+			heal := time.Now()
+			c.Heal()
+			m := c.WaitStable(30 * time.Second)
+			t.Logf("naming reachable from %s: one master with every member synced %s after the heal", naming, time.Since(heal))
+			if m != 1 {
+				t.Fatalf("master after heal %d, want 1 (lowest-id keeps it)", m)
+			}
+			for _, key := range acked4 {
+				if _, found := c.Members[1].Agent.Get(key); found {
+					continue
+				}
+				if !inDivergence(t, c, key) {
+					t.Errorf("acknowledged write %s of the minority neither in the final state nor in a divergence record", key)
+				}
+			}
+			for i := 0; i < 10; i++ {
+				if _, found := c.Members[1].Agent.Get(fmt.Sprintf("before-%d", i)); !found {
+					t.Errorf("write before-%d lost", i)
+				}
+			}
+			// The group serves again through the retained master.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := c.Members[1].Agent.Execute(ctx, kv.Op{Kind: kv.KindPut, Key: "after", Value: []byte("a")}, 0, 0); err != nil {
+				t.Fatalf("write after heal: %v", err)
+			}
+		})
+	}
+}
