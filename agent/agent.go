@@ -390,6 +390,8 @@ func (a *Agent) handleReady() {
 	for _, m := range rd.Messages {
 		if addr := a.peerAPI[m.To]; addr != "" {
 			a.transport.Send(addr, m)
+		} else {
+			a.logger.Trace("no address for peer; message dropped", "to", m.To, "type", m.Type)
 		}
 	}
 	for _, r := range rd.Results {

@@ -169,6 +169,7 @@ type Node struct {
 	heartbeat       int
 	campaign        api.Epoch
 	campaignAge     int
+	replacing       uint64 // the silent master a campaign replaces
 	votes           map[uint64]bool
 	refusals        map[uint64]bool
 
@@ -284,8 +285,11 @@ func (n *Node) SetView(peers []Peer) {
 			n.progress[p.ID] = &progress{next: n.log.LastIndex() + 1}
 		}
 	}
-	if n.role == api.RoleMaster {
+	switch n.role {
+	case api.RoleMaster:
 		n.maybeCommit()
+	case api.RoleCandidate:
+		n.maybeWin() // a peer found dead no longer needs to vote
 	}
 }
 
@@ -406,6 +410,7 @@ func (n *Node) becomeCandidate() {
 	if n.role == api.RoleMaster {
 		panic("core: becomeCandidate from master")
 	}
+	n.replacing = n.master
 	n.campaign = api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID}
 	n.seeTerm(n.campaign.Term)
 	n.vote = n.campaign
@@ -444,9 +449,11 @@ func (n *Node) maybeWin() {
 	case api.ModeStrict:
 		won = len(n.votes) >= n.quorum()
 	default:
+		// Every member we can reach, but the master whose silence we are
+		// replacing: it is not expected to answer.
 		won = len(n.refusals) == 0
 		for _, p := range n.peers {
-			if p.Alive && !n.votes[p.ID] {
+			if p.Alive && !n.votes[p.ID] && p.ID != n.replacing {
 				won = false
 			}
 		}
@@ -470,8 +477,13 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	n.registeredUntil = 0
 	n.setRole(api.RoleMaster)
 	last := n.log.LastIndex()
+	// A peer has two heartbeats to answer a new master before an available
+	// commit stops waiting for it (a crashed master still looks alive in
+	// gossip for a while).
+	heard := n.now + uint64(2*n.cfg.HeartbeatTicks)
+	heard -= min(heard, uint64(n.cfg.ElectionTicks/2))
 	for id := range n.peers {
-		n.progress[id] = &progress{next: last + 1, last: n.now}
+		n.progress[id] = &progress{next: last + 1, last: heard}
 	}
 	e, err := n.log.AppendNew(epoch, 0, 0, nil)
 	if err != nil {
@@ -643,7 +655,8 @@ func (n *Node) handleVote(m Message) {
 	upToDate := last.Epoch.Less(m.LastEpoch) || (last.Epoch == m.LastEpoch && last.Index <= m.LastIndex)
 	grant := n.role != api.RoleMaster &&
 		n.role != api.RoleQuarantined &&
-		n.epoch.Less(m.Epoch) && n.vote.Less(m.Epoch) &&
+		n.epoch.Less(m.Epoch) && n.vote.Term < m.Epoch.Term && // one vote per term
+
 		(n.masterSilent() || n.role == api.RoleCandidate) &&
 		upToDate
 	if n.role == api.RoleCandidate && grant {
@@ -653,6 +666,10 @@ func (n *Node) handleVote(m Message) {
 		if grant {
 			n.becomeBackup(0, n.epoch)
 		}
+	}
+	if !grant {
+		n.logger.Debug("vote refused", "candidate", m.From, "epoch", m.Epoch, "ours", n.epoch, "voted", n.vote,
+			"role", n.role, "silent", n.silent, "up_to_date", upToDate)
 	}
 	if grant {
 		n.vote = m.Epoch
@@ -870,10 +887,12 @@ func (n *Node) maybeCommit() {
 		// not answer within WriteTicks is left behind to catch up.
 		c = last
 		for id, p := range n.peers {
-			if !p.Alive {
+			pr := n.progress[id]
+			// Reachable: alive in the gossip view and heard from within
+			// half the election timeout (gossip is slower to see a crash).
+			if !p.Alive || pr.last+uint64(n.cfg.ElectionTicks/2) <= n.now {
 				continue
 			}
-			pr := n.progress[id]
 			if pr.match < c {
 				c = pr.match
 			}

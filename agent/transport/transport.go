@@ -35,6 +35,9 @@ import (
 // Magic opens every message stream.
 var Magic = [4]byte{'M', 'S', 'H', '1'}
 
+// maxBackoff caps the wait between dials of an unreachable peer.
+const maxBackoff = 100 * time.Millisecond
+
 // MaxFrameBytes caps one encoded message.
 const MaxFrameBytes = 8 << 20
 
@@ -110,7 +113,10 @@ func (t *Transport) Send(addr string, m core.Message) {
 }
 
 // runPeer owns one peer's connection: it dials on demand, writes frames in
-// order, and on error drops the connection and backs off.
+// order, and on error drops the connection and backs off. A connection that
+// was idle may have died with its peer (a restart): a batch that fails on
+// it is sent once more on a fresh connection, so a reply to a restarted
+// peer is not lost to the stale one.
 func (t *Transport) runPeer(p *peer) {
 	defer t.wg.Done()
 	var (
@@ -126,6 +132,38 @@ func (t *Transport) runPeer(p *peer) {
 		}
 	}
 	defer closeConn()
+	dial := func() bool {
+		ctx, cancel := context.WithTimeout(t.ctx, time.Second)
+		c, err := t.cfg.Dial(ctx, "tcp", p.addr)
+		cancel()
+		if err == nil {
+			if _, err = c.Write(Magic[:]); err != nil {
+				c.Close()
+			}
+		}
+		if err != nil {
+			t.logger.Trace("dial failed", "peer", p.addr, "error", err)
+			// Short cap: a peer that comes back must hear us within a
+			// heartbeat or two (its votes and appends depend on it).
+			retryAt = time.Now().Add(backoff)
+			backoff = min(2*backoff, maxBackoff)
+			return false
+		}
+		conn, w = c, bufio.NewWriterSize(c, 64<<10)
+		backoff = 10 * time.Millisecond
+		return true
+	}
+	send := func(batch []core.Message) error {
+		var err error
+		for _, m := range batch {
+			if err = writeFrame(w, m); err != nil {
+				return err
+			}
+		}
+		conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		return w.Flush()
+	}
+	batch := make([]core.Message, 0, 64)
 	for {
 		var m core.Message
 		select {
@@ -133,33 +171,28 @@ func (t *Transport) runPeer(p *peer) {
 			return
 		case m = <-p.queue:
 		}
+		batch = append(batch[:0], m)
+		for len(p.queue) > 0 && len(batch) < cap(batch) {
+			batch = append(batch, <-p.queue)
+		}
+		fresh := false
 		if conn == nil {
 			if time.Now().Before(retryAt) {
+				t.logger.Trace("peer in backoff; messages dropped", "peer", p.addr, "count", len(batch))
 				continue // unreachable: drop until the backoff ends
 			}
-			ctx, cancel := context.WithTimeout(t.ctx, time.Second)
-			c, err := t.cfg.Dial(ctx, "tcp", p.addr)
-			cancel()
-			if err != nil {
-				retryAt = time.Now().Add(backoff)
-				backoff = min(2*backoff, time.Second)
+			if !dial() {
 				continue
 			}
-			if _, err := c.Write(Magic[:]); err != nil {
-				c.Close()
-				continue
+			fresh = true
+		}
+		err := send(batch)
+		if err != nil && !fresh {
+			t.logger.Debug("stream to peer broken; redialing", "peer", p.addr, "error", err)
+			closeConn()
+			if dial() {
+				err = send(batch)
 			}
-			conn, w = c, bufio.NewWriterSize(c, 64<<10)
-			backoff = 10 * time.Millisecond
-		}
-		err := writeFrame(w, m)
-		// Write what else is queued before flushing: pipelining.
-		for err == nil && len(p.queue) > 0 {
-			err = writeFrame(w, <-p.queue)
-		}
-		if err == nil {
-			conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			err = w.Flush()
 		}
 		if err != nil {
 			t.logger.Debug("stream to peer broken", "peer", p.addr, "error", err)

@@ -1,0 +1,114 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/agent/kv"
+)
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkWrite measures write throughput and latency through the master
+// with 1, 2, 4 and 8 back-ups, 16 concurrent writers, in both modes.
+func BenchmarkWrite(b *testing.B) {
+	base := 90
+	for _, mode := range []string{"strict", "available"} {
+		for _, backups := range []int{1, 2, 4, 8} {
+			base++
+			b.Run(fmt.Sprintf("mode=%s/backups=%d", mode, backups), func(b *testing.B) {
+				prios := make([]int, backups+1)
+				for i := range prios {
+					prios[i] = len(prios) - i
+				}
+				c := agenttest.New(b, agenttest.Options{Agents: backups + 1, Mode: mode, Priorities: prios, Base: base})
+				m := c.WaitStable(30 * time.Second)
+				a := c.Members[m].Agent
+				var (
+					mu   sync.Mutex
+					lats []time.Duration
+					seq  atomic.Uint64
+				)
+				b.SetParallelism(8)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					var local []time.Duration
+					for pb.Next() {
+						n := seq.Add(1)
+						op := kv.Op{Kind: kv.KindPut, Key: fmt.Sprintf("k%d", n%1024), Value: []byte("0123456789abcdef0123456789abcdef")}
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						start := time.Now()
+						_, err := a.Execute(ctx, op, 0, 0)
+						local = append(local, time.Since(start))
+						cancel()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					mu.Lock()
+					lats = append(lats, local...)
+					mu.Unlock()
+				})
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+				b.ReportMetric(float64(percentile(lats, 0.5).Microseconds()), "p50-µs")
+				b.ReportMetric(float64(percentile(lats, 0.99).Microseconds()), "p99-µs")
+			})
+		}
+	}
+}
+
+// BenchmarkFailover measures, over 20 master kills per iteration, the time
+// from the kill to a new master acknowledging a write (local profile: 10ms
+// ticks, 300ms election timeout).
+func BenchmarkFailover(b *testing.B) {
+	for _, mode := range []string{"strict", "available"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			base := 110
+			if mode == "available" {
+				base = 111
+			}
+			c := agenttest.New(b, agenttest.Options{Agents: 5, Mode: mode, Base: base})
+			var times []time.Duration
+			for i := 0; i < b.N; i++ {
+				for run := 0; run < 20; run++ {
+					old := c.WaitStable(30 * time.Second)
+					c.Kill(old)
+					start := time.Now()
+					deadline := start.Add(20 * time.Second)
+					for {
+						if ms := c.Masters(); len(ms) == 1 {
+							if _, err := c.Put(ms[0], "failover", fmt.Sprint(run)); err == nil {
+								break
+							}
+						}
+						if time.Now().After(deadline) {
+							b.Fatalf("no new master serving writes 20s after killing %d:\n%s", old, c.Describe())
+						}
+						time.Sleep(2 * time.Millisecond)
+					}
+					times = append(times, time.Since(start))
+					c.Restart(old)
+				}
+			}
+			b.Logf("failover times: %v", times)
+			b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(slices.Max(times).Milliseconds()), "max-ms")
+			b.ReportMetric(float64(len(times)), "kills")
+		})
+	}
+}
