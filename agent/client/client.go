@@ -126,8 +126,9 @@ type Client struct {
 	known    map[string]bool // agent addresses learned along the way
 	rand     *rand.Rand
 
-	// redirects counts followed not-master hints (for tests).
-	redirects atomic.Uint64
+	// redirects counts followed not-master hints, retries the back-offs
+	// (for tests).
+	redirects, retries atomic.Uint64
 }
 
 // New validates cfg and returns a Client. It does not contact the group.
@@ -376,6 +377,7 @@ func (c *Client) do(ctx context.Context, req kvRequest) (Reply, error) {
 			c.forgetMaster(addr)
 			addr = ""
 		}
+		c.retries.Add(1)
 		if !c.sleep(ctx, backoff) {
 			return Reply{}, c.deadlineError(ctx, what, attempts, last, lastReply)
 		}

@@ -122,8 +122,12 @@ func TestClusterAgentsOnly(t *testing.T) {
 	if cl.redirects.Load() != 1 {
 		t.Errorf("%d redirects, want 1 (the back-up's not-master hint)", cl.redirects.Load())
 	}
-	// Bad input is refused at once by the client, and by the agent for its
-	// own limits.
+	// A naming node that cannot be reached: the agents are asked.
+	fallback := newClient(t, Config{Group: "g", Naming: c.NamingIP + ":1", Agents: []string{apiAddr(c, backup)}})
+	if rep, err := fallback.Get(context.Background(), "via-backup"); err != nil || string(rep.Value) != "x" || rep.Master != master {
+		t.Errorf("get with the naming node unreachable: %+v, %v", rep, err)
+	}
+	// Bad input is refused at once.
 	start := time.Now()
 	if _, err := cl.Put(context.Background(), "", []byte("x")); !errors.Is(err, ErrRefused) {
 		t.Errorf("empty key: %v", err)
@@ -244,7 +248,11 @@ func TestClusterFailover(t *testing.T) {
 			t.Errorf("writer %d: counter %d (%v), %d acknowledged (ambiguous %v)", g, got, err, w.counter, w.ambiguous)
 		}
 	}
-	t.Logf("%d acknowledged puts checked; %d after the kill; master %d -> %d", n, after.Load(), old, master)
+	t.Logf("%d acknowledged puts checked; %d after the kill; master %d -> %d; %d retries", n, after.Load(), old, master,
+		cl.retries.Load())
+	if cl.retries.Load() == 0 {
+		t.Error("no operation was retried across the failover")
+	}
 
 	// The agents' deduplication: one client/seq sent twice applies once,
 	// and an older seq after a newer one is refused.
