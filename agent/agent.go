@@ -104,6 +104,7 @@ type Agent struct {
 	// regRefused is set once the naming node refused or did not retain the
 	// registration of regFor.
 	regRefused   bool
+	regInFlight  bool              // a register RPC is being asked
 	namingMaster *api.Registration // as of the last session renewal
 
 	ctx    context.Context

@@ -54,6 +54,8 @@ type InfoJSON struct {
 	Trigger   string     `json:"trigger,omitempty"`
 	Decision  string     `json:"decision,omitempty"`
 	Recovery  string     `json:"recovery,omitempty"`
+	// LastAction is the last check that recovered, reasserted or released.
+	LastAction *CheckJSON `json:"last_action,omitempty"`
 }
 
 // MonitorJS is reserved for monitor counters.
@@ -77,6 +79,7 @@ type CheckJSON struct {
 // CheckReporter is implemented by a Monitor that reports its last check.
 type CheckReporter interface {
 	LastCheck() *CheckJSON
+	LastAction() *CheckJSON
 	Counters() (checks, recoveries uint64)
 }
 
@@ -187,6 +190,7 @@ func (a *Agent) Info() InfoJSON {
 			info.LastCheck = c
 			info.Trigger, info.Decision, info.Recovery = c.Trigger, c.Decision, c.Recovery
 		}
+		info.LastAction = cr.LastAction()
 		checks, recs := cr.Counters()
 		info.Monitor = &MonitorJS{Checks: checks, Recoveries: recs}
 	}

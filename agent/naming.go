@@ -92,10 +92,16 @@ func (a *Agent) register(epoch api.Epoch) {
 			return
 		}
 		started := time.Now()
+		a.mu.Lock()
+		a.regInFlight = true
+		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
 		resp, err := a.naming.Register(ctx, api.RegisterRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
 			Epoch: epoch, Priority: a.cfg.Priority, Session: session, TTL: ttl, Mode: a.cfg.Mode, Policy: a.cfg.Policy})
 		cancel()
+		a.mu.Lock()
+		a.regInFlight = false
+		a.mu.Unlock()
 		switch {
 		case err == nil && resp.Accepted:
 			// Valid until the TTL from when we asked, less a margin for
@@ -108,7 +114,7 @@ func (a *Agent) register(epoch api.Epoch) {
 				n.Registered(epoch, true, n.Now()+uint64(valid/a.cfg.TickUnit))
 			})
 			backoff = 20 * time.Millisecond
-			if !a.sleep(ttl / 3) {
+			if !a.sleep(ttl / 4) {
 				return
 			}
 			continue
@@ -135,12 +141,14 @@ func (a *Agent) register(epoch api.Epoch) {
 	}
 }
 
-// Registering reports whether this master's registration of its current
-// epoch is still unanswered.
+// Registering reports whether a registration of this master's current
+// epoch is being asked right now (a decision at the naming node may be
+// pending). A registration that keeps failing is not "registering": the
+// self-monitor then trusts what the naming node says.
 func (a *Agent) Registering() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status.Role == api.RoleMaster && a.regFor == a.status.Epoch && !a.regOK && !a.regRefused
+	return a.status.Role == api.RoleMaster && a.regFor == a.status.Epoch && !a.regOK && !a.regRefused && a.regInFlight
 }
 
 func (a *Agent) notRegistered(epoch api.Epoch, why string) {

@@ -239,7 +239,17 @@ func splitAdvertise(s string) (string, int, error) {
 func profileConfig(profile string) *memberlist.Config {
 	switch profile {
 	case ProfileLocal:
-		return memberlist.DefaultLocalConfig()
+		// memberlist's local profile still takes seconds to declare a
+		// member dead; on one machine (tests, the demo) probes can be
+		// quicker, so a cut-off side sees the other gone in well under a
+		// second and elections do not wait on gossip.
+		c := memberlist.DefaultLocalConfig()
+		c.ProbeInterval = 200 * time.Millisecond
+		c.ProbeTimeout = 100 * time.Millisecond
+		c.GossipInterval = 50 * time.Millisecond
+		c.SuspicionMult = 2
+		c.PushPullInterval = 2 * time.Second
+		return c
 	case ProfileWAN:
 		return memberlist.DefaultWANConfig()
 	}

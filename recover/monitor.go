@@ -51,6 +51,7 @@ type Monitor struct {
 	mu         sync.Mutex
 	pending    []string // triggers since the last check
 	last       *agent.CheckJSON
+	lastAction *agent.CheckJSON // the last check that acted
 	checks     uint64
 	recoveries uint64
 	logger     hclog.Logger
@@ -105,6 +106,17 @@ func (m *Monitor) LastCheck() *agent.CheckJSON {
 		return nil
 	}
 	c := *m.last
+	return &c
+}
+
+// LastAction is the last check that reasserted, recovered or released.
+func (m *Monitor) LastAction() *agent.CheckJSON {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastAction == nil {
+		return nil
+	}
+	c := *m.lastAction
 	return &c
 }
 
@@ -207,6 +219,9 @@ func (m *Monitor) check(ctx context.Context, a *agent.Agent, trigger string) {
 	m.mu.Lock()
 	m.checks++
 	m.last = c
+	if c.Recovery != "" {
+		m.lastAction = c
+	}
 	m.mu.Unlock()
 }
 

@@ -364,6 +364,14 @@ func (n *Node) tickBackup() {
 
 func (n *Node) tickCandidate() {
 	n.campaignAge++
+	if n.cfg.Mode != api.ModeStrict && n.campaignAge >= 2*n.cfg.HeartbeatTicks && len(n.refusals) == 0 {
+		// Available: the members we can reach are the ones that answered
+		// within two heartbeats; gossip may take longer to see the others
+		// gone. Every one that answered granted.
+		n.logger.Debug("campaign won by every member that answered", "epoch", n.campaign, "votes", len(n.votes))
+		n.becomeMaster(n.campaign)
+		return
+	}
 	if n.campaignAge >= n.cfg.ElectionTicks {
 		n.logger.Debug("campaign timed out", "epoch", n.campaign, "votes", len(n.votes))
 		n.becomeBackup(0, n.epoch)
