@@ -306,7 +306,18 @@ func startIn(t *testing.T, h *host, name string, args ...string) *proc {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, binary}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphans if the test binary dies
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	var out io.Writer = lockedWriter{p}
+	// MASTERSHIP_E2E_LOG_DIR keeps every process's whole output, for
+	// runs at -log-level debug.
+	if dir := os.Getenv("MASTERSHIP_E2E_LOG_DIR"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(t.Name()+"-"+name, "/", "_")+fmt.Sprintf("-%d.log", time.Now().UnixNano())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		out = io.MultiWriter(out, f)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -317,7 +328,7 @@ func startIn(t *testing.T, h *host, name string, args ...string) *proc {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, lastLines(p.output(), 200))
+			t.Logf("--- output of %s:\n%s", name, lastLines(p.output(), 100))
 		}
 	})
 	return p
@@ -499,8 +510,15 @@ const (
 	namingPort    = 7400
 	gossipPort    = 7946
 	agentAPIPort  = gossipPort + 1000 // the API's default: bind's port + 1000
-	netnsLogLevel = "info"
+	netnsLogLevel = "info"            // MASTERSHIP_E2E_LOG_LEVEL overrides
 )
+
+func logLevelArg() string {
+	if l := os.Getenv("MASTERSHIP_E2E_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return netnsLogLevel
+}
 
 type netCluster struct {
 	t       *testing.T
@@ -540,7 +558,7 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 				join = append(join, g)
 			}
 		}
-		args := []string{"-log-level", netnsLogLevel, "agent", "-group", netGroup, "-id", strconv.Itoa(n),
+		args := []string{"-log-level", logLevelArg(), "agent", "-group", netGroup, "-id", strconv.Itoa(n),
 			"-bind", h.addr(gossipPort), "-join", strings.Join(join, ","), "-naming", c.namingHost().addr(namingPort),
 			"-priority", strconv.Itoa(o.agents + 1 - n), "-mode", o.mode, "-profile", "local", "-data-dir", t.TempDir()}
 		if o.expect > 0 {
@@ -548,11 +566,30 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 		}
 		c.agents[n] = startIn(t, h, fmt.Sprintf("agent %d", n), args...)
 	}
+	t.Cleanup(c.dumpOnFailure) // runs before the processes are killed
 	m, _ := c.waitStable(30*time.Second, c.ids())
 	if m != 1 {
 		t.Fatalf("first master is %d, want 1", m)
 	}
 	return c
+}
+
+// dumpOnFailure logs what every agent and the naming node say of the
+// group, when the test failed.
+func (c *netCluster) dumpOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, n := range c.ids() {
+		h := c.host(n)
+		out, err := mastershipIn(h, "info", "-agent", h.addr(agentAPIPort), "-json")
+		c.t.Logf("--- info of agent %d: %v\n%s", n, err, out)
+	}
+	h := c.namingHost()
+	out, err := mastershipIn(h, "status", "-naming", h.addr(namingPort), "-group", netGroup)
+	c.t.Logf("--- naming status: %v\n%s", err, out)
+	out, err = mastershipIn(h, "events", "-naming", h.addr(namingPort), "-group", netGroup)
+	c.t.Logf("--- naming events: %v\n%s", err, lastLines(out, 60))
 }
 
 func (c *netCluster) namingHost() *host { return c.net.hosts[0] }
@@ -580,7 +617,7 @@ func (c *netCluster) ids() []int {
 func (c *netCluster) startNaming() {
 	c.t.Helper()
 	h := c.namingHost()
-	c.naming = startIn(c.t, h, "naming", "-log-level", netnsLogLevel, "naming", "-profile", "local",
+	c.naming = startIn(c.t, h, "naming", "-log-level", logLevelArg(), "naming", "-profile", "local",
 		"-bind", h.addr(namingPort), "-data-dir", c.dataDir)
 	waitFor(c.t, 10*time.Second, "the naming node answers", func() bool {
 		_, err := mastershipIn(h, "status", "-naming", h.addr(namingPort), "-json")
@@ -861,9 +898,20 @@ func (c *netCluster) checkAcked(master int, writes []write, agents []int) {
 		if !w.acked {
 			continue
 		}
-		v, found, err := c.get(master, w.key)
+		var v string
+		var found bool
+		var err error
+		// A master just through recovery may not serve reads until an
+		// entry of its epoch commits; give it a moment, not forever.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if v, found, err = c.get(master, w.key); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		if err != nil {
-			c.t.Fatal(err)
+			c.t.Fatalf("master %d does not serve a read within 5s of being stable: %v", master, err)
 		}
 		switch {
 		case found && v == w.value:
