@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
@@ -95,8 +96,10 @@ type MemberJSON struct {
 	Health string `json:"health"`
 }
 
-// KVRequest is a client request. Value and Expect are strings (UTF-8 or any
-// bytes the client chooses); Client and Seq make a retry apply once.
+// KVRequest is a client request. Key, Value and Expect are UTF-8 text (the
+// JSON API refuses other bytes rather than mangle them); Client and Seq make
+// a retry apply once. A delete of an absent key succeeds (ok) with found
+// false.
 type KVRequest struct {
 	Op           string  `json:"op"`
 	Key          string  `json:"key"`
@@ -227,9 +230,6 @@ func (a *Agent) kvError(w http.ResponseWriter, err error) {
 	default:
 		e := api.ToError(err)
 		status, resp.Code = e.Code.HTTPStatus(), string(e.Code)
-		if e.Code == api.CodeInternal {
-			status, resp.Code = 400, string(api.CodeInvalid)
-		}
 	}
 	writeJSON(w, status, resp)
 }
@@ -238,6 +238,12 @@ func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
 	if err != nil {
 		a.kvError(w, err)
+		return
+	}
+	// JSON carries text: bytes that are not UTF-8 would be silently
+	// replaced by the decoder, so they are refused instead.
+	if !utf8.Valid(body) {
+		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: not UTF-8 text; keys and values are text on the JSON API"))
 		return
 	}
 	var req KVRequest

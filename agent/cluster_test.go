@@ -1,7 +1,11 @@
 package agent_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +109,65 @@ func TestNewAgentCatchesUp(t *testing.T) {
 	want := c.Members[1].Agent.Status().Digest
 	if got := c.Members[4].Agent.Status().Digest; got != want {
 		t.Fatalf("new agent digest %v, master %v", got, want)
+	}
+}
+
+// Bad input on the agent's API gets a clear 4xx error, changes nothing, and
+// the agent keeps serving.
+func TestAgentBadInput(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 1, Mode: "available", Base: 15})
+	m := c.WaitStable(20 * time.Second)
+	a := c.Members[m].Agent
+	if _, err := c.Put(m, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	before := a.Status()
+	base := "http://" + a.APIAddr()
+	post := func(path, ctype string, body []byte) (int, string) {
+		t.Helper()
+		resp, err := http.Post(base+path, ctype, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	long := strings.Repeat("k", 1025)
+	big := strings.Repeat("v", 64<<10+1)
+	notify, _ := api.Encode(&api.Notify{Group: "other", Reason: "x"})
+	for _, tc := range []struct {
+		name, path, ctype string
+		body              []byte
+		status            int
+		want              string
+	}{
+		{"unknown op", "/v1/kv", "application/json", []byte(`{"op":"explode","key":"k"}`), 400, "invalid"},
+		{"unknown field", "/v1/kv", "application/json", []byte(`{"op":"put","key":"k","valu":"x"}`), 400, "invalid"},
+		{"malformed json", "/v1/kv", "application/json", []byte(`{"op":`), 400, "invalid"},
+		{"empty key", "/v1/kv", "application/json", []byte(`{"op":"put","key":"","value":"x"}`), 400, "invalid"},
+		{"key over cap", "/v1/kv", "application/json", []byte(`{"op":"put","key":"` + long + `","value":"x"}`), 400, "invalid"},
+		{"value over cap", "/v1/kv", "application/json", []byte(`{"op":"put","key":"k","value":"` + big + `"}`), 400, "invalid"},
+		{"not utf-8", "/v1/kv", "application/json", []byte("{\"op\":\"put\",\"key\":\"k\",\"value\":\"\xff\"}"), 400, "invalid"},
+		{"oversized body", "/v1/kv", "application/json", bytes.Repeat([]byte("x"), api.MaxMessageBytes+1), 413, "too-large"},
+		{"notify of another group", "/rpc/notify", "application/msgpack", notify, 400, "invalid"},
+		{"malformed notify", "/rpc/notify", "application/msgpack", []byte{0xc1}, 400, "invalid"},
+		{"malformed hashes", "/rpc/hashes", "application/msgpack", []byte{0xc1}, 400, "invalid"},
+		{"fault", "/v1/fault", "application/json", []byte(`{"action":"melt"}`), 400, "invalid"},
+	} {
+		status, body := post(tc.path, tc.ctype, tc.body)
+		if status != tc.status || (tc.ctype == "application/json" && !strings.Contains(body, tc.want)) {
+			t.Errorf("%s: %d %.200s; want %d %s", tc.name, status, body, tc.status, tc.want)
+		}
+	}
+	after := a.Status()
+	if after.Applied != before.Applied || after.Digest != before.Digest {
+		t.Fatalf("bad input changed the state: %+v -> %+v", before, after)
+	}
+	if v, found := a.Get("k"); !found || v != "v" {
+		t.Fatalf("state after bad input: %q %v", v, found)
+	}
+	if _, err := c.Put(m, "k2", "v2"); err != nil {
+		t.Fatalf("agent stopped serving after bad input: %v", err)
 	}
 }

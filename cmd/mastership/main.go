@@ -38,6 +38,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return ec.ExitCode()
 		}
 		fmt.Fprintln(stderr, "mastership:", err)
+		if isUsage(err) {
+			return exitUsage
+		}
 		return exitError
 	}
 	return exitOK
@@ -61,13 +64,47 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return cli.Exit(err.Error(), exitUsage)
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run reports errors
-		Commands: []*cli.Command{
+		// The root's action only runs for a name that is no command.
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("unknown command %q; `mastership help` lists the commands", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		Commands: withUsageExit([]*cli.Command{
 			namingCommand(),
+			agentCommand(),
 			registerCommand(),
 			statusCommand(),
 			eventsCommand(),
-		},
+			membersCommand(),
+			infoCommand(),
+			kvCommand(),
+			divergenceCommand(),
+			faultCommand(),
+		}),
 	}
+}
+
+// withUsageExit gives every command and subcommand the usage exit code for
+// flags that do not parse; urfave/cli only gives the app's handler to the
+// root.
+func withUsageExit(cmds []*cli.Command) []*cli.Command {
+	for _, cmd := range cmds {
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+				return cli.Exit(fmt.Sprintf("%s: %v", c.Command.FullName(), err), exitUsage)
+			}
+		}
+		withUsageExit(cmd.Subcommands)
+	}
+	return cmds
+}
+
+// isUsage recognizes urfave/cli's own usage errors that carry no exit code:
+// required flags not set.
+func isUsage(err error) bool {
+	return strings.HasPrefix(err.Error(), "Required flag")
 }
 
 func logLevel(s string) (hclog.Level, error) {

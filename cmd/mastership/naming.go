@@ -57,8 +57,13 @@ func namingCommand() *cli.Command {
 	}
 }
 
-var namingFlag = &cli.StringFlag{Name: "naming", Usage: "naming node `ADDR` (host:port)", Value: "127.0.0.1:7400", EnvVars: []string{"MASTERSHIP_NAMING"}}
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
+// namingFlag and jsonFlag build a fresh flag per command: urfave/cli keeps
+// state in a flag, so commands must not share one.
+func namingFlag() cli.Flag {
+	return &cli.StringFlag{Name: "naming", Usage: "naming node `ADDR` (host:port)", Value: "127.0.0.1:7400", EnvVars: []string{"MASTERSHIP_NAMING"}}
+}
+
+func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
 
 func namingClient(c *cli.Context) (*client.Client, error) {
 	cl, err := client.New(c.String("naming"))
@@ -74,14 +79,14 @@ func registerCommand() *cli.Command {
 		Usage:     "register a master by hand, for drills and repairs",
 		UsageText: "mastership register -naming ADDR -group G -id N -addr ADDR [-epoch E] [-ttl D] [-priority P]",
 		Flags: []cli.Flag{
-			namingFlag,
+			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
 			&cli.Uint64Flag{Name: "id", Usage: "agent `ID` (not 0)", Required: true},
 			&cli.StringFlag{Name: "addr", Usage: "the master's API `ADDR` (host:port)", Required: true},
 			&cli.Uint64Flag{Name: "epoch", Usage: "epoch `TERM`; 0 keeps the holder's or takes the group's next"},
 			&cli.DurationFlag{Name: "ttl", Usage: "registration lifetime; 0 takes the node's default"},
 			&cli.IntFlag{Name: "priority", Usage: "priority, for the priority retention policy"},
-			jsonFlag,
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -138,9 +143,9 @@ func statusCommand() *cli.Command {
 		Usage:     "show each group's registered master and members",
 		UsageText: "mastership status -naming ADDR [-group G] [-json]",
 		Flags: []cli.Flag{
-			namingFlag,
+			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "only this group `NAME`"},
-			jsonFlag,
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -199,10 +204,10 @@ func eventsCommand() *cli.Command {
 		Usage:     "show the naming node's decisions and triggers for a group",
 		UsageText: "mastership events -naming ADDR -group G [-after SEQ] [-json]",
 		Flags: []cli.Flag{
-			namingFlag,
+			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
 			&cli.Uint64Flag{Name: "after", Usage: "only events after sequence `SEQ`"},
-			jsonFlag,
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {

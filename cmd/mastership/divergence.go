@@ -1,0 +1,245 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/urfave/cli/v2"
+)
+
+const divergenceActions = "list, show, replay or discard"
+
+func divergenceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "divergence",
+		Usage: "list, show, replay or discard an agent's divergence records",
+		UsageText: "mastership divergence list -agent ADDR [-json]\n" +
+			"   mastership divergence show -agent ADDR [-json] ID\n" +
+			"   mastership divergence replay -agent ADDR [-json] ID\n" +
+			"   mastership divergence discard -agent ADDR -yes [-json] ID",
+		Description: "A divergence record keeps a write that a losing master had logged (acknowledged or not)\n" +
+			"and the retained master never saw. Replay resubmits it through the agent; its client ID and\n" +
+			"sequence make a write the group already holds apply once. Discard removes it for good.",
+		Flags: agentFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageErr("divergence: missing action: want %s", divergenceActions)
+			}
+			return usageErr("divergence: unknown action %q: want %s", c.Args().First(), divergenceActions)
+		},
+		Subcommands: []*cli.Command{
+			{
+				Name:      "list",
+				Usage:     "list the agent's divergence records",
+				UsageText: "mastership divergence list -agent ADDR [-json]",
+				Flags:     agentFlags(),
+				Action: func(c *cli.Context) error {
+					if err := noArgs(c); err != nil {
+						return err
+					}
+					ag, err := newAgentAPI(c)
+					if err != nil {
+						return err
+					}
+					var recs []store.Record
+					if _, err := ag.get(c.Context, "/v1/divergence", &recs); err != nil {
+						return err
+					}
+					if flagBool(c, "json") {
+						out := make([]recordJSON, len(recs))
+						for i, r := range recs {
+							out[i] = newRecordJSON(r)
+						}
+						return writeJSON(c.App.Writer, out)
+					}
+					return printRecords(c.App.Writer, recs)
+				},
+			},
+			{
+				Name:      "show",
+				Usage:     "show one divergence record",
+				UsageText: "mastership divergence show -agent ADDR [-json] ID",
+				Flags:     agentFlags(),
+				Action: func(c *cli.Context) error {
+					id, err := recordID(c)
+					if err != nil {
+						return err
+					}
+					ag, err := newAgentAPI(c)
+					if err != nil {
+						return err
+					}
+					var rec store.Record
+					if _, err := ag.get(c.Context, fmt.Sprintf("/v1/divergence/%d", id), &rec); err != nil {
+						return err
+					}
+					if flagBool(c, "json") {
+						return writeJSON(c.App.Writer, newRecordJSON(rec))
+					}
+					printRecord(c.App.Writer, rec)
+					return nil
+				},
+			},
+			{
+				Name:      "replay",
+				Usage:     "resubmit a divergence record's write through the agent",
+				UsageText: "mastership divergence replay -agent ADDR [-json] ID",
+				Flags:     agentFlags(),
+				Action: func(c *cli.Context) error {
+					id, err := recordID(c)
+					if err != nil {
+						return err
+					}
+					ag, err := newAgentAPI(c)
+					if err != nil {
+						return err
+					}
+					b, err := ag.call(c.Context, http.MethodPost, fmt.Sprintf("/v1/divergence/%d/replay", id), nil)
+					if err != nil {
+						return fmt.Errorf("replay record %d: %w", id, err)
+					}
+					var r agent.KVResponse
+					if err := json.Unmarshal(b, &r); err != nil {
+						return fmt.Errorf("agent %s: replay reply does not decode: %v", ag.addr, err)
+					}
+					if flagBool(c, "json") {
+						out := kvJSON{OK: r.OK, Found: r.Found, Value: r.Value, Epoch: r.Epoch.Term, Index: r.Index, Master: r.Master}
+						if err := writeJSON(c.App.Writer, out); err != nil {
+							return err
+						}
+					} else if r.OK {
+						fmt.Fprintf(c.App.Writer, "replayed record %d: ok (epoch %d, index %d)\n", id, r.Epoch.Term, r.Index)
+					}
+					if !r.OK {
+						// The write went through the log but did not apply:
+						// a cas whose expectation no longer holds.
+						return cli.Exit(fmt.Sprintf("replay record %d: not applied %s", id, r.Error), exitError)
+					}
+					return nil
+				},
+			},
+			{
+				Name:      "discard",
+				Usage:     "remove a divergence record for good (needs -yes)",
+				UsageText: "mastership divergence discard -agent ADDR -yes [-json] ID",
+				Flags:     append(agentFlags(), &cli.BoolFlag{Name: "yes", Usage: "confirm that the record's write is to be dropped"}),
+				Action: func(c *cli.Context) error {
+					id, err := recordID(c)
+					if err != nil {
+						return err
+					}
+					ag, err := newAgentAPI(c)
+					if err != nil {
+						return err
+					}
+					if !c.Bool("yes") {
+						return usageErr("discard removes record %d for good; add -yes", id)
+					}
+					if _, err := ag.call(c.Context, http.MethodDelete, fmt.Sprintf("/v1/divergence/%d", id), nil); err != nil {
+						return fmt.Errorf("discard record %d: %w", id, err)
+					}
+					if flagBool(c, "json") {
+						return writeJSON(c.App.Writer, map[string]uint64{"discarded": id})
+					}
+					fmt.Fprintf(c.App.Writer, "discarded record %d\n", id)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// recordID parses the one argument, a record ID.
+func recordID(c *cli.Context) (uint64, error) {
+	if c.NArg() != 1 {
+		return 0, usageErr("divergence %s: want one record ID, got %d argument(s)", c.Command.Name, c.NArg())
+	}
+	id, err := strconv.ParseUint(c.Args().First(), 10, 64)
+	if err != nil || id == 0 {
+		return 0, usageErr("divergence %s: record ID %q: want a number from 1", c.Command.Name, c.Args().First())
+	}
+	return id, nil
+}
+
+// recordJSON is a divergence record as the agent gives it, plus its
+// operation decoded.
+type recordJSON struct {
+	store.Record
+	Operation *opJSON `json:"operation"`
+}
+
+// opJSON is a kv.Op with its byte strings as text.
+type opJSON struct {
+	Kind         string  `json:"kind"`
+	Key          string  `json:"key"`
+	Value        *string `json:"value,omitempty"`
+	Expect       *string `json:"expect,omitempty"`
+	ExpectAbsent bool    `json:"expect_absent,omitempty"`
+}
+
+func newRecordJSON(r store.Record) recordJSON {
+	out := recordJSON{Record: r}
+	if op, err := kv.DecodeOp(r.Op); err == nil {
+		o := opJSON{Kind: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent}
+		if op.Kind == kv.KindPut || op.Kind == kv.KindCAS {
+			v := string(op.Value)
+			o.Value = &v
+		}
+		if op.Kind == kv.KindCAS && !op.ExpectAbsent {
+			e := string(op.Expect)
+			o.Expect = &e
+		}
+		out.Operation = &o
+	}
+	return out
+}
+
+// opOf decodes a record's operation for the text output; an operation
+// that does not decode shows as "?".
+func opOf(r store.Record) kv.Op {
+	op, err := kv.DecodeOp(r.Op)
+	if err != nil {
+		return kv.Op{Kind: "?", Key: "?"}
+	}
+	return op
+}
+
+func printRecords(w io.Writer, recs []store.Record) error {
+	if len(recs) == 0 {
+		fmt.Fprintln(w, "no divergence records")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEPOCH\tINDEX\tCLIENT\tSEQ\tOP\tKEY\tACKED\tREPLAYED\tRECORDED")
+	for _, r := range recs {
+		op := opOf(r)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%q\t%v\t%v\t%s\n", r.ID, r.Epoch, r.Index, r.Client, r.Seq,
+			op.Kind, op.Key, r.Acked, r.Replayed, r.Recorded.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func printRecord(w io.Writer, r store.Record) {
+	op := opOf(r)
+	fmt.Fprintf(w, "id: %d\ngroup: %s\nepoch: %s\nindex: %d\nclient: %d\nseq: %d\nop: %s\nkey: %q\n",
+		r.ID, r.Group, r.Epoch, r.Index, r.Client, r.Seq, op.Kind, op.Key)
+	switch {
+	case op.Kind == kv.KindCAS && op.ExpectAbsent:
+		fmt.Fprintln(w, "expect: absent")
+	case op.Kind == kv.KindCAS:
+		fmt.Fprintf(w, "expect: %q\n", op.Expect)
+	}
+	if op.Kind == kv.KindPut || op.Kind == kv.KindCAS {
+		fmt.Fprintf(w, "value: %q\n", op.Value)
+	}
+	fmt.Fprintf(w, "acked: %v\nretained: %d\nrecorded: %s\nreplayed: %v\n",
+		r.Acked, r.Retained, r.Recorded.UTC().Format(time.RFC3339Nano), r.Replayed)
+}
