@@ -762,7 +762,7 @@ func (c *netCluster) waitStable(timeout time.Duration, ids []int) (uint64, time.
 	}
 }
 
-// waitRole waits until one of ids is master and returns it and when it
+// waitMaster waits until one of ids is master and returns it and when it
 // was first seen.
 func (c *netCluster) waitMaster(timeout time.Duration, what string, ids ...int) (int, time.Time) {
 	c.t.Helper()
