@@ -1,0 +1,306 @@
+package recover_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/recover"
+	"github.com/mastership/mastership/recover/sim"
+)
+
+var (
+	soak        = flag.Int("soak", 100, "simulated schedules per mode in TestRandomSchedules (seeds 1..N)")
+	replaySeed  = flag.Int64("seed", 0, "replay this one seed (both modes) in TestRandomSchedules and TestRandomSchedulesCluster, with the full report")
+	clusterSoak = flag.Int("cluster-soak", 3, "schedules over the real in-process cluster in TestRandomSchedulesCluster")
+)
+
+// tolerated are known product bugs whose message storms the simulator cuts
+// short so that the other invariants are still checked (see sim.Bug*).
+var tolerated = []string{sim.BugAppendLivelock, sim.BugRejectStorm}
+
+// Seeded schedules of partitions, heals, kills, restarts, pauses, drops
+// and delays over the simulated group, checking DESIGN.md's invariants
+// after every heal. A failure prints seed=S mode=M and the schedule;
+// replay it with -seed S. A violation that matches a known product bug's
+// signature skips its seed naming the bug.
+func TestRandomSchedules(t *testing.T) {
+	seeds := make([]int64, 0, *soak)
+	if *replaySeed != 0 {
+		seeds = append(seeds, *replaySeed)
+	} else {
+		for s := 1; s <= *soak; s++ {
+			seeds = append(seeds, int64(s))
+		}
+	}
+	start := time.Now()
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		known := map[string][]int64{}
+		t.Run(string(mode), func(t *testing.T) {
+			for _, seed := range seeds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					rep, err := sim.Run(sim.Config{Seed: seed, Mode: mode, Tolerate: tolerated})
+					if *replaySeed != 0 {
+						t.Logf("%s", rep)
+					}
+					switch {
+					case err == nil:
+					case rep.Known != "":
+						known[rep.Known] = append(known[rep.Known], seed)
+						t.Skipf("seed=%d mode=%s: known product bug %s: %s", seed, mode, rep.Known, firstLine(rep.Violation))
+					default:
+						t.Errorf("seed=%d mode=%s: %v\n%s", seed, mode, err, rep)
+					}
+				})
+			}
+		})
+		for _, bug := range slices.Sorted(mapsKeys(known)) {
+			t.Logf("mode %s: %d of %d seeds skipped for known bug %s: %v", mode, len(known[bug]), len(seeds), bug, known[bug])
+		}
+	}
+	t.Logf("%d seeds per mode in %s", len(seeds), time.Since(start))
+}
+
+func mapsKeys(m map[string][]int64) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// The same seed gives the same report: a failing seed replays exactly.
+func TestSimulatorDeterministic(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		for _, seed := range []int64{3, 11} {
+			a, errA := sim.Run(sim.Config{Seed: seed, Mode: mode, Tolerate: tolerated})
+			b, errB := sim.Run(sim.Config{Seed: seed, Mode: mode, Tolerate: tolerated})
+			a.HTMLPath, b.HTMLPath = "", ""
+			if !reflect.DeepEqual(a, b) || fmt.Sprint(errA) != fmt.Sprint(errB) {
+				t.Fatalf("seed %d mode %s ran twice differently:\n%s\n---\n%s", seed, mode, a, b)
+			}
+			if a.Messages == 0 || a.Ops == 0 || len(a.Schedule) < 3 {
+				t.Fatalf("seed %d mode %s did nothing:\n%s", seed, mode, a)
+			}
+		}
+	}
+	a, _ := sim.Run(sim.Config{Seed: 1, Mode: api.ModeAvailable, Tolerate: tolerated})
+	b, _ := sim.Run(sim.Config{Seed: 2, Mode: api.ModeAvailable, Tolerate: tolerated})
+	if slices.Equal(a.Schedule, b.Schedule) {
+		t.Fatal("seeds 1 and 2 drew the same schedule")
+	}
+}
+
+// The checkers are not vacuous: each catches a known violation.
+func TestCheckersCanFail(t *testing.T) {
+	d := func(i uint64, b byte) rlog.Digest { return rlog.Digest{Index: i, Sum: [32]byte{b}} }
+	e := api.Epoch{Term: 2, ID: 1}
+	good := []sim.AgentState{
+		{ID: 1, Role: api.RoleMaster, Epoch: e, Master: 1, Digest: d(5, 1)},
+		{ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(5, 1)},
+	}
+	if err := sim.CheckConverged(good, 1); err != nil {
+		t.Fatalf("converged group refused: %v", err)
+	}
+	bad := map[string]struct {
+		states []sim.AgentState
+		reg    uint64
+	}{
+		"two masters":         {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleMaster, Epoch: api.Epoch{Term: 2, ID: 2}, Master: 2, Digest: d(5, 1)}}, 1},
+		"no master":           {[]sim.AgentState{good[1]}, 1},
+		"unregistered master": {good, 2},
+		"digest differs":      {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(5, 2)}}, 1},
+		"follows another":     {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 3, Digest: d(5, 1)}}, 1},
+		"quarantined":         {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleQuarantined, Epoch: e, Master: 1, Digest: d(5, 1)}}, 1},
+	}
+	for name, c := range bad {
+		if err := sim.CheckConverged(c.states, c.reg); err == nil {
+			t.Errorf("invariant 1 checker passed %s", name)
+		}
+	}
+
+	acked := []sim.Write{{WriteID: sim.WriteID{Client: 1, Seq: 1}}, {WriteID: sim.WriteID{Client: 1, Seq: 2}}, {WriteID: sim.WriteID{Client: 2, Seq: 1}}}
+	final := func(id sim.WriteID) bool { return id.Client == 1 && id.Seq == 1 }
+	kept := func(id sim.WriteID) bool { return id.Client == 2 }
+	if lost := sim.LostWrites(acked, final, kept); len(lost) != 1 || lost[0].WriteID != (sim.WriteID{Client: 1, Seq: 2}) {
+		t.Errorf("invariant 3 checker: lost %v, want client 1 seq 2", lost)
+	}
+
+	op := func(client int, in sim.Input, out sim.Output, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret}
+	}
+	put := sim.Input{Kind: kv.KindPut, Key: "x", Value: "1"}
+	get := sim.Input{Kind: kv.KindGet, Key: "x"}
+	linear := []porcupine.Operation{
+		op(0, put, sim.Output{OK: true}, 1, 2),
+		op(1, get, sim.Output{Value: "1", Found: true}, 3, 4),
+		op(1, sim.Input{Kind: kv.KindCAS, Key: "x", Expect: "1", Value: "2"}, sim.Output{OK: true, Found: true}, 5, 6),
+		op(0, sim.Input{Kind: kv.KindPut, Key: "x", Value: "3"}, sim.Output{Unknown: true}, 7, sim.Unreturned),
+		op(1, get, sim.Output{Value: "2", Found: true}, 8, 9),
+	}
+	dir := t.TempDir()
+	if ok, _ := sim.CheckLinearizable(linear, dir, 5*time.Second); !ok {
+		t.Error("invariant 2 checker refused a linearizable history")
+	}
+	stale := append(slices.Clone(linear[:1]), op(1, get, sim.Output{Found: false}, 3, 4))
+	ok, path := sim.CheckLinearizable(stale, dir, 5*time.Second)
+	if ok {
+		t.Error("invariant 2 checker passed a stale read")
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Errorf("no porcupine visualisation written: %q %v", path, err)
+	}
+	lostCAS := append(slices.Clone(linear[:3]), op(0, get, sim.Output{Value: "1", Found: true}, 7, 8))
+	if ok, _ := sim.CheckLinearizable(lostCAS, dir, 5*time.Second); ok {
+		t.Error("invariant 2 checker passed a read of an overwritten value")
+	}
+}
+
+// A handful of seeded schedules over the real in-process cluster (real
+// gossip, naming node, HTTP and recover monitors): partitions, naming cuts,
+// kills and restarts, then a heal; after each heal invariant 1 within a
+// bounded wait, and in available mode invariant 3 for the writes
+// acknowledged through agent.Execute on the master of the moment.
+func TestRandomSchedulesCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real clusters; -short")
+	}
+	n := *clusterSoak
+	seeds := make([]int64, 0, n)
+	if *replaySeed != 0 {
+		seeds = append(seeds, *replaySeed)
+	} else {
+		for s := 1; s <= n; s++ {
+			seeds = append(seeds, int64(s))
+		}
+	}
+	for i, seed := range seeds {
+		mode := []string{"available", "strict"}[seed%2]
+		t.Run(fmt.Sprintf("seed=%d/%s", seed, mode), func(t *testing.T) {
+			clusterSchedule(t, seed, mode, 70+i%10)
+		})
+	}
+}
+
+func clusterSchedule(t *testing.T, seed int64, mode string, base int) {
+	rng := rand.New(rand.NewSource(seed))
+	var schedule []string
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		schedule = append(schedule, fmt.Sprintf("%6.2fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("seed=%d mode=%s (replay: -run TestRandomSchedulesCluster -seed %d)\n  %s", seed, mode, seed, strings.Join(schedule, "\n  "))
+		}
+	}()
+	const agents = 5
+	c := agenttest.New(t, agenttest.Options{Agents: agents, Mode: mode, Priorities: []int{5, 4, 3, 2, 1}, Base: base,
+		Seed: seed, Monitor: monitors(recover.Config{})})
+	c.WaitStable(20 * time.Second)
+	logf("stable, master %v", c.Masters())
+	type acked struct{ key, value string }
+	var writes []acked
+	n := 0
+	write := func(round int) {
+		// A few writes through whatever agent acts as master now.
+		for _, m := range c.Masters() {
+			for k := 0; k < 3; k++ {
+				n++
+				key, val := fmt.Sprintf("r%d-%d", round, n), fmt.Sprintf("v%d", n)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, err := c.Members[m].Agent.Execute(ctx, kv.Op{Kind: kv.KindPut, Key: key, Value: []byte(val)}, 0, 0)
+				cancel()
+				if err == nil {
+					writes = append(writes, acked{key, val})
+				}
+			}
+		}
+	}
+	ids := c.IDs()
+	for round := 0; round < 2; round++ {
+		write(round)
+		for f := 0; f < 1+rng.Intn(2); f++ {
+			switch rng.Intn(3) {
+			case 0, 1:
+				perm := rng.Perm(agents)
+				cutAt := 1 + rng.Intn(agents-1)
+				var a, b []uint64
+				for i, p := range perm {
+					if i < cutAt {
+						a = append(a, ids[p])
+					} else {
+						b = append(b, ids[p])
+					}
+				}
+				slices.Sort(a)
+				slices.Sort(b)
+				c.Partition(a, b)
+				switch rng.Intn(3) {
+				case 0:
+					c.PartitionNaming(a...)
+					logf("partition %v | %v, naming reachable from %v", a, b, a)
+				case 1:
+					c.PartitionNaming(b...)
+					logf("partition %v | %v, naming reachable from %v", a, b, b)
+				default:
+					logf("partition %v | %v, naming reachable from both", a, b)
+				}
+			default:
+				id := ids[rng.Intn(agents)]
+				if ms := c.Masters(); len(ms) > 0 && rng.Intn(2) == 0 {
+					id = ms[0]
+				}
+				if c.Members[id].Running {
+					c.Kill(id)
+					logf("kill %d", id)
+				}
+			}
+			time.Sleep(time.Duration(300+rng.Intn(900)) * time.Millisecond)
+			write(round)
+		}
+		for _, id := range ids {
+			if !c.Members[id].Running {
+				c.Restart(id)
+				logf("restart %d", id)
+			}
+		}
+		c.Heal()
+		logf("heal")
+		healed := time.Now()
+		c.WaitFor(30*time.Second, fmt.Sprintf("invariant 1 after heal %d (seed=%d mode=%s)", round, seed, mode), c.Stable)
+		m := c.Masters()[0]
+		logf("converged in %s, master %d", time.Since(healed).Round(time.Millisecond), m)
+		if mode == "available" {
+			for _, w := range writes {
+				if v, ok := c.Members[m].Agent.Get(w.key); ok && v == w.value {
+					continue
+				}
+				if !inDivergence(t, c, w.key) {
+					t.Errorf("seed=%d: invariant 3: acknowledged write %s=%s neither in master %d's state nor in a divergence record", seed, w.key, w.value, m)
+				}
+			}
+		}
+	}
+}
