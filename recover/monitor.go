@@ -197,6 +197,14 @@ func (m *Monitor) check(ctx context.Context, a *agent.Agent, trigger string) {
 	}
 	m.logger.Log(level, "check", "trigger", trigger, "decision", v.Decision, "reason", v.Reason)
 	switch v.Decision {
+	case Consistent:
+		// Act 1060 beyond recovery: a back-up of the highest priority
+		// keeps asking its master for a planned handover until it holds
+		// mastership (the master hands over only once it is in sync).
+		if st.Role == api.RoleBackup && highestPriority(a) {
+			a.Do(func(n *core.Node) { n.RequestHandover() })
+			c.Recovery = "handover requested"
+		}
 	case Reassert:
 		a.Do(func(n *core.Node) { n.Reassert() })
 		c.Recovery = "reasserted"

@@ -61,7 +61,25 @@ func (m *Monitor) recoverTo(ctx context.Context, a *agent.Agent, retained api.Re
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	// Act 1070: the state is now a back-up of the retained master.
+	// Act 1060: the highest priority of the group takes mastership over in
+	// a planned handover (act 1080); everyone else stays a back-up (1070).
+	if highestPriority(a) {
+		a.Do(func(n *core.Node) { n.RequestHandover() })
+		step("highest priority: handover from %d requested", retained.ID)
+		return done(), nil
+	}
 	step("back-up of %d", retained.ID)
 	return done(), nil
+}
+
+// highestPriority reports whether this agent's priority is above every
+// other member's of its group, as gossip knows them.
+func highestPriority(a *agent.Agent) bool {
+	cfg := a.Config()
+	for _, m := range a.Members() {
+		if m.Meta.Group == cfg.Group && m.Meta.ID != cfg.ID && m.Meta.Priority >= cfg.Priority {
+			return false
+		}
+	}
+	return true
 }

@@ -25,9 +25,15 @@ const (
 	// MsgTrigger tells an agent that another master of its group saw its
 	// claim: it raises the receiver's event trigger (the self-monitor runs).
 	MsgTrigger
+	// MsgTransferReq asks the master to hand mastership over to the sender
+	// (planned handover, figure 10 act 1080).
+	MsgTransferReq
+	// MsgTimeoutNow tells a back-up that is in sync to campaign at once:
+	// the master hands over to it.
+	MsgTimeoutNow
 )
 
-var msgNames = [...]string{"", "MsgAppend", "MsgAppendResp", "MsgVote", "MsgVoteResp", "MsgTrigger"}
+var msgNames = [...]string{"", "MsgAppend", "MsgAppendResp", "MsgVote", "MsgVoteResp", "MsgTrigger", "MsgTransferReq", "MsgTimeoutNow"}
 
 func (t MsgType) String() string {
 	if int(t) < len(msgNames) && t != 0 {
@@ -69,6 +75,10 @@ type Message struct {
 
 	// MsgTrigger: why.
 	Reason string `codec:"why"`
+
+	// MsgVote: a campaign the master started by MsgTimeoutNow; voters
+	// grant it although they still hear that master.
+	Transfer bool `codec:"x"`
 }
 
 // String describes a message for logs and scenario output.

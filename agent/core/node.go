@@ -179,6 +179,10 @@ type Node struct {
 
 	registeredUntil uint64 // strict: tick until which the registration holds
 
+	transferTo       uint64 // master: handing over to this back-up
+	transferDeadline uint64
+	transferring     bool // candidate: campaign started by MsgTimeoutNow
+
 	rd        Ready
 	hsChanged bool
 }
@@ -381,6 +385,10 @@ func (n *Node) tickCandidate() {
 }
 
 func (n *Node) tickMaster() {
+	if n.transferTo != 0 && n.now >= n.transferDeadline {
+		n.logger.Info("handover timed out; serving again", "to", n.transferTo)
+		n.transferTo = 0
+	}
 	n.heartbeat++
 	if n.heartbeat >= n.cfg.HeartbeatTicks {
 		n.heartbeat = 0
@@ -411,6 +419,7 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	n.seeTerm(epoch.Term)
 	n.silent = 0
 	n.hsChanged = true
+	n.transferring = false
 	n.setRole(api.RoleBackup)
 }
 
@@ -432,7 +441,7 @@ func (n *Node) becomeCandidate() {
 		if !p.Alive {
 			continue
 		}
-		n.send(Message{Type: MsgVote, To: p.ID, Epoch: n.campaign, LastIndex: last.Index, LastEpoch: last.Epoch})
+		n.send(Message{Type: MsgVote, To: p.ID, Epoch: n.campaign, LastIndex: last.Index, LastEpoch: last.Epoch, Transfer: n.transferring})
 	}
 	n.maybeWin()
 }
@@ -483,6 +492,8 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	n.hsChanged = true
 	n.heartbeat = 0
 	n.registeredUntil = 0
+	n.transferTo = 0
+	n.transferring = false
 	n.setRole(api.RoleMaster)
 	last := n.log.LastIndex()
 	// A peer has two heartbeats to answer a new master before an available
@@ -570,6 +581,9 @@ func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
 	if n.cfg.Mode == api.ModeStrict && n.registeredUntil <= n.now {
 		return fmt.Errorf("%w: registration at the naming node not held", ErrNotServing)
 	}
+	if n.transferTo != 0 {
+		return fmt.Errorf("%w: handing mastership over to %d", ErrNotServing, n.transferTo)
+	}
 	e, err := n.log.AppendNew(n.epoch, client, seq, op)
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
@@ -655,17 +669,62 @@ func (n *Node) Step(m Message) {
 		n.handleAppendResp(m)
 	case MsgTrigger:
 		n.rd.Events = append(n.rd.Events, Event{Kind: EventTriggered, From: m.From, Epoch: m.Epoch})
+	case MsgTransferReq:
+		n.handleTransferReq(m)
+	case MsgTimeoutNow:
+		if n.role == api.RoleBackup && m.From == n.master && m.Epoch == n.epoch {
+			n.logger.Info("taking mastership over from the master", "master", m.From)
+			n.transferring = true
+			n.becomeCandidate()
+		}
+	}
+}
+
+// RequestHandover asks our master to hand mastership over to us: figure 10's
+// act 1080, for an agent of the highest priority that is in sync.
+func (n *Node) RequestHandover() {
+	if n.role == api.RoleBackup && n.master != 0 {
+		n.send(Message{Type: MsgTransferReq, To: n.master})
+	}
+}
+
+// handleTransferReq starts a planned handover: the master stops taking
+// writes, and once the back-up holds every entry, tells it to campaign.
+// It steps down only when the new master's epoch reaches it.
+func (n *Node) handleTransferReq(m Message) {
+	if n.role != api.RoleMaster || n.peers[m.From] == nil || !n.alive(m.From) {
+		return
+	}
+	if n.transferTo == 0 {
+		n.logger.Info("handing mastership over", "to", m.From)
+	}
+	n.transferTo = m.From
+	n.transferDeadline = n.now + uint64(n.cfg.ElectionTicks)
+	n.maybeTimeoutNow()
+	n.sendAppend(m.From)
+}
+
+func (n *Node) maybeTimeoutNow() {
+	if n.transferTo == 0 {
+		return
+	}
+	if pr := n.progress[n.transferTo]; pr != nil && pr.match == n.log.LastIndex() && n.commit == n.log.LastIndex() {
+		n.send(Message{Type: MsgTimeoutNow, To: n.transferTo})
 	}
 }
 
 func (n *Node) handleVote(m Message) {
 	last := n.log.Last()
 	upToDate := last.Epoch.Less(m.LastEpoch) || (last.Epoch == m.LastEpoch && last.Index <= m.LastIndex)
+	if n.role == api.RoleMaster && m.Transfer && m.From == n.transferTo && n.epoch.Less(m.Epoch) && upToDate {
+		// Our own handover: step down and vote for it.
+		n.becomeBackup(0, n.epoch)
+	}
 	grant := n.role != api.RoleMaster &&
 		n.role != api.RoleQuarantined &&
 		n.epoch.Less(m.Epoch) && n.vote.Term < m.Epoch.Term && // one vote per term
 
-		(n.masterSilent() || n.role == api.RoleCandidate) &&
+		(n.masterSilent() || n.role == api.RoleCandidate || m.Transfer) &&
 		upToDate
 	if n.role == api.RoleCandidate && grant {
 		// A candidate grants only to a better-ranked candidate.
@@ -725,6 +784,11 @@ func (n *Node) handleAppend(m Message) {
 		if m.Epoch == n.epoch {
 			panic(fmt.Sprintf("core: two masters at epoch %s", n.epoch))
 		}
+		if m.From == n.transferTo {
+			// The handover completed: follow the new master.
+			n.becomeBackup(m.From, m.Epoch)
+			break
+		}
 		// A newer master of our group: strict masters step down; available
 		// ones leave the decision to the naming node (the self-monitor).
 		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
@@ -735,10 +799,15 @@ func (n *Node) handleAppend(m Message) {
 		n.rd.Events = append(n.rd.Events, Event{Kind: EventDeposed, From: m.From, Epoch: m.Epoch})
 		n.becomeBackup(m.From, m.Epoch)
 	case api.RoleCandidate:
+		if n.transferring && m.From == n.replacing && m.Epoch == n.epoch {
+			// The master handing over to us still heartbeats until our
+			// epoch reaches it: not a reason to give up.
+			return
+		}
 		n.becomeBackup(m.From, m.Epoch)
 	case api.RoleBackup:
 		if m.Epoch != n.epoch || m.From != n.master {
-			if n.cfg.Mode != api.ModeStrict && n.master != 0 && !n.masterSilent() {
+			if n.cfg.Mode != api.ModeStrict && m.From != n.master && n.master != 0 && !n.masterSilent() {
 				// Available: our master is alive, so another master means
 				// inconsistent mastership; the naming node decides whom
 				// to follow (the self-monitor), not the larger epoch.
@@ -861,6 +930,9 @@ func (n *Node) handleAppendResp(m Message) {
 	}
 	pr.next = max(pr.next, pr.match+1)
 	n.maybeCommit()
+	if m.From == n.transferTo {
+		n.maybeTimeoutNow()
+	}
 }
 
 // maybeCommit advances the commit index by the mode's rule, applies, and

@@ -331,3 +331,43 @@ func TestOlderEpochIsRefused(t *testing.T) {
 		t.Fatal("stale strict master did not step down")
 	}
 }
+
+// A planned handover (figure 10, act 1080): an in-sync back-up asks; the
+// master stops taking writes, tells it to campaign once it holds every
+// entry, and steps down when the new epoch reaches it. No write is lost.
+func TestPlannedHandover(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		t.Run(string(mode), func(t *testing.T) {
+			s := newSim(t, mode, 5, 4, 3)
+			s.tick(30)
+			for i := 0; i < 5; i++ {
+				s.put(1, fmt.Sprintf("k%d", i), "v")
+				s.deliver()
+			}
+			s.nodes[3].RequestHandover()
+			s.drain(3)
+			s.deliver()
+			// While the handover runs, the old master takes no writes.
+			if _, err := s.put(1, "during", "x"); err == nil && s.nodes[1].Role() == api.RoleMaster {
+				t.Fatal("the handing-over master took a write")
+			}
+			s.tick(10)
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 3 {
+				t.Fatalf("masters after handover %v, want [3]", ms)
+			}
+			for _, id := range s.ids() {
+				if s.nodes[id].Master() != 3 {
+					t.Errorf("agent %d follows %d", id, s.nodes[id].Master())
+				}
+			}
+			for i := 0; i < 5; i++ {
+				if _, ok := s.stores[3].Get(fmt.Sprintf("k%d", i)); !ok {
+					t.Fatalf("write k%d lost in the handover", i)
+				}
+			}
+			if !s.nodes[1].Epoch().Less(s.nodes[3].Epoch()) && s.nodes[1].Epoch() != s.nodes[3].Epoch() {
+				t.Fatalf("epochs: old %s new %s", s.nodes[1].Epoch(), s.nodes[3].Epoch())
+			}
+		})
+	}
+}
