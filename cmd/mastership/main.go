@@ -72,6 +72,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 		Commands: withUsageExit([]*cli.Command{
+			demoCommand(),
 			namingCommand(),
 			agentCommand(),
 			registerCommand(),

@@ -1,0 +1,598 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mastership/mastership/agent"
+	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/client"
+	"github.com/urfave/cli/v2"
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run a local group through a partition, a split brain and its self-healing, with a timeline",
+		UsageText: "mastership demo [-agents N] [-json] [-keep] [-dir DIR]\n\n" +
+			"Starts a naming node and a group of agents as child processes on 127.0.0.x with\n" +
+			"fault control, runs a client workload, cuts the group into a majority and a\n" +
+			"minority (the naming node reachable from the majority), shows the second master\n" +
+			"appear, heals, and shows detection, the naming node's decision, the triggers and\n" +
+			"each agent's recovery. Exits 0 when the group healed with no acknowledged write lost.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "agents", Value: 5, Usage: "group size, 3 to 9"},
+			&cli.DurationFlag{Name: "split", Value: 1500 * time.Millisecond, Usage: "how long the partition lasts once the second master serves"},
+			&cli.StringFlag{Name: "dir", Usage: "working `DIR` for data and logs (default: a new temporary directory)"},
+			&cli.BoolFlag{Name: "keep", Usage: "leave the cluster running and print the commands to explore it"},
+			jsonFlag(),
+		},
+		Action: runDemo,
+	}
+}
+
+// demoEvent is one line of the timeline.
+type demoEvent struct {
+	MS     int64  `json:"ms"`
+	Source string `json:"source"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+// demoSummary is the shape of `mastership demo -json`.
+type demoSummary struct {
+	Agents                 int         `json:"agents"`
+	MastersDuringPartition int         `json:"masters_during_partition"`
+	MastersAfterHeal       int         `json:"masters_after_heal"`
+	Master                 uint64      `json:"master"`
+	HealMS                 int64       `json:"heal_ms"`
+	DigestsEqual           bool        `json:"digests_equal"`
+	Acked                  int         `json:"acked"`
+	Lost                   int         `json:"lost"`
+	Diverged               int         `json:"diverged"`
+	Healed                 bool        `json:"healed"`
+	Dir                    string      `json:"dir"`
+	Events                 []demoEvent `json:"events"`
+}
+
+type demoAgent struct {
+	id            uint64
+	ip, bind, api string
+	cmd           *exec.Cmd
+	role          string
+	master, epoch uint64
+	lastCheck     time.Time
+}
+
+type demo struct {
+	c      *cli.Context
+	start  time.Time
+	mu     sync.Mutex
+	events []demoEvent
+	live   bool // print events as they happen
+	hc     *http.Client
+	naming *client.Client
+	nAddr  string
+	agents []*demoAgent
+	procs  []*exec.Cmd
+	seq    uint64 // last naming event seen
+}
+
+func (d *demo) event(source, kind, format string, args ...any) {
+	e := demoEvent{MS: time.Since(d.start).Milliseconds(), Source: source, Kind: kind, Detail: fmt.Sprintf(format, args...)}
+	d.mu.Lock()
+	d.events = append(d.events, e)
+	d.mu.Unlock()
+	if d.live {
+		fmt.Fprintf(d.c.App.Writer, "  +%6dms  %-10s %-22s %s\n", e.MS, e.Source, e.Kind, e.Detail)
+	}
+}
+
+func freeLocalAddr(ip string) (string, error) {
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		return "", fmt.Errorf("no free port on %s: %w", ip, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return freeLocalAddr(ip)
+	}
+	pc.Close()
+	return addr, nil
+}
+
+func runDemo(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	n := c.Int("agents")
+	if n < 3 || n > 9 {
+		return usageErr("-agents %d: want 3 to 9", n)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the mastership binary: %w", err)
+	}
+	dir := c.String("dir")
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "mastership-demo-"); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	d := &demo{c: c, start: time.Now(), live: !c.Bool("json"), hc: &http.Client{Timeout: 2 * time.Second}}
+	keep := c.Bool("keep")
+	defer func() {
+		if !keep {
+			d.stop()
+			if c.String("dir") == "" {
+				os.RemoveAll(dir)
+			}
+		}
+	}()
+	if d.live {
+		fmt.Fprintf(c.App.Writer, "Mastership demo: a naming node and %d agents on 127.0.0.x (logs in %s)\n\n", n, dir)
+	}
+	sum, err := d.run(exe, dir, n)
+	if err != nil {
+		return err
+	}
+	sum.Dir = dir
+	if c.Bool("json") {
+		sum.Events = d.events
+		if err := writeJSON(c.App.Writer, sum); err != nil {
+			return err
+		}
+	} else {
+		d.printSummary(sum)
+	}
+	if keep {
+		d.printKeep()
+	}
+	if !sum.Healed || sum.Lost > 0 {
+		return cli.Exit("", exitError)
+	}
+	return nil
+}
+
+func (d *demo) spawn(exe, logPath string, args ...string) (*exec.Cmd, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Own process group: a Ctrl-C on the demo does not kill a -keep cluster
+	// before the demo stops it itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", strings.Join(args[:3], " "), err)
+	}
+	f.Close()
+	d.procs = append(d.procs, cmd)
+	return cmd, nil
+}
+
+func (d *demo) stop() {
+	for _, p := range d.procs {
+		p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range d.procs {
+		done := make(chan struct{})
+		go func() { p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			p.Process.Kill()
+			<-done
+		}
+	}
+}
+
+func (d *demo) info(a *demoAgent) (agent.InfoJSON, error) {
+	var info agent.InfoJSON
+	resp, err := d.hc.Get("http://" + a.api + "/v1/info")
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	return info, json.NewDecoder(resp.Body).Decode(&info)
+}
+
+func (d *demo) fault(a *demoAgent, req agent.FaultRequest) error {
+	b, _ := json.Marshal(req)
+	resp, err := d.hc.Post("http://"+a.api+"/v1/fault", "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		return fmt.Errorf("fault on agent %d: %w", a.id, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("fault on agent %d: %s %s", a.id, resp.Status, body)
+	}
+	return nil
+}
+
+// stable reports one master, registered at the naming node, followed by
+// every agent, with equal digests.
+func (d *demo) stable() (bool, uint64) {
+	var master uint64
+	digests := map[string]bool{}
+	infos := make([]agent.InfoJSON, len(d.agents))
+	for i, a := range d.agents {
+		info, err := d.info(a)
+		if err != nil {
+			return false, 0
+		}
+		infos[i] = info
+		if info.Role == api.RoleMaster.String() {
+			if master != 0 {
+				return false, 0
+			}
+			master = info.ID
+		}
+		digests[info.Digest] = true
+	}
+	if master == 0 || len(digests) != 1 {
+		return false, 0
+	}
+	for _, info := range infos {
+		if info.Master != master || (info.ID != master && info.Role != api.RoleBackup.String()) {
+			return false, 0
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	look, err := d.naming.Lookup(ctx, api.LookupRequest{Group: "demo"})
+	if err != nil || look.Master == nil || look.Master.ID != master {
+		return false, 0
+	}
+	return true, master
+}
+
+func (d *demo) masters() []uint64 {
+	var ms []uint64
+	for _, a := range d.agents {
+		if info, err := d.info(a); err == nil && info.Role == api.RoleMaster.String() {
+			ms = append(ms, a.id)
+		}
+	}
+	return ms
+}
+
+func (d *demo) waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// watch turns changes of roles, self-monitor checks and naming events into
+// timeline events until ctx ends.
+func (d *demo) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		for _, a := range d.agents {
+			info, err := d.info(a)
+			if err != nil {
+				continue
+			}
+			src := fmt.Sprintf("agent %d", a.id)
+			if info.Role != a.role || info.Master != a.master || info.Epoch != a.epoch {
+				switch {
+				case a.role == "":
+				case a.role == info.Role && info.Role == api.RoleMaster.String():
+					d.event(src, "reassert", "master at a new epoch %d, above every epoch seen", info.Epoch)
+				case a.role == info.Role:
+					d.event(src, "follow", "%s of %d at epoch %d", info.Role, info.Master, info.Epoch)
+				default:
+					d.event(src, "role", "%s -> %s (epoch %d, follows %d)", a.role, info.Role, info.Epoch, info.Master)
+				}
+				a.role, a.master, a.epoch = info.Role, info.Master, info.Epoch
+			}
+			if lc := info.LastAction; lc != nil && lc.Time.After(a.lastCheck) {
+				a.lastCheck = lc.Time
+				d.event(src, "self-monitor", "trigger %q: %s in %.1fms", short(lc.Trigger), lc.Decision, lc.DetectMS)
+				if lc.Error != "" {
+					d.event(src, "recovery-failed", "%s: %s", lc.Recovery, lc.Error)
+				} else {
+					d.event(src, "recovery", "%s (%.0fms)", lc.Recovery, lc.RecoveryMS)
+				}
+			}
+		}
+		evctx, cancel := context.WithTimeout(ctx, time.Second)
+		evs, err := d.naming.AllEvents(evctx, "demo", d.seq)
+		cancel()
+		if err == nil {
+			for _, e := range evs {
+				d.seq = e.Seq
+				switch e.Kind {
+				case api.EventMemberJoined, api.EventTriggerFailed, api.EventRecheck:
+					continue
+				case api.EventTriggerSent:
+					if e.Reason != "recheck" {
+						d.event("naming", "trigger", "agent %d notified (%s)", e.Target, e.Reason)
+					}
+					continue
+				}
+				d.event("naming", e.Kind, "%s", describeEvent(e))
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func short(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
+// workload writes keys through a client until ctx ends and returns the
+// acknowledged ones.
+func workload(ctx context.Context, cl *aclient.Client, prefix string, acked map[string]string, mu *sync.Mutex) {
+	for i := 0; ctx.Err() == nil; i++ {
+		key, val := fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("v%d", i)
+		octx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cl.Put(octx, key, []byte(val))
+		cancel()
+		if err == nil {
+			mu.Lock()
+			acked[key] = val
+			mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(15 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
+	sum := &demoSummary{Agents: n}
+	nAddr, err := freeLocalAddr("127.0.0.2")
+	if err != nil {
+		return nil, err
+	}
+	d.nAddr = nAddr
+	if _, err := d.spawn(exe, filepath.Join(dir, "naming.log"), "-log-level", "info", "naming", "-profile", "local",
+		"-bind", nAddr, "-data-dir", filepath.Join(dir, "naming")); err != nil {
+		return nil, err
+	}
+	if d.naming, err = client.New(nAddr, client.WithTimeout(time.Second)); err != nil {
+		return nil, err
+	}
+	if !d.waitFor(10*time.Second, func() bool { _, err := d.naming.Health(context.Background()); return err == nil }) {
+		return nil, fmt.Errorf("the naming node did not start on %s: see %s", nAddr, filepath.Join(dir, "naming.log"))
+	}
+	d.event("naming", "started", "naming node on %s", nAddr)
+	for i := 1; i <= n; i++ {
+		a := &demoAgent{id: uint64(i), ip: fmt.Sprintf("127.0.0.%d", 10+i)}
+		if a.bind, err = freeLocalAddr(a.ip); err != nil {
+			return nil, err
+		}
+		if a.api, err = freeLocalAddr(a.ip); err != nil {
+			return nil, err
+		}
+		args := []string{"-log-level", "info", "agent", "-profile", "local", "-group", "demo", "-id", fmt.Sprint(i),
+			"-bind", a.bind, "-api", a.api, "-naming", nAddr, "-priority", fmt.Sprint(n + 1 - i), "-mode", "available",
+			"-fault-control", "-data-dir", filepath.Join(dir, fmt.Sprintf("agent-%d", i))}
+		if i > 1 {
+			args = append(args, "-join", d.agents[0].bind)
+		}
+		if a.cmd, err = d.spawn(exe, filepath.Join(dir, fmt.Sprintf("agent-%d.log", i)), args...); err != nil {
+			return nil, err
+		}
+		d.agents = append(d.agents, a)
+	}
+	d.event("demo", "started", "%d agents in group \"demo\", available mode, priorities %d..1, policy lowest-id", n, n)
+	var first uint64
+	if !d.waitFor(30*time.Second, func() bool { ok, m := d.stable(); first = m; return ok }) {
+		return nil, fmt.Errorf("the group did not elect a master within 30s: see the logs in %s", dir)
+	}
+	d.event("demo", "stable", "agent %d is master, registered, followed by all, digests equal", first)
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.watch(watchCtx) }()
+	defer func() { stopWatch(); wg.Wait() }()
+
+	// The workload: one client finds the master through the naming node.
+	var allAPIs []string
+	for _, a := range d.agents {
+		allAPIs = append(allAPIs, a.api)
+	}
+	acked := map[string]string{}
+	var amu sync.Mutex
+	main, err := aclient.New(aclient.Config{Group: "demo", Naming: nAddr, Agents: allAPIs, Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer main.Close()
+	wctx, stopWrites := context.WithCancel(context.Background())
+	defer stopWrites()
+	var wwg sync.WaitGroup
+	wwg.Add(1)
+	go func() { defer wwg.Done(); workload(wctx, main, "w", acked, &amu) }()
+	time.Sleep(300 * time.Millisecond)
+
+	// The partition: {1..k} | {k+1..n}, the naming node on the majority side.
+	k := n/2 + 1
+	var majorityIPs, minorityIPs []string
+	for _, a := range d.agents {
+		if int(a.id) <= k {
+			majorityIPs = append(majorityIPs, a.ip)
+		} else {
+			minorityIPs = append(minorityIPs, a.ip)
+		}
+	}
+	namingIP, _, _ := net.SplitHostPort(nAddr)
+	for _, a := range d.agents {
+		peers := minorityIPs
+		if int(a.id) > k {
+			peers = append(append([]string{}, majorityIPs...), namingIP)
+		}
+		if err := d.fault(a, agent.FaultRequest{Action: "partition", Peers: peers}); err != nil {
+			return nil, err
+		}
+	}
+	d.event("demo", "partition", "cut {%s} | {%s}; the naming node is reachable from the majority only", ids(1, k), ids(k+1, n))
+	if d.waitFor(10*time.Second, func() bool { return len(d.masters()) >= 2 }) {
+		ms := d.masters()
+		sum.MastersDuringPartition = len(ms)
+		d.event("demo", "split-brain", "%d masters: %v", len(ms), ms)
+	} else {
+		sum.MastersDuringPartition = len(d.masters())
+		d.event("demo", "no-split", "the minority did not elect a master")
+	}
+	// A second client writes to the minority side only.
+	var minorityAPIs []string
+	for _, a := range d.agents[k:] {
+		minorityAPIs = append(minorityAPIs, a.api)
+	}
+	side, err := aclient.New(aclient.Config{Group: "demo", Agents: minorityAPIs, Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer side.Close()
+	wwg.Add(1)
+	mctx, stopMinority := context.WithCancel(wctx)
+	go func() { defer wwg.Done(); workload(mctx, side, "m", acked, &amu) }()
+	time.Sleep(d.c.Duration("split"))
+	stopMinority()
+
+	heal := time.Now()
+	for _, a := range d.agents {
+		if err := d.fault(a, agent.FaultRequest{Action: "heal"}); err != nil {
+			return nil, err
+		}
+	}
+	d.event("demo", "heal", "every link restored")
+	var final uint64
+	sum.Healed = d.waitFor(30*time.Second, func() bool { ok, m := d.stable(); final = m; return ok })
+	sum.HealMS = time.Since(heal).Milliseconds()
+	if sum.Healed {
+		d.event("demo", "healed", "one master (agent %d), every member follows it, digests equal: %dms after the heal", final, sum.HealMS)
+	} else {
+		d.event("demo", "not-healed", "no single synced master 30s after the heal")
+	}
+	time.Sleep(300 * time.Millisecond)
+	stopWrites()
+	wwg.Wait()
+	time.Sleep(100 * time.Millisecond) // let the watcher print the last events
+	stopWatch()
+	wg.Wait()
+
+	ok, m := d.stable()
+	sum.DigestsEqual, sum.Master = ok, m
+	sum.MastersAfterHeal = len(d.masters())
+	// Every acknowledged write is in the final state or a divergence record.
+	diverged := map[string]bool{}
+	for _, a := range d.agents {
+		var recs []store.Record
+		resp, err := d.hc.Get("http://" + a.api + "/v1/divergence")
+		if err != nil {
+			continue
+		}
+		json.NewDecoder(resp.Body).Decode(&recs)
+		resp.Body.Close()
+		for _, r := range recs {
+			if op, err := kv.DecodeOp(r.Op); err == nil {
+				diverged[op.Key] = true
+			}
+		}
+	}
+	amu.Lock()
+	defer amu.Unlock()
+	sum.Acked = len(acked)
+	keys := make([]string, 0, len(acked))
+	for k := range acked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := main.Get(ctx, key)
+		cancel()
+		switch {
+		case err == nil && r.Found && string(r.Value) == acked[key]:
+		case diverged[key]:
+			sum.Diverged++
+		default:
+			sum.Lost++
+			if errors.Is(err, aclient.ErrNoMaster) {
+				d.event("demo", "read-failed", "%s: %v", key, err)
+			}
+		}
+	}
+	return sum, nil
+}
+
+func ids(from, to int) string {
+	var s []string
+	for i := from; i <= to; i++ {
+		s = append(s, fmt.Sprint(i))
+	}
+	return strings.Join(s, ",")
+}
+
+func (d *demo) printSummary(s *demoSummary) {
+	w := d.c.App.Writer
+	fmt.Fprintf(w, "\nSummary\n")
+	fmt.Fprintf(w, "  masters during the partition: %d\n", s.MastersDuringPartition)
+	fmt.Fprintf(w, "  masters after the heal:       %d (agent %d)\n", s.MastersAfterHeal, s.Master)
+	fmt.Fprintf(w, "  heal to one synced master:    %dms\n", s.HealMS)
+	fmt.Fprintf(w, "  digests equal:                %v\n", s.DigestsEqual)
+	fmt.Fprintf(w, "  writes acknowledged:          %d\n", s.Acked)
+	fmt.Fprintf(w, "  lost:                         %d\n", s.Lost)
+	fmt.Fprintf(w, "  in divergence records:        %d (kept for replay: mastership divergence list -agent ADDR)\n", s.Diverged)
+	if s.Healed && s.Lost == 0 {
+		fmt.Fprintf(w, "  result:                       healed\n")
+	} else {
+		fmt.Fprintf(w, "  result:                       NOT healed\n")
+	}
+}
+
+func (d *demo) printKeep() {
+	w := d.c.App.Writer
+	fmt.Fprintf(w, "\nThe cluster keeps running. Explore it:\n")
+	fmt.Fprintf(w, "  mastership status -naming %s -group demo\n", d.nAddr)
+	fmt.Fprintf(w, "  mastership events -naming %s -group demo\n", d.nAddr)
+	fmt.Fprintf(w, "  mastership members -agent %s\n", d.agents[0].api)
+	fmt.Fprintf(w, "  mastership info -agent %s\n", d.agents[len(d.agents)-1].api)
+	fmt.Fprintf(w, "  mastership kv put -group demo -naming %s hello world\n", d.nAddr)
+	fmt.Fprintf(w, "  mastership divergence list -agent %s\n", d.agents[len(d.agents)-1].api)
+	var pids []string
+	for _, p := range d.procs {
+		pids = append(pids, fmt.Sprint(p.Process.Pid))
+	}
+	fmt.Fprintf(w, "Stop it with: kill %s\n", strings.Join(pids, " "))
+}
