@@ -1,0 +1,962 @@
+package e2e
+
+// Helpers of the unprivileged fault scenarios (scenarios_test.go): a
+// cluster of real processes on its own 127.0.S.x range, faults through the
+// agents' -fault-control API, clients that record a history, and the
+// checks of DESIGN.md's invariants 1 to 4.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/mastership/mastership/agent"
+	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+	nclient "github.com/mastership/mastership/naming/client"
+)
+
+const (
+	scGroup    = "scn"
+	scAgents   = 5
+	scLogLevel = "debug"
+	// scHealBound is invariant 1's bound for these scenarios.
+	scHealBound = 15 * time.Second
+	// scClientTimeout bounds one client operation with its retries.
+	scClientTimeout = 2 * time.Second
+	// scLogTail is how many lines of each process's log a failure shows.
+	scLogTail = 60
+)
+
+// scProc is one process whose output goes to a log file.
+type scProc struct {
+	name string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// scSpawn runs the binary with its output appended to logPath; it is
+// killed at t's cleanup (and by the kernel if the test binary dies).
+func scSpawn(t *testing.T, name, logPath string, args ...string) *scProc {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "=== %s: %s %s\n", time.Now().Format(time.RFC3339Nano), binary, strings.Join(args, " "))
+	p := &scProc{name: name, log: logPath, cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+// kill sends SIGKILL (a stopped process dies too) and waits for the exit.
+func (p *scProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *scProc) signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// tail returns the last n lines of the process's log.
+func (p *scProc) tail(n int) string {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	total := 0
+	for sc.Scan() {
+		total++
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	head := ""
+	if total > n {
+		head = fmt.Sprintf("[%d earlier lines in %s]\n", total-n, p.log)
+	}
+	return head + strings.Join(lines, "\n")
+}
+
+// scFreeAddr is a host:port on ip free for TCP and UDP a moment ago
+// (memberlist binds both).
+func scFreeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		addr := freeAddr(t, ip)
+		pc, err := net.ListenPacket("udp", addr)
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no port free for TCP and UDP on %s", ip)
+	return ""
+}
+
+type scAgent struct {
+	id             int
+	ip, bind, api  string
+	dir, log       string
+	args           []string
+	proc           *scProc
+	priority       int
+	killed, paused bool
+}
+
+// scCluster is a naming node on 127.0.S.2 and agents 1..5 on
+// 127.0.S.31..35, priorities 5..1, one group.
+type scCluster struct {
+	t          *testing.T
+	name, mode string
+	octet      int
+	start      time.Time
+	namingIP   string
+	namingAddr string
+	namingDir  string
+	namingLog  string
+	naming     *scProc
+	agents     []*scAgent // agents[i] has ID i+1
+	hc         *http.Client
+	nc         *nclient.Client
+	sides      *scSides
+}
+
+func (c *scCluster) ip(n int) string { return fmt.Sprintf("127.0.%d.%d", c.octet, 30+n) }
+
+// agent returns agent n (1-based).
+func (c *scCluster) agent(n int) *scAgent { return c.agents[n-1] }
+
+func (c *scCluster) ids() []int {
+	ids := make([]int, len(c.agents))
+	for i := range c.agents {
+		ids[i] = i + 1
+	}
+	return ids
+}
+
+func (c *scCluster) apis() []string {
+	var out []string
+	for _, a := range c.agents {
+		out = append(out, a.api)
+	}
+	return out
+}
+
+// elapsed is a timestamp for logs.
+func (c *scCluster) elapsed() string {
+	return fmt.Sprintf("+%5dms", time.Since(c.start).Milliseconds())
+}
+
+func (c *scCluster) logf(format string, args ...any) {
+	c.t.Helper()
+	c.t.Logf("%s %s", c.elapsed(), fmt.Sprintf(format, args...))
+}
+
+// newSCCluster starts the naming node and the agents and waits until agent
+// 1 (the highest priority) is master, registered and followed by all.
+func newSCCluster(t *testing.T, name, mode string, octet, expect int) *scCluster {
+	t.Helper()
+	dir := t.TempDir()
+	// MASTERSHIP_E2E_LOG_DIR keeps the data directories and logs.
+	if keep := os.Getenv("MASTERSHIP_E2E_LOG_DIR"); keep != "" {
+		var err error
+		if dir, err = os.MkdirTemp(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("data and logs in %s", dir)
+	}
+	c := &scCluster{t: t, name: name, mode: mode, octet: octet, start: time.Now(),
+		namingIP: fmt.Sprintf("127.0.%d.2", octet), namingDir: filepath.Join(dir, "naming"), namingLog: filepath.Join(dir, "naming.log"),
+		hc: &http.Client{Timeout: 2 * time.Second}, sides: newSCSides()}
+	t.Cleanup(c.hc.CloseIdleConnections)
+	// A failure while starting shows the processes' logs (the scenarios
+	// defer dumpOnFailure themselves, to run before the processes die).
+	up := false
+	defer func() {
+		if !up {
+			c.dumpOnFailure()
+		}
+	}()
+	c.namingAddr = scFreeAddr(t, c.namingIP)
+	c.startNaming()
+	for n := 1; n <= scAgents; n++ {
+		a := &scAgent{id: n, ip: c.ip(n), priority: scAgents + 1 - n, dir: filepath.Join(dir, fmt.Sprintf("agent-%d", n)),
+			log: filepath.Join(dir, fmt.Sprintf("agent-%d.log", n))}
+		a.bind, a.api = scFreeAddr(t, a.ip), scFreeAddr(t, a.ip)
+		c.agents = append(c.agents, a)
+	}
+	for _, a := range c.agents {
+		var join []string
+		for _, b := range c.agents {
+			if b != a {
+				join = append(join, b.bind)
+			}
+		}
+		a.args = []string{"-log-level", scLogLevel, "agent", "-profile", "local", "-group", scGroup, "-id", fmt.Sprint(a.id),
+			"-bind", a.bind, "-api", a.api, "-naming", c.namingAddr, "-priority", fmt.Sprint(a.priority), "-mode", mode,
+			"-fault-control", "-data-dir", a.dir, "-join", strings.Join(join, ",")}
+		if expect > 0 {
+			a.args = append(a.args, "-expect", fmt.Sprint(expect))
+		}
+		a.proc = scSpawn(t, fmt.Sprintf("agent %d", a.id), a.log, a.args...)
+	}
+	m, _ := c.waitStable(30*time.Second, "the first stable master", c.ids(), true)
+	if m != 1 {
+		t.Fatalf("first master is %d, want 1 (the highest priority)", m)
+	}
+	c.logf("cluster up: agent 1 master of %d agents in %s mode", scAgents, mode)
+	up = true
+	return c
+}
+
+// startNaming starts (or restarts on the same address and data directory)
+// the naming node and waits until it answers.
+func (c *scCluster) startNaming() {
+	c.t.Helper()
+	c.naming = scSpawn(c.t, "naming", c.namingLog, "-log-level", scLogLevel, "naming", "-profile", "local",
+		"-bind", c.namingAddr, "-data-dir", c.namingDir)
+	if c.nc == nil {
+		nc, err := nclient.New(c.namingAddr, nclient.WithTimeout(time.Second))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.nc = nc
+		c.t.Cleanup(nc.Close)
+	}
+	waitFor(c.t, 10*time.Second, "the naming node answers", func() bool {
+		_, err := c.nc.Health(context.Background())
+		return err == nil
+	})
+}
+
+// restartAgent starts a killed agent again on its addresses and data.
+func (c *scCluster) restartAgent(n int) {
+	a := c.agent(n)
+	a.proc = scSpawn(c.t, fmt.Sprintf("agent %d", a.id), a.log, a.args...)
+	a.killed = false
+}
+
+// dumpOnFailure shows every agent's info, the naming node's events and the
+// tail of each process's log.
+func (c *scCluster) dumpOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, a := range c.agents {
+		b, err := c.get(a.api, "/v1/info")
+		c.t.Logf("--- info of agent %d: %v %s", a.id, err, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if evs, err := c.nc.AllEvents(ctx, scGroup, 0); err == nil {
+		var lines []string
+		for _, e := range evs {
+			b, _ := json.Marshal(e)
+			lines = append(lines, string(b))
+		}
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		c.t.Logf("--- naming events (last 40):\n%s", strings.Join(lines, "\n"))
+	}
+	for _, a := range c.agents {
+		if a.proc != nil {
+			c.t.Logf("--- log of agent %d (tail):\n%s", a.id, a.proc.tail(scLogTail))
+		}
+	}
+	c.t.Logf("--- log of the naming node (tail):\n%s", c.naming.tail(scLogTail))
+}
+
+func (c *scCluster) get(addr, path string) ([]byte, error) {
+	resp, err := c.hc.Get("http://" + addr + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("GET %s%s: %s", addr, path, resp.Status)
+	}
+	return b, err
+}
+
+func (c *scCluster) info(n int) (agent.InfoJSON, error) {
+	var in agent.InfoJSON
+	b, err := c.get(c.agent(n).api, "/v1/info")
+	if err != nil {
+		return in, err
+	}
+	return in, json.Unmarshal(b, &in)
+}
+
+// infos asks agents ids at once; a failed query has Role "".
+func (c *scCluster) infos(ids []int) map[int]agent.InfoJSON {
+	var mu sync.Mutex
+	out := map[int]agent.InfoJSON{}
+	var wg sync.WaitGroup
+	for _, n := range ids {
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			in, err := c.info(n)
+			if err != nil {
+				in = agent.InfoJSON{ID: uint64(n)}
+			}
+			mu.Lock()
+			out[n] = in
+			mu.Unlock()
+		}(n)
+	}
+	wg.Wait()
+	return out
+}
+
+func scDescribe(infos map[int]agent.InfoJSON, ids []int) string {
+	var parts []string
+	for _, n := range ids {
+		in := infos[n]
+		if in.Role == "" {
+			parts = append(parts, fmt.Sprintf("%d:unreachable", n))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%d:%s(master=%d epoch=%d.%d applied=%d serving=%v digest=%.10s)",
+			n, in.Role, in.Master, in.Epoch, in.EpochID, in.Applied, in.Serving, in.Digest))
+	}
+	return strings.Join(parts, " ")
+}
+
+// scRoles reports the one serving master that every agent of ids follows
+// (the others as back-ups), or 0; with digests, every digest must equal
+// the master's too.
+func scRoles(infos map[int]agent.InfoJSON, ids []int, digests bool) uint64 {
+	var master uint64
+	for _, n := range ids {
+		if infos[n].Role == api.RoleMaster.String() {
+			if master != 0 {
+				return 0
+			}
+			master = uint64(n)
+		}
+	}
+	if master == 0 || !infos[int(master)].Serving {
+		return 0
+	}
+	want := infos[int(master)].Digest
+	for _, n := range ids {
+		in := infos[n]
+		if in.Master != master || (uint64(n) != master && in.Role != api.RoleBackup.String()) {
+			return 0
+		}
+		if digests && in.Digest != want {
+			return 0
+		}
+	}
+	return master
+}
+
+// registered is the naming node's retained master, 0 for none.
+func (c *scCluster) registered() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	look, err := c.nc.Lookup(ctx, api.LookupRequest{Group: scGroup})
+	if err != nil || look.Master == nil {
+		return 0
+	}
+	return look.Master.ID
+}
+
+// waitStable waits until ids have one master, registered at the naming
+// node, that all follow (with equal digests when digests is set), seen
+// twice 300ms apart; it returns the master and when it was first seen.
+func (c *scCluster) waitStable(timeout time.Duration, what string, ids []int, digests bool) (uint64, time.Time) {
+	c.t.Helper()
+	m, at, last := c.pollStable(timeout, ids, digests)
+	if m == 0 {
+		c.t.Fatalf("%s: no %s within %s: %s (naming node registers %d)", c.name, what, timeout, scDescribe(last, ids), c.registered())
+	}
+	return m, at
+}
+
+func (c *scCluster) pollStable(timeout time.Duration, ids []int, digests bool) (uint64, time.Time, map[int]agent.InfoJSON) {
+	deadline := time.Now().Add(timeout)
+	var since time.Time
+	var master uint64
+	var last map[int]agent.InfoJSON
+	for {
+		now := time.Now()
+		last = c.infos(ids)
+		m := scRoles(last, ids, digests)
+		if m != 0 && c.registered() != m {
+			m = 0
+		}
+		switch {
+		case m == 0:
+			since, master = time.Time{}, 0
+		case m != master:
+			since, master = now, m
+		case now.Sub(since) >= 300*time.Millisecond:
+			return master, since, last
+		}
+		if now.After(deadline) && (master == 0 || now.After(deadline.Add(time.Second))) {
+			return 0, time.Time{}, last
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitMaster waits until one of ids other than not is a serving master.
+func (c *scCluster) waitMaster(timeout time.Duration, what string, not int, ids ...int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		infos := c.infos(ids)
+		for _, n := range ids {
+			if n != not && infos[n].Role == api.RoleMaster.String() {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: timed out after %s waiting for %s: %s", c.name, timeout, what, scDescribe(infos, ids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fault posts one fault request to agent n.
+func (c *scCluster) fault(n int, req agent.FaultRequest) {
+	c.t.Helper()
+	b, _ := json.Marshal(req)
+	resp, err := c.hc.Post("http://"+c.agent(n).api+"/v1/fault", "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		c.t.Fatalf("fault %s on agent %d: %v", req.Action, n, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(resp.Body)
+		c.t.Fatalf("fault %s on agent %d: %s %s", req.Action, n, resp.Status, body)
+	}
+}
+
+// partition cuts the agents into sides (every agent on exactly one side);
+// the naming node is reachable from the agents of namingWith only. Both
+// ends of every cut are applied, each agent's faults replaced at once.
+// The workload's clients follow: each client is on the side of its home
+// agent.
+func (c *scCluster) partition(sides [][]int, namingWith []int) {
+	c.t.Helper()
+	sideOf := map[int]int{}
+	for s, ids := range sides {
+		for _, n := range ids {
+			sideOf[n] = s
+		}
+	}
+	namingOK := map[int]bool{}
+	for _, n := range namingWith {
+		namingOK[n] = true
+	}
+	block := map[int][]string{}
+	for _, n := range c.ids() {
+		for _, m := range c.ids() {
+			if sideOf[m] != sideOf[n] {
+				block[n] = append(block[n], c.ip(m))
+			}
+		}
+		if !namingOK[n] {
+			block[n] = append(block[n], c.namingIP)
+		}
+	}
+	for _, n := range c.ids() {
+		if c.agent(n).killed {
+			continue
+		}
+		c.fault(n, agent.FaultRequest{Action: "heal"})
+		if len(block[n]) > 0 {
+			c.fault(n, agent.FaultRequest{Action: "partition", Peers: block[n]})
+		}
+	}
+	c.sides.set(block)
+	var desc []string
+	for _, s := range sides {
+		desc = append(desc, fmt.Sprint(s))
+	}
+	c.logf("partition %s; the naming node reachable from %v", strings.Join(desc, "|"), namingWith)
+}
+
+// heal removes every fault of every agent and of the clients.
+func (c *scCluster) heal() {
+	c.t.Helper()
+	for _, n := range c.ids() {
+		if !c.agent(n).killed {
+			c.fault(n, agent.FaultRequest{Action: "heal"})
+		}
+	}
+	c.sides.set(nil)
+	c.logf("heal")
+}
+
+// divergence returns every agent's divergence records.
+func (c *scCluster) divergence() ([]store.Record, error) {
+	var all []store.Record
+	for _, a := range c.agents {
+		b, err := c.get(a.api, "/v1/divergence")
+		if err != nil {
+			return nil, fmt.Errorf("divergence of agent %d: %w", a.id, err)
+		}
+		var recs []store.Record
+		if err := json.Unmarshal(b, &recs); err != nil {
+			return nil, fmt.Errorf("divergence of agent %d: %v: %s", a.id, err, b)
+		}
+		all = append(all, recs...)
+	}
+	return all, nil
+}
+
+// scSides is what the test's clients may reach: a client homed on agent n
+// is cut from the hosts agent n is cut from, so a client "on the minority
+// side" writes to the minority's master. Connections already open to a
+// host fail on their next read or write once it is cut.
+type scSides struct {
+	mu    sync.Mutex
+	block map[int]map[string]bool
+}
+
+func newSCSides() *scSides { return &scSides{} }
+
+func (s *scSides) set(block map[int][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.block = map[int]map[string]bool{}
+	for n, hosts := range block {
+		s.block[n] = map[string]bool{}
+		for _, h := range hosts {
+			s.block[n][h] = true
+		}
+	}
+}
+
+func (s *scSides) cut(home int, addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.block[home][host]
+}
+
+var errSCCut = errors.New("e2e: cut by the scenario's partition")
+
+// dialer is the Dial of a client homed on agent home.
+func (s *scSides) dialer(home int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if s.cut(home, addr) {
+			return nil, fmt.Errorf("dial %s: %w", addr, errSCCut)
+		}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &scConn{Conn: conn, s: s, home: home, addr: addr}, nil
+	}
+}
+
+type scConn struct {
+	net.Conn
+	s    *scSides
+	home int
+	addr string
+}
+
+func (c *scConn) Read(b []byte) (int, error) {
+	if c.s.cut(c.home, c.addr) {
+		c.Conn.Close()
+		return 0, errSCCut
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *scConn) Write(b []byte) (int, error) {
+	if c.s.cut(c.home, c.addr) {
+		c.Conn.Close()
+		return 0, errSCCut
+	}
+	return c.Conn.Write(b)
+}
+
+// The history. Times are nanoseconds since the workload began; a failed
+// operation (its outcome unknown) returns at +inf for porcupine.
+
+type scInput struct {
+	Kind         string // put, get, cas
+	Key, Value   string
+	Expect       string
+	ExpectAbsent bool
+}
+
+type scOutput struct {
+	Unknown bool // the operation failed: it may or may not take effect
+	OK      bool // cas: swapped
+	Found   bool
+	Value   string
+}
+
+type scOp struct {
+	Client    int
+	In        scInput
+	Out       scOutput
+	Call, Ret int64
+	Err       error
+	Epoch     api.Epoch
+	Master    uint64
+	MaxEpoch  api.Epoch // the client's MaxEpoch after the operation
+}
+
+// scWorkload runs the clients and records their history.
+type scWorkload struct {
+	c       *scCluster
+	start   time.Time
+	mu      sync.Mutex
+	ops     []scOp
+	clients []*aclient.Client
+	homes   []int
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stopped bool
+}
+
+// startWorkload starts one client per entry of homes (the agent each
+// client's network follows). Strict groups run puts and gets on each
+// client's own keys and CAS on one shared key; available groups write a
+// fresh key per put.
+func (c *scCluster) startWorkload(homes ...int) *scWorkload {
+	c.t.Helper()
+	w := &scWorkload{c: c, start: time.Now(), homes: homes}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	for i, home := range homes {
+		cl, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(),
+			ClientID: uint64(c.octet)*1000 + uint64(i+1), Timeout: scClientTimeout, Dial: c.sides.dialer(home)})
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		w.clients = append(w.clients, cl)
+		c.t.Cleanup(cl.Close)
+	}
+	for i := range homes {
+		w.wg.Add(1)
+		go func(i int) {
+			defer w.wg.Done()
+			if c.mode == "strict" {
+				w.strictLoop(ctx, i)
+			} else {
+				w.availableLoop(ctx, i)
+			}
+		}(i)
+	}
+	c.t.Cleanup(w.stop)
+	return w
+}
+
+func (w *scWorkload) now() int64 { return time.Since(w.start).Nanoseconds() }
+
+// stop ends the clients' loops and waits for them.
+func (w *scWorkload) stop() {
+	w.cancel()
+	w.wg.Wait()
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}
+
+// do runs one operation through client i and records it.
+func (w *scWorkload) do(ctx context.Context, i int, in scInput) scOp {
+	cl := w.clients[i]
+	op := scOp{Client: i, In: in, Call: w.now()}
+	var r aclient.Reply
+	var err error
+	switch in.Kind {
+	case kv.KindPut:
+		r, err = cl.Put(ctx, in.Key, []byte(in.Value))
+	case kv.KindGet:
+		r, err = cl.Get(ctx, in.Key)
+	case kv.KindCAS:
+		r, err = cl.CAS(ctx, in.Key, []byte(in.Expect), in.ExpectAbsent, []byte(in.Value))
+	}
+	op.Ret = w.now()
+	op.MaxEpoch = cl.MaxEpoch()
+	if err != nil {
+		// Whatever the error, the model takes the weaker claim: the
+		// operation may or may not have taken effect.
+		op.Err, op.Out.Unknown = err, true
+	} else {
+		op.Out = scOutput{OK: r.OK, Found: r.Found, Value: string(r.Value)}
+		op.Epoch, op.Master = r.Epoch, r.Master
+	}
+	w.mu.Lock()
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+	return op
+}
+
+func (w *scWorkload) pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (w *scWorkload) availableLoop(ctx context.Context, i int) {
+	for seq := 1; ctx.Err() == nil; seq++ {
+		w.do(ctx, i, scInput{Kind: kv.KindPut, Key: fmt.Sprintf("c%d-w%d", i+1, seq), Value: fmt.Sprintf("v%d-%d", i+1, seq)})
+		w.pause(ctx, 10*time.Millisecond)
+	}
+}
+
+const (
+	scSharedKey = "shared"
+	scOwnKeys   = 4
+)
+
+func (w *scWorkload) strictLoop(ctx context.Context, i int) {
+	rnd := rand.New(rand.NewSource(int64(w.c.octet*100 + i)))
+	shared, sharedKnown := "", false // the shared key as last seen ("" = absent)
+	for seq := 1; ctx.Err() == nil; seq++ {
+		own := fmt.Sprintf("c%d-k%d", i+1, rnd.Intn(scOwnKeys))
+		var in scInput
+		switch p := rnd.Intn(10); {
+		case p < 4:
+			in = scInput{Kind: kv.KindPut, Key: own, Value: fmt.Sprintf("c%d-%d", i+1, seq)}
+		case p < 6:
+			in = scInput{Kind: kv.KindGet, Key: own}
+		case p < 7:
+			in = scInput{Kind: kv.KindGet, Key: scSharedKey}
+		default:
+			in = scInput{Kind: kv.KindCAS, Key: scSharedKey, Value: fmt.Sprintf("c%d-%d", i+1, seq), Expect: shared, ExpectAbsent: !sharedKnown || shared == ""}
+			if in.ExpectAbsent {
+				in.Expect = ""
+			}
+		}
+		op := w.do(ctx, i, in)
+		if in.Key == scSharedKey && !op.Out.Unknown {
+			switch {
+			case in.Kind == kv.KindCAS && op.Out.OK:
+				shared, sharedKnown = in.Value, true
+			case op.Out.Found:
+				shared, sharedKnown = op.Out.Value, true
+			default:
+				shared, sharedKnown = "", true
+			}
+		}
+		w.pause(ctx, 5*time.Millisecond)
+	}
+}
+
+// history returns a copy of the operations so far.
+func (w *scWorkload) history() []scOp {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]scOp(nil), w.ops...)
+}
+
+// firstAckBy returns when the first write acknowledged by a master other
+// than old, invoked after since, returned; zero when none was.
+func (w *scWorkload) firstAckBy(old uint64, since time.Time) time.Time {
+	from := since.Sub(w.start).Nanoseconds()
+	best := int64(math.MaxInt64)
+	for _, op := range w.history() {
+		if op.Err == nil && op.In.Kind != kv.KindGet && op.Master != old && op.Ret >= from && op.Ret < best {
+			best = op.Ret
+		}
+	}
+	if best == math.MaxInt64 {
+		return time.Time{}
+	}
+	return w.start.Add(time.Duration(best))
+}
+
+// counts summarises the history by outcome.
+func (w *scWorkload) counts() string {
+	ok, failed := map[int]int{}, map[int]int{}
+	var lastErr = map[int]error{}
+	for _, op := range w.history() {
+		if op.Err == nil {
+			ok[op.Client]++
+		} else {
+			failed[op.Client]++
+			lastErr[op.Client] = op.Err
+		}
+	}
+	var parts []string
+	for i := range w.clients {
+		s := fmt.Sprintf("client %d (home %d): %d ok, %d failed", i+1, w.homes[i], ok[i], failed[i])
+		if lastErr[i] != nil {
+			s += fmt.Sprintf(" (last error: %v)", lastErr[i])
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// checkEpochs is invariant 4 for the clients: the epochs of each client's
+// successful replies, in its order of operations, and its MaxEpoch never
+// go backwards.
+func (w *scWorkload) checkEpochs() error {
+	type seen struct {
+		reply, max api.Epoch
+	}
+	last := map[int]*seen{}
+	for _, op := range w.history() {
+		s := last[op.Client]
+		if s == nil {
+			s = &seen{}
+			last[op.Client] = s
+		}
+		if op.MaxEpoch.Less(s.max) {
+			return fmt.Errorf("client %d: MaxEpoch went back from %s to %s (after %s %q)", op.Client+1, s.max, op.MaxEpoch, op.In.Kind, op.In.Key)
+		}
+		s.max = op.MaxEpoch
+		if op.Err != nil {
+			continue
+		}
+		if op.Epoch.Less(s.reply) {
+			return fmt.Errorf("client %d: reply to %s %q at epoch %s from master %d, after a reply at %s", op.Client+1, op.In.Kind, op.In.Key, op.Epoch, op.Master, s.reply)
+		}
+		s.reply = op.Epoch
+	}
+	return nil
+}
+
+// The porcupine model: a key-value store of strings, "" for absent (every
+// value written is non-empty), partitioned by key.
+
+func scKVModel() porcupine.Model {
+	return porcupine.Model{
+		Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+			byKey := map[string][]porcupine.Operation{}
+			var keys []string
+			for _, op := range history {
+				k := op.Input.(scInput).Key
+				if _, ok := byKey[k]; !ok {
+					keys = append(keys, k)
+				}
+				byKey[k] = append(byKey[k], op)
+			}
+			sort.Strings(keys)
+			var out [][]porcupine.Operation
+			for _, k := range keys {
+				out = append(out, byKey[k])
+			}
+			return out
+		},
+		Init: func() interface{} { return "" },
+		Step: func(state, input, output interface{}) (bool, interface{}) {
+			s, in, out := state.(string), input.(scInput), output.(scOutput)
+			switch in.Kind {
+			case kv.KindPut:
+				return true, in.Value
+			case kv.KindGet:
+				if out.Unknown {
+					return true, s
+				}
+				return out.Found == (s != "") && out.Value == s, s
+			case kv.KindCAS:
+				match := s == in.Expect && s != ""
+				if in.ExpectAbsent {
+					match = s == ""
+				}
+				if out.Unknown {
+					if match {
+						return true, in.Value
+					}
+					return true, s
+				}
+				if out.OK {
+					return match, in.Value
+				}
+				return !match && out.Found == (s != "") && out.Value == s, s
+			}
+			return false, s
+		},
+		DescribeOperation: func(input, output interface{}) string {
+			in, out := input.(scInput), output.(scOutput)
+			res := fmt.Sprintf("ok=%v found=%v %q", out.OK, out.Found, out.Value)
+			if out.Unknown {
+				res = "unknown"
+			}
+			switch in.Kind {
+			case kv.KindPut:
+				return fmt.Sprintf("put(%s, %s) -> %s", in.Key, in.Value, res)
+			case kv.KindGet:
+				return fmt.Sprintf("get(%s) -> %s", in.Key, res)
+			}
+			return fmt.Sprintf("cas(%s, %q absent=%v -> %s) -> %s", in.Key, in.Expect, in.ExpectAbsent, in.Value, res)
+		},
+		DescribeState: func(state interface{}) string { return fmt.Sprintf("%q", state) },
+	}
+}
+
+// checkLinearizable checks the history with porcupine. Failed reads are
+// left out (they changed nothing); failed writes may take effect at any
+// time after their call.
+func checkLinearizable(t *testing.T, name string, ops []scOp) error {
+	var hist []porcupine.Operation
+	for _, op := range ops {
+		if op.Out.Unknown && op.In.Kind == kv.KindGet {
+			continue
+		}
+		ret := op.Ret
+		if op.Out.Unknown {
+			ret = math.MaxInt64
+		}
+		hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: op.In, Output: op.Out, Call: op.Call, Return: ret})
+	}
+	model := scKVModel()
+	res, info := porcupine.CheckOperationsVerbose(model, hist, 30*time.Second)
+	switch res {
+	case porcupine.Ok:
+		return nil
+	case porcupine.Unknown:
+		return fmt.Errorf("porcupine could not decide within 30s on %d operations", len(hist))
+	}
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("mastership-e2e-%s-%d.html", name, time.Now().UnixNano()))
+	if err := porcupine.VisualizePath(model, info, path); err != nil {
+		path = "(visualization failed: " + err.Error() + ")"
+	}
+	return fmt.Errorf("the history of %d operations is not linearizable; visualization in %s", len(hist), path)
+}

@@ -1,0 +1,554 @@
+package e2e
+
+// The unprivileged fault tier of e2e (DESIGN.md, "Testing layers" 4): real
+// `mastership` processes on localhost, faults through the agents'
+// -fault-control API, SIGKILL and SIGSTOP. Each scenario runs a naming
+// node on 127.0.S.2 and agents 1..5 on 127.0.S.31..35 (S its own octet,
+// so a stuck process of one scenario never meets another), priorities
+// 5..1, the local profile. Three Go clients record a history throughout;
+// after the heal the scenario checks invariants 1 to 4:
+//
+//  1. within scHealBound one master, registered at the naming node, every
+//     member following it, equal digests;
+//  2. strict: the history is linearizable (porcupine);
+//  3. available: every acknowledged write is in the final state or in a
+//     divergence record of some agent;
+//  4. the epochs each client saw never went backwards.
+//
+// TestScenarios prints a table of heal and failover times, acknowledged,
+// lost and diverged writes, and one key=value line per scenario.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/agent"
+	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// scResult is one row of the table.
+type scResult struct {
+	name, mode      string
+	heal, failover  time.Duration
+	acked           int
+	lost, diverged  int
+	records         int
+	passed, checked bool
+}
+
+func (r *scResult) line() string {
+	ms := func(d time.Duration) string {
+		if d <= 0 {
+			return "-"
+		}
+		return fmt.Sprint(d.Milliseconds())
+	}
+	return fmt.Sprintf("scenario=%s mode=%s heal_ms=%s failover_ms=%s acked=%d lost=%d diverged=%d",
+		r.name, r.mode, ms(r.heal), ms(r.failover), r.acked, r.lost, r.diverged)
+}
+
+// scScenario is one fault story. fault injects the fault, holds it and
+// ends it; it returns when the fault began and when it ended (the heal,
+// SIGCONT or restart), the time heal_ms counts from.
+type scScenario struct {
+	name   string
+	mode   string
+	octet  int
+	expect int
+	homes  []int // each client's home agent: its side in a partition
+	fault  func(c *scCluster, w *scWorkload) (began, ended time.Time)
+}
+
+func TestScenarios(t *testing.T) {
+	all := []scScenario{
+		{name: "figure2-majority", mode: "available", octet: 31, homes: []int{1, 2, 5}, fault: figure2(namingMajority)},
+		{name: "figure2-both", mode: "available", octet: 32, homes: []int{1, 2, 5}, fault: figure2(namingBoth)},
+		{name: "figure2-neither", mode: "available", octet: 33, homes: []int{1, 2, 5}, fault: figure2(namingNeither)},
+		{name: "master-kill", mode: "strict", octet: 34, expect: 5, homes: []int{1, 2, 3}, fault: masterKill},
+		{name: "master-pause", mode: "strict", octet: 35, expect: 5, homes: []int{1, 2, 3}, fault: masterPause},
+		{name: "naming-restart", mode: "available", octet: 36, homes: []int{1, 2, 5}, fault: figure2(namingRestart)},
+		{name: "asymmetric", mode: "available", octet: 37, homes: []int{1, 2, 5}, fault: asymmetric},
+		{name: "second-partition", mode: "available", octet: 38, homes: []int{1, 3, 5}, fault: secondPartition},
+	}
+	var results []*scResult
+	for _, s := range all {
+		r := &scResult{name: s.name, mode: s.mode}
+		t.Run(s.name, func(t *testing.T) {
+			results = append(results, r)
+			runScenario(t, s, r)
+			r.passed = !t.Failed()
+		})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-18s %-9s %8s %11s %6s %5s %8s %7s  %s\n", "scenario", "mode", "heal_ms", "failover_ms", "acked", "lost", "diverged", "records", "result")
+	for _, r := range results {
+		ms := func(d time.Duration) string {
+			if d <= 0 {
+				return "-"
+			}
+			return fmt.Sprint(d.Milliseconds())
+		}
+		res := "ok"
+		switch {
+		case !r.checked && !r.passed:
+			res = "FAIL (before the checks)"
+		case !r.passed:
+			res = "FAIL"
+		}
+		fmt.Fprintf(&b, "%-18s %-9s %8s %11s %6d %5d %8d %7d  %s\n", r.name, r.mode, ms(r.heal), ms(r.failover), r.acked, r.lost, r.diverged, r.records, res)
+	}
+	for _, r := range results {
+		fmt.Fprintln(&b, r.line())
+	}
+	fmt.Print(b.String())
+}
+
+func runScenario(t *testing.T, s scScenario, r *scResult) {
+	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect)
+	defer c.dumpOnFailure()
+	stopWatch := c.watch()
+	defer stopWatch()
+	w := c.startWorkload(s.homes...)
+	defer w.stop()
+	// Some history before the fault.
+	waitFor(t, 10*time.Second, "10 acknowledged operations before the fault", func() bool { return w.okCount() >= 10 })
+
+	began, ended := s.fault(c, w)
+	if t.Failed() {
+		return
+	}
+	if at := w.firstAckBy(1, began); !at.IsZero() {
+		r.failover = at.Sub(began)
+	}
+
+	// Invariant 1: one master followed by all, then (the clients
+	// stopped, so the back-ups can catch up) equal digests, within the
+	// bound from the end of the fault.
+	// heal_ms counts to the first moment of the first phase: a back-up
+	// that follows the master has gone through recovery (downloaded and
+	// verified the master's state); equal digests can only be seen once
+	// the writes stop.
+	deadline := ended.Add(scHealBound)
+	m, at := c.waitStable(time.Until(deadline), "master followed by every member", c.ids(), false)
+	r.heal = at.Sub(ended)
+	c.logf("agent %d is master, followed by all, %s after the end of the fault; stopping the clients", m, r.heal.Round(time.Millisecond))
+	w.stop()
+	m2, synced := c.waitStable(max(time.Until(deadline), time.Second), "master followed by every member with equal digests", c.ids(), true)
+	if synced.After(deadline) {
+		t.Errorf("the group synced %s after the heal, over the bound %s", synced.Sub(ended), scHealBound)
+	}
+	if m2 != m {
+		t.Errorf("master %d after the clients stopped, %d before", m2, m)
+	}
+	stopWatch()
+	c.logf("healed: agent %d master with equal digests %s after the end of the fault; %s", m2, synced.Sub(ended).Round(time.Millisecond), w.counts())
+
+	// The group takes writes again.
+	checker, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checker.Close()
+	if rep, err := checker.Put(context.Background(), "after-heal", []byte("x")); err != nil {
+		t.Errorf("a write after the heal: %v", err)
+	} else if rep.Master != m {
+		t.Errorf("a write after the heal went to master %d, want %d", rep.Master, m)
+	}
+
+	// Invariant 4.
+	if err := w.checkEpochs(); err != nil {
+		t.Errorf("epochs went backwards: %v", err)
+	}
+	recs, err := c.divergence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.records = len(recs)
+	if s.mode == "strict" {
+		checkStrict(t, c, w, checker, recs, r)
+	} else {
+		checkAvailable(t, c, w, checker, recs, r)
+	}
+	r.checked = true
+	t.Log(r.line())
+}
+
+// finalReads reads keys through the checker client, 8 at a time, and
+// returns them as operations of client index id.
+func finalReads(t *testing.T, w *scWorkload, checker *aclient.Client, keys []string, id int) []scOp {
+	t.Helper()
+	out := make([]scOp, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, k string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			op := scOp{Client: id, In: scInput{Kind: kv.KindGet, Key: k}, Call: w.now()}
+			rep, err := checker.Get(context.Background(), k)
+			op.Ret = w.now()
+			if err != nil {
+				op.Err, op.Out.Unknown = err, true
+			} else {
+				op.Out = scOutput{OK: rep.OK, Found: rep.Found, Value: string(rep.Value)}
+				op.Epoch, op.Master = rep.Epoch, rep.Master
+			}
+			out[i] = op
+		}(i, k)
+	}
+	wg.Wait()
+	for _, op := range out {
+		if op.Err != nil {
+			t.Errorf("final read of %q: %v", op.In.Key, op.Err)
+		}
+	}
+	return out
+}
+
+// divergedValues maps key to the values divergence records hold for it.
+func divergedValues(t *testing.T, recs []store.Record) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, rec := range recs {
+		op, err := kv.DecodeOp(rec.Op)
+		if err != nil {
+			t.Errorf("divergence record %d of group %s: undecodable op: %v", rec.ID, rec.Group, err)
+			continue
+		}
+		if out[op.Key] == nil {
+			out[op.Key] = map[string]bool{}
+		}
+		out[op.Key][string(op.Value)] = true
+	}
+	return out
+}
+
+// checkAvailable is invariant 3: every acknowledged put (one fresh key
+// each) is in the final state or in a divergence record.
+func checkAvailable(t *testing.T, c *scCluster, w *scWorkload, checker *aclient.Client, recs []store.Record, r *scResult) {
+	var acked []scOp
+	for _, op := range w.history() {
+		if op.In.Kind == kv.KindPut && op.Err == nil {
+			acked = append(acked, op)
+		}
+	}
+	r.acked = len(acked)
+	keys := make([]string, len(acked))
+	for i, op := range acked {
+		keys[i] = op.In.Key
+	}
+	reads := finalReads(t, w, checker, keys, len(w.clients))
+	div := divergedValues(t, recs)
+	var lost []string
+	for i, op := range acked {
+		fin := reads[i]
+		switch {
+		case fin.Err == nil && fin.Out.Found && fin.Out.Value == op.In.Value:
+		case div[op.In.Key][op.In.Value]:
+			r.diverged++
+		default:
+			r.lost++
+			if len(lost) < 10 {
+				lost = append(lost, fmt.Sprintf("%s=%s (client %d, acked by master %d at epoch %s; final read: found=%v %q %v)",
+					op.In.Key, op.In.Value, op.Client+1, op.Master, op.Epoch, fin.Out.Found, fin.Out.Value, fin.Err))
+			}
+		}
+	}
+	if r.lost > 0 {
+		t.Errorf("%d of %d acknowledged writes are neither in the final state nor in a divergence record (%d records in all), e.g.:\n  %s",
+			r.lost, r.acked, len(recs), strings.Join(lost, "\n  "))
+	}
+	c.logf("%d acknowledged writes: %d in the final state, %d in divergence records (%d records)", r.acked, r.acked-r.lost-r.diverged, r.diverged, len(recs))
+}
+
+// checkStrict is invariant 2 (porcupine over the history and a final read
+// of every key), and counts acknowledged writes missing from the final
+// state.
+func checkStrict(t *testing.T, c *scCluster, w *scWorkload, checker *aclient.Client, recs []store.Record, r *scResult) {
+	hist := w.history()
+	keySet := map[string]bool{}
+	for _, op := range hist {
+		keySet[op.In.Key] = true
+		if op.Err == nil && (op.In.Kind == kv.KindPut || op.In.Kind == kv.KindCAS && op.Out.OK) {
+			r.acked++
+		}
+	}
+	var keys []string
+	for k := range keySet {
+		keys = append(keys, k)
+	}
+	reads := finalReads(t, w, checker, keys, len(w.clients))
+	final := map[string]scOp{}
+	for _, op := range reads {
+		final[op.In.Key] = op
+	}
+	// Each own key has one writer whose puts are sequential: the final
+	// value is its last acknowledged put's, or that of a failed put
+	// (which may take effect late).
+	div := divergedValues(t, recs)
+	type keyState struct {
+		last     string
+		possible map[string]bool
+	}
+	ks := map[string]*keyState{}
+	for _, op := range hist {
+		if op.In.Kind != kv.KindPut {
+			continue
+		}
+		s := ks[op.In.Key]
+		if s == nil {
+			s = &keyState{possible: map[string]bool{}}
+			ks[op.In.Key] = s
+		}
+		if op.Err == nil {
+			s.last = op.In.Value
+		} else {
+			s.possible[op.In.Value] = true
+		}
+	}
+	var lost []string
+	for k, s := range ks {
+		fin, ok := final[k]
+		if !ok || fin.Err != nil || s.last == "" {
+			continue
+		}
+		got := ""
+		if fin.Out.Found {
+			got = fin.Out.Value
+		}
+		if got == s.last || s.possible[got] {
+			continue
+		}
+		if div[k][s.last] {
+			r.diverged++
+		} else {
+			r.lost++
+		}
+		lost = append(lost, fmt.Sprintf("%s: last acknowledged %q, final %q", k, s.last, got))
+	}
+	if len(lost) > 0 {
+		t.Errorf("strict: acknowledged writes missing from the final state: %s", strings.Join(lost, "; "))
+	}
+	all := append(hist, reads...)
+	if err := checkLinearizable(t, c.name, all); err != nil {
+		t.Errorf("strict: %v", err)
+	}
+	c.logf("%d operations (%d acknowledged writes) linearizable: checked; %d divergence records", len(all), r.acked, len(recs))
+}
+
+// watch logs every change of an agent's role, master or epoch until the
+// returned stop is called (idempotent).
+func (c *scCluster) watch() func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		last := map[int]string{}
+		for ctx.Err() == nil {
+			infos := c.infos(c.ids())
+			for _, n := range c.ids() {
+				in := infos[n]
+				s := "unreachable"
+				if in.Role != "" {
+					s = fmt.Sprintf("%s of %d at %d.%d serving=%v", in.Role, in.Master, in.Epoch, in.EpochID, in.Serving)
+				}
+				if last[n] != s {
+					last[n] = s
+					c.t.Logf("%s   agent %d: %s", c.elapsed(), n, s)
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+func (w *scWorkload) okCount() int {
+	n := 0
+	for _, op := range w.history() {
+		if op.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// waitAckBy waits until client i has a write acknowledged by a master
+// other than not, after since.
+func (w *scWorkload) waitAckBy(timeout time.Duration, i int, not uint64, since time.Time, what string) uint64 {
+	w.c.t.Helper()
+	from := since.Sub(w.start).Nanoseconds()
+	var by uint64
+	waitFor(w.c.t, timeout, what, func() bool {
+		for _, op := range w.history() {
+			if op.Client == i && op.Err == nil && op.In.Kind != kv.KindGet && op.Master != not && op.Call >= from {
+				by = op.Master
+				return true
+			}
+		}
+		return false
+	})
+	return by
+}
+
+// The naming node's reachability during the figure 2 partition.
+type namingSide int
+
+const (
+	namingMajority namingSide = iota // from {1,2,3} only
+	namingBoth                       // from every agent
+	namingNeither                    // from no agent
+	namingRestart                    // from {1,2,3}; killed and restarted during the partition
+)
+
+// figure2 cuts {1,2,3} | {4,5}; the minority elects a master (except when
+// the naming node, reachable from both sides, makes it quarantine), both
+// sides take writes, and the network heals.
+func figure2(ns namingSide) func(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	return func(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+		t := c.t
+		minority := 2 // the client homed on agent 5
+		with := []int{1, 2, 3}
+		switch ns {
+		case namingBoth:
+			with = c.ids()
+		case namingNeither:
+			with = nil
+		}
+		began := time.Now()
+		c.partition([][]int{{1, 2, 3}, {4, 5}}, with)
+		if ns == namingBoth {
+			// The minority's master registration conflicts with 1's; the
+			// naming node retains 1 (lowest-id) and triggers 4 and 5,
+			// which cannot reach 1 to synchronise: they quarantine.
+			quarantined := map[int]bool{}
+			waitFor(t, 10*time.Second, "agents 4 and 5 quarantined (the minority's registration refused)", func() bool {
+				infos := c.infos([]int{4, 5})
+				for _, n := range []int{4, 5} {
+					if infos[n].Role == api.RoleQuarantined.String() {
+						quarantined[n] = true
+					}
+				}
+				return quarantined[4] && quarantined[5]
+			})
+			c.logf("agents 4 and 5 quarantined")
+			// Held for the scenario: they stay out of service until the
+			// heal.
+			end := time.Now().Add(1500 * time.Millisecond)
+			for time.Now().Before(end) {
+				infos := c.infos([]int{4, 5})
+				for _, n := range []int{4, 5} {
+					if in := infos[n]; in.Role == api.RoleMaster.String() && in.Serving {
+						t.Errorf("agent %d serves as master during the partition after quarantine: %s", n, scDescribe(infos, []int{4, 5}))
+						end = time.Now()
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if m := c.registered(); m != 1 {
+				t.Errorf("the naming node registers %d during the partition, want 1 (lowest-id, the majority's)", m)
+			}
+		} else {
+			second := c.waitMaster(10*time.Second, "a second master on the minority {4,5}", 0, 4, 5)
+			by := w.waitAckBy(10*time.Second, minority, 1, began, "a write acknowledged by the minority's master")
+			c.logf("agent %d master of the minority; its first write acknowledged by %d", second, by)
+			if ns == namingRestart {
+				c.naming.kill()
+				c.logf("naming node killed (SIGKILL)")
+				c.startNaming()
+				c.logf("naming node restarted on the same data directory")
+			}
+			// The split itself: both sides take writes for a while.
+			time.Sleep(1500 * time.Millisecond)
+		}
+		c.heal()
+		return began, time.Now()
+	}
+}
+
+// masterKill: SIGKILL of master 1 (strict, -expect 5); failover is the
+// time to a write acknowledged by a new master; then agent 1 restarts on
+// its data directory and the group of five heals.
+func masterKill(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	c.agent(1).proc.kill()
+	c.agent(1).killed = true
+	c.logf("agent 1 (master) killed with SIGKILL")
+	by := w.waitAckBy(15*time.Second, 0, 1, began, "a write acknowledged by a new master after the kill")
+	c.logf("first write acknowledged by new master %d after %s", by, time.Since(began).Round(time.Millisecond))
+	if by != 2 {
+		c.t.Errorf("new master %d, want 2 (the highest priority left)", by)
+	}
+	time.Sleep(time.Second) // writes through the new master
+	c.restartAgent(1)
+	c.logf("agent 1 restarted on its data directory")
+	return began, time.Now()
+}
+
+// masterPause: SIGSTOP of master 1 for 3s (past its 2s session), SIGCONT.
+func masterPause(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	p := c.agent(1).proc
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+	c.agent(1).paused = true
+	c.logf("agent 1 (master) stopped with SIGSTOP")
+	c.t.Cleanup(func() { p.signal(syscall.SIGCONT) })
+	// The pause is the fault itself, held for a set time.
+	time.Sleep(3 * time.Second)
+	if err := p.signal(syscall.SIGCONT); err != nil {
+		c.t.Fatal(err)
+	}
+	c.agent(1).paused = false
+	c.logf("agent 1 resumed with SIGCONT")
+	return began, time.Now()
+}
+
+// asymmetric: only agent 1 cuts its links to 4 and 5; 4 and 5 do not cut
+// theirs, and 2 and 3 still reach everyone.
+func asymmetric(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	c.fault(1, agent.FaultRequest{Action: "partition", Peers: []string{c.ip(4), c.ip(5)}})
+	c.logf("agent 1 cuts 4 and 5 (one side only)")
+	// The cut is the fault itself, held for a set time: longer than a
+	// session.
+	time.Sleep(3 * time.Second)
+	c.heal()
+	return began, time.Now()
+}
+
+// secondPartition: {1,2,3} | {4,5} with the naming node on the majority,
+// then before any heal {1,2} | {3,4,5} with the naming node on the new
+// majority, then the heal.
+func secondPartition(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	c.partition([][]int{{1, 2, 3}, {4, 5}}, []int{1, 2, 3})
+	second := c.waitMaster(10*time.Second, "a second master on the minority {4,5}", 0, 4, 5)
+	by := w.waitAckBy(10*time.Second, 2, 1, began, "a write acknowledged by the minority's master")
+	c.logf("agent %d master of {4,5}; its first write acknowledged by %d", second, by)
+	time.Sleep(time.Second)
+	c.partition([][]int{{1, 2}, {3, 4, 5}}, []int{3, 4, 5})
+	// The second split itself, held for a set time.
+	time.Sleep(2 * time.Second)
+	c.heal()
+	return began, time.Now()
+}
