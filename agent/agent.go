@@ -388,6 +388,19 @@ func (a *Agent) handleReady() {
 			a.logger.Error("persist entries", "error", err)
 		}
 	}
+	if len(rd.Divergent) > 0 {
+		recs := make([]store.Record, 0, len(rd.Divergent))
+		st := a.node.Status()
+		for _, e := range rd.Divergent {
+			recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
+				Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: st.Master})
+		}
+		if _, err := a.storage.AddRecords(recs); err != nil {
+			a.logger.Error("persist divergence records", "error", err)
+		} else {
+			a.logger.Warn("divergent writes kept for replay", "count", len(recs), "master", st.Master)
+		}
+	}
 	for _, m := range rd.Messages {
 		if addr := a.peerAPI[m.To]; addr != "" {
 			a.transport.Send(addr, m)

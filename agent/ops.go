@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
@@ -50,6 +54,11 @@ func (a *Agent) Replay(ctx context.Context, id uint64) (KVResponse, error) {
 		return KVResponse{}, api.Errorf(api.CodeInvalid, "record %d: %v", id, err)
 	}
 	resp, err := a.Execute(ctx, op, rec.Client, rec.Seq)
+	if errors.Is(err, core.ErrNotMaster) {
+		// Records live on the agents that lost: back-ups now. The write
+		// goes to the current master with its client ID and sequence.
+		resp, err = a.executeAtMaster(ctx, op, rec.Client, rec.Seq)
+	}
 	if err != nil {
 		return resp, err
 	}
@@ -141,4 +150,44 @@ func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
 	}
 	a.logger.Warn("fault injected", "action", req.Action, "peers", req.Peers, "p", req.P, "delay", req.Delay)
 	writeJSON(w, 200, f.Status())
+}
+
+// executeAtMaster sends one operation to the master this agent follows.
+func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uint64) (KVResponse, error) {
+	st := a.Status()
+	addr := a.PeerAPI(st.Master)
+	if st.Master == 0 || st.Master == a.cfg.ID || addr == "" {
+		return KVResponse{}, fmt.Errorf("%w: no master to replay through", core.ErrNotMaster)
+	}
+	req := KVRequest{Op: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent, Client: clientID, Seq: seq}
+	if op.Value != nil {
+		v := string(op.Value)
+		req.Value = &v
+	}
+	if op.Expect != nil {
+		e := string(op.Expect)
+		req.Expect = &e
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return KVResponse{}, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	if err != nil {
+		return KVResponse{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hresp, err := a.httpClient(2*a.cfg.WriteTimeout + time.Second).Do(hreq)
+	if err != nil {
+		return KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d at %s: %v", st.Master, addr, err)
+	}
+	defer hresp.Body.Close()
+	var resp KVResponse
+	if err := json.NewDecoder(io.LimitReader(hresp.Body, api.MaxMessageBytes)).Decode(&resp); err != nil {
+		return KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d: %s", st.Master, hresp.Status)
+	}
+	if hresp.StatusCode != http.StatusOK {
+		return resp, api.Errorf(api.Code(resp.Code), "replay through master %d: %s", st.Master, resp.Error)
+	}
+	return resp, nil
 }

@@ -155,8 +155,11 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	}
 	var recs []store.Record
 	for _, e := range divergent {
-		if len(e.Op) == 0 || e.Index > applied {
-			continue // no-ops, and entries we never applied nor acknowledged
+		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != a.cfg.ID) {
+			// No-ops, and entries we neither applied nor stamped: a master
+			// that restarted has applied nothing yet, but may have
+			// acknowledged what it stamped.
+			continue
 		}
 		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master})

@@ -40,11 +40,12 @@ func (d Decision) String() string {
 // Input is what the detector looks at: this agent's state and the naming
 // node's answer.
 type Input struct {
-	Self    uint64
-	Role    api.Role
-	Master  uint64 // the master followed (Self when master)
-	Epoch   api.Epoch
-	MaxTerm uint64 // the newest term seen anywhere
+	Self     uint64
+	Role     api.Role
+	Master   uint64 // the master followed (Self when master)
+	Epoch    api.Epoch
+	MaxTerm  uint64    // the newest term seen anywhere
+	MaxEpoch api.Epoch // the newest epoch seen anywhere
 	// Retained is the naming node's registered master; nil when none is.
 	Retained *api.Registration
 	// NamingErr is set when the naming node could not be asked.
@@ -107,8 +108,10 @@ func Detect(in Input) Verdict {
 			}
 			return Verdict{Recover, fmt.Sprintf("acting as master, but the naming node retained %d", r.ID)}
 		}
-		if in.MaxTerm > in.Epoch.Term || in.Epoch.Less(r.Epoch) {
-			return Verdict{Reassert, fmt.Sprintf("retained at epoch %s, but term %d was seen", in.Epoch, in.MaxTerm)}
+		if in.MaxTerm > in.Epoch.Term || in.Epoch.Less(r.Epoch) || in.Epoch.Less(in.MaxEpoch) {
+			// Agents that followed a newer epoch (even of the same term,
+			// from a higher ID) would refuse us: move above all of them.
+			return Verdict{Reassert, fmt.Sprintf("retained at epoch %s, but %s (term %d) was seen", in.Epoch, in.MaxEpoch, in.MaxTerm)}
 		}
 		return Verdict{Consistent, "master and retained"}
 	case api.RoleQuarantined:

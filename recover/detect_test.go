@@ -30,6 +30,7 @@ func TestDetect(t *testing.T) {
 		{"backup, retained unreachable: recovery fails, quarantine", Input{Self: 5, Role: api.RoleBackup, Master: 4, Epoch: e(2, 4), Retained: reg(1, 3)}, Recover},
 		{"quarantined, no registration: released", Input{Self: 4, Role: api.RoleQuarantined}, Release},
 		{"retained master saw a newer term", Input{Self: 1, Role: api.RoleMaster, Master: 1, Epoch: e(1, 1), MaxTerm: 2, Retained: reg(1, 1), RetainedAlive: true}, Reassert},
+		{"retained master saw a newer epoch of the same term", Input{Self: 3, Role: api.RoleMaster, Master: 3, Epoch: e(7, 3), MaxTerm: 7, MaxEpoch: e(7, 5), Retained: reg(3, 7), RetainedAlive: true}, Reassert},
 		{"naming unreachable", Input{Self: 1, Role: api.RoleMaster, NamingErr: errors.New("down")}, Wait},
 		{"no registration, master", Input{Self: 1, Role: api.RoleMaster, Master: 1}, Consistent},
 		{"no registration, backup", Input{Self: 2, Role: api.RoleBackup, Master: 1}, Wait},

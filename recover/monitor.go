@@ -169,7 +169,7 @@ func (m *Monitor) Start(ctx context.Context, a *agent.Agent) {
 func (m *Monitor) check(ctx context.Context, a *agent.Agent, trigger string) {
 	start := time.Now()
 	st := a.Status()
-	in := Input{Self: a.ID(), Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm,
+	in := Input{Self: a.ID(), Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
 		Strict: a.Config().Mode == string(api.ModeStrict), Registering: a.Registering()}
 	lctx, cancel := context.WithTimeout(ctx, m.period)
 	look, err := a.Naming().Lookup(lctx, api.LookupRequest{Group: a.Config().Group})

@@ -59,6 +59,9 @@ type Message struct {
 	// Sent is the master's tick when it sent the append, echoed back so
 	// that the master knows since when a back-up has heard from it (lease).
 	Sent uint64 `codec:"s"`
+	// Base is the master's snapshot base: a back-up whose log ends below it
+	// cannot catch up from the log and downloads the state instead.
+	Base uint64 `codec:"b"`
 
 	// MsgAppendResp and MsgVoteResp.
 	Reject bool `codec:"r"`
@@ -75,6 +78,11 @@ type Message struct {
 
 	// MsgTrigger: why.
 	Reason string `codec:"why"`
+
+	// MsgAppendResp: the back-up takes no appends now (recovering,
+	// syncing, quarantined, or following another master): the master
+	// waits for its next heartbeat instead of resending at once.
+	Busy bool `codec:"bz"`
 
 	// MsgVote: a campaign the master started by MsgTimeoutNow; voters
 	// grant it although they still hear that master.

@@ -120,8 +120,8 @@ type Ready struct {
 	// Entries are appended.
 	Truncated *uint64
 	Entries   []rlog.Entry
-	// Divergent are entries removed from the log that this agent had
-	// applied: they become divergence records.
+	// Divergent are client entries removed from the log that another
+	// master's log does not hold: they become divergence records.
 	Divergent []rlog.Entry
 	Messages  []Message
 	Results   []Result
@@ -162,6 +162,9 @@ type Node struct {
 	master  uint64
 	vote    api.Epoch
 	maxTerm uint64
+	// maxEpoch is the newest epoch seen anywhere (messages, views): a
+	// retained master older than it reasserts, even at the same term.
+	maxEpoch api.Epoch
 
 	commit, applied uint64
 	now             uint64
@@ -230,6 +233,7 @@ type Status struct {
 	Last     uint64
 	Digest   rlog.Digest
 	MaxTerm  uint64
+	MaxEpoch api.Epoch
 	Serving  bool
 	Priority int
 }
@@ -237,7 +241,7 @@ type Status struct {
 // Status describes the core now.
 func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
-		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm,
+		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
 		Serving: n.serving(), Priority: n.cfg.Priority}
 }
 
@@ -267,6 +271,11 @@ func (n *Node) send(m Message) {
 	n.rd.Messages = append(n.rd.Messages, m)
 }
 
+func (n *Node) seeEpoch(e api.Epoch) {
+	n.maxEpoch = n.maxEpoch.Max(e)
+	n.seeTerm(e.Term)
+}
+
 func (n *Node) seeTerm(t uint64) {
 	if t > n.maxTerm {
 		n.maxTerm = t
@@ -284,7 +293,7 @@ func (n *Node) SetView(peers []Peer) {
 		}
 		p := p
 		n.peers[p.ID] = &p
-		n.seeTerm(p.Epoch.Term)
+		n.seeEpoch(p.Epoch)
 		if n.progress[p.ID] == nil {
 			n.progress[p.ID] = &progress{next: n.log.LastIndex() + 1}
 		}
@@ -639,7 +648,7 @@ func (n *Node) sendAppend(to uint64) {
 	if err != nil {
 		pos = n.log.Base()
 	}
-	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now}
+	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base}
 	last := n.log.LastIndex()
 	if pr.next <= last {
 		hi := min(last+1, pr.next+maxBatch)
@@ -657,7 +666,12 @@ func (n *Node) Step(m Message) {
 	if m.Group != n.cfg.Group || m.From == n.cfg.ID || m.From == 0 {
 		return
 	}
-	n.seeTerm(m.Epoch.Term)
+	if m.Type != MsgVote {
+		// A candidate's proposed epoch is not a mastership yet.
+		n.seeEpoch(m.Epoch)
+	} else {
+		n.seeTerm(m.Epoch.Term)
+	}
 	switch m.Type {
 	case MsgVote:
 		n.handleVote(m)
@@ -793,7 +807,7 @@ func (n *Node) handleAppend(m Message) {
 		// ones leave the decision to the naming node (the self-monitor).
 		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
 		if n.cfg.Mode != api.ModeStrict {
-			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, Busy: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
 			return
 		}
 		n.rd.Events = append(n.rd.Events, Event{Kind: EventDeposed, From: m.From, Epoch: m.Epoch})
@@ -812,7 +826,7 @@ func (n *Node) handleAppend(m Message) {
 				// inconsistent mastership; the naming node decides whom
 				// to follow (the self-monitor), not the larger epoch.
 				n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
-				n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+				n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, Busy: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
 				return
 			}
 			n.becomeBackup(m.From, m.Epoch)
@@ -826,12 +840,12 @@ func (n *Node) handleAppend(m Message) {
 			n.rd.RoleChanged = true
 		}
 		n.silent = 0
-		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, Busy: true, LastIndex: n.log.LastIndex(), Sent: m.Sent})
 		return
 	}
 	n.silent = 0
 	last := n.log.LastIndex()
-	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold) {
+	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || last < m.Base) {
 		// New or far behind: download a snapshot rather than the log.
 		n.needSync(m.From)
 		return
@@ -869,7 +883,13 @@ func (n *Node) handleAppend(m Message) {
 			t := e.Index - 1
 			n.rd.Truncated = &t
 			n.rd.Entries = nil
-			_ = removed // never applied here: the master that acknowledged them records them
+			// Not applied here, but this agent may have stamped and
+			// acknowledged them as master before a restart: keep them.
+			for _, r := range removed {
+				if len(r.Op) > 0 {
+					n.rd.Divergent = append(n.rd.Divergent, r)
+				}
+			}
 		}
 		fresh = m.Entries[i:]
 		break
@@ -917,11 +937,20 @@ func (n *Node) handleAppendResp(m Message) {
 		return
 	}
 	if m.Reject {
-		pr.next = max(m.LastIndex+1, 1)
+		// Resume after the back-up's last entry, never past our own log.
+		next := min(m.LastIndex, n.log.LastIndex()) + 1
 		if pr.match > m.LastIndex {
 			pr.match = m.LastIndex
 		}
-		n.sendAppend(m.From)
+		back := next < pr.next && !m.Busy
+		pr.next = next
+		// Resend at once only when the back-up told us where to resume
+		// from; one that keeps refusing (recovering, syncing, following
+		// another master) hears from us at the next heartbeat, not in a
+		// storm.
+		if back {
+			n.sendAppend(m.From)
+		}
 		return
 	}
 	pr.acked = max(pr.acked, m.Sent)

@@ -170,6 +170,9 @@ func (w *world) ready(a *simAgent) {
 	for _, ev := range rd.Events {
 		a.event(ev.Kind.String())
 	}
+	for _, e := range rd.Divergent {
+		a.records = append(a.records, WriteID{e.Client, e.Seq})
+	}
 	// Invariant 4, for agents.
 	if e := a.node.Epoch(); e.Less(a.lastEpoch) {
 		w.violate("invariant 4: agent %d went back from epoch %s to %s (role %s)", a.id, a.lastEpoch, e, a.node.Role())
@@ -334,7 +337,7 @@ func (w *world) competingClaims(a *simAgent) {
 // check is recover.Monitor.check: the detector, then its decision.
 func (w *world) check(a *simAgent, trigger string) {
 	st := a.node.Status()
-	in := recover.Input{Self: a.id, Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm,
+	in := recover.Input{Self: a.id, Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
 		Strict: w.cfg.Mode == api.ModeStrict, Registering: a.registering()}
 	if !w.namingReach(a.id) {
 		in.NamingErr = errUnreachable
@@ -397,7 +400,7 @@ func (w *world) failRecovery(a *simAgent) {
 }
 
 // keepDivergence is agent.KeepDivergence: the entries after the fork that
-// this agent applied become records.
+// this agent applied, or stamped as master, become records.
 func (w *world) keepDivergence(a *simAgent, master uint64) error {
 	if !w.linked(a.id, master) {
 		return errUnreachable
@@ -417,7 +420,7 @@ func (w *world) keepDivergence(a *simAgent, master uint64) error {
 		return err
 	}
 	for _, e := range div {
-		if len(e.Op) == 0 || e.Index > applied {
+		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != a.id) {
 			continue
 		}
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
