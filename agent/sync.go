@@ -211,6 +211,9 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 		}
 		if err := a.storage.SaveSnapshot(st.Base, st.Snapshot); err != nil {
 			ierr = fmt.Errorf("persist snapshot: %w", err)
+		} else if err := a.storage.TruncateAfter(st.Base.Index); err != nil {
+			// What we stored after the base is replaced by the master's.
+			ierr = fmt.Errorf("persist log suffix: %w", err)
 		} else if err := a.storage.Append(st.Entries); err != nil {
 			ierr = fmt.Errorf("persist log suffix: %w", err)
 		}

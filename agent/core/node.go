@@ -356,16 +356,24 @@ func (n *Node) masterSilent() bool {
 	if n.master == 0 {
 		return true
 	}
-	if p := n.peers[n.master]; p != nil && !p.Alive {
+	if n.masterGone() {
 		return true
 	}
 	return n.silent >= n.cfg.ElectionTicks/2
 }
 
+// masterGone reports whether gossip counts our master dead while we have
+// not heard from it for two heartbeats: appends we still receive prove it
+// alive whatever gossip says (just after a heal its view lags).
+func (n *Node) masterGone() bool {
+	p := n.peers[n.master]
+	return p != nil && !p.Alive && n.silent >= 2*n.cfg.HeartbeatTicks
+}
+
 func (n *Node) tickBackup() {
 	n.silent++
 	if n.master != 0 {
-		if p := n.peers[n.master]; p != nil && !p.Alive && n.silent < n.cfg.ElectionTicks {
+		if n.masterGone() && n.silent < n.cfg.ElectionTicks {
 			// Gossip says the master is gone: skip the rest of the wait.
 			n.silent = n.cfg.ElectionTicks
 		}
