@@ -361,7 +361,7 @@ func scDescribe(infos map[int]agent.InfoJSON, ids []int) string {
 }
 
 // scRoles reports the one serving master that every agent of ids follows
-// (the others as back-ups), or 0; with digests, every digest must equal
+// at its epoch (the others as back-ups), or 0; with digests, every digest must equal
 // the master's too.
 func scRoles(infos map[int]agent.InfoJSON, ids []int, digests bool) uint64 {
 	var master uint64
@@ -376,10 +376,10 @@ func scRoles(infos map[int]agent.InfoJSON, ids []int, digests bool) uint64 {
 	if master == 0 || !infos[int(master)].Serving {
 		return 0
 	}
-	want := infos[int(master)].Digest
+	want, epoch, epochID := infos[int(master)].Digest, infos[int(master)].Epoch, infos[int(master)].EpochID
 	for _, n := range ids {
 		in := infos[n]
-		if in.Master != master || (uint64(n) != master && in.Role != api.RoleBackup.String()) {
+		if in.Master != master || in.Epoch != epoch || in.EpochID != epochID || (uint64(n) != master && in.Role != api.RoleBackup.String()) {
 			return 0
 		}
 		if digests && in.Digest != want {
@@ -647,6 +647,22 @@ type scOp struct {
 	MaxEpoch  api.Epoch // the client's MaxEpoch after the operation
 }
 
+func (op scOp) String() string {
+	in := fmt.Sprintf("%s(%s", op.In.Kind, op.In.Key)
+	switch op.In.Kind {
+	case kv.KindPut:
+		in += ", " + op.In.Value
+	case kv.KindCAS:
+		in += fmt.Sprintf(", expect %q absent=%v, %s", op.In.Expect, op.In.ExpectAbsent, op.In.Value)
+	}
+	in += ")"
+	out := fmt.Sprintf("ok=%v found=%v %q from master %d at epoch %s", op.Out.OK, op.Out.Found, op.Out.Value, op.Master, op.Epoch)
+	if op.Err != nil {
+		out = "error: " + op.Err.Error()
+	}
+	return fmt.Sprintf("client %d [%.3fs, %.3fs] %s -> %s", op.Client+1, float64(op.Call)/1e9, float64(op.Ret)/1e9, in, out)
+}
+
 // scWorkload runs the clients and records their history.
 type scWorkload struct {
 	c       *scCluster
@@ -661,7 +677,7 @@ type scWorkload struct {
 }
 
 // startWorkload starts one client per entry of homes (the agent each
-// client's network follows). Strict groups run puts and gets on each
+// client's network follows), and one idle client for the scenario. Strict groups run puts and gets on each
 // client's own keys and CAS on one shared key; available groups write a
 // fresh key per put.
 func (c *scCluster) startWorkload(homes ...int) *scWorkload {
@@ -669,7 +685,9 @@ func (c *scCluster) startWorkload(homes ...int) *scWorkload {
 	w := &scWorkload{c: c, start: time.Now(), homes: homes}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
-	for i, home := range homes {
+	// One more client, homed on agent 1, runs no loop: scenarios drive it
+	// (index len(homes)).
+	for i, home := range append(append([]int(nil), homes...), 1) {
 		cl, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(),
 			ClientID: uint64(c.octet)*1000 + uint64(i+1), Timeout: scClientTimeout, Dial: c.sides.dialer(home)})
 		if err != nil {
@@ -823,7 +841,7 @@ func (w *scWorkload) counts() string {
 		}
 	}
 	var parts []string
-	for i := range w.clients {
+	for i := range w.homes {
 		s := fmt.Sprintf("client %d (home %d): %d ok, %d failed", i+1, w.homes[i], ok[i], failed[i])
 		if lastErr[i] != nil {
 			s += fmt.Sprintf(" (last error: %v)", lastErr[i])
@@ -958,5 +976,45 @@ func checkLinearizable(t *testing.T, name string, ops []scOp) error {
 	if err := porcupine.VisualizePath(model, info, path); err != nil {
 		path = "(visualization failed: " + err.Error() + ")"
 	}
-	return fmt.Errorf("the history of %d operations is not linearizable; visualization in %s", len(hist), path)
+	return fmt.Errorf("the history of %d operations is not linearizable; visualization in %s%s", len(hist), path, staleReplies(ops))
+}
+
+// staleReplies explains a failed check: successful replies from a master
+// at an epoch older than one another reply had already carried, with the
+// last acknowledged writes of the same key before them.
+func staleReplies(ops []scOp) string {
+	sorted := append([]scOp(nil), ops...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Call < sorted[j].Call })
+	var b strings.Builder
+	shown := 0
+	for _, op := range sorted {
+		if op.Err != nil || shown >= 5 {
+			continue
+		}
+		var newest *scOp
+		for i := range sorted {
+			o := &sorted[i]
+			if o.Err == nil && o.Ret < op.Call && op.Epoch.Less(o.Epoch) && (newest == nil || newest.Epoch.Less(o.Epoch)) {
+				newest = o
+			}
+		}
+		if newest == nil {
+			continue
+		}
+		shown++
+		fmt.Fprintf(&b, "\n  reply from a superseded master: %s\n    after a reply at epoch %s: %s", op, newest.Epoch, *newest)
+		var writes []scOp
+		for _, o := range sorted {
+			if o.In.Key == op.In.Key && o.Err == nil && o.In.Kind != kv.KindGet && o.Ret < op.Call && (o.In.Kind == kv.KindPut || o.Out.OK) {
+				writes = append(writes, o)
+			}
+		}
+		if len(writes) > 3 {
+			writes = writes[len(writes)-3:]
+		}
+		for _, o := range writes {
+			fmt.Fprintf(&b, "\n    acknowledged before it: %s", o)
+		}
+	}
+	return b.String()
 }
