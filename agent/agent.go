@@ -348,6 +348,7 @@ func (a *Agent) Do(f func(n *core.Node)) error { return a.do(func() { f(a.node);
 func (a *Agent) run() {
 	t := time.NewTicker(a.cfg.TickUnit)
 	defer t.Stop()
+	clock := tickClock{base: time.Now(), unit: a.cfg.TickUnit}
 	for {
 		select {
 		case <-a.ctx.Done():
@@ -358,13 +359,45 @@ func (a *Agent) run() {
 			}
 			return
 		case <-t.C:
-			a.node.Tick()
 		case m := <-a.inbound:
+			// Ticks first: a message must not be judged by a clock that
+			// stood still (a paused process, a busy loop).
+			clock.catchUp(a.node, time.Now())
 			a.node.Step(m)
 		case f := <-a.ops:
+			clock.catchUp(a.node, time.Now())
 			f()
 		}
+		clock.catchUp(a.node, time.Now())
 		a.handleReady()
+	}
+}
+
+// tickClock keeps the core's ticks in step with wall time. A ticker drops
+// ticks while the loop is busy, and none at all while the process is
+// paused (SIGSTOP, a long GC, a suspended VM); a lease or a registration
+// counted in ticks would then outlive its wall-clock length, and a paused
+// strict master would serve stale reads when it resumes. Before every
+// event the core is ticked for all the wall time that passed.
+type tickClock struct {
+	base time.Time
+	unit time.Duration
+	done uint64
+}
+
+// maxCatchUp bounds the ticks replayed at once; beyond it the rest are
+// skipped (every timer of the core has long expired by then).
+const maxCatchUp = 10000
+
+func (c *tickClock) catchUp(n *core.Node, now time.Time) {
+	due := uint64(now.Sub(c.base) / c.unit)
+	for i := 0; c.done < due; i++ {
+		if i == maxCatchUp {
+			c.done = due
+			break
+		}
+		n.Tick()
+		c.done++
 	}
 }
 

@@ -15,6 +15,7 @@ package agenttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -29,6 +30,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/config"
@@ -408,11 +410,19 @@ func (c *Cluster) WaitStable(timeout time.Duration) uint64 {
 	return c.Masters()[0]
 }
 
-// Put writes key=value through the agent id (its master must be id).
+// Put writes key=value through the agent id (its master must be id). As a
+// client would, it retries while the master is not serving yet (a strict
+// master between its election and its registration's answer).
 func (c *Cluster) Put(id uint64, key, value string) (agent.KVResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	return c.Members[id].Agent.Execute(ctx, kvPut(key, value), 0, 0)
+	for {
+		resp, err := c.Members[id].Agent.Execute(ctx, kvPut(key, value), 0, 0)
+		if !errors.Is(err, core.ErrNotServing) || ctx.Err() != nil {
+			return resp, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // SortedIDs returns ids sorted (helper for messages).
