@@ -183,11 +183,18 @@ type AgentState struct {
 	Epoch  api.Epoch
 	Master uint64
 	Digest rlog.Digest
+	// Last is the last index of the agent's log. A master has converged
+	// only once its state machine applied all of it: a master restarted
+	// from storage rebuilds its state machine from the snapshot alone and
+	// applies the log after it only as its new epoch commits, so just
+	// after its election every state machine synced from it can be equal
+	// and yet hold none of its log.
+	Last uint64
 }
 
 // CheckConverged checks invariant 1 on the running agents: one master, the
-// one the naming node registered, every other agent its back-up at its
-// epoch, and every digest equal to the master's.
+// one the naming node registered, that applied its whole log, every other
+// agent its back-up at its epoch, and every digest equal to the master's.
 func CheckConverged(states []AgentState, registered uint64) error {
 	var masters []uint64
 	var m AgentState
@@ -202,6 +209,9 @@ func CheckConverged(states []AgentState, registered uint64) error {
 	}
 	if registered != m.ID {
 		return fmt.Errorf("master %d, but the naming node registers %d", m.ID, registered)
+	}
+	if m.Digest.Index < m.Last {
+		return fmt.Errorf("master %d at %s applied %d of its log's %d entries", m.ID, m.Epoch, m.Digest.Index, m.Last)
 	}
 	var bad []string
 	for _, s := range states {

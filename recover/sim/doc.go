@@ -14,9 +14,10 @@
 // side), heals, kills (storage kept: log, hard state, installed snapshot;
 // the state machine is rebuilt from them on restart), restarts, pauses,
 // drops and delays. After every heal and a bounded settle time it checks
-// DESIGN.md's invariants: one master followed by all with equal digests;
-// strict histories linearizable (porcupine); every acknowledged write in
-// the final state or a divergence record; epochs never going backwards.
+// DESIGN.md's invariants: one master, which applied its whole log, followed
+// by all with equal digests; strict histories linearizable (porcupine);
+// every acknowledged write in the final state or a divergence record;
+// epochs never going backwards.
 //
 // Everything comes from Config.Seed: no wall clock, no global random
 // source, no map order in decisions. A failing seed replays exactly.

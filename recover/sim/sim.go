@@ -208,23 +208,8 @@ func (w *world) violate(format string, args ...any) {
 // ErrViolation (wrapped with the first violation) when one did not hold;
 // the report has the seed, the schedule and every violation.
 func Run(cfg Config) (Report, error) {
-	cfg.defaults()
-	w := &world{cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)), rep: &Report{Seed: cfg.Seed, Mode: cfg.Mode},
-		cut: map[[2]uint64]bool{}, nCut: map[uint64]bool{}, newest: map[uint64]uint64{},
-		refs: map[uint64]*client{}, written: map[string][]string{}, clientsOn: true}
-	w.reg = naming.NewRegistry(naming.RegistryConfig{DefaultPolicy: api.PolicyLowestID, SessionTTL: ttl,
-		RegistrationTTL: ttl, MaxTTL: 10 * time.Minute, ConflictWindow: conflictWindow}, rand.New(rand.NewSource(w.rng.Int63())))
-	for i := 1; i <= cfg.Agents; i++ {
-		w.agents = append(w.agents, w.newAgent(uint64(i), w.rng.Intn(4)))
-	}
-	for i := 0; i < cfg.Clients; i++ {
-		w.clients = append(w.clients, &client{id: uint64(100 + i), idx: i, target: uint64(1 + w.rng.Intn(cfg.Agents))})
-	}
-	prios := make([]string, 0, len(w.agents))
-	for _, a := range w.agents {
-		prios = append(prios, fmt.Sprintf("%d:%d", a.id, a.prio))
-	}
-	w.logf("start %d agents (id:priority %s), %d clients, mode %s", cfg.Agents, strings.Join(prios, " "), cfg.Clients, cfg.Mode)
+	w := newWorld(cfg)
+	cfg = w.cfg
 	w.run(150)
 	for r := 0; r < cfg.Rounds && len(w.viol) == 0; r++ {
 		faults := 1 + w.rng.Intn(3)
@@ -281,6 +266,29 @@ func (w *world) step() {
 	w.deliver()
 	w.clientTick()
 	w.deliver()
+}
+
+// newWorld builds the group, the naming node and the clients of cfg, at
+// tick 0.
+func newWorld(cfg Config) *world {
+	cfg.defaults()
+	w := &world{cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed)), rep: &Report{Seed: cfg.Seed, Mode: cfg.Mode},
+		cut: map[[2]uint64]bool{}, nCut: map[uint64]bool{}, newest: map[uint64]uint64{},
+		refs: map[uint64]*client{}, written: map[string][]string{}, clientsOn: true}
+	w.reg = naming.NewRegistry(naming.RegistryConfig{DefaultPolicy: api.PolicyLowestID, SessionTTL: ttl,
+		RegistrationTTL: ttl, MaxTTL: 10 * time.Minute, ConflictWindow: conflictWindow}, rand.New(rand.NewSource(w.rng.Int63())))
+	for i := 1; i <= cfg.Agents; i++ {
+		w.agents = append(w.agents, w.newAgent(uint64(i), w.rng.Intn(4)))
+	}
+	for i := 0; i < cfg.Clients; i++ {
+		w.clients = append(w.clients, &client{id: uint64(100 + i), idx: i, target: uint64(1 + w.rng.Intn(cfg.Agents))})
+	}
+	prios := make([]string, 0, len(w.agents))
+	for _, a := range w.agents {
+		prios = append(prios, fmt.Sprintf("%d:%d", a.id, a.prio))
+	}
+	w.logf("start %d agents (id:priority %s), %d clients, mode %s", cfg.Agents, strings.Join(prios, " "), cfg.Clients, cfg.Mode)
+	return w
 }
 
 // linked tells whether two agents can talk (gossip, agent RPC).
@@ -596,7 +604,7 @@ func (w *world) converged() error {
 			continue
 		}
 		st := a.node.Status()
-		states = append(states, AgentState{ID: a.id, Role: st.Role, Epoch: st.Epoch, Master: st.Master, Digest: st.Digest})
+		states = append(states, AgentState{ID: a.id, Role: st.Role, Epoch: st.Epoch, Master: st.Master, Digest: st.Digest, Last: st.Last})
 	}
 	var registered uint64
 	if look, err := w.reg.Lookup(w.at(), api.LookupRequest{Group: group}); err == nil && look.Master != nil {
