@@ -118,9 +118,12 @@ func TestAgentBadInput(t *testing.T) {
 	c := agenttest.New(t, agenttest.Options{Agents: 1, Mode: "available", Base: 15})
 	m := c.WaitStable(20 * time.Second)
 	a := c.Members[m].Agent
-	if _, err := c.Put(m, "k", "v"); err != nil {
+	put, err := c.Put(m, "k", "v")
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The status snapshot follows the answer by a moment.
+	c.WaitFor(5*time.Second, "the write in the status", func() bool { return a.Status().Applied >= put.Index })
 	before := a.Status()
 	base := "http://" + a.APIAddr()
 	post := func(path, ctype string, body []byte) (int, string) {
