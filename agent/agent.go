@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -325,10 +326,21 @@ func (a *Agent) Faults() *faulty.Faults { return a.opts.Faults }
 func (a *Agent) Storage() store.Storage { return a.storage }
 
 // do runs f on the loop goroutine and waits for it.
+//
+// When the agent stops meanwhile, do returns ErrStopped only if f will never
+// run; if the loop already took f, do waits for it to finish (f does not
+// block), so a caller never reads what f writes while f runs.
 func (a *Agent) do(f func()) error {
 	done := make(chan struct{})
+	var claimed atomic.Bool
+	op := func() {
+		if claimed.CompareAndSwap(false, true) {
+			f()
+			close(done)
+		}
+	}
 	select {
-	case a.ops <- func() { f(); close(done) }:
+	case a.ops <- op:
 	case <-a.ctx.Done():
 		return ErrStopped
 	}
@@ -336,7 +348,11 @@ func (a *Agent) do(f func()) error {
 	case <-done:
 		return nil
 	case <-a.ctx.Done():
-		return ErrStopped
+		if claimed.CompareAndSwap(false, true) {
+			return ErrStopped // the loop will never run it
+		}
+		<-done
+		return nil
 	}
 }
 
