@@ -85,6 +85,8 @@ type Agent struct {
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	httpSrv   *http.Server
 	ln        net.Listener
+	peerOnce  sync.Once
+	peerHTTP  *http.Client // see peerClient
 
 	// Owned by run.
 	waiters map[uint64]chan core.Result
@@ -280,6 +282,7 @@ func (a *Agent) Close() error {
 	a.ln.Close()
 	a.transport.Close()
 	a.wg.Wait()
+	a.closePeerClient()
 	a.naming.Close()
 	return a.storage.Close()
 }
@@ -293,7 +296,17 @@ func (a *Agent) Crash() {
 	a.ln.Close()
 	a.transport.Close()
 	a.wg.Wait()
+	a.closePeerClient()
 	a.naming.Close()
+}
+
+// closePeerClient drops idle agent-to-agent connections; every goroutine
+// that used them has ended.
+func (a *Agent) closePeerClient() {
+	a.peerOnce.Do(func() {})
+	if a.peerHTTP != nil {
+		a.peerHTTP.CloseIdleConnections()
+	}
 }
 
 // ID is the agent's ID.

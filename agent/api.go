@@ -291,10 +291,11 @@ func (a *Agent) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 		a.kvError(w, core.ErrNotMaster)
 		return
 	}
-	req, _ := http.NewRequestWithContext(r.Context(), "POST", "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(r.Context(), 2*a.cfg.WriteTimeout+time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/kv", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	hc := &http.Client{Transport: &http.Transport{DialContext: a.dial}, Timeout: 2*a.cfg.WriteTimeout + time.Second}
-	resp, err := hc.Do(req)
+	resp, err := a.peerClient().Do(req)
 	if err != nil {
 		a.kvError(w, api.Errorf(api.CodeUnavailable, "forward to master %d at %s: %v", st.Master, addr, err))
 		return

@@ -172,12 +172,14 @@ func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uin
 	if err != nil {
 		return KVResponse{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*a.cfg.WriteTimeout+time.Second)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/kv", bytes.NewReader(body))
 	if err != nil {
 		return KVResponse{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	hresp, err := a.httpClient(2*a.cfg.WriteTimeout + time.Second).Do(hreq)
+	hresp, err := a.peerClient().Do(hreq)
 	if err != nil {
 		return KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d at %s: %v", st.Master, addr, err)
 	}

@@ -25,8 +25,15 @@ var (
 	ErrOlderEpoch = errors.New("agent: master at an older epoch")
 )
 
-func (a *Agent) httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Transport: &http.Transport{DialContext: a.dial, DisableKeepAlives: true}, Timeout: timeout}
+// peerClient is the HTTP client of agent-to-agent calls (state download,
+// fork search, forwarded writes): one transport, so the O(log n) probes of
+// a fork search reuse a connection instead of dialing each time. Callers
+// bound each call with a context.
+func (a *Agent) peerClient() *http.Client {
+	a.peerOnce.Do(func() {
+		a.peerHTTP = &http.Client{Transport: &http.Transport{DialContext: a.dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+	})
+	return a.peerHTTP
 }
 
 // rpc posts (or gets, when req is nil) msgpack to a peer's API.
@@ -39,12 +46,14 @@ func (a *Agent) rpc(ctx context.Context, addr, path string, req, resp any) error
 		}
 		method, body = http.MethodPost, b
 	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	hreq.Header.Set("Content-Type", "application/msgpack")
-	hresp, err := a.httpClient(10 * time.Second).Do(hreq)
+	hresp, err := a.peerClient().Do(hreq)
 	if err != nil {
 		return fmt.Errorf("%s%s: %w", addr, path, err)
 	}

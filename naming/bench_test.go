@@ -110,11 +110,9 @@ func benchNode(b *testing.B) (*Node, *client.Client) {
 	return n, cl
 }
 
-// BenchmarkNodeRegister registers a new epoch of a random group's master per
-// operation, in process: each one is durable (group-committed to bbolt)
-// before it returns.
-func BenchmarkNodeRegister(b *testing.B) {
-	n, _ := benchNode(b)
+// benchRegister registers a new epoch of a random group's master per
+// operation through register, 32 registrants at once.
+func benchRegister(b *testing.B, register func(api.RegisterRequest) error) {
 	var term atomic.Uint64
 	term.Store(1)
 	b.SetParallelism(16) // 32 registrants at once on two cores, as many agents would be
@@ -123,7 +121,7 @@ func BenchmarkNodeRegister(b *testing.B) {
 		rnd := rand.New(rand.NewSource(int64(term.Add(1))))
 		for pb.Next() {
 			g := rnd.Intn(benchGroups)
-			_, err := n.Register(context.Background(), api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250),
+			err := register(api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250),
 				Epoch: api.Epoch{Term: term.Add(1)}, TTL: 10 * time.Minute})
 			if err != nil && api.ToError(err).Code != api.CodeRefused { // a concurrent newer epoch wins
 				b.Error(err)
@@ -135,64 +133,47 @@ func BenchmarkNodeRegister(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
 }
 
-// BenchmarkNodeRegisterRPC is BenchmarkNodeRegister over the msgpack RPC on
-// loopback, as agents register.
+// benchLookup looks up a random group's master per operation through lookup.
+func benchLookup(b *testing.B, lookup func(api.LookupRequest) error) {
+	var seed atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		rnd := rand.New(rand.NewSource(seed.Add(1)))
+		for pb.Next() {
+			if err := lookup(api.LookupRequest{Group: benchGroup(rnd.Intn(benchGroups))}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+}
+
+// BenchmarkNodeRegister registers in process: each registration is durable
+// (group-committed to bbolt) before it returns.
+func BenchmarkNodeRegister(b *testing.B) {
+	n, _ := benchNode(b)
+	benchRegister(b, func(req api.RegisterRequest) error { _, err := n.Register(context.Background(), req); return err })
+}
+
+// BenchmarkNodeRegisterRPC registers over the msgpack RPC on loopback, as
+// agents do.
 func BenchmarkNodeRegisterRPC(b *testing.B) {
 	_, cl := benchNode(b)
-	var term atomic.Uint64
-	term.Store(1)
-	b.SetParallelism(16) // 32 registrants at once on two cores, as many agents would be
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rnd := rand.New(rand.NewSource(int64(term.Add(1))))
-		for pb.Next() {
-			g := rnd.Intn(benchGroups)
-			_, err := cl.Register(context.Background(), api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250),
-				Epoch: api.Epoch{Term: term.Add(1)}, TTL: 10 * time.Minute})
-			if err != nil && api.ToError(err).Code != api.CodeRefused {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+	benchRegister(b, func(req api.RegisterRequest) error { _, err := cl.Register(context.Background(), req); return err })
 }
 
-// BenchmarkNodeLookup looks up a random group's master in process.
+// BenchmarkNodeLookup looks up in process.
 func BenchmarkNodeLookup(b *testing.B) {
 	n, _ := benchNode(b)
-	var seed atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rnd := rand.New(rand.NewSource(seed.Add(1)))
-		for pb.Next() {
-			if _, err := n.Lookup(api.LookupRequest{Group: benchGroup(rnd.Intn(benchGroups))}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+	benchLookup(b, func(req api.LookupRequest) error { _, err := n.Lookup(req); return err })
 }
 
-// BenchmarkNodeLookupRPC is BenchmarkNodeLookup over the msgpack RPC.
+// BenchmarkNodeLookupRPC looks up over the msgpack RPC.
 func BenchmarkNodeLookupRPC(b *testing.B) {
 	_, cl := benchNode(b)
-	var seed atomic.Int64
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		rnd := rand.New(rand.NewSource(seed.Add(1)))
-		for pb.Next() {
-			if _, err := cl.Lookup(context.Background(), api.LookupRequest{Group: benchGroup(rnd.Intn(benchGroups))}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+	benchLookup(b, func(req api.LookupRequest) error { _, err := cl.Lookup(context.Background(), req); return err })
 }
 
 func configForBench(b *testing.B) (config.Naming, error) {
