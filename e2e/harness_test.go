@@ -34,15 +34,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a host:port on ip that was free a moment ago.
+// handedOut holds every address freeAddr gave, so that no two processes of
+// a run (an agent's -bind and -api, say) are given the same port: a port
+// freed a moment ago is often the next the kernel picks.
+var handedOut sync.Map
+
+// freeAddr returns a host:port on ip that was free a moment ago and that no
+// other call of this run returned.
 func freeAddr(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // proc is one mastership process; its output is kept for failure reports.

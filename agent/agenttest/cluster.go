@@ -85,22 +85,31 @@ type Cluster struct {
 	rand         *rand.Rand
 	cut          map[[2]string]bool // IP pairs cut both ways
 	namingCut    map[uint64]bool    // agents cut from the naming node
+	ports        map[string]bool    // addresses given out (freePort)
 }
 
-func freePort(t testing.TB, ip string) string {
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listen on %s: %v", ip, err)
+// freePort returns a host:port on ip free for TCP and UDP (memberlist binds
+// both) a moment ago, and never one this cluster was already given: a port
+// freed a moment ago is often the next the kernel picks.
+func (c *Cluster) freePort(ip string) string {
+	for {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			c.t.Fatalf("listen on %s: %v", ip, err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if c.ports[addr] {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		c.ports[addr] = true
+		return addr
 	}
-	defer ln.Close()
-	// memberlist also needs the UDP port.
-	addr := ln.Addr().String()
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return freePort(t, ip)
-	}
-	pc.Close()
-	return addr
 }
 
 // New starts the naming node and the agents, and stops them at cleanup.
@@ -120,13 +129,13 @@ func New(t testing.TB, opts Options) *Cluster {
 		level = hclog.LevelFromString(os.Getenv("MASTERSHIP_TEST_LOG"))
 	}
 	c := &Cluster{t: t, opts: opts, Members: map[uint64]*Member{}, rand: rand.New(rand.NewSource(opts.Seed)),
-		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{},
+		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{}, ports: map[string]bool{},
 		logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: os.Stderr})}
 	c.NamingIP = fmt.Sprintf("127.0.%d.9", opts.Base)
 	c.namingFaults = faulty.New(rand.New(rand.NewSource(c.rand.Int63())))
 	ncfg, _ := config.DefaultNaming("local")
 	ncfg.DataDir = t.TempDir()
-	ncfg.Bind = freePort(t, c.NamingIP)
+	ncfg.Bind = c.freePort(c.NamingIP)
 	ncfg.Logger = c.logger
 	ncfg.Dial = faulty.NewDialer(c.namingFaults).DialContext
 	n, err := naming.New(ncfg)
@@ -165,8 +174,8 @@ func (c *Cluster) add(id uint64) *Member {
 	if int(id) <= len(c.opts.Priorities) {
 		cfg.Priority = c.opts.Priorities[id-1]
 	}
-	cfg.Bind = freePort(c.t, ip)
-	cfg.API = freePort(c.t, ip)
+	cfg.Bind = c.freePort(ip)
+	cfg.API = c.freePort(ip)
 	cfg.Naming = c.NamingAddr
 	cfg.FaultControl = true
 	cfg.Logger = c.logger

@@ -92,6 +92,7 @@ type demo struct {
 	agents []*demoAgent
 	procs  []*exec.Cmd
 	seq    uint64 // last naming event seen
+	ports  map[string]bool
 }
 
 func (d *demo) event(source, kind, format string, args ...any) {
@@ -104,19 +105,28 @@ func (d *demo) event(source, kind, format string, args ...any) {
 	}
 }
 
-func freeLocalAddr(ip string) (string, error) {
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		return "", fmt.Errorf("no free port on %s: %w", ip, err)
+// freeAddr returns a host:port on ip free for TCP and UDP a moment ago,
+// never one the demo already gave out (a port freed a moment ago is often
+// the next the kernel picks, and an agent's -bind and -api must differ).
+func (d *demo) freeAddr(ip string) (string, error) {
+	for {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			return "", fmt.Errorf("no free port on %s: %w", ip, err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if d.ports[addr] {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		d.ports[addr] = true
+		return addr, nil
 	}
-	defer ln.Close()
-	addr := ln.Addr().String()
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return freeLocalAddr(ip)
-	}
-	pc.Close()
-	return addr, nil
 }
 
 func runDemo(c *cli.Context) error {
@@ -139,7 +149,7 @@ func runDemo(c *cli.Context) error {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	d := &demo{c: c, start: time.Now(), live: !c.Bool("json"), hc: &http.Client{Timeout: 2 * time.Second}}
+	d := &demo{c: c, start: time.Now(), live: !c.Bool("json"), hc: &http.Client{Timeout: 2 * time.Second}, ports: map[string]bool{}}
 	keep := c.Bool("keep")
 	defer func() {
 		if !keep {
@@ -377,7 +387,7 @@ func workload(ctx context.Context, cl *aclient.Client, prefix string, acked map[
 
 func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 	sum := &demoSummary{Agents: n}
-	nAddr, err := freeLocalAddr("127.0.0.2")
+	nAddr, err := d.freeAddr("127.0.0.2")
 	if err != nil {
 		return nil, err
 	}
@@ -395,10 +405,10 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 	d.event("naming", "started", "naming node on %s", nAddr)
 	for i := 1; i <= n; i++ {
 		a := &demoAgent{id: uint64(i), ip: fmt.Sprintf("127.0.0.%d", 10+i)}
-		if a.bind, err = freeLocalAddr(a.ip); err != nil {
+		if a.bind, err = d.freeAddr(a.ip); err != nil {
 			return nil, err
 		}
-		if a.api, err = freeLocalAddr(a.ip); err != nil {
+		if a.api, err = d.freeAddr(a.ip); err != nil {
 			return nil, err
 		}
 		args := []string{"-log-level", "info", "agent", "-profile", "local", "-group", "demo", "-id", fmt.Sprint(i),
