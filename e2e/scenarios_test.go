@@ -167,8 +167,11 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 	defer checker.Close()
 	if rep, err := checker.Put(context.Background(), "after-heal", []byte("x")); err != nil {
 		t.Errorf("a write after the heal: %v", err)
-	} else if rep.Master != m {
-		t.Errorf("a write after the heal went to master %d, want %d", rep.Master, m)
+	} else if rep.Master != m && rep.Master != 1 {
+		// The master found stable, or agent 1, the group's highest
+		// priority, which takes mastership over from a lower-priority
+		// master in a planned handover once it is in sync.
+		t.Errorf("a write after the heal went to master %d, want %d or 1", rep.Master, m)
 	}
 
 	// Invariant 4.
