@@ -5,8 +5,10 @@
 // Faults: Partition(peers...) cuts this node from those addresses in both
 // directions, Drop(p) loses outgoing packets and dials at random (from the
 // seeded *rand.Rand given to New, so a failing run replays), Delay(d) holds
-// outgoing traffic in user space, Heal() removes everything, Status() is a
-// snapshot with counters.
+// outgoing traffic in user space, Stall(peers...) makes the RPC dialer's
+// connections to those peers hang (accepted, never answered, as with a hung
+// process) while gossip still sees them alive, Heal() removes everything,
+// Status() is a snapshot with counters.
 //
 // Peers are addresses: "host:port" (one memberlist or RPC endpoint) or
 // "host" (every port of that host). Incoming packets carry the sender's

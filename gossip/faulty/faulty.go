@@ -26,6 +26,7 @@ type Faults struct {
 	mu          sync.Mutex
 	rand        *rand.Rand
 	partitioned map[string]bool
+	stalled     map[string]bool
 	drop        float64
 	delay       time.Duration
 	sent        uint64
@@ -39,7 +40,20 @@ func New(r *rand.Rand) *Faults {
 	if r == nil {
 		panic("faulty: New needs a *rand.Rand")
 	}
-	return &Faults{rand: r, partitioned: make(map[string]bool)}
+	return &Faults{rand: r, partitioned: make(map[string]bool), stalled: make(map[string]bool)}
+}
+
+// Stall makes the RPC dialer's connections to peers (as for Partition:
+// "host:port" or "host") hang, as with a process that accepts connections
+// and never answers: the dial succeeds, reads never return and writes
+// block, until the caller's deadline or Close. Gossip is not touched, so
+// the peer still looks alive.
+func (f *Faults) Stall(peers ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range peers {
+		f.stalled[p] = true
+	}
 }
 
 // Partition cuts this node from peers, given as "host:port" (one memberlist
@@ -62,6 +76,7 @@ func (f *Faults) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.partitioned = make(map[string]bool)
+	f.stalled = make(map[string]bool)
 	f.drop = 0
 	f.delay = 0
 }
@@ -94,6 +109,7 @@ func (f *Faults) Delay(d time.Duration) {
 // Status is a snapshot of a Faults.
 type Status struct {
 	Partitioned []string      `json:"partitioned"`
+	Stalled     []string      `json:"stalled,omitempty"`
 	Drop        float64       `json:"drop"`
 	Delay       time.Duration `json:"delay"`
 	// Sent counts packets and dials let through, Dropped those lost to
@@ -112,6 +128,10 @@ func (f *Faults) Status() Status {
 		s.Partitioned = append(s.Partitioned, p)
 	}
 	sort.Strings(s.Partitioned)
+	for p := range f.stalled {
+		s.Stalled = append(s.Stalled, p)
+	}
+	sort.Strings(s.Stalled)
 	return s
 }
 
@@ -128,13 +148,21 @@ func matches(e, addr string) bool {
 	return err == nil && host == e
 }
 
-func (f *Faults) partitionedLocked(addr string) bool {
-	for e := range f.partitioned {
+func (f *Faults) partitionedLocked(addr string) bool { return coveredLocked(f.partitioned, addr) }
+
+func coveredLocked(set map[string]bool, addr string) bool {
+	for e := range set {
 		if matches(e, addr) {
 			return true
 		}
 	}
 	return false
+}
+
+func (f *Faults) isStalled(addr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return coveredLocked(f.stalled, addr)
 }
 
 // isPartitioned reports whether addr is cut off, counting a blocked one.
@@ -231,6 +259,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		case <-t.C:
 		}
 	}
+	if d.Faults.isStalled(addr) {
+		// One end of an in-memory pipe whose other end nobody serves:
+		// reads and writes wait for a deadline or Close, as on a
+		// connection to a hung process.
+		c, far := net.Pipe()
+		return &stalledConn{Conn: c, far: far, peer: addr}, nil
+	}
 	fwd := d.Forward
 	if fwd == nil {
 		fwd = &net.Dialer{}
@@ -241,3 +276,23 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	return &conn{Conn: c, f: d.Faults, peer: addr}, nil
 }
+
+// stalledConn is a connection to a stalled peer: nobody reads or writes
+// the far end of its pipe.
+type stalledConn struct {
+	net.Conn
+	far  net.Conn
+	peer string
+}
+
+func (c *stalledConn) RemoteAddr() net.Addr { return stalledAddr(c.peer) }
+
+func (c *stalledConn) Close() error {
+	c.far.Close()
+	return c.Conn.Close()
+}
+
+type stalledAddr string
+
+func (a stalledAddr) Network() string { return "tcp" }
+func (a stalledAddr) String() string  { return string(a) }

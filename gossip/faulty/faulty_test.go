@@ -227,3 +227,66 @@ func TestNetworkPartitionBothSides(t *testing.T) {
 		t.Errorf("nodes")
 	}
 }
+
+// A stalled peer accepts the dial and never answers: reads and writes wait
+// for the caller's deadline, Close unblocks them, other peers are not
+// touched, and Heal ends the stall.
+func TestDialerStall(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	f := New(rand.New(rand.NewSource(1)))
+	d := NewDialer(f)
+	f.Stall(ln.Addr().String())
+	if got := f.Status().Stalled; len(got) != 1 || got[0] != ln.Addr().String() {
+		t.Fatalf("status stalled %v", got)
+	}
+	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial a stalled peer: %v", err)
+	}
+	c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Write([]byte("x")); !isTimeout(err) {
+		t.Fatalf("write to a stalled peer: %v, want a timeout", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("read from a stalled peer: %v, want a timeout", err)
+	}
+	c.SetDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+	c.Close()
+	if err := <-done; err == nil {
+		t.Fatal("read after Close returned no error")
+	}
+	f.Heal()
+	c, err = d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 'y' {
+		t.Fatalf("after heal: %q %v", b, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
