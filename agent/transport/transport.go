@@ -38,6 +38,9 @@ var Magic = [4]byte{'M', 'S', 'H', '1'}
 // maxBackoff caps the wait between dials of an unreachable peer.
 const maxBackoff = 100 * time.Millisecond
 
+// writeTimeout bounds the writing of one batch to a peer.
+const writeTimeout = 2 * time.Second
+
 // MaxFrameBytes caps one encoded message.
 const MaxFrameBytes = 8 << 20
 
@@ -127,6 +130,7 @@ func (t *Transport) runPeer(p *peer) {
 	)
 	closeConn := func() {
 		if conn != nil {
+			t.untrack(conn)
 			conn.Close()
 			conn, w = nil, nil
 		}
@@ -137,7 +141,13 @@ func (t *Transport) runPeer(p *peer) {
 		c, err := t.cfg.Dial(ctx, "tcp", p.addr)
 		cancel()
 		if err == nil {
+			if !t.track(c) {
+				c.Close() // closing
+				return false
+			}
+			c.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if _, err = c.Write(Magic[:]); err != nil {
+				t.untrack(c)
 				c.Close()
 			}
 		}
@@ -154,13 +164,16 @@ func (t *Transport) runPeer(p *peer) {
 		return true
 	}
 	send := func(batch []core.Message) error {
+		// The deadline covers every write of the batch: the buffer
+		// flushes by itself when it fills, and a peer that stopped
+		// reading must not hold this goroutine (or Close) forever.
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
 		for _, m := range batch {
 			if err = writeFrame(w, m); err != nil {
 				return err
 			}
 		}
-		conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		return w.Flush()
 	}
 	batch := make([]core.Message, 0, 64)
@@ -282,6 +295,24 @@ func readFrame(r *bufio.Reader) (core.Message, error) {
 		return m, err
 	}
 	return m, nil
+}
+
+// track registers an outbound connection so that Close closes it (a write
+// blocked on it then returns); it reports false once the transport closes.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
 }
 
 // Close stops every goroutine and closes every connection.
