@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"io"
+	"math/rand"
 	"net"
 	"net/http"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/gossip/faulty"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -129,4 +132,25 @@ func TestUnreachablePeer(t *testing.T) {
 		send.Send(addr, core.Message{Type: core.MsgAppend})
 		return box.len() > 0
 	})
+}
+
+// A peer that accepts the stream and never reads (a hung process) holds
+// neither the writer for ever nor Close: the stream's writes have a
+// deadline and Close closes the outbound connection.
+func TestHungPeerHoldsNothing(t *testing.T) {
+	f := faulty.New(rand.New(rand.NewSource(1)))
+	f.Stall("127.0.0.1:1")
+	tr := New(Config{Dial: faulty.NewDialer(f).DialContext})
+	big := core.Message{Type: core.MsgAppend, Entries: []rlog.Entry{{Index: 1, Op: make([]byte, 256<<10)}}}
+	for i := 0; i < 8; i++ {
+		tr.Send("127.0.0.1:1", big)
+	}
+	time.Sleep(50 * time.Millisecond) // let the writer block on the stalled stream
+	closed := make(chan struct{})
+	go func() { tr.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return with a stream to a hung peer")
+	}
 }
