@@ -145,7 +145,8 @@ func TestHungPeerHoldsNothing(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		tr.Send("127.0.0.1:1", big)
 	}
-	time.Sleep(50 * time.Millisecond) // let the writer block on the stalled stream
+	// The writer has dialed: it now blocks on the stalled stream.
+	waitFor(t, "the dial to the hung peer", func() bool { return f.Status().Sent >= 1 })
 	closed := make(chan struct{})
 	go func() { tr.Close(); close(closed) }()
 	select {
