@@ -156,11 +156,12 @@ type Agent struct {
 	// fit one message.
 	MaxValueBytes int `json:"max_value_bytes"`
 
-	// Expect is the number of agents the group is meant to have. A strict
-	// quorum counts at least this many members, so that an agent that has
-	// not yet heard of the others (at start, or cut off) cannot make a
-	// majority of its own view. Default 0: count the members gossip knows
-	// of (fine for available groups); limits 0 to 1000.
+	// Expect is the number of agents the group is meant to have, as
+	// Consul's -bootstrap-expect. A strict quorum is a majority of at least
+	// this many members, so that an agent that has not yet heard of the
+	// others (at start, or cut off) can never make a majority of its own
+	// view. Required (1 to 1000) in strict mode; optional in available
+	// mode, where 0 (the default) counts the members gossip knows of.
 	Expect int `json:"expect"`
 
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
@@ -195,6 +196,7 @@ const (
 	maxKeyBytesLimit   = 64 << 10
 	maxRequestBytes    = api.MaxMessageBytes / 2
 	maxValueBytesLimit = maxRequestBytes - 1
+	maxExpect          = 1000
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -373,7 +375,13 @@ func (a Agent) Validate() error {
 	p.durRange("write-timeout", a.WriteTimeout, minWriteTimeout, maxWriteTimeout)
 	p.intRange("max-key-bytes", a.MaxKeyBytes, 1, maxKeyBytesLimit)
 	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
-	p.intRange("expect", a.Expect, 0, 1000)
+	p.intRange("expect", a.Expect, 0, maxExpect)
+	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
+		// A strict quorum counted from the gossip view shrinks to one at
+		// start-up, when each agent knows only itself: every agent would
+		// elect itself.
+		p.add("expect", "0", "required in strict mode: the number of agents of the group (a strict quorum is a majority of it), for example -expect 3")
+	}
 	keyOK := a.MaxKeyBytes >= 1 && a.MaxKeyBytes <= maxKeyBytesLimit
 	valueOK := a.MaxValueBytes >= 1 && a.MaxValueBytes <= maxValueBytesLimit
 	if keyOK && valueOK && a.MaxKeyBytes+a.MaxValueBytes > maxRequestBytes {

@@ -272,7 +272,7 @@ func agentUsage(key string) string {
 	case "gossip_profile":
 		return "memberlist timings: local, lan or wan"
 	case "expect":
-		return "number of agents the group is meant to have; strict quorums count at least this many; 0 to 1000, 0 counts the members known"
+		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}
 	return ""
 }

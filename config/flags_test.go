@@ -41,7 +41,7 @@ func TestAgentFromCLI(t *testing.T) {
 	a, err := runCLI(t, AgentFlags(), LoadAgent, env,
 		"-config", file, "-profile", "local",
 		"-priority", "6", "-join", "10.0.0.1:7946,10.0.0.2:7946", "-join", "10.0.0.3:7946",
-		"-fault-control", "-mode", "strict")
+		"-fault-control", "-mode", "strict", "-expect", "3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +53,7 @@ func TestAgentFromCLI(t *testing.T) {
 	want.Join = []string{"10.0.0.1:7946", "10.0.0.2:7946", "10.0.0.3:7946"}
 	want.FaultControl = true
 	want.Mode = "strict"
+	want.Expect = 3
 	if !reflect.DeepEqual(a, want) {
 		t.Errorf("got  %+v\nwant %+v", a, want)
 	}
