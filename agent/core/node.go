@@ -40,8 +40,11 @@ type Config struct {
 	// WriteTicks bounds how long an available master waits for a reachable
 	// back-up to hold a write before it commits without it.
 	WriteTicks int
-	// Expect is the group's intended size: a strict quorum counts at least
-	// this many members. 0 counts the members in the view.
+	// Expect is the group's intended size: a strict quorum is a majority
+	// of at least this many members, whatever the view holds, so that an
+	// agent that knows only itself (at start, or cut off) never makes a
+	// majority of its own. Required (at least 1) in strict mode; 0 counts
+	// the members in the view (available mode).
 	Expect int
 	// Rand draws jitter; required.
 	Rand *rand.Rand
@@ -175,6 +178,11 @@ type Node struct {
 	replacing       uint64 // the silent master a campaign replaces
 	votes           map[uint64]bool
 	refusals        map[uint64]bool
+	// votedAt is the tick (plus one) at which we last granted a vote: in
+	// strict mode the candidate we voted for is given half an election
+	// timeout to win and be heard before we count "no master" as silence
+	// again.
+	votedAt uint64
 
 	peers     map[uint64]*Peer
 	progress  map[uint64]*progress
@@ -236,13 +244,16 @@ type Status struct {
 	MaxEpoch api.Epoch
 	Serving  bool
 	Priority int
+	// Transfer is the back-up a master is handing mastership over to (0:
+	// none). A group with a handover pending has not settled.
+	Transfer uint64
 }
 
 // Status describes the core now.
 func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
-		Serving: n.serving(), Priority: n.cfg.Priority}
+		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo}
 }
 
 // Ready returns what the runtime must do and clears it.
@@ -317,6 +328,50 @@ func (n *Node) groupSize() int { return len(n.peers) + 1 }
 
 func (n *Node) quorum() int { return max(n.groupSize(), n.cfg.Expect)/2 + 1 }
 
+// liveCount counts us and the members alive in the view.
+func (n *Node) liveCount() int {
+	c := 1
+	for _, p := range n.peers {
+		if p.Alive {
+			c++
+		}
+	}
+	return c
+}
+
+// canWin reports whether a campaign could gather the votes it needs from
+// the members alive in the view: a strict candidate needs a quorum of
+// them. A strict agent that sees fewer does not campaign (it would only
+// raise the term), and campaigns rank by rank once they appear.
+func (n *Node) canWin() bool {
+	return n.cfg.Mode != api.ModeStrict || n.liveCount() >= n.quorum()
+}
+
+// better reports whether agent a (priority pa) ranks before agent b (pb):
+// higher priority first, then lower ID. Elections, handovers and
+// candidates' votes all use this one order, so ties resolve to one agent.
+func better(a uint64, pa int, b uint64, pb int) bool {
+	return pa > pb || (pa == pb && a < b)
+}
+
+// bestLive is the best-ranked agent among us and the live members of the
+// view, but skip (0 skips nobody).
+func (n *Node) bestLive(skip uint64) (uint64, int) {
+	id, prio := n.cfg.ID, n.cfg.Priority
+	if id == skip {
+		id = 0
+	}
+	for _, p := range n.peers {
+		if !p.Alive || p.ID == skip {
+			continue
+		}
+		if id == 0 || better(p.ID, p.Priority, id, prio) {
+			id, prio = p.ID, p.Priority
+		}
+	}
+	return id, prio
+}
+
 // rank is our position among the live back-ups that could campaign, by
 // priority (highest first) then ID (lowest first): 0 fires first.
 func (n *Node) rank() int {
@@ -325,7 +380,7 @@ func (n *Node) rank() int {
 		if !p.Alive || p.ID == n.master {
 			continue
 		}
-		if p.Priority > n.cfg.Priority || (p.Priority == n.cfg.Priority && p.ID < n.cfg.ID) {
+		if better(p.ID, p.Priority, n.cfg.ID, n.cfg.Priority) {
 			r++
 		}
 	}
@@ -354,6 +409,13 @@ func (n *Node) Tick() {
 // apart still agree that the master is gone.
 func (n *Node) masterSilent() bool {
 	if n.master == 0 {
+		// Strict: the candidate we last voted for may have won and not be
+		// heard yet; a vote for a later term now could make a second
+		// master. (Available groups may elect on both sides anyway, and a
+		// lost available campaign must not hold the next one.)
+		if n.cfg.Mode == api.ModeStrict && n.votedAt != 0 {
+			return n.now+1 >= n.votedAt+uint64(n.cfg.ElectionTicks/2)
+		}
 		return true
 	}
 	if n.masterGone() {
@@ -377,6 +439,12 @@ func (n *Node) tickBackup() {
 			// Gossip says the master is gone: skip the rest of the wait.
 			n.silent = n.cfg.ElectionTicks
 		}
+	}
+	if !n.canWin() {
+		// Hold the timer at the election timeout: once a quorum is seen
+		// the agents campaign by rank, not all at once.
+		n.silent = min(n.silent, n.cfg.ElectionTicks)
+		return
 	}
 	if n.silent >= n.cfg.ElectionTicks+n.rank()*n.cfg.StaggerTicks {
 		n.becomeCandidate()
@@ -535,12 +603,28 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 // Reassert moves a master that the naming node retained to an epoch above
 // every epoch it has seen, so that agents that followed a competing master
 // with a newer epoch accept it (epochs never go backwards for anyone).
+// An available master takes the new epoch at once. A strict master may
+// hold a new term only with a majority's votes: it steps down and
+// campaigns at once, as a handover to itself, so voters grant although
+// they still hear it; if it loses, the group elects as after any failure.
 func (n *Node) Reassert() {
 	if n.role != api.RoleMaster {
 		return
 	}
+	if n.cfg.Mode == api.ModeStrict {
+		n.logger.Info("re-election at a new term", "epoch", n.epoch, "max_term", n.maxTerm)
+		n.becomeBackup(n.cfg.ID, n.epoch)
+		n.transferring = true
+		n.becomeCandidate()
+		return
+	}
 	n.becomeMaster(api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID})
 }
+
+// SeeEpoch tells the core of an epoch learnt outside the group's messages
+// (the naming node's registration), so that its next campaign or
+// reassertion is above it.
+func (n *Node) SeeEpoch(e api.Epoch) { n.seeEpoch(e) }
 
 // Registered tells a master the outcome of its registration: accepted, the
 // registration holds until tick until (a strict master serves only then).
@@ -702,26 +786,55 @@ func (n *Node) Step(m Message) {
 	}
 }
 
-// RequestHandover asks our master to hand mastership over to us: figure 10's
-// act 1080, for an agent of the highest priority that is in sync.
-func (n *Node) RequestHandover() {
-	if n.role == api.RoleBackup && n.master != 0 {
-		n.send(Message{Type: MsgTransferReq, To: n.master})
+// HandoverCandidate reports whether this back-up should take mastership
+// over from its master (figure 10, act 1060): it is the best-ranked agent
+// alive in its view (priority, then lowest ID, so ties resolve to one
+// agent) and its priority is above its live master's. Equal priorities
+// never hand over: the master already has the highest priority.
+func (n *Node) HandoverCandidate() bool {
+	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) {
+		return false
 	}
+	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
+		return false
+	}
+	return n.cfg.Priority > n.peers[n.master].Priority
+}
+
+// RequestHandover asks our master to hand mastership over to us: figure 10's
+// act 1080, for the agent HandoverCandidate names. It reports whether it
+// asked.
+func (n *Node) RequestHandover() bool {
+	if !n.HandoverCandidate() {
+		return false
+	}
+	n.send(Message{Type: MsgTransferReq, To: n.master})
+	return true
 }
 
 // handleTransferReq starts a planned handover: the master stops taking
 // writes, and once the back-up holds every entry, tells it to campaign.
-// It steps down only when the new master's epoch reaches it.
+// It steps down only when the new master's epoch reaches it. The master
+// hands over only to the best-ranked live agent of its own view, and only
+// if that agent's priority is above its own; a handover under way is not
+// redirected to another back-up before it times out.
 func (n *Node) handleTransferReq(m Message) {
 	if n.role != api.RoleMaster || n.peers[m.From] == nil || !n.alive(m.From) {
 		return
 	}
+	if n.transferTo != 0 && n.transferTo != m.From {
+		return
+	}
+	p := n.peers[m.From]
+	if best, _ := n.bestLive(0); best != m.From || p.Priority <= n.cfg.Priority {
+		n.logger.Debug("handover request refused", "from", m.From, "priority", p.Priority, "best", best)
+		return
+	}
 	if n.transferTo == 0 {
 		n.logger.Info("handing mastership over", "to", m.From)
+		n.transferDeadline = n.now + uint64(n.cfg.ElectionTicks)
 	}
 	n.transferTo = m.From
-	n.transferDeadline = n.now + uint64(n.cfg.ElectionTicks)
 	n.maybeTimeoutNow()
 	n.sendAppend(m.From)
 }
@@ -750,8 +863,7 @@ func (n *Node) handleVote(m Message) {
 		upToDate
 	if n.role == api.RoleCandidate && grant {
 		// A candidate grants only to a better-ranked candidate.
-		better := m.Priority > n.cfg.Priority || (m.Priority == n.cfg.Priority && m.From < n.cfg.ID)
-		grant = better
+		grant = better(m.From, m.Priority, n.cfg.ID, n.cfg.Priority)
 		if grant {
 			n.becomeBackup(0, n.epoch)
 		}
@@ -762,6 +874,7 @@ func (n *Node) handleVote(m Message) {
 	}
 	if grant {
 		n.vote = m.Epoch
+		n.votedAt = n.now + 1
 		n.hsChanged = true
 		// Disarm: give this candidate a full campaign before our timer.
 		n.silent = 0
@@ -777,7 +890,7 @@ func (n *Node) handleVoteResp(m Message) {
 		n.refusals[m.From] = true
 		if n.cfg.Mode == api.ModeStrict {
 			// Lost once a majority is out of reach.
-			if len(n.refusals) > n.groupSize()-n.quorum() {
+			if len(n.refusals) > max(n.groupSize(), n.cfg.Expect)-n.quorum() {
 				n.becomeBackup(0, n.epoch)
 			}
 		} else {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/mastership/mastership/agent/kv"
@@ -27,12 +28,17 @@ type simNet struct {
 	results map[uint64]Result
 	nextRef uint64
 	events  map[uint64][]Event
+	expect  int
 }
 
 func newSim(t *testing.T, mode api.Mode, prios ...int) *simNet {
 	s := &simNet{t: t, mode: mode, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}}
+	if mode == api.ModeStrict {
+		// As the configuration requires: a strict group's size is fixed.
+		s.expect = len(prios)
+	}
 	for i, p := range prios {
 		s.add(uint64(i+1), p)
 	}
@@ -45,7 +51,7 @@ func (s *simNet) add(id uint64, prio int) {
 	s.stores[id] = st
 	s.prio[id] = prio
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
-		StaggerTicks: 5, WriteTicks: 20, Rand: rand.New(rand.NewSource(int64(id)))}, st, rlog.New(), HardState{})
+		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id)))}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {
@@ -338,13 +344,25 @@ func TestOlderEpochIsRefused(t *testing.T) {
 func TestPlannedHandover(t *testing.T) {
 	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
 		t.Run(string(mode), func(t *testing.T) {
-			s := newSim(t, mode, 5, 4, 3)
+			// 3 ranks first but is down while 1 is elected; once back and
+			// in sync it asks for mastership.
+			s := newSim(t, mode, 5, 4, 9)
+			s.down[3] = true
+			s.updateViews()
 			s.tick(30)
 			for i := 0; i < 5; i++ {
 				s.put(1, fmt.Sprintf("k%d", i), "v")
 				s.deliver()
 			}
-			s.nodes[3].RequestHandover()
+			s.down[3] = false
+			s.updateViews()
+			s.tick(3)
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 1 || s.nodes[3].Master() != 1 {
+				t.Fatalf("masters %v, 3 follows %d; want 1", ms, s.nodes[3].Master())
+			}
+			if !s.nodes[3].RequestHandover() {
+				t.Fatal("the best-ranked back-up did not ask for a handover")
+			}
 			s.drain(3)
 			s.deliver()
 			// While the handover runs, the old master takes no writes.
@@ -369,5 +387,226 @@ func TestPlannedHandover(t *testing.T) {
 				t.Fatalf("epochs: old %s new %s", s.nodes[1].Epoch(), s.nodes[3].Epoch())
 			}
 		})
+	}
+}
+
+// Who asks for a handover, and whom the master hands over to: the one
+// best-ranked live agent, only above the master's priority; ties never
+// hand over; a handover under way is not redirected.
+func TestHandoverRules(t *testing.T) {
+	s := newSim(t, api.ModeAvailable, 5, 5, 5)
+	s.tick(30)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v, want [1]", ms)
+	}
+	for _, id := range []uint64{2, 3} {
+		if s.nodes[id].HandoverCandidate() || s.nodes[id].RequestHandover() {
+			t.Errorf("agent %d asks for a handover at equal priorities", id)
+		}
+	}
+
+	// 2 and 3 rank above the master: only the first of them (3, priority
+	// 9) asks; a request from 2 is refused by the master.
+	s = newSim(t, api.ModeAvailable, 5, 7, 9)
+	s.down[2], s.down[3] = true, true
+	s.updateViews()
+	s.tick(30)
+	s.down[2], s.down[3] = false, false
+	s.updateViews()
+	s.tick(3)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v, want [1]", ms)
+	}
+	if s.nodes[2].HandoverCandidate() {
+		t.Error("agent 2 is a handover candidate although 3 ranks first")
+	}
+	if !s.nodes[3].HandoverCandidate() {
+		t.Error("agent 3, first by priority, is no handover candidate")
+	}
+	// A forged request from 2 (it would not send one): refused.
+	s.nodes[1].Step(Message{Type: MsgTransferReq, Group: "g", From: 2, To: 1, Epoch: s.nodes[2].Epoch(), Priority: 7})
+	s.drain(1)
+	if st := s.nodes[1].Status(); st.Transfer != 0 {
+		t.Fatalf("the master hands over to %d, not the best-ranked 3", st.Transfer)
+	}
+	if _, err := s.put(1, "k", "v"); err != nil {
+		t.Fatalf("the master stopped taking writes after a refused request: %v", err)
+	}
+	s.deliver()
+	// 3 asks; while the handover runs, a request from 2 does not redirect it.
+	s.cut[[2]uint64{1, 3}] = true // hold 3 out of sync: the handover stays pending
+	if !s.nodes[3].RequestHandover() {
+		t.Fatal("3 did not ask")
+	}
+	m := s.nodes[3].Ready().Messages
+	if len(m) != 1 || m[0].Type != MsgTransferReq {
+		t.Fatalf("3 sent %v", m)
+	}
+	s.nodes[1].Step(m[0])
+	s.drain(1)
+	if st := s.nodes[1].Status(); st.Transfer != 3 {
+		t.Fatalf("handover target %d, want 3", st.Transfer)
+	}
+	s.nodes[1].Step(Message{Type: MsgTransferReq, Group: "g", From: 2, To: 1, Epoch: s.nodes[2].Epoch(), Priority: 7})
+	s.drain(1)
+	if st := s.nodes[1].Status(); st.Transfer != 3 {
+		t.Fatalf("handover redirected to %d", st.Transfer)
+	}
+	delete(s.cut, [2]uint64{1, 3})
+	s.tick(20)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 3 {
+		t.Fatalf("masters after the handover %v, want [3]", ms)
+	}
+
+	// The master's own view decides: a master that sees nobody above
+	// itself refuses whatever the requester believes.
+	s = newSim(t, api.ModeAvailable, 9, 5, 1)
+	s.tick(30)
+	s.nodes[1].Step(Message{Type: MsgTransferReq, Group: "g", From: 3, To: 1, Epoch: s.nodes[1].Epoch(), Priority: 100})
+	s.drain(1)
+	if st := s.nodes[1].Status(); st.Transfer != 0 {
+		t.Fatalf("master of priority 9 hands over to 3 of priority 1")
+	}
+}
+
+// A strict group's quorum comes from its fixed size, never from the view:
+// agents that start cut off from each other elect nobody (and do not even
+// campaign, so terms do not grow); once they meet, one of them is elected.
+func TestStrictStartIsolated(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 0, 0, 0)
+	s.partition([]uint64{1}, []uint64{2, 3})
+	s.partition([]uint64{2}, []uint64{3})
+	s.tick(200)
+	if ms := s.masters(); len(ms) != 0 {
+		t.Fatalf("isolated strict agents elected %v", ms)
+	}
+	for _, id := range s.ids() {
+		if st := s.nodes[id].Status(); st.MaxTerm != 0 || st.Role != api.RoleBackup {
+			t.Fatalf("agent %d alone: %s at term %d, want a back-up that never campaigned", id, st.Role, st.MaxTerm)
+		}
+	}
+	s.heal()
+	for i := 0; i < 100; i++ {
+		s.tick(1)
+		if ms := s.masters(); len(ms) > 1 {
+			t.Fatalf("tick %d after meeting: masters %v", i, ms)
+		}
+	}
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v, want [1] (ties go to the lowest ID)", ms)
+	}
+}
+
+// Seeded start-ups of strict groups: links come up at random ticks, and
+// messages are delivered in random order after random delays. At no
+// moment do two agents act as master, and every run elects one.
+func TestStrictStartupNeverTwoMasters(t *testing.T) {
+	for seed := int64(1); seed <= 300; seed++ {
+		rng := rand.New(rand.NewSource(seed))
+		n := 3 + 2*rng.Intn(2)
+		nodes := map[uint64]*Node{}
+		up := map[[2]uint64]int{} // tick at which a link comes up
+		for i := uint64(1); i <= uint64(n); i++ {
+			nodes[i] = NewNode(Config{ID: i, Group: "g", Priority: rng.Intn(2), Mode: api.ModeStrict, HeartbeatTicks: 2,
+				ElectionTicks: 10, StaggerTicks: 3, WriteTicks: 20, Expect: n, Rand: rand.New(rand.NewSource(seed*10 + int64(i)))},
+				kv.NewStore(), rlog.New(), HardState{})
+			for j := uint64(1); j < i; j++ {
+				up[[2]uint64{j, i}] = rng.Intn(40)
+			}
+		}
+		linked := func(a, b uint64, now int) bool {
+			if a > b {
+				a, b = b, a
+			}
+			return now >= up[[2]uint64{a, b}]
+		}
+		type inflight struct {
+			m  Message
+			at int
+		}
+		var queue []inflight
+		collect := func(id uint64, now int) {
+			for _, m := range nodes[id].Ready().Messages {
+				queue = append(queue, inflight{m, now + rng.Intn(4)})
+			}
+		}
+		masters := func() []uint64 {
+			var ms []uint64
+			for i := uint64(1); i <= uint64(n); i++ {
+				if nodes[i].Role() == api.RoleMaster {
+					ms = append(ms, i)
+				}
+			}
+			return ms
+		}
+		for now := 0; now < 200; now++ {
+			for i := uint64(1); i <= uint64(n); i++ {
+				var view []Peer
+				for j := uint64(1); j <= uint64(n); j++ {
+					if j != i && linked(i, j, now) {
+						view = append(view, Peer{ID: j, Priority: nodes[j].cfg.Priority, Alive: true, Epoch: nodes[j].Epoch()})
+					}
+				}
+				nodes[i].SetView(view)
+				nodes[i].Tick()
+				collect(i, now)
+			}
+			rng.Shuffle(len(queue), func(a, b int) { queue[a], queue[b] = queue[b], queue[a] })
+			due := queue
+			queue = nil // what the deliveries send goes here
+			for _, f := range due {
+				if f.at > now {
+					queue = append(queue, f)
+					continue
+				}
+				if linked(f.m.From, f.m.To, now) {
+					nodes[f.m.To].Step(f.m)
+					collect(f.m.To, now)
+				}
+				if ms := masters(); len(ms) > 1 {
+					t.Fatalf("seed %d (%d agents): tick %d: masters %v", seed, n, now, ms)
+				}
+			}
+		}
+		if ms := masters(); len(ms) != 1 {
+			var b strings.Builder
+			for i := uint64(1); i <= uint64(n); i++ {
+				st := nodes[i].Status()
+				fmt.Fprintf(&b, " %d:%s/%s/t%d/v%s", i, st.Role, st.Epoch, st.MaxTerm, nodes[i].vote)
+			}
+			t.Fatalf("seed %d (%d agents): masters %v after 200 ticks, want one:%s", seed, n, ms, b.String())
+		}
+	}
+}
+
+// A voter that just granted a vote does not grant a later term before the
+// candidate it voted for had half an election timeout to win and be
+// heard: a second candidate cannot be elected beside the first.
+func TestVoteHoldsUntilWinnerHeard(t *testing.T) {
+	n := NewNode(Config{ID: 2, Group: "g", Mode: api.ModeStrict, HeartbeatTicks: 2, ElectionTicks: 10, StaggerTicks: 3,
+		WriteTicks: 20, Expect: 3, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), HardState{})
+	n.SetView([]Peer{{ID: 1, Alive: true}, {ID: 3, Alive: true}})
+	for i := 0; i < 3; i++ {
+		n.Tick()
+	}
+	vote := func(from, term uint64) bool {
+		n.Step(Message{Type: MsgVote, Group: "g", From: from, To: 2, Epoch: api.Epoch{Term: term, ID: from}})
+		ms := n.Ready().Messages
+		if len(ms) != 1 || ms[0].Type != MsgVoteResp {
+			t.Fatalf("reply %v", ms)
+		}
+		return !ms[0].Reject
+	}
+	if !vote(1, 1) {
+		t.Fatal("first candidate refused")
+	}
+	if vote(3, 2) {
+		t.Fatal("a later term was granted at once after a vote: two masters possible")
+	}
+	for i := 0; i < 5; i++ {
+		n.Tick()
+	}
+	if !vote(3, 3) {
+		t.Fatal("the winner was never heard and half an election timeout passed: the vote must be free again")
 	}
 }
