@@ -92,7 +92,7 @@ type Agent struct {
 	waiters map[uint64]chan core.Result
 	nextRef uint64
 	peerAPI map[uint64]string
-	syncing bool
+	sync    *syncJob // the catch-up download in flight, if any
 
 	publishCh chan struct{} // wakes the publisher
 	lastRole  api.Role      // owned by the publisher
@@ -369,9 +369,63 @@ func (a *Agent) do(f func()) error {
 	}
 }
 
-// Do runs f with the core on the agent's loop goroutine (the recover package
-// and tests use it); f must not block.
+// Do runs f with the core on the agent's loop goroutine (tests use it); f
+// must not block.
 func (a *Agent) Do(f func(n *core.Node)) error { return a.do(func() { f(a.node); a.handleReady() }) }
+
+// The self-monitor's commands. Each runs on the loop goroutine.
+
+// BeginRecovery aligns the agent to the retained master (figure 10, act
+// 1010): it stops acting as master and follows master, serving nothing
+// until the recovery installs the master's state. A catch-up download in
+// flight is abandoned: the recovery replaces it.
+func (a *Agent) BeginRecovery(master uint64) error {
+	return a.do(func() {
+		a.cancelSync()
+		a.node.BeginRecovery(master)
+		a.handleReady()
+	})
+}
+
+// RequestHandover asks the master for a planned handover if this agent is
+// the one that should hold mastership (core.Node.HandoverCandidate); it
+// reports whether it asked.
+func (a *Agent) RequestHandover() (bool, error) {
+	var asked bool
+	err := a.do(func() {
+		asked = a.node.RequestHandover()
+		a.handleReady()
+	})
+	return asked, err
+}
+
+// Reassert moves a retained master above every epoch seen, registered
+// included (core.Node.Reassert).
+func (a *Agent) Reassert(registered api.Epoch) error {
+	return a.do(func() {
+		a.node.SeeEpoch(registered)
+		a.node.Reassert()
+		a.handleReady()
+	})
+}
+
+// Release makes a quarantined agent a back-up of nobody again, so the group
+// can elect.
+func (a *Agent) Release() error {
+	return a.do(func() {
+		a.node.EndRecovery(0, a.node.Epoch())
+		a.handleReady()
+	})
+}
+
+// Quarantine stops serving after a failed recovery (figure 10, act 1050).
+func (a *Agent) Quarantine() error {
+	return a.do(func() {
+		a.cancelSync()
+		a.node.Quarantine()
+		a.handleReady()
+	})
+}
 
 // run is the loop: it owns the core.
 func (a *Agent) run() {
@@ -494,18 +548,33 @@ func (a *Agent) handleReady() {
 		a.wg.Add(1)
 		go func(e api.Epoch) { defer a.wg.Done(); a.register(e) }(*rd.Register)
 	}
-	if rd.Sync != 0 && !a.syncing {
-		a.syncing = true
-		master := rd.Sync
-		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.syncFrom(master) }()
-	}
+	a.maybeSync()
 	for _, ev := range rd.Events {
 		a.logger.Debug("event", "kind", ev.Kind, "from", ev.From, "epoch", ev.Epoch)
 		if a.opts.Monitor != nil {
 			a.opts.Monitor.Event(ev.Kind.String(), fmt.Sprintf("agent %d at epoch %s", ev.From, ev.Epoch))
 		}
 	}
+}
+
+// maybeSync keeps one catch-up download running while the core is syncing,
+// from the master it syncs with: a download from another master (the core
+// moved on to a newer one meanwhile) is abandoned and replaced. It looks at
+// the core's role rather than at Ready.Sync, so that no request is lost
+// while an older download still runs. Run only.
+func (a *Agent) maybeSync() {
+	syncing := a.node.Role() == api.RoleSyncing
+	if syncing && a.sync != nil && a.sync.master != a.node.Master() {
+		a.cancelSync()
+	}
+	if !syncing || a.sync != nil || a.node.Master() == 0 || a.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	j := &syncJob{master: a.node.Master(), cancel: cancel}
+	a.sync = j
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); defer cancel(); a.syncFrom(ctx, j) }()
 }
 
 // meta is what gossip announces about us.
@@ -595,6 +664,33 @@ func (a *Agent) Members() []gossip.Member {
 		return nil
 	}
 	return a.gossip.Members()
+}
+
+// Strict tells whether the group is in strict mode.
+func (a *Agent) Strict() bool { return a.cfg.Mode == string(api.ModeStrict) }
+
+// LookupMaster asks the naming node for the group's retained master: nil
+// with no error when none is registered or the group is not known yet.
+func (a *Agent) LookupMaster(ctx context.Context) (*api.Registration, error) {
+	look, err := a.naming.Lookup(ctx, api.LookupRequest{Group: a.cfg.Group})
+	if errors.Is(err, api.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return look.Master, nil
+}
+
+// PeerAlive tells whether a member of our group is alive (or suspect, not
+// yet dead) in the gossip view.
+func (a *Agent) PeerAlive(id uint64) bool {
+	for _, m := range a.Members() {
+		if m.Meta.Group == a.cfg.Group && m.Meta.ID == id {
+			return m.Health != gossip.HealthDead
+		}
+	}
+	return false
 }
 
 // PeerAPI returns the API address of a member of our group, from gossip.

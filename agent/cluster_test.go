@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -179,5 +180,39 @@ func TestAgentBadInput(t *testing.T) {
 	}
 	if _, err := c.Put(m, "k2", "v2"); err != nil {
 		t.Fatalf("agent stopped serving after bad input: %v", err)
+	}
+}
+
+// A back-up that is downloading the master's state when the master dies
+// must not stay syncing with the dead master: the download fails, the
+// back-up takes part in the election, and it follows the new master. Here
+// the master's API hangs for the back-up (its calls are accepted, never
+// answered) and the master is killed mid-download; no self-monitor runs,
+// so the runtime alone must get out.
+func TestSyncWithDyingMasterEnds(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 16})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	c.Partition([]uint64{1, 2}, []uint64{3})
+	// Far enough behind that 3 must download the state, not the log.
+	for i := 0; i < 2*core.SyncThreshold; i++ {
+		if _, err := c.Put(1, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	c.Heal()
+	c.StallAPI(1, 3)
+	c.WaitFor(20*time.Second, "3 downloading from 1", func() bool {
+		st := c.Members[3].Agent.Status()
+		return st.Role == api.RoleSyncing && st.Master == 1
+	})
+	c.Kill(1)
+	c.WaitFor(20*time.Second, "2 master, 3 its synced back-up", c.Stable)
+	if ms := c.Masters(); ms[0] != 2 {
+		t.Fatalf("master %d, want 2", ms[0])
+	}
+	if v, found := c.Members[3].Agent.Get(fmt.Sprintf("k%d", 2*core.SyncThreshold-1)); !found || v != "v" {
+		t.Fatal("3 lacks the last acknowledged write")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
@@ -23,7 +22,16 @@ var (
 	// ErrOlderEpoch means the master's state is of an older epoch than ours:
 	// it has not reasserted yet.
 	ErrOlderEpoch = errors.New("agent: master at an older epoch")
+	// ErrSuperseded means a download finished after the agent stopped
+	// waiting for it (it follows another master now, or serves again).
+	ErrSuperseded = errors.New("agent: download superseded")
 )
+
+// probeTimeout bounds one small call to a peer (a fork-search probe): the
+// self-monitor's period, and at least half a second.
+func (a *Agent) probeTimeout() time.Duration {
+	return max(time.Duration(a.cfg.MonitorCount)*a.cfg.MonitorUnit, 500*time.Millisecond)
+}
 
 // peerClient is the HTTP client of agent-to-agent calls (state download,
 // fork search, forwarded writes): one transport, so the O(log n) probes of
@@ -83,16 +91,24 @@ func (a *Agent) FetchState(ctx context.Context, addr string) (State, error) {
 	return st, err
 }
 
-// remoteLog probes another agent's log for the fork search.
+// remoteLog probes another agent's log for the fork search. Each probe is
+// bounded by the agent's probe timeout, so a peer that accepts and never
+// answers costs one timeout, not the whole search's deadline.
 type remoteLog struct {
 	a    *Agent
 	ctx  context.Context
 	addr string
 }
 
+func (r remoteLog) probe(req *HashesRequest, resp *HashesResponse) error {
+	ctx, cancel := context.WithTimeout(r.ctx, r.a.probeTimeout())
+	defer cancel()
+	return r.a.rpc(ctx, r.addr, "/rpc/hashes", req, resp)
+}
+
 func (r remoteLog) Span() (uint64, uint64, error) {
 	var resp HashesResponse
-	if err := r.a.rpc(r.ctx, r.addr, "/rpc/hashes", &HashesRequest{}, &resp); err != nil {
+	if err := r.probe(&HashesRequest{}, &resp); err != nil {
 		return 0, 0, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
 	}
 	return resp.First, resp.Last, nil
@@ -100,10 +116,10 @@ func (r remoteLog) Span() (uint64, uint64, error) {
 
 func (r remoteLog) HashAt(i uint64) ([32]byte, bool, error) {
 	var resp HashesResponse
-	if err := r.a.rpc(r.ctx, r.addr, "/rpc/hashes", &HashesRequest{Indices: []uint64{i}}, &resp); err != nil {
+	if err := r.probe(&HashesRequest{Indices: []uint64{i}}, &resp); err != nil {
 		return [32]byte{}, false, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
 	}
-	if len(resp.Hashes) != 1 {
+	if len(resp.Hashes) != 1 || len(resp.Held) != 1 {
 		return [32]byte{}, false, fmt.Errorf("%w: %d hashes for one index", rlog.ErrUnavailable, len(resp.Hashes))
 	}
 	return resp.Hashes[0], resp.Held[0], nil
@@ -210,6 +226,15 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 	var ierr error
 	var res SyncResult
 	err = a.do(func() {
+		if ctx.Err() != nil {
+			// Abandoned (a recovery towards another master replaced it).
+			ierr = ctx.Err()
+			return
+		}
+		if r := a.node.Role(); (r != api.RoleRecovering && r != api.RoleSyncing) || a.node.Master() != master {
+			ierr = fmt.Errorf("%w: the agent is now %s following %d", ErrSuperseded, r, a.node.Master())
+			return
+		}
 		if ierr = a.node.InstallState(st.Snapshot, st.Base, st.Entries, master, st.Epoch, st.Commit); ierr != nil {
 			a.handleReady()
 			return
@@ -227,7 +252,6 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 			ierr = fmt.Errorf("persist log suffix: %w", err)
 		}
 		res = SyncResult{Digest: a.sm.Digest(), Epoch: st.Epoch}
-		a.syncing = false
 		a.handleReady()
 	})
 	if err == nil {
@@ -236,29 +260,66 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 	return res, err
 }
 
+// syncJob is a catch-up download in flight; the loop goroutine owns the
+// agent's pointer to it.
+type syncJob struct {
+	master uint64
+	cancel context.CancelFunc
+}
+
+// cancelSync abandons the catch-up in flight, if any; run only.
+func (a *Agent) cancelSync() {
+	if a.sync != nil {
+		a.sync.cancel()
+		a.sync = nil
+	}
+}
+
+// syncTimeout bounds a whole catch-up download.
+const syncTimeout = 30 * time.Second
+
 // syncFrom is the catch-up of a lagging or divergent back-up: the same
-// steps as recovery, without the naming node.
-func (a *Agent) syncFrom(master uint64) {
-	defer a.do(func() { a.syncing = false })
+// steps as recovery, without the naming node. A recovery abandons it. Any
+// other failure ends the syncing state, so that the agent takes appends
+// again (the next one that does not fit asks for a new download) and may
+// campaign if the master is gone: a back-up must never stay syncing with a
+// master that died during the download.
+func (a *Agent) syncFrom(ctx context.Context, j *syncJob) {
+	master := j.master
+	err := a.syncSteps(ctx, master)
+	a.do(func() {
+		if a.sync != j {
+			return // abandoned: a recovery owns the agent now
+		}
+		a.sync = nil
+		if err != nil && a.node.Role() == api.RoleSyncing && a.node.Master() == master {
+			a.node.EndRecovery(master, a.node.Epoch())
+			a.handleReady()
+		}
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrSuperseded) || ctx.Err() != nil:
+		a.logger.Debug("sync abandoned", "master", master, "error", err)
+	default:
+		a.logger.Warn("sync failed; retrying on the next append", "master", master, "error", err)
+	}
+}
+
+func (a *Agent) syncSteps(ctx context.Context, master uint64) error {
 	addr := a.PeerAPI(master)
 	if addr == "" {
-		return
+		return fmt.Errorf("sync with %d: no API address known", master)
 	}
-	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	if _, _, err := a.KeepDivergence(ctx, master, addr); err != nil {
-		a.logger.Warn("sync: keep divergence", "master", master, "error", err)
-		return
+		return fmt.Errorf("sync with %d: keep divergence: %w", master, err)
 	}
 	res, err := a.Synchronize(ctx, master, addr)
 	if err != nil {
-		a.logger.Warn("sync failed; retrying on the next append", "master", master, "error", err)
-		a.Do(func(n *core.Node) {
-			if n.Role() == api.RoleSyncing {
-				n.EndRecovery(master, n.Epoch())
-			}
-		})
-		return
+		return err
 	}
 	a.logger.Info("synchronized with master", "master", master, "digest", res.Digest, "index", res.Digest.Index)
+	return nil
 }

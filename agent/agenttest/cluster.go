@@ -57,6 +57,10 @@ type Options struct {
 	// Base is the third octet range start: agents are on 127.0.Base.(10+id).
 	// Tests running side by side in one process use different bases.
 	Base int
+	// Isolated starts every agent cut off from every other (the naming
+	// node still reachable), as agents started before their network is
+	// up; Heal joins them.
+	Isolated bool
 }
 
 // Member is one agent of the cluster with what survives its restarts.
@@ -83,9 +87,10 @@ type Cluster struct {
 	Client       *client.Client
 	logger       hclog.Logger
 	rand         *rand.Rand
-	cut          map[[2]string]bool // IP pairs cut both ways
-	namingCut    map[uint64]bool    // agents cut from the naming node
-	ports        map[string]bool    // addresses given out (freePort)
+	cut          map[[2]string]bool  // IP pairs cut both ways
+	stalled      map[uint64][]string // agent -> API addresses its calls hang on
+	namingCut    map[uint64]bool     // agents cut from the naming node
+	ports        map[string]bool     // addresses given out (freePort)
 }
 
 // freePort returns a host:port on ip free for TCP and UDP (memberlist binds
@@ -129,7 +134,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		level = hclog.LevelFromString(os.Getenv("MASTERSHIP_TEST_LOG"))
 	}
 	c := &Cluster{t: t, opts: opts, Members: map[uint64]*Member{}, rand: rand.New(rand.NewSource(opts.Seed)),
-		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{}, ports: map[string]bool{},
+		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{}, ports: map[string]bool{}, stalled: map[uint64][]string{},
 		logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: os.Stderr})}
 	c.NamingIP = fmt.Sprintf("127.0.%d.9", opts.Base)
 	c.namingFaults = faulty.New(rand.New(rand.NewSource(c.rand.Int63())))
@@ -156,6 +161,13 @@ func New(t testing.TB, opts Options) *Cluster {
 		if first == "" {
 			first = m.Config.Bind
 		}
+	}
+	if opts.Isolated {
+		var sides [][]uint64
+		for _, id := range c.IDs() {
+			sides = append(sides, []uint64{id})
+		}
+		c.Partition(sides...)
 	}
 	for _, id := range c.IDs() {
 		c.start(c.Members[id])
@@ -281,10 +293,21 @@ func (c *Cluster) PartitionNaming(reachable ...uint64) {
 	c.applyFaults()
 }
 
-// Heal removes every cut.
+// StallAPI makes every call the agents from make to agent to's API hang
+// (accepted, never answered), messages streams included, while gossip
+// still sees to alive: a peer whose API is hung.
+func (c *Cluster) StallAPI(to uint64, from ...uint64) {
+	for _, id := range from {
+		c.stalled[id] = append(c.stalled[id], c.Members[to].Config.API)
+	}
+	c.applyFaults()
+}
+
+// Heal removes every cut and stall.
 func (c *Cluster) Heal() {
 	c.cut = map[[2]string]bool{}
 	c.namingCut = map[uint64]bool{}
+	c.stalled = map[uint64][]string{}
 	c.applyFaults()
 }
 
@@ -305,6 +328,9 @@ func (c *Cluster) applyFaults() {
 		m.Faults.Heal()
 		if len(peers) > 0 {
 			m.Faults.Partition(peers...)
+		}
+		if s := c.stalled[id]; len(s) > 0 {
+			m.Faults.Stall(s...)
 		}
 	}
 	c.namingFaults.Heal()
