@@ -59,6 +59,9 @@ type Input struct {
 	// agent's gossip view. A registration outlives its holder by up to its
 	// TTL; nobody recovers towards a master it cannot reach.
 	RetainedAlive bool
+	// Recovering is the retained master a recovery in flight aligns this
+	// agent to (0: none). A newer decision of the naming node abandons it.
+	Recovering uint64
 }
 
 // Verdict is the detector's decision with the reason, for logs and status.
@@ -84,13 +87,23 @@ func Detect(in Input) Verdict {
 	if in.NamingErr != nil {
 		return Verdict{Wait, "naming node unreachable: " + in.NamingErr.Error()}
 	}
+	r := in.Retained
+	if in.Recovering != 0 {
+		// The self-monitor never waits on its own recovery: a newer
+		// decision of the naming node abandons it and aligns again.
+		if r != nil && r.ID != in.Recovering && r.ID != in.Self {
+			return Verdict{Recover, fmt.Sprintf("recovering towards %d, but the naming node now retains %d", in.Recovering, r.ID)}
+		}
+		return Verdict{Wait, fmt.Sprintf("recovery towards %d in progress", in.Recovering)}
+	}
 	switch in.Role {
 	case api.RoleCandidate:
 		return Verdict{Wait, "election in progress"}
-	case api.RoleRecovering, api.RoleSyncing:
-		return Verdict{Wait, "synchronization in progress"}
+	case api.RoleSyncing:
+		if r != nil && in.Master == r.ID {
+			return Verdict{Wait, fmt.Sprintf("synchronizing with the retained master %d", r.ID)}
+		}
 	}
-	r := in.Retained
 	if r == nil {
 		if in.Role == api.RoleQuarantined {
 			return Verdict{Release, "quarantined, and no master is registered any more"}
@@ -108,9 +121,17 @@ func Detect(in Input) Verdict {
 			}
 			return Verdict{Recover, fmt.Sprintf("acting as master, but the naming node retained %d", r.ID)}
 		}
-		if in.MaxTerm > in.Epoch.Term || in.Epoch.Less(r.Epoch) || in.Epoch.Less(in.MaxEpoch) {
+		if in.Epoch.Less(r.Epoch) {
+			// The naming node holds a newer epoch in our name (a repair by
+			// hand): move above it.
+			return Verdict{Reassert, fmt.Sprintf("master at epoch %s, but registered at %s", in.Epoch, r.Epoch)}
+		}
+		if !in.Strict && (in.MaxTerm > in.Epoch.Term || in.Epoch.Less(in.MaxEpoch)) {
 			// Agents that followed a newer epoch (even of the same term,
 			// from a higher ID) would refuse us: move above all of them.
+			// A strict master never takes a term without votes: a newer
+			// master deposes it when they meet, and a failed candidate's
+			// term changes nothing.
 			return Verdict{Reassert, fmt.Sprintf("retained at epoch %s, but %s (term %d) was seen", in.Epoch, in.MaxEpoch, in.MaxTerm)}
 		}
 		return Verdict{Consistent, "master and retained"}
@@ -124,6 +145,16 @@ func Detect(in Input) Verdict {
 			return Verdict{Wait, fmt.Sprintf("quarantined; the retained %d is unreachable", r.ID)}
 		}
 		return Verdict{Recover, fmt.Sprintf("quarantined; retrying recovery towards %d", r.ID)}
+	case api.RoleRecovering:
+		// Aligned by a recovery that is no longer running (the runtime
+		// abandoned it): align again.
+		if r.ID == in.Self {
+			return Verdict{Wait, "recovering, and the naming node names us"}
+		}
+		if !in.RetainedAlive {
+			return Verdict{Wait, fmt.Sprintf("recovering; the retained %d is unreachable", r.ID)}
+		}
+		return Verdict{Recover, fmt.Sprintf("recovery towards %d not running; aligning again", r.ID)}
 	default:
 		if r.ID == in.Self {
 			return Verdict{Wait, "the naming node names us, but we are not master"}

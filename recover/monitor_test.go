@@ -1,11 +1,17 @@
 package recover
 
 import (
+	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/naming/api"
 )
 
 // Figure 10, act 1050: with on-failure=terminate a failed recovery ends the
@@ -50,5 +56,145 @@ func TestEventsCoalesce(t *testing.T) {
 	off.Event("x", "y")
 	if len(off.wake) != 0 {
 		t.Fatal("events off still woke the monitor")
+	}
+}
+
+// fakeAgent is an agent whose peer calls hang while the peer named in
+// hung is the target: a fault double for the monitor's loop. Everything
+// else answers at once.
+type fakeAgent struct {
+	mu       sync.Mutex
+	role     api.Role
+	master   uint64
+	retained *api.Registration
+	hung     uint64 // calls towards this master block until cancelled
+	hangIn   string // "fork search" or "download": the call that hangs
+	lookups  int
+	begun    []uint64
+	synced   []uint64
+	cancels  int
+}
+
+func (f *fakeAgent) ID() uint64           { return 3 }
+func (f *fakeAgent) Logger() hclog.Logger { return hclog.NewNullLogger() }
+func (f *fakeAgent) Strict() bool         { return true }
+func (f *fakeAgent) Registering() bool    { return false }
+func (f *fakeAgent) PeerAlive(uint64) bool {
+	return true
+}
+func (f *fakeAgent) Status() core.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return core.Status{ID: 3, Role: f.role, Master: f.master, Epoch: api.Epoch{Term: 1, ID: 1}}
+}
+func (f *fakeAgent) LookupMaster(ctx context.Context) (*api.Registration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	return f.retained, nil
+}
+func (f *fakeAgent) BeginRecovery(master uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.role, f.master = api.RoleRecovering, master
+	f.begun = append(f.begun, master)
+	return nil
+}
+func (f *fakeAgent) wait(ctx context.Context, master uint64, call string) error {
+	f.mu.Lock()
+	hung := f.hung == master && f.hangIn == call
+	f.mu.Unlock()
+	if !hung {
+		return nil
+	}
+	<-ctx.Done()
+	f.mu.Lock()
+	f.cancels++
+	f.mu.Unlock()
+	return ctx.Err()
+}
+func (f *fakeAgent) KeepDivergence(ctx context.Context, master uint64, addr string) (uint64, int, error) {
+	return 0, 0, f.wait(ctx, master, "fork search")
+}
+func (f *fakeAgent) Synchronize(ctx context.Context, master uint64, addr string) (agent.SyncResult, error) {
+	if err := f.wait(ctx, master, "download"); err != nil {
+		return agent.SyncResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.master != master {
+		return agent.SyncResult{}, agent.ErrSuperseded
+	}
+	f.role = api.RoleBackup
+	f.synced = append(f.synced, master)
+	return agent.SyncResult{}, nil
+}
+func (f *fakeAgent) RequestHandover() (bool, error) { return false, nil }
+func (f *fakeAgent) Reassert(api.Epoch) error       { return nil }
+func (f *fakeAgent) Release() error                 { return nil }
+func (f *fakeAgent) Quarantine() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.role = api.RoleQuarantined
+	return nil
+}
+
+func (f *fakeAgent) snapshot() (lookups int, begun, synced []uint64, cancels int, role api.Role) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups, slices.Clone(f.begun), slices.Clone(f.synced), f.cancels, f.role
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A recovery whose peer hangs holds neither the timer nor the events: the
+// loop keeps checking at its period, and when the naming node retains
+// another master the hung recovery is cancelled and a new one aligns to it
+// (figure 8's acts 825 to 855 and 840 with a recovery in flight).
+func TestRecoveryNeverHoldsTheMonitor(t *testing.T) {
+	for _, stage := range []string{"fork search", "download"} {
+		t.Run(stage, func(t *testing.T) {
+			f := &fakeAgent{role: api.RoleQuarantined, hung: 1, hangIn: stage,
+				retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
+			m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
+			ctx, cancel := context.WithCancel(context.Background())
+			stopped := make(chan struct{})
+			go func() { m.run(ctx, f); close(stopped) }()
+			defer func() { cancel(); <-stopped }()
+
+			waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
+			l0, _, _, _, _ := f.snapshot()
+			waitUntil(t, "checks while the recovery hangs", func() bool { l, _, _, _, _ := f.snapshot(); return l >= l0+5 })
+			if _, begun, _, cancels, role := f.snapshot(); len(begun) != 1 || cancels != 0 || role != api.RoleRecovering {
+				t.Fatalf("while it hangs: begun %v cancels %d role %s; want one recovery in flight", begun, cancels, role)
+			}
+			if c := m.LastCheck(); c == nil || c.Decision != Wait.String() {
+				t.Fatalf("last check %+v, want a wait while the recovery towards the retained master runs", c)
+			}
+
+			// The naming node now retains 2, and says so.
+			f.mu.Lock()
+			f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
+			f.mu.Unlock()
+			m.Event("naming-master-superseded", "retained 2")
+			waitUntil(t, "a synced back-up of 2", func() bool {
+				_, _, synced, _, role := f.snapshot()
+				return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
+			})
+			_, begun, _, cancels, _ := f.snapshot()
+			if !slices.Equal(begun, []uint64{1, 2}) || cancels != 1 {
+				t.Fatalf("begun %v, cancels %d; want [1 2] with the hung recovery cancelled", begun, cancels)
+			}
+			waitUntil(t, "the recovery recorded", func() bool { a := m.LastAction(); return a != nil && a.Retained == 2 && a.Error == "" })
+		})
 	}
 }
