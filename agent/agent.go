@@ -227,6 +227,7 @@ func (a *Agent) Start() error {
 	gcfg.AdvertiseAddr = a.cfg.Advertise
 	gcfg.Join = a.cfg.Join
 	gcfg.SecretKey = key
+	gcfg.CheckEpoch = func(e api.Epoch) error { return api.CheckTerm(e.Term, a.Status().MaxTerm) }
 	gcfg.ReconnectInterval = a.cfg.ReconnectInterval
 	gcfg.Logger = a.logger
 	gcfg.Rand = rand.New(rand.NewSource(a.rand.Int63()))

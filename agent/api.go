@@ -34,22 +34,25 @@ import (
 
 // InfoJSON is the shape of `mastership info -json`.
 type InfoJSON struct {
-	ID       uint64     `json:"id"`
-	Group    string     `json:"group"`
-	Role     string     `json:"role"`
-	Epoch    uint64     `json:"epoch"`
-	EpochID  uint64     `json:"epoch_id"`
-	Master   uint64     `json:"master"`
-	Applied  uint64     `json:"applied"`
-	Commit   uint64     `json:"commit"`
-	Last     uint64     `json:"last"`
-	Digest   string     `json:"digest"`
-	Priority int        `json:"priority"`
-	Mode     string     `json:"mode"`
-	Serving  bool       `json:"serving"`
-	API      string     `json:"api"`
-	Gossip   string     `json:"gossip"`
-	Monitor  *MonitorJS `json:"monitor,omitempty"`
+	ID       uint64 `json:"id"`
+	Group    string `json:"group"`
+	Role     string `json:"role"`
+	Epoch    uint64 `json:"epoch"`
+	EpochID  uint64 `json:"epoch_id"`
+	Master   uint64 `json:"master"`
+	Applied  uint64 `json:"applied"`
+	Commit   uint64 `json:"commit"`
+	Last     uint64 `json:"last"`
+	Digest   string `json:"digest"`
+	Priority int    `json:"priority"`
+	Mode     string `json:"mode"`
+	Serving  bool   `json:"serving"`
+	// Refused counts messages and announcements refused for an epoch out
+	// of range or not in their sender's name.
+	Refused uint64     `json:"refused_inputs"`
+	API     string     `json:"api"`
+	Gossip  string     `json:"gossip"`
+	Monitor *MonitorJS `json:"monitor,omitempty"`
 	// The self-monitor's last check (issue: visibility).
 	LastCheck *CheckJSON `json:"last_check,omitempty"`
 	Trigger   string     `json:"trigger,omitempty"`
@@ -184,7 +187,7 @@ func (a *Agent) Info() InfoJSON {
 	st := a.Status()
 	info := InfoJSON{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
-		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, API: a.advertisedAPI()}
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, API: a.advertisedAPI()}
 	if a.gossip != nil {
 		info.Gossip = a.gossip.LocalAddr()
 	}
@@ -251,6 +254,10 @@ func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: %v", err))
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: data after the JSON object"))
 		return
 	}
 	op := kv.Op{Kind: req.Op, Key: req.Key, ExpectAbsent: req.ExpectAbsent}
@@ -352,6 +359,12 @@ func (a *Agent) Propose(ctx context.Context, clientID, seq uint64, op []byte) (c
 	ch := make(chan core.Result, 1)
 	var perr error
 	err := a.do(func() {
+		if sc, ok := a.sm.(rlog.SeqChecker); ok {
+			if perr = sc.CheckSeq(clientID, seq); perr != nil {
+				perr = api.Errorf(api.CodeInvalid, "%v", perr)
+				return
+			}
+		}
 		a.nextRef++
 		ref := a.nextRef
 		if perr = a.node.Propose(ref, clientID, seq, op); perr == nil {
@@ -386,6 +399,12 @@ func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
 	if n.Group != a.cfg.Group {
 		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification for group %q; this agent is in %q", n.Group, a.cfg.Group))
 		return
+	}
+	if n.Master != nil {
+		if err := api.CheckTerm(n.Master.Epoch.Term, a.Status().MaxTerm); err != nil {
+			writeMsgpack(w, 400, api.ToError(err))
+			return
+		}
 	}
 	a.logger.Debug("naming node trigger", "reason", n.Reason, "seq", n.Seq)
 	if a.opts.Monitor != nil {

@@ -54,10 +54,20 @@ func (a *Agent) runSession() {
 
 // noteRegistered keeps the registered master the naming node told us of, for
 // status; the self-monitor asks the naming node itself.
+// The registered epoch is also learnt by the core: the naming node is the
+// one source an agent trusts for terms far above its own (a new agent of
+// an old group), since every other input is bounded by what it knows.
 func (a *Agent) noteRegistered(m *api.Registration) {
 	a.mu.Lock()
 	a.namingMaster = m
+	known := a.status.MaxTerm
 	a.mu.Unlock()
+	if m != nil && m.Epoch.Term > known {
+		a.do(func() {
+			a.node.SeeEpoch(m.Epoch)
+			a.handleReady()
+		})
+	}
 }
 
 func (a *Agent) sleep(d time.Duration) bool {

@@ -33,6 +33,10 @@ func (c Claim) Validate() error {
 	if err := api.ValidateID(c.ID); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadClaim, err)
 	}
+	if c.Epoch.ID != c.ID || c.Epoch.Term == 0 {
+		// A master's epoch is in its own name and past term 0.
+		return fmt.Errorf("%w: epoch %s is not a mastership of agent %d", ErrBadClaim, c.Epoch, c.ID)
+	}
 	if c.API != "" {
 		if err := api.ValidateAddr("api", c.API); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadClaim, err)

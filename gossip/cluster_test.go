@@ -609,3 +609,62 @@ func TestSuspectFromMissingAcks(t *testing.T) {
 		t.Errorf("g/3 came back without an alive or join event")
 	}
 }
+
+// Forged claims (an epoch not in the claimant's name, term 0, or one the
+// agent's epoch check refuses, such as 2^64-1) arriving by broadcast or
+// push/pull are dropped: they do not fence the real agent's next claim and
+// raise no competing-claim event.
+func TestForgedClaimsDropped(t *testing.T) {
+	var checked int
+	var mu sync.Mutex
+	check := func(c *Config) {
+		c.CheckEpoch = func(e api.Epoch) error {
+			mu.Lock()
+			checked++
+			mu.Unlock()
+			return api.CheckTerm(e.Term, 10)
+		}
+	}
+	a, err := startNode(t, "g", 1, 71, nil, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.g.Join()
+	mustMaster(t, a, api.Epoch{Term: 3, ID: 1})
+	d := &delegate{g: a.g}
+	forged := []Claim{
+		{Group: "g", ID: 2, Epoch: api.Epoch{Term: ^uint64(0), ID: 2}},
+		{Group: "g", ID: 2, Epoch: api.Epoch{Term: 10 + 1<<40, ID: 2}},
+		{Group: "g", ID: 2, Epoch: api.Epoch{Term: 5, ID: 3}},
+		{Group: "g", ID: 2, Epoch: api.Epoch{Term: 0, ID: 2}},
+		{Group: "g", ID: 1, Epoch: api.Epoch{Term: ^uint64(0), ID: 1}},
+	}
+	for _, c := range forged {
+		b, err := encodeClaimMsg(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.NotifyMsg(b)
+		st, err := api.Encode(pushPullState{Version: 1, Claims: []Claim{c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.MergeRemoteState(st, false)
+	}
+	for _, c := range a.g.Claims("g") {
+		if c.ID != 1 || c.Epoch != (api.Epoch{Term: 3, ID: 1}) {
+			t.Fatalf("a forged claim was kept: %v", c)
+		}
+	}
+	if cs := a.ev.competingClaims(); len(cs) != 0 {
+		t.Fatalf("forged claims raised competing-claim events: %v", cs)
+	}
+	mu.Lock()
+	n := checked
+	mu.Unlock()
+	if n == 0 {
+		t.Fatal("the epoch check was never asked")
+	}
+	// The real agent's next claim is not fenced by the forged 2^64-1.
+	mustMaster(t, a, api.Epoch{Term: 4, ID: 1})
+}

@@ -54,6 +54,11 @@ type Config struct {
 	// keys cannot join each other.
 	SecretKey []byte
 
+	// CheckEpoch, when set, vets the epoch of every claim received before
+	// it is merged (the agent refuses epochs far above the terms it
+	// knows). A claim it refuses is dropped and logged.
+	CheckEpoch func(api.Epoch) error
+
 	// ReconnectInterval is the mean time between two reconnect attempts,
 	// with up to +50% jitter. Default 1s (local 200ms, wan 5s); limits 10ms
 	// to 10m.

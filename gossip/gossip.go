@@ -475,6 +475,12 @@ func (g *Gossip) receiveClaim(c Claim, via string) {
 		g.log.Warn("ignoring claim", "via", via, "error", err)
 		return
 	}
+	if g.cfg.CheckEpoch != nil {
+		if err := g.cfg.CheckEpoch(c.Epoch); err != nil {
+			g.log.Warn("ignoring claim", "via", via, "claim", c.String(), "error", err)
+			return
+		}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.view.gone(NodeName(c.Group, c.ID)) {

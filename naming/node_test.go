@@ -546,6 +546,10 @@ func FuzzRPC(f *testing.F) {
 	methods := []string{"join", "renew", "leave", "register", "lookup", "status", "recheck", "events", "health"}
 	seed, _ := api.Encode(&api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.1:1"})
 	f.Add(uint8(3), seed)
+	for _, term := range []uint64{^uint64(0), 1 << 40} {
+		b, _ := api.Encode(&api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: term, ID: 1}})
+		f.Add(uint8(3), b)
+	}
 	f.Add(uint8(0), []byte{0x80})
 	f.Add(uint8(7), []byte{0xc1})
 	cfg, _ := config.DefaultNaming("local")

@@ -332,13 +332,20 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		prio = m.Priority
 	}
 	epoch := req.Epoch
+	var rangeErr error
 	if epoch.Term == 0 {
 		// By hand: keep the holder's epoch, or take the group's next term.
 		if g.Master != nil && g.Master.ID == req.ID {
 			epoch = g.Master.Epoch
+		} else if next, ok := api.NextTerm(g.MaxEpoch.Term); ok {
+			epoch = api.Epoch{Term: next, ID: req.ID}
 		} else {
-			epoch = api.Epoch{Term: g.MaxEpoch.Term + 1, ID: req.ID}
+			rangeErr = fmt.Errorf("%w: the group's term %d is the last one", api.ErrEpochRange, g.MaxEpoch.Term)
 		}
+	} else {
+		// An epoch far above every one the group held is forged or
+		// corrupted: adopting it would fence the group for good.
+		rangeErr = api.CheckTerm(epoch.Term, g.MaxEpoch.Term)
 	}
 	epoch.ID = req.ID
 	reg := &registration{
@@ -350,6 +357,11 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		e := epoch
 		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: reason})
 		return api.RegisterResponse{}, false, api.Errorf(api.CodeRefused, "group %q: %s", g.Name, reason)
+	}
+	if rangeErr != nil {
+		e := epoch
+		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: rangeErr.Error()})
+		return api.RegisterResponse{}, false, api.Errorf(api.CodeEpochRange, "group %q: %v", g.Name, rangeErr)
 	}
 
 	switch {

@@ -469,3 +469,57 @@ func TestRestoreRearmsWithGrace(t *testing.T) {
 		t.Fatalf("restore of garbage succeeded")
 	}
 }
+
+// Epochs far above the group's (2^64-1, term + 2^40) are refused with their
+// own code and recorded, never adopted: the group is not fenced, and a
+// registration at the next term is still accepted. A manual registration
+// at the last term cannot overflow.
+func TestRegisterEpochOutOfRange(t *testing.T) {
+	for _, mode := range []string{"strict", "available"} {
+		r := newTestRegistry(0)
+		var sessions [4]uint64
+		for id := uint64(1); id <= 3; id++ {
+			resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: mode}, &Effects{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sessions[id] = resp.Session
+		}
+		reg := func(id, term uint64) (api.RegisterResponse, error, *Effects) {
+			fx := &Effects{}
+			resp, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: id, Addr: addr(id), Session: sessions[id],
+				Epoch: api.Epoch{Term: term, ID: id}}, fx)
+			return resp, err, fx
+		}
+		if _, err, _ := reg(1, 3); err != nil {
+			t.Fatal(err)
+		}
+		for _, term := range []uint64{^uint64(0), 3 + 1<<40, 3 + api.MaxTermLead + 1} {
+			_, err, fx := reg(2, term)
+			if !errors.Is(err, api.ErrEpochRange) || !slices.Equal(kinds(fx), []string{api.EventRegistrationRefused}) {
+				t.Fatalf("%s: term %d: %v, events %v", mode, term, err, kinds(fx))
+			}
+			if e := api.ToError(err); e.Code != api.CodeEpochRange {
+				t.Fatalf("%s: code %s", mode, e.Code)
+			}
+		}
+		look, _ := r.Lookup(t0, api.LookupRequest{Group: "g"})
+		if look.Master == nil || look.Master.ID != 1 || look.Master.Epoch.Term != 3 {
+			t.Fatalf("%s: master after the attempts %+v", mode, look.Master)
+		}
+		if resp, err, _ := reg(2, 4); err != nil || (mode == "strict" && !resp.Accepted) {
+			t.Fatalf("%s: next term refused after the attempts: %+v %v", mode, resp, err)
+		}
+		if _, err, _ := reg(3, 3+api.MaxTermLead); err != nil {
+			t.Fatalf("%s: a term within the bound refused: %v", mode, err)
+		}
+	}
+	// Manual registration (term 0: the next one) at the last term.
+	r := newTestRegistry(0)
+	join(t, r, t0, "m", 1, 0)
+	r.groups["m"].MaxEpoch = api.Epoch{Term: ^uint64(0), ID: 9}
+	_, _, err := r.Register(t0, api.RegisterRequest{Group: "m", ID: 1, Addr: addr(1)}, &Effects{})
+	if !errors.Is(err, api.ErrEpochRange) {
+		t.Fatalf("manual registration at the last term: %v", err)
+	}
+}

@@ -190,6 +190,8 @@ type Node struct {
 
 	registeredUntil uint64 // strict: tick until which the registration holds
 
+	refused uint64 // messages and view epochs refused as out of range
+
 	transferTo       uint64 // master: handing over to this back-up
 	transferDeadline uint64
 	transferring     bool // candidate: campaign started by MsgTimeoutNow
@@ -247,13 +249,16 @@ type Status struct {
 	// Transfer is the back-up a master is handing mastership over to (0:
 	// none). A group with a handover pending has not settled.
 	Transfer uint64
+	// Refused counts messages and view entries refused for an epoch out of
+	// range or inconsistent with their sender.
+	Refused uint64
 }
 
 // Status describes the core now.
 func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
-		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo}
+		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, Refused: n.refused}
 }
 
 // Ready returns what the runtime must do and clears it.
@@ -303,6 +308,12 @@ func (n *Node) SetView(peers []Peer) {
 			continue
 		}
 		p := p
+		if err := api.CheckTerm(p.Epoch.Term, n.maxTerm); err != nil {
+			// A forged or corrupted announcement: the member counts, its
+			// epoch is not learnt.
+			n.noteRefused(fmt.Sprintf("view of agent %d", p.ID), err)
+			p.Epoch = api.Epoch{}
+		}
 		n.peers[p.ID] = &p
 		n.seeEpoch(p.Epoch)
 		if n.progress[p.ID] == nil {
@@ -512,8 +523,15 @@ func (n *Node) becomeCandidate() {
 	if n.role == api.RoleMaster {
 		panic("core: becomeCandidate from master")
 	}
+	term, ok := api.NextTerm(n.maxTerm)
+	if !ok {
+		// Only a store written before terms were bounded can hold this.
+		n.logger.Error("no term left to campaign at; the data dir holds a corrupted term", "max_term", n.maxTerm)
+		n.silent = 0
+		return
+	}
 	n.replacing = n.master
-	n.campaign = api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID}
+	n.campaign = api.Epoch{Term: term, ID: n.cfg.ID}
 	n.seeTerm(n.campaign.Term)
 	n.vote = n.campaign
 	n.hsChanged = true
@@ -618,7 +636,12 @@ func (n *Node) Reassert() {
 		n.becomeCandidate()
 		return
 	}
-	n.becomeMaster(api.Epoch{Term: n.maxTerm + 1, ID: n.cfg.ID})
+	term, ok := api.NextTerm(n.maxTerm)
+	if !ok {
+		n.logger.Error("no term left to reassert at; the data dir holds a corrupted term", "max_term", n.maxTerm)
+		return
+	}
+	n.becomeMaster(api.Epoch{Term: term, ID: n.cfg.ID})
 }
 
 // SeeEpoch tells the core of an epoch learnt outside the group's messages
@@ -753,9 +776,47 @@ func (n *Node) sendAppend(to uint64) {
 	n.send(m)
 }
 
+// noteRefused counts an input refused for its epoch, logging the first
+// and then every power of two so that a flood cannot flood the log.
+func (n *Node) noteRefused(what string, err error) {
+	n.refused++
+	if n.refused&(n.refused-1) == 0 {
+		n.logger.Warn("refused an epoch out of range", "input", what, "error", err, "refused_so_far", n.refused)
+	}
+}
+
+// checkMessage validates the epochs a message carries before any of them is
+// learnt: none more than api.MaxTermLead above our highest term, a master's
+// or candidate's epoch in its own name, and no entry newer than the append
+// that carries it.
+func (n *Node) checkMessage(m Message) error {
+	if err := api.CheckTerm(m.Epoch.Term, n.maxTerm); err != nil {
+		return err
+	}
+	if err := api.CheckTerm(m.LastEpoch.Term, n.maxTerm); err != nil {
+		return err
+	}
+	switch m.Type {
+	case MsgAppend, MsgVote, MsgTimeoutNow:
+		if m.Epoch.ID != m.From || m.Epoch.Term == 0 {
+			return fmt.Errorf("%w: %s from %d at epoch %s, not in its own name", api.ErrInvalid, m.Type, m.From, m.Epoch)
+		}
+	}
+	for _, e := range m.Entries {
+		if m.Epoch.Less(e.Epoch) {
+			return fmt.Errorf("%w: entry %d at epoch %s in an append of epoch %s", api.ErrInvalid, e.Index, e.Epoch, m.Epoch)
+		}
+	}
+	return nil
+}
+
 // Step handles a message from another agent.
 func (n *Node) Step(m Message) {
 	if m.Group != n.cfg.Group || m.From == n.cfg.ID || m.From == 0 {
+		return
+	}
+	if err := n.checkMessage(m); err != nil {
+		n.noteRefused(fmt.Sprintf("%s from %d", m.Type, m.From), err)
 		return
 	}
 	if m.Type != MsgVote {
@@ -1210,6 +1271,17 @@ func (n *Node) StateMachine() rlog.StateMachine { return n.sm }
 func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry, master uint64, epoch api.Epoch, commit uint64) error {
 	if epoch.Less(n.epoch) {
 		return fmt.Errorf("install state of epoch %s: older than ours %s", epoch, n.epoch)
+	}
+	if err := api.CheckTerm(epoch.Term, n.maxTerm); err != nil {
+		return fmt.Errorf("install state of epoch %s: %w", epoch, err)
+	}
+	if epoch.ID != master {
+		return fmt.Errorf("install state of epoch %s: not the epoch of master %d", epoch, master)
+	}
+	for _, e := range entries {
+		if epoch.Less(e.Epoch) {
+			return fmt.Errorf("install state of epoch %s: entry %d at the newer epoch %s", epoch, e.Index, e.Epoch)
+		}
 	}
 	l := rlog.NewAt(base)
 	if err := l.Append(entries...); err != nil {

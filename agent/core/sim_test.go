@@ -610,3 +610,116 @@ func TestVoteHoldsUntilWinnerHeard(t *testing.T) {
 		t.Fatal("the winner was never heard and half an election timeout passed: the vote must be free again")
 	}
 }
+
+// Hostile epochs through every message type and the membership view: an
+// epoch of 2^64-1, a term 2^40 above the known one, an epoch in another
+// agent's name, an entry newer than its append. Each is refused and
+// counted, nothing is learnt (terms, roles, logs unchanged, no reply), and
+// the group still elects and commits afterwards.
+func TestHostileEpochsRefused(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		t.Run(string(mode), func(t *testing.T) {
+			s := newSim(t, mode, 3, 2, 1)
+			s.tick(30)
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+				t.Fatalf("masters %v", ms)
+			}
+			known := s.nodes[1].Status().MaxTerm
+			hostile := func(to uint64) []Message {
+				from, other := uint64(1), uint64(2) // the sender, and a third agent
+				for _, id := range s.ids() {
+					if id != to {
+						from = id
+						break
+					}
+				}
+				for _, id := range s.ids() {
+					if id != to && id != from {
+						other = id
+					}
+				}
+				maxE := api.Epoch{Term: ^uint64(0), ID: from}
+				far := api.Epoch{Term: known + 1<<40, ID: from}
+				next := api.Epoch{Term: known + 1, ID: from}
+				var msgs []Message
+				for _, e := range []api.Epoch{maxE, far} {
+					for _, typ := range []MsgType{MsgAppend, MsgAppendResp, MsgVote, MsgVoteResp, MsgTrigger, MsgTransferReq, MsgTimeoutNow} {
+						msgs = append(msgs, Message{Type: typ, Epoch: e})
+					}
+					msgs = append(msgs, Message{Type: MsgVote, Epoch: next, LastEpoch: e})
+				}
+				msgs = append(msgs,
+					Message{Type: MsgAppend, Epoch: api.Epoch{Term: known + 1, ID: other}},
+					Message{Type: MsgVote, Epoch: api.Epoch{Term: known + 1, ID: other}},
+					Message{Type: MsgTimeoutNow, Epoch: api.Epoch{Term: known + 1, ID: other}},
+					Message{Type: MsgAppend, Epoch: next, Entries: []rlog.Entry{{Index: 99, Epoch: maxE}}},
+					Message{Type: MsgAppend, Epoch: api.Epoch{}},
+				)
+				for i := range msgs {
+					msgs[i].Group, msgs[i].From, msgs[i].To = "g", from, to
+				}
+				return msgs
+			}
+			for _, id := range s.ids() {
+				before := s.nodes[id].Status()
+				msgs := hostile(id)
+				for _, m := range msgs {
+					s.nodes[id].Step(m)
+					rd := s.nodes[id].Ready()
+					if len(rd.Messages) != 0 || rd.HardState != nil || len(rd.Entries) != 0 || len(rd.Events) != 0 {
+						t.Fatalf("agent %d acted on %s: %+v", id, m, rd)
+					}
+				}
+				after := s.nodes[id].Status()
+				if after.MaxTerm != before.MaxTerm || after.Role != before.Role || after.Epoch != before.Epoch || after.Last != before.Last {
+					t.Fatalf("agent %d changed: %+v -> %+v", id, before, after)
+				}
+				if after.Refused != before.Refused+uint64(len(msgs)) {
+					t.Fatalf("agent %d counted %d refusals, want %d", id, after.Refused-before.Refused, len(msgs))
+				}
+			}
+			maxE := api.Epoch{Term: ^uint64(0), ID: 2}
+			// The same epochs in the membership view are not learnt either.
+			for _, id := range s.ids() {
+				var view []Peer
+				for _, o := range s.ids() {
+					view = append(view, Peer{ID: o, Priority: s.prio[o], Alive: true, Epoch: maxE})
+				}
+				s.nodes[id].SetView(view)
+				if st := s.nodes[id].Status(); st.MaxTerm != known || st.MaxEpoch.Term != known {
+					t.Fatalf("agent %d learnt term %d (max epoch %s) from the view", id, st.MaxTerm, st.MaxEpoch)
+				}
+			}
+			// The group still works: the master dies, the next is elected
+			// at the next term and commits.
+			s.down[1] = true
+			s.updateViews()
+			s.tick(60)
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 2 {
+				t.Fatalf("masters after the kill %v, want [2]", ms)
+			}
+			if e := s.nodes[2].Epoch(); e.Term != known+1 {
+				t.Fatalf("new epoch %s, want term %d", e, known+1)
+			}
+			ref, err := s.put(2, "after", "v")
+			s.deliver()
+			if err != nil || s.results[ref].Err != nil {
+				t.Fatalf("write after the attack: %v %+v", err, s.results[ref])
+			}
+		})
+	}
+}
+
+// A term counter at its maximum (a store written before terms were
+// bounded) does not overflow: the agent refuses to campaign and says so.
+func TestTermAtMaximumDoesNotOverflow(t *testing.T) {
+	n := NewNode(Config{ID: 1, Group: "g", Mode: api.ModeAvailable, HeartbeatTicks: 2, ElectionTicks: 10, StaggerTicks: 3,
+		WriteTicks: 20, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), HardState{MaxTerm: ^uint64(0)})
+	for i := 0; i < 100; i++ {
+		n.Tick()
+		n.Ready()
+	}
+	if st := n.Status(); st.Role != api.RoleBackup || st.MaxTerm != ^uint64(0) {
+		t.Fatalf("%s at term %d, want a back-up that never campaigned", st.Role, st.MaxTerm)
+	}
+}

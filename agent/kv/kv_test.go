@@ -241,6 +241,24 @@ func TestDedup(t *testing.T) {
 	}
 	assertOnlyIndexMoved(t, f.s, snap)
 
+	// A sequence far past the client's last (2^64-1 locked the client
+	// out before) is refused and not stored; the client goes on.
+	for _, seq := range []uint64{^uint64(0), 3 + MaxSeqLead + 1} {
+		snap, _ = f.s.Snapshot()
+		r = f.apply(7, seq, put("a", "far"))
+		if !strings.HasPrefix(r.Err, ErrSeqRange.Error()) {
+			t.Fatalf("seq %d after 3: %+v", seq, r)
+		}
+		assertOnlyIndexMoved(t, f.s, snap)
+	}
+	if r := f.apply(7, 3+MaxSeqLead, put("a", "5")); r.Err != "" || !r.OK {
+		t.Fatalf("seq within the bound after refusals: %+v", r)
+	}
+	// A new client starting far out is refused too.
+	if r := f.apply(8, ^uint64(0), put("b", "x")); !strings.HasPrefix(r.Err, ErrSeqRange.Error()) {
+		t.Fatalf("new client at 2^64-1: %+v", r)
+	}
+
 	// Client 0 has no session: every request applies.
 	f.apply(0, 0, put("z", "1"))
 	if r := f.apply(0, 0, put("z", "2")); !r.Found {

@@ -19,6 +19,9 @@ const (
 	MaxKeyBytes = 1024
 	// MaxValueBytes is the longest value (and cas expected value), in bytes.
 	MaxValueBytes = 64 << 10
+	// MaxSeqLead bounds how far past a client's last applied sequence (0
+	// for a new client) a request's sequence may be: 2^20 requests.
+	MaxSeqLead = 1 << 20
 )
 
 // Operation kinds, the values of Op.Kind.
@@ -47,6 +50,9 @@ var (
 	// its client: the client has moved on, so applying it now would reorder
 	// its writes.
 	ErrStaleSeq = errors.New("kv: stale sequence")
+	// ErrSeqRange answers a request whose sequence is more than MaxSeqLead
+	// past the client's last applied one: it is refused, not stored.
+	ErrSeqRange = errors.New("kv: sequence out of range")
 	// ErrSnapshot refuses a snapshot that does not decode or validate.
 	ErrSnapshot = errors.New("kv: bad snapshot")
 )

@@ -86,7 +86,8 @@ func (s *Store) Get(key string) ([]byte, bool) {
 // An empty Op is a no-op (a new master's first entry). For a client other
 // than 0, a request with the client's last applied sequence is a retry and
 // returns the first result without applying again, and an older sequence
-// is refused with ErrStaleSeq. An op that does not decode or validate is
+// is refused with ErrStaleSeq, and one more than MaxSeqLead past the last
+// (or past 0, for a new client) with ErrSeqRange. An op that does not decode or validate is
 // refused with its error in Result.Err. In every case the entry's index
 // becomes the applied index, since it occupies that index on every replica;
 // a refused op changes nothing else, not even the client table.
@@ -111,6 +112,10 @@ func (s *Store) Apply(e rlog.Entry) Result {
 			return cloneResult(c.result)
 		case known && e.Seq < c.seq:
 			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d", ErrStaleSeq, e.Client, e.Seq, c.seq)}
+		case e.Seq-c.seq > MaxSeqLead:
+			// A sequence far past the client's last (2^64-1, say) would
+			// make every later request of the client look stale.
+			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d, more than %d ahead", ErrSeqRange, e.Client, e.Seq, c.seq, MaxSeqLead)}
 		}
 	}
 	if s.dec == nil {
@@ -131,6 +136,21 @@ func (s *Store) Apply(e rlog.Entry) Result {
 		s.clients[e.Client] = c
 	}
 	return cloneResult(r)
+}
+
+var _ rlog.SeqChecker = (*Store)(nil)
+
+// CheckSeq refuses, before it takes an index, a request Apply would refuse
+// for its sequence being more than MaxSeqLead past the client's last.
+func (s *Store) CheckSeq(clientID, seq uint64) error {
+	if clientID == 0 {
+		return nil
+	}
+	c := s.clients[clientID]
+	if seq > c.seq && seq-c.seq > MaxSeqLead {
+		return fmt.Errorf("%w: client %d sent %d after %d, more than %d ahead", ErrSeqRange, clientID, seq, c.seq, MaxSeqLead)
+	}
+	return nil
 }
 
 // apply executes a valid op. The returned Result may share Value with the

@@ -34,6 +34,14 @@ type StateMachine interface {
 	Digest() Digest
 }
 
+// SeqChecker is implemented by a StateMachine that deduplicates client
+// requests by sequence: the master asks it before it appends a request, so
+// that a request Apply would refuse for its sequence (one far past the
+// client's last, say) takes no index. Called from the agent's goroutine.
+type SeqChecker interface {
+	CheckSeq(client, seq uint64) error
+}
+
 // Result is what applying one entry answers to its client. The fields are
 // generic enough for most services; agent/kv documents what each means
 // for its operations.

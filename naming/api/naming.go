@@ -228,6 +228,7 @@ const (
 	CodeTooLarge       Code = "too-large"
 	CodeUnavailable    Code = "unavailable"
 	CodeInternal       Code = "internal"
+	CodeEpochRange     Code = "epoch-out-of-range"
 )
 
 // Sentinel errors, one per code, for errors.Is on replies.
@@ -252,6 +253,7 @@ var codeSentinels = map[Code]error{
 	CodeTooLarge:       ErrTooLarge,
 	CodeUnavailable:    ErrUnavailable,
 	CodeInternal:       ErrInternal,
+	CodeEpochRange:     ErrEpochRange,
 }
 
 // Error is the body of every failed RPC or HTTP reply.
@@ -289,7 +291,7 @@ func ToError(err error) *Error {
 // HTTPStatus is the HTTP status that carries code.
 func (c Code) HTTPStatus() int {
 	switch c {
-	case CodeInvalid:
+	case CodeInvalid, CodeEpochRange:
 		return 400
 	case CodeNotFound:
 		return 404

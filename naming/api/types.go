@@ -50,6 +50,33 @@ func (e Epoch) Max(o Epoch) Epoch {
 // String renders the epoch as "term.id", for example "3.4".
 func (e Epoch) String() string { return fmt.Sprintf("%d.%d", e.Term, e.ID) }
 
+// MaxTermLead bounds how far above the highest term a receiver knows an
+// epoch it takes in may be: 2^20 elections. An epoch beyond it (a forged
+// 2^64-1, a corrupted counter) is refused with ErrEpochRange and never
+// adopted, so no input can exhaust the term space or fence a group for
+// good, and term arithmetic never overflows.
+const MaxTermLead = 1 << 20
+
+// ErrEpochRange is wrapped by every refusal of an epoch beyond MaxTermLead
+// above the receiver's highest known term.
+var ErrEpochRange = errors.New("epoch out of range")
+
+// CheckTerm refuses a term more than MaxTermLead above known.
+func CheckTerm(term, known uint64) error {
+	if term > known && term-known > MaxTermLead {
+		return fmt.Errorf("%w: term %d is more than %d above the highest known term %d", ErrEpochRange, term, MaxTermLead, known)
+	}
+	return nil
+}
+
+// NextTerm returns the term after t, or false when t is the last one.
+func NextTerm(t uint64) (uint64, bool) {
+	if t == ^uint64(0) {
+		return 0, false
+	}
+	return t + 1, true
+}
+
 // Role is what an agent is doing for its group.
 type Role uint8
 
