@@ -206,7 +206,10 @@ func (a *Agent) Start() error {
 		return fmt.Errorf("agent: listen on %s: %w", a.cfg.APIAddr(), err)
 	}
 	a.ln = ln
-	httpLn, streams := transport.Mux(ln)
+	limited := api.LimitListener(ln, a.cfg.MaxConns, func(addr net.Addr) {
+		a.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", a.cfg.MaxConns)
+	})
+	httpLn, streams := transport.Mux(limited)
 	a.transport = transport.New(transport.Config{Dial: a.dial, Logger: a.logger,
 		Handler: func(m core.Message) {
 			select {
@@ -247,7 +250,8 @@ func (a *Agent) Start() error {
 	a.gossip = g
 	a.publish()
 
-	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: a.logger.StandardLogger(nil)}
+	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
+		IdleTimeout: api.IdleTimeout, ErrorLog: a.logger.StandardLogger(nil)}
 	a.wg.Add(5)
 	go func() { defer a.wg.Done(); a.runPublisher() }()
 	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()

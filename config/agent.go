@@ -164,6 +164,11 @@ type Agent struct {
 	// mode, where 0 (the default) counts the members gossip knows of.
 	Expect int `json:"expect"`
 
+	// MaxConns caps the connections the agent's API listener holds open at
+	// once (HTTP and message streams); past it a new connection is closed
+	// at once. Default 1024; limits 16 to 100,000.
+	MaxConns int `json:"max_conns"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -224,6 +229,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		RegistrationTTL:      10 * time.Second,
 		ReconnectInterval:    time.Second,
 		WriteTimeout:         2 * time.Second,
+		MaxConns:             api.DefaultMaxConns,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -376,6 +382,7 @@ func (a Agent) Validate() error {
 	p.intRange("max-key-bytes", a.MaxKeyBytes, 1, maxKeyBytesLimit)
 	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
 	p.intRange("expect", a.Expect, 0, maxExpect)
+	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at
 		// start-up, when each agent knows only itself: every agent would

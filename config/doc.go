@@ -83,6 +83,8 @@
 //	| trigger_backoff_min | MASTERSHIP_TRIGGER_BACKOFF_MIN | -trigger-backoff-min | 50ms | 50ms | 200ms |
 //	| trigger_backoff_max | MASTERSHIP_TRIGGER_BACKOFF_MAX | -trigger-backoff-max | 2s | 2s | 10s |
 //	| max_events_per_group | MASTERSHIP_MAX_EVENTS_PER_GROUP | -max-events-per-group | 10000 | 10000 | 10000 |
+//	| max_groups | MASTERSHIP_MAX_GROUPS | -max-groups | 10000 | 10000 | 10000 |
+//	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
 //
 // The agent (`mastership agent`, type Agent); group and id are required,
 // and api "none" means bind's host with bind's port + APIPortOffset (1000):
@@ -116,6 +118,7 @@
 //	| max_key_bytes | MASTERSHIP_MAX_KEY_BYTES | -max-key-bytes | 1024 | 1024 | 1024 |
 //	| max_value_bytes | MASTERSHIP_MAX_VALUE_BYTES | -max-value-bytes | 65536 | 65536 | 65536 |
 //	| expect | MASTERSHIP_EXPECT | -expect | 0 | 0 | 0 |
+//	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

@@ -209,6 +209,10 @@ func namingUsage(key string) string {
 		return "longest retry delay of a failed trigger delivery; at least the min, at most 10m"
 	case "max_events_per_group":
 		return "events kept per group, oldest dropped first; 16 to 1000000"
+	case "max_groups":
+		return "cap on the groups kept; a join or registration creating one more is refused; 1 to 1000000"
+	case "max_conns":
+		return "cap on connections open at once; 16 to 100000"
 	}
 	return ""
 }
@@ -271,6 +275,8 @@ func agentUsage(key string) string {
 		return "largest value of a request, in bytes; key + value at most 524288"
 	case "gossip_profile":
 		return "memberlist timings: local, lan or wan"
+	case "max_conns":
+		return "cap on API connections open at once (HTTP and message streams); 16 to 100000"
 	case "expect":
 		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}

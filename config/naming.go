@@ -75,6 +75,17 @@ type Naming struct {
 	// events are dropped first. Default 10000; limits 16 to 1,000,000.
 	MaxEventsPerGroup int `json:"max_events_per_group"`
 
+	// MaxGroups caps the groups the node keeps: a join or registration
+	// that would create one more is refused (code too-large), so that
+	// nobody can exhaust the node's memory with made-up groups. Default
+	// 10000; limits 1 to 1,000,000.
+	MaxGroups int `json:"max_groups"`
+
+	// MaxConns caps the connections the node's listener holds open at
+	// once; past it a new connection is closed at once. Default 1024;
+	// limits 16 to 100,000.
+	MaxConns int `json:"max_conns"`
+
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger `json:"-"`
 
@@ -99,6 +110,9 @@ const (
 	maxTriggerBackoff = 10 * time.Minute
 	minEventsPerGroup = 16
 	maxEventsPerGroup = 1_000_000
+	maxMaxGroups      = 1_000_000
+	minMaxConns       = 16
+	maxMaxConns       = 100_000
 )
 
 // DefaultNaming returns the naming node defaults of a profile: "local",
@@ -120,6 +134,8 @@ func DefaultNaming(profile string) (Naming, error) {
 		TriggerBackoffMin: 50 * time.Millisecond,
 		TriggerBackoffMax: 2 * time.Second,
 		MaxEventsPerGroup: 10000,
+		MaxGroups:         10000,
+		MaxConns:          api.DefaultMaxConns,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -182,5 +198,7 @@ func (n Naming) Validate() error {
 		p.add("trigger-backoff-max", fmtDur(n.TriggerBackoffMax), "below trigger-backoff-min %s", fmtDur(n.TriggerBackoffMin))
 	}
 	p.intRange("max-events-per-group", n.MaxEventsPerGroup, minEventsPerGroup, maxEventsPerGroup)
+	p.intRange("max-groups", n.MaxGroups, 1, maxMaxGroups)
+	p.intRange("max-conns", n.MaxConns, minMaxConns, maxMaxConns)
 	return p.err()
 }

@@ -203,8 +203,15 @@ func TestNamingValidate(t *testing.T) {
 		{"max-events-per-group max", func(n *Naming) { n.MaxEventsPerGroup = 1_000_000 }, nil},
 		{"max-events-per-group above", func(n *Naming) { n.MaxEventsPerGroup = 1_000_001 }, []string{"max-events-per-group"}},
 
+		{"max-groups min", func(n *Naming) { n.MaxGroups = 1 }, nil},
+		{"max-groups below", func(n *Naming) { n.MaxGroups = 0 }, []string{"max-groups"}},
+		{"max-groups above", func(n *Naming) { n.MaxGroups = 1_000_001 }, []string{"max-groups"}},
+		{"max-conns min", func(n *Naming) { n.MaxConns = 16 }, nil},
+		{"max-conns below", func(n *Naming) { n.MaxConns = 15 }, []string{"max-conns"}},
+		{"max-conns above", func(n *Naming) { n.MaxConns = 100_001 }, []string{"max-conns"}},
+
 		{"all wrong at once", func(n *Naming) { *n = Naming{} }, []string{
-			"bind", "data-dir", "max-events-per-group", "max-ttl", "registration-ttl", "session-ttl",
+			"bind", "data-dir", "max-conns", "max-events-per-group", "max-groups", "max-ttl", "registration-ttl", "session-ttl",
 			"sweep-interval", "trigger-backoff-max", "trigger-backoff-min", "trigger-timeout",
 		}},
 	}
@@ -357,9 +364,13 @@ func TestAgentValidate(t *testing.T) {
 		{"gossip-profile empty", func(a *Agent) { a.GossipProfile = "" }, []string{"gossip-profile"}},
 		{"gossip-profile unknown", func(a *Agent) { a.GossipProfile = "dc" }, []string{"gossip-profile"}},
 
+		{"max-conns min", func(a *Agent) { a.MaxConns = 16 }, nil},
+		{"max-conns below", func(a *Agent) { a.MaxConns = 15 }, []string{"max-conns"}},
+		{"max-conns above", func(a *Agent) { a.MaxConns = 100_001 }, []string{"max-conns"}},
+
 		{"all wrong at once", func(a *Agent) { *a = Agent{} }, []string{
 			"bind", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "id",
-			"max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure",
+			"max-conns", "max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure",
 			"reconnect-interval", "registration-ttl", "session-ttl", "tick-unit", "write-timeout",
 		}},
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/mastership/mastership/naming/api"
 )
@@ -29,12 +28,24 @@ func (n *Node) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, n.Health())
 	})
 	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) {
-		st, err := n.Status(api.StatusRequest{})
+		req := api.StatusRequest{After: r.URL.Query().Get("after")}
+		if s := r.URL.Query().Get("limit"); s != "" {
+			var err error
+			if req.Limit, err = strconv.Atoi(s); err != nil {
+				writeJSONError(w, api.Errorf(api.CodeInvalid, "limit %q: want a count", s))
+				return
+			}
+		}
+		st, err := n.Status(req)
 		if err != nil {
 			writeJSONError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, st.Groups)
+		writeJSON(w, http.StatusOK, struct {
+			Groups []api.GroupStatus `json:"groups"`
+			Next   string            `json:"next"`
+			More   bool              `json:"more"`
+		}{st.Groups, st.Next, st.More})
 	})
 	mux.HandleFunc("GET /v1/groups/{group}", func(w http.ResponseWriter, r *http.Request) {
 		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group")})
@@ -182,13 +193,18 @@ func (n *Node) Serve(ln net.Listener) error {
 	n.ln = ln
 	n.srv = &http.Server{
 		Handler:           n.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: api.ReadHeaderTimeout,
+		ReadTimeout:       api.ReadTimeout,
+		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          n.logger.StandardLogger(nil),
 	}
 	srv := n.srv
 	n.mu.Unlock()
-	n.logger.Info("serving", "addr", ln.Addr().String())
-	err := srv.Serve(ln)
+	n.logger.Info("serving", "addr", ln.Addr().String(), "max_conns", n.cfg.MaxConns)
+	limited := api.LimitListener(ln, n.cfg.MaxConns, func(addr net.Addr) {
+		n.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", n.cfg.MaxConns)
+	})
+	err := srv.Serve(limited)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

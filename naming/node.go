@@ -116,6 +116,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 			RegistrationTTL: cfg.RegistrationTTL,
 			MaxTTL:          cfg.MaxTTL,
 			ConflictWindow:  cfg.ConflictWindow,
+			MaxGroups:       cfg.MaxGroups,
 		}, rand.New(rand.NewSource(rnd.Int63()))),
 		waiters:  make(map[string][]chan Decision),
 		timers:   make(map[string]func() bool),

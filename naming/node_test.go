@@ -470,23 +470,33 @@ func TestHTTPAPIAndBadInput(t *testing.T) {
 	if health.Status != "ok" || health.Groups != 1 {
 		t.Fatalf("health %+v", health)
 	}
+	var e api.Error
 	var st map[string]any
 	get("/v1/groups/orders", 200, &st)
 	want := `{"group":"orders","master":{"addr":"127.0.0.2:7500","epoch":3,"id":2},"members":[{"addr":"127.0.0.2:7500","id":2,"priority":5}],"mode":"available","policy":"lowest-id"}`
 	if b, _ := json.Marshal(st); string(b) != want {
 		t.Fatalf("group status\n got %s\nwant %s", b, want)
 	}
-	var list []api.GroupStatus
+	var list struct {
+		Groups []api.GroupStatus `json:"groups"`
+		Next   string            `json:"next"`
+		More   bool              `json:"more"`
+	}
 	get("/v1/groups", 200, &list)
-	if len(list) != 1 || list[0].Group != "orders" {
+	if len(list.Groups) != 1 || list.Groups[0].Group != "orders" || list.More || list.Next != "orders" {
 		t.Fatalf("groups %+v", list)
 	}
+	get("/v1/groups?after=orders", 200, &list)
+	if len(list.Groups) != 0 || list.More {
+		t.Fatalf("groups after the last %+v", list)
+	}
+	get("/v1/groups?limit=-1", 400, &e)
+	get("/v1/groups?limit=x", 400, &e)
 	var evs struct{ Events []api.Event }
 	get("/v1/groups/orders/events?limit=1", 200, &evs)
 	if len(evs.Events) != 1 || evs.Events[0].Kind != api.EventMemberJoined {
 		t.Fatalf("events %+v", evs)
 	}
-	var e api.Error
 	get("/v1/groups/missing", 404, &e)
 	if e.Code != api.CodeNotFound {
 		t.Fatalf("unknown group: %+v", e)

@@ -22,6 +22,8 @@ type RegistryConfig struct {
 	// ConflictWindow is how long competing registrations of one group are
 	// gathered before one decision covers them all; 0 decides at once.
 	ConflictWindow time.Duration
+	// MaxGroups caps the groups kept; 0 means no cap.
+	MaxGroups int
 }
 
 // Registry is the naming node's pure core: members, sessions, master
@@ -173,6 +175,9 @@ func (r *Registry) groupFor(name, mode, policy string, create bool) (*group, boo
 	if g == nil {
 		if !create {
 			return nil, false, api.Errorf(api.CodeNotFound, "group %q is not known", name)
+		}
+		if r.cfg.MaxGroups > 0 && len(r.groups) >= r.cfg.MaxGroups {
+			return nil, false, api.Errorf(api.CodeTooLarge, "group %q: the node holds its maximum of %d groups (-max-groups)", name, r.cfg.MaxGroups)
 		}
 		g = &group{Name: name, Policy: p, Mode: m, Members: make(map[uint64]*member)}
 		return g, true, nil
@@ -632,11 +637,31 @@ func (r *Registry) Status(now time.Time, req api.StatusRequest) (api.StatusRespo
 		}
 		return api.StatusResponse{Groups: []api.GroupStatus{r.status(g, now)}}, nil
 	}
-	out := api.StatusResponse{Groups: make([]api.GroupStatus, 0, len(r.groups))}
-	for _, g := range r.groups {
-		out.Groups = append(out.Groups, r.status(g, now))
+	switch {
+	case req.Limit < 0:
+		return api.StatusResponse{}, api.Errorf(api.CodeInvalid, "limit %d is negative", req.Limit)
+	case req.Limit == 0:
+		req.Limit = api.DefaultStatusPage
+	case req.Limit > api.MaxStatusPage:
+		req.Limit = api.MaxStatusPage
 	}
-	sort.Slice(out.Groups, func(i, j int) bool { return out.Groups[i].Group < out.Groups[j].Group })
+	names := make([]string, 0, len(r.groups))
+	for name := range r.groups {
+		if name > req.After {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	out := api.StatusResponse{Groups: []api.GroupStatus{}}
+	if len(names) > req.Limit {
+		names, out.More = names[:req.Limit], true
+	}
+	for _, name := range names {
+		out.Groups = append(out.Groups, r.status(r.groups[name], now))
+	}
+	if len(names) > 0 {
+		out.Next = names[len(names)-1]
+	}
 	return out, nil
 }
 

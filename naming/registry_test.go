@@ -523,3 +523,56 @@ func TestRegisterEpochOutOfRange(t *testing.T) {
 		t.Fatalf("manual registration at the last term: %v", err)
 	}
 }
+
+// Status without a group pages through every group by name, whatever their
+// number; a join or registration that would pass -max-groups is refused
+// and changes nothing.
+func TestStatusPagesAndMaxGroups(t *testing.T) {
+	r := NewRegistry(RegistryConfig{DefaultPolicy: api.PolicyLowestID, SessionTTL: time.Minute, RegistrationTTL: time.Minute,
+		MaxTTL: time.Hour, MaxGroups: 2500}, rand.New(rand.NewSource(1)))
+	for i := 0; i < 2500; i++ {
+		join(t, r, t0, fmt.Sprintf("g%05d", i), 1, 0)
+	}
+	_, err := r.Join(t0, api.JoinRequest{Group: "one-more", ID: 1, Addr: addr(1)}, &Effects{})
+	if !errors.Is(err, api.ErrTooLarge) {
+		t.Fatalf("join past max-groups: %v", err)
+	}
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "one-more", ID: 1, Addr: addr(1)}, &Effects{})
+	if !errors.Is(err, api.ErrTooLarge) || r.Groups() != 2500 || r.HasGroup("one-more") {
+		t.Fatalf("register past max-groups: %v, %d groups", err, r.Groups())
+	}
+	var names []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("pages never end")
+		}
+		page, err := r.Status(t0, api.StatusRequest{After: after, Limit: api.MaxStatusPage + 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Groups) > api.MaxStatusPage {
+			t.Fatalf("page of %d groups, cap %d", len(page.Groups), api.MaxStatusPage)
+		}
+		for _, g := range page.Groups {
+			names = append(names, g.Group)
+		}
+		// Every page fits one message.
+		if b, _ := api.Encode(&page); len(b) > api.MaxMessageBytes {
+			t.Fatalf("page of %d bytes", len(b))
+		}
+		if !page.More {
+			break
+		}
+		after = page.Next
+	}
+	if len(names) != 2500 || !slices.IsSorted(names) || names[0] != "g00000" {
+		t.Fatalf("%d groups paged, sorted %v", len(names), slices.IsSorted(names))
+	}
+	if def, _ := r.Status(t0, api.StatusRequest{}); len(def.Groups) != api.DefaultStatusPage || !def.More {
+		t.Fatalf("default page %d groups, more %v", len(def.Groups), def.More)
+	}
+	if _, err := r.Status(t0, api.StatusRequest{Limit: -1}); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("negative limit: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -264,9 +265,9 @@ func (t *Transport) serve(c net.Conn) {
 		delete(t.conns, c)
 		t.mu.Unlock()
 	}()
-	r := bufio.NewReaderSize(c, 64<<10)
+	r := bufio.NewReaderSize(c, 16<<10)
 	for {
-		m, err := readFrame(r)
+		m, err := readFrame(c, r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
 				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)
@@ -277,9 +278,22 @@ func (t *Transport) serve(c net.Conn) {
 	}
 }
 
-func readFrame(r *bufio.Reader) (core.Message, error) {
+// Read deadlines of inbound streams: a stream may stay idle between frames
+// for StreamIdleTimeout (the sender redials on its next message), and a
+// frame whose length has arrived must arrive whole within FrameTimeout.
+const (
+	StreamIdleTimeout = 2 * time.Minute
+	FrameTimeout      = 10 * time.Second
+)
+
+// readFrame reads one frame. The body is read as it arrives, into a buffer
+// that grows with the bytes received, never allocated at the announced
+// length first: a peer that announces 8 MiB and sends nothing costs a few
+// hundred bytes until FrameTimeout closes it.
+func readFrame(c net.Conn, r *bufio.Reader) (core.Message, error) {
 	var m core.Message
 	var hdr [4]byte
+	c.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return m, err
 	}
@@ -287,11 +301,14 @@ func readFrame(r *bufio.Reader) (core.Message, error) {
 	if n > MaxFrameBytes {
 		return m, fmt.Errorf("%w: %d bytes announced", ErrFrameTooLarge, n)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	c.SetReadDeadline(time.Now().Add(FrameTimeout))
+	var body bytes.Buffer
+	if got, err := body.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
 		return m, err
+	} else if got != int64(n) {
+		return m, fmt.Errorf("transport: frame of %d bytes cut after %d: %w", n, got, io.ErrUnexpectedEOF)
 	}
-	if err := api.Decode(b, &m); err != nil {
+	if err := api.Decode(body.Bytes(), &m); err != nil {
 		return m, err
 	}
 	return m, nil

@@ -1,11 +1,13 @@
 package transport
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"math/rand"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +155,31 @@ func TestHungPeerHoldsNothing(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return with a stream to a hung peer")
+	}
+}
+
+// A frame that announces the maximum length and sends a few bytes costs
+// memory in proportion to the bytes received, not to the announcement.
+func TestStalledFrameCostsWhatArrived(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	go func() {
+		var hdr [4]byte
+		binary.BigEndian.PutUint32(hdr[:], MaxFrameBytes)
+		client.Write(hdr[:])
+		client.Write(make([]byte, 1000))
+		client.Close() // the rest never comes
+	}()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := readFrame(server, bufio.NewReader(server))
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a cut frame decoded")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("reading 1000 bytes of an announced %d allocated %d bytes", MaxFrameBytes, grew)
 	}
 }

@@ -162,17 +162,26 @@ func statusCommand() *cli.Command {
 					return usageErr("-group: %v", err)
 				}
 			}
-			st, err := cl.Status(c.Context, api.StatusRequest{Group: group})
-			if err != nil {
+			var groups []api.GroupStatus
+			if group != "" {
+				st, err := cl.Status(c.Context, api.StatusRequest{Group: group})
+				if err != nil {
+					return err
+				}
+				groups = st.Groups
+			} else if groups, err = cl.AllStatus(c.Context); err != nil {
 				return err
 			}
 			if c.Bool("json") {
 				if group != "" {
-					return writeJSON(c.App.Writer, st.Groups[0])
+					return writeJSON(c.App.Writer, groups[0])
 				}
-				return writeJSON(c.App.Writer, st.Groups)
+				if groups == nil {
+					groups = []api.GroupStatus{}
+				}
+				return writeJSON(c.App.Writer, groups)
 			}
-			return printStatus(c, st.Groups)
+			return printStatus(c, groups)
 		},
 	}
 }

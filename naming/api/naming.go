@@ -106,10 +106,20 @@ type LookupResponse struct {
 	Mode   Mode          `codec:"o"`
 }
 
-// StatusRequest asks for one group (Group set) or every group.
+// StatusRequest asks for one group (Group set), or for a page of every
+// group sorted by name: the groups after After, at most Limit of them (0
+// means DefaultStatusPage; more than MaxStatusPage is cut to it).
 type StatusRequest struct {
 	Group string `codec:"g"`
+	After string `codec:"a"`
+	Limit int    `codec:"l"`
 }
+
+// Pages of status without a group.
+const (
+	DefaultStatusPage = 100
+	MaxStatusPage     = 1000
+)
 
 // GroupStatus is the shape of `mastership status -json` for one group.
 type GroupStatus struct {
@@ -127,9 +137,13 @@ type MasterStatus struct {
 	Epoch uint64 `json:"epoch" codec:"e"`
 }
 
-// StatusResponse lists groups sorted by name.
+// StatusResponse lists groups sorted by name. For a page of every group,
+// Next is the After of the following page and More tells whether there is
+// one.
 type StatusResponse struct {
 	Groups []GroupStatus `codec:"g"`
+	Next   string        `codec:"n"`
+	More   bool          `codec:"m"`
 }
 
 // RecheckRequest asks the node to re-check a group and trigger its members,

@@ -141,6 +141,23 @@ func (c *Client) Status(ctx context.Context, req api.StatusRequest) (resp api.St
 	return resp, c.call(ctx, "status", &req, &resp)
 }
 
+// AllStatus pages through the status of every group, sorted by name.
+func (c *Client) AllStatus(ctx context.Context) ([]api.GroupStatus, error) {
+	var all []api.GroupStatus
+	after := ""
+	for {
+		page, err := c.Status(ctx, api.StatusRequest{After: after, Limit: api.MaxStatusPage})
+		if err != nil {
+			return all, err
+		}
+		all = append(all, page.Groups...)
+		if !page.More {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
 // Recheck asks the node to re-check a group and trigger its members.
 func (c *Client) Recheck(ctx context.Context, req api.RecheckRequest) (resp api.RecheckResponse, err error) {
 	return resp, c.call(ctx, "recheck", &req, &resp)

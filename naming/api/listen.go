@@ -1,0 +1,77 @@
+package api
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Timeouts of every HTTP server of Mastership (agents and naming nodes):
+// a client has ReadHeaderTimeout to send its request line and headers,
+// ReadTimeout for the whole request, body included, and a keep-alive
+// connection is closed after IdleTimeout without a request. A body that
+// trickles in is cut at ReadTimeout, so slow clients cannot pile up.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second
+	IdleTimeout       = 60 * time.Second
+)
+
+// DefaultMaxConns is the default cap on the connections one listener of
+// an agent or a naming node holds open at once (HTTP, RPC and message
+// streams together).
+const DefaultMaxConns = 1024
+
+// LimitListener caps the connections accepted from ln that are open at
+// once: past max, a new connection is closed at once (the caller learns it
+// from a reset), so that a flood of idle connections cannot exhaust
+// memory or descriptors while existing ones are served. onRefuse, if not
+// nil, is called for each refused connection (from the accepting
+// goroutine).
+func LimitListener(ln net.Listener, max int, onRefuse func(net.Addr)) *Limited {
+	return &Limited{Listener: ln, max: int64(max), onRefuse: onRefuse}
+}
+
+// Limited is a listener with a cap on its open connections.
+type Limited struct {
+	net.Listener
+	max      int64
+	open     atomic.Int64
+	refused  atomic.Uint64
+	onRefuse func(net.Addr)
+}
+
+func (l *Limited) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			l.refused.Add(1)
+			if l.onRefuse != nil {
+				l.onRefuse(c.RemoteAddr())
+			}
+			c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+// Open reports the connections open now and refused so far, for status.
+func (l *Limited) Open() (open int64, refused uint64) { return l.open.Load(), l.refused.Load() }
+
+type limitConn struct {
+	net.Conn
+	l    *Limited
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return err
+}

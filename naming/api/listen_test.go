@@ -1,0 +1,68 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// Past the cap a new connection is closed at once; closing one makes room
+// for the next, and closing twice counts once.
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := LimitListener(inner, 2, nil)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := dial(), dial()
+	s1, s2 := <-accepted, <-accepted
+	third := dial()
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); err != io.EOF && !isReset(err) {
+		t.Fatalf("third connection past the cap: %v, want it closed", err)
+	}
+	if open, refused := ln.Open(); open != 2 || refused != 1 {
+		t.Fatalf("open %d refused %d", open, refused)
+	}
+	s1.Close()
+	s1.Close()
+	if open, _ := ln.Open(); open != 1 {
+		t.Fatalf("open %d after one close (twice)", open)
+	}
+	d := dial()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no room after a close")
+	}
+	for _, c := range []net.Conn{a, b, third, d, s2} {
+		c.Close()
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne)
+}
