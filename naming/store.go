@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -37,10 +38,14 @@ func OpenStore(dir string, maxEvents int) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("naming: create data directory: %w", err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "naming.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := boltfile.Open(filepath.Join(dir, "naming.db"), &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrStoreLocked, dir)
+		}
+		if errors.Is(err, boltfile.ErrDamaged) {
+			return nil, fmt.Errorf("naming: %w; restore the data dir from a backup (with an empty -data-dir the node "+
+				"starts with no groups, and agents join and register again)", err)
 		}
 		return nil, fmt.Errorf("naming: open store in %s: %w", dir, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mastership/mastership/naming/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -44,10 +45,14 @@ func Open(dir string) (*Bolt, error) {
 	path := filepath.Join(dir, FileName)
 	_, statErr := os.Stat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := boltfile.Open(path, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		if errors.Is(err, boltfile.ErrDamaged) {
+			return nil, fmt.Errorf("store: %w; restore the data dir from a backup, or move it away and start the agent "+
+				"with an empty -data-dir to download the state from the master (divergence records in it are lost)", err)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -185,4 +186,36 @@ func FuzzLoad(f *testing.F) {
 		s.TruncateAfter(4)
 		s.SaveSnapshot(rlog.PosOf(chain(rlog.Pos{}, ep(1, 1), 5)[3]), nil)
 	})
+}
+
+// A truncated agent.db is refused at Open with an error that names the
+// file and what to do, never a panic.
+func TestOpenTruncatedFile(t *testing.T) {
+	file := fixture(t)
+	for _, size := range []int{1, len(file) / 2, len(file) - os.Getpagesize()} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, FileName), file[:size], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir)
+		if err == nil {
+			// Bytes past the pages in use may go without loss.
+			if _, _, _, _, lerr := s.Load(); lerr != nil {
+				t.Errorf("size %d: opened, then Load: %v", size, lerr)
+			}
+			s.Close()
+			continue
+		}
+		if !errors.Is(err, boltfile.ErrDamaged) || !strings.Contains(err.Error(), filepath.Join(dir, FileName)) ||
+			!strings.Contains(err.Error(), "empty -data-dir") {
+			t.Errorf("size %d: %v", size, err)
+		}
+	}
+	// One size that surely cuts pages in use.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, FileName), file[:2*os.Getpagesize()+1], 0o600)
+	if s, err := Open(dir); err == nil {
+		s.Close()
+		t.Fatal("a file cut after its meta pages opened")
+	}
 }
