@@ -95,7 +95,8 @@ type Agent struct {
 	sync    *syncJob // the catch-up download in flight, if any
 
 	publishCh chan struct{} // wakes the publisher
-	lastRole  api.Role      // owned by the publisher
+	fatal     chan error
+	lastRole  api.Role // owned by the publisher
 
 	mu      sync.Mutex // guards the fields below, read by other goroutines
 	status  core.Status
@@ -115,8 +116,15 @@ type Agent struct {
 	wg     sync.WaitGroup
 }
 
-// ErrStopped is returned by calls on a stopped agent.
-var ErrStopped = errors.New("agent: stopped")
+// Errors of the agent's life.
+var (
+	// ErrStopped is returned by calls on a stopped agent.
+	ErrStopped = errors.New("agent: stopped")
+	// ErrIDTaken means another live agent holds this agent's group and ID
+	// (gossip or the naming node says so): Start refuses to run, before
+	// any campaign, and a running agent that learns it stops.
+	ErrIDTaken = errors.New("agent: ID taken")
+)
 
 // New builds an agent; Start runs it.
 func New(cfg config.Agent, opts Options) (*Agent, error) {
@@ -136,7 +144,8 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, logger: logger, rand: rand.New(rand.NewSource(seed)),
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
-		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1)}
+		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1),
+		fatal: make(chan error, 1)}
 	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
 	if opts.Faults != nil {
 		a.dial = faulty.NewDialer(opts.Faults).DialContext
@@ -250,6 +259,24 @@ func (a *Agent) Start() error {
 	a.gossip = g
 	a.publish()
 
+	// One agent per ID: before the loop runs (so before any campaign),
+	// ask gossip and the naming node whether another agent holds our ID.
+	if len(a.cfg.Join) > 0 {
+		if _, err := g.Join(); errors.Is(err, gossip.ErrDuplicateID) {
+			a.abortStart()
+			return fmt.Errorf("%w: %v", ErrIDTaken, err)
+		} else if err != nil {
+			a.logger.Warn("join failed; the reconnect loop keeps trying", "error", err)
+		}
+	}
+	first, err := a.joinNaming(a.ctx, startJoinTimeout)
+	if errors.Is(err, api.ErrIDTaken) {
+		a.abortStart()
+		return fmt.Errorf("%w: %v", ErrIDTaken, err)
+	} else if err != nil {
+		a.logger.Warn("naming node not reached at start; the session loop keeps trying", "naming", a.cfg.Naming, "error", err)
+	}
+
 	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
 		IdleTimeout: api.IdleTimeout, ErrorLog: a.logger.StandardLogger(nil)}
 	a.wg.Add(5)
@@ -257,18 +284,39 @@ func (a *Agent) Start() error {
 	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()
 	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
 	go func() { defer a.wg.Done(); a.run() }()
-	go func() { defer a.wg.Done(); a.runSession() }()
-	if len(a.cfg.Join) > 0 {
-		if _, err := g.Join(); err != nil {
-			a.logger.Warn("join failed; the reconnect loop keeps trying", "error", err)
-		}
-	}
+	go func() { defer a.wg.Done(); a.runSession(first) }()
 	if a.opts.Monitor != nil {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.opts.Monitor.Start(a.ctx, a) }()
 	}
 	a.logger.Info("agent started", "api", ln.Addr().String(), "gossip", g.LocalAddr(), "mode", a.cfg.Mode, "priority", a.cfg.Priority)
 	return nil
+}
+
+// startJoinTimeout bounds the naming node join at start.
+const startJoinTimeout = 2 * time.Second
+
+// abortStart undoes a Start that found its ID taken: nothing ran but the
+// listener, the transport and gossip.
+func (a *Agent) abortStart() {
+	a.cancel()
+	a.gossip.Shutdown()
+	a.ln.Close()
+	a.transport.Close()
+	a.naming.Close()
+	a.cancel = nil // Close only closes the storage now
+}
+
+// Fatal delivers the error that ended the agent's right to run, if one
+// does: another agent holds its ID. The owner of the agent closes it (the
+// command exits with ExitIDTaken).
+func (a *Agent) Fatal() <-chan error { return a.fatal }
+
+func (a *Agent) failFatal(err error) {
+	select {
+	case a.fatal <- err:
+	default:
+	}
 }
 
 // Close leaves gossip, stops every goroutine and closes the storage.

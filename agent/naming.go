@@ -3,24 +3,45 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming/api"
 )
 
+// joinNaming makes the agent a member of its group at the naming node.
+func (a *Agent) joinNaming(ctx context.Context, timeout time.Duration) (*api.JoinResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := a.naming.Join(ctx, api.JoinRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Policy: a.cfg.Policy, TTL: a.cfg.SessionTTL})
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 // runSession keeps the agent a member of its group at the naming node: it
-// joins, renews at a third of the TTL, and joins again when the session was
-// lost (a naming-node restart past its grace, a long pause).
-func (a *Agent) runSession() {
+// joins (first is the join Start made, if it got through), renews at a
+// third of the TTL, and joins again when the session was lost (a
+// naming-node restart past its grace, a long pause). A join refused
+// because another agent holds our ID ends the agent (Fatal).
+func (a *Agent) runSession(first *api.JoinResponse) {
 	backoff := 50 * time.Millisecond
 	for a.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
-		resp, err := a.naming.Join(ctx, api.JoinRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
-			Priority: a.cfg.Priority, Mode: a.cfg.Mode, Policy: a.cfg.Policy, TTL: a.cfg.SessionTTL})
-		cancel()
+		resp, err := first, error(nil)
+		first = nil
+		if resp == nil {
+			resp, err = a.joinNaming(a.ctx, 2*time.Second)
+		}
+		if errors.Is(err, api.ErrIDTaken) {
+			a.logger.Error("another agent holds this agent's ID at the naming node; stopping", "error", err)
+			a.failFatal(fmt.Errorf("%w: %v", ErrIDTaken, err))
+			return
+		}
 		if err != nil {
-			if errors.Is(err, api.ErrIDTaken) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
+			if errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
 				a.logger.Error("naming node refused to make us a member", "error", err)
 			} else {
 				a.logger.Debug("join naming node", "error", err)
@@ -35,7 +56,7 @@ func (a *Agent) runSession() {
 		a.mu.Lock()
 		a.session = resp.Session
 		a.mu.Unlock()
-		a.logger.Debug("member session opened", "session", resp.Session, "ttl", resp.TTL)
+		a.logger.Debug("member session opened", "ttl", resp.TTL)
 		a.noteRegistered(resp.Master)
 		for a.sleep(resp.TTL / 3) {
 			ctx, cancel := context.WithTimeout(a.ctx, resp.TTL/3)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/naming/api"
+	bolt "go.etcd.io/bbolt"
 )
 
 // rssKB reads a process's resident set size from /proc.
@@ -187,5 +189,145 @@ func trickle(addr string, limit time.Duration) error {
 				return nil // closed by the server
 			}
 		}
+	}
+}
+
+// A second agent started with an ID that a live agent holds exits with
+// code 4 within seconds, before it campaigns, whether gossip (it joins the
+// group) or the naming node (it joins nobody) tells it; the group's master
+// and epoch are the same before and after.
+func TestDuplicateIDExits(t *testing.T) {
+	hc := &http.Client{Timeout: time.Second}
+	defer hc.CloseIdleConnections()
+	g := startStrictGroup(t, 91)
+	before := waitOneMaster(t, hc, g)
+	var join []string
+	for _, a := range g.agents {
+		join = append(join, a.bind)
+	}
+	for _, how := range []string{"gossip", "naming"} {
+		t.Run(how, func(t *testing.T) {
+			ip := "127.0.91.40"
+			if how == "naming" {
+				ip = "127.0.91.41"
+			}
+			args := []string{"agent", "-profile", e2eProfile(), "-group", "g", "-id", "2", "-bind", freeAddr(t, ip),
+				"-api", freeAddr(t, ip), "-naming", g.naming, "-mode", "strict", "-expect", "3"}
+			if how == "gossip" {
+				args = append(args, "-join", strings.Join(join, ","))
+			}
+			start := time.Now()
+			p := start4(t, "duplicate", args...)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the duplicate of agent 2 still runs after 10s:\n%s", p.output())
+			}
+			code := -1
+			if ee, ok := p.err.(interface{ ExitCode() int }); ok {
+				code = ee.ExitCode()
+			}
+			if code != 4 || !strings.Contains(p.output(), "ID taken") {
+				t.Fatalf("duplicate exited with %d (%v) after %s, want 4:\n%s", code, p.err, time.Since(start), p.output())
+			}
+			if strings.Contains(p.output(), "candidate") {
+				t.Fatalf("the duplicate campaigned:\n%s", p.output())
+			}
+			t.Logf("the duplicate found by %s exited with code 4 after %s: %s", how, time.Since(start).Round(time.Millisecond), lastLine(p.output()))
+		})
+	}
+	after := waitOneMaster(t, hc, g)
+	for id, in := range before {
+		if after[id].Role != in.Role || after[id].Epoch != in.Epoch || after[id].EpochID != in.EpochID {
+			t.Errorf("agent %d: %+v before the duplicates, %+v after", id, in, after[id])
+		}
+	}
+}
+
+// start4 starts a process that is expected to exit by itself.
+func start4(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	return start(t, name, append([]string{"-log-level", "info"}, args...)...)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// A truncated data file of an agent or a naming node: the process exits
+// with code 5 and a message that names the file and what to do, and no Go
+// stack trace.
+func TestTruncatedDataFileExits(t *testing.T) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
+	namingDir, agentDir := t.TempDir(), t.TempDir()
+	namingAddr := freeAddr(t, "127.0.92.2")
+	bind, apiAddr := freeAddr(t, "127.0.92.11"), freeAddr(t, "127.0.92.11")
+	naming := startNaming(t, namingAddr, namingDir)
+	agentArgs := []string{"agent", "-profile", "local", "-group", "g", "-id", "1", "-bind", bind, "-api", apiAddr,
+		"-naming", namingAddr, "-data-dir", agentDir}
+	a := start4(t, "agent", agentArgs...)
+	waitFor(t, 20*time.Second, "the agent serving writes", func() bool {
+		resp, err := hc.Post("http://"+apiAddr+"/v1/kv", "application/json", strings.NewReader(`{"op":"put","key":"k","value":"v"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	value := strings.Repeat("v", 2000)
+	for i := 0; i < 300; i++ {
+		resp, err := hc.Post("http://"+apiAddr+"/v1/kv", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"op":"put","key":"k%d","value":"%s"}`, i, value)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	a.kill()
+	naming.kill()
+
+	for _, tc := range []struct {
+		name string
+		file string
+		args []string
+	}{
+		{"agent", filepath.Join(agentDir, "agent.db"), agentArgs},
+		{"naming", filepath.Join(namingDir, "naming.db"), []string{"naming", "-profile", "local", "-bind", namingAddr, "-data-dir", namingDir}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			truncateUsed(t, tc.file)
+			out, errOut, code := run(t, tc.args...)
+			if code != 5 {
+				t.Fatalf("exit %d, want 5; stdout %q stderr:\n%s", code, out, errOut)
+			}
+			for _, want := range []string{"damaged data file", tc.file, "restore the data dir from a backup"} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+			for _, bad := range []string{"goroutine ", "panic", "fatal error"} {
+				if strings.Contains(errOut, bad) {
+					t.Errorf("stderr has %q:\n%s", bad, errOut)
+				}
+			}
+			t.Logf("%s", lastLine(errOut))
+		})
+	}
+}
+
+// truncateUsed cuts a bbolt file to half the pages it uses.
+func truncateUsed(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	db.Close()
+	if err := os.Truncate(path, used/2); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,19 +36,24 @@ func agentCommand() *cli.Command {
 			cfg.Logger = logger
 			a, err := agent.New(cfg, agentOptions(cfg, logger))
 			if err != nil {
-				return err
+				return exitFor(err)
 			}
 			if err := a.Start(); err != nil {
 				a.Close()
-				return err
+				return exitFor(err)
 			}
 			logger.Info("agent running; SIGINT or SIGTERM leaves the group", "group", cfg.Group, "id", cfg.ID,
 				"api", a.APIAddr(), "gossip", a.GossipAddr(), "naming", cfg.Naming)
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			<-ctx.Done()
-			logger.Info("leaving")
-			return a.Close()
+			select {
+			case <-ctx.Done():
+				logger.Info("leaving")
+				return a.Close()
+			case err := <-a.Fatal():
+				a.Close()
+				return exitFor(err)
+			}
 		},
 	}
 }

@@ -12,15 +12,36 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/naming/boltfile"
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes shared by every subcommand.
+// Exit codes shared by every subcommand (README.md lists them). 3 is
+// recover.ExitRecoveryFailed, a recovery that failed with
+// -on-failure terminate.
 const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitIDTaken: another live agent holds the group and ID.
+	exitIDTaken = 4
+	// exitDamaged: a data file is truncated or corrupt.
+	exitDamaged = 5
 )
+
+// exitFor gives the errors that have their own exit code that code.
+func exitFor(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, agent.ErrIDTaken):
+		return cli.Exit(err.Error(), exitIDTaken)
+	case errors.Is(err, boltfile.ErrDamaged):
+		return cli.Exit(err.Error(), exitDamaged)
+	}
+	return err
+}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))

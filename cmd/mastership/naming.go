@@ -38,7 +38,7 @@ func namingCommand() *cli.Command {
 			n, err := naming.New(cfg)
 			if err != nil {
 				ln.Close()
-				return err
+				return exitFor(err)
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
