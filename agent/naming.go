@@ -122,6 +122,15 @@ func (a *Agent) register(epoch api.Epoch) {
 		if !current {
 			return
 		}
+		if session == 0 {
+			// A registration is bound to our member session: wait for the
+			// session loop to open one.
+			if !a.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, ttl/3)
+			continue
+		}
 		started := time.Now()
 		a.mu.Lock()
 		a.regInFlight = true

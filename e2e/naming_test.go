@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +57,16 @@ func TestNamingSurvivesKill9(t *testing.T) {
 			defer cl.Close()
 			for i := 0; ctx.Err() == nil; i++ {
 				g := fmt.Sprintf("c%d-g%d", c, i)
-				resp, err := cl.Register(ctx, api.RegisterRequest{Group: g, ID: uint64(c + 1), Addr: fmt.Sprintf("127.0.0.%d:9000", c+1),
+				a := fmt.Sprintf("127.0.0.%d:9000", c+1)
+				jr, err := cl.Join(ctx, api.JoinRequest{Group: g, ID: uint64(c + 1), Addr: a, TTL: 10 * time.Minute})
+				if err != nil {
+					if errors.Is(err, api.ErrUnavailable) {
+						return // the node is gone
+					}
+					t.Errorf("join %s: %v", g, err)
+					return
+				}
+				resp, err := cl.Register(ctx, api.RegisterRequest{Group: g, ID: uint64(c + 1), Addr: a, Session: jr.Session,
 					Epoch: api.Epoch{Term: uint64(i + 1)}, TTL: 10 * time.Minute})
 				if err != nil {
 					if errors.Is(err, api.ErrUnavailable) {
@@ -89,12 +100,16 @@ func TestNamingSurvivesKill9(t *testing.T) {
 			t.Fatalf("%s after restart: %+v %v; acknowledged %+v", g, look.Master, err, want)
 		}
 		evs, err := cl.AllEvents(bg, g, 0)
-		if err != nil || len(evs) == 0 || evs[0].Kind != api.EventMasterRegistered || evs[0].ID != want.ID {
+		if err != nil || len(evs) != 2 || evs[0].Kind != api.EventMemberJoined || evs[1].Kind != api.EventMasterRegistered || evs[1].ID != want.ID {
 			t.Fatalf("%s events after restart: %+v %v", g, evs, err)
 		}
 	}
 	// The restarted node keeps serving and numbering.
-	if _, err := cl.Register(bg, api.RegisterRequest{Group: "after", ID: 1, Addr: "127.0.0.1:9000"}); err != nil {
+	jr, err := cl.Join(bg, api.JoinRequest{Group: "after", ID: 1, Addr: "127.0.0.1:9000"})
+	if err != nil {
+		t.Fatalf("join after restart: %v", err)
+	}
+	if _, err := cl.Register(bg, api.RegisterRequest{Group: "after", ID: 1, Addr: "127.0.0.1:9000", Session: jr.Session}); err != nil {
 		t.Fatalf("register after restart: %v", err)
 	}
 }
@@ -104,11 +119,35 @@ func TestNamingSurvivesKill9(t *testing.T) {
 func TestNamingCommandLine(t *testing.T) {
 	addr := freeAddr(t, "127.0.0.1")
 	startNaming(t, addr, t.TempDir())
-	out, errOut, code := run(t, "register", "-naming", addr, "-group", "orders", "-id", "3", "-addr", "127.0.0.3:8000", "-ttl", "5m")
+	// Members 1 and 3 of orders: agents that answer as masters (a manual
+	// registration is probed), and 2, a back-up.
+	cl, _ := client.New(addr)
+	defer cl.Close()
+	agents := map[uint64]string{}
+	for id, role := range map[uint64]string{1: "master", 2: "backup", 3: "master"} {
+		srv := fakeInfo(t, "orders", id, role)
+		agents[id] = srv
+		if _, err := cl.Join(context.Background(), api.JoinRequest{Group: "orders", ID: id, Addr: srv, TTL: 10 * time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := run(t, "register", "-naming", addr, "-group", "orders", "-id", "3", "-addr", agents[3], "-ttl", "5m")
 	if code != 0 || !strings.Contains(out, "registered 3 as master of orders") {
 		t.Fatalf("register: %d %q %q", code, out, errOut)
 	}
-	out, _, code = run(t, "register", "-naming", addr, "-group", "orders", "-id", "1", "-addr", "127.0.0.1:8000", "-ttl", "5m", "-json")
+	// Not a member (the outsider's takeover), a member at another address,
+	// a member that is no master: refused, nothing changes.
+	for _, args := range [][]string{
+		{"-id", "66", "-addr", "127.0.0.66:8946", "-ttl", "10m"},
+		{"-id", "1", "-addr", "127.0.0.66:8946"},
+		{"-id", "2", "-addr", agents[2]},
+	} {
+		out, errOut, code := run(t, append([]string{"register", "-naming", addr, "-group", "orders"}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "refused") {
+			t.Errorf("register %v: exit %d, %q %q; want a refusal", args, code, out, errOut)
+		}
+	}
+	out, _, code = run(t, "register", "-naming", addr, "-group", "orders", "-id", "1", "-addr", agents[1], "-ttl", "5m", "-json")
 	var reg struct {
 		Accepted bool
 		Removed  []uint64
@@ -122,8 +161,11 @@ func TestNamingCommandLine(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("status -json: %d %q", code, out)
 	}
-	if b, _ := json.Marshal(st); string(b) != `{"group":"orders","master":{"addr":"127.0.0.1:8000","epoch":2,"id":1},"members":[],"mode":"available","policy":"lowest-id"}` {
-		t.Fatalf("status shape: %s", b)
+	if m := st["master"].(map[string]any); m["id"] != float64(1) || m["addr"] != agents[1] || m["epoch"] != float64(2) || len(st["members"].([]any)) != 3 {
+		t.Fatalf("status: %s", out)
+	}
+	if b, _ := json.Marshal(st["master"]); !strings.HasPrefix(string(b), `{"addr":`) || strings.Contains(out, "session") {
+		t.Fatalf("status shape: %s", out)
 	}
 	out, _, code = run(t, "status", "-naming", addr, "-json")
 	var list []api.GroupStatus
@@ -145,6 +187,12 @@ func TestNamingCommandLine(t *testing.T) {
 	res := kinds[api.EventConflictResolved]
 	if res == nil || res["retained"] != float64(1) || fmt.Sprint(res["removed"]) != "[3]" || kinds[api.EventConflictDetected] == nil {
 		t.Fatalf("events: %s", out)
+	}
+	if reg := kinds[api.EventMasterRegistered]; reg == nil || reg["manual"] != true {
+		t.Fatalf("the manual registration is not recorded as manual: %s", out)
+	}
+	if ref := kinds[api.EventRegistrationRefused]; ref == nil || ref["manual"] != true {
+		t.Fatalf("the refused manual registration is not recorded: %s", out)
 	}
 	out, _, code = run(t, "events", "-naming", addr, "-group", "orders")
 	if code != 0 || !strings.Contains(out, "conflict-resolved") || !strings.Contains(out, "retained=1") {
@@ -175,4 +223,19 @@ func TestNamingCommandLine(t *testing.T) {
 	if json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
 		t.Fatalf("bad input changed the groups: %s", out)
 	}
+}
+
+// fakeInfo serves GET /v1/info as an agent of group with id in role would,
+// and returns its address.
+func fakeInfo(t *testing.T, group string, id uint64, role string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/info" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"id": id, "group": group, "role": role})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }

@@ -25,15 +25,20 @@ func benchGroup(i int) string { return fmt.Sprintf("group-%05d", i) }
 
 // populate joins benchMembers members into each of benchGroups groups and
 // registers member 1 of each as master.
-func populate(b *testing.B, join func(api.JoinRequest) error, register func(api.RegisterRequest) error) {
+func populate(b *testing.B, join func(api.JoinRequest) (uint64, error), register func(api.RegisterRequest) error) {
 	b.Helper()
 	for g := 0; g < benchGroups; g++ {
+		var first uint64
 		for m := 1; m <= benchMembers; m++ {
-			if err := join(api.JoinRequest{Group: benchGroup(g), ID: uint64(m), Addr: fmt.Sprintf("127.0.%d.%d:7500", g%250, m), Priority: m, TTL: 10 * time.Minute}); err != nil {
+			s, err := join(api.JoinRequest{Group: benchGroup(g), ID: uint64(m), Addr: fmt.Sprintf("127.0.%d.%d:7500", g%250, m), Priority: m, TTL: 10 * time.Minute})
+			if err != nil {
 				b.Fatal(err)
 			}
+			if m == 1 {
+				first = s
+			}
 		}
-		if err := register(api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250), Epoch: api.Epoch{Term: 1}, TTL: 10 * time.Minute}); err != nil {
+		if err := register(api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250), Session: first, Epoch: api.Epoch{Term: 1}, TTL: 10 * time.Minute}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,11 +53,11 @@ func BenchmarkRegistryMemory(b *testing.B) {
 		r := newTestRegistry(0)
 		r.cfg.MaxTTL = time.Hour
 		fx := &Effects{}
-		populate(b, func(req api.JoinRequest) error {
-			_, err := r.Join(t0, req, fx)
+		populate(b, func(req api.JoinRequest) (uint64, error) {
+			resp, err := r.Join(t0, req, fx)
 			fx.Events = fx.Events[:0]
 			fx.Persist = fx.Persist[:0]
-			return err
+			return resp.Session, err
 		},
 			func(req api.RegisterRequest) error { _, _, err := r.Register(t0, req, fx); return err })
 		fx = nil
@@ -63,13 +68,15 @@ func BenchmarkRegistryMemory(b *testing.B) {
 	}
 }
 
-func benchNode(b *testing.B) (*Node, *client.Client) {
+// benchNode starts a node with the bench groups; sessions[g] is the session
+// of member 1 of group g, the registered master.
+func benchNode(b *testing.B) (n *Node, cl *client.Client, sessions []uint64) {
 	b.Helper()
 	cfg, err := configForBench(b)
 	if err != nil {
 		b.Fatal(err)
 	}
-	n, err := New(cfg)
+	n, err = New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +85,8 @@ func benchNode(b *testing.B) (*Node, *client.Client) {
 		b.Fatal(err)
 	}
 	go n.Serve(ln)
-	cl, _ := client.New(ln.Addr().String())
+	cl, _ = client.New(ln.Addr().String())
+	sessions = make([]uint64, benchGroups)
 	b.Cleanup(func() { cl.Close(); n.Close() })
 	// Populate from many goroutines so the group commit batches the writes.
 	const workers = 64
@@ -90,12 +98,16 @@ func benchNode(b *testing.B) (*Node, *client.Client) {
 			defer wg.Done()
 			for g := w; g < benchGroups; g += workers {
 				for m := 1; m <= benchMembers; m++ {
-					if _, err := n.Join(api.JoinRequest{Group: benchGroup(g), ID: uint64(m), Addr: fmt.Sprintf("127.0.%d.%d:7500", g%250, m), Priority: m, TTL: 10 * time.Minute}); err != nil {
+					jr, err := n.Join(api.JoinRequest{Group: benchGroup(g), ID: uint64(m), Addr: fmt.Sprintf("127.0.%d.%d:7500", g%250, m), Priority: m, TTL: 10 * time.Minute})
+					if err != nil {
 						errs <- err
 						return
 					}
+					if m == 1 {
+						sessions[g] = jr.Session
+					}
 				}
-				if _, err := n.Register(context.Background(), api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250), Epoch: api.Epoch{Term: 1}, TTL: 10 * time.Minute}); err != nil {
+				if _, err := n.Register(context.Background(), api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250), Session: sessions[g], Epoch: api.Epoch{Term: 1}, TTL: 10 * time.Minute}); err != nil {
 					errs <- err
 					return
 				}
@@ -107,12 +119,12 @@ func benchNode(b *testing.B) (*Node, *client.Client) {
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
-	return n, cl
+	return n, cl, sessions
 }
 
 // benchRegister registers a new epoch of a random group's master per
 // operation through register, 32 registrants at once.
-func benchRegister(b *testing.B, register func(api.RegisterRequest) error) {
+func benchRegister(b *testing.B, sessions []uint64, register func(api.RegisterRequest) error) {
 	var term atomic.Uint64
 	term.Store(1)
 	b.SetParallelism(16) // 32 registrants at once on two cores, as many agents would be
@@ -122,7 +134,7 @@ func benchRegister(b *testing.B, register func(api.RegisterRequest) error) {
 		for pb.Next() {
 			g := rnd.Intn(benchGroups)
 			err := register(api.RegisterRequest{Group: benchGroup(g), ID: 1, Addr: fmt.Sprintf("127.0.%d.1:7500", g%250),
-				Epoch: api.Epoch{Term: term.Add(1)}, TTL: 10 * time.Minute})
+				Session: sessions[g], Epoch: api.Epoch{Term: term.Add(1)}, TTL: 10 * time.Minute})
 			if err != nil && api.ToError(err).Code != api.CodeRefused { // a concurrent newer epoch wins
 				b.Error(err)
 				return
@@ -153,26 +165,26 @@ func benchLookup(b *testing.B, lookup func(api.LookupRequest) error) {
 // BenchmarkNodeRegister registers in process: each registration is durable
 // (group-committed to bbolt) before it returns.
 func BenchmarkNodeRegister(b *testing.B) {
-	n, _ := benchNode(b)
-	benchRegister(b, func(req api.RegisterRequest) error { _, err := n.Register(context.Background(), req); return err })
+	n, _, sessions := benchNode(b)
+	benchRegister(b, sessions, func(req api.RegisterRequest) error { _, err := n.Register(context.Background(), req); return err })
 }
 
 // BenchmarkNodeRegisterRPC registers over the msgpack RPC on loopback, as
 // agents do.
 func BenchmarkNodeRegisterRPC(b *testing.B) {
-	_, cl := benchNode(b)
-	benchRegister(b, func(req api.RegisterRequest) error { _, err := cl.Register(context.Background(), req); return err })
+	_, cl, sessions := benchNode(b)
+	benchRegister(b, sessions, func(req api.RegisterRequest) error { _, err := cl.Register(context.Background(), req); return err })
 }
 
 // BenchmarkNodeLookup looks up in process.
 func BenchmarkNodeLookup(b *testing.B) {
-	n, _ := benchNode(b)
+	n, _, _ := benchNode(b)
 	benchLookup(b, func(req api.LookupRequest) error { _, err := n.Lookup(req); return err })
 }
 
 // BenchmarkNodeLookupRPC looks up over the msgpack RPC.
 func BenchmarkNodeLookupRPC(b *testing.B) {
-	_, cl := benchNode(b)
+	_, cl, _ := benchNode(b)
 	benchLookup(b, func(req api.LookupRequest) error { _, err := cl.Lookup(context.Background(), req); return err })
 }
 

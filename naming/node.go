@@ -75,6 +75,22 @@ type decisionWaiters struct {
 	waiters []chan Decision
 }
 
+// cryptoSource draws from crypto/rand: session IDs are the secrets that
+// bind registrations to members, so they must not be predictable from the
+// ones a client has seen, as math/rand's would be.
+type cryptoSource struct{}
+
+func (cryptoSource) Uint64() uint64 {
+	var b [8]byte
+	if _, err := cryptorand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("naming: crypto/rand: %v", err))
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func (s cryptoSource) Int63() int64 { return int64(s.Uint64() >> 1) }
+func (cryptoSource) Seed(int64)     {}
+
 // ErrClosed is returned by calls on a closed node.
 var ErrClosed = errors.New("naming: node closed")
 
@@ -117,7 +133,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 			MaxTTL:          cfg.MaxTTL,
 			ConflictWindow:  cfg.ConflictWindow,
 			MaxGroups:       cfg.MaxGroups,
-		}, rand.New(rand.NewSource(rnd.Int63()))),
+		}, rand.New(cryptoSource{})),
 		waiters:  make(map[string][]chan Decision),
 		timers:   make(map[string]func() bool),
 		delivery: make(map[deliveryKey]uint64),
@@ -278,13 +294,14 @@ func (n *Node) probe(r api.Registration) bool {
 	}
 	defer resp.Body.Close()
 	var info struct {
-		ID   uint64 `json:"id"`
-		Role string `json:"role"`
+		ID    uint64 `json:"id"`
+		Group string `json:"group"`
+		Role  string `json:"role"`
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&info) != nil {
 		return false
 	}
-	return info.ID == r.ID && info.Role == api.RoleMaster.String()
+	return info.ID == r.ID && info.Group == r.Group && info.Role == api.RoleMaster.String()
 }
 
 func (n *Node) runCommitter() {
@@ -378,6 +395,27 @@ func (n *Node) Leave(req api.LeaveRequest) error {
 // Register registers or renews a master. When the registration competes with
 // another, it returns once the conflict window's decision is durable.
 func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.RegisterResponse, err error) {
+	if req.Manual {
+		// A registration by hand names a member that must answer as the
+		// master of its group, like any candidate of a decision: nobody
+		// makes a back-up, or an address that is no agent, the master.
+		n.mu.Lock()
+		err := n.reg.CheckRegister(n.clock.Now(), req)
+		n.mu.Unlock()
+		if err != nil {
+			return resp, err
+		}
+		if !n.probe(api.Registration{Group: req.Group, ID: req.ID, Addr: req.Addr}) {
+			reason := fmt.Sprintf("manual registration: agent %d at %s did not answer as master of %q", req.ID, req.Addr, req.Group)
+			n.do(func(now time.Time, fx *Effects) error {
+				e := req.Epoch
+				n.reg.RecordEvent(now, req.Group, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr,
+					Epoch: &e, Reason: reason, Manual: true}, fx)
+				return nil
+			})
+			return resp, api.Errorf(api.CodeRefused, "%s", reason)
+		}
+	}
 	var wait chan Decision
 	err = n.do(func(now time.Time, fx *Effects) error {
 		var pending bool

@@ -3,6 +3,7 @@ package naming
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -305,17 +307,19 @@ func TestTriggerRetriesWithBackoffWhileSessionLives(t *testing.T) {
 	flaky.fail.Store(3)
 	dead.fail.Store(1 << 40)
 	var deadSession uint64
+	sessions := map[uint64]uint64{}
 	for i, fa := range []*fakeAgent{good, flaky, dead} {
 		resp, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 1), Addr: fa.addr(), TTL: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
+		sessions[uint64(i+1)] = resp.Session
 		if fa == dead {
 			deadSession = resp.Session
 		}
 	}
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: flaky.addr(), TTL: time.Minute})
-	resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: good.addr(), TTL: time.Minute})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: flaky.addr(), TTL: time.Minute, Session: sessions[2]})
+	resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: good.addr(), TTL: time.Minute, Session: sessions[1]})
 	if err != nil || !resp.Accepted || !resp.Conflict {
 		t.Fatalf("register: %+v %v", resp, err)
 	}
@@ -428,8 +432,12 @@ func TestEventsAreBoundedAndPaged(t *testing.T) {
 	cfg.MaxEventsPerGroup = 16
 	tn := startNode(t, cfg)
 	ctx := context.Background()
-	for i := 0; i < 40; i++ {
-		if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: uint64(i + 1)}}); err != nil {
+	jr, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 39; i++ {
+		if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: jr.Session, Epoch: api.Epoch{Term: uint64(i + 1)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -446,8 +454,8 @@ func TestEventsAreBoundedAndPaged(t *testing.T) {
 func TestHTTPAPIAndBadInput(t *testing.T) {
 	tn := startNode(t, testConfig(t, t.TempDir()))
 	ctx := context.Background()
-	tn.client.Join(ctx, api.JoinRequest{Group: "orders", ID: 2, Addr: addr(2), Priority: 5})
-	tn.client.Register(ctx, api.RegisterRequest{Group: "orders", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 3}})
+	jr, _ := tn.client.Join(ctx, api.JoinRequest{Group: "orders", ID: 2, Addr: addr(2), Priority: 5})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "orders", ID: 2, Addr: addr(2), Session: jr.Session, Epoch: api.Epoch{Term: 3}})
 	base := "http://" + tn.Addr()
 
 	get := func(path string, wantStatus int, out any) {
@@ -601,12 +609,69 @@ func TestTriggersAreConcurrent(t *testing.T) {
 	ctx := context.Background()
 	tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: 1, Addr: slow.Listener.Addr().String()})
 	fakes := []*fakeAgent{newFakeAgent(t), newFakeAgent(t), newFakeAgent(t)}
+	sessions := map[uint64]uint64{}
 	for i, fa := range fakes {
-		tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 2), Addr: fa.addr()})
+		jr, _ := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 2), Addr: fa.addr()})
+		sessions[uint64(i+2)] = jr.Session
 	}
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 3, Addr: fakes[1].addr()})
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: fakes[0].addr()})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 3, Addr: fakes[1].addr(), Session: sessions[3]})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: fakes[0].addr(), Session: sessions[2]})
 	waitFor(t, 3*time.Second, "fast members notified while one member stalls", func() bool {
 		return slices.IndexFunc(fakes, func(fa *fakeAgent) bool { return !fa.notified("g", 2) }) < 0
 	})
+}
+
+// A member's session is the secret that binds its registrations: no reply
+// but its own join carries it (lookup, status, events, renew, register,
+// the JSON API), and a leave or registration with a made-up one fails.
+func TestSessionSecretNeverReturned(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	ctx := context.Background()
+	jr, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: jr.Session, Epoch: api.Epoch{Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	secret := strconv.FormatUint(jr.Session, 10)
+	var enc [8]byte
+	binary.BigEndian.PutUint64(enc[:], jr.Session)
+	var replies [][]byte
+	add := func(v any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := api.Encode(v)
+		j, _ := json.Marshal(v)
+		replies = append(replies, b, j)
+	}
+	look, err := tn.client.Lookup(ctx, api.LookupRequest{Group: "g"})
+	add(look, err)
+	st, err := tn.client.Status(ctx, api.StatusRequest{Group: "g"})
+	add(st, err)
+	evs, err := tn.client.AllEvents(ctx, "g", 0)
+	add(evs, err)
+	rn, err := tn.client.Renew(ctx, api.RenewRequest{Group: "g", ID: 1, Session: jr.Session})
+	add(rn, err)
+	rr, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: jr.Session, Epoch: api.Epoch{Term: 1}})
+	add(rr, err)
+	for _, path := range []string{"/v1/groups", "/v1/groups/g", "/v1/groups/g/events"} {
+		resp, err := http.Get("http://" + tn.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		replies = append(replies, b)
+	}
+	for _, b := range replies {
+		if bytes.Contains(b, []byte(secret)) || bytes.Contains(b, enc[:]) {
+			t.Fatalf("a reply carries the session: %q", b)
+		}
+	}
+	if err := tn.client.Leave(ctx, api.LeaveRequest{Group: "g", ID: 1, Session: jr.Session + 1}); !errors.Is(err, api.ErrSessionExpired) {
+		t.Fatalf("leave with a made-up session: %v", err)
+	}
 }

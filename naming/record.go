@@ -16,9 +16,16 @@ type groupRecord struct {
 	Policy   api.Policy        `codec:"p"`
 	Mode     api.Mode          `codec:"m"`
 	Members  []memberRecord    `codec:"s"`
-	Master   *api.Registration `codec:"r"`
+	Master   *masterRecord     `codec:"r"`
 	MaxEpoch api.Epoch         `codec:"e"`
 	Seq      uint64            `codec:"q"`
+}
+
+// masterRecord is a registration with its session, in the keys an
+// api.Registration had when it carried the session itself.
+type masterRecord struct {
+	api.Registration
+	Session uint64 `codec:"s"`
 }
 
 type memberRecord struct {
@@ -39,8 +46,7 @@ func (r *Registry) Record(name string) ([]byte, error) {
 	}
 	sort.Slice(rec.Members, func(i, j int) bool { return rec.Members[i].ID < rec.Members[j].ID })
 	if g.Master != nil {
-		reg := g.Master.Registration
-		rec.Master = &reg
+		rec.Master = &masterRecord{Registration: g.Master.Registration, Session: g.Master.Session}
 	}
 	return api.Encode(&rec)
 }
@@ -61,7 +67,8 @@ func (r *Registry) Restore(now time.Time, grace time.Duration, b []byte) error {
 		g.Members[m.ID] = &member{Member: m.Member, Session: m.Session, TTL: m.TTL, Expires: now.Add(max(grace, m.TTL))}
 	}
 	if rec.Master != nil {
-		g.Master = &registration{Registration: *rec.Master, Expires: now.Add(max(grace, rec.Master.TTL))}
+		g.Master = &registration{Registration: rec.Master.Registration, Session: rec.Master.Session,
+			Expires: now.Add(max(grace, rec.Master.TTL))}
 	}
 	r.groups[g.Name] = g
 	return nil

@@ -45,8 +45,12 @@ type member struct {
 	Expires time.Time
 }
 
+// registration is a master's entry. Session ties it to the member session
+// of its holder (the registration ends when that session does); it is a
+// secret and never leaves the node.
 type registration struct {
 	api.Registration
+	Session uint64
 	Expires time.Time
 }
 
@@ -307,28 +311,9 @@ func (r *Registry) liveMaster(g *group, now time.Time) *api.Registration {
 // in an available group: the decision comes from Decide when the conflict
 // window closes, and the runtime answers the registrant then.
 func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects) (resp api.RegisterResponse, pending bool, err error) {
-	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
-		return resp, false, err
-	}
-	if req.Epoch.ID != 0 && req.Epoch.ID != req.ID {
-		return resp, false, api.Errorf(api.CodeInvalid, "epoch %s names master %d, but the registration is for %d", req.Epoch, req.Epoch.ID, req.ID)
-	}
-	ttl, err := r.ttl(req.TTL, r.cfg.RegistrationTTL)
+	g, m, ttl, err := r.checkRegister(now, req)
 	if err != nil {
 		return resp, false, err
-	}
-	g, created, err := r.groupFor(req.Group, req.Mode, req.Policy, true)
-	if err != nil {
-		return resp, false, err
-	}
-	if req.Session != 0 {
-		if _, err := r.session(g, req.ID, req.Session, now); err != nil {
-			return resp, false, err
-		}
-	}
-	if created {
-		r.groups[g.Name] = g
-		fx.persist(g.Name)
 	}
 	r.expireMaster(g, now, fx)
 
@@ -355,17 +340,18 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 	epoch.ID = req.ID
 	reg := &registration{
 		Registration: api.Registration{Group: g.Name, ID: req.ID, Addr: req.Addr, Epoch: epoch,
-			Priority: prio, Session: req.Session, TTL: ttl},
+			Priority: prio, TTL: ttl, Manual: req.Manual},
+		Session: m.Session,
 		Expires: now.Add(ttl),
 	}
 	refuse := func(reason string) (api.RegisterResponse, bool, error) {
 		e := epoch
-		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: reason})
+		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: reason, Manual: req.Manual})
 		return api.RegisterResponse{}, false, api.Errorf(api.CodeRefused, "group %q: %s", g.Name, reason)
 	}
 	if rangeErr != nil {
 		e := epoch
-		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: rangeErr.Error()})
+		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: rangeErr.Error(), Manual: req.Manual})
 		return api.RegisterResponse{}, false, api.Errorf(api.CodeEpochRange, "group %q: %v", g.Name, rangeErr)
 	}
 
@@ -375,12 +361,13 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		if epoch.Less(g.Master.Epoch) {
 			return refuse(fmt.Sprintf("epoch %s is older than the registered %s of the same master", epoch, g.Master.Epoch))
 		}
-		changed := epoch != g.Master.Epoch || req.Addr != g.Master.Addr || req.Session != g.Master.Session || ttl != g.Master.TTL || prio != g.Master.Priority
+		changed := epoch != g.Master.Epoch || req.Addr != g.Master.Addr || reg.Session != g.Master.Session || ttl != g.Master.TTL ||
+			prio != g.Master.Priority || req.Manual != g.Master.Manual
 		g.Master = reg
 		if changed {
 			r.noteEpoch(g, epoch)
 			e := epoch
-			r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e})
+			r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e, Manual: req.Manual})
 		}
 		return api.RegisterResponse{Accepted: true, Master: reg.Registration}, false, nil
 
@@ -395,7 +382,7 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		g.Master = reg
 		r.noteEpoch(g, epoch)
 		e := epoch
-		r.record(fx, g, now, api.Event{Kind: api.EventMasterSuperseded, ID: req.ID, Addr: req.Addr, Epoch: &e, Removed: []uint64{old.ID}})
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterSuperseded, ID: req.ID, Addr: req.Addr, Epoch: &e, Removed: []uint64{old.ID}, Manual: req.Manual})
 		r.trigger(g, now, "master-superseded", []*registration{old}, fx)
 		return api.RegisterResponse{Accepted: true, Master: reg.Registration, Removed: []uint64{old.ID}}, false, nil
 
@@ -403,7 +390,7 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		g.Master = reg
 		r.noteEpoch(g, epoch)
 		e := epoch
-		r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e})
+		r.record(fx, g, now, api.Event{Kind: api.EventMasterRegistered, ID: req.ID, Addr: req.Addr, Epoch: &e, Manual: req.Manual})
 		return api.RegisterResponse{Accepted: true, Master: reg.Registration}, false, nil
 	}
 
@@ -422,6 +409,49 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		return responseFor(d, req.ID), false, nil
 	}
 	return resp, true, nil
+}
+
+// CheckRegister validates a registration without changing anything: the
+// runtime runs it before it probes the agent a manual registration names.
+func (r *Registry) CheckRegister(now time.Time, req api.RegisterRequest) error {
+	_, _, _, err := r.checkRegister(now, req)
+	return err
+}
+
+// checkRegister validates a registration and binds it to its member: an
+// agent's carries the member's live session, a manual one names a live
+// member, and both the member's own address.
+func (r *Registry) checkRegister(now time.Time, req api.RegisterRequest) (*group, *member, time.Duration, error) {
+	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
+		return nil, nil, 0, err
+	}
+	if req.Epoch.ID != 0 && req.Epoch.ID != req.ID {
+		return nil, nil, 0, api.Errorf(api.CodeInvalid, "epoch %s names master %d, but the registration is for %d", req.Epoch, req.Epoch.ID, req.ID)
+	}
+	ttl, err := r.ttl(req.TTL, r.cfg.RegistrationTTL)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	// Groups are made by their members' joins, not by registrations.
+	g, _, err := r.groupFor(req.Group, req.Mode, req.Policy, false)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	m := g.Members[req.ID]
+	switch {
+	case req.Session != 0:
+		if m, err = r.session(g, req.ID, req.Session, now); err != nil {
+			return nil, nil, 0, err
+		}
+	case !req.Manual:
+		return nil, nil, 0, api.Errorf(api.CodeInvalid, "a registration carries its member's session (an agent's) or is manual (an operator's)")
+	case m == nil || !now.Before(m.Expires):
+		return nil, nil, 0, api.Errorf(api.CodeRefused, "group %q: agent %d is not a live member; only a member can be registered", g.Name, req.ID)
+	}
+	if req.Addr != m.Addr {
+		return nil, nil, 0, api.Errorf(api.CodeRefused, "group %q: %s is not the address of member %d (%s)", g.Name, req.Addr, req.ID, m.Addr)
+	}
+	return g, m, ttl, nil
 }
 
 // ResponseFor is the answer a registrant of ID id gets from decision d.

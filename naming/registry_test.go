@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -87,6 +88,8 @@ func TestRetainPanicsOnBrokenInput(t *testing.T) {
 func TestBadInputChangesNothing(t *testing.T) {
 	r := newTestRegistry(0)
 	now := t0
+	join(t, r, now, "g", 1, 0)
+	before, _ := r.Record("g")
 	cases := []struct {
 		name string
 		call func(fx *Effects) error
@@ -101,19 +104,19 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"id 0", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 0, Addr: addr(1)}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 0, Addr: addr(1), Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"bad addr", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "nohost"}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "nohost", Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"bad port", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.1:99999"}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.1:99999", Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"ttl over max", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Hour}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Hour, Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"negative ttl", func(fx *Effects) error {
@@ -121,7 +124,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"epoch of another id", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 1, ID: 2}}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 1, ID: 2}, Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"bad mode", func(fx *Effects) error {
@@ -129,13 +132,29 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"bad policy", func(fx *Effects) error {
-			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Policy: "oldest"}, fx)
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Policy: "oldest", Manual: true}, fx)
 			return err
 		}, api.CodeInvalid},
 		{"unknown session", func(fx *Effects) error {
 			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: 42}, fx)
 			return err
 		}, api.CodeSessionExpired},
+		{"neither session nor manual", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, fx)
+			return err
+		}, api.CodeInvalid},
+		{"manual, not a member", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", TTL: 30 * time.Second, Manual: true}, fx)
+			return err
+		}, api.CodeRefused},
+		{"manual, a member at another address", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "g", ID: 1, Addr: "127.0.0.66:8946", Manual: true}, fx)
+			return err
+		}, api.CodeRefused},
+		{"register into an unknown group", func(fx *Effects) error {
+			_, _, err := r.Register(now, api.RegisterRequest{Group: "nope", ID: 1, Addr: addr(1), Manual: true}, fx)
+			return err
+		}, api.CodeNotFound},
 		{"lookup unknown", func(fx *Effects) error {
 			_, err := r.Lookup(now, api.LookupRequest{Group: "nope"})
 			return err
@@ -158,8 +177,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		if len(fx.Persist)+len(fx.Events)+len(fx.Triggers) != 0 {
 			t.Errorf("%s: effects %+v, want none", tc.name, fx)
 		}
-		if n := r.Groups(); n != 0 {
+		if n := r.Groups(); n != 1 {
 			t.Errorf("%s: %d groups exist after bad input", tc.name, n)
+		}
+		if rec, _ := r.Record("g"); !bytes.Equal(rec, before) {
+			t.Errorf("%s: group g changed", tc.name)
 		}
 	}
 }
@@ -201,8 +223,9 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 
 func TestRegisterAndRenew(t *testing.T) {
 	r := newTestRegistry(0)
+	join(t, r, t0, "g", 3, 0)
 	fx := &Effects{}
-	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3)}, fx)
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Manual: true}, fx)
 	if err != nil || pending || !resp.Accepted {
 		t.Fatalf("register: %+v pending=%v err=%v", resp, pending, err)
 	}
@@ -214,20 +237,20 @@ func TestRegisterAndRenew(t *testing.T) {
 	}
 	// A renewal with the same epoch records nothing and persists nothing.
 	fx = &Effects{}
-	if _, _, err := r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3)}, fx); err != nil {
+	if _, _, err := r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Manual: true}, fx); err != nil {
 		t.Fatal(err)
 	}
 	if len(fx.Events)+len(fx.Persist) != 0 {
 		t.Fatalf("renewal had effects %v %v", kinds(fx), fx.Persist)
 	}
 	// The same master with an older epoch is stale.
-	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 0}}, &Effects{})
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 0}, Manual: true}, &Effects{})
 	if err != nil {
 		t.Fatalf("renewal by hand: %v", err)
 	}
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5}}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5}, Manual: true}, &Effects{})
 	fx = &Effects{}
-	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 4}}, fx)
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 4}, Manual: true}, fx)
 	if !errors.Is(err, api.ErrRefused) || !slices.Equal(kinds(fx), []string{api.EventRegistrationRefused}) {
 		t.Fatalf("stale epoch: %v %v", err, kinds(fx))
 	}
@@ -241,7 +264,8 @@ func TestRegisterAndRenew(t *testing.T) {
 	}
 	fx = &Effects{}
 	r.Sweep(t0.Add(3*time.Second), fx)
-	if !slices.Equal(kinds(fx), []string{api.EventMasterExpired}) {
+	// The member's session (2s) ended first, and the registration with it.
+	if !slices.Equal(kinds(fx), []string{api.EventMemberExpired, api.EventMasterExpired}) {
 		t.Fatalf("sweep events %v", kinds(fx))
 	}
 }
@@ -274,13 +298,17 @@ func TestConflictDecision(t *testing.T) {
 			for id := uint64(1); id <= 5; id++ {
 				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, &Effects{})
 			}
-			// 3 registers first, then 1, 4 and a non-member 7 compete.
-			if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 1}}, &Effects{}); err != nil {
+			// 3 registers first, then 1, 4 and 5 compete; a non-member 7
+			// cannot register at all.
+			if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 1}, Manual: true}, &Effects{}); err != nil {
 				t.Fatal(err)
 			}
 			fx := &Effects{}
-			for _, id := range []uint64{1, 4, 7} {
-				_, pending, err := r.Register(t0.Add(time.Millisecond), api.RegisterRequest{Group: "g", ID: id, Addr: addr(id), Epoch: api.Epoch{Term: 2}}, fx)
+			if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 7, Addr: addr(7), Epoch: api.Epoch{Term: 2}, Manual: true}, &Effects{}); !errors.Is(err, api.ErrRefused) {
+				t.Fatalf("a non-member registered: %v", err)
+			}
+			for _, id := range []uint64{1, 4, 5} {
+				_, pending, err := r.Register(t0.Add(time.Millisecond), api.RegisterRequest{Group: "g", ID: id, Addr: addr(id), Epoch: api.Epoch{Term: 2}, Manual: true}, fx)
 				if err != nil || !pending {
 					t.Fatalf("register %d: pending=%v err=%v", id, pending, err)
 				}
@@ -305,13 +333,13 @@ func TestConflictDecision(t *testing.T) {
 			if res.Retained != tc.want || len(res.Removed) != 3 || res.Policy != tc.policy {
 				t.Fatalf("resolved %+v, want %d retained", res, tc.want)
 			}
-			if got := fx.Events[0].Event.Candidates; !slices.Equal(got, []uint64{1, 3, 4, 7}) {
+			if got := fx.Events[0].Event.Candidates; !slices.Equal(got, []uint64{1, 3, 4, 5}) {
 				t.Fatalf("candidates %v", got)
 			}
 			if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != tc.want {
 				t.Fatalf("decisions %+v", fx.Decisions)
 			}
-			// Every member and the non-member loser are triggered.
+			// Every member is triggered.
 			if len(fx.Triggers) != 1 {
 				t.Fatalf("triggers %+v", fx.Triggers)
 			}
@@ -319,7 +347,7 @@ func TestConflictDecision(t *testing.T) {
 			for _, tg := range fx.Triggers[0].Targets {
 				ids = append(ids, tg.ID)
 			}
-			if !slices.Equal(ids, []uint64{1, 2, 3, 4, 5, 7}) || fx.Triggers[0].Notify.Master.ID != tc.want {
+			if !slices.Equal(ids, []uint64{1, 2, 3, 4, 5}) || fx.Triggers[0].Notify.Master.ID != tc.want {
 				t.Fatalf("trigger targets %v master %+v", ids, fx.Triggers[0].Notify.Master)
 			}
 			look, _ := r.Lookup(t0.Add(52*time.Millisecond), api.LookupRequest{Group: "g"})
@@ -332,14 +360,16 @@ func TestConflictDecision(t *testing.T) {
 
 func TestConflictWithoutWindowDecidesAtOnce(t *testing.T) {
 	r := newTestRegistry(0)
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5)}, &Effects{})
+	join(t, r, t0, "g", 5, 0)
+	join(t, r, t0, "g", 2, 0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), Manual: true}, &Effects{})
 	fx := &Effects{}
-	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, fx)
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Manual: true}, fx)
 	if err != nil || pending || !resp.Accepted || !resp.Conflict || !slices.Equal(resp.Removed, []uint64{5}) {
 		t.Fatalf("resp %+v pending=%v err=%v", resp, pending, err)
 	}
 	// The loser re-registering competes again and loses again.
-	resp, _, _ = r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5)}, &Effects{})
+	resp, _, _ = r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), Manual: true}, &Effects{})
 	if resp.Accepted || resp.Master.ID != 2 {
 		t.Fatalf("loser: %+v", resp)
 	}
@@ -347,8 +377,10 @@ func TestConflictWithoutWindowDecidesAtOnce(t *testing.T) {
 
 func TestConflictCandidateThatLapsesIsNotRetained(t *testing.T) {
 	r := newTestRegistry(time.Second)
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), TTL: 10 * time.Second}, &Effects{})
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: 500 * time.Millisecond}, &Effects{})
+	join(t, r, t0, "g", 5, 0)
+	join(t, r, t0, "g", 1, 0)
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 5, Addr: addr(5), TTL: 10 * time.Second, Manual: true}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), TTL: 500 * time.Millisecond, Manual: true}, &Effects{})
 	fx := &Effects{}
 	r.Decide(t0.Add(time.Second), "g", nil, fx)
 	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 5 || len(fx.Triggers) != 0 {
@@ -363,8 +395,8 @@ func TestConflictSkipsCandidatesThatDoNotAnswer(t *testing.T) {
 	r := newTestRegistry(10 * time.Millisecond)
 	join(t, r, t0, "g", 1, 0)
 	join(t, r, t0, "g", 2, 0)
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Manual: true}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Manual: true}, &Effects{})
 	if c := r.Candidates("g"); len(c) != 2 {
 		t.Fatalf("candidates %+v", c)
 	}
@@ -377,7 +409,7 @@ func TestConflictSkipsCandidatesThatDoNotAnswer(t *testing.T) {
 		t.Fatalf("events %+v", fx.Events)
 	}
 	// When nobody answers, the policy weighs them all.
-	r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
+	r.Register(t0.Add(time.Second), api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Manual: true}, &Effects{})
 	fx = &Effects{}
 	r.Decide(t0.Add(2*time.Second), "g", func(uint64) bool { return false }, fx)
 	if len(fx.Decisions) != 1 || fx.Decisions[0].Master.ID != 1 {
@@ -390,18 +422,18 @@ func TestStrictFencing(t *testing.T) {
 	for id := uint64(1); id <= 3; id++ {
 		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, &Effects{})
 	}
-	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}}, &Effects{}); err != nil {
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}, Manual: true}, &Effects{}); err != nil {
 		t.Fatal(err)
 	}
 	// An older epoch is refused, even from a lower ID.
 	fx := &Effects{}
-	_, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 3, ID: 1}}, fx)
+	_, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 3, ID: 1}, Manual: true}, fx)
 	if !errors.Is(err, api.ErrRefused) || !slices.Equal(kinds(fx), []string{api.EventRegistrationRefused}) {
 		t.Fatalf("older epoch: %v %v", err, kinds(fx))
 	}
 	// A newer epoch supersedes at once and triggers every member.
 	fx = &Effects{}
-	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5, ID: 3}}, fx)
+	resp, pending, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 3, Addr: addr(3), Epoch: api.Epoch{Term: 5, ID: 3}, Manual: true}, fx)
 	if err != nil || pending || !resp.Accepted || !slices.Equal(resp.Removed, []uint64{2}) {
 		t.Fatalf("newer epoch: %+v %v %v", resp, pending, err)
 	}
@@ -409,7 +441,7 @@ func TestStrictFencing(t *testing.T) {
 		t.Fatalf("effects %v %+v", kinds(fx), fx.Triggers)
 	}
 	// Once the registration lapses, the old epoch is still fenced.
-	_, _, err = r.Register(t0.Add(time.Minute), api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}}, &Effects{})
+	_, _, err = r.Register(t0.Add(time.Minute), api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}, Manual: true}, &Effects{})
 	if !errors.Is(err, api.ErrRefused) {
 		t.Fatalf("old epoch after lapse: %v", err)
 	}
@@ -422,7 +454,7 @@ func TestModeAndPolicyMismatch(t *testing.T) {
 	if !errors.Is(err, api.ErrMismatch) {
 		t.Fatalf("mode mismatch: %v", err)
 	}
-	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Policy: "priority"}, &Effects{})
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Policy: "priority", Manual: true}, &Effects{})
 	if !errors.Is(err, api.ErrMismatch) {
 		t.Fatalf("policy mismatch: %v", err)
 	}
@@ -432,8 +464,8 @@ func TestRecheckTriggersMembers(t *testing.T) {
 	r := newTestRegistry(time.Second)
 	join(t, r, t0, "g", 1, 0)
 	join(t, r, t0, "g", 2, 0)
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2)}, &Effects{})
-	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1)}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Manual: true}, &Effects{})
+	r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Manual: true}, &Effects{})
 	fx := &Effects{}
 	resp, err := r.Recheck(t0.Add(time.Millisecond), api.RecheckRequest{Group: "g", From: 2, Reason: "competing claim"}, fx)
 	if err != nil || resp.Master.ID != 2 {
@@ -518,7 +550,7 @@ func TestRegisterEpochOutOfRange(t *testing.T) {
 	r := newTestRegistry(0)
 	join(t, r, t0, "m", 1, 0)
 	r.groups["m"].MaxEpoch = api.Epoch{Term: ^uint64(0), ID: 9}
-	_, _, err := r.Register(t0, api.RegisterRequest{Group: "m", ID: 1, Addr: addr(1)}, &Effects{})
+	_, _, err := r.Register(t0, api.RegisterRequest{Group: "m", ID: 1, Addr: addr(1), Manual: true}, &Effects{})
 	if !errors.Is(err, api.ErrEpochRange) {
 		t.Fatalf("manual registration at the last term: %v", err)
 	}
@@ -537,8 +569,9 @@ func TestStatusPagesAndMaxGroups(t *testing.T) {
 	if !errors.Is(err, api.ErrTooLarge) {
 		t.Fatalf("join past max-groups: %v", err)
 	}
-	_, _, err = r.Register(t0, api.RegisterRequest{Group: "one-more", ID: 1, Addr: addr(1)}, &Effects{})
-	if !errors.Is(err, api.ErrTooLarge) || r.Groups() != 2500 || r.HasGroup("one-more") {
+	_, _, err = r.Register(t0, api.RegisterRequest{Group: "one-more", ID: 1, Addr: addr(1), Manual: true}, &Effects{})
+	// Registrations never create groups (members do, by joining).
+	if !errors.Is(err, api.ErrNotFound) || r.Groups() != 2500 || r.HasGroup("one-more") {
 		t.Fatalf("register past max-groups: %v, %d groups", err, r.Groups())
 	}
 	var names []string

@@ -86,6 +86,9 @@ type Agent interface {
 	LookupMaster(ctx context.Context) (*api.Registration, error)
 	// PeerAlive tells whether a member of the group is alive in gossip.
 	PeerAlive(id uint64) bool
+	// PeerAPI is the API address a member of the group announces in
+	// gossip, or "" for an agent gossip does not know.
+	PeerAPI(id uint64) string
 	BeginRecovery(master uint64) error
 	KeepDivergence(ctx context.Context, master uint64, addr string) (fork uint64, records int, err error)
 	Synchronize(ctx context.Context, master uint64, addr string) (agent.SyncResult, error)

@@ -3,6 +3,7 @@ package recover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -79,8 +80,9 @@ func (f *fakeAgent) ID() uint64           { return 3 }
 func (f *fakeAgent) Logger() hclog.Logger { return hclog.NewNullLogger() }
 func (f *fakeAgent) Strict() bool         { return true }
 func (f *fakeAgent) Registering() bool    { return false }
-func (f *fakeAgent) PeerAlive(uint64) bool {
-	return true
+func (f *fakeAgent) PeerAlive(uint64) bool { return true }
+func (f *fakeAgent) PeerAPI(id uint64) string {
+	return fmt.Sprintf("127.0.0.1:%d", id)
 }
 func (f *fakeAgent) Status() core.Status {
 	f.mu.Lock()

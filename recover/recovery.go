@@ -26,6 +26,16 @@ func (m *Monitor) recoverTo(ctx context.Context, a Agent, retained api.Registrat
 	}
 	done := func() string { return strings.Join(steps, " > ") }
 
+	// Only a member of our own gossip group, at the address it announces
+	// there, is downloaded from: an address the naming node gives is not
+	// enough (gossip keys keep outsiders out of the view).
+	if gaddr := a.PeerAPI(retained.ID); gaddr != retained.Addr {
+		if gaddr == "" {
+			return done(), fmt.Errorf("retained master %d at %s is not a member of the group's gossip view", retained.ID, retained.Addr)
+		}
+		return done(), fmt.Errorf("retained master %d is registered at %s but announces %s in gossip", retained.ID, retained.Addr, gaddr)
+	}
+
 	// Keep divergence: entries after the fork point become records.
 	fork, n, err := a.KeepDivergence(ctx, retained.ID, retained.Addr)
 	if err != nil {

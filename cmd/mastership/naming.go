@@ -98,16 +98,19 @@ func registerCommand() *cli.Command {
 			}
 			defer cl.Close()
 			req := api.RegisterRequest{Group: c.String("group"), ID: c.Uint64("id"), Addr: c.String("addr"),
-				Epoch: api.Epoch{Term: c.Uint64("epoch")}, TTL: c.Duration("ttl"), Priority: c.Int("priority")}
+				Epoch: api.Epoch{Term: c.Uint64("epoch")}, TTL: c.Duration("ttl"), Priority: c.Int("priority"), Manual: true}
 			resp, err := cl.Register(c.Context, req)
 			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
-				return writeJSON(c.App.Writer, map[string]any{
+				if err := writeJSON(c.App.Writer, map[string]any{
 					"accepted": resp.Accepted, "conflict": resp.Conflict, "removed": nonNil(resp.Removed),
 					"master": masterJSON(&resp.Master),
-				})
+				}); err != nil || resp.Accepted {
+					return err
+				}
+				return cli.Exit("", exitError)
 			}
 			m := resp.Master
 			if resp.Accepted {
@@ -117,6 +120,9 @@ func registerCommand() *cli.Command {
 			}
 			if resp.Conflict {
 				fmt.Fprintf(c.App.Writer, "several registrations: retained %d, removed %v\n", m.ID, resp.Removed)
+			}
+			if !resp.Accepted {
+				return cli.Exit("", exitError) // the registration did not take: not a success
 			}
 			return nil
 		},

@@ -13,11 +13,11 @@ type Registration struct {
 	Addr     string `json:"addr" codec:"a"`
 	Epoch    Epoch  `json:"epoch" codec:"e"`
 	Priority int    `json:"priority" codec:"p"`
-	// Session, when not 0, ties the registration to the member session of
-	// the same ID: the registration ends when that session lapses.
-	Session uint64 `json:"session,omitempty" codec:"s"`
 	// TTL is the registration's lifetime from its last renewal.
 	TTL time.Duration `json:"ttl" codec:"t"`
+	// Manual marks a registration made by hand (`mastership register`, the
+	// operator capability) rather than by the agent itself.
+	Manual bool `json:"manual,omitempty" codec:"h"`
 }
 
 // Member is one agent of a group as the naming node knows it.
@@ -67,8 +67,12 @@ type LeaveRequest struct {
 	Session uint64 `codec:"s"`
 }
 
-// RegisterRequest registers (or renews) a master. An Epoch with Term 0 asks
-// the node to assign the next term of the group, for registrations by hand.
+// RegisterRequest registers (or renews) a master. A registration is bound
+// to a live member of the group at that member's own API address (Addr):
+// an agent's carries its member session (Session, a secret that no reply
+// returns); a registration by hand sets Manual instead (the operator
+// capability) and is probed before it counts. An Epoch with Term 0 asks the
+// node to assign the next term of the group, for registrations by hand.
 type RegisterRequest struct {
 	Group    string        `codec:"g"`
 	ID       uint64        `codec:"i"`
@@ -79,6 +83,7 @@ type RegisterRequest struct {
 	TTL      time.Duration `codec:"t"`
 	Mode     string        `codec:"m"`
 	Policy   string        `codec:"o"`
+	Manual   bool          `codec:"h"`
 }
 
 // RegisterResponse says whether the registrant is the retained master, and
@@ -209,6 +214,8 @@ type Event struct {
 	Attempt    int       `json:"attempt,omitempty" codec:"n"`
 	Reason     string    `json:"reason,omitempty" codec:"s"`
 	Error      string    `json:"error,omitempty" codec:"z"`
+	// Manual marks a registration made by hand.
+	Manual bool `json:"manual,omitempty" codec:"h"`
 }
 
 // Notify is the trigger the naming node delivers to every member of a group

@@ -260,7 +260,8 @@ func (w *world) registerLoop(a *simAgent) {
 		a.regActive = false
 		return
 	}
-	if !w.namingReach(a.id) {
+	if !w.namingReach(a.id) || a.session == 0 {
+		// A registration is bound to the member's session: none yet.
 		w.regRetry(a)
 		return
 	}
