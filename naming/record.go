@@ -12,13 +12,13 @@ import (
 // after a restart every session and registration is re-armed with the grace
 // period, so that members renew instead of all expiring at once.
 type groupRecord struct {
-	Name     string            `codec:"n"`
-	Policy   api.Policy        `codec:"p"`
-	Mode     api.Mode          `codec:"m"`
-	Members  []memberRecord    `codec:"s"`
-	Master   *masterRecord     `codec:"r"`
-	MaxEpoch api.Epoch         `codec:"e"`
-	Seq      uint64            `codec:"q"`
+	Name     string         `codec:"n"`
+	Policy   api.Policy     `codec:"p"`
+	Mode     api.Mode       `codec:"m"`
+	Members  []memberRecord `codec:"s"`
+	Master   *masterRecord  `codec:"r"`
+	MaxEpoch api.Epoch      `codec:"e"`
+	Seq      uint64         `codec:"q"`
 }
 
 // masterRecord is a registration with its session, in the keys an

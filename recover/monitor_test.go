@@ -76,10 +76,10 @@ type fakeAgent struct {
 	cancels  int
 }
 
-func (f *fakeAgent) ID() uint64           { return 3 }
-func (f *fakeAgent) Logger() hclog.Logger { return hclog.NewNullLogger() }
-func (f *fakeAgent) Strict() bool         { return true }
-func (f *fakeAgent) Registering() bool    { return false }
+func (f *fakeAgent) ID() uint64            { return 3 }
+func (f *fakeAgent) Logger() hclog.Logger  { return hclog.NewNullLogger() }
+func (f *fakeAgent) Strict() bool          { return true }
+func (f *fakeAgent) Registering() bool     { return false }
 func (f *fakeAgent) PeerAlive(uint64) bool { return true }
 func (f *fakeAgent) PeerAPI(id uint64) string {
 	return fmt.Sprintf("127.0.0.1:%d", id)
