@@ -250,6 +250,8 @@ const (
 	CodeUnavailable    Code = "unavailable"
 	CodeInternal       Code = "internal"
 	CodeEpochRange     Code = "epoch-out-of-range"
+	CodeUnauthorized   Code = "unauthorized"
+	CodeForbidden      Code = "forbidden"
 )
 
 // Sentinel errors, one per code, for errors.Is on replies.
@@ -262,6 +264,10 @@ var (
 	ErrTooLarge       = errors.New("too large")
 	ErrUnavailable    = errors.New("unavailable")
 	ErrInternal       = errors.New("internal error")
+	// ErrUnauthorized: no token, or one the server does not know.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the token lacks the capability the call needs.
+	ErrForbidden = errors.New("forbidden")
 )
 
 var codeSentinels = map[Code]error{
@@ -275,6 +281,8 @@ var codeSentinels = map[Code]error{
 	CodeUnavailable:    ErrUnavailable,
 	CodeInternal:       ErrInternal,
 	CodeEpochRange:     ErrEpochRange,
+	CodeUnauthorized:   ErrUnauthorized,
+	CodeForbidden:      ErrForbidden,
 }
 
 // Error is the body of every failed RPC or HTTP reply.
@@ -324,6 +332,10 @@ func (c Code) HTTPStatus() int {
 		return 413
 	case CodeUnavailable:
 		return 503
+	case CodeUnauthorized:
+		return 401
+	case CodeForbidden:
+		return 403
 	}
 	return 500
 }

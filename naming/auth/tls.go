@@ -1,0 +1,97 @@
+package auth
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+)
+
+// TLSFiles names the PEM files of mutual TLS: the CA that signs every
+// certificate of the cluster, and this process's certificate and key.
+// All three or none.
+type TLSFiles struct {
+	CA, Cert, Key string
+}
+
+// Empty reports whether no file is named (TLS off).
+func (f TLSFiles) Empty() bool { return f.CA == "" && f.Cert == "" && f.Key == "" }
+
+// Check tells whether the files are all given or none.
+func (f TLSFiles) Check() error {
+	if f.Empty() || (f.CA != "" && f.Cert != "" && f.Key != "") {
+		return nil
+	}
+	return errors.New("give -tls-ca, -tls-cert and -tls-key together, or none")
+}
+
+func (f TLSFiles) load() (*x509.CertPool, tls.Certificate, error) {
+	if err := f.Check(); err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	pem, err := os.ReadFile(f.CA)
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("auth: tls ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, tls.Certificate{}, fmt.Errorf("auth: tls ca %s: no PEM certificate in it", f.CA)
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("auth: tls cert %s, key %s: %w", f.Cert, f.Key, err)
+	}
+	return pool, cert, nil
+}
+
+// ServerTLS is the TLS configuration of a server: its certificate, and
+// only clients that present a certificate the CA signed. nil when no file
+// is named.
+func ServerTLS(f TLSFiles) (*tls.Config, error) {
+	if f.Empty() {
+		return nil, nil
+	}
+	pool, cert, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}
+
+// ClientTLS is the TLS configuration of a client: the CA it verifies
+// servers against, and the certificate it presents. nil when no file is
+// named.
+func ClientTLS(f TLSFiles) (*tls.Config, error) {
+	if f.Empty() {
+		return nil, nil
+	}
+	pool, cert, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}
+
+// forAddr returns c with ServerName set from addr's host, for connections
+// dialed by hand (message streams); http.Transport does it by itself.
+func forAddr(c *tls.Config, addr string) *tls.Config {
+	cc := c.Clone()
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	cc.ServerName = strings.Trim(host, "[]")
+	return cc
+}
