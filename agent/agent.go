@@ -25,6 +25,7 @@ import (
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/gossip/faulty"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 	"github.com/mastership/mastership/naming/client"
 )
 
@@ -83,10 +84,16 @@ type Agent struct {
 	transport *transport.Transport
 	naming    *client.Client
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	server    auth.Server // the ACL and TLS the agent requires of callers
+	creds     auth.Creds  // what the agent presents to peers and the naming node
 	httpSrv   *http.Server
 	ln        net.Listener
 	peerOnce  sync.Once
 	peerHTTP  *http.Client // see peerClient
+
+	keyringMu   sync.Mutex // serializes keyring operations and the keyring file
+	keyringOnce sync.Once
+	keyringHTTP *http.Client
 
 	// Owned by run.
 	waiters map[uint64]chan core.Result
@@ -166,8 +173,15 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 			a.storage = s
 		}
 	}
-	nc, err := client.New(cfg.Naming, client.WithDialer(a.dial), client.WithTimeout(2*time.Second))
+	var err error
+	a.server, a.creds, err = auth.Load(cfg.ACL, cfg.Token, cfg.TokenFile, auth.TLSFiles{CA: cfg.TLSCA, Cert: cfg.TLSCert, Key: cfg.TLSKey})
 	if err != nil {
+		a.storage.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	nc, err := client.New(cfg.Naming, client.WithDialer(a.dial), client.WithTimeout(2*time.Second), client.WithCreds(a.creds))
+	if err != nil {
+		a.storage.Close()
 		return nil, err
 	}
 	a.naming = nc
@@ -218,17 +232,27 @@ func (a *Agent) Start() error {
 	limited := api.LimitListener(ln, a.cfg.MaxConns, func(addr net.Addr) {
 		a.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", a.cfg.MaxConns)
 	})
-	httpLn, streams := transport.Mux(limited)
-	a.transport = transport.New(transport.Config{Dial: a.dial, Logger: a.logger,
+	httpLn, streams := transport.Mux(a.server.Listen(limited))
+	a.transport = transport.New(transport.Config{Dial: a.creds.Dial(a.dial), Logger: a.logger, Token: a.creds.Token,
+		Authorize: func(token string) error {
+			_, err := a.server.ACL.Check(token, auth.Agent)
+			return err
+		},
 		Handler: func(m core.Message) {
 			select {
 			case a.inbound <- m:
 			default: // overloaded: the protocol resends
 			}
 		}})
+	if a.server.ACL.Open() {
+		a.logger.Warn("no -acl: the agent is open; any caller that reaches its API can write, read its state and send it messages")
+	}
+	if a.server.TLS == nil {
+		a.logger.Warn("no TLS: the agent's API and streams travel in clear text (set -tls-ca, -tls-cert, -tls-key)")
+	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 
-	key, err := a.cfg.EncryptKey()
+	key, extraKeys, err := a.loadKeys()
 	if err != nil {
 		ln.Close()
 		return err
@@ -238,7 +262,7 @@ func (a *Agent) Start() error {
 	gcfg.BindAddr = a.cfg.Bind
 	gcfg.AdvertiseAddr = a.cfg.Advertise
 	gcfg.Join = a.cfg.Join
-	gcfg.SecretKey = key
+	gcfg.SecretKey, gcfg.ExtraKeys = key, extraKeys
 	gcfg.CheckEpoch = func(e api.Epoch) error { return api.CheckTerm(e.Term, a.Status().MaxTerm) }
 	gcfg.ReconnectInterval = a.cfg.ReconnectInterval
 	gcfg.Logger = a.logger

@@ -16,6 +16,7 @@ import (
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 )
 
 // The agent's HTTP API, on its API address (shared with message streams):
@@ -133,19 +134,29 @@ const (
 	CodeTimeout    = "timeout"
 )
 
+// handler is the API. With an ACL every endpoint but /v1/health needs a
+// token with the capability named here (naming/auth).
 func (a *Agent) handler() http.Handler {
+	jsonErr := func(w http.ResponseWriter, err error) { e := api.ToError(err); writeJSON(w, e.Code.HTTPStatus(), e) }
+	msgpackErr := func(w http.ResponseWriter, err error) { e := api.ToError(err); writeMsgpack(w, e.Code.HTTPStatus(), e) }
+	need := func(c auth.Capability, h http.HandlerFunc) http.HandlerFunc { return a.server.Require(c, h, jsonErr) }
+	agentOnly := func(h http.HandlerFunc) http.HandlerFunc { return a.server.Require(auth.Agent, h, msgpackErr) }
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Info()) })
-	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) })
-	mux.HandleFunc("POST /v1/kv", a.serveKV)
-	mux.HandleFunc("GET /v1/divergence", a.serveDivergenceList)
-	mux.HandleFunc("GET /v1/divergence/{id}", a.serveDivergenceShow)
-	mux.HandleFunc("POST /v1/divergence/{id}/replay", a.serveDivergenceReplay)
-	mux.HandleFunc("DELETE /v1/divergence/{id}", a.serveDivergenceDiscard)
-	mux.HandleFunc("POST /v1/fault", a.serveFault)
-	mux.HandleFunc("POST /rpc/notify", a.serveNotify)
-	mux.HandleFunc("GET /rpc/state", a.serveState)
-	mux.HandleFunc("POST /rpc/hashes", a.serveHashes)
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /v1/info", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Info()) }))
+	mux.HandleFunc("GET /v1/members", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
+	mux.HandleFunc("POST /v1/kv", need(auth.Client, a.serveKV))
+	mux.HandleFunc("GET /v1/divergence", need(auth.Read, a.serveDivergenceList))
+	mux.HandleFunc("GET /v1/divergence/{id}", need(auth.Read, a.serveDivergenceShow))
+	mux.HandleFunc("POST /v1/divergence/{id}/replay", need(auth.Operator, a.serveDivergenceReplay))
+	mux.HandleFunc("DELETE /v1/divergence/{id}", need(auth.Operator, a.serveDivergenceDiscard))
+	mux.HandleFunc("POST /v1/fault", need(auth.Operator, a.serveFault))
+	mux.HandleFunc("POST /v1/keyring", need(auth.Operator, a.serveKeyring))
+	mux.HandleFunc("POST /rpc/notify", agentOnly(a.serveNotify))
+	mux.HandleFunc("GET /rpc/state", agentOnly(a.serveState))
+	mux.HandleFunc("POST /rpc/hashes", agentOnly(a.serveHashes))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -300,7 +311,7 @@ func (a *Agent) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*a.cfg.WriteTimeout+time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, "POST", a.creds.URL(addr, "/v1/kv"), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.peerClient().Do(req)
 	if err != nil {

@@ -29,6 +29,7 @@ func rawFrames(t *testing.T, addr string, msgs ...core.Message) {
 	defer c.Close()
 	var b bytes.Buffer
 	b.Write(transport.Magic[:])
+	b.Write([]byte{0, 0, 0, 0}) // the hello: no token
 	for _, m := range msgs {
 		body, err := api.Encode(&m)
 		if err != nil {

@@ -174,7 +174,7 @@ func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uin
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*a.cfg.WriteTimeout+time.Second)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, a.creds.URL(addr, "/v1/kv"), bytes.NewReader(body))
 	if err != nil {
 		return KVResponse{}, err
 	}

@@ -39,7 +39,8 @@ func (a *Agent) probeTimeout() time.Duration {
 // bound each call with a context.
 func (a *Agent) peerClient() *http.Client {
 	a.peerOnce.Do(func() {
-		a.peerHTTP = &http.Client{Transport: &http.Transport{DialContext: a.dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+		a.peerHTTP = &http.Client{Transport: a.creds.Transport(&http.Transport{DialContext: a.dial, MaxIdleConnsPerHost: 4,
+			IdleConnTimeout: 30 * time.Second})}
 	})
 	return a.peerHTTP
 }
@@ -56,7 +57,7 @@ func (a *Agent) rpc(ctx context.Context, addr, path string, req, resp any) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, method, a.creds.URL(addr, path), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,29 @@ type Agent struct {
 	// at once. Default 1024; limits 16 to 100,000.
 	MaxConns int `json:"max_conns"`
 
+	// ACL is a JSON file of tokens and their capabilities (see package
+	// naming/auth); every call to the agent's API and every message stream
+	// then needs a token that grants what it asks. Default empty: the
+	// agent is open (it says so at start).
+	ACL string `json:"acl"`
+
+	// Token is the secret the agent presents to its peers and the naming
+	// node. Default empty. Prefer TokenFile or MASTERSHIP_TOKEN: a flag is
+	// visible to other users of the machine. Never logged.
+	Token string `json:"token"`
+
+	// TokenFile holds the token on its first line; not with Token.
+	TokenFile string `json:"token_file"`
+
+	// TLSCA, TLSCert and TLSKey are PEM files: the cluster's CA, and this
+	// agent's certificate and key (mastership tls makes them). All three
+	// or none. With them the API port (HTTP and streams) takes only TLS
+	// with a client certificate the CA signed, and every call the agent
+	// makes is TLS with its own.
+	TLSCA   string `json:"tls_ca"`
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -383,6 +406,7 @@ func (a Agent) Validate() error {
 	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
 	p.intRange("expect", a.Expect, 0, maxExpect)
 	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
+	checkSecurity(&p, a.Token, a.TokenFile, a.TLSCA, a.TLSCert, a.TLSKey)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at
 		// start-up, when each agent knows only itself: every agent would

@@ -85,6 +85,12 @@
 //	| max_events_per_group | MASTERSHIP_MAX_EVENTS_PER_GROUP | -max-events-per-group | 10000 | 10000 | 10000 |
 //	| max_groups | MASTERSHIP_MAX_GROUPS | -max-groups | 10000 | 10000 | 10000 |
 //	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
+//	| acl | MASTERSHIP_ACL | -acl | none | none | none |
+//	| token | MASTERSHIP_TOKEN | -token | none | none | none |
+//	| token_file | MASTERSHIP_TOKEN_FILE | -token-file | none | none | none |
+//	| tls_ca | MASTERSHIP_TLS_CA | -tls-ca | none | none | none |
+//	| tls_cert | MASTERSHIP_TLS_CERT | -tls-cert | none | none | none |
+//	| tls_key | MASTERSHIP_TLS_KEY | -tls-key | none | none | none |
 //
 // The agent (`mastership agent`, type Agent); group and id are required,
 // and api "none" means bind's host with bind's port + APIPortOffset (1000):
@@ -119,6 +125,12 @@
 //	| max_value_bytes | MASTERSHIP_MAX_VALUE_BYTES | -max-value-bytes | 65536 | 65536 | 65536 |
 //	| expect | MASTERSHIP_EXPECT | -expect | 0 | 0 | 0 |
 //	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
+//	| acl | MASTERSHIP_ACL | -acl | none | none | none |
+//	| token | MASTERSHIP_TOKEN | -token | none | none | none |
+//	| token_file | MASTERSHIP_TOKEN_FILE | -token-file | none | none | none |
+//	| tls_ca | MASTERSHIP_TLS_CA | -tls-ca | none | none | none |
+//	| tls_cert | MASTERSHIP_TLS_CERT | -tls-cert | none | none | none |
+//	| tls_key | MASTERSHIP_TLS_KEY | -tls-key | none | none | none |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

@@ -120,3 +120,14 @@ func fmtDur(d time.Duration) string {
 	}
 	return s
 }
+
+// checkSecurity checks the rules between the trust settings of a process;
+// the files themselves are read when it starts. A token is never echoed.
+func checkSecurity(p *problems, token, tokenFile, ca, cert, key string) {
+	if token != "" && tokenFile != "" {
+		p.add("token-file", tokenFile, "give token or token-file, not both")
+	}
+	if (ca != "" || cert != "" || key != "") && (ca == "" || cert == "" || key == "") {
+		p.add("tls-ca", ca, "give tls-ca, tls-cert and tls-key together, or none")
+	}
+}

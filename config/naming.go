@@ -86,6 +86,27 @@ type Naming struct {
 	// limits 16 to 100,000.
 	MaxConns int `json:"max_conns"`
 
+	// ACL is a JSON file of tokens and their capabilities (see package
+	// naming/auth); every call then needs a token that grants what it
+	// asks. Default empty: the node is open (it says so at start).
+	ACL string `json:"acl"`
+
+	// Token is the secret the node presents to agents when it delivers
+	// triggers and probes candidates (the agent and read capabilities).
+	// Default empty. Prefer TokenFile or MASTERSHIP_TOKEN. Never logged.
+	Token string `json:"token"`
+
+	// TokenFile holds the token on its first line; not with Token.
+	TokenFile string `json:"token_file"`
+
+	// TLSCA, TLSCert and TLSKey are PEM files: the cluster's CA, and this
+	// node's certificate and key. All three or none. With them the node
+	// takes only TLS with a client certificate the CA signed, and calls
+	// agents over TLS with its own.
+	TLSCA   string `json:"tls_ca"`
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger `json:"-"`
 
@@ -200,5 +221,6 @@ func (n Naming) Validate() error {
 	p.intRange("max-events-per-group", n.MaxEventsPerGroup, minEventsPerGroup, maxEventsPerGroup)
 	p.intRange("max-groups", n.MaxGroups, 1, maxMaxGroups)
 	p.intRange("max-conns", n.MaxConns, minMaxConns, maxMaxConns)
+	checkSecurity(&p, n.Token, n.TokenFile, n.TLSCA, n.TLSCert, n.TLSKey)
 	return p.err()
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent/transport"
 	"github.com/mastership/mastership/naming/api"
 	bolt "go.etcd.io/bbolt"
 )
@@ -92,9 +93,10 @@ func TestStalledConnections(t *testing.T) {
 			t.Fatalf("stream %d: %v", i, err)
 		}
 		conns = append(conns, c)
-		var b [8]byte
-		copy(b[:4], "MSH1")
-		bin.BigEndian.PutUint32(b[4:], 8<<20)
+		// The stream's magic, an empty hello, and a frame header.
+		var b [12]byte
+		copy(b[:4], transport.Magic[:])
+		bin.BigEndian.PutUint32(b[8:], 8<<20)
 		if _, err := c.Write(b[:]); err != nil {
 			t.Fatalf("stream %d: %v", i, err)
 		}

@@ -668,3 +668,87 @@ func TestForgedClaimsDropped(t *testing.T) {
 	// The real agent's next claim is not fenced by the forged 2^64-1.
 	mustMaster(t, a, api.Epoch{Term: 4, ID: 1})
 }
+
+// Key rotation through the keyring, as an operator runs it on every
+// member: install the new key, use it, remove the old one. The members
+// keep talking at every step; afterwards a newcomer with only the new key
+// joins and one with only the old key cannot.
+func TestKeyRotation(t *testing.T) {
+	oldKey := []byte("0123456789abcdef0123456789abcdef")
+	newKey := []byte("fedcba9876543210fedcba9876543210")
+	withKey := func(k []byte) nodeOpt { return func(c *Config) { c.SecretKey = k } }
+	a, err := startNode(t, "g", 1, 41, nil, withKey(oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := startNode(t, "g", 2, 42, []string{a.addr()}, withKey(oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Join(); err != nil {
+		t.Fatal(err)
+	}
+	// both proves that gossip flows both ways: each member announces a new
+	// priority, and the other must hear it.
+	prio := 100
+	both := func(what string) {
+		t.Helper()
+		prio++
+		for _, n := range []*testNode{a, b} {
+			m := n.g.Meta()
+			m.Priority = prio
+			if err := n.g.UpdateMeta(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 10*time.Second, what, func() bool {
+			ma, okA := memberByID(b.g.Members(), 1)
+			mb, okB := memberByID(a.g.Members(), 2)
+			return okA && okB && ma.Meta.Priority == prio && mb.Meta.Priority == prio && ma.Health == HealthAlive && mb.Health == HealthAlive
+		})
+	}
+	both("two members with the old key")
+	for _, step := range []struct {
+		name string
+		do   func(g *Gossip) error
+	}{
+		{"install", func(g *Gossip) error { return g.InstallKey(newKey) }},
+		{"use", func(g *Gossip) error { return g.UseKey(newKey) }},
+		{"remove", func(g *Gossip) error { return g.RemoveKey(oldKey) }},
+	} {
+		for _, n := range []*testNode{a, b} {
+			if err := step.do(n.g); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		both("two members after " + step.name)
+	}
+	primary, keys, err := a.g.Keys()
+	if err != nil || string(primary) != string(newKey) || len(keys) != 1 {
+		t.Fatalf("keys after the rotation: %x %d %v", primary, len(keys), err)
+	}
+	if err := a.g.RemoveKey(newKey); err == nil {
+		t.Fatal("the primary key was removed")
+	}
+	if err := a.g.UseKey(oldKey); err == nil {
+		t.Fatal("a removed key was made primary")
+	}
+	if err := a.g.RemoveKey(oldKey); err == nil {
+		t.Fatal("removing a key that is not installed reported no error")
+	}
+	c, _ := startNode(t, "g", 3, 43, []string{a.addr()}, withKey(newKey))
+	if _, err := c.g.Join(); err != nil {
+		t.Fatalf("newcomer with the new key: %v", err)
+	}
+	d, _ := startNode(t, "g", 4, 44, []string{a.addr()}, withKey(oldKey))
+	if _, err := d.g.Join(); !errorsIs(err, ErrJoin) {
+		t.Fatalf("newcomer with the old key: %v, want ErrJoin", err)
+	}
+	e, _ := startNode(t, "g", 5, 45, nil)
+	if _, _, err := e.g.Keys(); !errorsIs(err, ErrNoEncryption) {
+		t.Fatalf("keyring of a clear-text member: %v", err)
+	}
+	if err := e.g.InstallKey(newKey); !errorsIs(err, ErrNoEncryption) {
+		t.Fatalf("install on a clear-text member: %v", err)
+	}
+}

@@ -54,6 +54,11 @@ type Config struct {
 	// keys cannot join each other.
 	SecretKey []byte
 
+	// ExtraKeys are further keys the keyring accepts for decryption (a
+	// rotation under way); SecretKey stays the one that encrypts. Only
+	// with SecretKey.
+	ExtraKeys [][]byte
+
 	// CheckEpoch, when set, vets the epoch of every claim received before
 	// it is merged (the agent refuses epochs far above the terms it
 	// knows). A claim it refuses is dropped and logged.
@@ -199,6 +204,14 @@ func (c Config) Validate() error {
 	for _, j := range c.Join {
 		if err := api.ValidateAddr("join", j); err != nil {
 			return fmt.Errorf("%w join: %v", ErrConfig, err)
+		}
+	}
+	if len(c.ExtraKeys) > 0 && len(c.SecretKey) == 0 {
+		return fmt.Errorf("%w: extra keys without a secret key", ErrConfig)
+	}
+	for _, k := range c.ExtraKeys {
+		if err := memberlist.ValidateKey(k); err != nil {
+			return fmt.Errorf("%w extra key: %v", ErrConfig, err)
 		}
 	}
 	switch len(c.SecretKey) {

@@ -24,4 +24,7 @@ var (
 	ErrJoin = errors.New("gossip: join failed")
 	// ErrShutdown is returned by calls after Shutdown.
 	ErrShutdown = errors.New("gossip: shut down")
+	// ErrNoEncryption is returned by the keyring operations of an agent
+	// whose gossip is not encrypted: rotation starts from a key.
+	ErrNoEncryption = errors.New("gossip: encryption is off")
 )

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"math/rand"
@@ -21,19 +22,22 @@ import (
 // delegates, the membership view, the claims known, and the reconnect loop.
 // Its methods are safe for concurrent use.
 type Gossip struct {
-	cfg    Config
-	log    hclog.Logger
-	clock  Clock
-	rand   *rand.Rand // owned by the reconnect goroutine
-	name   string
-	selfK  agentKey
-	disp   *dispatcher
-	queue  *memberlist.TransmitLimitedQueue
-	ml     atomic.Pointer[memberlist.Memberlist]
-	alive  atomic.Int64 // members alive, for the broadcast queue
-	left   atomic.Bool
-	closed atomic.Bool
-	joined atomic.Bool // Join was called: the reconnect loop may run
+	cfg   Config
+	log   hclog.Logger
+	clock Clock
+	rand  *rand.Rand // owned by the reconnect goroutine
+	name  string
+	selfK agentKey
+	disp  *dispatcher
+	// keyring holds the gossip keys (nil: no encryption); memberlist locks
+	// it itself.
+	keyring *memberlist.Keyring
+	queue   *memberlist.TransmitLimitedQueue
+	ml      atomic.Pointer[memberlist.Memberlist]
+	alive   atomic.Int64 // members alive, for the broadcast queue
+	left    atomic.Bool
+	closed  atomic.Bool
+	joined  atomic.Bool // Join was called: the reconnect loop may run
 
 	probeInterval time.Duration
 	probeTimeout  time.Duration
@@ -109,9 +113,18 @@ func New(cfg Config, events Events) (*Gossip, error) {
 	mc.Name = g.name
 	stdlog := logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	mc.Logger = stdlog
+	var keyring *memberlist.Keyring
 	if len(cfg.SecretKey) > 0 {
-		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)
+		keys := [][]byte{append([]byte(nil), cfg.SecretKey...)}
+		for _, k := range cfg.ExtraKeys {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		if keyring, err = memberlist.NewKeyring(keys, keys[0]); err != nil {
+			return nil, fmt.Errorf("gossip: keyring: %w", err)
+		}
+		mc.Keyring = keyring
 	}
+	g.keyring = keyring
 	d := &delegate{g: g}
 	mc.Delegate, mc.Events, mc.Conflict, mc.Alive, mc.Ping = d, d, d, d, d
 
@@ -838,4 +851,54 @@ func (g *Gossip) Status() Status {
 		s.HealthScore = ml.GetHealthScore()
 	}
 	return s
+}
+
+// Keys returns the keyring: the primary key (the one that encrypts) and
+// every installed key. ErrNoEncryption without encryption.
+func (g *Gossip) Keys() (primary []byte, keys [][]byte, err error) {
+	if g.keyring == nil {
+		return nil, nil, ErrNoEncryption
+	}
+	return g.keyring.GetPrimaryKey(), g.keyring.GetKeys(), nil
+}
+
+// InstallKey adds a key the agent decrypts with, the first step of a
+// rotation (install everywhere, then use everywhere, then remove the old).
+func (g *Gossip) InstallKey(key []byte) error {
+	if g.keyring == nil {
+		return ErrNoEncryption
+	}
+	if err := g.keyring.AddKey(append([]byte(nil), key...)); err != nil {
+		return fmt.Errorf("gossip: install key: %w", err)
+	}
+	return nil
+}
+
+// UseKey makes an installed key the one that encrypts.
+func (g *Gossip) UseKey(key []byte) error {
+	if g.keyring == nil {
+		return ErrNoEncryption
+	}
+	if err := g.keyring.UseKey(key); err != nil {
+		return fmt.Errorf("gossip: use key: %w", err)
+	}
+	return nil
+}
+
+// RemoveKey drops a key that is not the primary one.
+func (g *Gossip) RemoveKey(key []byte) error {
+	if g.keyring == nil {
+		return ErrNoEncryption
+	}
+	installed := false
+	for _, k := range g.keyring.GetKeys() {
+		installed = installed || string(k) == string(key)
+	}
+	if !installed {
+		return errors.New("gossip: remove key: the key is not installed")
+	}
+	if err := g.keyring.RemoveKey(key); err != nil {
+		return fmt.Errorf("gossip: remove key: %w", err)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 )
 
 // Content types of the two faces of the one listener: msgpack RPC for agents
@@ -21,13 +22,19 @@ const (
 
 // Handler returns the node's HTTP handler: POST /rpc/{method} with msgpack
 // bodies, and the JSON API under /v1/.
+//
+// With an ACL every call but /v1/health needs a token (auth.BearerToken):
+// join, renew, leave, register and recheck the agent capability (a manual
+// register the operator capability), lookup, status, events and the JSON
+// reads the read capability.
 func (n *Node) Handler() http.Handler {
+	read := func(h http.HandlerFunc) http.HandlerFunc { return n.server.Require(auth.Read, h, writeJSONError) }
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /rpc/{method}", n.serveRPC)
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Health())
 	})
-	mux.HandleFunc("GET /v1/groups", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/groups", read(func(w http.ResponseWriter, r *http.Request) {
 		req := api.StatusRequest{After: r.URL.Query().Get("after")}
 		if s := r.URL.Query().Get("limit"); s != "" {
 			var err error
@@ -46,16 +53,16 @@ func (n *Node) Handler() http.Handler {
 			Next   string            `json:"next"`
 			More   bool              `json:"more"`
 		}{st.Groups, st.Next, st.More})
-	})
-	mux.HandleFunc("GET /v1/groups/{group}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /v1/groups/{group}", read(func(w http.ResponseWriter, r *http.Request) {
 		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group")})
 		if err != nil {
 			writeJSONError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, st.Groups[0])
-	})
-	mux.HandleFunc("GET /v1/groups/{group}/events", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /v1/groups/{group}/events", read(func(w http.ResponseWriter, r *http.Request) {
 		req := api.EventsRequest{Group: r.PathValue("group")}
 		q := r.URL.Query()
 		var err error
@@ -81,7 +88,7 @@ func (n *Node) Handler() http.Handler {
 			Next   uint64      `json:"next"`
 			More   bool        `json:"more"`
 		}{page.Events, page.Next, page.More})
-	})
+	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -100,6 +107,12 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method := r.PathValue("method")
+	if need, ok := rpcCapability[method]; ok {
+		if err := n.server.Allowed(r, need); err != nil {
+			writeRPCError(w, err)
+			return
+		}
+	}
 	var resp any
 	switch method {
 	case "join":
@@ -121,7 +134,15 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case "register":
 		var req api.RegisterRequest
 		if err = api.Decode(body, &req); err == nil {
-			resp, err = n.Register(r.Context(), req)
+			// An agent registers itself; by hand, only an operator.
+			need := auth.Agent
+			if req.Manual {
+				need = auth.Operator
+			}
+			err = n.server.Allowed(r, need)
+			if err == nil {
+				resp, err = n.Register(r.Context(), req)
+			}
 		}
 	case "lookup":
 		var req api.LookupRequest
@@ -162,6 +183,13 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
+// rpcCapability is the capability each RPC method needs; health is open,
+// and register needs agent or, by hand, operator.
+var rpcCapability = map[string]auth.Capability{
+	"join": auth.Agent, "renew": auth.Agent, "leave": auth.Agent, "recheck": auth.Agent, // register: by its kind
+	"lookup": auth.Read, "status": auth.Read, "events": auth.Read,
+}
+
 func writeRPCError(w http.ResponseWriter, err error) {
 	e := api.ToError(err)
 	out, _ := api.Encode(e)
@@ -200,11 +228,11 @@ func (n *Node) Serve(ln net.Listener) error {
 	}
 	srv := n.srv
 	n.mu.Unlock()
-	n.logger.Info("serving", "addr", ln.Addr().String(), "max_conns", n.cfg.MaxConns)
+	n.logger.Info("serving", "addr", ln.Addr().String(), "max_conns", n.cfg.MaxConns, "tls", n.server.TLS != nil, "acl", !n.server.ACL.Open())
 	limited := api.LimitListener(ln, n.cfg.MaxConns, func(addr net.Addr) {
 		n.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", n.cfg.MaxConns)
 	})
-	err := srv.Serve(limited)
+	err := srv.Serve(n.server.Listen(limited))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 )
 
 // Node is the naming node's runtime: it owns the Registry behind one mutex,
@@ -49,7 +50,9 @@ type Node struct {
 	store    *Store
 	commitCh chan *pendingWrite
 	http     *http.Client
-	rand     *rand.Rand // jitter of trigger retries; guarded by mu
+	server   auth.Server // the ACL and TLS the node requires of callers
+	creds    auth.Creds  // what the node presents to agents
+	rand     *rand.Rand  // jitter of trigger retries; guarded by mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +121,10 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: cfg.TriggerTimeout}).DialContext
 	}
+	server, creds, err := auth.Load(cfg.ACL, cfg.Token, cfg.TokenFile, auth.TLSFiles{CA: cfg.TLSCA, Cert: cfg.TLSCert, Key: cfg.TLSKey})
+	if err != nil {
+		return nil, fmt.Errorf("naming: %w", err)
+	}
 	store, err := OpenStore(cfg.DataDir, cfg.MaxEventsPerGroup)
 	if err != nil {
 		return nil, err
@@ -140,11 +147,13 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		store:    store,
 		commitCh: make(chan *pendingWrite, 4096),
 		rand:     rnd,
-		http: &http.Client{Transport: &http.Transport{
+		server:   server,
+		creds:    creds,
+		http: &http.Client{Transport: creds.Transport(&http.Transport{
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     30 * time.Second,
 			DialContext:         dial,
-		}},
+		})},
 	}
 	now := n.clock.Now()
 	loaded := 0
@@ -157,6 +166,12 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		return nil, fmt.Errorf("naming: load store: %w", err)
 	}
 	logger.Info("store loaded", "dir", cfg.DataDir, "groups", loaded, "grace", cfg.RestartGrace)
+	if server.ACL.Open() {
+		logger.Warn("no -acl: the node is open; any caller that reaches it can join groups and register their members")
+	}
+	if server.TLS == nil {
+		logger.Warn("no TLS: calls to and from the node travel in clear text (set -tls-ca, -tls-cert, -tls-key)")
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
 	go n.runCommitter()
@@ -284,7 +299,7 @@ func (n *Node) decide(group string) {
 func (n *Node) probe(r api.Registration) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr+"/v1/info", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.creds.URL(r.Addr, "/v1/info"), nil)
 	if err != nil {
 		return false
 	}
@@ -581,7 +596,7 @@ const NotifyPath = "/rpc/notify"
 func (n *Node) post(addr string, body []byte) error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+NotifyPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.creds.URL(addr, NotifyPath), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

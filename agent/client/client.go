@@ -19,6 +19,7 @@ import (
 
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 	nclient "github.com/mastership/mastership/naming/client"
 )
 
@@ -81,6 +82,10 @@ type Config struct {
 	// Dial opens connections to agents and to the naming node. nil means a
 	// net.Dialer; tests pass a fault-injecting dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Creds are presented to agents and the naming node: a token (the
+	// client capability for kv, read for discovery) and, with mutual TLS,
+	// a client certificate. The zero Creds is anonymous over plain TCP.
+	Creds auth.Creds
 }
 
 // Reply is the answer to one operation.
@@ -119,6 +124,8 @@ type Client struct {
 	// writes holds one token: one write (with its retries) at a time,
 	// because the agents keep one sequence per client.
 	writes chan struct{}
+
+	creds auth.Creds
 
 	mu       sync.Mutex // guards the fields below
 	maxEpoch api.Epoch
@@ -168,17 +175,18 @@ func New(cfg Config) (*Client, error) {
 		dial = (&net.Dialer{Timeout: c.timeout}).DialContext
 	}
 	if cfg.Naming != "" {
-		n, err := nclient.New(cfg.Naming, nclient.WithTimeout(c.timeout), nclient.WithDialer(dial))
+		n, err := nclient.New(cfg.Naming, nclient.WithTimeout(c.timeout), nclient.WithDialer(dial), nclient.WithCreds(cfg.Creds))
 		if err != nil {
 			return nil, fmt.Errorf("client: config: Naming: %w", err)
 		}
 		c.naming = n
 	}
-	c.hc = &http.Client{Transport: &http.Transport{
+	c.creds = cfg.Creds
+	c.hc = &http.Client{Transport: cfg.Creds.Transport(&http.Transport{
 		DialContext:         dial,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-	}}
+	})}
 	c.writes <- struct{}{}
 	return c, nil
 }
@@ -447,7 +455,7 @@ func (c *Client) forgetMaster(addr string) {
 
 // send posts one request to addr and classifies the answer.
 func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/kv", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.creds.URL(addr, "/v1/kv"), bytes.NewReader(body))
 	if err != nil {
 		return attempt{err: fmt.Errorf("%w: agent %s: %w", ErrNoMaster, addr, err)}
 	}

@@ -236,7 +236,7 @@ func (c *Client) learn(addrs []string) {
 
 // getJSON reads a JSON document from an agent.
 func (c *Client) getJSON(ctx context.Context, addr, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.creds.URL(addr, path), nil)
 	if err != nil {
 		return err
 	}

@@ -33,8 +33,13 @@ import (
 	"github.com/mastership/mastership/naming/api"
 )
 
-// Magic opens every message stream.
-var Magic = [4]byte{'M', 'S', 'H', '1'}
+// Magic opens every message stream. It is followed by the hello: a 4-byte
+// length and the sender's token (up to MaxTokenBytes, possibly empty),
+// which the receiver checks against its ACL before it reads a message.
+var Magic = [4]byte{'M', 'S', 'H', '2'}
+
+// MaxTokenBytes bounds the token of a stream's hello.
+const MaxTokenBytes = 1024
 
 // maxBackoff caps the wait between dials of an unreachable peer.
 const maxBackoff = 100 * time.Millisecond
@@ -55,6 +60,12 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Handler receives every inbound message, from reader goroutines.
 	Handler func(core.Message)
+	// Token is presented in the hello of every stream this transport
+	// opens.
+	Token string
+	// Authorize, when set, vets the token of every inbound stream's
+	// hello; a stream it refuses is closed before any message is read.
+	Authorize func(token string) error
 	// QueueLen bounds each peer's send queue; a full queue drops the
 	// message (the protocol resends). Default 1024.
 	QueueLen int
@@ -147,7 +158,7 @@ func (t *Transport) runPeer(p *peer) {
 				return false
 			}
 			c.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err = c.Write(Magic[:]); err != nil {
+			if _, err = c.Write(t.hello()); err != nil {
 				t.untrack(c)
 				c.Close()
 			}
@@ -215,6 +226,37 @@ func (t *Transport) runPeer(p *peer) {
 	}
 }
 
+// hello is the opening of a stream: the magic and the token.
+func (t *Transport) hello() []byte {
+	b := make([]byte, 0, 8+len(t.cfg.Token))
+	b = append(b, Magic[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(t.cfg.Token)))
+	return append(b, t.cfg.Token...)
+}
+
+// readHello reads and vets an inbound stream's token.
+func (t *Transport) readHello(c net.Conn, r *bufio.Reader) error {
+	c.SetReadDeadline(time.Now().Add(FrameTimeout))
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("transport: hello: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxTokenBytes {
+		return fmt.Errorf("transport: hello announces a token of %d bytes, limit %d", n, MaxTokenBytes)
+	}
+	tok := make([]byte, n)
+	if _, err := io.ReadFull(r, tok); err != nil {
+		return fmt.Errorf("transport: hello: %w", err)
+	}
+	if t.cfg.Authorize != nil {
+		if err := t.cfg.Authorize(string(tok)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeFrame(w *bufio.Writer, m core.Message) error {
 	b, err := api.Encode(&m)
 	if err != nil {
@@ -266,6 +308,10 @@ func (t *Transport) serve(c net.Conn) {
 		t.mu.Unlock()
 	}()
 	r := bufio.NewReaderSize(c, 16<<10)
+	if err := t.readHello(c, r); err != nil {
+		t.logger.Debug("inbound stream refused", "remote", c.RemoteAddr(), "error", err)
+		return
+	}
 	for {
 		m, err := readFrame(c, r)
 		if err != nil {

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math/rand"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/gossip/faulty"
+	"github.com/mastership/mastership/naming/api"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -87,7 +89,7 @@ func TestMuxAndOrderedDelivery(t *testing.T) {
 	}
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], MaxFrameBytes+1)
-	c.Write(Magic[:])
+	c.Write(emptyHello())
 	c.Write(hdr[:])
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
@@ -97,7 +99,7 @@ func TestMuxAndOrderedDelivery(t *testing.T) {
 	// Malformed msgpack in a well-sized frame too.
 	c, _ = net.Dial("tcp", ln.Addr().String())
 	binary.BigEndian.PutUint32(hdr[:], 2)
-	c.Write(Magic[:])
+	c.Write(emptyHello())
 	c.Write(hdr[:])
 	c.Write([]byte{0xc1, 0xc1})
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -182,4 +184,70 @@ func TestStalledFrameCostsWhatArrived(t *testing.T) {
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 		t.Fatalf("reading 1000 bytes of an announced %d allocated %d bytes", MaxFrameBytes, grew)
 	}
+}
+
+func emptyHello() []byte { return append(Magic[:], 0, 0, 0, 0) }
+
+// A stream is read only after its hello's token passes Authorize: a
+// stream without the right token, or with a hello announcing a huge token,
+// is closed before any message is handled.
+func TestStreamHelloAuthorized(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, streams := Mux(ln)
+	var box inbox
+	recv := New(Config{Handler: box.add, Authorize: func(tok string) error {
+		if tok != "right-token" {
+			return errors.New("wrong token")
+		}
+		return nil
+	}})
+	defer recv.Close()
+	go recv.Accept(streams)
+	frame, err := api.Encode(&core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{"", "wrong", "right-token-but-longer"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := append(Magic[:], binary.BigEndian.AppendUint32(nil, uint32(len(tok)))...)
+		b = append(b, tok...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(frame)))
+		c.Write(append(b, frame...))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("token %q: the stream stayed open (%v)", tok, err)
+		}
+		c.Close()
+	}
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], 1<<30)
+	c.Write(Magic[:])
+	c.Write(hdr[:])
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatal("a hello announcing a 1 GiB token did not close the stream")
+	}
+	c.Close()
+	good := New(Config{Token: "right-token"})
+	defer good.Close()
+	good.Send(ln.Addr().String(), core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 8})
+	waitFor(t, "the authorized message", func() bool { return box.len() == 1 })
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	if box.got[0].Commit != 8 {
+		t.Fatalf("delivered %+v: a refused stream's message got through", box.got)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

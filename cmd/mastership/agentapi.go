@@ -17,6 +17,7 @@ import (
 
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 	"github.com/urfave/cli/v2"
 )
 
@@ -32,11 +33,11 @@ const maxReplyBytes = 64 << 20
 // both before and after its subcommand, the one the user typed wins (see
 // flagContext).
 func agentFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "agent", Usage: "the agent's API `ADDR` (host:port)", Value: defaultAgentAPI},
 		&cli.DurationFlag{Name: "timeout", Usage: "bound on the whole request", Value: 5 * time.Second},
 		jsonFlag(),
-	}
+	}, securityFlags()...)
 }
 
 // flagContext returns the innermost context of c's lineage on which the user
@@ -64,8 +65,9 @@ func flagDuration(c *cli.Context, name string) time.Duration {
 
 // agentAPI calls one agent's HTTP API (agent/api.go).
 type agentAPI struct {
-	addr string
-	hc   *http.Client
+	addr  string
+	hc    *http.Client
+	creds auth.Creds
 }
 
 // newAgentAPI checks -agent and -timeout; bad values are usage errors.
@@ -78,7 +80,11 @@ func newAgentAPI(c *cli.Context) (*agentAPI, error) {
 	if timeout <= 0 {
 		return nil, usageErr("-timeout %s: want a positive duration", timeout)
 	}
-	return &agentAPI{addr: addr, hc: &http.Client{Timeout: timeout}}, nil
+	creds, err := credsFromCLI(c)
+	if err != nil {
+		return nil, err
+	}
+	return &agentAPI{addr: addr, creds: creds, hc: &http.Client{Timeout: timeout, Transport: creds.Transport(&http.Transport{})}}, nil
 }
 
 // agentError is the body of a failed reply: api.Error's fields, and the
@@ -123,7 +129,7 @@ func (a *agentAPI) call(ctx context.Context, method, path string, in any) ([]byt
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+a.addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, a.creds.URL(a.addr, path), body)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", a.addr, err)
 	}

@@ -98,13 +98,13 @@ func kvArgs(c *cli.Context, want int) error {
 
 // kvFlags are the flags of every kv operation.
 func kvFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "group", Usage: "group `NAME`; required"},
 		namingFlag(),
 		&cli.StringSliceFlag{Name: "agent", Usage: "API `ADDR` of an agent of the group, instead of or besides -naming; repeatable or comma-separated"},
 		&cli.DurationFlag{Name: "timeout", Usage: "bound on the whole request, retries included", Value: 5 * time.Second},
 		jsonFlag(),
-	}
+	}, securityFlags()...)
 }
 
 func kvSubcommand(name, args, usage string, extra []cli.Flag,
@@ -164,7 +164,11 @@ func kvClient(c *cli.Context) (*agentclient.Client, error) {
 	if timeout <= 0 {
 		return nil, usageErr("kv %s: -timeout %s: want a positive duration", op, timeout)
 	}
-	cl, err := agentclient.New(agentclient.Config{Group: group, Naming: naming, Agents: agents, Timeout: timeout})
+	creds, err := credsFromCLI(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := agentclient.New(agentclient.Config{Group: group, Naming: naming, Agents: agents, Timeout: timeout, Creds: creds})
 	if err != nil {
 		return nil, usageErr("kv %s: %v", op, err)
 	}

@@ -104,6 +104,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			kvCommand(),
 			divergenceCommand(),
 			faultCommand(),
+			tlsCommand(),
+			keygenCommand(),
+			keyringCommand(),
 		}),
 	}
 }

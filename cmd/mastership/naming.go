@@ -66,7 +66,11 @@ func namingFlag() cli.Flag {
 func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
 
 func namingClient(c *cli.Context) (*client.Client, error) {
-	cl, err := client.New(c.String("naming"))
+	creds, err := credsFromCLI(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.New(c.String("naming"), client.WithCreds(creds))
 	if err != nil {
 		return nil, usageErr("-naming: %v", err)
 	}
@@ -78,7 +82,7 @@ func registerCommand() *cli.Command {
 		Name:      "register",
 		Usage:     "register a master by hand, for drills and repairs",
 		UsageText: "mastership register -naming ADDR -group G -id N -addr ADDR [-epoch E] [-ttl D] [-priority P]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
 			&cli.Uint64Flag{Name: "id", Usage: "agent `ID` (not 0)", Required: true},
@@ -87,7 +91,7 @@ func registerCommand() *cli.Command {
 			&cli.DurationFlag{Name: "ttl", Usage: "registration lifetime; 0 takes the node's default"},
 			&cli.IntFlag{Name: "priority", Usage: "priority, for the priority retention policy"},
 			jsonFlag(),
-		},
+		}, securityFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -148,11 +152,11 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show each group's registered master and members",
 		UsageText: "mastership status -naming ADDR [-group G] [-json]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "only this group `NAME`"},
 			jsonFlag(),
-		},
+		}, securityFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -218,12 +222,12 @@ func eventsCommand() *cli.Command {
 		Name:      "events",
 		Usage:     "show the naming node's decisions and triggers for a group",
 		UsageText: "mastership events -naming ADDR -group G [-after SEQ] [-json]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
 			&cli.Uint64Flag{Name: "after", Usage: "only events after sequence `SEQ`"},
 			jsonFlag(),
-		},
+		}, securityFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err

@@ -25,12 +25,14 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 )
 
 // Client talks to one naming node.
 type Client struct {
-	addr string
-	hc   *http.Client
+	addr  string
+	hc    *http.Client
+	creds auth.Creds
 }
 
 // Option adjusts a Client.
@@ -39,7 +41,11 @@ type Option func(*options)
 type options struct {
 	timeout time.Duration
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	creds   auth.Creds
 }
+
+// WithCreds presents a token and, with TLS, a client certificate.
+func WithCreds(c auth.Creds) Option { return func(o *options) { o.creds = c } }
 
 // WithTimeout bounds each call (default 5s).
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
@@ -62,13 +68,13 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if o.dial == nil {
 		o.dial = (&net.Dialer{Timeout: o.timeout}).DialContext
 	}
-	return &Client{addr: addr, hc: &http.Client{
+	return &Client{addr: addr, creds: o.creds, hc: &http.Client{
 		Timeout: o.timeout,
-		Transport: &http.Transport{
+		Transport: o.creds.Transport(&http.Transport{
 			DialContext:         o.dial,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
-		},
+		}),
 	}}, nil
 }
 
@@ -83,7 +89,7 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	if err != nil {
 		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.addr+"/rpc/"+method, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.creds.URL(c.addr, "/rpc/"+method), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("client: %s: %w", method, err)
 	}
