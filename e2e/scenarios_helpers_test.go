@@ -32,6 +32,7 @@ import (
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
 	nclient "github.com/mastership/mastership/naming/client"
 )
 
@@ -154,6 +155,10 @@ type scCluster struct {
 	hc         *http.Client
 	nc         *nclient.Client
 	sides      *scSides
+	// sec, when set, runs the cluster with ACL tokens, mutual TLS and a
+	// gossip key; creds are what the harness presents.
+	sec   *e2eSecurity
+	creds auth.Creds
 }
 
 func (c *scCluster) ip(n int) string { return fmt.Sprintf("127.0.%d.%d", c.octet, 30+n) }
@@ -189,7 +194,7 @@ func (c *scCluster) logf(format string, args ...any) {
 
 // newSCCluster starts the naming node and the agents and waits until agent
 // 1 (the highest priority) is master, registered and followed by all.
-func newSCCluster(t *testing.T, name, mode string, octet, expect int) *scCluster {
+func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure bool) *scCluster {
 	t.Helper()
 	dir := t.TempDir()
 	// MASTERSHIP_E2E_LOG_DIR keeps the data directories and logs.
@@ -202,7 +207,16 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int) *scCluster
 	}
 	c := &scCluster{t: t, name: name, mode: mode, octet: octet, start: time.Now(),
 		namingIP: fmt.Sprintf("127.0.%d.2", octet), namingDir: filepath.Join(dir, "naming"), namingLog: filepath.Join(dir, "naming.log"),
-		hc: &http.Client{Timeout: 2 * time.Second}, sides: newSCSides()}
+		sides: newSCSides()}
+	if secure {
+		ips := []string{c.namingIP}
+		for n := 1; n <= scAgents; n++ {
+			ips = append(ips, c.ip(n))
+		}
+		c.sec = newSecurity(t, ips...)
+		c.creds = c.sec.harness
+	}
+	c.hc = &http.Client{Timeout: 2 * time.Second, Transport: c.creds.Transport(&http.Transport{})}
 	t.Cleanup(c.hc.CloseIdleConnections)
 	// A failure while starting shows the processes' logs (the scenarios
 	// defer dumpOnFailure themselves, to run before the processes die).
@@ -230,6 +244,9 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int) *scCluster
 		a.args = []string{"-log-level", scLogLevel, "agent", "-profile", "local", "-group", scGroup, "-id", fmt.Sprint(a.id),
 			"-bind", a.bind, "-api", a.api, "-naming", c.namingAddr, "-priority", fmt.Sprint(a.priority), "-mode", mode,
 			"-fault-control", "-data-dir", a.dir, "-join", strings.Join(join, ",")}
+		if c.sec != nil {
+			a.args = append(a.args, c.sec.agentArgs(a.ip)...)
+		}
 		if expect > 0 {
 			a.args = append(a.args, "-expect", fmt.Sprint(expect))
 		}
@@ -248,10 +265,13 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int) *scCluster
 // the naming node and waits until it answers.
 func (c *scCluster) startNaming() {
 	c.t.Helper()
-	c.naming = scSpawn(c.t, "naming", c.namingLog, "-log-level", scLogLevel, "naming", "-profile", "local",
-		"-bind", c.namingAddr, "-data-dir", c.namingDir)
+	args := []string{"-log-level", scLogLevel, "naming", "-profile", "local", "-bind", c.namingAddr, "-data-dir", c.namingDir}
+	if c.sec != nil {
+		args = append(args, c.sec.namingArgs(c.namingIP)...)
+	}
+	c.naming = scSpawn(c.t, "naming", c.namingLog, args...)
 	if c.nc == nil {
-		nc, err := nclient.New(c.namingAddr, nclient.WithTimeout(time.Second))
+		nc, err := nclient.New(c.namingAddr, nclient.WithTimeout(time.Second), nclient.WithCreds(c.creds))
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -303,7 +323,7 @@ func (c *scCluster) dumpOnFailure() {
 }
 
 func (c *scCluster) get(addr, path string) ([]byte, error) {
-	resp, err := c.hc.Get("http://" + addr + path)
+	resp, err := c.hc.Get(c.creds.URL(addr, path))
 	if err != nil {
 		return nil, err
 	}
@@ -461,7 +481,7 @@ func (c *scCluster) waitMaster(timeout time.Duration, what string, not int, ids 
 func (c *scCluster) fault(n int, req agent.FaultRequest) {
 	c.t.Helper()
 	b, _ := json.Marshal(req)
-	resp, err := c.hc.Post("http://"+c.agent(n).api+"/v1/fault", "application/json", strings.NewReader(string(b)))
+	resp, err := c.hc.Post(c.creds.URL(c.agent(n).api, "/v1/fault"), "application/json", strings.NewReader(string(b)))
 	if err != nil {
 		c.t.Fatalf("fault %s on agent %d: %v", req.Action, n, err)
 	}
@@ -689,7 +709,7 @@ func (c *scCluster) startWorkload(homes ...int) *scWorkload {
 	// (index len(homes)).
 	for i, home := range append(append([]int(nil), homes...), 1) {
 		cl, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(),
-			ClientID: uint64(c.octet)*1000 + uint64(i+1), Timeout: scClientTimeout, Dial: c.sides.dialer(home)})
+			ClientID: uint64(c.octet)*1000 + uint64(i+1), Timeout: scClientTimeout, Dial: c.sides.dialer(home), Creds: c.creds})
 		if err != nil {
 			c.t.Fatal(err)
 		}

@@ -69,6 +69,8 @@ type scScenario struct {
 	expect int
 	homes  []int // each client's home agent: its side in a partition
 	fault  func(c *scCluster, w *scWorkload) (began, ended time.Time)
+	// secure runs the scenario with ACL tokens, mutual TLS and a gossip key.
+	secure bool
 }
 
 func TestScenarios(t *testing.T) {
@@ -81,6 +83,8 @@ func TestScenarios(t *testing.T) {
 		{name: "naming-restart", mode: "available", octet: 36, homes: []int{1, 2, 5}, fault: figure2(namingRestart)},
 		{name: "asymmetric", mode: "available", octet: 37, homes: []int{1, 2, 5}, fault: asymmetric},
 		{name: "second-partition", mode: "available", octet: 38, homes: []int{1, 3, 5}, fault: secondPartition},
+		{name: "secure-figure2-majority", mode: "available", octet: 39, homes: []int{1, 2, 5}, fault: figure2(namingMajority), secure: true},
+		{name: "secure-master-kill", mode: "strict", octet: 40, expect: 5, homes: []int{1, 2, 3}, fault: masterKill, secure: true},
 	}
 	var results []*scResult
 	for _, s := range all {
@@ -120,7 +124,7 @@ func TestScenarios(t *testing.T) {
 }
 
 func runScenario(t *testing.T, s scScenario, r *scResult) {
-	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect)
+	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect, s.secure)
 	defer c.dumpOnFailure()
 	stopWatch := c.watch()
 	defer stopWatch()
@@ -162,7 +166,7 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 	c.logf("healed: agent %d master with equal digests %s after the end of the fault; %s", m2, synced.Sub(ended).Round(time.Millisecond), w.counts())
 
 	// The group takes writes again.
-	checker, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(), Timeout: 5 * time.Second})
+	checker, err := aclient.New(aclient.Config{Group: scGroup, Naming: c.namingAddr, Agents: c.apis(), Timeout: 5 * time.Second, Creds: c.creds})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -469,6 +469,13 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 	if err != nil {
 		return attempt{err: fmt.Errorf("agent %s: read reply: %w", addr, errors.Join(api.ErrUnavailable, err))}
 	}
+	if st := hresp.StatusCode; st == http.StatusUnauthorized || st == http.StatusForbidden {
+		// The caller's credentials, not the agent's mastership: no other
+		// agent would answer otherwise.
+		var e api.Error
+		json.Unmarshal(b, &e)
+		return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s: %s", ErrRefused, addr, orStatus(string(e.Code), hresp.Status), e.Message)}
+	}
 	var resp kvResponse
 	if derr := json.Unmarshal(b, &resp); derr != nil {
 		if hresp.StatusCode/100 == 4 && hresp.StatusCode != http.StatusMisdirectedRequest {

@@ -250,6 +250,10 @@ func (c *Client) getJSON(ctx context.Context, addr, path string, v any) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(b, &e) == nil && e.Code != "" {
+			return fmt.Errorf("GET %s: %s", path, e.Error())
+		}
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return json.Unmarshal(b, v)

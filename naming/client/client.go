@@ -22,7 +22,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -106,7 +108,13 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	if hresp.StatusCode != http.StatusOK {
 		var e api.Error
 		if derr := api.Decode(out, &e); derr != nil || e.Code == "" {
-			return fmt.Errorf("client: %s at naming node %s: %s: %w", method, c.addr, hresp.Status, api.ErrInternal)
+			// Not a reply of a naming node (a proxy, a TLS server spoken
+			// to in clear text): say what came back.
+			text := strings.TrimSpace(string(out))
+			if len(text) > 200 || !utf8.ValidString(text) {
+				text = ""
+			}
+			return fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, c.addr, hresp.Status, text, api.ErrInternal)
 		}
 		return &e
 	}

@@ -1,0 +1,359 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	bin "encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/transport"
+	"github.com/mastership/mastership/gossip"
+	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/naming/auth"
+	"github.com/mastership/mastership/naming/client"
+)
+
+// secureGroup is a naming node and three strict agents with -acl, mutual
+// TLS and a gossip key, each on its own loopback address.
+type secureGroup struct {
+	sec    *e2eSecurity
+	naming string
+	agents []cliAgent
+	hc     *http.Client // the harness: operator, client and read
+	args   map[uint64][]string
+	procs  map[uint64]*proc
+}
+
+func startSecureGroup(t *testing.T, third int) *secureGroup {
+	t.Helper()
+	g := &secureGroup{naming: freeAddr(t, fmt.Sprintf("127.0.%d.2", third)), args: map[uint64][]string{}, procs: map[uint64]*proc{}}
+	ips := []string{fmt.Sprintf("127.0.%d.2", third)}
+	for i := 1; i <= 3; i++ {
+		ip := fmt.Sprintf("127.0.%d.%d", third, 10+i)
+		ips = append(ips, ip)
+		g.agents = append(g.agents, cliAgent{id: uint64(i), ip: ip, bind: freeAddr(t, ip), api: freeAddr(t, ip)})
+	}
+	g.sec = newSecurity(t, ips...)
+	g.hc = &http.Client{Timeout: 5 * time.Second, Transport: g.sec.harness.Transport(&http.Transport{})}
+	t.Cleanup(g.hc.CloseIdleConnections)
+	start(t, "naming", append([]string{"-log-level", "info", "naming", "-profile", "local", "-bind", g.naming,
+		"-data-dir", t.TempDir()}, g.sec.namingArgs(ips[0])...)...)
+	var join []string
+	for _, a := range g.agents {
+		join = append(join, a.bind)
+	}
+	for _, a := range g.agents {
+		g.args[a.id] = append([]string{"-log-level", "info", "agent", "-profile", "local",
+			"-group", "g", "-id", strconv.FormatUint(a.id, 10), "-bind", a.bind, "-api", a.api, "-join", strings.Join(join, ","),
+			"-naming", g.naming, "-mode", "strict", "-expect", "3", "-data-dir", t.TempDir()}, g.sec.agentArgs(a.ip)...)
+		g.procs[a.id] = start(t, fmt.Sprintf("agent%d", a.id), g.args[a.id]...)
+	}
+	return g
+}
+
+// waitStable waits for one serving master followed by the two others,
+// and returns it.
+func (g *secureGroup) waitStable(t *testing.T) cliAgent {
+	t.Helper()
+	var master cliAgent
+	waitFor(t, 30*time.Second, "a serving master followed by all", func() bool {
+		masters, following := 0, 0
+		for _, a := range g.agents {
+			resp, err := g.hc.Get(g.sec.harness.URL(a.api, "/v1/info"))
+			if err != nil {
+				return false
+			}
+			var in agent.InfoJSON
+			json.NewDecoder(resp.Body).Decode(&in)
+			resp.Body.Close()
+			if in.Role == "master" && in.Serving {
+				masters, master = masters+1, a
+			}
+			if in.Role == "backup" {
+				following++
+			}
+		}
+		return masters == 1 && following == 2
+	})
+	return master
+}
+
+// state is what an outsider must not change: each agent's role, epoch and
+// digest, the registered master, and the divergence records.
+type secState struct {
+	infos   map[uint64]string
+	master  string
+	records map[uint64]string
+}
+
+func (g *secureGroup) state(t *testing.T) secState {
+	t.Helper()
+	st := secState{infos: map[uint64]string{}, records: map[uint64]string{}}
+	for _, a := range g.agents {
+		var in agent.InfoJSON
+		g.getJSON(t, a.api, "/v1/info", &in)
+		st.infos[a.id] = fmt.Sprintf("%s epoch=%d.%d master=%d digest=%s applied=%d", in.Role, in.Epoch, in.EpochID, in.Master, in.Digest, in.Applied)
+		var recs []json.RawMessage
+		g.getJSON(t, a.api, "/v1/divergence", &recs)
+		b, _ := json.Marshal(recs)
+		st.records[a.id] = string(b)
+	}
+	nc, _ := client.New(g.naming, client.WithCreds(g.sec.harness))
+	defer nc.Close()
+	look, err := nc.Lookup(context.Background(), api.LookupRequest{Group: "g"})
+	if err != nil || look.Master == nil {
+		t.Fatalf("lookup with the operator's credentials: %+v %v", look, err)
+	}
+	st.master = fmt.Sprintf("%d at %s epoch %s", look.Master.ID, look.Master.Addr, look.Master.Epoch)
+	return st
+}
+
+func (g *secureGroup) getJSON(t *testing.T, addr, path string, v any) {
+	t.Helper()
+	resp, err := g.hc.Get(g.sec.harness.URL(addr, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s%s: %s %s", addr, path, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An outsider against a secured cluster: without a certificate, or with
+// one but without a token, or with a token that lacks the capability,
+// register, kv put and get, /rpc/state, divergence discard, a raw message
+// stream and a gossip join all fail with a clear error; afterwards the
+// master, its epoch, every digest and every divergence record are the
+// same. The command line with the right credentials works throughout.
+func TestOutsiderAgainstSecuredCluster(t *testing.T) {
+	g := startSecureGroup(t, 96)
+	master := g.waitStable(t)
+	// Writes through the command line with the agents' token (client).
+	asAgents := g.sec.cliArgs(g.sec.agentsToken)
+	for i := 0; i < 5; i++ {
+		mustRun(t, append(append([]string{"kv", "put", "-group", "g", "-naming", g.naming}, asAgents...), fmt.Sprintf("k%d", i), "v")...)
+	}
+	// Every back-up has applied the writes (commits reach them with the
+	// next heartbeat): the state to compare against.
+	var before secState
+	waitFor(t, 10*time.Second, "equal digests", func() bool {
+		before = g.state(t)
+		digests := map[string]bool{}
+		for _, in := range before.infos {
+			digests[in[strings.Index(in, "digest="):]] = true
+		}
+		return len(digests) == 1
+	})
+
+	noCert := []string{"-token-file", g.sec.opsToken, "-tls-ca", g.sec.files("harness").CA,
+		"-tls-cert", filepath.Join(g.sec.dir, "missing.pem"), "-tls-key", filepath.Join(g.sec.dir, "missing-key.pem")}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"register in clear text", []string{"register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946", "-ttl", "10m"}, "HTTPS server"},
+		{"register without a certificate", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946"}, noCert...), "missing.pem"},
+		{"register without a token", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10), "-addr", master.api}, g.sec.tlsArgs("harness")...), "unauthorized"},
+		{"register with the agents' token", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10), "-addr", master.api, "-epoch", "99"}, asAgents...), "operator capability"},
+		{"kv put in clear text", []string{"kv", "put", "-group", "g", "-agent", master.api, "-timeout", "2s", "k0", "outsider"}, "k0"},
+		{"kv put without a token", append(append([]string{"kv", "put", "-group", "g", "-agent", master.api, "-timeout", "2s"}, g.sec.tlsArgs("harness")...), "k0", "outsider"), "unauthorized"},
+		{"kv get with a read-only token", append(append([]string{"kv", "get", "-group", "g", "-agent", master.api, "-timeout", "2s"}, g.sec.cliArgs(g.sec.readToken)...), "k0"), "client capability"},
+		{"divergence discard with the agents' token", append(append([]string{"divergence", "discard", "-agent", master.api, "-yes"}, asAgents...), "1"), "operator capability"},
+		{"info without a token", append([]string{"info", "-agent", master.api}, g.sec.tlsArgs("harness")...), "unauthorized"},
+		{"keyring list with the agents' token", append([]string{"keyring", "-agent", master.api, "list"}, asAgents...), "operator capability"},
+	} {
+		out, errOut, code := run(t, tc.args...)
+		if code != 1 || !strings.Contains(strings.ToLower(errOut), strings.ToLower(tc.want)) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and %q", tc.name, code, out, errOut, tc.want)
+		}
+	}
+
+	// /rpc/state: in clear text, with TLS but no certificate, and with a
+	// certificate but no token.
+	if resp, err := http.Get("http://" + master.api + "/rpc/state"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("/rpc/state answered in clear text: %s", resp.Status)
+	}
+	cfg, _ := auth.ClientTLS(g.sec.files("harness"))
+	anon := cfg.Clone()
+	anon.Certificates = nil
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: anon}}
+	if resp, err := hc.Get("https://" + master.api + "/rpc/state"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("/rpc/state over TLS without a client certificate: %s", resp.Status)
+	}
+	hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	resp, err := hc.Get("https://" + master.api + "/rpc/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e api.Error
+	if resp.StatusCode != 401 || api.Decode(b, &e) != nil || e.Code != api.CodeUnauthorized {
+		t.Fatalf("/rpc/state without a token: %s %q", resp.Status, b)
+	}
+	if bytes.Contains(b, []byte("k0")) {
+		t.Fatal("the refusal carries state")
+	}
+
+	// A raw message stream: in clear text, and over TLS with a certificate
+	// but no token in its hello. Each is closed before a message is read.
+	frame, _ := api.Encode(&core.Message{Type: core.MsgTrigger, Group: "g", From: 2, To: master.id, Epoch: api.Epoch{Term: ^uint64(0), ID: 2}})
+	stream := append(append(append([]byte{}, transport.Magic[:]...), 0, 0, 0, 0), bin.BigEndian.AppendUint32(nil, uint32(len(frame)))...)
+	stream = append(stream, frame...)
+	raw, err := net.DialTimeout("tcp", master.api, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	raw.Write(stream)
+	if _, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Error("a clear-text stream was answered")
+	}
+	raw.Close()
+	tc, err := tls.Dial("tcp", master.api, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	tc.Write(stream)
+	if _, err := tc.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Errorf("a stream without a token stayed open: %v", err)
+	}
+	tc.Close()
+
+	// A gossip join without the key.
+	gcfg := gossip.DefaultConfig(gossip.ProfileLocal)
+	gcfg.Group, gcfg.ID = "g", 77
+	gcfg.BindAddr = "127.0.96.77:0"
+	gcfg.Join = []string{g.agents[1].bind}
+	gcfg.Meta = gossip.Meta{Role: api.RoleMaster, Epoch: api.Epoch{Term: 1 << 30, ID: 77}, API: "127.0.96.77:1"}
+	gcfg.Rand = rand.New(rand.NewSource(77))
+	rogue, err := gossip.New(gcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Shutdown()
+	if _, err := rogue.Join(); err == nil {
+		t.Error("a gossip join without the key succeeded")
+	}
+
+	after := g.state(t)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("the outsider changed the cluster:\nbefore %+v\nafter  %+v", before, after)
+	}
+	// The operator can: a manual registration of the master is probed
+	// and accepted, and is recorded as manual.
+	out := mustRun(t, append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10),
+		"-addr", master.api}, g.sec.cliArgs(g.sec.opsToken)...)...)
+	if !strings.Contains(out, "registered") {
+		t.Fatalf("operator's register: %q", out)
+	}
+	if out := mustRun(t, append([]string{"keyring", "-agent", master.api, "list"}, g.sec.cliArgs(g.sec.opsToken)...)...); strings.Count(out, " ok ") != 3 {
+		t.Fatalf("keyring list as the operator:\n%s", out)
+	}
+}
+
+// The outsider's takeover on an open node (no -acl, no TLS): a manual
+// registration of an agent that is no member of the group is refused, and
+// the group's master, epochs and digests stay as they were.
+func TestOutsiderTakeoverFailsOnOpenNode(t *testing.T) {
+	hc := &http.Client{Timeout: time.Second}
+	defer hc.CloseIdleConnections()
+	g := startStrictGroup(t, 97)
+	before := waitOneMaster(t, hc, g)
+	out, errOut, code := run(t, "register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946", "-ttl", "10m")
+	if code != 1 || !strings.Contains(errOut, "not a live member") {
+		t.Fatalf("the outsider's register: exit %d, %q %q", code, out, errOut)
+	}
+	after := waitOneMaster(t, hc, g)
+	for id, in := range before {
+		if after[id] != in {
+			t.Fatalf("agent %d: %+v before, %+v after", id, in, after[id])
+		}
+	}
+}
+
+// Gossip key rotation on a secured cluster, as an operator runs it: install
+// the new key, use it, remove the old one, each on every live member with
+// each outcome printed. An agent restarted afterwards with its old -encrypt
+// takes the rotated keys from its data dir and rejoins.
+func TestKeyringRotation(t *testing.T) {
+	g := startSecureGroup(t, 98)
+	master := g.waitStable(t)
+	ops := g.sec.cliArgs(g.sec.opsToken)
+	newKey := strings.TrimSpace(mustRun(t, "keygen"))
+	for _, step := range []string{"install", "use"} {
+		out := mustRun(t, append(append([]string{"keyring", "-agent", master.api}, ops...), step, newKey)...)
+		if strings.Count(out, " ok ") != 3 {
+			t.Fatalf("keyring %s:\n%s", step, out)
+		}
+	}
+	out := mustRun(t, append(append([]string{"keyring", "-agent", master.api}, ops...), "remove", g.sec.key)...)
+	if strings.Count(out, " ok ") != 3 {
+		t.Fatalf("keyring remove:\n%s", out)
+	}
+	var results []agent.KeyringResult
+	if code, errOut := cliJSON(t, &results, append(append([]string{"keyring", "-agent", master.api}, ops...), "list", "-json")...); code != 0 {
+		t.Fatalf("keyring list: %d %s", code, errOut)
+	}
+	for _, r := range results {
+		if !r.OK || r.Primary != newKey || len(r.Keys) != 1 {
+			t.Fatalf("after the rotation: %+v", results)
+		}
+	}
+	// A bad key changes nothing anywhere.
+	if _, errOut, code := run(t, append(append([]string{"keyring", "-agent", master.api}, ops...), "use", "bm9wZQ==")...); code != 2 {
+		t.Fatalf("keyring use of a 4-byte key: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := run(t, append(append([]string{"keyring", "-agent", master.api}, ops...), "remove", newKey)...); code != 1 || !strings.Contains(errOut, "failed on 3 of 3") {
+		t.Fatalf("removing the key in use: exit %d %s", code, errOut)
+	}
+	// A back-up restarts with the old -encrypt in its flags.
+	var backup cliAgent
+	for _, a := range g.agents {
+		if a.id != master.id {
+			backup = a
+		}
+	}
+	g.procs[backup.id].kill()
+	g.procs[backup.id] = start(t, "restarted", g.args[backup.id]...)
+	g.waitStable(t)
+	waitFor(t, 20*time.Second, "the restarted agent alive in gossip both ways", func() bool {
+		var a, b []agent.MemberJSON
+		g.getJSON(t, master.api, "/v1/members", &a)
+		g.getJSON(t, backup.api, "/v1/members", &b)
+		alive := func(ms []agent.MemberJSON, id uint64) bool {
+			for _, m := range ms {
+				if m.ID == id && m.Health == "alive" {
+					return true
+				}
+			}
+			return false
+		}
+		return alive(a, backup.id) && alive(b, master.id)
+	})
+	if !strings.Contains(g.procs[backup.id].output(), "keyring file in the data dir overrides -encrypt") {
+		t.Fatalf("the restarted agent did not take the rotated keys:\n%s", g.procs[backup.id].output())
+	}
+}
