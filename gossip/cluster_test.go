@@ -89,7 +89,7 @@ type nodeOpt func(*Config)
 
 // startNode starts agent id of group on 127.0.0.(10+ip) with a free port,
 // a faulty transport and the local profile with fast timers.
-func startNode(t *testing.T, group string, id uint64, ip int, join []string, opts ...nodeOpt) (*testNode, error) {
+func startNode(t testing.TB, group string, id uint64, ip int, join []string, opts ...nodeOpt) (*testNode, error) {
 	t.Helper()
 	seed := int64(id)*1000 + int64(ip)
 	f := faulty.New(rand.New(rand.NewSource(seed)))
