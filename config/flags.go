@@ -213,10 +213,18 @@ func namingUsage(key string) string {
 		return "cap on the groups kept; a join or registration creating one more is refused; 1 to 1000000"
 	case "max_conns":
 		return "cap on connections open at once; 16 to 100000"
-	case "acl":
-		return "JSON `FILE` of tokens and capabilities; empty leaves the node open"
 	case "token":
 		return "`SECRET` presented to agents for triggers and probes; prefer token-file or the environment"
+	}
+	return securityUsage(key, "node")
+}
+
+// securityUsage is the help of the trust keys agents and naming nodes
+// share; owner names the process in it.
+func securityUsage(key, owner string) string {
+	switch key {
+	case "acl":
+		return "JSON `FILE` of tokens and capabilities; empty leaves the " + owner + " open"
 	case "token_file":
 		return "`FILE` whose first line is the token"
 	case "tls_ca":
@@ -289,20 +297,10 @@ func agentUsage(key string) string {
 		return "memberlist timings: local, lan or wan"
 	case "max_conns":
 		return "cap on API connections open at once (HTTP and message streams); 16 to 100000"
-	case "acl":
-		return "JSON `FILE` of tokens and capabilities; empty leaves the agent open"
 	case "token":
 		return "`SECRET` presented to peers and the naming node; prefer token-file or the environment"
-	case "token_file":
-		return "`FILE` whose first line is the token"
-	case "tls_ca":
-		return "PEM `FILE` of the cluster's CA; with tls-cert and tls-key, TLS with client certificates"
-	case "tls_cert":
-		return "PEM `FILE` of this process's certificate"
-	case "tls_key":
-		return "PEM `FILE` of this process's key"
 	case "expect":
 		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}
-	return ""
+	return securityUsage(key, "agent")
 }
