@@ -39,11 +39,6 @@ type Config struct {
 	VizDir string
 	// PorcupineTimeout bounds the linearizability check; default 10s.
 	PorcupineTimeout time.Duration
-	// Tolerate lists known bugs (Bug* constants) whose message storms the
-	// simulator cuts short instead of failing, so that a run goes on to
-	// check the other invariants. Each one tolerated is named in the
-	// report.
-	Tolerate []string
 }
 
 func (c *Config) defaults() {
@@ -88,14 +83,6 @@ type Report struct {
 	Converged []int
 	// Final describes every agent at the end.
 	Final string
-	// Known names the known product bug whose signature the violation
-	// matches, if any (see Diagnose in the package documentation); empty
-	// for a violation nobody has explained yet.
-	Known string
-	// Tolerated names the known bugs met and tolerated (Config.Tolerate),
-	// and Storms counts the exchanges cut short.
-	Tolerated []string
-	Storms    int
 }
 
 func (r Report) String() string {
@@ -109,12 +96,6 @@ func (r Report) String() string {
 	}
 	if r.Violation != "" {
 		b.WriteString("VIOLATION: " + r.Violation + "\n")
-	}
-	if len(r.Tolerated) > 0 {
-		fmt.Fprintf(&b, "tolerated known bugs %v (%d storms cut short)\n", r.Tolerated, r.Storms)
-	}
-	if r.Known != "" {
-		b.WriteString("matches known product bug: " + r.Known + "\n")
 	}
 	if r.HTMLPath != "" {
 		b.WriteString("porcupine visualisation: " + r.HTMLPath + "\n")
@@ -496,7 +477,6 @@ func (w *world) settle() {
 		return
 	}
 	if err != nil {
-		w.diagnose()
 		w.violate("invariant 1: not converged %d ticks after the heal: %v", w.cfg.SettleTicks, err)
 		return
 	}
@@ -505,96 +485,16 @@ func (w *world) settle() {
 	w.checkAcked()
 }
 
-// Known product bugs the simulator recognises by their signature.
-const (
-	// BugSameTermEpoch: two sides of a partition elect at the same term;
-	// the naming node retains the one with the lower ID, whose epoch is
-	// older than the other's. Detect reasserts only when MaxTerm exceeds
-	// the master's term, so it never does, and every agent that followed
-	// the other side fails to synchronize (agent.ErrOlderEpoch) forever.
-	BugSameTermEpoch = "same-term-epoch-not-reasserted"
-	// BugAppendLivelock: a back-up whose log ends below the master's
-	// snapshot base is sent appends from the base, rejects them with its
-	// last index, and the master resends from its base: an unbounded
-	// exchange, and the back-up never asks for the snapshot.
-	BugAppendLivelock = "append-livelock-below-snapshot-base"
-	// BugRejectStorm: the master answers every rejected append with
-	// another append at once, without backoff, so a back-up that keeps
-	// refusing (recovering, syncing, quarantined, or following another
-	// live master) makes an exchange at network speed for as long as it
-	// refuses.
-	BugRejectStorm = "reject-storm-while-recovering"
-	// BugBackupStuck: a back-up of the master at its epoch stays behind
-	// it for good. Seen cause (seed 29, available): the back-up rejected
-	// an append with the last index of a longer divergent log, the master
-	// set its next index past its own log; after the back-up installed
-	// the master's state, sendAppend falls back to PrevIndex 0 with no
-	// entries, the back-up accepts (index 0 always matches) with match 0,
-	// and next is never lowered again.
-	BugBackupStuck = "backup-stuck-behind-master"
-)
-
-func (w *world) known(bug string) {
-	if w.rep.Known == "" && len(w.viol) == 0 {
-		w.rep.Known = bug
-	}
-}
-
 // storm handles messages still due after the delivery rounds of a tick:
-// an unbounded exchange. One that matches a known bug listed in
-// Config.Tolerate is cut short (the due messages are lost) and counted;
-// any other is a violation.
+// an unbounded exchange between agents, which is a violation.
 func (w *world) storm(due []envelope) {
 	e := due[0].m
-	bug, detail := "", ""
+	detail := ""
 	if m, b := w.agent(e.To), w.agent(e.From); e.Type == core.MsgAppendResp && e.Reject {
-		base := m.node.Log().Base().Index
-		detail = fmt.Sprintf(" (%d is %s, its last %d; %d's log base %d)", e.From, b.node.Role(), e.LastIndex, e.To, base)
-		bug = BugRejectStorm
-		if base > e.LastIndex {
-			bug = BugAppendLivelock
-		}
+		detail = fmt.Sprintf(" (%d is %s, its last %d; %d's log base %d)", e.From, b.node.Role(), e.LastIndex, e.To, m.node.Log().Base().Index)
 	}
 	w.queue = nil
-	if bug != "" && slices.Contains(w.cfg.Tolerate, bug) {
-		w.rep.Storms++
-		if !slices.Contains(w.rep.Tolerated, bug) {
-			w.rep.Tolerated = append(w.rep.Tolerated, bug)
-			w.logf("tolerated known bug %s: %s%s", bug, e, detail)
-		}
-		return
-	}
-	w.known(bug)
 	w.violate("message storm: still %d messages due after 64 rounds within one tick, e.g. %s%s", len(due), e, detail)
-}
-
-// diagnose names the known bug a non-convergence matches, if any.
-func (w *world) diagnose() {
-	ms := w.masters()
-	if len(ms) != 1 {
-		return
-	}
-	m := w.agent(ms[0])
-	me := m.node.Epoch()
-	for _, a := range w.agents {
-		if a.live() && a != m && a.node.Log().LastIndex() < m.node.Log().Base().Index && a.sm.Digest() != m.sm.Digest() {
-			w.known(BugAppendLivelock)
-			return
-		}
-	}
-	for _, a := range w.agents {
-		if e := a.node.Epoch(); a.live() && e.Term == me.Term && me.Less(e) {
-			w.known(BugSameTermEpoch)
-			return
-		}
-	}
-	for _, a := range w.agents {
-		st := a.node.Status()
-		if a.live() && st.Role == api.RoleBackup && st.Master == m.id && st.Epoch == me && st.Last < m.node.Log().LastIndex() {
-			w.known(BugBackupStuck)
-			return
-		}
-	}
 }
 
 func (w *world) converged() error {
