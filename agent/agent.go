@@ -100,6 +100,9 @@ type Agent struct {
 	nextRef uint64
 	peerAPI map[uint64]string
 	sync    *syncJob // the catch-up download in flight, if any
+	// storageErr is set once a write to the storage failed: the agent
+	// sends nothing more (see handleReady).
+	storageErr error
 
 	publishCh chan struct{} // wakes the publisher
 	fatal     chan error
@@ -131,6 +134,9 @@ var (
 	// (gossip or the naming node says so): Start refuses to run, before
 	// any campaign, and a running agent that learns it stops.
 	ErrIDTaken = errors.New("agent: ID taken")
+	// ErrStorage means a write to the agent's storage failed: the agent
+	// stopped before sending anything that depended on it.
+	ErrStorage = errors.New("agent: storage failed")
 )
 
 // New builds an agent; Start runs it.
@@ -563,22 +569,47 @@ func (c *tickClock) catchUp(n *core.Node, now time.Time) {
 
 // handleReady carries out what the core asked: persist, then send, answer,
 // and act.
+//
+// Persist before send: when a write to the storage fails, nothing of this
+// Ready (nor of any later one) is sent or answered, since the core's state
+// is then ahead of the disk (a vote or an epoch could be forgotten at the
+// next start). The agent stops: every waiting request fails with
+// ErrStorage, and Fatal delivers the error so that the owner closes it.
 func (a *Agent) handleReady() {
 	rd := a.node.Ready()
+	if a.storageErr == nil {
+		a.storageErr = a.persist(rd)
+		if a.storageErr != nil {
+			a.logger.Error("storage failed; the agent stops and sends nothing more", "error", a.storageErr)
+			a.failFatal(a.storageErr)
+		}
+	}
+	if a.storageErr != nil {
+		for ref, w := range a.waiters {
+			w <- core.Result{Ref: ref, Err: a.storageErr}
+			delete(a.waiters, ref)
+		}
+		return
+	}
+	a.send(rd)
+}
+
+// persist writes what the Ready asks to keep.
+func (a *Agent) persist(rd core.Ready) error {
 	if rd.HardState != nil {
 		hs := rd.HardState
 		if err := a.storage.SaveHardState(store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}); err != nil {
-			a.logger.Error("persist hard state", "error", err)
+			return fmt.Errorf("%w: persist hard state: %v", ErrStorage, err)
 		}
 	}
 	if rd.Truncated != nil {
 		if err := a.storage.TruncateAfter(*rd.Truncated); err != nil {
-			a.logger.Error("truncate stored log", "error", err)
+			return fmt.Errorf("%w: truncate stored log: %v", ErrStorage, err)
 		}
 	}
 	if len(rd.Entries) > 0 {
 		if err := a.storage.Append(rd.Entries); err != nil {
-			a.logger.Error("persist entries", "error", err)
+			return fmt.Errorf("%w: persist entries: %v", ErrStorage, err)
 		}
 	}
 	if len(rd.Divergent) > 0 {
@@ -589,11 +620,16 @@ func (a *Agent) handleReady() {
 				Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: st.Master})
 		}
 		if _, err := a.storage.AddRecords(recs); err != nil {
-			a.logger.Error("persist divergence records", "error", err)
-		} else {
-			a.logger.Warn("divergent writes kept for replay", "count", len(recs), "master", st.Master)
+			return fmt.Errorf("%w: persist divergence records: %v", ErrStorage, err)
 		}
+		a.logger.Warn("divergent writes kept for replay", "count", len(recs), "master", st.Master)
 	}
+	return nil
+}
+
+// send carries out the rest of a persisted Ready: messages, answers,
+// status, and the requests of the core.
+func (a *Agent) send(rd core.Ready) {
 	for _, m := range rd.Messages {
 		if addr := a.peerAPI[m.To]; addr != "" {
 			a.transport.Send(addr, m)

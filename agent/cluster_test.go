@@ -2,15 +2,21 @@ package agent_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -217,5 +223,85 @@ func TestSyncWithDyingMasterEnds(t *testing.T) {
 	}
 	if v, found := c.Members[3].Agent.Get(fmt.Sprintf("k%d", 2*core.SyncThreshold-1)); !found || v != "v" {
 		t.Fatal("3 lacks the last acknowledged write")
+	}
+}
+
+// failingStorage fails every write once fail is set, as a full or broken
+// disk would.
+type failingStorage struct {
+	store.Storage
+	fail *atomic.Bool
+}
+
+var errDisk = errors.New("disk: no space left")
+
+func (f failingStorage) SaveHardState(hs store.HardState) error {
+	if f.fail.Load() {
+		return errDisk
+	}
+	return f.Storage.SaveHardState(hs)
+}
+
+func (f failingStorage) Append(es []rlog.Entry) error {
+	if f.fail.Load() {
+		return errDisk
+	}
+	return f.Storage.Append(es)
+}
+
+// Persist before send: once the master's storage fails, it sends nothing
+// that depends on the failed write (the entry never reaches a back-up),
+// the write is not acknowledged, and the agent reports the failure as
+// fatal; the group elects another master.
+func TestNothingSentAfterFailedPersist(t *testing.T) {
+	var fail atomic.Bool
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 18,
+		WrapStorage: func(id uint64, s store.Storage) store.Storage {
+			if id == 1 {
+				return failingStorage{Storage: s, fail: &fail}
+			}
+			return s
+		}})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	if _, err := c.Put(1, "before", "v"); err != nil {
+		t.Fatal(err)
+	}
+	last := c.Members[1].Agent.Status().Last
+	c.WaitFor(10*time.Second, "the back-ups at the master's last entry", func() bool {
+		return c.Members[2].Agent.Status().Last == last && c.Members[3].Agent.Status().Last == last
+	})
+	fail.Store(true)
+	if _, err := c.Put(1, "after", "v"); !errors.Is(err, agent.ErrStorage) {
+		t.Fatalf("write after the storage failed: %v, want ErrStorage", err)
+	}
+	select {
+	case err := <-c.Members[1].Agent.Fatal():
+		if !errors.Is(err, agent.ErrStorage) || !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("fatal error %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failed write was not reported as fatal")
+	}
+	c.WaitFor(20*time.Second, "2 master of the others", func() bool {
+		ms := c.Masters()
+		return slices.Contains(ms, 2) && c.Registered() == 2
+	})
+	// The entry that was not persisted reached no back-up: what follows
+	// the last entry both held is the new master's own.
+	oldEpoch := c.Members[1].Agent.Status().Epoch
+	for _, id := range []uint64{2, 3} {
+		var next rlog.Entry
+		var err error
+		c.Members[id].Agent.Do(func(n *core.Node) { next, err = n.Log().Entry(last + 1) })
+		if err == nil && next.Epoch == oldEpoch {
+			t.Fatalf("agent %d holds entry %d of the failed master's epoch %s", id, last+1, oldEpoch)
+		}
+	}
+	for _, id := range []uint64{2, 3} {
+		if _, found := c.Members[id].Agent.Get("after"); found {
+			t.Fatalf("agent %d applied the write whose persist failed on the master", id)
+		}
 	}
 }

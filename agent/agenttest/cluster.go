@@ -61,6 +61,9 @@ type Options struct {
 	// node still reachable), as agents started before their network is
 	// up; Heal joins them.
 	Isolated bool
+	// WrapStorage, when set, wraps each agent's storage (to inject
+	// storage faults).
+	WrapStorage func(id uint64, s store.Storage) store.Storage
 }
 
 // Member is one agent of the cluster with what survives its restarts.
@@ -223,7 +226,11 @@ func (c *Cluster) start(m *Member) {
 	if c.opts.Monitor != nil {
 		mon = c.opts.Monitor(m.ID)
 	}
-	a, err := agent.New(m.Config, agent.Options{Storage: m.Storage, Faults: m.Faults, GossipTune: fastGossip,
+	var st store.Storage = m.Storage
+	if c.opts.WrapStorage != nil {
+		st = c.opts.WrapStorage(m.ID, st)
+	}
+	a, err := agent.New(m.Config, agent.Options{Storage: st, Faults: m.Faults, GossipTune: fastGossip,
 		Monitor: mon, Seed: c.rand.Int63()})
 	if err != nil {
 		c.t.Fatalf("agent %d: %v", m.ID, err)
