@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
@@ -213,16 +212,15 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 	if cur := a.Status().Epoch; st.Epoch.Less(cur) {
 		return SyncResult{}, fmt.Errorf("%w: %d is at %s, we follow %s", ErrOlderEpoch, master, st.Epoch, cur)
 	}
-	// Verify on a scratch state machine before touching ours.
-	scratch := kv.NewStore()
-	if _, ok := a.sm.(*kv.Store); ok {
-		if err := scratch.Restore(st.Snapshot); err != nil {
-			return SyncResult{}, fmt.Errorf("restore downloaded snapshot: %w", err)
-		}
-		if got := scratch.Digest(); got != st.Digest {
-			return SyncResult{}, fmt.Errorf("%w: snapshot of %d gives %s at %d, it reported %s at %d",
-				ErrDigestMismatch, master, got, got.Index, st.Digest, st.Digest.Index)
-		}
+	// Verify the snapshot before touching our state, whatever the state
+	// machine: its digest must be the one the master reported.
+	got, err := a.sm.SnapshotDigest(st.Snapshot)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("%w: snapshot of %d does not restore: %v", ErrDigestMismatch, master, err)
+	}
+	if got != st.Digest {
+		return SyncResult{}, fmt.Errorf("%w: snapshot of %d gives %s at %d, it reported %s at %d",
+			ErrDigestMismatch, master, got, got.Index, st.Digest, st.Digest.Index)
 	}
 	var ierr error
 	var res SyncResult

@@ -32,6 +32,7 @@ import (
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/gossip"
@@ -64,6 +65,9 @@ type Options struct {
 	// WrapStorage, when set, wraps each agent's storage (to inject
 	// storage faults).
 	WrapStorage func(id uint64, s store.Storage) store.Storage
+	// StateMachine, when set, makes each start of an agent's state
+	// machine (a fresh one each time); nil means a kv.Store.
+	StateMachine func(id uint64) rlog.StateMachine
 }
 
 // Member is one agent of the cluster with what survives its restarts.
@@ -230,8 +234,12 @@ func (c *Cluster) start(m *Member) {
 	if c.opts.WrapStorage != nil {
 		st = c.opts.WrapStorage(m.ID, st)
 	}
+	var sm rlog.StateMachine
+	if c.opts.StateMachine != nil {
+		sm = c.opts.StateMachine(m.ID)
+	}
 	a, err := agent.New(m.Config, agent.Options{Storage: st, Faults: m.Faults, GossipTune: fastGossip,
-		Monitor: mon, Seed: c.rand.Int63()})
+		Monitor: mon, Seed: c.rand.Int63(), StateMachine: sm})
 	if err != nil {
 		c.t.Fatalf("agent %d: %v", m.ID, err)
 	}

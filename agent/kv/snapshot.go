@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -38,6 +39,16 @@ type snapClient struct {
 	ID     uint64 `codec:"i"`
 	Seq    uint64 `codec:"s"`
 	Result Result `codec:"r"`
+}
+
+// SnapshotDigest is the digest of the state snapshot holds, computed on a
+// scratch store.
+func (s *Store) SnapshotDigest(snapshot []byte) (rlog.Digest, error) {
+	scratch := NewStore()
+	if err := scratch.Restore(snapshot); err != nil {
+		return rlog.Digest{}, err
+	}
+	return scratch.Digest(), nil
 }
 
 // Snapshot returns the full state (applied index, pairs, client table and

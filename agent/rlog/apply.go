@@ -32,6 +32,12 @@ type StateMachine interface {
 	// compares it in recovery) and equal on replicas that applied the same
 	// entries, whatever the order of their in-memory structures.
 	Digest() Digest
+	// SnapshotDigest returns the Digest a state would have after
+	// Restore(snapshot), without changing this one: recovery verifies a
+	// downloaded snapshot against the master's digest with it before it
+	// installs anything (figure 10, act 1040). A snapshot that does not
+	// restore is an error.
+	SnapshotDigest(snapshot []byte) (Digest, error)
 }
 
 // SeqChecker is implemented by a StateMachine that deduplicates client

@@ -458,8 +458,7 @@ func (w *world) synchronize(a *simAgent, master uint64) error {
 	if err != nil {
 		return err
 	}
-	scratch := kv.NewStore()
-	if err := scratch.Restore(snap); err != nil || scratch.Digest() != m.sm.Digest() {
+	if got, err := a.sm.SnapshotDigest(snap); err != nil || got != m.sm.Digest() {
 		return fmt.Errorf("snapshot of %d does not verify", master)
 	}
 	set := maps.Clone(m.sm.applied)
