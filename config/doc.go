@@ -3,20 +3,15 @@
 //
 // # Usage
 //
-// The `mastership` binary wires the flags into its subcommands:
+// The package has no command-line dependency: it describes every key
+// (NamingKeys, AgentKeys: file key, flag, environment variable, help,
+// default per profile), and the `mastership` binary builds its flags from
+// those and loads the result with LoadAgent or LoadNaming:
 //
-//	cmd := &cli.Command{
-//		Name:  "agent",
-//		Flags: config.AgentFlags(),
-//		Action: func(c *cli.Context) error {
-//			cfg, err := config.AgentFromCLI(c) // loaded and validated
-//			if err != nil {
-//				return err
-//			}
-//			cfg.Logger = logger.Named("agent")
-//			...
-//		},
+//	for _, k := range config.AgentKeys() {
+//		flags = append(flags, &cli.StringFlag{Name: k.Flag, Usage: k.Usage, DefaultText: k.DefaultText})
 //	}
+//	cfg, err := config.LoadAgent(config.Sources{Env: os.Environ(), Flags: set}) // validated
 //
 // Embedders and tests build a config without a command line, from the
 // defaults of a profile:

@@ -23,12 +23,12 @@ func agentCommand() *cli.Command {
 		Usage: "run a peer agent: one replica of a group, with its self-monitor",
 		UsageText: "mastership agent -group G -id N -bind ADDR -join ADDR[,ADDR] -naming ADDR [-api ADDR]\n" +
 			"   [-priority P] [-mode strict|available] [-data-dir DIR] [-encrypt KEY] [-fault-control] [options]",
-		Flags: config.AgentFlags(),
+		Flags: agentConfigFlags(),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			cfg, err := config.AgentFromCLI(c)
+			cfg, err := agentFromCLI(c)
 			if err != nil {
 				return usageErr("%v", err)
 			}

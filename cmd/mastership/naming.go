@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
@@ -20,12 +19,12 @@ func namingCommand() *cli.Command {
 		Name:      "naming",
 		Usage:     "run a naming node: the authoritative registry of each group's master",
 		UsageText: "mastership naming -bind ADDR -data-dir DIR [options]",
-		Flags:     config.NamingFlags(),
+		Flags:     namingConfigFlags(),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
 			}
-			cfg, err := config.NamingFromCLI(c)
+			cfg, err := namingFromCLI(c)
 			if err != nil {
 				return usageErr("%v", err)
 			}

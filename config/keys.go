@@ -2,14 +2,11 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/urfave/cli/v2"
 )
 
 // Flag names that choose the layers rather than set a field.
@@ -20,81 +17,54 @@ const (
 	FlagConfig = "config"
 )
 
-// NamingFlags returns the flags of `mastership naming`: -profile, -config
-// and one flag per Naming field, named after its json key with '-' for '_'.
-// No flag has a Value, so that only the flags a user sets override the
-// file and the environment.
-func NamingFlags() []cli.Flag { return flagsFor(DefaultNaming, namingUsage) }
+// Kind tells how a command line takes a key's value.
+type Kind uint8
 
-// AgentFlags returns the flags of `mastership agent`, built as NamingFlags.
-func AgentFlags() []cli.Flag { return flagsFor(DefaultAgent, agentUsage) }
+// Kinds of keys.
+const (
+	// KindValue is a single value, parsed from its text.
+	KindValue Kind = iota
+	// KindBool is a switch.
+	KindBool
+	// KindList is a comma-separated or repeated list.
+	KindList
+)
 
-// NamingFromCLI loads a validated Naming from the profile, the config file,
-// the process environment and the flags set on c, in that precedence.
-func NamingFromCLI(c *cli.Context) (Naming, error) {
-	return LoadNaming(sourcesFromCLI(c, os.Environ(), fieldsOf(reflect.TypeFor[Naming]())))
+// Key describes one setting for a command line and its help: the file key,
+// the flag and environment variable, how the flag takes its value, the
+// one-line help (with the unit), and the default (one text for help, and
+// one per profile for the doc's table). The command line (cmd/mastership)
+// builds its flags from these, so the library needs no command-line
+// package.
+type Key struct {
+	Key, Flag, Env string
+	Kind           Kind
+	Usage          string
+	DefaultText    string
+	Defaults       []string // in Profiles() order
 }
 
-// AgentFromCLI loads a validated Agent as NamingFromCLI loads a Naming.
-func AgentFromCLI(c *cli.Context) (Agent, error) {
-	return LoadAgent(sourcesFromCLI(c, os.Environ(), fieldsOf(reflect.TypeFor[Agent]())))
-}
+// NamingKeys describes every key of a Naming, in field order.
+func NamingKeys() []Key { return describe(DefaultNaming, namingUsage) }
 
-// sourcesFromCLI collects the flags the user set on c. The environment is
-// a parameter so that tests stay hermetic.
-func sourcesFromCLI(c *cli.Context, env []string, fs []field) Sources {
-	s := Sources{Env: env, Flags: map[string]string{}}
-	if c.IsSet(FlagProfile) {
-		s.Profile = c.String(FlagProfile)
-	}
-	if c.IsSet(FlagConfig) {
-		s.File = c.String(FlagConfig)
-	}
-	for _, f := range fs {
-		if !c.IsSet(f.flag) {
-			continue
-		}
-		switch {
-		case f.typ.Kind() == reflect.Bool:
-			s.Flags[f.flag] = strconv.FormatBool(c.Bool(f.flag))
-		case f.typ.Kind() == reflect.Slice:
-			s.Flags[f.flag] = strings.Join(c.StringSlice(f.flag), ",")
-		default:
-			s.Flags[f.flag] = c.String(f.flag)
-		}
-	}
-	return s
-}
+// AgentKeys describes every key of an Agent, in field order.
+func AgentKeys() []Key { return describe(DefaultAgent, agentUsage) }
 
-// flagsFor builds one flag per field of T, with usage text that gives the
-// unit, the environment variable and the default of every profile,
-// computed from defaults so that help never drifts from the code.
-func flagsFor[T any](defaults func(string) (T, error), usage func(key string) string) []cli.Flag {
-	flags := []cli.Flag{
-		&cli.StringFlag{
-			Name:        FlagProfile,
-			Usage:       fmt.Sprintf("`PROFILE` of the defaults: %s [$%s]", strings.Join(Profiles(), ", "), EnvProfile),
-			DefaultText: ProfileLAN,
-		},
-		&cli.StringFlag{
-			Name:        FlagConfig,
-			Usage:       fmt.Sprintf("JSON config `FILE`; keys are the flag names with '_' for '-' [$%s]", EnvConfig),
-			DefaultText: "none",
-			TakesFile:   true,
-		},
-	}
+func describe[T any](defaults func(string) (T, error), usage func(string) string) []Key {
+	var out []Key
 	for _, k := range keysOf(defaults) {
-		text := fmt.Sprintf("%s%s [$%s]", usage(k.key), unitOf(k.typ), k.env)
+		kind := KindValue
 		switch k.typ.Kind() {
 		case reflect.Bool:
-			flags = append(flags, &cli.BoolFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
+			kind = KindBool
 		case reflect.Slice:
-			flags = append(flags, &cli.StringSliceFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
-		default:
-			flags = append(flags, &cli.StringFlag{Name: k.flag, Usage: text, DefaultText: k.defaultText()})
+			kind = KindList
 		}
+		out = append(out, Key{Key: k.key, Flag: k.flag, Env: k.env, Kind: kind,
+			Usage:       fmt.Sprintf("%s%s [$%s]", usage(k.key), unitOf(k.typ), k.env),
+			DefaultText: k.defaultText(), Defaults: k.defaults})
 	}
-	return flags
+	return out
 }
 
 // key is a field with its default in each profile, for help and the doc.
