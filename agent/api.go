@@ -50,10 +50,12 @@ type InfoJSON struct {
 	Serving  bool   `json:"serving"`
 	// Refused counts messages and announcements refused for an epoch out
 	// of range or not in their sender's name.
-	Refused uint64     `json:"refused_inputs"`
-	API     string     `json:"api"`
-	Gossip  string     `json:"gossip"`
-	Monitor *MonitorJS `json:"monitor,omitempty"`
+	Refused uint64 `json:"refused_inputs"`
+	// Transfer is the back-up a master hands mastership over to (0: none).
+	Transfer uint64     `json:"transfer,omitempty"`
+	API      string     `json:"api"`
+	Gossip   string     `json:"gossip"`
+	Monitor  *MonitorJS `json:"monitor,omitempty"`
 	// The self-monitor's last check (issue: visibility).
 	LastCheck *CheckJSON `json:"last_check,omitempty"`
 	Trigger   string     `json:"trigger,omitempty"`
@@ -198,7 +200,7 @@ func (a *Agent) Info() InfoJSON {
 	st := a.Status()
 	info := InfoJSON{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
-		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, API: a.advertisedAPI()}
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, Transfer: st.Transfer, API: a.advertisedAPI()}
 	if a.gossip != nil {
 		info.Gossip = a.gossip.LocalAddr()
 	}

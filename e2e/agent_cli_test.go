@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/recover"
 )
 
 // cliAgent is one agent process of the command-line test.
@@ -18,16 +21,6 @@ type cliAgent struct {
 	ip   string // its own loopback address: fault partitions cut by host
 	bind string // gossip
 	api  string
-}
-
-// cliInfo is the part of `mastership info -json` the test reads.
-type cliInfo struct {
-	ID      uint64 `json:"id"`
-	Role    string `json:"role"`
-	Epoch   uint64 `json:"epoch"`
-	Master  uint64 `json:"master"`
-	Applied uint64 `json:"applied"`
-	Digest  string `json:"digest"`
 }
 
 // cliJSON runs the binary and decodes its stdout into v; it returns the exit
@@ -44,11 +37,11 @@ func cliJSON(t *testing.T, v any, args ...string) (int, string) {
 }
 
 // cliInfos asks every agent for its info; ok is false if one did not answer.
-func cliInfos(t *testing.T, agents []cliAgent) (map[uint64]cliInfo, bool) {
+func cliInfos(t *testing.T, agents []cliAgent) (map[uint64]agent.InfoJSON, bool) {
 	t.Helper()
-	infos := map[uint64]cliInfo{}
+	infos := map[uint64]agent.InfoJSON{}
 	for _, a := range agents {
-		var in cliInfo
+		var in agent.InfoJSON
 		out, _, code := run(t, "info", "-agent", a.api, "-json")
 		if code != 0 || json.Unmarshal([]byte(out), &in) != nil {
 			return nil, false
@@ -56,31 +49,6 @@ func cliInfos(t *testing.T, agents []cliAgent) (map[uint64]cliInfo, bool) {
 		infos[a.id] = in
 	}
 	return infos, true
-}
-
-// cliConverged reports the master every agent follows when exactly one of
-// them is master, they all follow it and hold one digest; else 0.
-func cliConverged(infos map[uint64]cliInfo) uint64 {
-	var master uint64
-	digests := map[string]bool{}
-	for id, in := range infos {
-		if in.Role == "master" {
-			if master != 0 || in.Master != id {
-				return 0
-			}
-			master = id
-		}
-		digests[in.Digest] = true
-	}
-	if master == 0 || len(digests) != 1 {
-		return 0
-	}
-	for _, in := range infos {
-		if in.Master != master || in.Role != "master" && in.Role != "backup" {
-			return 0
-		}
-	}
-	return master
 }
 
 // cliRegistered is the master the naming node has registered for group, or 0.
@@ -103,14 +71,19 @@ func cliRegistered(t *testing.T, naming, group string) uint64 {
 func waitConverged(t *testing.T, what, naming, group string, agents []cliAgent) uint64 {
 	t.Helper()
 	var master uint64
-	var last map[uint64]cliInfo
+	var last map[uint64]agent.InfoJSON
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		infos, ok := cliInfos(t, agents)
 		if ok {
 			last = infos
-			if m := cliConverged(infos); m != 0 && cliRegistered(t, naming, group) == m {
-				master = m
+			var states []recover.MemberState
+			for _, in := range infos {
+				states = append(states, recover.StateOfInfo(in))
+			}
+			reg := cliRegistered(t, naming, group)
+			if recover.CheckConverged(states, reg) == nil {
+				master = reg
 				break
 			}
 		}

@@ -39,6 +39,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/recover"
 )
 
 const (
@@ -628,14 +631,16 @@ func (c *netCluster) startNaming() {
 // info is the part of an agent's /v1/info (`mastership info -json`) the
 // tests read.
 type info struct {
-	ID      uint64 `json:"id"`
-	Role    string `json:"role"`
-	Epoch   uint64 `json:"epoch"`
-	EpochID uint64 `json:"epoch_id"`
-	Master  uint64 `json:"master"`
-	Applied uint64 `json:"applied"`
-	Digest  string `json:"digest"`
-	Serving bool   `json:"serving"`
+	ID       uint64 `json:"id"`
+	Role     string `json:"role"`
+	Epoch    uint64 `json:"epoch"`
+	EpochID  uint64 `json:"epoch_id"`
+	Master   uint64 `json:"master"`
+	Applied  uint64 `json:"applied"`
+	Last     uint64 `json:"last"`
+	Digest   string `json:"digest"`
+	Serving  bool   `json:"serving"`
+	Transfer uint64 `json:"transfer"`
 }
 
 func (i info) String() string {
@@ -693,26 +698,17 @@ func (c *netCluster) infos(ids []int) map[int]info {
 }
 
 // stable reports the one master all of ids follow with equal digests, or
-// 0.
+// 0 (recover.CheckConverged, the naming node aside).
 func stable(infos map[int]info, ids []int) uint64 {
-	var master uint64
-	for _, n := range ids {
-		if infos[n].Role == "master" {
-			if master != 0 {
-				return 0
-			}
-			master = uint64(n)
-		}
-	}
-	if master == 0 {
-		return 0
-	}
-	want := infos[int(master)].Digest
+	var states []recover.MemberState
 	for _, n := range ids {
 		in := infos[n]
-		if in.Master != master || in.Digest != want || (uint64(n) != master && in.Role != "backup") {
-			return 0
-		}
+		states = append(states, recover.StateOfInfo(agent.InfoJSON{ID: in.ID, Role: in.Role, Epoch: in.Epoch, EpochID: in.EpochID,
+			Master: in.Master, Applied: in.Applied, Last: in.Last, Digest: in.Digest, Transfer: in.Transfer}))
+	}
+	master, err := recover.CheckFollowed(states)
+	if err != nil || recover.CheckConverged(states, master) != nil {
+		return 0
 	}
 	return master
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 	nclient "github.com/mastership/mastership/naming/client"
+	"github.com/mastership/mastership/recover"
 )
 
 const (
@@ -384,27 +385,16 @@ func scDescribe(infos map[int]agent.InfoJSON, ids []int) string {
 // at its epoch (the others as back-ups), or 0; with digests, every digest must equal
 // the master's too.
 func scRoles(infos map[int]agent.InfoJSON, ids []int, digests bool) uint64 {
-	var master uint64
+	var states []recover.MemberState
 	for _, n := range ids {
-		if infos[n].Role == api.RoleMaster.String() {
-			if master != 0 {
-				return 0
-			}
-			master = uint64(n)
-		}
+		states = append(states, recover.StateOfInfo(infos[n]))
 	}
-	if master == 0 || !infos[int(master)].Serving {
+	master, err := recover.CheckFollowed(states)
+	if err != nil || !infos[int(master)].Serving {
 		return 0
 	}
-	want, epoch, epochID := infos[int(master)].Digest, infos[int(master)].Epoch, infos[int(master)].EpochID
-	for _, n := range ids {
-		in := infos[n]
-		if in.Master != master || in.Epoch != epoch || in.EpochID != epochID || (uint64(n) != master && in.Role != api.RoleBackup.String()) {
-			return 0
-		}
-		if digests && in.Digest != want {
-			return 0
-		}
+	if digests && recover.CheckConverged(states, master) != nil {
+		return 0
 	}
 	return master
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 	"github.com/mastership/mastership/naming/client"
+	"github.com/mastership/mastership/recover"
 )
 
 // secureGroup is a naming node and three strict agents with -acl, mutual
@@ -64,13 +65,14 @@ func startSecureGroup(t *testing.T, third int) *secureGroup {
 	return g
 }
 
-// waitStable waits for one serving master followed by the two others,
-// and returns it.
+// waitStable waits for one serving master followed by the two others
+// (recover.CheckFollowed), and returns it.
 func (g *secureGroup) waitStable(t *testing.T) cliAgent {
 	t.Helper()
 	var master cliAgent
 	waitFor(t, 30*time.Second, "a serving master followed by all", func() bool {
-		masters, following := 0, 0
+		var states []recover.MemberState
+		serving := map[uint64]bool{}
 		for _, a := range g.agents {
 			resp, err := g.hc.Get(g.sec.harness.URL(a.api, "/v1/info"))
 			if err != nil {
@@ -79,14 +81,19 @@ func (g *secureGroup) waitStable(t *testing.T) cliAgent {
 			var in agent.InfoJSON
 			json.NewDecoder(resp.Body).Decode(&in)
 			resp.Body.Close()
-			if in.Role == "master" && in.Serving {
-				masters, master = masters+1, a
-			}
-			if in.Role == "backup" {
-				following++
+			states = append(states, recover.StateOfInfo(in))
+			serving[in.ID] = in.Serving
+		}
+		m, err := recover.CheckFollowed(states)
+		if err != nil || !serving[m] {
+			return false
+		}
+		for _, a := range g.agents {
+			if a.id == m {
+				master = a
 			}
 		}
-		return masters == 1 && following == 2
+		return true
 	})
 	return master
 }

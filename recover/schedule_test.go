@@ -123,35 +123,42 @@ func TestSimulatorDeterministic(t *testing.T) {
 
 // The checkers are not vacuous: each catches a known violation.
 func TestCheckersCanFail(t *testing.T) {
-	d := func(i uint64, b byte) rlog.Digest { return rlog.Digest{Index: i, Sum: [32]byte{b}} }
+	d := func(b byte) string { return rlog.Digest{Sum: [32]byte{b}}.String() }
 	e := api.Epoch{Term: 2, ID: 1}
-	good := []sim.AgentState{
-		{ID: 1, Role: api.RoleMaster, Epoch: e, Master: 1, Digest: d(5, 1), Last: 5},
-		{ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(5, 1), Last: 6},
+	good := []recover.MemberState{
+		{ID: 1, Role: api.RoleMaster, Epoch: e, Master: 1, Applied: 5, Digest: d(1), Last: 5},
+		{ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Applied: 5, Digest: d(1), Last: 6},
 	}
-	if err := sim.CheckConverged(good, 1); err != nil {
+	if err := recover.CheckConverged(good, 1); err != nil {
 		t.Fatalf("converged group refused: %v", err)
 	}
+	handing := good[0]
+	handing.Transfer = 2
 	bad := map[string]struct {
-		states []sim.AgentState
+		states []recover.MemberState
 		reg    uint64
 	}{
-		"two masters":         {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleMaster, Epoch: api.Epoch{Term: 2, ID: 2}, Master: 2, Digest: d(5, 1)}}, 1},
-		"no master":           {[]sim.AgentState{good[1]}, 1},
+		"two masters":         {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleMaster, Epoch: api.Epoch{Term: 2, ID: 2}, Master: 2, Applied: 5, Digest: d(1)}}, 1},
+		"no master":           {[]recover.MemberState{good[1]}, 1},
 		"unregistered master": {good, 2},
-		"digest differs":      {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(5, 2)}}, 1},
-		"follows another":     {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 3, Digest: d(5, 1)}}, 1},
-		"quarantined":         {[]sim.AgentState{good[0], {ID: 2, Role: api.RoleQuarantined, Epoch: e, Master: 1, Digest: d(5, 1)}}, 1},
+		"digest differs":      {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Applied: 5, Digest: d(2)}}, 1},
+		"follows another":     {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: e, Master: 3, Applied: 5, Digest: d(1)}}, 1},
+		"another epoch":       {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: api.Epoch{Term: 1, ID: 1}, Master: 1, Applied: 5, Digest: d(1)}}, 1},
+		"quarantined":         {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleQuarantined, Epoch: e, Master: 1, Applied: 5, Digest: d(1)}}, 1},
+		"handover pending":    {[]recover.MemberState{handing, good[1]}, 1},
 		// A master restarted from storage, just elected: its state machine
 		// (and every one synced from it) holds nothing of its log yet
 		// (seeds 55, 199, 228, 296 in available mode).
-		"master behind its log": {[]sim.AgentState{{ID: 1, Role: api.RoleMaster, Epoch: e, Master: 1, Digest: d(0, 1), Last: 564},
-			{ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(0, 1), Last: 564}}, 1},
+		"master behind its log": {[]recover.MemberState{{ID: 1, Role: api.RoleMaster, Epoch: e, Master: 1, Digest: d(1), Last: 564},
+			{ID: 2, Role: api.RoleBackup, Epoch: e, Master: 1, Digest: d(1), Last: 564}}, 1},
 	}
 	for name, c := range bad {
-		if err := sim.CheckConverged(c.states, c.reg); err == nil {
+		if err := recover.CheckConverged(c.states, c.reg); err == nil {
 			t.Errorf("invariant 1 checker passed %s", name)
 		}
+	}
+	if _, err := recover.CheckFollowed([]recover.MemberState{handing, good[1]}); err == nil {
+		t.Error("CheckFollowed passed a pending handover")
 	}
 
 	acked := []sim.Write{{WriteID: sim.WriteID{Client: 1, Seq: 1}}, {WriteID: sim.WriteID{Client: 1, Seq: 2}}, {WriteID: sim.WriteID{Client: 2, Seq: 1}}}

@@ -40,6 +40,7 @@ import (
 	"github.com/mastership/mastership/naming"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
+	"github.com/mastership/mastership/recover"
 )
 
 // Options shape a cluster.
@@ -419,25 +420,16 @@ func (c *Cluster) Describe() string {
 	return b.String()
 }
 
-// Stable reports whether the running agents have one master that the naming
-// node registered, every running agent follows it as a back-up, and every
-// digest equals the master's.
+// Stable reports whether the running agents have converged
+// (recover.CheckConverged): one master that the naming node registered and
+// that applied its whole log, every running agent its back-up with the
+// master's digest, and no handover pending.
 func (c *Cluster) Stable() bool {
-	ms := c.Masters()
-	if len(ms) != 1 || c.Registered() != ms[0] {
-		return false
-	}
-	master := c.Members[ms[0]].Agent.Status()
+	var states []recover.MemberState
 	for _, id := range c.Running() {
-		st := c.Members[id].Agent.Status()
-		if id != ms[0] && (st.Role != api.RoleBackup || st.Master != ms[0] || st.Epoch != master.Epoch) {
-			return false
-		}
-		if st.Digest != master.Digest {
-			return false
-		}
+		states = append(states, recover.StateOfStatus(c.Members[id].Agent.Status()))
 	}
-	return true
+	return recover.CheckConverged(states, c.Registered()) == nil
 }
 
 // WaitFor polls cond until it holds or the timeout passes, then fails the

@@ -23,6 +23,7 @@ import (
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
+	"github.com/mastership/mastership/recover"
 	"github.com/urfave/cli/v2"
 )
 
@@ -244,40 +245,26 @@ func (d *demo) fault(a *demoAgent, req agent.FaultRequest) error {
 }
 
 // stable reports one master, registered at the naming node, followed by
-// every agent, with equal digests.
+// every agent, with equal digests (recover.CheckConverged).
 func (d *demo) stable() (bool, uint64) {
-	var master uint64
-	digests := map[string]bool{}
-	infos := make([]agent.InfoJSON, len(d.agents))
-	for i, a := range d.agents {
+	var states []recover.MemberState
+	for _, a := range d.agents {
 		info, err := d.info(a)
 		if err != nil {
 			return false, 0
 		}
-		infos[i] = info
-		if info.Role == api.RoleMaster.String() {
-			if master != 0 {
-				return false, 0
-			}
-			master = info.ID
-		}
-		digests[info.Digest] = true
-	}
-	if master == 0 || len(digests) != 1 {
-		return false, 0
-	}
-	for _, info := range infos {
-		if info.Master != master || (info.ID != master && info.Role != api.RoleBackup.String()) {
-			return false, 0
-		}
+		states = append(states, recover.StateOfInfo(info))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	look, err := d.naming.Lookup(ctx, api.LookupRequest{Group: "demo"})
-	if err != nil || look.Master == nil || look.Master.ID != master {
+	if err != nil || look.Master == nil {
 		return false, 0
 	}
-	return true, master
+	if recover.CheckConverged(states, look.Master.ID) != nil {
+		return false, 0
+	}
+	return true, look.Master.ID
 }
 
 func (d *demo) masters() []uint64 {

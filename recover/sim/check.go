@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	"github.com/mastership/mastership/agent/kv"
-	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -174,56 +172,4 @@ func LostWrites(acked []Write, final, kept func(WriteID) bool) []Write {
 		}
 	}
 	return lost
-}
-
-// AgentState is what invariant 1 looks at for one running agent.
-type AgentState struct {
-	ID     uint64
-	Role   api.Role
-	Epoch  api.Epoch
-	Master uint64
-	Digest rlog.Digest
-	// Last is the last index of the agent's log. A master has converged
-	// only once its state machine applied all of it: a master restarted
-	// from storage rebuilds its state machine from the snapshot alone and
-	// applies the log after it only as its new epoch commits, so just
-	// after its election every state machine synced from it can be equal
-	// and yet hold none of its log.
-	Last uint64
-}
-
-// CheckConverged checks invariant 1 on the running agents: one master, the
-// one the naming node registered, that applied its whole log, every other
-// agent its back-up at its epoch, and every digest equal to the master's.
-func CheckConverged(states []AgentState, registered uint64) error {
-	var masters []uint64
-	var m AgentState
-	for _, s := range states {
-		if s.Role == api.RoleMaster {
-			masters = append(masters, s.ID)
-			m = s
-		}
-	}
-	if len(masters) != 1 {
-		return fmt.Errorf("%d masters %v, want 1", len(masters), masters)
-	}
-	if registered != m.ID {
-		return fmt.Errorf("master %d, but the naming node registers %d", m.ID, registered)
-	}
-	if m.Digest.Index < m.Last {
-		return fmt.Errorf("master %d at %s applied %d of its log's %d entries", m.ID, m.Epoch, m.Digest.Index, m.Last)
-	}
-	var bad []string
-	for _, s := range states {
-		if s.ID != m.ID && (s.Role != api.RoleBackup || s.Master != m.ID || s.Epoch != m.Epoch) {
-			bad = append(bad, fmt.Sprintf("%d is %s of %d at %s", s.ID, s.Role, s.Master, s.Epoch))
-		}
-		if s.Digest != m.Digest {
-			bad = append(bad, fmt.Sprintf("%d digest %.8s at %d, master %.8s at %d", s.ID, s.Digest.String(), s.Digest.Index, m.Digest.String(), m.Digest.Index))
-		}
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("master %d at %s: %s", m.ID, m.Epoch, strings.Join(bad, "; "))
-	}
-	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/recover"
 )
 
 // ErrViolation is returned by Run when an invariant did not hold.
@@ -498,19 +499,19 @@ func (w *world) storm(due []envelope) {
 }
 
 func (w *world) converged() error {
-	var states []AgentState
+	var states []recover.MemberState
 	for _, a := range w.agents {
 		if !a.live() {
 			continue
 		}
 		st := a.node.Status()
-		states = append(states, AgentState{ID: a.id, Role: st.Role, Epoch: st.Epoch, Master: st.Master, Digest: st.Digest, Last: st.Last})
+		states = append(states, recover.StateOfStatus(st))
 	}
 	var registered uint64
 	if look, err := w.reg.Lookup(w.at(), api.LookupRequest{Group: group}); err == nil && look.Master != nil {
 		registered = look.Master.ID
 	}
-	return CheckConverged(states, registered)
+	return recover.CheckConverged(states, registered)
 }
 
 // checkAcked is invariant 3: every acknowledged write is in the master's
