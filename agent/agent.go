@@ -834,7 +834,7 @@ func (e gossipEvents) CompetingClaim(c gossip.Claim) {
 	a := e.a
 	a.logger.Warn("competing master claim", "theirs", c.ID, "epoch", c.Epoch)
 	// Raise our event trigger, trigger theirs, and ask the naming node to
-	// re-check the group (DESIGN.md "Competing claims").
+	// re-check the group (package gossip, "competing claims").
 	a.do(func() {
 		if a.opts.Monitor != nil {
 			a.opts.Monitor.Event("competing-claim", fmt.Sprintf("agent %d claims epoch %s", c.ID, c.Epoch))

@@ -157,7 +157,7 @@ type SyncResult struct {
 
 // KeepDivergence finds where our log left the master's (the last entry
 // both hold, by hash chain) and records every entry after it that we had
-// applied as a divergence record (DESIGN.md recovery step 2).
+// applied as a divergence record (recovery step 2, package recover).
 func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) (fork uint64, records int, err error) {
 	local, applied, err := a.localCopy()
 	if err != nil {
@@ -199,7 +199,7 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 }
 
 // Synchronize downloads the master's state, verifies it on a scratch copy,
-// and installs it (DESIGN.md recovery steps 3 and 4). The master's epoch
+// and installs it (recovery steps 3 and 4, package recover). The master's epoch
 // must not be older than ours.
 func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (SyncResult, error) {
 	st, err := a.FetchState(ctx, addr)

@@ -18,7 +18,7 @@ import (
 const APIPortOffset = 1000
 
 // Failure actions of Agent.OnFailure: what an agent does when recovery
-// fails (DESIGN.md, recovery step 5).
+// fails (recovery step 5, package recover).
 const (
 	// OnFailureQuarantine stops serving, reports, and retries on the next
 	// trigger. The default: a transient failure heals without an operator.
@@ -68,7 +68,7 @@ type Agent struct {
 	Priority int `json:"priority"`
 
 	// Mode is the group's consistency mode: "strict" or "available"
-	// (default; empty means available). See DESIGN.md, "Two modes".
+	// (default; empty means available); api.Mode says what each promises.
 	Mode string `json:"mode"`
 
 	// Policy is the retention policy the group asks the naming node for:

@@ -1,6 +1,6 @@
 package e2e
 
-// The root-only tier of e2e (DESIGN.md, "Testing layers" 4): every process
+// The root-only tier of e2e (testing layer 4, package documentation): every process
 // on its own test host, a network namespace joined to the others through a
 // bridge, and real packet drops by iptables between hosts.
 //

@@ -3,7 +3,7 @@ package e2e
 // Helpers of the unprivileged fault scenarios (scenarios_test.go): a
 // cluster of real processes on its own 127.0.S.x range, faults through the
 // agents' -fault-control API, clients that record a history, and the
-// checks of DESIGN.md's invariants 1 to 4.
+// checks of the invariants 1 to 4 of package recover.
 
 import (
 	"bufio"

@@ -1,6 +1,6 @@
 package e2e
 
-// The unprivileged fault tier of e2e (DESIGN.md, "Testing layers" 4): real
+// The unprivileged fault tier of e2e (testing layer 4, package documentation): real
 // `mastership` processes on localhost, faults through the agents'
 // -fault-control API, SIGKILL and SIGSTOP. Each scenario runs a naming
 // node on 127.0.S.2 and agents 1..5 on 127.0.S.31..35 (S its own octet,

@@ -21,7 +21,7 @@ type Events interface {
 	// called once per accepted claim: a duplicate or an older epoch of the
 	// same agent does not call it again. The agent raises its event trigger,
 	// sends a trigger to theirs.API and asks the naming node to re-check the
-	// group (DESIGN.md, "Competing claims").
+	// group (see "Claims" in the package documentation).
 	CompetingClaim(theirs Claim)
 }
 

@@ -10,6 +10,40 @@
 // back-up role. A failed recovery quarantines the agent (it serves nothing
 // and retries on the next trigger) or terminates it with exit code 3.
 //
+// # Recovery steps
+//
+// The steps of figure 10 that the rest of the code cites by number:
+//
+//  1. Align (act 1010): point to the retained master; stop acting as master.
+//  2. Keep divergence: find the fork point (the last entry, by epoch and
+//     index, that the retained master also has; the hash chain of the log
+//     makes the comparison one lookup per step); the entries after it that
+//     this agent applied or stamped become persisted divergence records.
+//  3. Download the retained master's state: its snapshot and log suffix.
+//  4. Verify (act 1040): the snapshot's digest, computed without touching
+//     this agent's state, equals the master's; then install.
+//  5. On failure (act 1050): quarantine (serve nothing, retry on the next
+//     trigger) or terminate (exit code 3).
+//  6. Assign the state (acts 1060 to 1080): back-up; or, for the agent that
+//     ranks first by priority, a planned handover from the retained master.
+//
+// # Invariants
+//
+// What the tests check, from the simulator to the end-to-end tier:
+//
+//  1. After the network has been whole for a bounded time, each group has
+//     one master, every member follows it, and every member's state digest
+//     equals the master's (CheckConverged).
+//  2. strict: client histories are linearizable (porcupine).
+//  3. available: every acknowledged write is in the final state or in a
+//     divergence record.
+//  4. The epochs any one agent or client sees never go backwards.
+//  5. Bad input gets a clear error and changes nothing; no input makes a
+//     process panic.
+//  6. Without the right credentials (with -acl and TLS on) no caller changes
+//     the master, the state or the records.
+//  7. Disk and memory of a long-running agent stay bounded by its state.
+//
 // Usage:
 //
 //	mon := recover.New(recover.Config{Count: cfg.MonitorCount, Unit: cfg.MonitorUnit, OnFailure: cfg.OnFailure})

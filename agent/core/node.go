@@ -1092,7 +1092,8 @@ func (n *Node) handleAppend(m Message) {
 }
 
 // needSync moves a back-up whose log left the master's to syncing: the
-// runtime downloads the master's state (DESIGN.md recovery steps 2 to 4).
+// runtime downloads the master's state (recovery steps 2 to 4, package
+// recover).
 func (n *Node) needSync(master uint64) {
 	n.setRole(api.RoleSyncing)
 	n.rd.Sync = master

@@ -64,8 +64,8 @@ type Result struct {
 	Err string `json:"err,omitempty" codec:"e"`
 }
 
-// Digest identifies a state machine's state at an applied index (DESIGN.md,
-// recovery step 4: my digest at i equals the master's at i).
+// Digest identifies a state machine's state at an applied index (recovery
+// step 4, package recover: my digest at i equals the master's at i).
 type Digest struct {
 	// Index is the last applied index the digest covers.
 	Index uint64 `json:"index" codec:"i"`

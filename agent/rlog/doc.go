@@ -13,7 +13,7 @@
 // seq || op), with the empty prefix at index 0 holding the zero hash. Equal
 // hashes at index i therefore mean equal prefixes up to i, which is what lets
 // FindFork compare two logs with one lookup per step of a binary search
-// (DESIGN.md, recovery step 2) instead of shipping whole logs.
+// (recovery step 2, package recover) instead of shipping whole logs.
 //
 // # Usage
 //

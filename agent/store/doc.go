@@ -1,7 +1,7 @@
 // Package store is the peer agent's durable state: the hard state it must not
 // forget across a restart (epoch, vote, master followed, highest term seen),
 // its replication log above a snapshot, and the divergence records recovery
-// keeps (DESIGN.md "Divergence").
+// keeps.
 //
 // Storage is the interface the agent builds on. Two implementations share
 // one body of logic and store the same msgpack bytes:

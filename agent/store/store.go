@@ -43,7 +43,7 @@ type HardState struct {
 	MaxTerm uint64 `json:"max_term" codec:"t"`
 }
 
-// Record is one divergent write (DESIGN.md "Divergence"): an entry a losing
+// Record is one divergent write: an entry a losing
 // master's side held that the retained master never saw. Operators list,
 // replay through the current master, or discard records.
 type Record struct {

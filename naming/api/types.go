@@ -112,7 +112,15 @@ func ParseRole(s string) (Role, error) {
 	return RoleUnknown, fmt.Errorf("api: unknown role %q", s)
 }
 
-// Mode is a group's consistency mode (DESIGN.md, "Two modes").
+// Mode is a group's consistency mode. strict: a candidate needs the votes
+// of a majority of the group's fixed size (-expect); a master serves writes
+// only while its registration holds and acknowledges a write only once a
+// majority applied it; back-ups refuse older epochs; a minority side
+// cannot elect; no acknowledged write is lost and histories are
+// linearizable. available (the patent's own setting): each side of a
+// partition may elect and serve; after the heal the naming node keeps one
+// master, the others recover, and their divergent writes are kept as
+// records, never silently dropped.
 type Mode string
 
 // Modes.

@@ -1,5 +1,6 @@
 // Package sim is a deterministic whole-group simulation for randomized
-// fault schedules (DESIGN.md "Testing layers", 3). It runs the real pure
+// fault schedules (package e2e lists the testing layers: this is the
+// third). It runs the real pure
 // parts in virtual time — a core.Node per agent over a kv.Store and an
 // rlog.Log, one naming.Registry as the naming node, recover.Detect as every
 // agent's detector — and re-implements, in the simulator only, what the
@@ -14,7 +15,7 @@
 // side), heals, kills (storage kept: log, hard state, installed snapshot;
 // the state machine is rebuilt from them on restart), restarts, pauses,
 // drops and delays. After every heal and a bounded settle time it checks
-// DESIGN.md's invariants: one master, which applied its whole log, followed
+// the invariants of package recover: one master, which applied its whole log, followed
 // by all with equal digests; strict histories linearizable (porcupine);
 // every acknowledged write in the final state or a divergence record;
 // epochs never going backwards.
