@@ -195,6 +195,9 @@ type Node struct {
 	transferTo       uint64 // master: handing over to this back-up
 	transferDeadline uint64
 	transferring     bool // candidate: campaign started by MsgTimeoutNow
+	// caughtUp: back-up: the master's last append found our log equal to
+	// its own, committed as far; only then do we ask for a handover.
+	caughtUp bool
 
 	rd        Ready
 	hsChanged bool
@@ -249,6 +252,9 @@ type Status struct {
 	// Transfer is the back-up a master is handing mastership over to (0:
 	// none). A group with a handover pending has not settled.
 	Transfer uint64
+	// CaughtUp: a back-up whose log the master's last append found equal
+	// to its own (only such a back-up asks for a handover).
+	CaughtUp bool
 	// Refused counts messages and view entries refused for an epoch out of
 	// range or inconsistent with their sender.
 	Refused uint64
@@ -258,7 +264,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
-		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, Refused: n.refused}
+		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused}
 }
 
 // Ready returns what the runtime must do and clears it.
@@ -510,6 +516,9 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	}
 	if epoch.Less(n.epoch) {
 		panic(fmt.Sprintf("core: becomeBackup at epoch %s older than %s", epoch, n.epoch))
+	}
+	if master != n.master || epoch != n.epoch {
+		n.caughtUp = false
 	}
 	n.epoch, n.master = epoch, master
 	n.seeTerm(epoch.Term)
@@ -763,8 +772,9 @@ func (n *Node) sendAppend(to uint64) {
 	if err != nil {
 		pos = n.log.Base()
 	}
-	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base}
 	last := n.log.LastIndex()
+	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
+		LastIndex: last}
 	if pr.next <= last {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
@@ -850,10 +860,12 @@ func (n *Node) Step(m Message) {
 // HandoverCandidate reports whether this back-up should take mastership
 // over from its master (figure 10, act 1060): it is the best-ranked agent
 // alive in its view (priority, then lowest ID, so ties resolve to one
-// agent) and its priority is above its live master's. Equal priorities
-// never hand over: the master already has the highest priority.
+// agent), its priority is above its live master's, and it has caught up
+// (the master stops taking writes while it hands over, so a back-up that
+// still lags would only pause the group). Equal priorities never hand
+// over: the master already has the highest priority.
 func (n *Node) HandoverCandidate() bool {
-	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) {
+	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -955,8 +967,14 @@ func (n *Node) handleVoteResp(m Message) {
 				n.becomeBackup(0, n.epoch)
 			}
 		} else {
+			// Lost (available needs every member it reaches). Try again
+			// after half a timeout, jittered: two candidates that keep
+			// losing to each other's votes in lockstep (one granted by
+			// the voters, the other the only up-to-date member) must drift
+			// apart, so that one campaigns at a term the voters have not
+			// voted in.
 			n.becomeBackup(0, n.epoch)
-			n.silent = n.cfg.ElectionTicks / 2
+			n.silent = n.cfg.ElectionTicks/2 - n.cfg.Rand.Intn(n.cfg.StaggerTicks/2+1)
 		}
 		if n.epoch.Less(m.Epoch) {
 			// Someone follows a newer mastership than we knew of.
@@ -1039,6 +1057,13 @@ func (n *Node) handleAppend(m Message) {
 	}
 	if h, ok, _ := n.log.HashAt(m.PrevIndex); !ok || h != m.PrevHash {
 		if m.PrevIndex < n.log.Base().Index {
+			if m.LastIndex < n.log.Base().Index {
+				// The master's whole log ends below our snapshot: our
+				// state holds entries it has not (a divergent side's,
+				// installed from another master). Download its state.
+				n.needSync(m.From)
+				return
+			}
 			// Below our snapshot: only the part after it can be compared.
 			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: last, Sent: m.Sent})
 			return
@@ -1088,6 +1113,7 @@ func (n *Node) handleAppend(m Message) {
 		n.commit = c
 		n.apply()
 	}
+	n.caughtUp = match == m.LastIndex && n.commit >= m.Commit
 	n.send(Message{Type: MsgAppendResp, To: m.From, Match: match, LastIndex: n.log.LastIndex(), Sent: m.Sent})
 }
 
@@ -1095,6 +1121,7 @@ func (n *Node) handleAppend(m Message) {
 // runtime downloads the master's state (recovery steps 2 to 4, package
 // recover).
 func (n *Node) needSync(master uint64) {
+	n.caughtUp = false
 	n.setRole(api.RoleSyncing)
 	n.rd.Sync = master
 }

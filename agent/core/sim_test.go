@@ -356,7 +356,11 @@ func TestPlannedHandover(t *testing.T) {
 			}
 			s.down[3] = false
 			s.updateViews()
-			s.tick(3)
+			s.tick(1)
+			if s.nodes[3].HandoverCandidate() {
+				t.Fatal("a back-up that has not caught up is a handover candidate: the master would stop taking writes for it")
+			}
+			s.tick(12)
 			if ms := s.masters(); len(ms) != 1 || ms[0] != 1 || s.nodes[3].Master() != 1 {
 				t.Fatalf("masters %v, 3 follows %d; want 1", ms, s.nodes[3].Master())
 			}
@@ -413,7 +417,7 @@ func TestHandoverRules(t *testing.T) {
 	s.tick(30)
 	s.down[2], s.down[3] = false, false
 	s.updateViews()
-	s.tick(3)
+	s.tick(12)
 	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
 		t.Fatalf("masters %v, want [1]", ms)
 	}
@@ -721,5 +725,41 @@ func TestTermAtMaximumDoesNotOverflow(t *testing.T) {
 	}
 	if st := n.Status(); st.Role != api.RoleBackup || st.MaxTerm != ^uint64(0) {
 		t.Fatalf("%s at term %d, want a back-up that never campaigned", st.Role, st.MaxTerm)
+	}
+}
+
+// A back-up whose state was installed from another side's master (its
+// snapshot base above the whole log of the master it now follows) cannot
+// compare anything the master sends: it downloads the master's state
+// rather than refusing every append for ever. A master whose log reaches
+// past the base is only answered with where the back-up's log ends.
+func TestAppendBelowSnapshotSyncs(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		masterLast uint64
+		want       api.Role
+	}{
+		{"master's log ends below our snapshot", 10, api.RoleSyncing},
+		{"master's log reaches past it", 40, api.RoleBackup},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := rlog.Pos{Index: 20, Epoch: api.Epoch{Term: 3, ID: 4}}
+			n := NewNode(Config{ID: 2, Group: "g", Mode: api.ModeAvailable, HeartbeatTicks: 2, ElectionTicks: 10, StaggerTicks: 3,
+				WriteTicks: 20, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.NewAt(base), HardState{Epoch: base.Epoch})
+			n.SetView([]Peer{{ID: 5, Alive: true}})
+			epoch := api.Epoch{Term: 8, ID: 5}
+			n.Step(Message{Type: MsgAppend, Group: "g", From: 5, To: 2, Epoch: epoch, PrevIndex: 10, PrevHash: [32]byte{1},
+				Commit: 10, LastIndex: tc.masterLast})
+			rd := n.Ready()
+			if n.Role() != tc.want {
+				t.Fatalf("role %s, want %s", n.Role(), tc.want)
+			}
+			if tc.want == api.RoleSyncing && rd.Sync != 5 {
+				t.Fatalf("sync from %d, want 5", rd.Sync)
+			}
+			if tc.want == api.RoleBackup && (len(rd.Messages) != 1 || !rd.Messages[0].Reject || rd.Messages[0].LastIndex != 20) {
+				t.Fatalf("reply %v, want a rejection saying the log ends at 20", rd.Messages)
+			}
+		})
 	}
 }
