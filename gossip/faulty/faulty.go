@@ -200,7 +200,9 @@ func (f *Faults) currentDelay() time.Duration {
 }
 
 // conn applies the faults to an open connection with peer: it fails (and
-// closes) once peer is partitioned, and delays writes.
+// closes) once peer is partitioned, delays writes, and once peer is
+// stalled takes every write without delivering it (a hung process reads
+// nothing, and answers nothing).
 type conn struct {
 	net.Conn
 	f    *Faults
@@ -220,6 +222,9 @@ func (c *conn) Write(b []byte) (int, error) {
 	if c.f.isPartitioned(c.peer) {
 		_ = c.Conn.Close()
 		return 0, fmt.Errorf("%w from %s", ErrPartitioned, c.peer)
+	}
+	if c.f.isStalled(c.peer) {
+		return len(b), nil
 	}
 	if d := c.f.currentDelay(); d > 0 {
 		time.Sleep(d)

@@ -284,6 +284,17 @@ func TestDialerStall(t *testing.T) {
 	if _, err := io.ReadFull(c, b); err != nil || b[0] != 'y' {
 		t.Fatalf("after heal: %q %v", b, err)
 	}
+
+	// A stall reaches connections already open: what is written is never
+	// delivered, so nothing comes back.
+	f.Stall(ln.Addr().String())
+	if _, err := c.Write([]byte("z")); err != nil {
+		t.Fatalf("write on an open connection to a stalled peer: %v", err)
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Read(b); !isTimeout(err) {
+		t.Fatalf("read on an open connection to a stalled peer: %q %v, want a timeout", b, err)
+	}
 }
 
 func isTimeout(err error) bool {
