@@ -64,8 +64,8 @@ type Monitor interface {
 // Goroutines:
 //   - run: owns core, log, state machine, proposals and the peer table;
 //   - the publisher: pushes role changes to gossip metadata and claims;
-//   - the naming session loop: joins the group and renews the session;
-//   - the registration loop: registers and renews while master;
+//   - the naming loop: drives the member machine (session and
+//     registration), with the naming node's calls on goroutines of their own;
 //   - a sync goroutine while a state download runs;
 //   - the HTTP server, the transport's readers and writers, gossip's own.
 type Agent struct {
@@ -112,14 +112,11 @@ type Agent struct {
 	status  core.Status
 	view    []gossip.Member
 	session uint64
-	regFor  api.Epoch // the epoch the registration loop registers
-	regOK   bool
-	regAt   time.Time
-	// regRefused is set once the naming node refused or did not retain the
-	// registration of regFor.
-	regRefused   bool
-	regInFlight  bool              // a register RPC is being asked
-	namingMaster *api.Registration // as of the last session renewal
+	// regWant is an epoch to register that the naming loop has not taken
+	// up yet; registering is the member machine's Registering.
+	regWant     *api.Epoch
+	registering bool
+	namingWake  chan struct{} // wakes the naming loop
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -157,7 +154,7 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opts: opts, logger: logger, rand: rand.New(rand.NewSource(seed)),
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
-		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1),
+		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1)}
 	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
 	if opts.Faults != nil {
@@ -299,12 +296,12 @@ func (a *Agent) Start() error {
 			a.logger.Warn("join failed; the reconnect loop keeps trying", "error", err)
 		}
 	}
-	first, err := a.joinNaming(a.ctx, startJoinTimeout)
-	if errors.Is(err, api.ErrIDTaken) {
+	first, joinErr := a.joinNaming(a.ctx, startJoinTimeout)
+	if errors.Is(joinErr, api.ErrIDTaken) {
 		a.abortStart()
-		return fmt.Errorf("%w: %v", ErrIDTaken, err)
-	} else if err != nil {
-		a.logger.Warn("naming node not reached at start; the session loop keeps trying", "naming", a.cfg.Naming, "error", err)
+		return fmt.Errorf("%w: %v", ErrIDTaken, joinErr)
+	} else if joinErr != nil {
+		a.logger.Warn("naming node not reached at start; the naming loop keeps trying", "naming", a.cfg.Naming, "error", joinErr)
 	}
 
 	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
@@ -314,7 +311,7 @@ func (a *Agent) Start() error {
 	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()
 	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
 	go func() { defer a.wg.Done(); a.run() }()
-	go func() { defer a.wg.Done(); a.runSession(first) }()
+	go func() { defer a.wg.Done(); a.runNaming(first, joinErr) }()
 	if a.opts.Monitor != nil {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.opts.Monitor.Start(a.ctx, a) }()
@@ -452,9 +449,15 @@ func (a *Agent) do(f func()) error {
 	}
 }
 
-// Do runs f with the core on the agent's loop goroutine (tests use it); f
-// must not block.
-func (a *Agent) Do(f func(n *core.Node)) error { return a.do(func() { f(a.node); a.handleReady() }) }
+// Entry reads entry index of the agent's log, on the loop goroutine.
+func (a *Agent) Entry(index uint64) (rlog.Entry, error) {
+	var e rlog.Entry
+	var err error
+	if derr := a.do(func() { e, err = a.node.Log().Entry(index) }); derr != nil {
+		return rlog.Entry{}, derr
+	}
+	return e, err
+}
 
 // The self-monitor's commands. Each runs on the loop goroutine.
 
@@ -648,7 +651,8 @@ func (a *Agent) send(rd core.Ready) {
 	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master
 	a.status = st
 	if rd.Register != nil {
-		a.regFor, a.regOK, a.regRefused = *rd.Register, false, false
+		e := *rd.Register
+		a.regWant, a.registering = &e, false
 	}
 	a.mu.Unlock()
 	if changed || rd.RoleChanged {
@@ -658,8 +662,10 @@ func (a *Agent) send(rd core.Ready) {
 		}
 	}
 	if rd.Register != nil {
-		a.wg.Add(1)
-		go func(e api.Epoch) { defer a.wg.Done(); a.register(e) }(*rd.Register)
+		select {
+		case a.namingWake <- struct{}{}:
+		default:
+		}
 	}
 	a.maybeSync()
 	for _, ev := range rd.Events {

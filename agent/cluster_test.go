@@ -294,7 +294,7 @@ func TestNothingSentAfterFailedPersist(t *testing.T) {
 	for _, id := range []uint64{2, 3} {
 		var next rlog.Entry
 		var err error
-		c.Members[id].Agent.Do(func(n *core.Node) { next, err = n.Log().Entry(last + 1) })
+		next, err = c.Members[id].Agent.Entry(last + 1)
 		if err == nil && next.Epoch == oldEpoch {
 			t.Fatalf("agent %d holds entry %d of the failed master's epoch %s", id, last+1, oldEpoch)
 		}

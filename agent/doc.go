@@ -26,18 +26,21 @@
 //
 //   - run, the loop: owns the core, the log, the state machine, the
 //     waiting proposals, the peer address table and the catch-up job; every
-//     other goroutine asks it through do (Do, BeginRecovery, ...);
+//     other goroutine asks it through typed commands (BeginRecovery,
+//     Quarantine, Propose, ...), which run on it;
 //   - the publisher: pushes role changes to gossip metadata and claims, off
 //     the loop (memberlist may wait for a broadcast);
-//   - the naming session loop: joins the group at the naming node and
-//     renews the session; a join refused because the ID is taken ends the
-//     agent (Fatal);
-//   - a registration loop per mastership: registers the epoch and renews it
-//     while the agent is master at that epoch;
+//   - the naming loop: owns the member machine (package member: the
+//     member session and the master registration, counted in ticks) and
+//     carries out its effects; each call to the naming node (join, renew,
+//     register, which may wait out a conflict window) runs on a goroutine
+//     of its own and hands its answer back; a join refused because the ID
+//     is taken ends the agent (Fatal);
 //   - a catch-up download while the core syncs with its master (at most
 //     one; the loop cancels it when the core moves on or a recovery
 //     begins);
-//   - the self-monitor's loop and its recovery job (package recover);
+//   - the self-monitor's loop, which owns its machine, and the step of a
+//     recovery in flight (package recover);
 //   - the HTTP server's goroutines, the transport's accept loop, one reader
 //     per inbound stream and one writer per peer, and memberlist's and
 //     package gossip's own.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/member"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -22,65 +22,188 @@ func (a *Agent) joinNaming(ctx context.Context, timeout time.Duration) (*api.Joi
 	return &resp, nil
 }
 
-// runSession keeps the agent a member of its group at the naming node: it
-// joins (first is the join Start made, if it got through), renews at a
-// third of the TTL, and joins again when the session was lost (a
-// naming-node restart past its grace, a long pause). A join refused
-// because another agent holds our ID ends the agent (Fatal).
-func (a *Agent) runSession(first *api.JoinResponse) {
-	backoff := 50 * time.Millisecond
-	for a.ctx.Err() == nil {
-		resp, err := first, error(nil)
-		first = nil
-		if resp == nil {
-			resp, err = a.joinNaming(a.ctx, 2*time.Second)
+// The naming loop's pauses, before they are counted in ticks.
+const (
+	registerRetry  = 20 * time.Millisecond
+	joinRetry      = 50 * time.Millisecond
+	maxJoinRetry   = time.Second
+	namingCallWait = 2 * time.Second
+)
+
+// MemberConfig is the member machine's configuration for an agent whose
+// ticks last unit: the registration TTL and the naming loop's pauses,
+// counted in ticks.
+func MemberConfig(unit, registrationTTL time.Duration) member.Config {
+	return member.Config{RegistrationTTL: ticksOf(registrationTTL, unit), RetryTicks: ticksOf(registerRetry, unit),
+		JoinRetryTicks: ticksOf(joinRetry, unit), MaxJoinRetryTicks: ticksOf(maxJoinRetry, unit)}
+}
+
+// ticksOf is d in ticks of unit, rounded up, at least 1.
+func ticksOf(d, unit time.Duration) uint64 { return uint64(max((d+unit-1)/unit, 1)) }
+
+// runNaming is the naming loop: it drives the member machine (the member
+// session and the master registration, package member) in ticks of
+// TickUnit and carries out its effects. The naming node's calls run on
+// goroutines of their own, since a registration may wait out a conflict
+// window; their answers come back to the loop. first and firstErr are the
+// join Start made. A join refused because another agent holds our ID ends
+// the agent (Fatal).
+func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
+	unit := a.cfg.TickUnit
+	base := time.Now()
+	now := func() uint64 { return uint64(time.Since(base) / unit) }
+	ticks := func(d time.Duration) uint64 { return ticksOf(d, unit) }
+	m := member.New(MemberConfig(unit, a.cfg.RegistrationTTL))
+	results := make(chan func(now uint64) []member.Effect, 8)
+	sessionTTL := a.cfg.SessionTTL
+	answer := func(f func(now uint64) []member.Effect) {
+		select {
+		case results <- f:
+		case <-a.ctx.Done():
 		}
-		if errors.Is(err, api.ErrIDTaken) {
-			a.logger.Error("another agent holds this agent's ID at the naming node; stopping", "error", err)
-			a.failFatal(fmt.Errorf("%w: %v", ErrIDTaken, err))
+	}
+	sessionOf := func(id uint64, ttl time.Duration, master *api.Registration) member.Session {
+		if ttl > 0 {
+			sessionTTL = ttl
+		}
+		return member.Session{ID: id, TTL: ticks(ttl), Master: master}
+	}
+
+	// apply carries out effects in order; it reports false once the agent
+	// must stop.
+	apply := func(fx []member.Effect) bool {
+		for _, e := range fx {
+			switch e.Kind {
+			case member.Join:
+				go func() {
+					resp, err := a.joinNaming(a.ctx, namingCallWait)
+					if err != nil && !errors.Is(err, api.ErrIDTaken) {
+						if errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
+							a.logger.Error("naming node refused to make us a member", "error", err)
+						} else {
+							a.logger.Debug("join naming node", "error", err)
+						}
+					}
+					answer(func(now uint64) []member.Effect {
+						if err != nil {
+							return m.Joined(now, member.Session{}, err)
+						}
+						a.logger.Debug("member session opened", "ttl", resp.TTL)
+						return m.Joined(now, sessionOf(resp.Session, resp.TTL, resp.Master), nil)
+					})
+				}()
+			case member.Renew:
+				session, wait := e.Session, min(namingCallWait, max(sessionTTL/3, 10*time.Millisecond))
+				go func() {
+					ctx, cancel := context.WithTimeout(a.ctx, wait)
+					r, err := a.naming.Renew(ctx, api.RenewRequest{Group: a.cfg.Group, ID: a.cfg.ID, Session: session})
+					cancel()
+					if errors.Is(err, api.ErrSessionExpired) || errors.Is(err, api.ErrNotFound) {
+						a.logger.Warn("member session lost; joining again")
+					}
+					answer(func(now uint64) []member.Effect {
+						return m.Renewed(now, session, sessionOf(session, r.TTL, r.Master), err)
+					})
+				}()
+			case member.Register:
+				epoch, session := e.Epoch, e.Session
+				go func() {
+					ctx, cancel := context.WithTimeout(a.ctx, namingCallWait)
+					resp, err := a.naming.Register(ctx, api.RegisterRequest{Group: a.cfg.Group, ID: a.cfg.ID,
+						Addr: a.advertisedAPI(), Epoch: epoch, Priority: a.cfg.Priority, Session: session,
+						TTL: a.cfg.RegistrationTTL, Mode: a.cfg.Mode, Policy: a.cfg.Policy})
+					cancel()
+					switch {
+					case err == nil && !resp.Accepted:
+						a.logger.Warn("registration not retained", "retained", resp.Master.ID, "epoch", resp.Master.Epoch)
+					case errors.Is(err, api.ErrRefused) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid):
+						a.logger.Warn("registration refused", "error", err)
+					case err != nil:
+						a.logger.Debug("register at naming node", "error", err)
+					}
+					answer(func(now uint64) []member.Effect {
+						return m.RegisterDone(now, epoch, resp.Accepted, &resp.Master, err)
+					})
+				}()
+			case member.Registered:
+				a.do(func() {
+					a.node.Registered(e.Epoch, e.Accepted, a.node.Now()+e.ValidTicks)
+					a.handleReady()
+				})
+			case member.Refused:
+				if a.opts.Monitor != nil {
+					a.opts.Monitor.Event("registration-refused", e.Reason)
+				}
+			case member.SeeMaster:
+				a.noteRegistered(e.Master)
+			case member.Fatal:
+				a.logger.Error("another agent holds this agent's ID at the naming node; stopping", "error", e.Err)
+				a.failFatal(fmt.Errorf("%w: %v", ErrIDTaken, e.Err))
+				return false
+			}
+		}
+		return true
+	}
+
+	if first != nil || firstErr != nil {
+		m.Joining()
+		var s member.Session
+		if first != nil {
+			a.logger.Debug("member session opened", "ttl", first.TTL)
+			s = sessionOf(first.Session, first.TTL, first.Master)
+		}
+		if !apply(m.Joined(now(), s, firstErr)) {
 			return
 		}
-		if err != nil {
-			if errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
-				a.logger.Error("naming node refused to make us a member", "error", err)
-			} else {
-				a.logger.Debug("join naming node", "error", err)
-			}
-			if !a.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
 		a.mu.Lock()
-		a.session = resp.Session
+		st, want := a.status, a.regWant
+		a.regWant = nil
 		a.mu.Unlock()
-		a.logger.Debug("member session opened", "ttl", resp.TTL)
-		a.noteRegistered(resp.Master)
-		for a.sleep(resp.TTL / 3) {
-			ctx, cancel := context.WithTimeout(a.ctx, resp.TTL/3)
-			r, err := a.naming.Renew(ctx, api.RenewRequest{Group: a.cfg.Group, ID: a.cfg.ID, Session: resp.Session})
-			cancel()
-			if errors.Is(err, api.ErrSessionExpired) || errors.Is(err, api.ErrNotFound) {
-				a.logger.Warn("member session lost; joining again")
-				break
+		if want != nil {
+			m.Campaigned(now(), *want)
+		}
+		m.Status(st.Role, st.Epoch)
+		if !apply(m.Tick(now())) {
+			return
+		}
+		a.mu.Lock()
+		a.session, a.registering = m.Session(), m.Registering()
+		a.mu.Unlock()
+
+		wait := time.Hour
+		if d := m.Deadline(); d != ^uint64(0) {
+			wait = time.Until(base.Add(time.Duration(d) * unit))
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
 			}
-			if err == nil {
-				a.noteRegistered(r.Master)
+		}
+		timer.Reset(wait)
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-timer.C:
+		case <-a.namingWake:
+		case r := <-results:
+			if !apply(r(now())) {
+				return
 			}
 		}
 	}
 }
 
-// noteRegistered keeps the registered master the naming node told us of, for
-// status; the self-monitor asks the naming node itself.
-// The registered epoch is also learnt by the core: the naming node is the
-// one source an agent trusts for terms far above its own (a new agent of
-// an old group), since every other input is bounded by what it knows.
+// noteRegistered gives the core the epoch of the registered master the
+// naming node told us of: the naming node is the one source an agent
+// trusts for terms far above its own (a new agent of an old group), since
+// every other input is bounded by what it knows.
 func (a *Agent) noteRegistered(m *api.Registration) {
 	a.mu.Lock()
-	a.namingMaster = m
 	known := a.status.MaxTerm
 	a.mu.Unlock()
 	if m != nil && m.Epoch.Term > known {
@@ -91,15 +214,6 @@ func (a *Agent) noteRegistered(m *api.Registration) {
 	}
 }
 
-func (a *Agent) sleep(d time.Duration) bool {
-	select {
-	case <-a.ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
-}
-
 // Session is the member session at the naming node (0 before the join).
 func (a *Agent) Session() uint64 {
 	a.mu.Lock()
@@ -107,96 +221,19 @@ func (a *Agent) Session() uint64 {
 	return a.session
 }
 
-// register registers epoch at the naming node and renews it while we are
-// master at that epoch. Each outcome goes to the core: a strict master
-// serves only while its registration holds. A registration that is refused,
-// or not retained, raises the event trigger.
-func (a *Agent) register(epoch api.Epoch) {
-	ttl := a.cfg.RegistrationTTL
-	backoff := 20 * time.Millisecond
-	for a.ctx.Err() == nil {
-		a.mu.Lock()
-		current := a.regFor == epoch && a.status.Role == api.RoleMaster && a.status.Epoch == epoch
-		session := a.session
-		a.mu.Unlock()
-		if !current {
-			return
-		}
-		if session == 0 {
-			// A registration is bound to our member session: wait for the
-			// session loop to open one.
-			if !a.sleep(backoff) {
-				return
-			}
-			backoff = min(2*backoff, ttl/3)
-			continue
-		}
-		started := time.Now()
-		a.mu.Lock()
-		a.regInFlight = true
-		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
-		resp, err := a.naming.Register(ctx, api.RegisterRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
-			Epoch: epoch, Priority: a.cfg.Priority, Session: session, TTL: ttl, Mode: a.cfg.Mode, Policy: a.cfg.Policy})
-		cancel()
-		a.mu.Lock()
-		a.regInFlight = false
-		a.mu.Unlock()
-		switch {
-		case err == nil && resp.Accepted:
-			// Valid until the TTL from when we asked, less a margin for
-			// the naming node's clock running ahead.
-			valid := ttl*9/10 - time.Since(started)
-			a.mu.Lock()
-			a.regOK, a.regRefused, a.regAt = true, false, time.Now()
-			a.mu.Unlock()
-			a.Do(func(n *core.Node) {
-				n.Registered(epoch, true, n.Now()+uint64(valid/a.cfg.TickUnit))
-			})
-			backoff = 20 * time.Millisecond
-			if !a.sleep(ttl / 4) {
-				return
-			}
-			continue
-		case err == nil:
-			// The self-monitor takes it from here (figure 8: a master that
-			// is not the retained one recovers); registering again would
-			// only start another conflict.
-			a.logger.Warn("registration not retained", "retained", resp.Master.ID, "epoch", resp.Master.Epoch)
-			a.notRegistered(epoch, "registration not retained: master is "+resp.Master.Epoch.String())
-			return
-		case errors.Is(err, api.ErrRefused) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid):
-			a.logger.Warn("registration refused", "error", err)
-			a.notRegistered(epoch, "registration refused: "+err.Error())
-			return
-		case errors.Is(err, api.ErrSessionExpired):
-			// The session loop is joining again; retry with the new one.
-		default:
-			a.logger.Debug("register at naming node", "error", err)
-		}
-		if !a.sleep(backoff) {
-			return
-		}
-		backoff = min(2*backoff, ttl/3)
-	}
-}
-
 // Registering reports whether a registration of this master's current
-// epoch is being asked right now (a decision at the naming node may be
-// pending). A registration that keeps failing is not "registering": the
-// self-monitor then trusts what the naming node says.
+// epoch awaits its answer (a decision at the naming node may be pending),
+// including one the naming loop has not taken up yet. A registration that
+// keeps failing is not "registering": the self-monitor then trusts what the
+// naming node says.
 func (a *Agent) Registering() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status.Role == api.RoleMaster && a.regFor == a.status.Epoch && !a.regOK && !a.regRefused && a.regInFlight
-}
-
-func (a *Agent) notRegistered(epoch api.Epoch, why string) {
-	a.mu.Lock()
-	a.regOK, a.regRefused = false, true
-	a.mu.Unlock()
-	a.Do(func(n *core.Node) { n.Registered(epoch, false, 0) })
-	if a.opts.Monitor != nil {
-		a.do(func() { a.opts.Monitor.Event("registration-refused", why) })
+	if a.status.Role != api.RoleMaster {
+		return false
 	}
+	if a.regWant != nil {
+		return *a.regWant == a.status.Epoch
+	}
+	return a.registering
 }

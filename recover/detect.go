@@ -59,8 +59,14 @@ type Input struct {
 	// agent's gossip view. A registration outlives its holder by up to its
 	// TTL; nobody recovers towards a master it cannot reach.
 	RetainedAlive bool
+	// RetainedAPI is the API address the retained master announces in
+	// this agent's gossip view ("" when gossip does not know it): a
+	// recovery downloads only from a member of its own group, at that
+	// address.
+	RetainedAPI string
 	// Recovering is the retained master a recovery in flight aligns this
 	// agent to (0: none). A newer decision of the naming node abandons it.
+	// Machine fills it in.
 	Recovering uint64
 }
 

@@ -44,10 +44,25 @@
 //     the master, the state or the records.
 //  7. Disk and memory of a long-running agent stay bounded by its state.
 //
+// # One code path
+//
+// Every decision of the self-monitor is made by Machine, a pure state
+// machine counted in ticks: the timer, the pending events, the detector's
+// verdict, and the one recovery in flight with its deadlines. Events go in
+// (Tick, Event, Looked, and the answers of the recovery's steps: Aligned,
+// Diverged, Synced, HandedOver); Effects come out (look up the naming
+// node, align, keep divergence, synchronize, request a handover, reassert,
+// release, abandon, quarantine, terminate). Monitor drives it with wall
+// time and the agent's calls; the simulator (recover/sim) drives the same
+// machine with virtual ticks, as the member session and registration
+// (package agent/member) and the naming node's Registry are driven.
+//
 // Usage:
 //
 //	mon := recover.New(recover.Config{Count: cfg.MonitorCount, Unit: cfg.MonitorUnit, OnFailure: cfg.OnFailure})
 //	a, err := agent.New(cfg, agent.Options{Monitor: mon})
-//	// a.Start() runs mon.Start(ctx, a): one goroutine that alone runs checks
-//	// and recoveries; Event is called from any goroutine and never blocks.
+//	// a.Start() runs mon.Start(ctx, a): one goroutine that alone owns the
+//	// machine and runs the checks; a recovery's fork search and download
+//	// run on a goroutine of their own. Event is called from any goroutine
+//	// and never blocks.
 package recover

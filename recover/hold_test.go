@@ -2,9 +2,11 @@ package recover_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
@@ -63,13 +65,21 @@ func TestMonitorNotHeldByHungPeer(t *testing.T) {
 
 // A planned handover in flight when the old master dies (issue: the back-up
 // that asked, and the others, must not stay attached to the dead master).
-// 2 ranks first; it comes back after 1 took over and asks for mastership;
-// 1's streams to 2 hang, so the handover cannot complete; 1 is killed while
-// it hands over. The group has a serving master within a few election
-// timeouts, and every back-up follows it.
+// 2 ranks first; it comes back after 1 took over, catches up and asks for
+// mastership; 1's streams to 2 hang from then on, so the handover cannot
+// complete; 1 is killed while it hands over. The group has a serving master
+// within a few election timeouts, and every back-up follows it. 2's
+// self-monitor is off after its restart, so that the test, not the timer,
+// chooses when 2 asks.
 func TestHandoverInFlightMasterKilled(t *testing.T) {
+	var restarted atomic.Bool
 	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 9, 1}, Base: 47,
-		Monitor: monitors(recover.Config{})})
+		Monitor: func(id uint64) agent.Monitor {
+			if id == 2 && restarted.Load() {
+				return nil
+			}
+			return recover.New(recover.Config{})
+		}})
 	if m := c.WaitStable(20 * time.Second); m != 2 {
 		t.Fatalf("master %d, want 2", m)
 	}
@@ -83,8 +93,16 @@ func TestHandoverInFlightMasterKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	restarted.Store(true)
 	c.Restart(2)
+	c.WaitFor(20*time.Second, "2 caught up with 1", func() bool {
+		st := c.Members[2].Agent.Status()
+		return st.Master == 1 && st.CaughtUp
+	})
 	c.StallAPI(2, 1)
+	if asked, err := c.Members[2].Agent.RequestHandover(); err != nil || !asked {
+		t.Fatalf("2 did not ask for the handover: %v", err)
+	}
 	c.WaitFor(20*time.Second, "1 handing mastership over to 2", func() bool {
 		return c.Members[1].Agent.Status().Transfer == 2
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,25 +43,25 @@ type Config struct {
 	Logger hclog.Logger
 }
 
-// Monitor is the self-monitoring mechanism of one agent (figures 5 to 10):
-// a timer and external events trigger one detector, and an inconsistent
-// mastership runs the recovery. It implements agent.Monitor.
+// Monitor is the self-monitoring mechanism of one agent (figures 5 to 10)
+// at run time: it drives a Machine with wall time and carries out its
+// effects on the agent. It implements agent.Monitor.
 //
-// Goroutines: Start runs the monitor loop, which alone runs checks and
-// decides; a recovery runs on a goroutine of its own, so that nothing it
-// waits for holds the checks (act 825-855 keep their period, and an event
-// still overrides the timer, act 840). The loop abandons a recovery (it
-// cancels its context and waits for it to return, which its calls do at
-// once) when a check finds that the naming node now retains another
-// master, and starts one towards the new one. Event may be called from any
-// goroutine and never blocks.
+// Goroutines: Start runs the monitor loop, which alone owns the machine,
+// runs the checks (the naming node lookup is bounded by a period) and
+// records them. A recovery's fork search and download run on a goroutine
+// of their own, so that nothing they wait for holds the checks (acts 825
+// to 855 keep their period, and an event still overrides the timer, act
+// 840); their answers come back to the loop. Abandoning a recovery cancels
+// its step and waits for it to return, which its calls do at once. Event
+// may be called from any goroutine and never blocks.
 type Monitor struct {
-	cfg    Config
-	period time.Duration
-	wake   chan struct{}
+	cfg   Config
+	rules Rules
+	wake  chan struct{}
 
 	mu         sync.Mutex
-	pending    []string // triggers since the last check
+	events     []string // external events not yet given to the machine
 	last       *agent.CheckJSON
 	lastAction *agent.CheckJSON // the last check that acted
 	checks     uint64
@@ -102,6 +103,11 @@ var _ Agent = (*agent.Agent)(nil)
 
 // New returns a monitor; pass it in agent.Options.Monitor.
 func New(cfg Config) *Monitor {
+	cfg = cfg.withDefaults()
+	return &Monitor{cfg: cfg, rules: cfg.Rules(), wake: make(chan struct{}, 1), logger: cfg.Logger}
+}
+
+func (cfg Config) withDefaults() Config {
 	if cfg.Count <= 0 {
 		cfg.Count = 100
 	}
@@ -117,8 +123,21 @@ func New(cfg Config) *Monitor {
 	if cfg.Exit == nil {
 		cfg.Exit = os.Exit
 	}
-	return &Monitor{cfg: cfg, period: time.Duration(cfg.Count) * cfg.Unit, wake: make(chan struct{}, 1), logger: cfg.Logger}
+	return cfg
 }
+
+// Rules are the machine's timings for cfg, counted in Units.
+func (cfg Config) Rules() Rules {
+	cfg = cfg.withDefaults()
+	ticks := func(d time.Duration) uint64 { return uint64(max((d+cfg.Unit-1)/cfg.Unit, 1)) }
+	return Rules{CheckTicks: uint64(cfg.Count), RecoveryTicks: ticks(cfg.RecoveryTimeout),
+		OlderEpochTicks: ticks(cfg.OlderEpochWait), RetryTicks: ticks(downloadRetry),
+		Terminate: cfg.OnFailure == "terminate", EventsOff: cfg.EventsOff}
+}
+
+// downloadRetry is the pause between downloads while the retained master
+// is at an older epoch than ours.
+const downloadRetry = 20 * time.Millisecond
 
 // NextCheck returns the timer's next expiry after now: the next multiple of
 // the period since the epoch of wall time, so that every member of a group
@@ -134,8 +153,8 @@ func (m *Monitor) Event(kind, detail string) {
 		return
 	}
 	m.mu.Lock()
-	if len(m.pending) < 16 {
-		m.pending = append(m.pending, kind+": "+detail)
+	if len(m.events) < 2*maxPending {
+		m.events = append(m.events, kind+"\x00"+detail)
 	}
 	m.mu.Unlock()
 	select {
@@ -173,96 +192,214 @@ func (m *Monitor) Counters() (checks, recoveries uint64) {
 	return m.checks, m.recoveries
 }
 
-// job is a recovery running beside the loop.
-type job struct {
-	target api.Registration
-	check  *agent.CheckJSON // the check that started it; the loop fills it in when it ends
-	start  time.Time
-	cancel context.CancelFunc
-	done   chan jobResult
-}
-
-type jobResult struct {
-	steps string
-	err   error
-}
-
 // Start runs the monitor loop for agent a until ctx ends.
 func (m *Monitor) Start(ctx context.Context, a *agent.Agent) { m.run(ctx, a) }
 
+// run is the monitor loop: the machine's clock is wall time in Units since
+// the Unix epoch, so the timers of a group's members share boundaries.
 func (m *Monitor) run(ctx context.Context, a Agent) {
 	if m.logger == nil {
 		m.logger = a.Logger()
 	}
 	m.logger = m.logger.Named("recover")
-	timer := time.NewTimer(time.Until(NextCheck(time.Now(), m.period)))
+	d := &driver{m: m, a: a, ctx: ctx, results: make(chan func(now uint64) []Effect, 4), jobs: map[uint64]*jobRun{}}
+	d.mach = NewMachine(m.rules, d.now())
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var cur *job
-	defer func() {
-		if cur != nil {
-			cur.cancel()
-			<-cur.done
-		}
-	}()
+	defer d.abandonAll()
 	for {
-		trigger := "timer"
-		var jobDone chan jobResult
-		if cur != nil {
-			jobDone = cur.done
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-m.wake:
-			trigger = "event"
-		case res := <-jobDone:
-			m.finish(a, cur, res)
-			cur = nil
-			continue
-		}
-		m.mu.Lock()
-		if len(m.pending) > 0 {
-			trigger = m.pending[0]
-			if len(m.pending) > 1 {
-				trigger += fmt.Sprintf(" (+%d more)", len(m.pending)-1)
-			}
-			m.pending = m.pending[:0]
-		}
-		m.mu.Unlock()
-		cur = m.check(ctx, a, trigger, cur)
-		// Act 855: reset the counter after every check.
+		d.feedEvents()
+		d.apply(d.mach.Tick(d.now()))
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
 			default:
 			}
 		}
-		timer.Reset(time.Until(NextCheck(time.Now(), m.period)))
+		timer.Reset(time.Until(d.wall(d.mach.Deadline())))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-m.wake:
+		case r := <-d.results:
+			d.apply(r(d.now()))
+		}
 	}
 }
 
-// check runs the detector once and acts on its decision. cur is the
-// recovery in flight, if any; check returns the one in flight afterwards.
-// Nothing in check waits longer than a monitor period but the abandonment
-// of a recovery, whose calls all return as soon as it is cancelled.
-func (m *Monitor) check(ctx context.Context, a Agent, trigger string, cur *job) *job {
+// driver carries out the machine's effects on the agent. Loop only.
+type driver struct {
+	m       *Monitor
+	a       Agent
+	ctx     context.Context
+	mach    *Machine
+	results chan func(now uint64) []Effect
+	jobs    map[uint64]*jobRun
+}
+
+// jobRun is the runtime side of a recovery: its context, its step in
+// flight, and the check that started it (filled in when it ends).
+type jobRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	steps  sync.WaitGroup
+	check  *agent.CheckJSON
+	start  time.Time
+}
+
+func (d *driver) now() uint64 { return uint64(time.Now().UnixNano() / int64(d.m.cfg.Unit)) }
+
+func (d *driver) wall(tick uint64) time.Time { return time.Unix(0, int64(tick)*int64(d.m.cfg.Unit)) }
+
+func (d *driver) feedEvents() {
+	d.m.mu.Lock()
+	evs := d.m.events
+	d.m.events = nil
+	d.m.mu.Unlock()
+	for _, ev := range evs {
+		kind, detail, _ := strings.Cut(ev, "\x00")
+		d.mach.Event(kind, detail)
+	}
+}
+
+// apply carries out effects, and those their answers bring, in order.
+func (d *driver) apply(fx []Effect) {
+	for len(fx) > 0 {
+		e := fx[0]
+		fx = append(fx[1:], d.do(e)...)
+	}
+}
+
+func (d *driver) do(e Effect) []Effect {
+	a := d.a
+	switch e.Kind {
+	case DoLookup:
+		return d.check(e.Trigger)
+	case DoHandover:
+		asked, _ := a.RequestHandover()
+		if e.Job != 0 {
+			return d.mach.HandedOver(d.now(), e.Job, asked)
+		}
+		if asked {
+			d.m.mu.Lock()
+			if c := d.m.last; c != nil {
+				c.Recovery = "handover requested"
+				d.m.lastAction = c
+			}
+			d.m.mu.Unlock()
+		}
+	case DoReassert:
+		a.Reassert(e.Epoch)
+	case DoRelease:
+		a.Release()
+	case DoAlign:
+		ctx, cancel := context.WithCancel(d.ctx)
+		j := &jobRun{ctx: ctx, cancel: cancel, start: time.Now()}
+		d.m.mu.Lock()
+		j.check = d.m.last // the check that decided it
+		d.m.lastAction = j.check
+		d.m.recoveries++
+		d.m.mu.Unlock()
+		d.jobs[e.Job] = j
+		return d.mach.Aligned(d.now(), e.Job, a.BeginRecovery(e.Target.ID))
+	case DoKeepDivergence:
+		d.step(e, func(ctx context.Context) func(uint64) []Effect {
+			fork, n, err := a.KeepDivergence(ctx, e.Target.ID, e.Target.Addr)
+			d.m.logger.Info("recovery step", "step", "keep divergence", "retained", e.Target.ID, "fork", fork, "records", n, "error", err)
+			return func(now uint64) []Effect { return d.mach.Diverged(now, e.Job, fork, n, err) }
+		})
+	case DoSynchronize:
+		d.step(e, func(ctx context.Context) func(uint64) []Effect {
+			res, err := a.Synchronize(ctx, e.Target.ID, e.Target.Addr)
+			if err == nil {
+				d.m.logger.Info("recovery step", "step", "synchronized", "retained", e.Target.ID, "index", res.Digest.Index)
+			}
+			return func(now uint64) []Effect { return d.mach.Synced(now, e.Job, res.Digest, err) }
+		})
+	case DoAbandon:
+		if j := d.jobs[e.Job]; j != nil {
+			d.m.logger.Info("abandoning recovery", "error", e.Err)
+			j.cancel()
+			j.steps.Wait()
+		}
+		d.end(e)
+	case DoReport:
+		d.end(e)
+	case DoQuarantine:
+		d.m.logger.Warn("recovery failed; quarantined until the next trigger", "error", e.Err)
+		a.Quarantine()
+	case DoTerminate:
+		d.m.logger.Error("recovery failed; terminating", "error", e.Err, "code", ExitRecoveryFailed)
+		d.m.cfg.Exit(ExitRecoveryFailed)
+	}
+	return nil
+}
+
+// step runs one of a recovery's steps on a goroutine of its own; its
+// answer goes back to the loop unless the recovery was abandoned.
+func (d *driver) step(e Effect, f func(ctx context.Context) func(uint64) []Effect) {
+	j := d.jobs[e.Job]
+	if j == nil {
+		return
+	}
+	j.steps.Add(1)
+	go func() {
+		defer j.steps.Done()
+		r := f(j.ctx)
+		select {
+		case d.results <- r:
+		case <-j.ctx.Done():
+		}
+	}()
+}
+
+// end records a recovery's outcome on the check that started it.
+func (d *driver) end(e Effect) {
+	j := d.jobs[e.Job]
+	if j == nil {
+		return
+	}
+	delete(d.jobs, e.Job)
+	j.cancel()
+	d.m.logger.Info("recovery ended", "steps", e.Steps, "error", e.Err)
+	if j.check == nil {
+		return
+	}
+	d.m.mu.Lock()
+	j.check.Recovery, j.check.RecoveryMS = e.Steps, ms(time.Since(j.start))
+	if e.Err != nil {
+		j.check.Error = e.Err.Error()
+	}
+	d.m.lastAction = j.check
+	d.m.mu.Unlock()
+}
+
+// abandonAll stops the steps in flight when the loop ends.
+func (d *driver) abandonAll() {
+	for _, j := range d.jobs {
+		j.cancel()
+		j.steps.Wait()
+	}
+}
+
+// check builds the detector's input (the naming node's answer bounded by a
+// period), gives it to the machine and records the check.
+func (d *driver) check(trigger string) []Effect {
+	a := d.a
 	start := time.Now()
 	st := a.Status()
 	in := Input{Self: a.ID(), Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
 		Strict: a.Strict(), Registering: a.Registering()}
-	if cur != nil {
-		in.Recovering = cur.target.ID
-	}
-	lctx, cancel := context.WithTimeout(ctx, m.period)
+	lctx, cancel := context.WithTimeout(d.ctx, time.Duration(d.m.cfg.Count)*d.m.cfg.Unit)
 	in.Retained, in.NamingErr = a.LookupMaster(lctx)
 	cancel()
 	if in.Retained != nil {
 		in.RetainedAlive = in.Retained.ID == a.ID() || a.PeerAlive(in.Retained.ID)
+		in.RetainedAPI = a.PeerAPI(in.Retained.ID)
 	}
-	v := Detect(in)
-	c := &agent.CheckJSON{Time: start.UTC(), Trigger: trigger, Decision: v.Decision.String(),
-		DetectMS: ms(time.Since(start))}
+	v, fx := d.mach.Looked(d.now(), in)
+	c := &agent.CheckJSON{Time: start.UTC(), Trigger: trigger, Decision: v.Decision.String(), DetectMS: ms(time.Since(start))}
 	if in.Retained != nil {
 		c.Retained = in.Retained.ID
 	}
@@ -270,95 +407,25 @@ func (m *Monitor) check(ctx context.Context, a Agent, trigger string, cur *job) 
 	if v.Decision == Recover || v.Decision == Reassert {
 		level = hclog.Info
 	}
-	m.logger.Log(level, "check", "trigger", trigger, "decision", v.Decision, "reason", v.Reason)
-	switch v.Decision {
-	case Consistent:
-		// Act 1060 beyond recovery: the back-up that ranks first keeps
-		// asking its master for a planned handover until it holds
-		// mastership (the master hands over only once it is in sync).
-		if st.Role == api.RoleBackup {
-			if asked, _ := a.RequestHandover(); asked {
-				c.Recovery = "handover requested"
-			}
+	d.m.logger.Log(level, "check", "trigger", trigger, "decision", v.Decision, "reason", v.Reason)
+	for _, e := range fx {
+		switch e.Kind {
+		case DoReassert:
+			c.Recovery = "reasserted"
+		case DoRelease:
+			c.Recovery = "released from quarantine"
+		case DoAlign:
+			c.Recovery = fmt.Sprintf("aligned to %d", e.Target.ID)
 		}
-	case Reassert:
-		a.Reassert(in.Retained.Epoch)
-		c.Recovery = "reasserted"
-	case Release:
-		a.Release()
-		c.Recovery = "released from quarantine"
-	case Recover:
-		if cur != nil {
-			m.logger.Info("abandoning recovery", "towards", cur.target.ID, "retained", in.Retained.ID)
-			cur.cancel()
-			res := <-cur.done
-			m.mu.Lock()
-			cur.check.Recovery, cur.check.Error = res.steps, "abandoned: the naming node retains "+fmt.Sprint(in.Retained.ID)
-			cur.check.RecoveryMS = ms(time.Since(cur.start))
-			m.mu.Unlock()
-			cur = nil
-		}
-		cur = m.startRecovery(ctx, a, *in.Retained, c)
-		c.Recovery = fmt.Sprintf("aligned to %d", in.Retained.ID)
 	}
-	m.mu.Lock()
-	m.checks++
-	m.last = c
+	d.m.mu.Lock()
+	d.m.checks++
+	d.m.last = c
 	if c.Recovery != "" {
-		m.lastAction = c
+		d.m.lastAction = c
 	}
-	m.mu.Unlock()
-	return cur
-}
-
-// startRecovery aligns at once (act 1010: the agent stops acting as master
-// and points at the retained master before anything else) and runs the
-// rest of figure 10 on a goroutine of its own.
-func (m *Monitor) startRecovery(ctx context.Context, a Agent, retained api.Registration, c *agent.CheckJSON) *job {
-	jctx, cancel := context.WithTimeout(ctx, m.cfg.RecoveryTimeout)
-	j := &job{target: retained, check: c, start: time.Now(), cancel: cancel, done: make(chan jobResult, 1)}
-	if err := a.BeginRecovery(retained.ID); err != nil {
-		cancel()
-		j.done <- jobResult{err: err}
-		return j
-	}
-	m.mu.Lock()
-	m.recoveries++
-	m.mu.Unlock()
-	go func() {
-		defer cancel()
-		steps, err := m.recoverTo(jctx, a, retained)
-		j.done <- jobResult{steps: steps, err: err}
-	}()
-	return j
-}
-
-// finish records a recovery that ended by itself and, when it failed,
-// takes figure 10's act 1050.
-func (m *Monitor) finish(a Agent, j *job, res jobResult) {
-	m.mu.Lock()
-	j.check.Recovery = res.steps
-	j.check.RecoveryMS = ms(time.Since(j.start))
-	if res.err != nil {
-		j.check.Error = res.err.Error()
-	}
-	m.lastAction = j.check
-	m.mu.Unlock()
-	if res.err != nil {
-		m.fail(a, res.err)
-	}
+	d.m.mu.Unlock()
+	return fx
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// fail is figure 10's act 1050: quarantine (serve nothing, retry on the
-// next trigger) or terminate.
-func (m *Monitor) fail(a Agent, err error) {
-	if m.cfg.OnFailure == "terminate" {
-		m.logger.Error("recovery failed; terminating", "error", err, "code", ExitRecoveryFailed)
-		m.cfg.Exit(ExitRecoveryFailed)
-		return
-	}
-	m.logger.Warn("recovery failed; quarantined until the next trigger", "error", err)
-	a.Quarantine()
-}

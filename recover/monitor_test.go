@@ -2,7 +2,6 @@ package recover
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,18 +13,6 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming/api"
 )
-
-// Figure 10, act 1050: with on-failure=terminate a failed recovery ends the
-// process with the documented code.
-func TestFailTerminates(t *testing.T) {
-	code := -1
-	m := New(Config{OnFailure: "terminate", Exit: func(c int) { code = c }, Logger: hclog.NewNullLogger()})
-	m.logger = m.cfg.Logger
-	m.fail(nil, errors.New("synchronize: unreachable"))
-	if code != ExitRecoveryFailed {
-		t.Fatalf("exit code %d, want %d", code, ExitRecoveryFailed)
-	}
-}
 
 // The timer's expiries fall on common boundaries of the period, so the
 // members of a group check together (figure 5, act 835).
@@ -41,8 +28,9 @@ func TestNextCheckAligned(t *testing.T) {
 	}
 }
 
-// Events raised while a check runs coalesce into one more check.
-func TestEventsCoalesce(t *testing.T) {
+// Events raised while the loop is busy wake it once, and every one reaches
+// the machine.
+func TestEventsWakeOnce(t *testing.T) {
 	m := New(Config{})
 	for i := 0; i < 5; i++ {
 		m.Event("naming-conflict-resolved", "retained 1")
@@ -50,12 +38,12 @@ func TestEventsCoalesce(t *testing.T) {
 	if n := len(m.wake); n != 1 {
 		t.Fatalf("%d wake-ups queued, want 1", n)
 	}
-	if len(m.pending) != 5 {
-		t.Fatalf("%d triggers kept, want 5", len(m.pending))
+	if len(m.events) != 5 {
+		t.Fatalf("%d triggers kept, want 5", len(m.events))
 	}
 	off := New(Config{EventsOff: true})
 	off.Event("x", "y")
-	if len(off.wake) != 0 {
+	if len(off.wake) != 0 || len(off.events) != 0 {
 		t.Fatal("events off still woke the monitor")
 	}
 }

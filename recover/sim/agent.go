@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand"
-	"time"
 
+	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/member"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming"
 	"github.com/mastership/mastership/naming/api"
@@ -62,34 +63,22 @@ type simAgent struct {
 	snapSet map[WriteID]bool
 	records []WriteID
 
-	// The naming session and registration loops.
-	session     uint64
-	sessionNext int64
-	regFor      api.Epoch
-	regActive   bool
-	regOK       bool
-	regRefused  bool
-	regNext     int64
-	regBackoff  int64
-	regWaiting  bool
-	regStarted  int64
+	// The runtime's machines: the member session and registration at the
+	// naming node, and the self-monitor.
+	mem        *member.Machine
+	regWaiting *api.Epoch // a registration waiting for the naming node's decision
+	mon        *recover.Machine
 
 	syncReq uint64
 	syncing bool
 
-	// The self-monitor.
-	monPending []string
-	monNext    int64
-	rec        *recovery
-	claims     map[[3]uint64]bool // competing claims already raised
+	claims map[[3]uint64]bool // competing claims already raised
+
+	// handingOver is set when the agent got MsgTimeoutNow: it counts as a
+	// planned handover once it is master.
+	handingOver bool
 
 	lastEpoch api.Epoch
-}
-
-type recovery struct {
-	retained api.Registration
-	deadline int64
-	next     int64
 }
 
 func (a *simAgent) live() bool { return a.running && a.pausedUntil == 0 }
@@ -114,17 +103,18 @@ func (w *world) boot(a *simAgent, log *rlog.Log) {
 	cfg := core.Config{ID: a.id, Group: group, Priority: a.prio, Mode: w.cfg.Mode, HeartbeatTicks: heartbeatTicks,
 		ElectionTicks: electionTicks, StaggerTicks: staggerTicks, WriteTicks: writeTicks,
 		Rand: rand.New(rand.NewSource(w.rng.Int63()))}
+
 	if w.cfg.Mode == api.ModeStrict {
 		cfg.Expect = w.cfg.Agents
 	}
 	a.node = core.NewNode(cfg, a.sm, log, a.hs)
 	a.running, a.pausedUntil = true, 0
-	a.session, a.sessionNext = 0, w.now
-	a.regActive, a.regOK, a.regRefused, a.regWaiting = false, false, false, false
+	a.mem = member.New(agent.MemberConfig(tick, ttl))
+	a.regWaiting = nil
+	a.mon = recover.NewMachine(monitorRules, uint64(w.now))
 	a.syncReq, a.syncing = 0, false
-	a.monPending, a.rec = nil, nil
-	a.monNext = w.nextCheck()
 	a.claims = map[[3]uint64]bool{}
+	a.handingOver = false
 }
 
 func (w *world) kill(a *simAgent) {
@@ -146,7 +136,9 @@ func (w *world) restart(a *simAgent) {
 	w.logf("restart %d from storage: log %d..%d, applied %d", a.id, log.Base().Index, log.LastIndex(), a.sm.Index())
 }
 
-func (w *world) nextCheck() int64 { return (w.now/monitorTicks + 1) * monitorTicks }
+// monitorRules are the self-monitor's, as the runtime derives them from
+// its defaults (100 x 3 ms) counted in the simulator's ticks.
+var monitorRules = recover.Config{Count: monitorTicks, Unit: tick}.Rules()
 
 // ready carries out a Ready as agent.handleReady does.
 func (w *world) ready(a *simAgent) {
@@ -161,9 +153,9 @@ func (w *world) ready(a *simAgent) {
 		w.result(r)
 	}
 	if rd.Register != nil {
-		a.regFor, a.regActive, a.regOK, a.regRefused, a.regWaiting = *rd.Register, true, false, false, false
-		a.regNext, a.regBackoff = w.now, 2
+		a.mem.Campaigned(uint64(w.now), *rd.Register)
 	}
+	a.mem.Status(a.node.Role(), a.node.Epoch())
 	if rd.Sync != 0 && !a.syncing {
 		a.syncReq = rd.Sync
 	}
@@ -173,6 +165,16 @@ func (w *world) ready(a *simAgent) {
 	for _, e := range rd.Divergent {
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
 	}
+	switch a.node.Role() {
+	case api.RoleCandidate:
+	case api.RoleMaster:
+		if a.handingOver {
+			w.rep.Handovers++
+		}
+		a.handingOver = false
+	default:
+		a.handingOver = false
+	}
 	// Invariant 4, for agents.
 	if e := a.node.Epoch(); e.Less(a.lastEpoch) {
 		w.violate("invariant 4: agent %d went back from epoch %s to %s (role %s)", a.id, a.lastEpoch, e, a.node.Role())
@@ -181,131 +183,84 @@ func (w *world) ready(a *simAgent) {
 	}
 }
 
-func (a *simAgent) event(kind string) {
-	if len(a.monPending) < 16 {
-		a.monPending = append(a.monPending, kind)
-	}
-}
+func (a *simAgent) event(kind string) { a.mon.Event(kind, "") }
 
-// runtime runs the agent's loops for one tick: naming session,
-// registration, state download, competing claims, self-monitor.
+// runtime runs the agent's loops for one tick: the member machine
+// (session and registration), the state download, competing claims, and
+// the self-monitor's machine, each driven as the agent runtime drives it.
 func (w *world) runtime(a *simAgent) {
-	w.sessionLoop(a)
-	w.registerLoop(a)
+	w.member(a, a.mem.Tick(uint64(w.now)))
 	if a.syncReq != 0 {
 		m := a.syncReq
 		a.syncReq = 0
 		w.syncFrom(a, m)
 	}
 	w.competingClaims(a)
-	switch {
-	case a.rec != nil:
-		w.continueRecovery(a)
-	case len(a.monPending) > 0 || w.now >= a.monNext:
-		trigger := "timer"
-		if len(a.monPending) > 0 {
-			trigger = a.monPending[0]
-		}
-		a.monPending = a.monPending[:0]
-		w.check(a, trigger)
-		a.monNext = w.nextCheck()
-	}
+	w.monitor(a, a.mon.Tick(uint64(w.now)))
 }
 
 var errUnreachable = errors.New("sim: unreachable")
 
-func (w *world) sessionLoop(a *simAgent) {
-	if w.now < a.sessionNext {
-		return
-	}
-	if !w.namingReach(a.id) {
-		a.sessionNext = w.now + 5
-		return
-	}
-	fx := &naming.Effects{}
-	if a.session == 0 {
-		resp, err := w.reg.Join(w.at(), api.JoinRequest{Group: group, ID: a.id, Addr: a.addr, Priority: a.prio,
-			Mode: string(w.cfg.Mode)}, fx)
-		if err != nil {
-			a.sessionNext = w.now + 5
-		} else {
-			a.session = resp.Session
-			a.sessionNext = w.now + int64(resp.TTL/3/tick)
+// member carries out the member machine's effects as agent.runNaming
+// does, with the naming node's answers at once (a registration may wait
+// for the naming node's decision: effects delivers it).
+func (w *world) member(a *simAgent, fx []member.Effect) {
+	now := uint64(w.now)
+	for len(fx) > 0 {
+		e := fx[0]
+		fx = fx[1:]
+		var more []member.Effect
+		switch e.Kind {
+		case member.Join:
+			if !w.namingReach(a.id) {
+				more = a.mem.Joined(now, member.Session{}, errUnreachable)
+				break
+			}
+			nfx := &naming.Effects{}
+			resp, err := w.reg.Join(w.at(), api.JoinRequest{Group: group, ID: a.id, Addr: a.addr, Priority: a.prio,
+				Mode: string(w.cfg.Mode)}, nfx)
+			more = a.mem.Joined(now, member.Session{ID: resp.Session, TTL: uint64(resp.TTL / tick), Master: resp.Master}, err)
+			w.effects(nfx)
+		case member.Renew:
+			if !w.namingReach(a.id) {
+				more = a.mem.Renewed(now, e.Session, member.Session{}, errUnreachable)
+				break
+			}
+			resp, err := w.reg.Renew(w.at(), api.RenewRequest{Group: group, ID: a.id, Session: e.Session})
+			more = a.mem.Renewed(now, e.Session, member.Session{ID: e.Session, TTL: uint64(resp.TTL / tick), Master: resp.Master}, err)
+		case member.Register:
+			if !w.namingReach(a.id) {
+				more = a.mem.RegisterDone(now, e.Epoch, false, nil, errUnreachable)
+				break
+			}
+			nfx := &naming.Effects{}
+			resp, pending, err := w.reg.Register(w.at(), api.RegisterRequest{Group: group, ID: a.id, Addr: a.addr, Epoch: e.Epoch,
+				Priority: a.prio, Session: e.Session, TTL: ttl, Mode: string(w.cfg.Mode)}, nfx)
+			if pending {
+				ep := e.Epoch
+				a.regWaiting = &ep
+				w.waiters = append(w.waiters, a.id)
+			} else {
+				more = a.mem.RegisterDone(now, e.Epoch, resp.Accepted, &resp.Master, err)
+			}
+			w.effects(nfx)
+		case member.Registered:
+			a.node.Registered(e.Epoch, e.Accepted, a.node.Now()+e.ValidTicks)
+			w.ready(a)
+		case member.Refused:
+			a.event("registration-refused")
+		case member.SeeMaster:
+			if e.Master != nil && e.Master.Epoch.Term > a.node.Status().MaxTerm {
+				a.node.SeeEpoch(e.Master.Epoch)
+				w.ready(a)
+			}
+		case member.Fatal:
+			w.violate("agent %d: %v", a.id, e.Err)
+			w.kill(a)
+			return
 		}
-	} else {
-		resp, err := w.reg.Renew(w.at(), api.RenewRequest{Group: group, ID: a.id, Session: a.session})
-		switch {
-		case errors.Is(err, api.ErrSessionExpired) || errors.Is(err, api.ErrNotFound):
-			a.session, a.sessionNext = 0, w.now
-		case err != nil:
-			a.sessionNext = w.now + 5
-		default:
-			a.sessionNext = w.now + int64(resp.TTL/3/tick)
-		}
+		fx = append(fx, more...)
 	}
-	w.effects(fx)
-}
-
-func (a *simAgent) registering() bool {
-	return a.node.Role() == api.RoleMaster && a.regFor == a.node.Epoch() && !a.regOK && !a.regRefused
-}
-
-// registerLoop is agent.register: register the epoch, renew it while
-// master at it; a refusal or a lost conflict raises the event trigger.
-func (w *world) registerLoop(a *simAgent) {
-	if !a.regActive || a.regWaiting || w.now < a.regNext {
-		return
-	}
-	if a.node.Role() != api.RoleMaster || a.node.Epoch() != a.regFor {
-		a.regActive = false
-		return
-	}
-	if !w.namingReach(a.id) || a.session == 0 {
-		// A registration is bound to the member's session: none yet.
-		w.regRetry(a)
-		return
-	}
-	a.regStarted = w.now
-	fx := &naming.Effects{}
-	resp, pending, err := w.reg.Register(w.at(), api.RegisterRequest{Group: group, ID: a.id, Addr: a.addr, Epoch: a.regFor,
-		Priority: a.prio, Session: a.session, TTL: ttl, Mode: string(w.cfg.Mode)}, fx)
-	if pending {
-		a.regWaiting = true
-		w.waiters = append(w.waiters, a.id)
-	} else {
-		w.registered(a, resp, err)
-	}
-	w.effects(fx)
-}
-
-func (w *world) regRetry(a *simAgent) {
-	a.regNext = w.now + a.regBackoff
-	a.regBackoff = min(2*a.regBackoff, int64(ttl/3/tick))
-}
-
-func (w *world) registered(a *simAgent, resp api.RegisterResponse, err error) {
-	epoch := a.regFor
-	switch {
-	case err == nil && resp.Accepted:
-		valid := ttl*9/10 - time.Duration(w.now-a.regStarted)*tick
-		a.regOK, a.regRefused = true, false
-		a.node.Registered(epoch, true, a.node.Now()+uint64(valid/tick))
-		w.ready(a)
-		a.regNext, a.regBackoff = w.now+int64(ttl/3/tick), 2
-	case err == nil:
-		w.notRegistered(a, epoch, "registration not retained")
-	case errors.Is(err, api.ErrRefused) || errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid):
-		w.notRegistered(a, epoch, "registration refused: "+err.Error())
-	default:
-		w.regRetry(a)
-	}
-}
-
-func (w *world) notRegistered(a *simAgent, epoch api.Epoch, why string) {
-	a.regOK, a.regRefused, a.regActive = false, true, false
-	a.node.Registered(epoch, false, 0)
-	w.ready(a)
-	a.event("registration-refused")
 }
 
 // competingClaims is gossip's competing claim: a master that can reach
@@ -335,11 +290,64 @@ func (w *world) competingClaims(a *simAgent) {
 	}
 }
 
-// check is recover.Monitor.check: the detector, then its decision.
-func (w *world) check(a *simAgent, trigger string) {
+// monitor carries out the self-monitor machine's effects as
+// recover.Monitor does; a recovery's steps answer at once.
+func (w *world) monitor(a *simAgent, fx []recover.Effect) {
+	now := uint64(w.now)
+	for len(fx) > 0 {
+		e := fx[0]
+		fx = fx[1:]
+		var more []recover.Effect
+		switch e.Kind {
+		case recover.DoLookup:
+			_, more = a.mon.Looked(now, w.lookup(a))
+		case recover.DoHandover:
+			asked := a.node.RequestHandover()
+			w.ready(a)
+			if asked {
+				w.rep.HandoverRequests++
+			}
+			if e.Job != 0 {
+				more = a.mon.HandedOver(now, e.Job, asked)
+			}
+		case recover.DoReassert:
+			a.node.SeeEpoch(e.Epoch)
+			a.node.Reassert()
+			w.ready(a)
+		case recover.DoRelease:
+			a.node.EndRecovery(0, a.node.Epoch())
+			w.ready(a)
+		case recover.DoAlign:
+			a.node.BeginRecovery(e.Target.ID)
+			w.ready(a)
+			more = a.mon.Aligned(now, e.Job, nil)
+		case recover.DoKeepDivergence:
+			fork, err := w.keepDivergence(a, e.Target.ID)
+			more = a.mon.Diverged(now, e.Job, fork, 0, err)
+		case recover.DoSynchronize:
+			d, err := w.synchronize(a, e.Target.ID)
+			more = a.mon.Synced(now, e.Job, d, err)
+		case recover.DoReport:
+			if e.Err == nil {
+				w.rep.Recoveries++
+			}
+		case recover.DoQuarantine:
+			a.node.Quarantine()
+			w.ready(a)
+		case recover.DoTerminate:
+			w.kill(a)
+			return
+		}
+		fx = append(fx, more...)
+	}
+}
+
+// lookup builds the detector's input as recover.Monitor does: the agent's
+// status, the naming node's retained master, and gossip's view of it.
+func (w *world) lookup(a *simAgent) recover.Input {
 	st := a.node.Status()
 	in := recover.Input{Self: a.id, Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
-		Strict: w.cfg.Mode == api.ModeStrict, Registering: a.registering()}
+		Strict: w.cfg.Mode == api.ModeStrict, Registering: a.mem.Registering()}
 	if !w.namingReach(a.id) {
 		in.NamingErr = errUnreachable
 	} else if look, err := w.reg.Lookup(w.at(), api.LookupRequest{Group: group}); err == nil {
@@ -349,62 +357,18 @@ func (w *world) check(a *simAgent, trigger string) {
 	}
 	if in.Retained != nil {
 		in.RetainedAlive = in.Retained.ID == a.id || w.linked(a.id, in.Retained.ID)
+		if r := w.agent(in.Retained.ID); r != nil {
+			in.RetainedAPI = r.addr
+		}
 	}
-	v := recover.Detect(in)
-	switch v.Decision {
-	case recover.Reassert:
-		a.node.Reassert()
-		w.ready(a)
-	case recover.Release:
-		a.node.EndRecovery(0, a.node.Epoch())
-		w.ready(a)
-	case recover.Recover:
-		w.recoverTo(a, *in.Retained)
-	}
-}
-
-// recoverTo is recover's figure 10: align, keep divergence, then download
-// (retried while the retained master is at an older epoch).
-func (w *world) recoverTo(a *simAgent, r api.Registration) {
-	a.node.BeginRecovery(r.ID)
-	w.ready(a)
-	if err := w.keepDivergence(a, r.ID); err != nil {
-		w.failRecovery(a)
-		return
-	}
-	a.rec = &recovery{retained: r, deadline: w.now + olderEpochTicks, next: w.now}
-	w.continueRecovery(a)
-}
-
-func (w *world) continueRecovery(a *simAgent) {
-	if w.now < a.rec.next {
-		return
-	}
-	err := w.synchronize(a, a.rec.retained.ID)
-	switch {
-	case err == nil:
-		a.rec = nil
-	case errors.Is(err, errOlderEpoch) && w.now < a.rec.deadline:
-		a.rec.next = w.now + 2
-	default:
-		a.rec = nil
-		w.failRecovery(a)
-	}
-	if a.rec == nil {
-		a.monNext = w.nextCheck()
-	}
-}
-
-func (w *world) failRecovery(a *simAgent) {
-	a.node.Quarantine()
-	w.ready(a)
+	return in
 }
 
 // keepDivergence is agent.KeepDivergence: the entries after the fork that
 // this agent applied, or stamped as master, become records.
-func (w *world) keepDivergence(a *simAgent, master uint64) error {
+func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
 	if !w.linked(a.id, master) {
-		return errUnreachable
+		return 0, errUnreachable
 	}
 	local, remote := a.node.Log(), w.agent(master).node.Log()
 	applied := a.node.Status().Applied
@@ -414,11 +378,11 @@ func (w *world) keepDivergence(a *simAgent, master uint64) error {
 		err = nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	div, err := rlog.Divergent(local, fork)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, e := range div {
 		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != a.id) {
@@ -426,64 +390,64 @@ func (w *world) keepDivergence(a *simAgent, master uint64) error {
 		}
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
 	}
-	return nil
+	return fork, nil
 }
 
-var errOlderEpoch = errors.New("sim: master at an older epoch")
-
 // synchronize is agent.Synchronize: download the master's state (snapshot
-// at its applied index and the log after it), verify, install.
-func (w *world) synchronize(a *simAgent, master uint64) error {
+// at its applied index and the log after it), verify, install. It returns
+// the installed state's digest.
+func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
 	if !w.linked(a.id, master) {
-		return errUnreachable
+		return rlog.Digest{}, errUnreachable
 	}
 	m := w.agent(master)
 	if m.node.Role() != api.RoleMaster || m.node.Master() != master {
-		return fmt.Errorf("%d is %s following %d, not master", master, m.node.Role(), m.node.Master())
+		return rlog.Digest{}, fmt.Errorf("%d is %s following %d, not master", master, m.node.Role(), m.node.Master())
 	}
 	if m.node.Epoch().Less(a.node.Epoch()) {
-		return errOlderEpoch
+		return rlog.Digest{}, agent.ErrOlderEpoch
 	}
 	snap, err := m.sm.Snapshot()
 	if err != nil {
-		return err
+		return rlog.Digest{}, err
 	}
 	mst := m.node.Status()
 	applied := m.sm.Index()
 	base, err := m.node.Log().PosAt(applied)
 	if err != nil {
-		return err
+		return rlog.Digest{}, err
 	}
 	ents, err := m.node.Log().Slice(applied+1, m.node.Log().LastIndex()+1)
 	if err != nil {
-		return err
+		return rlog.Digest{}, err
 	}
 	if got, err := a.sm.SnapshotDigest(snap); err != nil || got != m.sm.Digest() {
-		return fmt.Errorf("snapshot of %d does not verify", master)
+		return rlog.Digest{}, fmt.Errorf("snapshot of %d does not verify", master)
 	}
 	set := maps.Clone(m.sm.applied)
 	a.sm.restoring = set
 	if err := a.node.InstallState(snap, base, ents, master, mst.Epoch, mst.Commit); err != nil {
 		w.ready(a)
-		return err
+		return rlog.Digest{}, err
 	}
-	if got := a.sm.Digest(); got.Index == mst.Digest.Index && got != mst.Digest {
+	got := a.sm.Digest()
+	if got.Index == mst.Digest.Index && got != mst.Digest {
 		w.violate("digest after install on %d: %s, master %d has %s", a.id, got, master, mst.Digest)
 	}
 	a.snap, a.snapSet = snap, set
 	a.syncing = false
 	w.ready(a)
-	return nil
+	return got, nil
 }
 
 // syncFrom is agent.syncFrom: a lagging or divergent back-up's catch-up.
 func (w *world) syncFrom(a *simAgent, master uint64) {
 	a.syncing = true
 	defer func() { a.syncing = false }()
-	if err := w.keepDivergence(a, master); err != nil {
+	if _, err := w.keepDivergence(a, master); err != nil {
 		return
 	}
-	if err := w.synchronize(a, master); err != nil {
+	if _, err := w.synchronize(a, master); err != nil {
 		if a.node.Role() == api.RoleSyncing {
 			a.node.EndRecovery(master, a.node.Epoch())
 			w.ready(a)
@@ -553,15 +517,17 @@ func (w *world) effects(fx *naming.Effects) {
 		w.waiters = nil
 		for _, id := range waiting {
 			a := w.agent(id)
-			if !a.regWaiting {
+			if a.regWaiting == nil {
 				continue
 			}
-			a.regWaiting = false
+			e := *a.regWaiting
+			a.regWaiting = nil
 			if !w.namingReach(id) {
-				w.regRetry(a)
+				w.member(a, a.mem.RegisterDone(uint64(w.now), e, false, nil, errUnreachable))
 				continue
 			}
-			w.registered(a, naming.ResponseFor(d, id), nil)
+			resp := naming.ResponseFor(d, id)
+			w.member(a, a.mem.RegisterDone(uint64(w.now), e, resp.Accepted, &resp.Master, nil))
 		}
 	}
 	for _, t := range fx.Triggers {

@@ -57,7 +57,7 @@ func TestConvergedWaitsForRestartedMasterToApplyItsLog(t *testing.T) {
 	// does: a snapshot at its applied index 0 and its whole log.
 	for _, a := range w.agents {
 		if a != m {
-			if err := w.synchronize(a, m.id); err != nil {
+			if _, err := w.synchronize(a, m.id); err != nil {
 				t.Fatalf("synchronize %d from %d: %v", a.id, m.id, err)
 			}
 		}

@@ -1,15 +1,17 @@
 // Package sim is a deterministic whole-group simulation for randomized
 // fault schedules (package e2e lists the testing layers: this is the
-// third). It runs the real pure
-// parts in virtual time — a core.Node per agent over a kv.Store and an
-// rlog.Log, one naming.Registry as the naming node, recover.Detect as every
-// agent's detector — and re-implements, in the simulator only, what the
-// runtimes do around them: gossip views from the current cuts, message
-// delivery with seeded drops, delays and reordering, member sessions and
-// registrations, the naming node's probe before Decide, trigger delivery,
-// the monitor's timer and events, and the recovery steps (BeginRecovery,
-// divergence records from FindFork, InstallState, Quarantine, Reassert,
-// Release). Seeded clients issue put, get and cas operations.
+// third). It runs the real pure parts in virtual time, and the same ones
+// the runtimes run: a core.Node per agent over a kv.Store and an rlog.Log,
+// one naming.Registry as the naming node, a member.Machine per agent for
+// its session and registration, and a recover.Machine per agent as its
+// self-monitor (timer, events, detector, recovery steps, planned handover
+// requests). What the simulator supplies instead of I/O: gossip views
+// from the current cuts, message delivery with seeded drops, delays and
+// reordering, the naming node's probe before Decide, trigger delivery, and
+// the effects' answers (a state download is the master's snapshot and log
+// suffix, verified by digest, installed with InstallState). Seeded
+// clients issue put, get and cas operations. The report counts the
+// recoveries and the planned handovers asked and completed.
 //
 // A schedule draws partitions (optionally cutting the naming node from a
 // side), heals, kills (storage kept: log, hard state, installed snapshot;

@@ -80,6 +80,11 @@ type Report struct {
 	HTMLPath string
 	// Ticks run, messages sent, operations recorded, writes acknowledged.
 	Ticks, Messages, Ops, Acked int
+	// HandoverRequests counts the planned handovers asked (figure 10, act
+	// 1080, and the first-ranked back-up's request after a consistent
+	// check); Handovers those completed: the back-up that asked became
+	// master. Recoveries counts the recoveries that ended in a back-up.
+	HandoverRequests, Handovers, Recoveries int
 	// Converged lists, per heal, the ticks the group took to converge.
 	Converged []int
 	// Final describes every agent at the end.
@@ -88,7 +93,8 @@ type Report struct {
 
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed=%d mode=%s ticks=%d messages=%d ops=%d acked=%d converged=%v\n", r.Seed, r.Mode, r.Ticks, r.Messages, r.Ops, r.Acked, r.Converged)
+	fmt.Fprintf(&b, "seed=%d mode=%s ticks=%d messages=%d ops=%d acked=%d recoveries=%d handovers=%d/%d converged=%v\n",
+		r.Seed, r.Mode, r.Ticks, r.Messages, r.Ops, r.Acked, r.Recoveries, r.Handovers, r.HandoverRequests, r.Converged)
 	for _, l := range r.Schedule {
 		b.WriteString("  " + l + "\n")
 	}
@@ -337,6 +343,9 @@ func (w *world) deliver() {
 			to := w.agent(e.m.To)
 			if w.trace != nil {
 				w.trace(e.m)
+			}
+			if e.m.Type == core.MsgTimeoutNow {
+				to.handingOver = true
 			}
 			to.node.Step(e.m)
 			w.ready(to)
