@@ -15,126 +15,33 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 )
 
-// The agent's HTTP API, on its API address (shared with message streams):
+// The agent's HTTP API, on its API address (shared with message streams);
+// the JSON shapes are package wire's:
 //
-//	GET  /v1/info                   InfoJSON
-//	GET  /v1/members                []MemberJSON (the gossip view)
-//	POST /v1/kv                     KVRequest -> KVResponse (master only; ?forward=1 forwards)
-//	GET  /v1/divergence             []store.Record
-//	GET  /v1/divergence/{id}        store.Record
-//	POST /v1/divergence/{id}/replay KVResponse
-//	DELETE /v1/divergence/{id}
-//	POST /v1/fault                  FaultRequest (only with -fault-control)
+//	GET  /v1/info                   wire.Info
+//	GET  /v1/members                []wire.Member (the gossip view)
+//	POST /v1/kv                     wire.KVRequest -> wire.KVResponse (master only; ?forward=1 forwards)
+//	GET  /v1/divergence             []wire.Record
+//	GET  /v1/divergence/{id}        wire.Record
+//	POST /v1/divergence/{id}/replay wire.KVResponse
+//	DELETE /v1/divergence/{id}      wire.Discarded
+//	POST /v1/fault                  wire.FaultRequest (only with -fault-control)
+//	POST /v1/keyring                wire.KeyringRequest -> []wire.KeyringResult
 //	POST /rpc/notify                api.Notify (msgpack): the naming node's trigger
 //	GET  /rpc/state                 State (msgpack): snapshot and log suffix
 //	POST /rpc/hashes                HashesRequest -> HashesResponse (msgpack)
 
-// InfoJSON is the shape of `mastership info -json`.
-type InfoJSON struct {
-	ID       uint64 `json:"id"`
-	Group    string `json:"group"`
-	Role     string `json:"role"`
-	Epoch    uint64 `json:"epoch"`
-	EpochID  uint64 `json:"epoch_id"`
-	Master   uint64 `json:"master"`
-	Applied  uint64 `json:"applied"`
-	Commit   uint64 `json:"commit"`
-	Last     uint64 `json:"last"`
-	Digest   string `json:"digest"`
-	Priority int    `json:"priority"`
-	Mode     string `json:"mode"`
-	Serving  bool   `json:"serving"`
-	// Refused counts messages and announcements refused for an epoch out
-	// of range or not in their sender's name.
-	Refused uint64 `json:"refused_inputs"`
-	// Transfer is the back-up a master hands mastership over to (0: none).
-	Transfer uint64     `json:"transfer,omitempty"`
-	API      string     `json:"api"`
-	Gossip   string     `json:"gossip"`
-	Monitor  *MonitorJS `json:"monitor,omitempty"`
-	// The self-monitor's last check (issue: visibility).
-	LastCheck *CheckJSON `json:"last_check,omitempty"`
-	Trigger   string     `json:"trigger,omitempty"`
-	Decision  string     `json:"decision,omitempty"`
-	Recovery  string     `json:"recovery,omitempty"`
-	// LastAction is the last check that recovered, reasserted or released.
-	LastAction *CheckJSON `json:"last_action,omitempty"`
-}
-
-// MonitorJS is reserved for monitor counters.
-type MonitorJS struct {
-	Checks     uint64 `json:"checks"`
-	Recoveries uint64 `json:"recoveries"`
-}
-
-// CheckJSON describes the self-monitor's last detector run.
-type CheckJSON struct {
-	Time       time.Time `json:"time"`
-	Trigger    string    `json:"trigger"`
-	Decision   string    `json:"decision"`
-	Retained   uint64    `json:"retained"`
-	DetectMS   float64   `json:"detect_ms"`
-	Recovery   string    `json:"recovery,omitempty"`
-	RecoveryMS float64   `json:"recovery_ms,omitempty"`
-	Error      string    `json:"error,omitempty"`
-}
-
 // CheckReporter is implemented by a Monitor that reports its last check.
 type CheckReporter interface {
-	LastCheck() *CheckJSON
-	LastAction() *CheckJSON
+	LastCheck() *wire.Check
+	LastAction() *wire.Check
 	Counters() (checks, recoveries uint64)
 }
-
-// MemberJSON is one entry of `mastership members -json`.
-type MemberJSON struct {
-	ID     uint64 `json:"id"`
-	Group  string `json:"group"`
-	Addr   string `json:"addr"`
-	API    string `json:"api"`
-	Role   string `json:"role"`
-	Epoch  uint64 `json:"epoch"`
-	Master uint64 `json:"master"`
-	Health string `json:"health"`
-}
-
-// KVRequest is a client request. Key, Value and Expect are UTF-8 text (the
-// JSON API refuses other bytes rather than mangle them); Client and Seq make
-// a retry apply once. A delete of an absent key succeeds (ok) with found
-// false.
-type KVRequest struct {
-	Op           string  `json:"op"`
-	Key          string  `json:"key"`
-	Value        *string `json:"value,omitempty"`
-	Expect       *string `json:"expect,omitempty"`
-	ExpectAbsent bool    `json:"expect_absent,omitempty"`
-	Client       uint64  `json:"client,omitempty"`
-	Seq          uint64  `json:"seq,omitempty"`
-}
-
-// KVResponse answers a KVRequest; every reply carries the master's epoch.
-type KVResponse struct {
-	OK      bool      `json:"ok"`
-	Found   bool      `json:"found"`
-	Value   *string   `json:"value,omitempty"`
-	Error   string    `json:"error,omitempty"`
-	Code    string    `json:"code,omitempty"`
-	Epoch   api.Epoch `json:"epoch"`
-	Index   uint64    `json:"index,omitempty"`
-	Master  uint64    `json:"master,omitempty"`
-	MasterA string    `json:"master_addr,omitempty"`
-}
-
-// Error codes of the agent API beyond the naming node's.
-const (
-	CodeNotMaster  = "not-master"
-	CodeNotServing = "not-serving"
-	CodeTimeout    = "timeout"
-)
 
 // handler is the API. With an ACL every endpoint but /v1/health needs a
 // token with the capability named here (naming/auth).
@@ -196,9 +103,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // Info describes the agent, as `mastership info` shows it.
-func (a *Agent) Info() InfoJSON {
+func (a *Agent) Info() wire.Info {
 	st := a.Status()
-	info := InfoJSON{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
+	info := wire.Info{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
 		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, Transfer: st.Transfer, API: a.advertisedAPI()}
 	if a.gossip != nil {
@@ -211,36 +118,36 @@ func (a *Agent) Info() InfoJSON {
 		}
 		info.LastAction = cr.LastAction()
 		checks, recs := cr.Counters()
-		info.Monitor = &MonitorJS{Checks: checks, Recoveries: recs}
+		info.Monitor = &wire.Counters{Checks: checks, Recoveries: recs}
 	}
 	return info
 }
 
 // MembersJSON is the gossip view as `mastership members` shows it.
-func (a *Agent) MembersJSON() []MemberJSON {
-	out := []MemberJSON{}
+func (a *Agent) MembersJSON() []wire.Member {
+	out := []wire.Member{}
 	for _, m := range a.Members() {
-		out = append(out, MemberJSON{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
+		out = append(out, wire.Member{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
 			Role: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String()})
 	}
 	return out
 }
 
-// kvError maps an error to an HTTP status and a KVResponse.
+// kvError maps an error to an HTTP status and a wire.KVResponse.
 func (a *Agent) kvError(w http.ResponseWriter, err error) {
 	st := a.Status()
-	resp := KVResponse{Error: err.Error(), Epoch: st.Epoch}
+	resp := wire.KVResponse{Error: err.Error(), Epoch: st.Epoch}
 	status := 400
 	switch {
 	case errors.Is(err, core.ErrNotMaster):
-		status, resp.Code = http.StatusMisdirectedRequest, CodeNotMaster
+		status, resp.Code = http.StatusMisdirectedRequest, wire.CodeNotMaster
 		if st.Master != 0 && st.Master != a.cfg.ID {
 			resp.Master, resp.MasterA = st.Master, a.PeerAPI(st.Master)
 		}
 	case errors.Is(err, core.ErrNotServing):
-		status, resp.Code = http.StatusServiceUnavailable, CodeNotServing
+		status, resp.Code = http.StatusServiceUnavailable, wire.CodeNotServing
 	case errors.Is(err, context.DeadlineExceeded):
-		status, resp.Code = http.StatusGatewayTimeout, CodeTimeout
+		status, resp.Code = http.StatusGatewayTimeout, wire.CodeTimeout
 	case errors.Is(err, ErrStopped):
 		status, resp.Code = http.StatusServiceUnavailable, string(api.CodeUnavailable)
 	default:
@@ -262,7 +169,7 @@ func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
 		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: not UTF-8 text; keys and values are text on the JSON API"))
 		return
 	}
-	var req KVRequest
+	var req wire.KVRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -328,17 +235,17 @@ func (a *Agent) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // Execute runs one kv operation through the master: reads from the state
 // machine when the core allows it, everything else through the log.
-func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (KVResponse, error) {
+func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (wire.KVResponse, error) {
 	if op.Kind == kv.KindGet && clientID == 0 {
 		if store, ok := a.sm.(*kv.Store); ok {
-			var resp KVResponse
+			var resp wire.KVResponse
 			var rerr error
 			err := a.do(func() {
 				if rerr = a.node.ReadIndex(); rerr != nil {
 					return
 				}
 				v, found := store.Get(op.Key)
-				resp = KVResponse{OK: true, Found: found, Epoch: a.node.Epoch(), Index: a.node.Status().Applied, Master: a.cfg.ID}
+				resp = wire.KVResponse{OK: true, Found: found, Epoch: a.node.Epoch(), Index: a.node.Status().Applied, Master: a.cfg.ID}
 				if found {
 					s := string(v)
 					resp.Value = &s
@@ -352,13 +259,13 @@ func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (KV
 	}
 	b, err := kv.EncodeOp(op)
 	if err != nil {
-		return KVResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+		return wire.KVResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
 	}
 	res, err := a.Propose(ctx, clientID, seq, b)
 	if err != nil {
-		return KVResponse{}, err
+		return wire.KVResponse{}, err
 	}
-	resp := KVResponse{OK: res.Result.Err == "" && (op.Kind != kv.KindCAS || res.Result.OK), Found: res.Result.Found,
+	resp := wire.KVResponse{OK: res.Result.Err == "" && (op.Kind != kv.KindCAS || res.Result.OK), Found: res.Result.Found,
 		Error: res.Result.Err, Epoch: res.Epoch, Index: res.Index, Master: a.cfg.ID}
 	if res.Result.Value != nil || (op.Kind == kv.KindGet && res.Result.Found) {
 		s := string(res.Result.Value)

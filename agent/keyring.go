@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -27,25 +28,6 @@ const KeyringFile = "keyring.json"
 
 type keyringFile struct {
 	Keys []string `json:"keys"`
-}
-
-// KeyringRequest is the body of POST /v1/keyring: op is list, install, use
-// or remove; key is a base64 key (not for list).
-type KeyringRequest struct {
-	Op  string `json:"op"`
-	Key string `json:"key,omitempty"`
-}
-
-// KeyringResult is one agent's outcome of a keyring operation, as
-// `mastership keyring -json` prints them.
-type KeyringResult struct {
-	ID      uint64   `json:"id"`
-	Group   string   `json:"group"`
-	API     string   `json:"api"`
-	OK      bool     `json:"ok"`
-	Error   string   `json:"error,omitempty"`
-	Primary string   `json:"primary,omitempty"`
-	Keys    []string `json:"keys,omitempty"`
 }
 
 // loadKeys returns the gossip keys at start: the keyring file's when the
@@ -95,8 +77,8 @@ func decodeKey(s string) ([]byte, error) {
 
 // localKeyring applies one keyring operation to this agent and keeps the
 // result in the keyring file.
-func (a *Agent) localKeyring(req KeyringRequest) KeyringResult {
-	res := KeyringResult{ID: a.cfg.ID, Group: a.cfg.Group, API: a.advertisedAPI()}
+func (a *Agent) localKeyring(req wire.KeyringRequest) wire.KeyringResult {
+	res := wire.KeyringResult{ID: a.cfg.ID, Group: a.cfg.Group, API: a.advertisedAPI()}
 	err := func() error {
 		a.keyringMu.Lock()
 		defer a.keyringMu.Unlock()
@@ -175,8 +157,8 @@ func (a *Agent) saveKeyring(primary []byte, keys [][]byte) error {
 // cluster (every group shares the cluster's keys), this agent first, and
 // returns each one's outcome, sorted by group and ID. The operator's token
 // goes along to each member.
-func (a *Agent) Keyring(ctx context.Context, req KeyringRequest, token string) []KeyringResult {
-	out := []KeyringResult{a.localKeyring(req)}
+func (a *Agent) Keyring(ctx context.Context, req wire.KeyringRequest, token string) []wire.KeyringResult {
+	out := []wire.KeyringResult{a.localKeyring(req)}
 	body, _ := json.Marshal(req)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -204,8 +186,8 @@ func (a *Agent) Keyring(ctx context.Context, req KeyringRequest, token string) [
 	return out
 }
 
-func (a *Agent) remoteKeyring(ctx context.Context, addr string, body []byte, token string) KeyringResult {
-	fail := func(err error) KeyringResult { return KeyringResult{Error: err.Error()} }
+func (a *Agent) remoteKeyring(ctx context.Context, addr string, body []byte, token string) wire.KeyringResult {
+	fail := func(err error) wire.KeyringResult { return wire.KeyringResult{Error: err.Error()} }
 	if addr == "" {
 		return fail(errors.New("no API address in gossip"))
 	}
@@ -227,7 +209,7 @@ func (a *Agent) remoteKeyring(ctx context.Context, addr string, body []byte, tok
 	if err != nil {
 		return fail(err)
 	}
-	var results []KeyringResult
+	var results []wire.KeyringResult
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
 		if json.Unmarshal(b, &e) == nil && e.Code != "" {
@@ -256,7 +238,7 @@ func (a *Agent) serveKeyring(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, api.ToError(err).Code.HTTPStatus(), api.ToError(err))
 		return
 	}
-	var req KeyringRequest
+	var req wire.KeyringRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -280,7 +262,7 @@ func (a *Agent) serveKeyring(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.URL.Query().Get("local") == "1" {
-		writeJSON(w, 200, []KeyringResult{a.localKeyring(req)})
+		writeJSON(w, 200, []wire.KeyringResult{a.localKeyring(req)})
 		return
 	}
 	writeJSON(w, 200, a.Keyring(r.Context(), req, auth.BearerToken(r)))

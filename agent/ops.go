@@ -13,6 +13,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -44,14 +45,14 @@ func (a *Agent) serveDivergenceShow(w http.ResponseWriter, r *http.Request) {
 // Replay resubmits a divergence record through the current master. The
 // record's client ID and sequence make it idempotent: a write the group
 // already holds is not applied twice.
-func (a *Agent) Replay(ctx context.Context, id uint64) (KVResponse, error) {
+func (a *Agent) Replay(ctx context.Context, id uint64) (wire.KVResponse, error) {
 	rec, err := a.storage.Record(id)
 	if err != nil {
-		return KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)
+		return wire.KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)
 	}
 	op, err := kv.DecodeOp(rec.Op)
 	if err != nil {
-		return KVResponse{}, api.Errorf(api.CodeInvalid, "record %d: %v", id, err)
+		return wire.KVResponse{}, api.Errorf(api.CodeInvalid, "record %d: %v", id, err)
 	}
 	resp, err := a.Execute(ctx, op, rec.Client, rec.Seq)
 	if errors.Is(err, core.ErrNotMaster) {
@@ -96,15 +97,7 @@ func (a *Agent) serveDivergenceDiscard(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, api.Errorf(api.CodeNotFound, "%v", err))
 		return
 	}
-	writeJSON(w, 200, map[string]uint64{"discarded": id})
-}
-
-// FaultRequest drives the agent's fault control (tests and demos only).
-type FaultRequest struct {
-	Action string        `json:"action"` // partition, heal, drop, delay
-	Peers  []string      `json:"peers,omitempty"`
-	P      float64       `json:"p,omitempty"`
-	Delay  time.Duration `json:"delay,omitempty"`
+	writeJSON(w, 200, wire.Discarded{Discarded: id})
 }
 
 func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +111,7 @@ func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, api.ToError(err))
 		return
 	}
-	var req FaultRequest
+	var req wire.FaultRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "fault request: %v", err))
 		return
@@ -153,13 +146,13 @@ func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
 }
 
 // executeAtMaster sends one operation to the master this agent follows.
-func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uint64) (KVResponse, error) {
+func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uint64) (wire.KVResponse, error) {
 	st := a.Status()
 	addr := a.PeerAPI(st.Master)
 	if st.Master == 0 || st.Master == a.cfg.ID || addr == "" {
-		return KVResponse{}, fmt.Errorf("%w: no master to replay through", core.ErrNotMaster)
+		return wire.KVResponse{}, fmt.Errorf("%w: no master to replay through", core.ErrNotMaster)
 	}
-	req := KVRequest{Op: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent, Client: clientID, Seq: seq}
+	req := wire.KVRequest{Op: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent, Client: clientID, Seq: seq}
 	if op.Value != nil {
 		v := string(op.Value)
 		req.Value = &v
@@ -170,23 +163,23 @@ func (a *Agent) executeAtMaster(ctx context.Context, op kv.Op, clientID, seq uin
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return KVResponse{}, err
+		return wire.KVResponse{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*a.cfg.WriteTimeout+time.Second)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, a.creds.URL(addr, "/v1/kv"), bytes.NewReader(body))
 	if err != nil {
-		return KVResponse{}, err
+		return wire.KVResponse{}, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	hresp, err := a.peerClient().Do(hreq)
 	if err != nil {
-		return KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d at %s: %v", st.Master, addr, err)
+		return wire.KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d at %s: %v", st.Master, addr, err)
 	}
 	defer hresp.Body.Close()
-	var resp KVResponse
+	var resp wire.KVResponse
 	if err := json.NewDecoder(io.LimitReader(hresp.Body, api.MaxMessageBytes)).Decode(&resp); err != nil {
-		return KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d: %s", st.Master, hresp.Status)
+		return wire.KVResponse{}, api.Errorf(api.CodeUnavailable, "replay through master %d: %s", st.Master, hresp.Status)
 	}
 	if hresp.StatusCode != http.StatusOK {
 		return resp, api.Errorf(api.Code(resp.Code), "replay through master %d: %s", st.Master, resp.Error)

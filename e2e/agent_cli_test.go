@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/recover"
 )
 
@@ -37,11 +37,11 @@ func cliJSON(t *testing.T, v any, args ...string) (int, string) {
 }
 
 // cliInfos asks every agent for its info; ok is false if one did not answer.
-func cliInfos(t *testing.T, agents []cliAgent) (map[uint64]agent.InfoJSON, bool) {
+func cliInfos(t *testing.T, agents []cliAgent) (map[uint64]wire.Info, bool) {
 	t.Helper()
-	infos := map[uint64]agent.InfoJSON{}
+	infos := map[uint64]wire.Info{}
 	for _, a := range agents {
-		var in agent.InfoJSON
+		var in wire.Info
 		out, _, code := run(t, "info", "-agent", a.api, "-json")
 		if code != 0 || json.Unmarshal([]byte(out), &in) != nil {
 			return nil, false
@@ -71,7 +71,7 @@ func cliRegistered(t *testing.T, naming, group string) uint64 {
 func waitConverged(t *testing.T, what, naming, group string, agents []cliAgent) uint64 {
 	t.Helper()
 	var master uint64
-	var last map[uint64]agent.InfoJSON
+	var last map[uint64]wire.Info
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		infos, ok := cliInfos(t, agents)

@@ -40,7 +40,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/recover"
 )
 
@@ -703,7 +703,7 @@ func stable(infos map[int]info, ids []int) uint64 {
 	var states []recover.MemberState
 	for _, n := range ids {
 		in := infos[n]
-		states = append(states, recover.StateOfInfo(agent.InfoJSON{ID: in.ID, Role: in.Role, Epoch: in.Epoch, EpochID: in.EpochID,
+		states = append(states, recover.StateOfInfo(wire.Info{ID: in.ID, Role: in.Role, Epoch: in.Epoch, EpochID: in.EpochID,
 			Master: in.Master, Applied: in.Applied, Last: in.Last, Digest: in.Digest, Transfer: in.Transfer}))
 	}
 	master, err := recover.CheckFollowed(states)

@@ -27,10 +27,10 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-	"github.com/mastership/mastership/agent"
 	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 	nclient "github.com/mastership/mastership/naming/client"
@@ -336,8 +336,8 @@ func (c *scCluster) get(addr, path string) ([]byte, error) {
 	return b, err
 }
 
-func (c *scCluster) info(n int) (agent.InfoJSON, error) {
-	var in agent.InfoJSON
+func (c *scCluster) info(n int) (wire.Info, error) {
+	var in wire.Info
 	b, err := c.get(c.agent(n).api, "/v1/info")
 	if err != nil {
 		return in, err
@@ -346,9 +346,9 @@ func (c *scCluster) info(n int) (agent.InfoJSON, error) {
 }
 
 // infos asks agents ids at once; a failed query has Role "".
-func (c *scCluster) infos(ids []int) map[int]agent.InfoJSON {
+func (c *scCluster) infos(ids []int) map[int]wire.Info {
 	var mu sync.Mutex
-	out := map[int]agent.InfoJSON{}
+	out := map[int]wire.Info{}
 	var wg sync.WaitGroup
 	for _, n := range ids {
 		wg.Add(1)
@@ -356,7 +356,7 @@ func (c *scCluster) infos(ids []int) map[int]agent.InfoJSON {
 			defer wg.Done()
 			in, err := c.info(n)
 			if err != nil {
-				in = agent.InfoJSON{ID: uint64(n)}
+				in = wire.Info{ID: uint64(n)}
 			}
 			mu.Lock()
 			out[n] = in
@@ -367,7 +367,7 @@ func (c *scCluster) infos(ids []int) map[int]agent.InfoJSON {
 	return out
 }
 
-func scDescribe(infos map[int]agent.InfoJSON, ids []int) string {
+func scDescribe(infos map[int]wire.Info, ids []int) string {
 	var parts []string
 	for _, n := range ids {
 		in := infos[n]
@@ -384,7 +384,7 @@ func scDescribe(infos map[int]agent.InfoJSON, ids []int) string {
 // scRoles reports the one serving master that every agent of ids follows
 // at its epoch (the others as back-ups), or 0; with digests, every digest must equal
 // the master's too.
-func scRoles(infos map[int]agent.InfoJSON, ids []int, digests bool) uint64 {
+func scRoles(infos map[int]wire.Info, ids []int, digests bool) uint64 {
 	var states []recover.MemberState
 	for _, n := range ids {
 		states = append(states, recover.StateOfInfo(infos[n]))
@@ -422,11 +422,11 @@ func (c *scCluster) waitStable(timeout time.Duration, what string, ids []int, di
 	return m, at
 }
 
-func (c *scCluster) pollStable(timeout time.Duration, ids []int, digests bool) (uint64, time.Time, map[int]agent.InfoJSON) {
+func (c *scCluster) pollStable(timeout time.Duration, ids []int, digests bool) (uint64, time.Time, map[int]wire.Info) {
 	deadline := time.Now().Add(timeout)
 	var since time.Time
 	var master uint64
-	var last map[int]agent.InfoJSON
+	var last map[int]wire.Info
 	for {
 		now := time.Now()
 		last = c.infos(ids)
@@ -468,7 +468,7 @@ func (c *scCluster) waitMaster(timeout time.Duration, what string, not int, ids 
 }
 
 // fault posts one fault request to agent n.
-func (c *scCluster) fault(n int, req agent.FaultRequest) {
+func (c *scCluster) fault(n int, req wire.FaultRequest) {
 	c.t.Helper()
 	b, _ := json.Marshal(req)
 	resp, err := c.hc.Post(c.creds.URL(c.agent(n).api, "/v1/fault"), "application/json", strings.NewReader(string(b)))
@@ -514,9 +514,9 @@ func (c *scCluster) partition(sides [][]int, namingWith []int) {
 		if c.agent(n).killed {
 			continue
 		}
-		c.fault(n, agent.FaultRequest{Action: "heal"})
+		c.fault(n, wire.FaultRequest{Action: "heal"})
 		if len(block[n]) > 0 {
-			c.fault(n, agent.FaultRequest{Action: "partition", Peers: block[n]})
+			c.fault(n, wire.FaultRequest{Action: "partition", Peers: block[n]})
 		}
 	}
 	c.sides.set(block)
@@ -532,7 +532,7 @@ func (c *scCluster) heal() {
 	c.t.Helper()
 	for _, n := range c.ids() {
 		if !c.agent(n).killed {
-			c.fault(n, agent.FaultRequest{Action: "heal"})
+			c.fault(n, wire.FaultRequest{Action: "heal"})
 		}
 	}
 	c.sides.set(nil)

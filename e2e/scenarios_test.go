@@ -27,10 +27,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -564,7 +564,7 @@ func masterPause(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 // theirs, and 2 and 3 still reach everyone.
 func asymmetric(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 	began := time.Now()
-	c.fault(1, agent.FaultRequest{Action: "partition", Peers: []string{c.ip(4), c.ip(5)}})
+	c.fault(1, wire.FaultRequest{Action: "partition", Peers: []string{c.ip(4), c.ip(5)}})
 	c.logf("agent 1 cuts 4 and 5 (one side only)")
 	// The cut is the fault itself, held for a set time: longer than a
 	// session.

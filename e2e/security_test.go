@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/transport"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -78,7 +78,7 @@ func (g *secureGroup) waitStable(t *testing.T) cliAgent {
 			if err != nil {
 				return false
 			}
-			var in agent.InfoJSON
+			var in wire.Info
 			json.NewDecoder(resp.Body).Decode(&in)
 			resp.Body.Close()
 			states = append(states, recover.StateOfInfo(in))
@@ -110,7 +110,7 @@ func (g *secureGroup) state(t *testing.T) secState {
 	t.Helper()
 	st := secState{infos: map[uint64]string{}, records: map[uint64]string{}}
 	for _, a := range g.agents {
-		var in agent.InfoJSON
+		var in wire.Info
 		g.getJSON(t, a.api, "/v1/info", &in)
 		st.infos[a.id] = fmt.Sprintf("%s epoch=%d.%d master=%d digest=%s applied=%d", in.Role, in.Epoch, in.EpochID, in.Master, in.Digest, in.Applied)
 		var recs []json.RawMessage
@@ -320,7 +320,7 @@ func TestKeyringRotation(t *testing.T) {
 	if strings.Count(out, " ok ") != 3 {
 		t.Fatalf("keyring remove:\n%s", out)
 	}
-	var results []agent.KeyringResult
+	var results []wire.KeyringResult
 	if code, errOut := cliJSON(t, &results, append(append([]string{"keyring", "-agent", master.api}, ops...), "list", "-json")...); code != 0 {
 		t.Fatalf("keyring list: %d %s", code, errOut)
 	}
@@ -347,10 +347,10 @@ func TestKeyringRotation(t *testing.T) {
 	g.procs[backup.id] = start(t, "restarted", g.args[backup.id]...)
 	g.waitStable(t)
 	waitFor(t, 20*time.Second, "the restarted agent alive in gossip both ways", func() bool {
-		var a, b []agent.MemberJSON
+		var a, b []wire.Member
 		g.getJSON(t, master.api, "/v1/members", &a)
 		g.getJSON(t, backup.api, "/v1/members", &b)
-		alive := func(ms []agent.MemberJSON, id uint64) bool {
+		alive := func(ms []wire.Member, id uint64) bool {
 			for _, m := range ms {
 				if m.ID == id && m.Health == "alive" {
 					return true

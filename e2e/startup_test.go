@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
 )
@@ -108,26 +109,17 @@ func startStrictGroup(t *testing.T, run int) *startupGroup {
 	return g
 }
 
-// agentInfo is what the start-up tests read of /v1/info.
-type agentInfo struct {
-	ID      uint64 `json:"id"`
-	Role    string `json:"role"`
-	Epoch   uint64 `json:"epoch"`
-	EpochID uint64 `json:"epoch_id"`
-	Master  uint64 `json:"master"`
-}
+// agentInfo is an agent's GET /v1/info.
+type agentInfo = wire.Info
 
+// fetchInfo reads an agent's info through the API client, over hc.
 func fetchInfo(hc *http.Client, addr string) (agentInfo, error) {
-	var in agentInfo
-	resp, err := hc.Get("http://" + addr + "/v1/info")
+	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: addr, HTTP: hc})
 	if err != nil {
-		return in, err
+		return agentInfo{}, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return in, fmt.Errorf("%s: %s", addr, resp.Status)
-	}
-	return in, json.NewDecoder(resp.Body).Decode(&in)
+	in, _, err := ag.Info(context.Background())
+	return in, err
 }
 
 // Three strict agents started at the same instant, many times: at no

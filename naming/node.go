@@ -5,10 +5,8 @@ import (
 	"context"
 	cryptorand "crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand"
 	"net"
 	"net/http"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -299,21 +298,12 @@ func (n *Node) decide(group string) {
 func (n *Node) probe(r api.Registration) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.creds.URL(r.Addr, "/v1/info"), nil)
+	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: r.Addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
 	if err != nil {
 		return false
 	}
-	resp, err := n.http.Do(req)
+	info, _, err := ag.Info(ctx)
 	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var info struct {
-		ID    uint64 `json:"id"`
-		Group string `json:"group"`
-		Role  string `json:"role"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&info) != nil {
 		return false
 	}
 	return info.ID == r.ID && info.Group == r.Group && info.Role == api.RoleMaster.String()

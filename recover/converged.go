@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -31,7 +31,7 @@ func StateOfStatus(st core.Status) MemberState {
 }
 
 // StateOfInfo reads an agent's /v1/info.
-func StateOfInfo(in agent.InfoJSON) MemberState {
+func StateOfInfo(in wire.Info) MemberState {
 	role, _ := api.ParseRole(in.Role)
 	return MemberState{ID: in.ID, Role: role, Epoch: api.Epoch{Term: in.Epoch, ID: in.EpochID}, Master: in.Master,
 		Applied: in.Applied, Last: in.Last, Digest: in.Digest, Transfer: in.Transfer}

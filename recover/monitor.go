@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -62,8 +63,8 @@ type Monitor struct {
 
 	mu         sync.Mutex
 	events     []string // external events not yet given to the machine
-	last       *agent.CheckJSON
-	lastAction *agent.CheckJSON // the last check that acted
+	last       *wire.Check
+	lastAction *wire.Check // the last check that acted
 	checks     uint64
 	recoveries uint64
 	logger     hclog.Logger
@@ -164,7 +165,7 @@ func (m *Monitor) Event(kind, detail string) {
 }
 
 // LastCheck is the last detector run, for `mastership info`.
-func (m *Monitor) LastCheck() *agent.CheckJSON {
+func (m *Monitor) LastCheck() *wire.Check {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last == nil {
@@ -175,7 +176,7 @@ func (m *Monitor) LastCheck() *agent.CheckJSON {
 }
 
 // LastAction is the last check that reasserted, recovered or released.
-func (m *Monitor) LastAction() *agent.CheckJSON {
+func (m *Monitor) LastAction() *wire.Check {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lastAction == nil {
@@ -244,7 +245,7 @@ type jobRun struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	steps  sync.WaitGroup
-	check  *agent.CheckJSON
+	check  *wire.Check
 	start  time.Time
 }
 
@@ -399,7 +400,7 @@ func (d *driver) check(trigger string) []Effect {
 		in.RetainedAPI = a.PeerAPI(in.Retained.ID)
 	}
 	v, fx := d.mach.Looked(d.now(), in)
-	c := &agent.CheckJSON{Time: start.UTC(), Trigger: trigger, Decision: v.Decision.String(), DetectMS: ms(time.Since(start))}
+	c := &wire.Check{Time: start.UTC(), Trigger: trigger, Decision: v.Decision.String(), DetectMS: ms(time.Since(start))}
 	if in.Retained != nil {
 		c.Retained = in.Retained.ID
 	}

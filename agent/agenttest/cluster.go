@@ -34,6 +34,7 @@ import (
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/gossip/faulty"
@@ -455,7 +456,7 @@ func (c *Cluster) WaitStable(timeout time.Duration) uint64 {
 // Put writes key=value through the agent id (its master must be id). As a
 // client would, it retries while the master is not serving yet (a strict
 // master between its election and its registration's answer).
-func (c *Cluster) Put(id uint64, key, value string) (agent.KVResponse, error) {
+func (c *Cluster) Put(id uint64, key, value string) (wire.KVResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for {

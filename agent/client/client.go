@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 	nclient "github.com/mastership/mastership/naming/client"
@@ -211,12 +212,12 @@ func (c *Client) Close() {
 // Put sets key to value.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (Reply, error) {
 	v := string(value)
-	return c.do(ctx, kvRequest{Op: kv.KindPut, Key: key, Value: &v})
+	return c.do(ctx, wire.KVRequest{Op: kv.KindPut, Key: key, Value: &v})
 }
 
 // Get reads key from the master. Reply.Found tells whether it exists.
 func (c *Client) Get(ctx context.Context, key string) (Reply, error) {
-	return c.do(ctx, kvRequest{Op: kv.KindGet, Key: key})
+	return c.do(ctx, wire.KVRequest{Op: kv.KindGet, Key: key})
 }
 
 // CAS sets key to value if it holds expect now (or, with expectAbsent, if it
@@ -225,7 +226,7 @@ func (c *Client) Get(ctx context.Context, key string) (Reply, error) {
 // current state.
 func (c *Client) CAS(ctx context.Context, key string, expect []byte, expectAbsent bool, value []byte) (Reply, error) {
 	v := string(value)
-	req := kvRequest{Op: kv.KindCAS, Key: key, Value: &v, ExpectAbsent: expectAbsent}
+	req := wire.KVRequest{Op: kv.KindCAS, Key: key, Value: &v, ExpectAbsent: expectAbsent}
 	if !expectAbsent || len(expect) > 0 {
 		e := string(expect)
 		req.Expect = &e
@@ -235,43 +236,12 @@ func (c *Client) CAS(ctx context.Context, key string, expect []byte, expectAbsen
 
 // Delete removes key. Reply.Found tells whether it existed.
 func (c *Client) Delete(ctx context.Context, key string) (Reply, error) {
-	return c.do(ctx, kvRequest{Op: kv.KindDel, Key: key})
+	return c.do(ctx, wire.KVRequest{Op: kv.KindDel, Key: key})
 }
-
-// kvRequest and kvResponse are the JSON shapes of the agent's POST /v1/kv
-// (agent.KVRequest and agent.KVResponse; the tests check they agree).
-type kvRequest struct {
-	Op           string  `json:"op"`
-	Key          string  `json:"key"`
-	Value        *string `json:"value,omitempty"`
-	Expect       *string `json:"expect,omitempty"`
-	ExpectAbsent bool    `json:"expect_absent,omitempty"`
-	Client       uint64  `json:"client,omitempty"`
-	Seq          uint64  `json:"seq,omitempty"`
-}
-
-type kvResponse struct {
-	OK      bool      `json:"ok"`
-	Found   bool      `json:"found"`
-	Value   *string   `json:"value,omitempty"`
-	Error   string    `json:"error,omitempty"`
-	Code    string    `json:"code,omitempty"`
-	Epoch   api.Epoch `json:"epoch"`
-	Index   uint64    `json:"index,omitempty"`
-	Master  uint64    `json:"master,omitempty"`
-	MasterA string    `json:"master_addr,omitempty"`
-}
-
-// Error codes of the agent API (agent.CodeNotMaster and the others).
-const (
-	codeNotMaster  = "not-master"
-	codeNotServing = "not-serving"
-	codeTimeout    = "timeout"
-)
 
 // validate refuses what the agent would refuse anyway, and what JSON cannot
 // carry unchanged.
-func validate(req *kvRequest) error {
+func validate(req *wire.KVRequest) error {
 	op := kv.Op{Kind: req.Op, Key: req.Key, ExpectAbsent: req.ExpectAbsent}
 	if req.Value != nil {
 		op.Value = []byte(*req.Value)
@@ -305,7 +275,7 @@ type attempt struct {
 
 // do runs one operation with retries until success, a refusal or the
 // deadline.
-func (c *Client) do(ctx context.Context, req kvRequest) (Reply, error) {
+func (c *Client) do(ctx context.Context, req wire.KVRequest) (Reply, error) {
 	what := fmt.Sprintf("%s %q", req.Op, truncate(req.Key))
 	if c.closed.Load() {
 		return Reply{}, fmt.Errorf("%s: %w", what, errClosed)
@@ -476,7 +446,7 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 		json.Unmarshal(b, &e)
 		return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s: %s", ErrRefused, addr, orStatus(string(e.Code), hresp.Status), e.Message)}
 	}
-	var resp kvResponse
+	var resp wire.KVResponse
 	if derr := json.Unmarshal(b, &resp); derr != nil {
 		if hresp.StatusCode/100 == 4 && hresp.StatusCode != http.StatusMisdirectedRequest {
 			return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s", ErrRefused, addr, hresp.Status)}
@@ -499,7 +469,7 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 			rep.Value = []byte(*resp.Value)
 		}
 		return attempt{done: true, rep: rep}
-	case st == http.StatusMisdirectedRequest || resp.Code == codeNotMaster:
+	case st == http.StatusMisdirectedRequest || resp.Code == wire.CodeNotMaster:
 		err := fmt.Errorf("%w: agent %s is not master at epoch %s", ErrNoMaster, addr, resp.Epoch)
 		if resp.MasterA != "" {
 			err = fmt.Errorf("agent %s is not master at epoch %s; it names %d at %s", addr, resp.Epoch, resp.Master, resp.MasterA)
@@ -507,7 +477,7 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 		return attempt{err: err, redirect: resp.MasterA}
 	case st == http.StatusBadRequest || st == http.StatusRequestEntityTooLarge:
 		return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s: %s", ErrRefused, addr, orStatus(resp.Code, hresp.Status), resp.Error)}
-	case resp.Code == codeNotServing || resp.Code == codeTimeout:
+	case resp.Code == wire.CodeNotServing || resp.Code == wire.CodeTimeout:
 		// Still the master as far as we know: not yet, or not at the
 		// moment, serving.
 		return attempt{keep: true, err: fmt.Errorf("agent %s: %s at epoch %s: %s", addr, resp.Code, resp.Epoch, resp.Error)}

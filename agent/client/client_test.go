@@ -7,14 +7,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -23,10 +22,10 @@ import (
 type fakeAgent struct {
 	srv   *httptest.Server
 	mu    sync.Mutex
-	info  agent.InfoJSON
-	ms    []agent.MemberJSON
-	kv    func(req agent.KVRequest) (int, agent.KVResponse)
-	reqs  []agent.KVRequest
+	info  wire.Info
+	ms    []wire.Member
+	kv    func(req wire.KVRequest) (int, wire.KVResponse)
+	reqs  []wire.KVRequest
 	count atomic.Int64 // POST /v1/kv requests
 }
 
@@ -47,12 +46,12 @@ func newFake(t *testing.T) *fakeAgent {
 	})
 	mux.HandleFunc("POST /v1/kv", func(w http.ResponseWriter, r *http.Request) {
 		f.count.Add(1)
-		var req agent.KVRequest
+		var req wire.KVRequest
 		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields() // as the agent does
 		if err := dec.Decode(&req); err != nil {
 			w.WriteHeader(400)
-			json.NewEncoder(w).Encode(agent.KVResponse{Error: err.Error(), Code: "invalid"})
+			json.NewEncoder(w).Encode(wire.KVResponse{Error: err.Error(), Code: "invalid"})
 			return
 		}
 		f.mu.Lock()
@@ -72,24 +71,24 @@ func newFake(t *testing.T) *fakeAgent {
 func (f *fakeAgent) addr() string { return f.srv.Listener.Addr().String() }
 
 // set changes the fake's role and kv behaviour at once.
-func (f *fakeAgent) set(id uint64, role string, epoch api.Epoch, master uint64, kv func(agent.KVRequest) (int, agent.KVResponse)) {
+func (f *fakeAgent) set(id uint64, role string, epoch api.Epoch, master uint64, kv func(wire.KVRequest) (int, wire.KVResponse)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.info = agent.InfoJSON{ID: id, Group: "g", Role: role, Epoch: epoch.Term, EpochID: epoch.ID, Master: master, API: f.addr()}
+	f.info = wire.Info{ID: id, Group: "g", Role: role, Epoch: epoch.Term, EpochID: epoch.ID, Master: master, API: f.addr()}
 	f.kv = kv
 }
 
-func (f *fakeAgent) requests() []agent.KVRequest {
+func (f *fakeAgent) requests() []wire.KVRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]agent.KVRequest(nil), f.reqs...)
+	return append([]wire.KVRequest(nil), f.reqs...)
 }
 
 // answer is a master at epoch e that stores nothing and echoes value.
-func answer(e api.Epoch, id uint64, value string) func(agent.KVRequest) (int, agent.KVResponse) {
-	return func(req agent.KVRequest) (int, agent.KVResponse) {
+func answer(e api.Epoch, id uint64, value string) func(wire.KVRequest) (int, wire.KVResponse) {
+	return func(req wire.KVRequest) (int, wire.KVResponse) {
 		v := value
-		return 200, agent.KVResponse{OK: true, Found: true, Value: &v, Epoch: e, Index: 7, Master: id}
+		return 200, wire.KVResponse{OK: true, Found: true, Value: &v, Epoch: e, Index: 7, Master: id}
 	}
 }
 
@@ -104,42 +103,6 @@ func newClient(t *testing.T, cfg Config) *Client {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// TestWireShapes checks that the client's private copies of the agent's
-// JSON shapes use the agent's field names.
-func TestWireShapes(t *testing.T) {
-	tags := func(v any) map[string]bool {
-		out := map[string]bool{}
-		rt := reflect.TypeOf(v)
-		for i := range rt.NumField() {
-			out[strings.Split(rt.Field(i).Tag.Get("json"), ",")[0]] = true
-		}
-		return out
-	}
-	for _, tc := range []struct {
-		name       string
-		mine, real any
-		exact      bool
-	}{
-		{"request", kvRequest{}, agent.KVRequest{}, true},
-		{"response", kvResponse{}, agent.KVResponse{}, true},
-		{"info", infoJSON{}, agent.InfoJSON{}, false},
-		{"member", memberJSON{}, agent.MemberJSON{}, false},
-	} {
-		mine, real := tags(tc.mine), tags(tc.real)
-		for k := range mine {
-			if !real[k] {
-				t.Errorf("%s: field %q is not in the agent's shape", tc.name, k)
-			}
-		}
-		if tc.exact && len(mine) != len(real) {
-			t.Errorf("%s: %v, agent has %v", tc.name, mine, real)
-		}
-	}
-	if codeNotMaster != agent.CodeNotMaster || codeNotServing != agent.CodeNotServing || codeTimeout != agent.CodeTimeout {
-		t.Error("error codes differ from the agent's")
-	}
 }
 
 func TestNewValidates(t *testing.T) {
@@ -205,10 +168,10 @@ func TestStaleReplyIsNeverReturned(t *testing.T) {
 	}
 	stale := answer(old, 1, "stale")
 	var n atomic.Int64
-	staleKV := func(req agent.KVRequest) (int, agent.KVResponse) {
+	staleKV := func(req wire.KVRequest) (int, wire.KVResponse) {
 		// Alternate stale successes and stale not-master hints to the decoy.
 		if n.Add(1)%2 == 0 {
-			return 421, agent.KVResponse{Code: "not-master", Epoch: old, Master: 3, MasterA: decoy.addr()}
+			return 421, wire.KVResponse{Code: "not-master", Epoch: old, Master: 3, MasterA: decoy.addr()}
 		}
 		return stale(req)
 	}
@@ -256,10 +219,10 @@ func TestStaleReplyRetriedOnFreshMaster(t *testing.T) {
 	a, b := newFake(t), newFake(t)
 	e5, e6, e3 := api.Epoch{Term: 5, ID: 1}, api.Epoch{Term: 6, ID: 2}, api.Epoch{Term: 3, ID: 1}
 	a.set(1, "master", e5, 1, answer(e5, 1, "a"))
-	b.set(2, "backup", e5, 1, func(agent.KVRequest) (int, agent.KVResponse) {
-		return 421, agent.KVResponse{Code: "not-master", Epoch: e5, Master: 1, MasterA: a.addr()}
+	b.set(2, "backup", e5, 1, func(wire.KVRequest) (int, wire.KVResponse) {
+		return 421, wire.KVResponse{Code: "not-master", Epoch: e5, Master: 1, MasterA: a.addr()}
 	})
-	members := []agent.MemberJSON{{ID: 1, Group: "g", API: a.addr()}, {ID: 2, Group: "g", API: b.addr()}}
+	members := []wire.Member{{ID: 1, Group: "g", API: a.addr()}, {ID: 2, Group: "g", API: b.addr()}}
 	a.ms, b.ms = members, members
 	c := newClient(t, Config{Agents: []string{b.addr()}, Timeout: 2 * time.Second})
 	ctx := context.Background()
@@ -304,8 +267,8 @@ func TestFollowsNotMaster(t *testing.T) {
 	t.Parallel()
 	a, b := newFake(t), newFake(t)
 	e5, e6 := api.Epoch{Term: 5, ID: 1}, api.Epoch{Term: 6, ID: 2}
-	a.set(1, "master", e5, 1, func(agent.KVRequest) (int, agent.KVResponse) {
-		return 421, agent.KVResponse{Error: "agent: not master", Code: "not-master", Epoch: e6, Master: 2, MasterA: b.addr()}
+	a.set(1, "master", e5, 1, func(wire.KVRequest) (int, wire.KVResponse) {
+		return 421, wire.KVResponse{Error: "agent: not master", Code: "not-master", Epoch: e6, Master: 2, MasterA: b.addr()}
 	})
 	b.set(2, "master", e6, 2, answer(e6, 2, "b"))
 	c := newClient(t, Config{Agents: []string{a.addr()}, Timeout: 2 * time.Second})
@@ -328,14 +291,14 @@ func TestBadInputRefusedAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFake(t)
 	e := api.Epoch{Term: 2, ID: 1}
-	f.set(1, "master", e, 1, func(req agent.KVRequest) (int, agent.KVResponse) {
+	f.set(1, "master", e, 1, func(req wire.KVRequest) (int, wire.KVResponse) {
 		switch req.Key {
 		case "invalid":
-			return 400, agent.KVResponse{Error: "kv: malformed op", Code: "invalid", Epoch: e}
+			return 400, wire.KVResponse{Error: "kv: malformed op", Code: "invalid", Epoch: e}
 		case "too-large-here":
-			return 413, agent.KVResponse{Error: "key over the limit", Code: "too-large", Epoch: e}
+			return 413, wire.KVResponse{Error: "key over the limit", Code: "too-large", Epoch: e}
 		case "stale-seq":
-			return 200, agent.KVResponse{Error: "kv: stale sequence: client 1 sent 1 after 2", Epoch: e, Index: 9, Master: 1}
+			return 200, wire.KVResponse{Error: "kv: stale sequence: client 1 sent 1 after 2", Epoch: e, Index: 9, Master: 1}
 		}
 		return answer(e, 1, "x")(req)
 	})
@@ -390,8 +353,8 @@ func TestDeadlineSaysWhy(t *testing.T) {
 	t.Parallel()
 	f := newFake(t)
 	e := api.Epoch{Term: 4, ID: 1}
-	f.set(1, "master", e, 1, func(agent.KVRequest) (int, agent.KVResponse) {
-		return 503, agent.KVResponse{Error: "agent: master not serving", Code: "not-serving", Epoch: e}
+	f.set(1, "master", e, 1, func(wire.KVRequest) (int, wire.KVResponse) {
+		return 503, wire.KVResponse{Error: "agent: master not serving", Code: "not-serving", Epoch: e}
 	})
 	c := newClient(t, Config{Agents: []string{f.addr()}, Timeout: 500 * time.Millisecond})
 	start := time.Now()
@@ -443,8 +406,8 @@ func TestConcurrentUse(t *testing.T) {
 		lastSeq  uint64
 		problems []string
 	)
-	var kvf func(req agent.KVRequest) (int, agent.KVResponse)
-	kvf = func(req agent.KVRequest) (int, agent.KVResponse) {
+	var kvf func(req wire.KVRequest) (int, wire.KVResponse)
+	kvf = func(req wire.KVRequest) (int, wire.KVResponse) {
 		mu.Lock()
 		// A new epoch every 7 requests: replies of requests in flight
 		// across the change are stale and must be retried.

@@ -1,4 +1,4 @@
-package client
+package client_test
 
 import (
 	"bytes"
@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -30,10 +31,10 @@ func strictCluster(t *testing.T, base int) (*agenttest.Cluster, uint64) {
 func apiAddr(c *agenttest.Cluster, id uint64) string { return c.Members[id].Agent.Info().API }
 
 // exercise runs every operation once and checks the replies.
-func exercise(t *testing.T, cl *Client, master uint64, masterAddr string) {
+func exercise(t *testing.T, cl *client.Client, master uint64, masterAddr string) {
 	t.Helper()
 	ctx := context.Background()
-	check := func(what string, rep Reply, err error, ok, found bool, value string) {
+	check := func(what string, rep client.Reply, err error, ok, found bool, value string) {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
@@ -76,18 +77,18 @@ func exercise(t *testing.T, cl *Client, master uint64, masterAddr string) {
 }
 
 // TestClusterThroughNaming: a 3-agent strict cluster found through the
-// naming node; the agent's own key limit is enforced (413 -> ErrRefused).
+// naming node; the agent's own key limit is enforced (413 -> client.ErrRefused).
 func TestClusterThroughNaming(t *testing.T) {
 	t.Parallel()
 	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 60})
 	master := c.WaitStable(15 * time.Second)
-	cl := newClient(t, Config{Group: "g", Naming: c.NamingAddr})
+	cl := newTestClient(t, client.Config{Group: "g", Naming: c.NamingAddr})
 	exercise(t, cl, master, apiAddr(c, master))
 	if got, want := cl.MaxEpoch(), c.Members[master].Agent.Status().Epoch; got != want {
 		t.Errorf("MaxEpoch %s, master at %s", got, want)
 	}
-	if cl.redirects.Load() != 0 {
-		t.Errorf("%d redirects, the naming node knows the master", cl.redirects.Load())
+	if cl.Redirects() != 0 {
+		t.Errorf("%d redirects, the naming node knows the master", cl.Redirects())
 	}
 	// The state is on every replica.
 	c.WaitFor(5*time.Second, "replicas to apply", func() bool {
@@ -112,27 +113,27 @@ func TestClusterAgentsOnly(t *testing.T) {
 			backup = id
 		}
 	}
-	cl := newClient(t, Config{Group: "g", Agents: []string{apiAddr(c, backup)}})
+	cl := newTestClient(t, client.Config{Group: "g", Agents: []string{apiAddr(c, backup)}})
 	exercise(t, cl, master, apiAddr(c, master))
-	cl.setMaster(apiAddr(c, backup))
+	cl.SetMaster(apiAddr(c, backup))
 	rep, err := cl.Put(context.Background(), "via-backup", []byte("x"))
 	if err != nil || rep.Master != master {
 		t.Fatalf("put through a back-up: %+v, %v", rep, err)
 	}
-	if cl.redirects.Load() != 1 {
-		t.Errorf("%d redirects, want 1 (the back-up's not-master hint)", cl.redirects.Load())
+	if cl.Redirects() != 1 {
+		t.Errorf("%d redirects, want 1 (the back-up's not-master hint)", cl.Redirects())
 	}
 	// A naming node that cannot be reached: the agents are asked.
-	fallback := newClient(t, Config{Group: "g", Naming: c.NamingIP + ":1", Agents: []string{apiAddr(c, backup)}})
+	fallback := newTestClient(t, client.Config{Group: "g", Naming: c.NamingIP + ":1", Agents: []string{apiAddr(c, backup)}})
 	if rep, err := fallback.Get(context.Background(), "via-backup"); err != nil || string(rep.Value) != "x" || rep.Master != master {
 		t.Errorf("get with the naming node unreachable: %+v, %v", rep, err)
 	}
 	// Bad input is refused at once.
 	start := time.Now()
-	if _, err := cl.Put(context.Background(), "", []byte("x")); !errors.Is(err, ErrRefused) {
+	if _, err := cl.Put(context.Background(), "", []byte("x")); !errors.Is(err, client.ErrRefused) {
 		t.Errorf("empty key: %v", err)
 	}
-	if _, err := cl.Get(context.Background(), string(make([]byte, 1025))); !errors.Is(err, ErrRefused) {
+	if _, err := cl.Get(context.Background(), string(make([]byte, 1025))); !errors.Is(err, client.ErrRefused) {
 		t.Errorf("long key: %v", err)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -149,7 +150,7 @@ func TestClusterAgentsOnly(t *testing.T) {
 func TestClusterFailover(t *testing.T) {
 	t.Parallel()
 	c, old := strictCluster(t, 62)
-	cl := newClient(t, Config{Group: "g", Naming: c.NamingAddr, Timeout: 10 * time.Second})
+	cl := newTestClient(t, client.Config{Group: "g", Naming: c.NamingAddr, Timeout: 10 * time.Second})
 
 	type writer struct {
 		puts      map[string]string // successful puts
@@ -249,21 +250,21 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged puts checked; %d after the kill; master %d -> %d; %d retries", n, after.Load(), old, master,
-		cl.retries.Load())
-	if cl.retries.Load() == 0 {
+		cl.Retries())
+	if cl.Retries() == 0 {
 		t.Error("no operation was retried across the failover")
 	}
 
 	// The agents' deduplication: one client/seq sent twice applies once,
 	// and an older seq after a newer one is refused.
-	post := func(body string) agent.KVResponse {
+	post := func(body string) wire.KVResponse {
 		t.Helper()
 		resp, err := http.Post("http://"+apiAddr(c, master)+"/v1/kv", "application/json", bytes.NewReader([]byte(body)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var r agent.KVResponse
+		var r wire.KVResponse
 		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s: %s, %v", body, resp.Status, err)
 		}
@@ -289,4 +290,14 @@ func TestClusterFailover(t *testing.T) {
 	if rep, err := cl.Get(ctx, "dup"); err != nil || rep.Epoch.Less(api.Epoch{Term: 1}) {
 		t.Errorf("get: %+v, %v", rep, err)
 	}
+}
+
+func newTestClient(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

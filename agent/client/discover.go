@@ -11,26 +11,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
-
-// infoJSON and memberJSON are the parts of the agent's GET /v1/info and GET
-// /v1/members (agent.InfoJSON, agent.MemberJSON) the client reads.
-type infoJSON struct {
-	ID      uint64 `json:"id"`
-	Group   string `json:"group"`
-	Role    string `json:"role"`
-	Epoch   uint64 `json:"epoch"`
-	EpochID uint64 `json:"epoch_id"`
-	Master  uint64 `json:"master"`
-	API     string `json:"api"`
-}
-
-type memberJSON struct {
-	ID    uint64 `json:"id"`
-	Group string `json:"group"`
-	API   string `json:"api"`
-}
 
 // findMaster returns the address to send the next attempt to: the cached
 // master, else the naming node's registered master, else the master the
@@ -104,7 +87,7 @@ func (c *Client) askAgents(ctx context.Context, avoid map[string]bool, extra []s
 	if len(addrs) == 0 {
 		return "", errors.New("no agent addresses known")
 	}
-	infos := make([]*infoJSON, len(addrs))
+	infos := make([]*wire.Info, len(addrs))
 	errs := make([]error, len(addrs))
 	// A hung agent must not hold up the answer of the others.
 	ictx, cancel := context.WithTimeout(ctx, max(c.timeout/10, minAttempt/2))
@@ -112,7 +95,7 @@ func (c *Client) askAgents(ctx context.Context, avoid map[string]bool, extra []s
 	var wg sync.WaitGroup
 	for i, a := range addrs {
 		wg.Go(func() {
-			var info infoJSON
+			var info wire.Info
 			if err := c.getJSON(ictx, a, "/v1/info", &info); err != nil {
 				errs[i] = err
 				return
@@ -180,7 +163,7 @@ func (c *Client) askAgents(ctx context.Context, avoid map[string]bool, extra []s
 // resolve asks the agent at from for the API address of agent id, and
 // learns the group's other members on the way.
 func (c *Client) resolve(ctx context.Context, from string, id uint64) string {
-	var ms []memberJSON
+	var ms []wire.Member
 	if err := c.getJSON(ctx, from, "/v1/members", &ms); err != nil {
 		return ""
 	}

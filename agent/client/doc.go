@@ -1,7 +1,10 @@
-// Package client is the Go client of a Mastership group's key-value API: it
-// finds the group's master, sends requests to it, retries through failovers
-// and never returns a reply from a master older than one it has already
-// seen.
+// Package client is the Go client of the agents' API. Client is the
+// client of a group's key-value API: it finds the group's master, sends
+// requests to it, retries through failovers and never returns a reply
+// from a master older than one it has already seen. API calls one agent's
+// API (info, members, divergence records, fault control, keyring); the
+// command line, the demo and the naming node's probe use it. The JSON
+// shapes of both are package wire's, the ones the agent serves.
 //
 // # Usage
 //
@@ -25,6 +28,10 @@
 //		fmt.Printf("leader is %q, not a\n", r.Value) // r.Found, r.Value: current state
 //	}
 //	r, err = c.Get(ctx, "leader") // r.Found, r.Value, r.Epoch
+//
+//	ag, err := client.NewAPI(client.APIConfig{Addr: "10.0.0.1:7500", Creds: creds})
+//	info, _, err := ag.Info(ctx) // info.Role, info.Epoch, info.LastCheck
+//	// a reply other than 200 is a *client.StatusError (code, master hint)
 //
 // # Finding the master
 //

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -43,36 +44,9 @@ type HardState struct {
 	MaxTerm uint64 `json:"max_term" codec:"t"`
 }
 
-// Record is one divergent write: an entry a losing
-// master's side held that the retained master never saw. Operators list,
-// replay through the current master, or discard records.
-type Record struct {
-	// ID is assigned by the store: increasing, never reused, even after
-	// the record is deleted or the store reopened.
-	ID uint64 `json:"id" codec:"id"`
-	// Group is the group whose log held the entry.
-	Group string `json:"group" codec:"g"`
-	// Epoch and Index are the entry's stamp.
-	Epoch api.Epoch `json:"epoch" codec:"e"`
-	Index uint64    `json:"index" codec:"i"`
-	// Client and Seq identify the client request, so that a replay through
-	// the current master applies at most once.
-	Client uint64 `json:"client" codec:"c"`
-	Seq    uint64 `json:"seq" codec:"s"`
-	// Op is the operation as logged (msgpack of kv.Op).
-	Op []byte `json:"op" codec:"o"`
-	// Acked reports whether the write had been committed (acknowledged to
-	// the client) on its side.
-	Acked bool `json:"acked" codec:"a"`
-	// Retained is the ID of the master retained when the record was made.
-	Retained uint64 `json:"retained" codec:"r"`
-	// Recorded is when the record was made; AddRecords sets it from the
-	// store's clock when zero. Stored times come back in UTC without a
-	// monotonic reading.
-	Recorded time.Time `json:"recorded" codec:"t"`
-	// Replayed is set by MarkReplayed after a successful replay.
-	Replayed bool `json:"replayed" codec:"p"`
-}
+// Record is one divergent write (wire.Record: the API serves records as
+// they are stored).
+type Record = wire.Record
 
 // Storage is the agent's durable state: hard state, the replication log above
 // a snapshot, and divergence records. The agent's owning goroutine calls every

@@ -1,32 +1,22 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
-	"github.com/mastership/mastership/naming/auth"
 	"github.com/urfave/cli/v2"
 )
 
 // defaultAgentAPI is the API address of an agent started with the default
 // -bind, 127.0.0.1:7946 (config.APIPortOffset above it).
 const defaultAgentAPI = "127.0.0.1:8946"
-
-// maxReplyBytes bounds what the command line reads of one agent reply.
-const maxReplyBytes = 64 << 20
 
 // agentFlags are the flags of every command that talks to one agent's API.
 // They carry no environment variable, so that where a command accepts them
@@ -63,15 +53,9 @@ func flagDuration(c *cli.Context, name string) time.Duration {
 	return flagContext(c, name).Duration(name)
 }
 
-// agentAPI calls one agent's HTTP API (agent/api.go).
-type agentAPI struct {
-	addr  string
-	hc    *http.Client
-	creds auth.Creds
-}
-
-// newAgentAPI checks -agent and -timeout; bad values are usage errors.
-func newAgentAPI(c *cli.Context) (*agentAPI, error) {
+// newAgentAPI checks -agent and -timeout (bad values are usage errors) and
+// returns the agent's API client.
+func newAgentAPI(c *cli.Context) (*client.API, error) {
 	addr := flagString(c, "agent")
 	if err := api.ValidateAddr("agent", addr); err != nil {
 		return nil, usageErr("-agent: %v", err)
@@ -84,90 +68,7 @@ func newAgentAPI(c *cli.Context) (*agentAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &agentAPI{addr: addr, creds: creds, hc: &http.Client{Timeout: timeout, Transport: creds.Transport(&http.Transport{})}}, nil
-}
-
-// agentError is the body of a failed reply: api.Error's fields, and the
-// master's when the agent is not master (agent.KVResponse).
-type agentError struct {
-	Code       string `json:"code"`
-	Error      string `json:"error"`
-	Master     uint64 `json:"master"`
-	MasterAddr string `json:"master_addr"`
-}
-
-// errAgentStatus is a reply with an HTTP status other than 200.
-type errAgentStatus struct {
-	addr   string
-	status int
-	body   agentError
-}
-
-func (e *errAgentStatus) Error() string {
-	msg := e.body.Error
-	if msg == "" {
-		msg = http.StatusText(e.status)
-	}
-	if e.body.Code != "" && !strings.HasPrefix(msg, e.body.Code+":") {
-		msg = e.body.Code + ": " + msg
-	}
-	if e.body.Master != 0 {
-		msg += fmt.Sprintf(" (master is %d at %s)", e.body.Master, e.body.MasterAddr)
-	}
-	return fmt.Sprintf("agent %s: %s", e.addr, msg)
-}
-
-// call sends a request with an optional JSON body and returns the reply
-// body of a 200. Any other status becomes an *errAgentStatus naming the
-// agent; a failed connection names the agent too.
-func (a *agentAPI) call(ctx context.Context, method, path string, in any) ([]byte, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.creds.URL(a.addr, path), body)
-	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", a.addr, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // drop net/http's repetition of method and URL
-		}
-		return nil, fmt.Errorf("agent %s unreachable: %v", a.addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
-	if err != nil {
-		return nil, fmt.Errorf("agent %s: read reply: %v", a.addr, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		e := &errAgentStatus{addr: a.addr, status: resp.StatusCode}
-		json.Unmarshal(b, &e.body) // a body that is no error leaves the status text
-		return nil, e
-	}
-	return b, nil
-}
-
-// get calls GET path and decodes the reply into out; raw is the reply as
-// sent, for -json.
-func (a *agentAPI) get(ctx context.Context, path string, out any) (raw json.RawMessage, err error) {
-	b, err := a.call(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return nil, fmt.Errorf("agent %s: reply of %s does not decode: %v", a.addr, path, err)
-	}
-	return b, nil
+	return client.NewAPI(client.APIConfig{Addr: addr, Creds: creds, Timeout: timeout})
 }
 
 func membersCommand() *cli.Command {
@@ -184,8 +85,7 @@ func membersCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var members []agent.MemberJSON
-			raw, err := ag.get(c.Context, "/v1/members", &members)
+			members, raw, err := ag.Members(c.Context)
 			if err != nil {
 				return err
 			}
@@ -197,7 +97,7 @@ func membersCommand() *cli.Command {
 	}
 }
 
-func printMembers(w io.Writer, members []agent.MemberJSON) error {
+func printMembers(w io.Writer, members []wire.Member) error {
 	sort.Slice(members, func(i, j int) bool {
 		if members[i].Group != members[j].Group {
 			return members[i].Group < members[j].Group
@@ -237,8 +137,7 @@ func infoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var info agent.InfoJSON
-			raw, err := ag.get(c.Context, "/v1/info", &info)
+			info, raw, err := ag.Info(c.Context)
 			if err != nil {
 				return err
 			}
@@ -252,7 +151,7 @@ func infoCommand() *cli.Command {
 }
 
 // printInfo writes `key: value` lines, keys as in the JSON.
-func printInfo(w io.Writer, in agent.InfoJSON) {
+func printInfo(w io.Writer, in wire.Info) {
 	master := "none"
 	if in.Master != 0 {
 		master = fmt.Sprint(in.Master)

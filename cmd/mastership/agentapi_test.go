@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -32,11 +32,11 @@ func fakeAgent(t *testing.T) (addr string, deletes *int) {
 		json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, []agent.MemberJSON{{ID: 2, Group: "g", Addr: "127.0.0.2:1", API: "127.0.0.2:2", Role: "backup", Epoch: 3, Master: 1, Health: "alive"},
+		reply(w, 200, []wire.Member{{ID: 2, Group: "g", Addr: "127.0.0.2:1", API: "127.0.0.2:2", Role: "backup", Epoch: 3, Master: 1, Health: "alive"},
 			{ID: 1, Group: "g", Addr: "127.0.0.1:1", API: "127.0.0.1:2", Role: "master", Epoch: 3, Master: 1, Health: "alive"}})
 	})
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, agent.InfoJSON{ID: 1, Group: "g", Role: "master", Epoch: 3, EpochID: 1, Master: 1, Digest: "abc"})
+		reply(w, 200, wire.Info{ID: 1, Group: "g", Role: "master", Epoch: 3, EpochID: 1, Master: 1, Digest: "abc"})
 	})
 	mux.HandleFunc("GET /v1/divergence", func(w http.ResponseWriter, r *http.Request) { reply(w, 200, []store.Record{rec}) })
 	mux.HandleFunc("DELETE /v1/divergence/{id}", func(w http.ResponseWriter, r *http.Request) {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,10 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/agent/kv"
-	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
 	"github.com/mastership/mastership/recover"
@@ -220,26 +217,27 @@ func (d *demo) stop() {
 	}
 }
 
-func (d *demo) info(a *demoAgent) (agent.InfoJSON, error) {
-	var info agent.InfoJSON
-	resp, err := d.hc.Get("http://" + a.api + "/v1/info")
-	if err != nil {
-		return info, err
-	}
-	defer resp.Body.Close()
-	return info, json.NewDecoder(resp.Body).Decode(&info)
+// agentAPI is the API client of one of the demo's agents.
+func (d *demo) agentAPI(a *demoAgent) (*aclient.API, error) {
+	return aclient.NewAPI(aclient.APIConfig{Addr: a.api, HTTP: d.hc})
 }
 
-func (d *demo) fault(a *demoAgent, req agent.FaultRequest) error {
-	b, _ := json.Marshal(req)
-	resp, err := d.hc.Post("http://"+a.api+"/v1/fault", "application/json", strings.NewReader(string(b)))
+func (d *demo) info(a *demoAgent) (wire.Info, error) {
+	ag, err := d.agentAPI(a)
+	if err != nil {
+		return wire.Info{}, err
+	}
+	info, _, err := ag.Info(d.c.Context)
+	return info, err
+}
+
+func (d *demo) fault(a *demoAgent, req wire.FaultRequest) error {
+	ag, err := d.agentAPI(a)
+	if err == nil {
+		_, err = ag.Fault(d.c.Context, req)
+	}
 	if err != nil {
 		return fmt.Errorf("fault on agent %d: %w", a.id, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		body, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("fault on agent %d: %s %s", a.id, resp.Status, body)
 	}
 	return nil
 }
@@ -457,7 +455,7 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 		if int(a.id) > k {
 			peers = append(append([]string{}, majorityIPs...), namingIP)
 		}
-		if err := d.fault(a, agent.FaultRequest{Action: "partition", Peers: peers}); err != nil {
+		if err := d.fault(a, wire.FaultRequest{Action: "partition", Peers: peers}); err != nil {
 			return nil, err
 		}
 	}
@@ -488,7 +486,7 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 
 	heal := time.Now()
 	for _, a := range d.agents {
-		if err := d.fault(a, agent.FaultRequest{Action: "heal"}); err != nil {
+		if err := d.fault(a, wire.FaultRequest{Action: "heal"}); err != nil {
 			return nil, err
 		}
 	}
@@ -514,13 +512,14 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 	// Every acknowledged write is in the final state or a divergence record.
 	diverged := map[string]bool{}
 	for _, a := range d.agents {
-		var recs []store.Record
-		resp, err := d.hc.Get("http://" + a.api + "/v1/divergence")
+		ag, err := d.agentAPI(a)
 		if err != nil {
 			continue
 		}
-		json.NewDecoder(resp.Body).Decode(&recs)
-		resp.Body.Close()
+		recs, _, err := ag.Records(d.c.Context)
+		if err != nil {
+			continue
+		}
 		for _, r := range recs {
 			if op, err := kv.DecodeOp(r.Op); err == nil {
 				diverged[op.Key] = true

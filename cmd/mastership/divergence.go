@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/urfave/cli/v2"
@@ -49,8 +46,8 @@ func divergenceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					var recs []store.Record
-					if _, err := ag.get(c.Context, "/v1/divergence", &recs); err != nil {
+					recs, _, err := ag.Records(c.Context)
+					if err != nil {
 						return err
 					}
 					if flagBool(c, "json") {
@@ -77,8 +74,8 @@ func divergenceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					var rec store.Record
-					if _, err := ag.get(c.Context, fmt.Sprintf("/v1/divergence/%d", id), &rec); err != nil {
+					rec, _, err := ag.Record(c.Context, id)
+					if err != nil {
 						return err
 					}
 					if flagBool(c, "json") {
@@ -102,13 +99,9 @@ func divergenceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					b, err := ag.call(c.Context, http.MethodPost, fmt.Sprintf("/v1/divergence/%d/replay", id), nil)
+					r, _, err := ag.Replay(c.Context, id)
 					if err != nil {
 						return fmt.Errorf("replay record %d: %w", id, err)
-					}
-					var r agent.KVResponse
-					if err := json.Unmarshal(b, &r); err != nil {
-						return fmt.Errorf("agent %s: replay reply does not decode: %v", ag.addr, err)
 					}
 					if flagBool(c, "json") {
 						out := kvJSON{OK: r.OK, Found: r.Found, Value: r.Value, Epoch: r.Epoch.Term, Index: r.Index, Master: r.Master}
@@ -143,11 +136,12 @@ func divergenceCommand() *cli.Command {
 					if !c.Bool("yes") {
 						return usageErr("discard removes record %d for good; add -yes", id)
 					}
-					if _, err := ag.call(c.Context, http.MethodDelete, fmt.Sprintf("/v1/divergence/%d", id), nil); err != nil {
+					_, raw, err := ag.Discard(c.Context, id)
+					if err != nil {
 						return fmt.Errorf("discard record %d: %w", id, err)
 					}
 					if flagBool(c, "json") {
-						return writeJSON(c.App.Writer, map[string]uint64{"discarded": id})
+						return writeJSON(c.App.Writer, raw)
 					}
 					fmt.Fprintf(c.App.Writer, "discarded record %d\n", id)
 					return nil

@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/gossip/faulty"
 	"github.com/urfave/cli/v2"
 )
@@ -57,7 +56,7 @@ func faultCommand() *cli.Command {
 							return usageErr("fault partition: -from %q: %v", p, err)
 						}
 					}
-					return sendFault(c, agent.FaultRequest{Action: "partition", Peers: peers})
+					return sendFault(c, wire.FaultRequest{Action: "partition", Peers: peers})
 				},
 			},
 			{
@@ -69,7 +68,7 @@ func faultCommand() *cli.Command {
 					if err := noArgs(c); err != nil {
 						return err
 					}
-					return sendFault(c, agent.FaultRequest{Action: "heal"})
+					return sendFault(c, wire.FaultRequest{Action: "heal"})
 				},
 			},
 			{
@@ -88,7 +87,7 @@ func faultCommand() *cli.Command {
 					if p < 0 || p > 1 {
 						return usageErr("fault drop: -p %v: want 0 to 1", p)
 					}
-					return sendFault(c, agent.FaultRequest{Action: "drop", P: p})
+					return sendFault(c, wire.FaultRequest{Action: "drop", P: p})
 				},
 			},
 			{
@@ -107,7 +106,7 @@ func faultCommand() *cli.Command {
 					if d < 0 || d > maxFaultDelay {
 						return usageErr("fault delay: -d %s: want 0 to %s", d, maxFaultDelay)
 					}
-					return sendFault(c, agent.FaultRequest{Action: "delay", Delay: d})
+					return sendFault(c, wire.FaultRequest{Action: "delay", Delay: d})
 				},
 			},
 		},
@@ -132,18 +131,18 @@ func checkPeer(p string) error {
 	return nil
 }
 
-func sendFault(c *cli.Context, req agent.FaultRequest) error {
+func sendFault(c *cli.Context, req wire.FaultRequest) error {
 	ag, err := newAgentAPI(c)
 	if err != nil {
 		return err
 	}
-	b, err := ag.call(c.Context, http.MethodPost, "/v1/fault", req)
+	b, err := ag.Fault(c.Context, req)
 	if err != nil {
 		return fmt.Errorf("fault %s: %w", req.Action, err)
 	}
 	var st faulty.Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("agent %s: fault reply does not decode: %v", ag.addr, err)
+		return fmt.Errorf("agent %s: fault reply does not decode: %v", ag.Addr(), err)
 	}
 	if flagBool(c, "json") {
 		return writeJSON(c.App.Writer, json.RawMessage(b))
@@ -153,6 +152,6 @@ func sendFault(c *cli.Context, req agent.FaultRequest) error {
 		parts = strings.Join(st.Partitioned, ",")
 	}
 	fmt.Fprintf(c.App.Writer, "%s at %s: partitioned from %s; drop %v; delay %s (sent %d, dropped %d, blocked %d)\n",
-		req.Action, ag.addr, parts, st.Drop, st.Delay, st.Sent, st.Dropped, st.Blocked)
+		req.Action, ag.Addr(), parts, st.Drop, st.Delay, st.Sent, st.Dropped, st.Blocked)
 	return nil
 }

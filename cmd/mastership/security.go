@@ -3,14 +3,12 @@ package main
 import (
 	crand "crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
-	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/auth"
 	"github.com/urfave/cli/v2"
 )
@@ -123,7 +121,7 @@ func keygenCommand() *cli.Command {
 func keyringCommand() *cli.Command {
 	run := func(op string) func(c *cli.Context) error {
 		return func(c *cli.Context) error {
-			req := agent.KeyringRequest{Op: op}
+			req := wire.KeyringRequest{Op: op}
 			switch {
 			case op == "list" && c.NArg() != 0:
 				return usageErr("keyring list: unexpected argument %q", c.Args().First())
@@ -139,13 +137,9 @@ func keyringCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var results []agent.KeyringResult
-			b, err := ag.call(c.Context, http.MethodPost, "/v1/keyring", req)
+			results, _, err := ag.Keyring(c.Context, req)
 			if err != nil {
 				return err
-			}
-			if err := json.Unmarshal(b, &results); err != nil {
-				return fmt.Errorf("agent %s: keyring reply does not decode: %v", ag.addr, err)
 			}
 			failed := 0
 			for _, r := range results {

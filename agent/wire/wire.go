@@ -1,0 +1,172 @@
+// Package wire is the agent API's JSON shapes: what an agent serves and
+// what every client of it (agent/client, the command line, the demo, the
+// naming node's probe) decodes. It is a leaf: it imports nothing of the
+// agent, so a client pulls in no runtime.
+package wire
+
+import (
+	"time"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Info is GET /v1/info: one agent's state, as `mastership info -json`
+// prints it.
+type Info struct {
+	ID       uint64 `json:"id"`
+	Group    string `json:"group"`
+	Role     string `json:"role"`
+	Epoch    uint64 `json:"epoch"`
+	EpochID  uint64 `json:"epoch_id"`
+	Master   uint64 `json:"master"`
+	Applied  uint64 `json:"applied"`
+	Commit   uint64 `json:"commit"`
+	Last     uint64 `json:"last"`
+	Digest   string `json:"digest"`
+	Priority int    `json:"priority"`
+	Mode     string `json:"mode"`
+	Serving  bool   `json:"serving"`
+	// Refused counts messages and announcements refused for an epoch out
+	// of range or not in their sender's name.
+	Refused uint64 `json:"refused_inputs"`
+	// Transfer is the back-up a master hands mastership over to (0: none).
+	Transfer uint64    `json:"transfer,omitempty"`
+	API      string    `json:"api"`
+	Gossip   string    `json:"gossip"`
+	Monitor  *Counters `json:"monitor,omitempty"`
+	// The self-monitor's last check (issue: visibility).
+	LastCheck *Check `json:"last_check,omitempty"`
+	Trigger   string `json:"trigger,omitempty"`
+	Decision  string `json:"decision,omitempty"`
+	Recovery  string `json:"recovery,omitempty"`
+	// LastAction is the last check that recovered, reasserted or released.
+	LastAction *Check `json:"last_action,omitempty"`
+}
+
+// Counters are the self-monitor's: checks run, recoveries started.
+type Counters struct {
+	Checks     uint64 `json:"checks"`
+	Recoveries uint64 `json:"recoveries"`
+}
+
+// Check describes one run of the self-monitor's detector and what it did.
+type Check struct {
+	Time       time.Time `json:"time"`
+	Trigger    string    `json:"trigger"`
+	Decision   string    `json:"decision"`
+	Retained   uint64    `json:"retained"`
+	DetectMS   float64   `json:"detect_ms"`
+	Recovery   string    `json:"recovery,omitempty"`
+	RecoveryMS float64   `json:"recovery_ms,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Member is one entry of GET /v1/members, the agent's gossip view.
+type Member struct {
+	ID     uint64 `json:"id"`
+	Group  string `json:"group"`
+	Addr   string `json:"addr"`
+	API    string `json:"api"`
+	Role   string `json:"role"`
+	Epoch  uint64 `json:"epoch"`
+	Master uint64 `json:"master"`
+	Health string `json:"health"`
+}
+
+// KVRequest is a client request. Key, Value and Expect are UTF-8 text (the
+// JSON API refuses other bytes rather than mangle them); Client and Seq make
+// a retry apply once. A delete of an absent key succeeds (ok) with found
+// false.
+type KVRequest struct {
+	Op           string  `json:"op"`
+	Key          string  `json:"key"`
+	Value        *string `json:"value,omitempty"`
+	Expect       *string `json:"expect,omitempty"`
+	ExpectAbsent bool    `json:"expect_absent,omitempty"`
+	Client       uint64  `json:"client,omitempty"`
+	Seq          uint64  `json:"seq,omitempty"`
+}
+
+// KVResponse answers a KVRequest; every reply carries the master's epoch.
+type KVResponse struct {
+	OK      bool      `json:"ok"`
+	Found   bool      `json:"found"`
+	Value   *string   `json:"value,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Code    string    `json:"code,omitempty"`
+	Epoch   api.Epoch `json:"epoch"`
+	Index   uint64    `json:"index,omitempty"`
+	Master  uint64    `json:"master,omitempty"`
+	MasterA string    `json:"master_addr,omitempty"`
+}
+
+// Error codes of the agent API beyond the naming node's.
+const (
+	CodeNotMaster  = "not-master"
+	CodeNotServing = "not-serving"
+	CodeTimeout    = "timeout"
+)
+
+// FaultRequest drives the agent's fault control (tests and demos only).
+type FaultRequest struct {
+	Action string        `json:"action"` // partition, heal, drop, delay
+	Peers  []string      `json:"peers,omitempty"`
+	P      float64       `json:"p,omitempty"`
+	Delay  time.Duration `json:"delay,omitempty"`
+}
+
+// KeyringRequest is the body of POST /v1/keyring: op is list, install, use
+// or remove; key is a base64 key (not for list).
+type KeyringRequest struct {
+	Op  string `json:"op"`
+	Key string `json:"key,omitempty"`
+}
+
+// KeyringResult is one agent's outcome of a keyring operation, as
+// `mastership keyring -json` prints them.
+type KeyringResult struct {
+	ID      uint64   `json:"id"`
+	Group   string   `json:"group"`
+	API     string   `json:"api"`
+	OK      bool     `json:"ok"`
+	Error   string   `json:"error,omitempty"`
+	Primary string   `json:"primary,omitempty"`
+	Keys    []string `json:"keys,omitempty"`
+}
+
+// Record is one divergent write, as the agent's store keeps it and GET
+// /v1/divergence serves it: an entry a losing
+// master's side held that the retained master never saw. Operators list,
+// replay through the current master, or discard records.
+type Record struct {
+	// ID is assigned by the store: increasing, never reused, even after
+	// the record is deleted or the store reopened.
+	ID uint64 `json:"id" codec:"id"`
+	// Group is the group whose log held the entry.
+	Group string `json:"group" codec:"g"`
+	// Epoch and Index are the entry's stamp.
+	Epoch api.Epoch `json:"epoch" codec:"e"`
+	Index uint64    `json:"index" codec:"i"`
+	// Client and Seq identify the client request, so that a replay through
+	// the current master applies at most once.
+	Client uint64 `json:"client" codec:"c"`
+	Seq    uint64 `json:"seq" codec:"s"`
+	// Op is the operation as logged (msgpack of kv.Op).
+	Op []byte `json:"op" codec:"o"`
+	// Acked reports whether the write had been committed (acknowledged to
+	// the client) on its side.
+	Acked bool `json:"acked" codec:"a"`
+	// Retained is the ID of the master retained when the record was made.
+	Retained uint64 `json:"retained" codec:"r"`
+	// Recorded is when the record was made; AddRecords sets it from the
+	// store's clock when zero. Stored times come back in UTC without a
+	// monotonic reading.
+	Recorded time.Time `json:"recorded" codec:"t"`
+	// Replayed is set by MarkReplayed after a successful replay.
+	Replayed bool `json:"replayed" codec:"p"`
+}
+
+// Discarded answers DELETE /v1/divergence/{id}.
+type Discarded struct {
+	Discarded uint64 `json:"discarded"`
+}
