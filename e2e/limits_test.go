@@ -41,7 +41,7 @@ func rssKB(t *testing.T, pid int) int {
 }
 
 // waitOneMaster waits for one master that the naming node registered and
-// returns every agent's info then.
+// every other agent follows, and returns every agent's info then.
 func waitOneMaster(t *testing.T, hc *http.Client, g *startupGroup) map[uint64]agentInfo {
 	t.Helper()
 	var infos map[uint64]agentInfo
@@ -58,7 +58,15 @@ func waitOneMaster(t *testing.T, hc *http.Client, g *startupGroup) map[uint64]ag
 				master = a.id
 			}
 		}
-		return master != 0 && cliRegistered(t, g.naming, "g") == master
+		if master == 0 {
+			return false
+		}
+		for _, in := range infos {
+			if in.Master != master {
+				return false
+			}
+		}
+		return cliRegistered(t, g.naming, "g") == master
 	})
 	return infos
 }
