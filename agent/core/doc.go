@@ -26,6 +26,14 @@
 //   - A back-up whose log left the master's, or that is new or far behind,
 //     asks the runtime to download the master's state (Ready.Sync).
 //
+// # Layout
+//
+// node.go holds the Node, Ready and the entry points (Tick, Step, SetView);
+// roles.go each role's tick and step, set when the role is taken;
+// rules.go the one value, chosen by NewNode, that holds every decision the
+// two modes take differently; election.go, replication.go, handover.go,
+// lease.go and recovery.go the rest by concern.
+//
 // # Usage
 //
 //	n := core.NewNode(cfg, kv.NewStore(), rlog.New(), core.HardState{})

@@ -1,0 +1,52 @@
+package core
+
+// Serving: a strict master serves only while its registration at the
+// naming node and its lease over a majority hold.
+
+import (
+	"slices"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Registered tells a master the outcome of its registration: accepted, the
+// registration holds until tick until (a strict master serves only then).
+func (n *Node) Registered(epoch api.Epoch, accepted bool, until uint64) {
+	if n.role != api.RoleMaster || epoch != n.epoch {
+		return
+	}
+	if accepted {
+		n.registeredUntil = until
+	} else {
+		n.registeredUntil = 0
+	}
+}
+
+func (n *Node) serving() bool {
+	if n.role != api.RoleMaster {
+		return false
+	}
+	return n.rules.serving(n)
+}
+
+// leaseHolds reports whether a majority heard from us within the election
+// timeout: no one can have been elected meanwhile, since back-ups refuse
+// votes while they hear their master.
+func (n *Node) leaseHolds() bool {
+	acks := []uint64{n.now}
+	for id, pr := range n.progress {
+		if n.peers[id] != nil {
+			acks = append(acks, pr.acked)
+		}
+	}
+	slices.Sort(acks)
+	slices.Reverse(acks)
+	q := n.quorum()
+	if len(acks) < q {
+		return false
+	}
+	// Voters refuse for half the election timeout after hearing us; a
+	// lease of two fifths leaves a tenth for drift between tick clocks.
+	lease := uint64(n.cfg.ElectionTicks * 2 / 5)
+	return acks[q-1]+lease > n.now
+}

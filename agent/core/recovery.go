@@ -1,0 +1,78 @@
+package core
+
+// Recovery: the self-monitor's commands (figure 10) and the state
+// install of a download.
+
+import (
+	"fmt"
+
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// BeginRecovery stops acting as master and follows the retained master
+// (figure 10, act 1010: alignment). The agent serves nothing until
+// InstallState or EndRecovery.
+func (n *Node) BeginRecovery(master uint64) {
+	if n.role == api.RoleMaster {
+		n.failProposals(ErrNotMaster)
+	}
+	n.master = master
+	n.hsChanged = true
+	n.setRole(api.RoleRecovering)
+}
+
+// Quarantine stops serving after a failed recovery.
+func (n *Node) Quarantine() {
+	if n.role == api.RoleMaster {
+		n.failProposals(ErrNotMaster)
+	}
+	n.setRole(api.RoleQuarantined)
+}
+
+// InstallState replaces the state machine and log with a master's state:
+// snapshot at base, then the entries after it (figure 10, acts 1020-1030).
+// The caller has verified the digest. The agent becomes a back-up of master
+// at epoch, which must not be older than ours.
+func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry, master uint64, epoch api.Epoch, commit uint64) error {
+	if epoch.Less(n.epoch) {
+		return fmt.Errorf("install state of epoch %s: older than ours %s", epoch, n.epoch)
+	}
+	if err := api.CheckTerm(epoch.Term, n.maxTerm); err != nil {
+		return fmt.Errorf("install state of epoch %s: %w", epoch, err)
+	}
+	if epoch.ID != master {
+		return fmt.Errorf("install state of epoch %s: not the epoch of master %d", epoch, master)
+	}
+	for _, e := range entries {
+		if epoch.Less(e.Epoch) {
+			return fmt.Errorf("install state of epoch %s: entry %d at the newer epoch %s", epoch, e.Index, e.Epoch)
+		}
+	}
+	l := rlog.NewAt(base)
+	if err := l.Append(entries...); err != nil {
+		return fmt.Errorf("install log: %w", err)
+	}
+	if err := n.sm.Restore(snapshot); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	n.log = l
+	n.applied = n.sm.Digest().Index
+	n.commit = n.applied
+	if c := min(commit, l.LastIndex()); c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+	n.proposals = nil
+	n.becomeBackup(master, epoch)
+	return nil
+}
+
+// EndRecovery makes a recovering agent whose state already matches the
+// master's a back-up of it.
+func (n *Node) EndRecovery(master uint64, epoch api.Epoch) {
+	if epoch.Less(n.epoch) {
+		epoch = n.epoch
+	}
+	n.becomeBackup(master, epoch)
+}

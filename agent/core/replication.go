@@ -1,0 +1,322 @@
+package core
+
+// Replication: the master's log, appends and their answers, the commit
+// rule, applying, and client proposals.
+
+import (
+	"fmt"
+
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+func (n *Node) tickMaster() {
+	if n.transferTo != 0 && n.now >= n.transferDeadline {
+		n.logger.Info("handover timed out; serving again", "to", n.transferTo)
+		n.transferTo = 0
+	}
+	n.heartbeat++
+	if n.heartbeat >= n.cfg.HeartbeatTicks {
+		n.heartbeat = 0
+		n.broadcastAppend()
+	}
+	if n.rules.commitsOnTick() {
+		n.maybeCommit()
+	}
+}
+
+// becomeMaster takes mastership at epoch: appends a no-op of the new epoch
+// (so the epoch commits before reads), asks the runtime to register, and
+// sends the first heartbeat.
+func (n *Node) becomeMaster(epoch api.Epoch) {
+	if epoch.ID != n.cfg.ID || epoch.Less(n.epoch) {
+		panic(fmt.Sprintf("core: becomeMaster at %s from epoch %s", epoch, n.epoch))
+	}
+	n.epoch, n.master = epoch, n.cfg.ID
+	n.seeTerm(epoch.Term)
+	n.hsChanged = true
+	n.heartbeat = 0
+	n.registeredUntil = 0
+	n.transferTo = 0
+	n.transferring = false
+	n.setRole(api.RoleMaster)
+	last := n.log.LastIndex()
+	// A peer has two heartbeats to answer a new master before an available
+	// commit stops waiting for it (a crashed master still looks alive in
+	// gossip for a while).
+	heard := n.now + uint64(2*n.cfg.HeartbeatTicks)
+	heard -= min(heard, uint64(n.cfg.ElectionTicks/2))
+	for id := range n.peers {
+		n.progress[id] = &progress{next: last + 1, last: heard}
+	}
+	e, err := n.log.AppendNew(epoch, 0, 0, nil)
+	if err != nil {
+		panic(fmt.Sprintf("core: append no-op: %v", err))
+	}
+	n.rd.Entries = append(n.rd.Entries, e)
+	ep := epoch
+	n.rd.Register = &ep
+	n.broadcastAppend()
+	n.maybeCommit()
+}
+
+// Propose appends a client request. The result comes in a later Ready.
+func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
+	if n.role != api.RoleMaster {
+		return ErrNotMaster
+	}
+	if err := n.rules.mayPropose(n); err != nil {
+		return err
+	}
+	if n.transferTo != 0 {
+		return fmt.Errorf("%w: handing mastership over to %d", ErrNotServing, n.transferTo)
+	}
+	e, err := n.log.AppendNew(n.epoch, client, seq, op)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	n.rd.Entries = append(n.rd.Entries, e)
+	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now})
+	n.broadcastAppend()
+	n.maybeCommit()
+	return nil
+}
+
+// ReadIndex tells whether a read may be served from the state machine now:
+// on the master, with a committed entry of its epoch, and in strict mode
+// while its lease and registration hold.
+func (n *Node) ReadIndex() error {
+	if n.role != api.RoleMaster {
+		return ErrNotMaster
+	}
+	if !n.serving() {
+		return ErrNotServing
+	}
+	if ep, err := n.log.EpochAt(n.commit); err != nil || ep != n.epoch {
+		return fmt.Errorf("%w: no entry of epoch %s committed yet", ErrNotServing, n.epoch)
+	}
+	return nil
+}
+
+func (n *Node) broadcastAppend() {
+	for _, p := range n.sortedPeers() {
+		n.sendAppend(p.ID)
+	}
+}
+
+// maxBatch bounds the entries of one append.
+const maxBatch = 256
+
+// SyncThreshold is how far behind a back-up may be and still catch up from
+// the log; further behind (or new), it downloads the master's state.
+const SyncThreshold = 2 * maxBatch
+
+func (n *Node) sendAppend(to uint64) {
+	pr := n.progress[to]
+	if pr == nil {
+		pr = &progress{next: n.log.LastIndex() + 1}
+		n.progress[to] = pr
+	}
+	base := n.log.Base().Index
+	if pr.next <= base {
+		pr.next = base + 1
+	}
+	prev := pr.next - 1
+	pos, err := n.log.PosAt(prev)
+	if err != nil {
+		pos = n.log.Base()
+	}
+	last := n.log.LastIndex()
+	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
+		LastIndex: last}
+	if pr.next <= last {
+		hi := min(last+1, pr.next+maxBatch)
+		ents, err := n.log.Slice(pr.next, hi)
+		if err == nil {
+			m.Entries = ents
+			pr.next = hi // pipelined: optimistic
+		}
+	}
+	n.send(m)
+}
+
+// acceptAppend is a back-up's handling of its master's append: the log
+// matching, truncation of a conflicting suffix, the commit index, and the
+// answer. Appends from an older epoch were refused before (Step), and the
+// role's step made us a back-up of the sender.
+func (n *Node) acceptAppend(m Message) {
+	n.silent = 0
+	last := n.log.LastIndex()
+	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || last < m.Base) {
+		// New or far behind: download a snapshot rather than the log.
+		n.needSync(m.From)
+		return
+	}
+	if m.PrevIndex > last {
+		// Behind: ask for what follows our last entry.
+		n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: last, Sent: m.Sent})
+		return
+	}
+	if h, ok, _ := n.log.HashAt(m.PrevIndex); !ok || h != m.PrevHash {
+		if m.PrevIndex < n.log.Base().Index {
+			if m.LastIndex < n.log.Base().Index {
+				// The master's whole log ends below our snapshot: our
+				// state holds entries it has not (a divergent side's,
+				// installed from another master). Download its state.
+				n.needSync(m.From)
+				return
+			}
+			// Below our snapshot: only the part after it can be compared.
+			n.send(Message{Type: MsgAppendResp, To: m.From, Reject: true, LastIndex: last, Sent: m.Sent})
+			return
+		}
+		n.needSync(m.From)
+		return
+	}
+	var fresh []rlog.Entry
+	for i, e := range m.Entries {
+		if e.Index <= n.log.LastIndex() {
+			if h, ok, _ := n.log.HashAt(e.Index); ok && h == e.Hash {
+				continue
+			}
+			// Our suffix from here differs from the master's.
+			if e.Index <= n.applied {
+				n.needSync(m.From)
+				return
+			}
+			removed, err := n.log.TruncateAfter(e.Index - 1)
+			if err != nil {
+				n.needSync(m.From)
+				return
+			}
+			t := e.Index - 1
+			n.rd.Truncated = &t
+			n.rd.Entries = nil
+			// Not applied here, but this agent may have stamped and
+			// acknowledged them as master before a restart: keep them.
+			for _, r := range removed {
+				if len(r.Op) > 0 {
+					n.rd.Divergent = append(n.rd.Divergent, r)
+				}
+			}
+		}
+		fresh = m.Entries[i:]
+		break
+	}
+	if len(fresh) > 0 {
+		if err := n.log.Append(fresh...); err != nil {
+			n.needSync(m.From)
+			return
+		}
+		n.rd.Entries = append(n.rd.Entries, fresh...)
+	}
+	match := m.PrevIndex + uint64(len(m.Entries))
+	if c := min(m.Commit, match); c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+	n.caughtUp = match == m.LastIndex && n.commit >= m.Commit
+	n.send(Message{Type: MsgAppendResp, To: m.From, Match: match, LastIndex: n.log.LastIndex(), Sent: m.Sent})
+}
+
+// needSync moves a back-up whose log left the master's to syncing: the
+// runtime downloads the master's state (recovery steps 2 to 4, package
+// recover).
+func (n *Node) needSync(master uint64) {
+	n.caughtUp = false
+	n.setRole(api.RoleSyncing)
+	n.rd.Sync = master
+}
+
+func (n *Node) handleAppendResp(m Message) {
+	if n.role != api.RoleMaster {
+		return
+	}
+	pr := n.progress[m.From]
+	if pr == nil {
+		return
+	}
+	pr.last = n.now
+	if n.epoch.Less(m.Epoch) {
+		n.rd.Events = append(n.rd.Events, Event{Kind: EventForeignEpoch, From: m.From, Epoch: m.Epoch})
+		if n.rules.yieldsToNewer() {
+			n.rd.Events = append(n.rd.Events, Event{Kind: EventDeposed, From: m.From, Epoch: m.Epoch})
+			n.becomeBackup(0, m.Epoch)
+		}
+		return
+	}
+	if m.Epoch != n.epoch {
+		return
+	}
+	if m.Reject {
+		// Resume after the back-up's last entry, never past our own log.
+		next := min(m.LastIndex, n.log.LastIndex()) + 1
+		if pr.match > m.LastIndex {
+			pr.match = m.LastIndex
+		}
+		back := next < pr.next && !m.Busy
+		pr.next = next
+		// Resend at once only when the back-up told us where to resume
+		// from; one that keeps refusing (recovering, syncing, following
+		// another master) hears from us at the next heartbeat, not in a
+		// storm.
+		if back {
+			n.sendAppend(m.From)
+		}
+		return
+	}
+	pr.acked = max(pr.acked, m.Sent)
+	if m.Match > pr.match {
+		pr.match = m.Match
+	}
+	pr.next = max(pr.next, pr.match+1)
+	n.maybeCommit()
+	if m.From == n.transferTo {
+		n.maybeTimeoutNow()
+	}
+}
+
+// maybeCommit advances the commit index by the mode's rule, applies, and
+// answers the proposals now applied.
+func (n *Node) maybeCommit() {
+	if n.role != api.RoleMaster {
+		return
+	}
+	c := n.rules.commitIndex(n)
+	if c > n.commit {
+		n.commit = c
+		n.apply()
+	}
+}
+
+func (n *Node) apply() {
+	if n.commit <= n.applied {
+		return
+	}
+	res, err := rlog.ApplyTo(n.sm, n.log, n.applied, n.commit)
+	if err != nil {
+		panic(fmt.Sprintf("core: apply %d..%d: %v", n.applied+1, n.commit, err))
+	}
+	from := n.applied + 1
+	n.applied = n.commit
+	if n.role != api.RoleMaster {
+		return
+	}
+	keep := n.proposals[:0]
+	for _, p := range n.proposals {
+		if p.index <= n.applied {
+			e, _ := n.log.Entry(p.index)
+			n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]})
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	n.proposals = keep
+}
+
+func (n *Node) failProposals(err error) {
+	for _, p := range n.proposals {
+		n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Err: err})
+	}
+	n.proposals = nil
+}
