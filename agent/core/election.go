@@ -129,6 +129,7 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	n.silent = 0
 	n.hsChanged = true
 	n.transferring = false
+	n.transferTo = 0 // a master handing over stops at once
 	n.setRole(api.RoleBackup)
 }
 

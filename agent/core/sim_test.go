@@ -29,12 +29,38 @@ type simNet struct {
 	nextRef uint64
 	events  map[uint64][]Event
 	expect  int
+
+	// trace, when set, receives what happens, for scenario files: role
+	// changes, events, results, downloads, and (while traceMsgs) every
+	// message delivered or dropped.
+	trace     func(string)
+	traceMsgs bool
+	last      map[uint64]string // the last role line traced per agent
+}
+
+func (s *simNet) tracef(format string, args ...any) {
+	if s.trace != nil {
+		s.trace(fmt.Sprintf(format, args...))
+	}
+}
+
+// noteRole traces id's role, epoch and master when they changed.
+func (s *simNet) noteRole(id uint64) {
+	if s.trace == nil {
+		return
+	}
+	n := s.nodes[id]
+	line := fmt.Sprintf("%d: %s epoch=%s master=%d", id, n.Role(), n.Epoch(), n.Master())
+	if s.last[id] != line {
+		s.last[id] = line
+		s.tracef("%s", line)
+	}
 }
 
 func newSim(t *testing.T, mode api.Mode, prios ...int) *simNet {
 	s := &simNet{t: t, mode: mode, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
-		events: map[uint64][]Event{}}
+		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
 		// As the configuration requires: a strict group's size is fixed.
 		s.expect = len(prios)
@@ -102,10 +128,21 @@ func (s *simNet) drain(id uint64) {
 	}
 	for _, r := range rd.Results {
 		s.results[r.Ref] = r
+		if r.Err != nil {
+			s.tracef("%d: ref %d failed: %v", id, r.Ref, r.Err)
+		} else {
+			s.tracef("%d: ref %d applied at %d (epoch %s)", id, r.Ref, r.Index, r.Epoch)
+		}
 	}
 	s.events[id] = append(s.events[id], rd.Events...)
+	for _, e := range rd.Events {
+		s.tracef("%d: event %s from %d at %s", id, e.Kind, e.From, e.Epoch)
+	}
+	s.noteRole(id)
 	if rd.Sync != 0 {
+		s.tracef("%d: downloads the state of %d", id, rd.Sync)
 		s.sync(id, rd.Sync)
+		s.noteRole(id)
 	}
 }
 
@@ -138,7 +175,33 @@ func (s *simNet) deliver() {
 		m := s.queue[0]
 		s.queue = s.queue[1:]
 		if !s.linked(m.From, m.To) || s.nodes[m.To] == nil {
+			if s.traceMsgs {
+				s.tracef("dropped %s", m)
+			}
 			continue
+		}
+		if s.traceMsgs {
+			s.tracef("%s", m)
+		}
+		s.nodes[m.To].Step(m)
+		s.drain(m.To)
+	}
+}
+
+// deliverFirst delivers the first n queued messages only; what they cause
+// stays queued.
+func (s *simNet) deliverFirst(n int) {
+	batch := s.queue[:min(n, len(s.queue))]
+	s.queue = s.queue[len(batch):]
+	for _, m := range batch {
+		if !s.linked(m.From, m.To) || s.nodes[m.To] == nil {
+			if s.traceMsgs {
+				s.tracef("dropped %s", m)
+			}
+			continue
+		}
+		if s.traceMsgs {
+			s.tracef("%s", m)
 		}
 		s.nodes[m.To].Step(m)
 		s.drain(m.To)

@@ -1,0 +1,244 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// TestScenarios runs the scenario files of testdata/ through datadriven:
+// each command drives a group of cores (simNet), and its output is what
+// happened, as stable text. After a deliberate change of behaviour,
+// rewrite the expected output with
+//
+//	go test ./agent/core -run TestScenarios -rewrite
+//
+// and read the diff.
+//
+// Commands:
+//
+//	group mode=strict|available prio=(P1,P2,...)   a new group, agents 1..N
+//	tick [n=1]             tick every agent up; messages stay queued
+//	deliver [n=N]          deliver the queue until it is empty (or only its first
+//	                       N messages), tracing each message
+//	run n=N                N rounds of tick and deliver, tracing changes only
+//	status                 one line per agent
+//	put id=I key=K value=V propose on agent I (a strict master is registered first)
+//	down id=I | up id=I    stop or restart agent I's process (state kept)
+//	partition a=(..) b=(..)  cut every link between the two sides
+//	heal                   remove every cut
+//	handover id=I          agent I asks its master for a planned handover
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		sc := &scenario{}
+		datadriven.RunTest(t, path, sc.run)
+	})
+}
+
+type scenario struct {
+	s   *simNet
+	out strings.Builder
+}
+
+func (sc *scenario) run(t *testing.T, d *datadriven.TestData) string {
+	sc.out.Reset()
+	if d.Cmd != "group" && sc.s == nil {
+		d.Fatalf(t, "%s before group", d.Cmd)
+	}
+	switch d.Cmd {
+	case "group":
+		var mode string
+		d.ScanArgs(t, "mode", &mode)
+		arg, ok := d.Arg("prio")
+		if !ok {
+			d.Fatalf(t, "group: want prio=(...)")
+		}
+		var prios []int
+		for _, v := range arg.Vals {
+			p, err := strconv.Atoi(v)
+			if err != nil {
+				d.Fatalf(t, "prio %q: %v", v, err)
+			}
+			prios = append(prios, p)
+		}
+		sc.s = newSim(t, api.Mode(mode), prios...)
+		sc.s.trace = func(line string) { sc.out.WriteString(line + "\n") }
+		for _, id := range sc.s.ids() {
+			sc.s.noteRole(id)
+		}
+	case "tick":
+		n := 1
+		d.MaybeScanArgs(t, "n", &n)
+		for i := 0; i < n; i++ {
+			for _, id := range sc.s.ids() {
+				if !sc.s.down[id] {
+					sc.s.nodes[id].Tick()
+					sc.s.drain(id)
+				}
+			}
+		}
+	case "deliver":
+		sc.s.traceMsgs = true
+		if d.HasArg("n") {
+			// Only the first n messages queued (and not what they cause).
+			var n int
+			d.ScanArgs(t, "n", &n)
+			sc.s.deliverFirst(n)
+		} else {
+			sc.s.deliver()
+		}
+		sc.s.traceMsgs = false
+	case "run":
+		var n int
+		d.ScanArgs(t, "n", &n)
+		sc.s.tick(n)
+	case "status":
+		for _, id := range sc.s.ids() {
+			st := sc.s.nodes[id].Status()
+			state := ""
+			if sc.s.down[id] {
+				state = " (down)"
+			}
+			fmt.Fprintf(&sc.out, "%d%s: %s epoch=%s master=%d commit=%d applied=%d last=%d", id, state, st.Role, st.Epoch,
+				st.Master, st.Commit, st.Applied, st.Last)
+			if st.Transfer != 0 {
+				fmt.Fprintf(&sc.out, " handing-over-to=%d", st.Transfer)
+			}
+			sc.out.WriteString("\n")
+		}
+	case "put":
+		var id uint64
+		var key, value string
+		d.ScanArgs(t, "id", &id)
+		d.ScanArgs(t, "key", &key)
+		d.ScanArgs(t, "value", &value)
+		ref, err := sc.s.put(id, key, value)
+		if err != nil {
+			fmt.Fprintf(&sc.out, "ref %d refused: %v\n", ref, err)
+		} else {
+			fmt.Fprintf(&sc.out, "ref %d proposed at %d\n", ref, sc.s.nodes[id].Log().LastIndex())
+		}
+	case "down", "up":
+		var id uint64
+		d.ScanArgs(t, "id", &id)
+		sc.s.down[id] = d.Cmd == "down"
+		sc.s.updateViews()
+	case "partition":
+		side := func(key string) []uint64 {
+			arg, ok := d.Arg(key)
+			if !ok {
+				d.Fatalf(t, "partition: want %s=(...)", key)
+			}
+			var ids []uint64
+			for _, v := range arg.Vals {
+				id, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					d.Fatalf(t, "%s: %q: %v", key, v, err)
+				}
+				ids = append(ids, id)
+			}
+			return ids
+		}
+		sc.s.partition(side("a"), side("b"))
+	case "heal":
+		sc.s.heal()
+	case "handover":
+		var id uint64
+		d.ScanArgs(t, "id", &id)
+		if sc.s.nodes[id].RequestHandover() {
+			fmt.Fprintf(&sc.out, "%d asked %d for mastership\n", id, sc.s.nodes[id].Master())
+		} else {
+			fmt.Fprintf(&sc.out, "%d is no handover candidate\n", id)
+		}
+		sc.s.drain(id)
+	default:
+		d.Fatalf(t, "unknown command %s", d.Cmd)
+	}
+	return sc.out.String()
+}
+
+// recorder is a testing.TB that records a failure instead of failing the
+// test, for running a scenario file that must fail.
+type recorder struct {
+	testing.TB
+	failed bool
+	msg    string
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed, r.msg = true, fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.failed, r.msg = true, fmt.Sprintf(format, args...)
+}
+func (r *recorder) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
+func (r *recorder) FailNow()          { r.failed = true; runtime.Goexit() }
+func (r *recorder) Fail()             { r.failed = true }
+func (r *recorder) Failed() bool      { return r.failed }
+
+// The scenario files are checked, not merely run: changing one line of any
+// file's expected output makes it fail.
+func TestScenarioFilesCanFail(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenario files: %v", err)
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed, ok := changeExpectedLine(string(b))
+			if !ok {
+				t.Fatal("no expected output to change")
+			}
+			tmp := filepath.Join(t.TempDir(), filepath.Base(path))
+			if err := os.WriteFile(tmp, []byte(changed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				sc := &scenario{}
+				datadriven.RunTestAny(rec, tmp, func(tb testing.TB, d *datadriven.TestData) string {
+					return sc.run(t, d)
+				})
+			}()
+			<-done
+			if !rec.failed || !strings.Contains(rec.msg, "expected") {
+				t.Fatalf("a changed line of expected output passed (failure %q)", rec.msg)
+			}
+		})
+	}
+}
+
+// changeExpectedLine alters the last line of the first non-empty expected
+// output in a datadriven file.
+func changeExpectedLine(file string) (string, bool) {
+	lines := strings.Split(file, "\n")
+	for i := 0; i < len(lines); i++ {
+		if lines[i] != "----" {
+			continue
+		}
+		j := i + 1
+		for j < len(lines) && lines[j] != "" {
+			j++
+		}
+		if j > i+1 {
+			lines[j-1] += " (changed)"
+			return strings.Join(lines, "\n"), true
+		}
+	}
+	return "", false
+}
