@@ -2,14 +2,12 @@ package core
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
+	"github.com/mastership/mastership/internal/scenario"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -37,17 +35,17 @@ import (
 //	handover id=I          agent I asks its master for a planned handover
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
-		sc := &scenario{}
+		sc := &scenarioRun{}
 		datadriven.RunTest(t, path, sc.run)
 	})
 }
 
-type scenario struct {
+type scenarioRun struct {
 	s   *simNet
 	out strings.Builder
 }
 
-func (sc *scenario) run(t *testing.T, d *datadriven.TestData) string {
+func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 	sc.out.Reset()
 	if d.Cmd != "group" && sc.s == nil {
 		d.Fatalf(t, "%s before group", d.Cmd)
@@ -164,81 +162,10 @@ func (sc *scenario) run(t *testing.T, d *datadriven.TestData) string {
 	return sc.out.String()
 }
 
-// recorder is a testing.TB that records a failure instead of failing the
-// test, for running a scenario file that must fail.
-type recorder struct {
-	testing.TB
-	failed bool
-	msg    string
-}
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.failed, r.msg = true, fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
-func (r *recorder) Errorf(format string, args ...any) {
-	r.failed, r.msg = true, fmt.Sprintf(format, args...)
-}
-func (r *recorder) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
-func (r *recorder) FailNow()          { r.failed = true; runtime.Goexit() }
-func (r *recorder) Fail()             { r.failed = true }
-func (r *recorder) Failed() bool      { return r.failed }
-
 // The scenario files are checked, not merely run: changing one line of any
 // file's expected output makes it fail.
 func TestScenarioFilesCanFail(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenario files: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			changed, ok := changeExpectedLine(string(b))
-			if !ok {
-				t.Fatal("no expected output to change")
-			}
-			tmp := filepath.Join(t.TempDir(), filepath.Base(path))
-			if err := os.WriteFile(tmp, []byte(changed), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			rec := &recorder{TB: t}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				sc := &scenario{}
-				datadriven.RunTestAny(rec, tmp, func(tb testing.TB, d *datadriven.TestData) string {
-					return sc.run(t, d)
-				})
-			}()
-			<-done
-			if !rec.failed || !strings.Contains(rec.msg, "expected") {
-				t.Fatalf("a changed line of expected output passed (failure %q)", rec.msg)
-			}
-		})
-	}
-}
-
-// changeExpectedLine alters the last line of the first non-empty expected
-// output in a datadriven file.
-func changeExpectedLine(file string) (string, bool) {
-	lines := strings.Split(file, "\n")
-	for i := 0; i < len(lines); i++ {
-		if lines[i] != "----" {
-			continue
-		}
-		j := i + 1
-		for j < len(lines) && lines[j] != "" {
-			j++
-		}
-		if j > i+1 {
-			lines[j-1] += " (changed)"
-			return strings.Join(lines, "\n"), true
-		}
-	}
-	return "", false
+	scenario.FailsWhenChanged(t, "testdata", func() func(*testing.T, *datadriven.TestData) string {
+		return (&scenarioRun{}).run
+	})
 }
