@@ -174,17 +174,7 @@ func (s *simNet) deliver() {
 		}
 		m := s.queue[0]
 		s.queue = s.queue[1:]
-		if !s.linked(m.From, m.To) || s.nodes[m.To] == nil {
-			if s.traceMsgs {
-				s.tracef("dropped %s", m)
-			}
-			continue
-		}
-		if s.traceMsgs {
-			s.tracef("%s", m)
-		}
-		s.nodes[m.To].Step(m)
-		s.drain(m.To)
+		s.deliverOne(m)
 	}
 }
 
@@ -194,18 +184,23 @@ func (s *simNet) deliverFirst(n int) {
 	batch := s.queue[:min(n, len(s.queue))]
 	s.queue = s.queue[len(batch):]
 	for _, m := range batch {
-		if !s.linked(m.From, m.To) || s.nodes[m.To] == nil {
-			if s.traceMsgs {
-				s.tracef("dropped %s", m)
-			}
-			continue
-		}
-		if s.traceMsgs {
-			s.tracef("%s", m)
-		}
-		s.nodes[m.To].Step(m)
-		s.drain(m.To)
+		s.deliverOne(m)
 	}
+}
+
+// deliverOne steps m's receiver if m can cross.
+func (s *simNet) deliverOne(m Message) {
+	if !s.linked(m.From, m.To) || s.nodes[m.To] == nil {
+		if s.traceMsgs {
+			s.tracef("dropped %s", m)
+		}
+		return
+	}
+	if s.traceMsgs {
+		s.tracef("%s", m)
+	}
+	s.nodes[m.To].Step(m)
+	s.drain(m.To)
 }
 
 func (s *simNet) tick(n int) {

@@ -71,20 +71,44 @@ func newAgentAPI(c *cli.Context) (*client.API, error) {
 	return client.NewAPI(client.APIConfig{Addr: addr, Creds: creds, Timeout: timeout})
 }
 
+// agentAction is the action of a command that takes no argument and calls
+// one agent's API: the arguments and -agent are checked first.
+func agentAction(f func(c *cli.Context, ag *client.API) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := noArgs(c); err != nil {
+			return err
+		}
+		ag, err := newAgentAPI(c)
+		if err != nil {
+			return err
+		}
+		return f(c, ag)
+	}
+}
+
+// recordAction is the action of a command on one divergence record: the
+// record ID argument and -agent are checked first.
+func recordAction(f func(c *cli.Context, ag *client.API, id uint64) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, err := recordID(c)
+		if err != nil {
+			return err
+		}
+		ag, err := newAgentAPI(c)
+		if err != nil {
+			return err
+		}
+		return f(c, ag, id)
+	}
+}
+
 func membersCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "members",
 		Usage:     "show one agent's gossip view: ID, group, role, epoch, master followed, health",
 		UsageText: "mastership members -agent ADDR [-json]",
 		Flags:     agentFlags(),
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			ag, err := newAgentAPI(c)
-			if err != nil {
-				return err
-			}
+		Action: agentAction(func(c *cli.Context, ag *client.API) error {
 			members, raw, err := ag.Members(c.Context)
 			if err != nil {
 				return err
@@ -93,7 +117,7 @@ func membersCommand() *cli.Command {
 				return writeJSON(c.App.Writer, raw)
 			}
 			return printMembers(c.App.Writer, members)
-		},
+		}),
 	}
 }
 
@@ -129,14 +153,7 @@ func infoCommand() *cli.Command {
 		Usage:     "show one agent: role, epoch, master, applied index, digest, the self-monitor's last check",
 		UsageText: "mastership info -agent ADDR [-json]",
 		Flags:     agentFlags(),
-		Action: func(c *cli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			ag, err := newAgentAPI(c)
-			if err != nil {
-				return err
-			}
+		Action: agentAction(func(c *cli.Context, ag *client.API) error {
 			info, raw, err := ag.Info(c.Context)
 			if err != nil {
 				return err
@@ -146,7 +163,7 @@ func infoCommand() *cli.Command {
 			}
 			printInfo(c.App.Writer, info)
 			return nil
-		},
+		}),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/urfave/cli/v2"
@@ -38,14 +39,7 @@ func divergenceCommand() *cli.Command {
 				Usage:     "list the agent's divergence records",
 				UsageText: "mastership divergence list -agent ADDR [-json]",
 				Flags:     agentFlags(),
-				Action: func(c *cli.Context) error {
-					if err := noArgs(c); err != nil {
-						return err
-					}
-					ag, err := newAgentAPI(c)
-					if err != nil {
-						return err
-					}
+				Action: agentAction(func(c *cli.Context, ag *client.API) error {
 					recs, _, err := ag.Records(c.Context)
 					if err != nil {
 						return err
@@ -58,22 +52,14 @@ func divergenceCommand() *cli.Command {
 						return writeJSON(c.App.Writer, out)
 					}
 					return printRecords(c.App.Writer, recs)
-				},
+				}),
 			},
 			{
 				Name:      "show",
 				Usage:     "show one divergence record",
 				UsageText: "mastership divergence show -agent ADDR [-json] ID",
 				Flags:     agentFlags(),
-				Action: func(c *cli.Context) error {
-					id, err := recordID(c)
-					if err != nil {
-						return err
-					}
-					ag, err := newAgentAPI(c)
-					if err != nil {
-						return err
-					}
+				Action: recordAction(func(c *cli.Context, ag *client.API, id uint64) error {
 					rec, _, err := ag.Record(c.Context, id)
 					if err != nil {
 						return err
@@ -83,22 +69,14 @@ func divergenceCommand() *cli.Command {
 					}
 					printRecord(c.App.Writer, rec)
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "replay",
 				Usage:     "resubmit a divergence record's write through the agent",
 				UsageText: "mastership divergence replay -agent ADDR [-json] ID",
 				Flags:     agentFlags(),
-				Action: func(c *cli.Context) error {
-					id, err := recordID(c)
-					if err != nil {
-						return err
-					}
-					ag, err := newAgentAPI(c)
-					if err != nil {
-						return err
-					}
+				Action: recordAction(func(c *cli.Context, ag *client.API, id uint64) error {
 					r, _, err := ag.Replay(c.Context, id)
 					if err != nil {
 						return fmt.Errorf("replay record %d: %w", id, err)
@@ -117,22 +95,14 @@ func divergenceCommand() *cli.Command {
 						return cli.Exit(fmt.Sprintf("replay record %d: not applied %s", id, r.Error), exitError)
 					}
 					return nil
-				},
+				}),
 			},
 			{
 				Name:      "discard",
 				Usage:     "remove a divergence record for good (needs -yes)",
 				UsageText: "mastership divergence discard -agent ADDR -yes [-json] ID",
 				Flags:     append(agentFlags(), &cli.BoolFlag{Name: "yes", Usage: "confirm that the record's write is to be dropped"}),
-				Action: func(c *cli.Context) error {
-					id, err := recordID(c)
-					if err != nil {
-						return err
-					}
-					ag, err := newAgentAPI(c)
-					if err != nil {
-						return err
-					}
+				Action: recordAction(func(c *cli.Context, ag *client.API, id uint64) error {
 					if !c.Bool("yes") {
 						return usageErr("discard removes record %d for good; add -yes", id)
 					}
@@ -145,7 +115,7 @@ func divergenceCommand() *cli.Command {
 					}
 					fmt.Fprintf(c.App.Writer, "discarded record %d\n", id)
 					return nil
-				},
+				}),
 			},
 		},
 	}

@@ -206,10 +206,7 @@ var errUnreachable = errors.New("sim: unreachable")
 // for the naming node's decision: effects delivers it).
 func (w *world) member(a *simAgent, fx []member.Effect) {
 	now := uint64(w.now)
-	for len(fx) > 0 {
-		e := fx[0]
-		fx = fx[1:]
-		var more []member.Effect
+	carryOut(fx, func(e member.Effect) (more []member.Effect, stop bool) {
 		switch e.Kind {
 		case member.Join:
 			if !w.namingReach(a.id) {
@@ -257,9 +254,21 @@ func (w *world) member(a *simAgent, fx []member.Effect) {
 		case member.Fatal:
 			w.violate("agent %d: %v", a.id, e.Err)
 			w.kill(a)
+			return nil, true
+		}
+		return more, false
+	})
+}
+
+// carryOut carries out a machine's effects in order, and those their
+// answers bring, until none is left or one stops the agent.
+func carryOut[E any](fx []E, do func(E) (more []E, stop bool)) {
+	for len(fx) > 0 {
+		more, stop := do(fx[0])
+		if stop {
 			return
 		}
-		fx = append(fx, more...)
+		fx = append(fx[1:], more...)
 	}
 }
 
@@ -294,10 +303,7 @@ func (w *world) competingClaims(a *simAgent) {
 // recover.Monitor does; a recovery's steps answer at once.
 func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 	now := uint64(w.now)
-	for len(fx) > 0 {
-		e := fx[0]
-		fx = fx[1:]
-		var more []recover.Effect
+	carryOut(fx, func(e recover.Effect) (more []recover.Effect, stop bool) {
 		switch e.Kind {
 		case recover.DoLookup:
 			_, more = a.mon.Looked(now, w.lookup(a))
@@ -336,10 +342,10 @@ func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 			w.ready(a)
 		case recover.DoTerminate:
 			w.kill(a)
-			return
+			return nil, true
 		}
-		fx = append(fx, more...)
-	}
+		return more, false
+	})
 }
 
 // lookup builds the detector's input as recover.Monitor does: the agent's
