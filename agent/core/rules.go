@@ -107,13 +107,18 @@ func (strictRules) refused(n *Node) {
 }
 
 // An available campaign is lost at the first refusal (it needs every member
-// it reaches). It tries again after half a timeout, jittered: two
+// it reaches; a voter that still heard the master a moment ago refuses).
+// The candidate tries again within one stagger step, jittered: sooner than
+// any lower-ranked back-up can fire (one step after its own timeout), so
+// the ranking holds when the voters' clocks or gossip views lag; and two
 // candidates that keep losing to each other's votes in lockstep (one
-// granted by the voters, the other the only up-to-date member) must drift
+// granted by the voters, the other the only up-to-date member) drift
 // apart, so that one campaigns at a term the voters have not voted in.
 func (availableRules) refused(n *Node) {
 	n.becomeBackup(0, n.epoch)
-	n.silent = n.cfg.ElectionTicks/2 - n.cfg.Rand.Intn(n.cfg.StaggerTicks/2+1)
+	step := max(n.cfg.StaggerTicks, 1)
+	wait := max(step/2, 1) + n.cfg.Rand.Intn(max(step-step/2, 1))
+	n.silent = n.cfg.ElectionTicks + n.rank()*step - min(wait, step)
 }
 
 // Strict: the highest index a quorum holds; only an entry of our own epoch

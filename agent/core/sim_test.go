@@ -821,3 +821,52 @@ func TestAppendBelowSnapshotSyncs(t *testing.T) {
 		})
 	}
 }
+
+// The ranking holds when the best-ranked back-up's first campaign is lost
+// (available mode). Master 1 crashes; gossip tells both back-ups at once,
+// but 3 heard 1's last heartbeat a little later than 2 did. 2 reaches
+// two silent heartbeats first and campaigns; 3, not silent that long yet,
+// refuses. Two ticks later 3's timer jumps to the timeout and fires one
+// stagger step after it; 2 tries again within that step and is elected,
+// not 3. (Timings of the local profile: heartbeat 5, election 30,
+// stagger 10 ticks.)
+func TestRankHoldsAfterALostCampaign(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		s := newSim(t, api.ModeAvailable, 9, 5, 1)
+		for id, n := range s.nodes {
+			n.cfg.HeartbeatTicks, n.cfg.ElectionTicks, n.cfg.StaggerTicks = 5, 30, 10
+			n.cfg.Rand = rand.New(rand.NewSource(seed*10 + int64(id)))
+		}
+		s.tick(60)
+		if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+			t.Fatalf("masters %v, want [1]", ms)
+		}
+		s.down[1] = true
+		for _, id := range []uint64{2, 3} {
+			var peers []Peer
+			for _, o := range s.ids() {
+				peers = append(peers, Peer{ID: o, Priority: s.prio[o], Alive: o != 1, Epoch: s.nodes[o].Epoch()})
+			}
+			s.nodes[id].SetView(peers)
+			s.drain(id)
+		}
+		s.nodes[2].silent, s.nodes[3].silent = 2*5-1, 2*5-3
+		step := func() {
+			for _, id := range []uint64{2, 3} {
+				s.nodes[id].Tick()
+				s.drain(id)
+			}
+			s.deliver()
+		}
+		step()
+		if s.counts[MsgVote] == 0 || s.nodes[2].Role() != api.RoleBackup || s.nodes[3].Role() != api.RoleBackup {
+			t.Fatalf("seed %d: 2 did not campaign and lose to 3's refusal (2 %s, 3 %s)", seed, s.nodes[2].Role(), s.nodes[3].Role())
+		}
+		for i := 0; i < 60 && len(s.masters()) == 0; i++ {
+			step()
+		}
+		if ms := s.masters(); len(ms) != 1 || ms[0] != 2 {
+			t.Fatalf("seed %d: masters %v after 2's lost campaign, want [2] (the best-ranked live back-up)", seed, ms)
+		}
+	}
+}
