@@ -332,7 +332,8 @@ func (a Agent) Validate() error {
 	for _, j := range a.Join {
 		p.wrap("join", j, api.ValidateAddr("join", j))
 	}
-	p.wrap("naming", a.Naming, api.ValidateAddr("naming", a.Naming))
+	_, err := api.ParseAddrList("naming", a.Naming)
+	p.wrap("naming", a.Naming, err)
 	if a.API != "" {
 		p.wrap("api", a.API, api.ValidateAddr("api", a.API))
 		if a.API == a.Bind {

@@ -67,6 +67,10 @@
 //	|---|---|---|---|---|---|
 //	| bind | MASTERSHIP_BIND | -bind | 127.0.0.1:7400 | 127.0.0.1:7400 | 127.0.0.1:7400 |
 //	| data_dir | MASTERSHIP_DATA_DIR | -data-dir | none | none | none |
+//	| advertise | MASTERSHIP_ADVERTISE | -advertise | none | none | none |
+//	| peers | MASTERSHIP_PEERS | -peers | none | none | none |
+//	| join | MASTERSHIP_JOIN | -join | none | none | none |
+//	| election_timeout | MASTERSHIP_ELECTION_TIMEOUT | -election-timeout | 100ms | 1s | 3s |
 //	| default_policy | MASTERSHIP_DEFAULT_POLICY | -default-policy | lowest-id | lowest-id | lowest-id |
 //	| session_ttl | MASTERSHIP_SESSION_TTL | -session-ttl | 2s | 10s | 30s |
 //	| registration_ttl | MASTERSHIP_REGISTRATION_TTL | -registration-ttl | 2s | 10s | 30s |

@@ -156,7 +156,15 @@ func namingUsage(key string) string {
 	case "bind":
 		return "`HOST:PORT` serving agents, the command line and the HTTP API"
 	case "data_dir":
-		return "`DIR` of the node's store, created with mode 0700; required"
+		return "`DIR` of the node's raft log, snapshots and state, created with mode 0700; required"
+	case "advertise":
+		return "`HOST:PORT` the other naming nodes reach this one at (its ID); default -bind"
+	case "peers":
+		return "advertised `HOST:PORT` of every initial voter, this node's included, to bootstrap a cluster; at most 9"
+	case "join":
+		return "`HOST:PORT` of running naming nodes to ask to add this one as a voter; not with peers"
+	case "election_timeout":
+		return "raft heartbeat and election timeout between naming nodes; 10ms to 1m"
 	case "default_policy":
 		return "retention policy of groups that ask for none: lowest-id or priority"
 	case "session_ttl":

@@ -3,6 +3,9 @@ package config
 import (
 	"context"
 	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,11 +21,36 @@ type Naming struct {
 	// a non-empty host (use 0.0.0.0 for every interface).
 	Bind string `json:"bind"`
 
-	// DataDir holds the node's store (naming.db). Required; created if
-	// missing with mode 0700. No default: DefaultNaming leaves it empty
-	// because a store in whatever directory the node starts in would be
-	// lost or shared by accident.
+	// DataDir holds the node's raft log, snapshots and state. Required;
+	// created if missing with mode 0700. No default: DefaultNaming leaves
+	// it empty because a store in whatever directory the node starts in
+	// would be lost or shared by accident.
 	DataDir string `json:"data_dir"`
+
+	// Advertise is the host:port the other naming nodes reach this one at
+	// (its raft address and its ID in the cluster). Default empty: Bind.
+	// Required with Peers or Join when Bind's host is 0.0.0.0 or ::.
+	Advertise string `json:"advertise"`
+
+	// Peers lists the advertised addresses of every initial voter of a new
+	// cluster, this node's included: a node with an empty data dir
+	// bootstraps the cluster with them. Default empty: a one-voter cluster
+	// of this node alone (the single naming node). A node restarted with
+	// the same data dir rejoins whatever cluster its data dir holds, and
+	// refuses a list that does not match it. At most 9, no duplicates.
+	Peers []string `json:"peers"`
+
+	// Join lists naming nodes of a running cluster: a node with an empty
+	// data dir does not bootstrap but asks them to add it as a voter
+	// (`mastership peers add` does the same by hand). Not with Peers; at
+	// most 9.
+	Join []string `json:"join"`
+
+	// ElectionTimeout is the raft heartbeat and election timeout between
+	// naming nodes: a follower that hears no leader for this long starts
+	// an election. Default 1s (local profile 100ms, wan 3s); limits 10ms to
+	// 1m.
+	ElectionTimeout time.Duration `json:"election_timeout"`
 
 	// DefaultPolicy is the retention policy of a group created without one:
 	// "lowest-id" (default, as in the patent) or "priority"; empty means
@@ -134,6 +162,9 @@ const (
 	maxMaxGroups      = 1_000_000
 	minMaxConns       = 16
 	maxMaxConns       = 100_000
+	maxPeers          = 9
+	minElection       = 10 * time.Millisecond
+	maxElection       = time.Minute
 )
 
 // DefaultNaming returns the naming node defaults of a profile: "local",
@@ -157,9 +188,11 @@ func DefaultNaming(profile string) (Naming, error) {
 		MaxEventsPerGroup: 10000,
 		MaxGroups:         10000,
 		MaxConns:          api.DefaultMaxConns,
+		ElectionTimeout:   time.Second,
 	}
 	switch profile {
 	case ProfileLocal:
+		n.ElectionTimeout = 100 * time.Millisecond
 		n.SessionTTL = 2 * time.Second
 		n.RegistrationTTL = 2 * time.Second
 		n.SweepInterval = 100 * time.Millisecond
@@ -174,6 +207,7 @@ func DefaultNaming(profile string) (Naming, error) {
 		n.TriggerTimeout = 5 * time.Second
 		n.TriggerBackoffMin = 200 * time.Millisecond
 		n.TriggerBackoffMax = 10 * time.Second
+		n.ElectionTimeout = 3 * time.Second
 	}
 	n.RestartGrace = 2 * n.SessionTTL
 	return n, nil
@@ -188,6 +222,21 @@ func (n Naming) Validate() error {
 	if n.DataDir == "" {
 		p.add("data-dir", "", "required")
 	}
+	if n.Advertise != "" {
+		p.wrap("advertise", n.Advertise, api.ValidateAddr("advertise", n.Advertise))
+	}
+	checkPeerList(&p, "peers", n.Peers)
+	checkPeerList(&p, "join", n.Join)
+	if len(n.Peers) > 0 && len(n.Join) > 0 {
+		p.add("join", strings.Join(n.Join, ","), "not with -peers: a node either bootstraps a new cluster or joins a running one")
+	}
+	if self := n.RaftAddr(); len(n.Peers) > 0 && !slices.Contains(n.Peers, self) {
+		p.add("peers", strings.Join(n.Peers, ","), "does not list this node's own address %s (-advertise, or -bind)", self)
+	}
+	if len(n.Peers)+len(n.Join) > 0 && n.Advertise == "" && unspecifiedHost(n.Bind) {
+		p.add("advertise", "", "required with -peers or -join when -bind %s listens on every interface", n.Bind)
+	}
+	p.durRange("election-timeout", n.ElectionTimeout, minElection, maxElection)
 	if _, err := api.ParsePolicy(n.DefaultPolicy); err != nil {
 		p.wrap("default-policy", n.DefaultPolicy, err)
 	}
@@ -223,4 +272,43 @@ func (n Naming) Validate() error {
 	p.intRange("max-conns", n.MaxConns, minMaxConns, maxMaxConns)
 	checkSecurity(&p, n.Token, n.TokenFile, n.TLSCA, n.TLSCert, n.TLSKey)
 	return p.err()
+}
+
+// RaftAddr is the address the other naming nodes reach this one at, and its
+// ID in the cluster: Advertise, or Bind.
+func (n Naming) RaftAddr() string {
+	if n.Advertise != "" {
+		return n.Advertise
+	}
+	return n.Bind
+}
+
+// checkPeerList checks a list of naming node addresses.
+func checkPeerList(p *problems, key string, addrs []string) {
+	if len(addrs) > maxPeers {
+		p.add(key, strconv.Itoa(len(addrs))+" addresses", "want at most %d", maxPeers)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if err := api.ValidateAddr(key, a); err != nil {
+			p.wrap(key, a, err)
+			continue
+		}
+		if unspecifiedHost(a) {
+			p.add(key, a, "names no host another node can reach")
+		}
+		if seen[a] {
+			p.add(key, a, "listed twice")
+		}
+		seen[a] = true
+	}
+}
+
+func unspecifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
 }

@@ -210,8 +210,22 @@ func TestNamingValidate(t *testing.T) {
 		{"max-conns below", func(n *Naming) { n.MaxConns = 15 }, []string{"max-conns"}},
 		{"max-conns above", func(n *Naming) { n.MaxConns = 100_001 }, []string{"max-conns"}},
 
+		{"peers without this node", func(n *Naming) { n.Peers = []string{"10.0.0.2:7400", "10.0.0.3:7400"} }, []string{"peers"}},
+		{"peers listed twice", func(n *Naming) {
+			n.Peers = []string{n.Bind, "10.0.0.2:7400", "10.0.0.2:7400"}
+		}, []string{"peers"}},
+		{"peers of every interface", func(n *Naming) { n.Bind = "0.0.0.0:7400"; n.Peers = []string{"0.0.0.0:7400"} }, []string{"advertise", "peers"}},
+		{"peers and join", func(n *Naming) { n.Peers = []string{n.Bind}; n.Join = []string{"10.0.0.2:7400"} }, []string{"join"}},
+		{"join with a bad address", func(n *Naming) { n.Join = []string{"no-port"} }, []string{"join"}},
+		{"too many peers", func(n *Naming) {
+			n.Peers = []string{n.Bind}
+			for i := 2; i <= 10; i++ {
+				n.Peers = append(n.Peers, fmt.Sprintf("10.0.0.%d:7400", i))
+			}
+		}, []string{"peers"}},
+		{"election timeout too short", func(n *Naming) { n.ElectionTimeout = time.Millisecond }, []string{"election-timeout"}},
 		{"all wrong at once", func(n *Naming) { *n = Naming{} }, []string{
-			"bind", "data-dir", "max-conns", "max-events-per-group", "max-groups", "max-ttl", "registration-ttl", "session-ttl",
+			"bind", "data-dir", "election-timeout", "max-conns", "max-events-per-group", "max-groups", "max-ttl", "registration-ttl", "session-ttl",
 			"sweep-interval", "trigger-backoff-max", "trigger-backoff-min", "trigger-timeout",
 		}},
 	}

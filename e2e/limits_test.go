@@ -304,7 +304,7 @@ func TestTruncatedDataFileExits(t *testing.T) {
 		args []string
 	}{
 		{"agent", filepath.Join(agentDir, "agent.db"), agentArgs},
-		{"naming", filepath.Join(namingDir, "naming.db"), []string{"naming", "-profile", "local", "-bind", namingAddr, "-data-dir", namingDir}},
+		{"naming", filepath.Join(namingDir, "raft", "raft.db"), []string{"naming", "-profile", "local", "-bind", namingAddr, "-data-dir", namingDir}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			truncateUsed(t, tc.file)

@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,9 +17,13 @@ import (
 // Content types of the two faces of the one listener: msgpack RPC for agents
 // and tools under /rpc/, JSON for people and scripts under /v1/.
 const (
-	ContentTypeMsgpack = "application/msgpack"
-	ContentTypeJSON    = "application/json"
+	ContentTypeMsgpack  = "application/msgpack"
+	ContentTypeJSON     = "application/json"
+	ContentTypeSnapshot = "application/x-mastership-snapshot"
 )
+
+// MaxSnapshotBytes bounds a snapshot a node takes to restore.
+const MaxSnapshotBytes = 1 << 30
 
 // Handler returns the node's HTTP handler: POST /rpc/{method} with msgpack
 // bodies, and the JSON API under /v1/.
@@ -35,7 +40,11 @@ func (n *Node) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, n.Health())
 	})
 	mux.HandleFunc("GET /v1/groups", read(func(w http.ResponseWriter, r *http.Request) {
-		req := api.StatusRequest{After: r.URL.Query().Get("after")}
+		mode, ok := n.jsonReadMode(w, r)
+		if !ok {
+			return
+		}
+		req := api.StatusRequest{After: r.URL.Query().Get("after"), Read: mode}
 		if s := r.URL.Query().Get("limit"); s != "" {
 			var err error
 			if req.Limit, err = strconv.Atoi(s); err != nil {
@@ -52,18 +61,30 @@ func (n *Node) Handler() http.Handler {
 			Groups []api.GroupStatus `json:"groups"`
 			Next   string            `json:"next"`
 			More   bool              `json:"more"`
-		}{st.Groups, st.Next, st.More})
+			api.ReadMeta
+		}{st.Groups, st.Next, st.More, st.ReadMeta})
 	}))
 	mux.HandleFunc("GET /v1/groups/{group}", read(func(w http.ResponseWriter, r *http.Request) {
-		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group")})
+		mode, ok := n.jsonReadMode(w, r)
+		if !ok {
+			return
+		}
+		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group"), Read: mode})
 		if err != nil {
 			writeJSONError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, st.Groups[0])
+		writeJSON(w, http.StatusOK, struct {
+			api.GroupStatus
+			api.ReadMeta
+		}{st.Groups[0], st.ReadMeta})
 	}))
 	mux.HandleFunc("GET /v1/groups/{group}/events", read(func(w http.ResponseWriter, r *http.Request) {
-		req := api.EventsRequest{Group: r.PathValue("group")}
+		mode, ok := n.jsonReadMode(w, r)
+		if !ok {
+			return
+		}
+		req := api.EventsRequest{Group: r.PathValue("group"), Read: mode}
 		q := r.URL.Query()
 		var err error
 		if s := q.Get("after"); s != "" {
@@ -87,7 +108,45 @@ func (n *Node) Handler() http.Handler {
 			Events []api.Event `json:"events"`
 			Next   uint64      `json:"next"`
 			More   bool        `json:"more"`
-		}{page.Events, page.Next, page.More})
+			api.ReadMeta
+		}{page.Events, page.Next, page.More, page.ReadMeta})
+	}))
+	mux.HandleFunc("GET /v1/peers", read(func(w http.ResponseWriter, r *http.Request) {
+		ps, err := n.Peers()
+		if err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ps.Peers)
+	}))
+	operator := func(h http.HandlerFunc) http.HandlerFunc { return n.server.Require(auth.Operator, h, writeJSONError) }
+	mux.HandleFunc("GET /v1/snapshot", operator(func(w http.ResponseWriter, r *http.Request) {
+		if n.forwardToLeader(w, r, nil) {
+			return
+		}
+		var buf bytes.Buffer
+		if err := n.SaveSnapshot(&buf); err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", ContentTypeSnapshot)
+		w.WriteHeader(http.StatusOK)
+		w.Write(buf.Bytes())
+	}))
+	mux.HandleFunc("PUT /v1/snapshot", operator(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSnapshotBytes))
+		if err != nil {
+			writeJSONError(w, api.Errorf(api.CodeTooLarge, "snapshot: %v (at most %d bytes)", err, MaxSnapshotBytes))
+			return
+		}
+		if n.forwardToLeader(w, r, b) {
+			return
+		}
+		if err := n.RestoreSnapshot(b); err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"restored_bytes": len(b)})
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, api.Errorf(api.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -112,6 +171,9 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 			writeRPCError(w, err)
 			return
 		}
+	}
+	if n.rpcNeedsLeader(method, body) && n.forwardToLeader(w, r, body) {
+		return
 	}
 	var resp any
 	switch method {
@@ -166,6 +228,18 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 		}
 	case "health":
 		resp = n.Health()
+	case "peers":
+		resp, err = n.Peers()
+	case "add-peer", "remove-peer":
+		var req api.PeerRequest
+		if err = api.Decode(body, &req); err == nil {
+			if method == "add-peer" {
+				err = n.AddPeer(req)
+			} else {
+				err = n.RemovePeer(req)
+			}
+			resp = struct{}{}
+		}
 	default:
 		err = api.Errorf(api.CodeNotFound, "no such method %q", method)
 	}
@@ -187,7 +261,8 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 // and register needs agent or, by hand, operator.
 var rpcCapability = map[string]auth.Capability{
 	"join": auth.Agent, "renew": auth.Agent, "leave": auth.Agent, "recheck": auth.Agent, // register: by its kind
-	"lookup": auth.Read, "status": auth.Read, "events": auth.Read,
+	"lookup": auth.Read, "status": auth.Read, "events": auth.Read, "peers": auth.Read,
+	"add-peer": auth.Operator, "remove-peer": auth.Operator,
 }
 
 func writeRPCError(w http.ResponseWriter, err error) {
@@ -232,8 +307,16 @@ func (n *Node) Serve(ln net.Listener) error {
 	limited := api.LimitListener(ln, n.cfg.MaxConns, func(addr net.Addr) {
 		n.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", n.cfg.MaxConns)
 	})
-	err := srv.Serve(n.server.Listen(limited))
-	if errors.Is(err, http.ErrServerClosed) {
+	// One listener: the mux sorts raft streams from HTTP.
+	muxErr := make(chan error, 1)
+	go func() { muxErr <- n.mux.serve(n.server.Listen(limited)) }()
+	err := srv.Serve(&chanListener{m: n.mux, ch: n.mux.httpCh, addr: ln.Addr()})
+	n.mux.close()
+	ln.Close()
+	if merr := <-muxErr; merr != nil && n.ctx.Err() == nil {
+		return fmt.Errorf("naming: serve %s: %w", ln.Addr(), merr)
+	}
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return fmt.Errorf("naming: serve %s: %w", ln.Addr(), err)

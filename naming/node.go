@@ -15,23 +15,34 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 )
 
-// Node is the naming node's runtime: it owns the Registry behind one mutex,
-// turns its Effects into durable writes, timers and trigger deliveries, and
-// serves the RPC and HTTP API on one listener.
+// Node is the naming node's runtime: one member of the naming cluster (a
+// one-voter cluster when it runs alone). The raft state machine (fsm) holds
+// the committed state on every node; the leader alone decides: it owns the
+// live Registry (built from the committed state when it takes office, with
+// every session and registration re-armed for the restart grace), turns its
+// Effects into raft commands, arms the conflict-window timers, expires
+// sessions and delivers triggers. Followers forward what they are asked to
+// the leader (http.go), and answer stale reads from their own state.
 //
 // Goroutines (each stops on Close):
-//   - the committer: owns the store's write path; it batches queued writes
-//     into one transaction, then runs their post-commit actions in order
-//     (answers to waiting registrants, trigger deliveries);
-//   - the sweeper: calls Registry.Sweep every SweepInterval;
-//   - one conflict-window timer per group with an open window (time.AfterFunc);
-//   - one delivery goroutine per trigger target, alive while it retries;
+//   - raft's own, and its transport's readers and writers;
+//   - the mux: sorts each connection of the listener into HTTP or raft;
+//   - the committer: waits for each command's commit in log order, then
+//     runs its post-commit actions (answers to waiting registrants,
+//     trigger deliveries);
+//   - the leadership watcher: takes office (barrier, live registry,
+//     resumed deliveries) and leaves it;
+//   - the sweeper: calls Registry.Sweep every SweepInterval while leader;
+//   - one conflict-window timer per group with an open window (leader);
+//   - one delivery goroutine per trigger target, alive while it retries
+//     and the node leads;
 //   - the HTTP server's goroutines, which call into the Registry under mu.
 type Node struct {
 	cfg    config.Naming
@@ -39,19 +50,28 @@ type Node struct {
 	clock  Clock
 
 	mu       sync.Mutex
-	reg      *Registry
+	reg      *Registry // the live registry: set while leading
+	leading  bool
+	office   uint64 // counts the terms of office; work of an older one stops
 	waiters  map[string][]chan Decision
 	timers   map[string]func() bool
 	delivery map[deliveryKey]uint64 // newest trigger seq per target
-	failed   error                  // set when a commit failed: the node stops accepting changes
 	active   atomic.Int64           // delivery goroutines running
 
+	fsm      *fsm
 	store    *Store
+	raft     *raft.Raft
+	rstores  *raftStores
+	mux      *mux
 	commitCh chan *pendingWrite
-	http     *http.Client
-	server   auth.Server // the ACL and TLS the node requires of callers
-	creds    auth.Creds  // what the node presents to agents
-	rand     *rand.Rand  // jitter of trigger retries; guarded by mu
+	http     *http.Client // to agents: triggers and probes
+	fwd      *http.Client // to the leader: forwarded calls
+	server   auth.Server  // the ACL and TLS the node requires of callers
+	creds    auth.Creds   // what the node presents to agents and peers
+	rand     *rand.Rand   // jitter of trigger retries; guarded by mu
+	regCfg   RegistryConfig
+	legacy   bool // a store from before raft waits to be imported
+	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,7 +86,7 @@ type deliveryKey struct {
 }
 
 type pendingWrite struct {
-	w         *write
+	future    raft.ApplyFuture
 	decisions []decisionWaiters
 	triggers  []Trigger
 	done      chan error
@@ -93,12 +113,24 @@ func (cryptoSource) Uint64() uint64 {
 func (s cryptoSource) Int63() int64 { return int64(s.Uint64() >> 1) }
 func (cryptoSource) Seed(int64)     {}
 
-// ErrClosed is returned by calls on a closed node.
-var ErrClosed = errors.New("naming: node closed")
+// Errors of a node's life.
+var (
+	// ErrClosed is returned by calls on a closed node.
+	ErrClosed = errors.New("naming: node closed")
+	// ErrNotLeader means this node does not lead the naming cluster; the
+	// HTTP layer forwards such calls to the leader.
+	ErrNotLeader = errors.New("naming: not the leader")
+	// ErrForeignCluster means the data dir holds a cluster that does not
+	// match the configuration (-peers), or that no longer counts this node.
+	ErrForeignCluster = errors.New("naming: the data dir holds another cluster")
+)
 
-// New opens the store in cfg.DataDir, loads what it holds (re-arming sessions
-// with cfg.RestartGrace) and starts the committer and sweeper. Call Serve or
-// ListenAndServe to answer requests, and Close to stop.
+// New opens the node's raft log and state in cfg.DataDir, bootstraps a new
+// cluster (this node alone, or cfg.Peers) when the data dir is empty and
+// cfg.Join is not set, and starts the node's goroutines. A node that forms
+// a one-voter cluster returns once it leads, so that it answers at once,
+// as a single naming node does. Call Serve or ListenAndServe to answer
+// requests, and Close to stop.
 func New(cfg config.Naming) (*Node, error) { return newNode(cfg, realClock{}) }
 
 func newNode(cfg config.Naming, clock Clock) (*Node, error) {
@@ -124,62 +156,92 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("naming: %w", err)
 	}
-	store, err := OpenStore(cfg.DataDir, cfg.MaxEventsPerGroup)
-	if err != nil {
-		return nil, err
-	}
 	n := &Node{
 		cfg:    cfg,
 		logger: logger,
 		clock:  clock,
-		reg: NewRegistry(RegistryConfig{
+		regCfg: RegistryConfig{
 			DefaultPolicy:   policy,
 			SessionTTL:      cfg.SessionTTL,
 			RegistrationTTL: cfg.RegistrationTTL,
 			MaxTTL:          cfg.MaxTTL,
 			ConflictWindow:  cfg.ConflictWindow,
 			MaxGroups:       cfg.MaxGroups,
-		}, rand.New(cryptoSource{})),
+		},
 		waiters:  make(map[string][]chan Decision),
 		timers:   make(map[string]func() bool),
 		delivery: make(map[deliveryKey]uint64),
-		store:    store,
 		commitCh: make(chan *pendingWrite, 4096),
 		rand:     rnd,
 		server:   server,
 		creds:    creds,
+		mux:      newMux(server, logger),
 		http: &http.Client{Transport: creds.Transport(&http.Transport{
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     30 * time.Second,
 			DialContext:         dial,
 		})},
 	}
-	now := n.clock.Now()
-	loaded := 0
-	err = store.loadGroups(func(rec []byte) error {
-		loaded++
-		return n.reg.Restore(now, cfg.RestartGrace, rec)
-	})
+	n.dialer = dial
+	n.fwd = newForwarder(n)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	alone, err := n.startRaft(dial)
 	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("naming: load store: %w", err)
+		n.cancel()
+		return nil, err
 	}
-	logger.Info("store loaded", "dir", cfg.DataDir, "groups", loaded, "grace", cfg.RestartGrace)
 	if server.ACL.Open() {
 		logger.Warn("no -acl: the node is open; any caller that reaches it can join groups and register their members")
 	}
 	if server.TLS == nil {
 		logger.Warn("no TLS: calls to and from the node travel in clear text (set -tls-ca, -tls-cert, -tls-key)")
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.runCommitter()
 	go n.runSweeper()
+	go n.runLeadership()
+	if len(cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.runJoin()
+	}
+	if alone {
+		if err := n.awaitOffice(startupWait(cfg)); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
-// Close stops serving, stops every goroutine and closes the store. Writes
-// already queued are committed first.
+// startupWait bounds how long a one-voter node waits to lead at start.
+func startupWait(cfg config.Naming) time.Duration { return 10*cfg.ElectionTimeout + 10*time.Second }
+
+// awaitOffice waits until this node leads with its live registry built.
+func (n *Node) awaitOffice(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		n.mu.Lock()
+		leading := n.leading
+		n.mu.Unlock()
+		if leading {
+			return nil
+		}
+		if err := n.fsm.Failed(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("naming: not leading %s after start", d)
+		}
+		select {
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops serving, stops every goroutine, raft included, and closes the
+// stores.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.ctx.Err() != nil {
@@ -187,40 +249,50 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.cancel()
-	for _, stop := range n.timers {
-		stop()
-	}
-	for g, ws := range n.waiters {
-		for _, w := range ws {
-			close(w)
-		}
-		delete(n.waiters, g)
-	}
+	n.leaveOfficeLocked()
 	n.mu.Unlock()
 	if n.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.srv.Shutdown(ctx)
 		cancel()
 	}
+	n.mux.close()
+	err := n.stopRaft()
 	n.mu.Lock()
 	close(n.commitCh)
 	n.mu.Unlock()
 	n.wg.Wait()
-	return n.store.Close()
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
-// do runs fn on the registry under the lock, queues what it changed for the
-// committer, and waits until that is durable. It is the one path of every
-// change.
+// leaderError says who leads instead of this node.
+func (n *Node) leaderError() error {
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return api.Errorf(api.CodeUnavailable, "%v, and the naming cluster has no leader now", ErrNotLeader)
+	}
+	return api.Errorf(api.CodeUnavailable, "%v; the leader is %s", ErrNotLeader, addr)
+}
+
+// do runs fn on the live registry under the lock, proposes what it changed
+// to the cluster, and waits until that is committed. It is the one path of
+// every change; only the leader takes it.
 func (n *Node) do(fn func(now time.Time, fx *Effects) error) error {
 	n.mu.Lock()
 	if n.ctx.Err() != nil {
 		n.mu.Unlock()
 		return api.Errorf(api.CodeUnavailable, "naming node is shutting down")
 	}
-	if n.failed != nil {
+	if err := n.fsm.Failed(); err != nil {
 		n.mu.Unlock()
-		return api.Errorf(api.CodeUnavailable, "naming node stopped accepting changes after a store failure: %v", n.failed)
+		return api.Errorf(api.CodeUnavailable, "naming node stopped accepting changes after a store failure: %v", err)
+	}
+	if !n.leading {
+		n.mu.Unlock()
+		return n.leaderError()
 	}
 	fx := &Effects{}
 	err := fn(n.clock.Now(), fx)
@@ -228,33 +300,46 @@ func (n *Node) do(fn func(now time.Time, fx *Effects) error) error {
 	n.mu.Unlock()
 	if done != nil {
 		if cerr := <-done; cerr != nil {
-			return api.Errorf(api.CodeUnavailable, "store: %v", cerr)
+			return api.Errorf(api.CodeUnavailable, "commit: %v", cerr)
 		}
 	}
 	return err
 }
 
+// applyTimeout bounds how long a proposal waits to enter raft's queue.
+const applyTimeout = 10 * time.Second
+
 func (n *Node) submitLocked(fx *Effects) chan error {
 	for _, t := range fx.Timers {
 		n.armTimerLocked(t)
 	}
-	if len(fx.Persist) == 0 && len(fx.Events) == 0 && len(fx.Decisions) == 0 && len(fx.Triggers) == 0 {
-		return nil
-	}
-	pw := &pendingWrite{w: &write{groups: make(map[string][]byte, len(fx.Persist)), events: fx.Events},
-		triggers: fx.Triggers, done: make(chan error, 1)}
+	cmd := &command{Events: fx.Events, Done: fx.Delivered}
 	for _, g := range fx.Persist {
 		rec, err := n.reg.Record(g)
 		if err != nil {
 			// Encoding our own record cannot fail but for a broken invariant.
 			panic(fmt.Sprintf("naming: encode group %q: %v", g, err))
 		}
-		pw.w.groups[g] = rec
+		cmd.Groups = append(cmd.Groups, groupPut{Name: g, Record: rec})
 	}
+	for _, t := range fx.Triggers {
+		for _, tg := range t.Targets {
+			cmd.Notices = append(cmd.Notices, Notice{Notify: t.Notify, Target: tg})
+		}
+	}
+	if cmd.empty() && len(fx.Decisions) == 0 {
+		return nil
+	}
+	pw := &pendingWrite{triggers: fx.Triggers, done: make(chan error, 1)}
 	for _, d := range fx.Decisions {
 		pw.decisions = append(pw.decisions, decisionWaiters{d: d, waiters: n.waiters[d.Group]})
 		delete(n.waiters, d.Group)
 	}
+	b, err := api.Encode(cmd)
+	if err != nil {
+		panic(fmt.Sprintf("naming: encode command: %v", err))
+	}
+	pw.future = n.raft.Apply(b, applyTimeout)
 	n.commitCh <- pw
 	return pw.done
 }
@@ -263,14 +348,18 @@ func (n *Node) armTimerLocked(t Timer) {
 	if stop := n.timers[t.Group]; stop != nil {
 		stop()
 	}
-	group := t.Group
-	n.timers[group] = n.clock.AfterFunc(t.At.Sub(n.clock.Now()), func() { n.decide(group) })
+	group, office := t.Group, n.office
+	n.timers[group] = n.clock.AfterFunc(t.At.Sub(n.clock.Now()), func() { n.decide(group, office) })
 }
 
 // decide probes the candidates of a group's closing conflict window, then
 // lets the registry decide with what answered.
-func (n *Node) decide(group string) {
+func (n *Node) decide(group string, office uint64) {
 	n.mu.Lock()
+	if n.office != office || !n.leading {
+		n.mu.Unlock()
+		return
+	}
 	delete(n.timers, group)
 	cands := n.reg.Candidates(group)
 	n.mu.Unlock()
@@ -309,48 +398,32 @@ func (n *Node) probe(r api.Registration) bool {
 	return info.ID == r.ID && info.Group == r.Group && info.Role == api.RoleMaster.String()
 }
 
+// runCommitter waits for each proposal's commit, in the order proposed,
+// then answers the registrants that waited on its decisions and starts its
+// trigger deliveries.
 func (n *Node) runCommitter() {
 	defer n.wg.Done()
-	const maxBatch = 512
-	batch := make([]*pendingWrite, 0, maxBatch)
 	for pw := range n.commitCh {
-		batch = append(batch[:0], pw)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case more, ok := <-n.commitCh:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, more)
-			default:
-				break drain
+		err := pw.future.Error()
+		if err == nil {
+			if r, ok := pw.future.Response().(error); ok && r != nil {
+				err = r
 			}
 		}
-		ws := make([]*write, len(batch))
-		for i, p := range batch {
-			ws[i] = p.w
-		}
-		err := n.store.commit(ws)
+		pw.done <- err
 		if err != nil {
-			n.logger.Error("store commit failed; refusing further changes", "error", err)
-			n.mu.Lock()
-			n.failed = err
-			n.mu.Unlock()
+			if !errors.Is(err, raft.ErrRaftShutdown) {
+				n.logger.Warn("proposal not committed", "error", err)
+			}
+			continue
 		}
-		for _, p := range batch {
-			p.done <- err
-			if err != nil {
-				continue
+		for _, dw := range pw.decisions {
+			for _, w := range dw.waiters {
+				w <- dw.d
 			}
-			for _, dw := range p.decisions {
-				for _, w := range dw.waiters {
-					w <- dw.d
-				}
-			}
-			for _, t := range p.triggers {
-				n.startTrigger(t)
-			}
+		}
+		for _, t := range pw.triggers {
+			n.startTrigger(t)
 		}
 	}
 }
@@ -364,10 +437,15 @@ func (n *Node) runSweeper() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.do(func(now time.Time, fx *Effects) error {
-				n.reg.Sweep(now, fx)
-				return nil
-			})
+			n.mu.Lock()
+			leading := n.leading
+			n.mu.Unlock()
+			if leading {
+				n.do(func(now time.Time, fx *Effects) error {
+					n.reg.Sweep(now, fx)
+					return nil
+				})
+			}
 		}
 	}
 }
@@ -385,10 +463,15 @@ func (n *Node) Join(req api.JoinRequest) (resp api.JoinResponse, err error) {
 	return resp, err
 }
 
-// Renew extends a member session; it writes nothing to disk.
+// Renew extends a member session. It writes nothing to the log: the leader
+// alone keeps expiry times, and a new leader re-arms every session with
+// the restart grace.
 func (n *Node) Renew(req api.RenewRequest) (api.RenewResponse, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if !n.leading {
+		return api.RenewResponse{}, n.leaderError()
+	}
 	return n.reg.Renew(n.clock.Now(), req)
 }
 
@@ -398,13 +481,17 @@ func (n *Node) Leave(req api.LeaveRequest) error {
 }
 
 // Register registers or renews a master. When the registration competes with
-// another, it returns once the conflict window's decision is durable.
+// another, it returns once the conflict window's decision is committed.
 func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.RegisterResponse, err error) {
 	if req.Manual {
 		// A registration by hand names a member that must answer as the
 		// master of its group, like any candidate of a decision: nobody
 		// makes a back-up, or an address that is no agent, the master.
 		n.mu.Lock()
+		if !n.leading {
+			n.mu.Unlock()
+			return resp, n.leaderError()
+		}
 		err := n.reg.CheckRegister(n.clock.Now(), req)
 		n.mu.Unlock()
 		if err != nil {
@@ -439,7 +526,7 @@ func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.
 	select {
 	case d, ok := <-wait:
 		if !ok {
-			return resp, api.Errorf(api.CodeUnavailable, "naming node is shutting down")
+			return resp, api.Errorf(api.CodeUnavailable, "naming node left office or is shutting down before the decision")
 		}
 		resp = ResponseFor(d, req.ID)
 		n.logRegistration(req, resp, nil)
@@ -459,20 +546,6 @@ func (n *Node) logRegistration(req api.RegisterRequest, resp api.RegisterRespons
 	}
 }
 
-// Lookup returns a group's retained master.
-func (n *Node) Lookup(req api.LookupRequest) (api.LookupResponse, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.reg.Lookup(n.clock.Now(), req)
-}
-
-// Status describes one group or all.
-func (n *Node) Status(req api.StatusRequest) (api.StatusResponse, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.reg.Status(n.clock.Now(), req)
-}
-
 // Recheck re-checks a group and triggers its members.
 func (n *Node) Recheck(req api.RecheckRequest) (resp api.RecheckResponse, err error) {
 	err = n.do(func(now time.Time, fx *Effects) error {
@@ -481,39 +554,6 @@ func (n *Node) Recheck(req api.RecheckRequest) (resp api.RecheckResponse, err er
 		return e
 	})
 	return resp, err
-}
-
-// Events pages through a group's history.
-func (n *Node) Events(req api.EventsRequest) (api.EventsResponse, error) {
-	if err := api.ValidateGroup(req.Group); err != nil {
-		return api.EventsResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
-	}
-	switch {
-	case req.Limit < 0:
-		return api.EventsResponse{}, api.Errorf(api.CodeInvalid, "limit %d is negative", req.Limit)
-	case req.Limit == 0:
-		req.Limit = 100
-	case req.Limit > 1000:
-		req.Limit = 1000
-	}
-	n.mu.Lock()
-	known := n.reg.HasGroup(req.Group)
-	n.mu.Unlock()
-	if !known {
-		return api.EventsResponse{}, api.Errorf(api.CodeNotFound, "group %q is not known", req.Group)
-	}
-	return n.store.Events(req.Group, req.After, req.Limit)
-}
-
-// Health reports the node's state.
-func (n *Node) Health() api.HealthResponse {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	st := "ok"
-	if n.failed != nil {
-		st = "failing: " + n.failed.Error()
-	}
-	return api.HealthResponse{Status: st, Groups: n.reg.Groups()}
 }
 
 // startTrigger delivers a notification to every target at once (act 1240:
@@ -525,25 +565,34 @@ func (n *Node) startTrigger(t Trigger) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.ctx.Err() != nil {
+	if n.ctx.Err() != nil || !n.leading {
 		return
 	}
 	for _, tg := range t.Targets {
-		k := deliveryKey{t.Notify.Group, tg.ID}
-		n.delivery[k] = t.Notify.Seq
-		n.wg.Add(1)
-		n.active.Add(1)
-		go n.deliver(t.Notify, tg, body)
+		n.startDeliveryLocked(t.Notify, tg, body)
 	}
+}
+
+func (n *Node) startDeliveryLocked(nt api.Notify, tg Target, body []byte) {
+	k := deliveryKey{nt.Group, tg.ID}
+	if n.delivery[k] > nt.Seq {
+		return // a newer trigger to this target is on its way
+	}
+	n.delivery[k] = nt.Seq
+	n.wg.Add(1)
+	n.active.Add(1)
+	go n.deliver(nt, tg, body, n.office)
 }
 
 // deliver retries one trigger with doubling backoff while the target's
 // session lives (a few attempts for a target that is not a member), until a
-// newer trigger to the same target replaces it.
-func (n *Node) deliver(nt api.Notify, tg Target, body []byte) {
+// newer trigger to the same target replaces it, or this node leaves
+// office (the next leader resumes it from the outbox).
+func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 	defer n.wg.Done()
 	defer n.active.Add(-1)
 	const nonMemberAttempts = 5
+	key := NoticeKey{Group: nt.Group, ID: tg.ID, Seq: nt.Seq}
 	backoff := n.cfg.TriggerBackoffMin
 	for attempt := 1; ; attempt++ {
 		err := n.post(tg.Addr, body)
@@ -551,22 +600,27 @@ func (n *Node) deliver(nt api.Notify, tg Target, body []byte) {
 		if err != nil {
 			ev.Kind, ev.Error = api.EventTriggerFailed, err.Error()
 		}
-		n.do(func(now time.Time, fx *Effects) error {
-			n.reg.RecordEvent(now, nt.Group, ev, fx)
-			return nil
-		})
-		if err == nil {
-			return
-		}
 		n.mu.Lock()
 		stale := n.delivery[deliveryKey{nt.Group, tg.ID}] != nt.Seq
-		live := n.reg.SessionLive(n.clock.Now(), nt.Group, tg.ID, tg.Session)
+		current := n.office == office && n.leading
+		live := current && n.reg.SessionLive(n.clock.Now(), nt.Group, tg.ID, tg.Session)
 		if tg.Session == 0 {
 			live = attempt < nonMemberAttempts
 		}
 		wait := backoff/2 + time.Duration(n.rand.Int63n(int64(backoff/2)+1))
 		n.mu.Unlock()
-		if stale || !live {
+		if !current {
+			return
+		}
+		final := err == nil || stale || !live
+		n.do(func(now time.Time, fx *Effects) error {
+			n.reg.RecordEvent(now, nt.Group, ev, fx)
+			if final {
+				fx.Delivered = append(fx.Delivered, key)
+			}
+			return nil
+		})
+		if final {
 			return
 		}
 		select {

@@ -399,8 +399,8 @@ func TestRestartKeepsAcknowledgedState(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second node on the same directory is refused while the first runs.
-	if _, err := OpenStore(dir, 10); !errors.Is(err, ErrStoreLocked) {
-		t.Fatalf("second open: %v, want ErrStoreLocked", err)
+	if _, err := New(cfg); !errors.Is(err, ErrStoreLocked) {
+		t.Fatalf("second node on the data dir: %v, want ErrStoreLocked", err)
 	}
 	n.Close()
 	n2, err := New(cfg)

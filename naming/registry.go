@@ -83,6 +83,9 @@ type Effects struct {
 	Decisions []Decision
 	// Timers ask for Decide(group) to be called at a time.
 	Timers []Timer
+	// Delivered names trigger notices delivered (or given up): the
+	// runtime removes them from the outbox. The registry sets none.
+	Delivered []NoticeKey
 }
 
 // GroupEvent is an event of one group.

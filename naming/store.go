@@ -6,31 +6,47 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Store keeps what the naming node acknowledged in a bbolt file in the data
-// directory: one record per group and each group's bounded event history.
-// bbolt commits are copy-on-write with fsync, so a kill -9 leaves either the
-// old or the new state, never a torn one.
+// Store is a naming node's materialized state, in a bbolt file: one record
+// per group, each group's bounded event history, and the outbox of
+// triggers to deliver.
+//
+// The state store (state.db) is the raft state machine's: it is made anew
+// at every start and filled from the latest snapshot and the log after it,
+// so it is written without fsync (the raft log is what is durable). The
+// store of a node from before raft (naming.db) is opened the same way, read
+// once and imported.
 type Store struct {
+	mu        sync.RWMutex // guards db against a restore's swap
 	db        *bolt.DB
+	path      string
 	maxEvents uint64
 }
 
 var (
 	bucketGroups = []byte("groups")
 	bucketEvents = []byte("events")
+	bucketOutbox = []byte("outbox")
 )
 
 // ErrStoreLocked is returned when another process holds the data directory.
 var ErrStoreLocked = errors.New("naming: data directory is in use by another process")
 
-// OpenStore opens (creating if needed) the store in dir.
+// legacyStoreFile is the store of a naming node from before raft.
+const legacyStoreFile = "naming.db"
+
+// stateStoreFile is the raft state machine's store.
+const stateStoreFile = "state.db"
+
+// OpenStore opens (creating if needed) the legacy store naming.db in dir.
 func OpenStore(dir string, maxEvents int) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("naming: no data directory")
@@ -38,40 +54,59 @@ func OpenStore(dir string, maxEvents int) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("naming: create data directory: %w", err)
 	}
-	db, err := boltfile.Open(filepath.Join(dir, "naming.db"), &bolt.Options{Timeout: 2 * time.Second})
+	return openStore(filepath.Join(dir, legacyStoreFile), maxEvents, false)
+}
+
+// openStateStore makes the state store anew in dir.
+func openStateStore(dir string, maxEvents int) (*Store, error) {
+	path := filepath.Join(dir, stateStoreFile)
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("naming: remove the old state store: %w", err)
+	}
+	return openStore(path, maxEvents, true)
+}
+
+func openStore(path string, maxEvents int, noSync bool) (*Store, error) {
+	db, err := boltfile.Open(path, &bolt.Options{Timeout: 2 * time.Second, NoSync: noSync, NoFreelistSync: noSync})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s", ErrStoreLocked, dir)
+			return nil, fmt.Errorf("%w: %s", ErrStoreLocked, filepath.Dir(path))
 		}
 		if errors.Is(err, boltfile.ErrDamaged) {
 			return nil, fmt.Errorf("naming: %w; restore the data dir from a backup (with an empty -data-dir the node "+
 				"starts with no groups, and agents join and register again)", err)
 		}
-		return nil, fmt.Errorf("naming: open store in %s: %w", dir, err)
+		return nil, fmt.Errorf("naming: open store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketGroups, bucketEvents} {
+	if err := initBuckets(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("naming: initialise store: %w", err)
+	}
+	return &Store{db: db, path: path, maxEvents: uint64(maxEvents)}, nil
+}
+
+func initBuckets(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketGroups, bucketEvents, bucketOutbox} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("naming: initialise store: %w", err)
-	}
-	return &Store{db: db, maxEvents: uint64(maxEvents)}, nil
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
 
-// write is one unit of durable change: group records to put and events to
-// append.
-type write struct {
-	groups map[string][]byte
-	events []GroupEvent
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
 }
 
 func seqKey(seq uint64) []byte {
@@ -80,51 +115,172 @@ func seqKey(seq uint64) []byte {
 	return k[:]
 }
 
-// commit applies writes in order in one transaction (one fsync for all).
-func (s *Store) commit(ws []*write) error {
+func outboxKey(group string, id uint64) []byte {
+	k := make([]byte, 0, len(group)+9)
+	k = append(k, group...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+// apply applies commands in order in one transaction. Applying a command
+// twice leaves what applying it once left (events are keyed by their
+// sequence), as a replay after a restart does.
+func (s *Store) apply(cmds []*command) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		groups := tx.Bucket(bucketGroups)
-		events := tx.Bucket(bucketEvents)
-		for _, w := range ws {
-			for name, rec := range w.groups {
-				if err := groups.Put([]byte(name), rec); err != nil {
-					return err
-				}
-			}
-			for _, ge := range w.events {
-				b, err := events.CreateBucketIfNotExists([]byte(ge.Group))
-				if err != nil {
-					return err
-				}
-				v, err := api.Encode(&ge.Event)
-				if err != nil {
-					return err
-				}
-				if err := b.Put(seqKey(ge.Event.Seq), v); err != nil {
-					return err
-				}
-				if ge.Event.Seq > s.maxEvents {
-					if err := b.Delete(seqKey(ge.Event.Seq - s.maxEvents)); err != nil {
-						return err
-					}
-				}
+		for _, c := range cmds {
+			if err := s.applyTx(tx, c); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 }
 
+func (s *Store) applyTx(tx *bolt.Tx, c *command) error {
+	groups, events, outbox := tx.Bucket(bucketGroups), tx.Bucket(bucketEvents), tx.Bucket(bucketOutbox)
+	for _, g := range c.Groups {
+		if err := groups.Put([]byte(g.Name), g.Record); err != nil {
+			return err
+		}
+	}
+	for _, ge := range c.Events {
+		if err := s.putEvent(events, ge); err != nil {
+			return err
+		}
+	}
+	for _, nt := range c.Notices {
+		v, err := api.Encode(&nt)
+		if err != nil {
+			return err
+		}
+		if err := outbox.Put(outboxKey(nt.Notify.Group, nt.Target.ID), v); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.Done {
+		k := outboxKey(d.Group, d.ID)
+		v := outbox.Get(k)
+		if v == nil {
+			continue
+		}
+		var nt Notice
+		if err := api.Decode(v, &nt); err != nil || nt.Notify.Seq == d.Seq {
+			if err := outbox.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) putEvent(events *bolt.Bucket, ge GroupEvent) error {
+	b, err := events.CreateBucketIfNotExists([]byte(ge.Group))
+	if err != nil {
+		return err
+	}
+	v, err := api.Encode(&ge.Event)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(seqKey(ge.Event.Seq), v); err != nil {
+		return err
+	}
+	if ge.Event.Seq > s.maxEvents {
+		return b.Delete(seqKey(ge.Event.Seq - s.maxEvents))
+	}
+	return nil
+}
+
 // loadGroups calls fn with every stored group record.
 func (s *Store) loadGroups(fn func(rec []byte) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketGroups).ForEach(func(_, v []byte) error { return fn(v) })
+	})
+}
+
+// groupRecord returns the record of one group (nil: unknown).
+func (s *Store) groupRecord(name string) ([]byte, error) {
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketGroups).Get([]byte(name)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// groupRecords returns up to limit records of the groups named after
+// after, in name order, and whether more follow.
+func (s *Store) groupRecords(after string, limit int) ([][]byte, bool, error) {
+	var out [][]byte
+	more := false
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketGroups).Cursor()
+		k, v := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			out = append(out, append([]byte(nil), v...))
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+// countGroups counts the stored groups.
+func (s *Store) countGroups() (int, error) {
+	n := 0
+	err := s.view(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketGroups).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// loadOutbox calls fn with every notice not yet delivered.
+func (s *Store) loadOutbox(fn func(Notice) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+			var nt Notice
+			if err := api.Decode(v, &nt); err != nil {
+				return fmt.Errorf("naming: stored notice %x: %w", k, err)
+			}
+			return fn(nt)
+		})
+	})
+}
+
+// allEvents calls fn with every stored event of every group.
+func (s *Store) allEvents(fn func(GroupEvent) error) error {
+	return s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(g, _ []byte) error {
+			b := tx.Bucket(bucketEvents).Bucket(g)
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
+				var ev api.Event
+				if err := api.Decode(v, &ev); err != nil {
+					return fmt.Errorf("naming: stored event %x of %q: %w", k, g, err)
+				}
+				return fn(GroupEvent{Group: string(g), Event: ev})
+			})
+		})
 	})
 }
 
 // Events returns up to limit events of group with Seq > after.
 func (s *Store) Events(group string, after uint64, limit int) (api.EventsResponse, error) {
 	out := api.EventsResponse{Events: []api.Event{}, Next: after}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents).Bucket([]byte(group))
 		if b == nil {
 			return nil
@@ -145,4 +301,141 @@ func (s *Store) Events(group string, after uint64, limit int) (api.EventsRespons
 		return nil
 	})
 	return out, err
+}
+
+// fsmSnapshot streams the store as of one read transaction.
+type fsmSnapshot struct {
+	store *Store
+	tx    *bolt.Tx
+}
+
+// Persist writes the snapshot to sink.
+func (sn *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := sn.writeTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("naming: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (sn *fsmSnapshot) writeTo(w interface{ Write([]byte) (int, error) }) error {
+	sw, err := newSnapshotWriter(w)
+	if err != nil {
+		return err
+	}
+	err = sn.tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+		return sw.item(&snapshotItem{Kind: 'g', Group: string(k), Record: v})
+	})
+	if err != nil {
+		return err
+	}
+	events := sn.tx.Bucket(bucketEvents)
+	err = events.ForEach(func(g, _ []byte) error {
+		b := events.Bucket(g)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			return sw.item(&snapshotItem{Kind: 'e', Group: string(g), Seq: binary.BigEndian.Uint64(k), Record: v})
+		})
+	})
+	if err != nil {
+		return err
+	}
+	err = sn.tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		return sw.item(&snapshotItem{Kind: 'o', Record: v})
+	})
+	if err != nil {
+		return err
+	}
+	return sw.close()
+}
+
+// Release ends the snapshot's read transaction.
+func (sn *fsmSnapshot) Release() { sn.tx.Rollback() }
+
+// restore fills a new store file from a snapshot and, once the snapshot
+// checked whole, puts it in place of the current one. On any error the
+// current state stays.
+func (s *Store) restore(r interface{ Read([]byte) (int, error) }) error {
+	tmp := s.path + ".restore"
+	os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			db.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := initBuckets(db); err != nil {
+		return err
+	}
+	const batch = 4096
+	var pending []*snapshotItem
+	flush := func() error {
+		err := db.Update(func(tx *bolt.Tx) error {
+			for _, it := range pending {
+				if err := putItem(tx, it); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		pending = pending[:0]
+		return err
+	}
+	err = readSnapshot(r, func(it *snapshotItem) error {
+		pending = append(pending, it)
+		if len(pending) == batch {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	ok = true
+	s.db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	return err
+}
+
+func putItem(tx *bolt.Tx, it *snapshotItem) error {
+	switch it.Kind {
+	case 'g':
+		if err := api.ValidateGroup(it.Group); err != nil {
+			return fmt.Errorf("%w: group %q: %v", ErrBadSnapshot, it.Group, err)
+		}
+		return tx.Bucket(bucketGroups).Put([]byte(it.Group), it.Record)
+	case 'e':
+		b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(it.Group))
+		if err != nil {
+			return err
+		}
+		return b.Put(seqKey(it.Seq), it.Record)
+	case 'o':
+		var nt Notice
+		if err := api.Decode(it.Record, &nt); err != nil {
+			return fmt.Errorf("%w: notice: %v", ErrBadSnapshot, err)
+		}
+		return tx.Bucket(bucketOutbox).Put(outboxKey(nt.Notify.Group, nt.Target.ID), it.Record)
+	}
+	return fmt.Errorf("%w: item of kind %q", ErrBadSnapshot, it.Kind)
 }

@@ -156,7 +156,7 @@ func kvClient(c *cli.Context) (*agentclient.Client, error) {
 	var naming string
 	if c.IsSet("naming") || len(agents) == 0 {
 		naming = c.String("naming")
-		if err := api.ValidateAddr("naming", naming); err != nil {
+		if _, err := api.ParseAddrList("naming", naming); err != nil {
 			return nil, usageErr("kv %s: -naming: %v", op, err)
 		}
 	}

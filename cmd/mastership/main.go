@@ -107,6 +107,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			tlsCommand(),
 			keygenCommand(),
 			keyringCommand(),
+			peersCommand(),
+			snapshotCommand(),
 		}),
 	}
 }

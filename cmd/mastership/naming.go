@@ -59,7 +59,7 @@ func namingCommand() *cli.Command {
 // namingFlag and jsonFlag build a fresh flag per command: urfave/cli keeps
 // state in a flag, so commands must not share one.
 func namingFlag() cli.Flag {
-	return &cli.StringFlag{Name: "naming", Usage: "naming node `ADDR` (host:port)", Value: "127.0.0.1:7400", EnvVars: []string{"MASTERSHIP_NAMING"}}
+	return &cli.StringFlag{Name: "naming", Usage: "naming node `ADDR` (host:port; several, comma-separated, for a naming cluster)", Value: "127.0.0.1:7400", EnvVars: []string{"MASTERSHIP_NAMING"}}
 }
 
 func jsonFlag() cli.Flag { return &cli.BoolFlag{Name: "json", Usage: "print JSON"} }
@@ -150,12 +150,12 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show each group's registered master and members",
-		UsageText: "mastership status -naming ADDR [-group G] [-json]",
-		Flags: append([]cli.Flag{
+		UsageText: "mastership status -naming ADDR[,ADDR] [-group G] [-consistent|-stale] [-json]",
+		Flags: append(append([]cli.Flag{
 			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "only this group `NAME`"},
 			jsonFlag(),
-		}, securityFlags()...),
+		}, readModeFlags()...), securityFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -171,14 +171,18 @@ func statusCommand() *cli.Command {
 					return usageErr("-group: %v", err)
 				}
 			}
+			mode, err := readModeFromCLI(c)
+			if err != nil {
+				return err
+			}
 			var groups []api.GroupStatus
 			if group != "" {
-				st, err := cl.Status(c.Context, api.StatusRequest{Group: group})
+				st, err := cl.Status(c.Context, api.StatusRequest{Group: group, Read: mode})
 				if err != nil {
 					return err
 				}
 				groups = st.Groups
-			} else if groups, err = cl.AllStatus(c.Context); err != nil {
+			} else if groups, err = cl.AllStatus(c.Context, mode); err != nil {
 				return err
 			}
 			if c.Bool("json") {
@@ -220,13 +224,13 @@ func eventsCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "events",
 		Usage:     "show the naming node's decisions and triggers for a group",
-		UsageText: "mastership events -naming ADDR -group G [-after SEQ] [-json]",
-		Flags: append([]cli.Flag{
+		UsageText: "mastership events -naming ADDR[,ADDR] -group G [-after SEQ] [-consistent|-stale] [-json]",
+		Flags: append(append([]cli.Flag{
 			namingFlag(),
 			&cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true},
 			&cli.Uint64Flag{Name: "after", Usage: "only events after sequence `SEQ`"},
 			jsonFlag(),
-		}, securityFlags()...),
+		}, readModeFlags()...), securityFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -239,7 +243,11 @@ func eventsCommand() *cli.Command {
 				return err
 			}
 			defer cl.Close()
-			evs, err := cl.AllEvents(c.Context, c.String("group"), c.Uint64("after"))
+			mode, err := readModeFromCLI(c)
+			if err != nil {
+				return err
+			}
+			evs, err := cl.AllEvents(c.Context, c.String("group"), c.Uint64("after"), mode)
 			if err != nil {
 				return err
 			}
@@ -295,4 +303,24 @@ func describeEvent(e api.Event) string {
 		add("error", fmt.Sprintf("%q", e.Error))
 	}
 	return strings.Join(parts, " ")
+}
+
+// readModeFlags choose who answers a read of the naming cluster.
+func readModeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "consistent", Usage: "linearizable: the leader confirms with a quorum first"},
+		&cli.BoolFlag{Name: "stale", Usage: "any node answers from what it applied, perhaps behind"},
+	}
+}
+
+func readModeFromCLI(c *cli.Context) (api.ReadMode, error) {
+	switch {
+	case c.Bool("consistent") && c.Bool("stale"):
+		return "", usageErr("-consistent and -stale: give one")
+	case c.Bool("consistent"):
+		return api.ReadConsistent, nil
+	case c.Bool("stale"):
+		return api.ReadStale, nil
+	}
+	return api.ReadDefault, nil
 }

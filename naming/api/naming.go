@@ -99,9 +99,48 @@ type RegisterResponse struct {
 	Removed  []uint64 `codec:"r"`
 }
 
+// ReadMode says which naming node answers a read, and how fresh the answer
+// is.
+type ReadMode string
+
+// Read modes.
+const (
+	// ReadDefault: the leader answers from its live state, which shows a
+	// change from the moment the leader takes it (a change whose commit
+	// then fails, because the leader lost office, was shown).
+	ReadDefault ReadMode = ""
+	// ReadConsistent: the leader first confirms with a quorum that it
+	// leads and that every change before the read is committed, then
+	// answers from the committed state: linearizable.
+	ReadConsistent ReadMode = "consistent"
+	// ReadStale: any node answers from the state it applied, however far
+	// behind; the answer says so (Stale, LastContactMS).
+	ReadStale ReadMode = "stale"
+)
+
+// ParseReadMode checks a read mode.
+func ParseReadMode(s string) (ReadMode, error) {
+	switch m := ReadMode(s); m {
+	case ReadDefault, ReadConsistent, ReadStale:
+		return m, nil
+	}
+	return "", fmt.Errorf("%w: read mode %q: want consistent, stale or none", ErrInvalid, s)
+}
+
+// ReadMeta says how a read was served.
+type ReadMeta struct {
+	// Stale is set when a node answered from the state it applied,
+	// without asking the leader.
+	Stale bool `json:"stale,omitempty" codec:"st"`
+	// LastContactMS is, for a stale answer of a follower, how long ago it
+	// last heard from the leader (-1: never since it started).
+	LastContactMS int64 `json:"last_contact_ms,omitempty" codec:"lc"`
+}
+
 // LookupRequest asks for a group's registered master.
 type LookupRequest struct {
-	Group string `codec:"g"`
+	Group string   `codec:"g"`
+	Read  ReadMode `codec:"rd"`
 }
 
 // LookupResponse is the group's retained master, or nil when none is live.
@@ -109,15 +148,17 @@ type LookupResponse struct {
 	Master *Registration `codec:"m"`
 	Policy Policy        `codec:"p"`
 	Mode   Mode          `codec:"o"`
+	ReadMeta
 }
 
 // StatusRequest asks for one group (Group set), or for a page of every
 // group sorted by name: the groups after After, at most Limit of them (0
 // means DefaultStatusPage; more than MaxStatusPage is cut to it).
 type StatusRequest struct {
-	Group string `codec:"g"`
-	After string `codec:"a"`
-	Limit int    `codec:"l"`
+	Group string   `codec:"g"`
+	After string   `codec:"a"`
+	Limit int      `codec:"l"`
+	Read  ReadMode `codec:"rd"`
 }
 
 // Pages of status without a group.
@@ -149,6 +190,7 @@ type StatusResponse struct {
 	Groups []GroupStatus `codec:"g"`
 	Next   string        `codec:"n"`
 	More   bool          `codec:"m"`
+	ReadMeta
 }
 
 // RecheckRequest asks the node to re-check a group and trigger its members,
@@ -167,9 +209,10 @@ type RecheckResponse struct {
 // EventsRequest pages through a group's history: events with Seq > After,
 // at most Limit of them (0 means the node's default page).
 type EventsRequest struct {
-	Group string `codec:"g"`
-	After uint64 `codec:"a"`
-	Limit int    `codec:"l"`
+	Group string   `codec:"g"`
+	After uint64   `codec:"a"`
+	Limit int      `codec:"l"`
+	Read  ReadMode `codec:"rd"`
 }
 
 // EventsResponse is one page; Next is the After for the following page, and
@@ -178,6 +221,7 @@ type EventsResponse struct {
 	Events []Event `codec:"e"`
 	Next   uint64  `codec:"n"`
 	More   bool    `codec:"m"`
+	ReadMeta
 }
 
 // Event kinds recorded by the naming node.
@@ -229,10 +273,34 @@ type Notify struct {
 	Seq uint64 `codec:"q"`
 }
 
-// HealthResponse is the answer of /v1/health.
+// HealthResponse is the answer of /v1/health: the node's state, its role
+// in the naming cluster and the leader it knows ("" when none).
 type HealthResponse struct {
 	Status string `json:"status" codec:"s"`
 	Groups int    `json:"groups" codec:"g"`
+	Role   string `json:"role" codec:"r"`
+	Leader string `json:"leader" codec:"l"`
+}
+
+// Peer is one voter of the naming cluster, as `mastership peers -json`
+// prints it.
+type Peer struct {
+	Addr  string `json:"addr" codec:"a"`
+	State string `json:"state" codec:"s"` // leader, follower, candidate, or unknown
+	Voter bool   `json:"voter" codec:"v"`
+	// LastContactMS is how long ago the leader last heard from the peer
+	// (0 for the leader itself, -1 unknown).
+	LastContactMS int64 `json:"last_contact_ms" codec:"c"`
+}
+
+// PeersResponse lists the voters.
+type PeersResponse struct {
+	Peers []Peer `codec:"p"`
+}
+
+// PeerRequest adds or removes a voter by its advertised address.
+type PeerRequest struct {
+	Addr string `codec:"a"`
 }
 
 // Code is a typed error code carried in RPC and HTTP error replies.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Epoch is the fencing token of a mastership: the pair (term, master ID),
@@ -221,4 +223,28 @@ func ValidateAddr(field, addr string) error {
 		}
 	}
 	return nil
+}
+
+// MaxNamingNodes bounds the naming nodes a list names.
+const MaxNamingNodes = 9
+
+// ParseAddrList splits a comma-separated list of addresses (the naming
+// nodes of a cluster) and checks each: not empty, no duplicates, at most
+// MaxNamingNodes.
+func ParseAddrList(field, list string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if err := ValidateAddr(field, a); err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, a) {
+			return nil, fmt.Errorf("%w %s: %s listed twice", ErrInvalid, field, a)
+		}
+		out = append(out, a)
+	}
+	if len(out) > MaxNamingNodes {
+		return nil, fmt.Errorf("%w %s: %d addresses, want at most %d", ErrInvalid, field, len(out), MaxNamingNodes)
+	}
+	return out, nil
 }

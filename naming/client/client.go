@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	c, err := client.New("127.0.0.1:7400")
+//	c, err := client.New("10.0.0.1:7400,10.0.0.2:7400,10.0.0.3:7400") // one node or several
 //	if err != nil { ... }
 //	look, err := c.Lookup(ctx, api.LookupRequest{Group: "orders"})
 //	if errors.Is(err, api.ErrNotFound) { ... }     // unknown group
@@ -17,12 +17,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -30,9 +33,13 @@ import (
 	"github.com/mastership/mastership/naming/auth"
 )
 
-// Client talks to one naming node.
+// Client talks to a naming cluster: one node, or several (any of them
+// answers; followers forward to the leader). A call goes to the node that
+// answered last; when that one cannot be reached, or has no leader to
+// forward to, the call moves on to the next node, each at most once.
 type Client struct {
-	addr  string
+	addrs []string
+	cur   atomic.Int64 // index in addrs of the node that answered last
 	hc    *http.Client
 	creds auth.Creds
 }
@@ -58,9 +65,11 @@ func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, 
 	return func(o *options) { o.dial = dial }
 }
 
-// New returns a client of the naming node at addr (host:port).
-func New(addr string, opts ...Option) (*Client, error) {
-	if err := api.ValidateAddr("naming", addr); err != nil {
+// New returns a client of the naming node or nodes at addrs (host:port,
+// several separated by commas).
+func New(addrs string, opts ...Option) (*Client, error) {
+	list, err := api.ParseAddrList("naming", addrs)
+	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	o := options{timeout: 5 * time.Second}
@@ -70,7 +79,7 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if o.dial == nil {
 		o.dial = (&net.Dialer{Timeout: o.timeout}).DialContext
 	}
-	return &Client{addr: addr, creds: o.creds, hc: &http.Client{
+	return &Client{addrs: list, creds: o.creds, hc: &http.Client{
 		Timeout: o.timeout,
 		Transport: o.creds.Transport(&http.Transport{
 			DialContext:         o.dial,
@@ -80,30 +89,61 @@ func New(addr string, opts ...Option) (*Client, error) {
 	}}, nil
 }
 
-// Addr is the node's address.
-func (c *Client) Addr() string { return c.addr }
+// Addr is the address of the node that answered last.
+func (c *Client) Addr() string { return c.addrs[int(c.cur.Load())%len(c.addrs)] }
+
+// Addrs lists the nodes the client knows.
+func (c *Client) Addrs() []string { return slices.Clone(c.addrs) }
 
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
+// call sends one call, moving on to the next node while one cannot answer.
 func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	body, err := api.Encode(req)
 	if err != nil {
 		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.creds.URL(c.addr, "/rpc/"+method), bytes.NewReader(body))
+	start := int(c.cur.Load())
+	var last error
+	for i := range c.addrs {
+		idx := (start + i) % len(c.addrs)
+		err := c.callOne(ctx, c.addrs[idx], method, body, resp)
+		if err == nil || !failover(err) || ctx.Err() != nil {
+			if err == nil {
+				c.cur.Store(int64(idx))
+			}
+			return err
+		}
+		last = err
+	}
+	return last
+}
+
+// failover tells whether another node may answer what this one could not:
+// it was unreachable, or has no leader to forward to.
+func failover(err error) bool {
+	var e *api.Error
+	if errors.As(err, &e) {
+		return e.Code == api.CodeUnavailable
+	}
+	return errors.Is(err, api.ErrUnavailable)
+}
+
+func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, resp any) error {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.creds.URL(addr, "/rpc/"+method), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("client: %s: %w", method, err)
 	}
 	hreq.Header.Set("Content-Type", "application/msgpack")
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("client: %s at naming node %s: %w", method, c.addr, errors.Join(api.ErrUnavailable, err))
+		return fmt.Errorf("client: %s at naming node %s: %w", method, addr, errors.Join(api.ErrUnavailable, err))
 	}
 	defer hresp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(hresp.Body, api.MaxMessageBytes+1))
 	if err != nil {
-		return fmt.Errorf("client: %s at naming node %s: read reply: %w", method, c.addr, errors.Join(api.ErrUnavailable, err))
+		return fmt.Errorf("client: %s at naming node %s: read reply: %w", method, addr, errors.Join(api.ErrUnavailable, err))
 	}
 	if hresp.StatusCode != http.StatusOK {
 		var e api.Error
@@ -114,12 +154,12 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 			if len(text) > 200 || !utf8.ValidString(text) {
 				text = ""
 			}
-			return fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, c.addr, hresp.Status, text, api.ErrInternal)
+			return fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, addr, hresp.Status, text, api.ErrInternal)
 		}
 		return &e
 	}
 	if err := api.Decode(out, resp); err != nil {
-		return fmt.Errorf("client: %s at naming node %s: %w", method, c.addr, err)
+		return fmt.Errorf("client: %s at naming node %s: %w", method, addr, err)
 	}
 	return nil
 }
@@ -155,12 +195,13 @@ func (c *Client) Status(ctx context.Context, req api.StatusRequest) (resp api.St
 	return resp, c.call(ctx, "status", &req, &resp)
 }
 
-// AllStatus pages through the status of every group, sorted by name.
-func (c *Client) AllStatus(ctx context.Context) ([]api.GroupStatus, error) {
+// AllStatus pages through the status of every group, sorted by name, read
+// in mode (api.ReadDefault: from the leader).
+func (c *Client) AllStatus(ctx context.Context, mode ...api.ReadMode) ([]api.GroupStatus, error) {
 	var all []api.GroupStatus
 	after := ""
 	for {
-		page, err := c.Status(ctx, api.StatusRequest{After: after, Limit: api.MaxStatusPage})
+		page, err := c.Status(ctx, api.StatusRequest{After: after, Limit: api.MaxStatusPage, Read: readMode(mode)})
 		if err != nil {
 			return all, err
 		}
@@ -182,11 +223,12 @@ func (c *Client) Events(ctx context.Context, req api.EventsRequest) (resp api.Ev
 	return resp, c.call(ctx, "events", &req, &resp)
 }
 
-// AllEvents pages through a group's whole history after seq after.
-func (c *Client) AllEvents(ctx context.Context, group string, after uint64) ([]api.Event, error) {
+// AllEvents pages through a group's whole history after seq after, read
+// in mode (api.ReadDefault: from the leader).
+func (c *Client) AllEvents(ctx context.Context, group string, after uint64, mode ...api.ReadMode) ([]api.Event, error) {
 	var all []api.Event
 	for {
-		page, err := c.Events(ctx, api.EventsRequest{Group: group, After: after, Limit: 1000})
+		page, err := c.Events(ctx, api.EventsRequest{Group: group, After: after, Limit: 1000, Read: readMode(mode)})
 		if err != nil {
 			return all, err
 		}
@@ -198,7 +240,106 @@ func (c *Client) AllEvents(ctx context.Context, group string, after uint64) ([]a
 	}
 }
 
-// Health asks whether the node is up.
+// Health asks whether the node is up, and its place in the cluster.
 func (c *Client) Health(ctx context.Context) (resp api.HealthResponse, err error) {
 	return resp, c.call(ctx, "health", &struct{}{}, &resp)
+}
+
+// Peers lists the voters of the naming cluster.
+func (c *Client) Peers(ctx context.Context) (resp api.PeersResponse, err error) {
+	return resp, c.call(ctx, "peers", &struct{}{}, &resp)
+}
+
+// AddPeer adds a voter to the naming cluster (operator).
+func (c *Client) AddPeer(ctx context.Context, addr string) error {
+	var resp struct{}
+	return c.call(ctx, "add-peer", &api.PeerRequest{Addr: addr}, &resp)
+}
+
+// RemovePeer removes a voter from the naming cluster (operator).
+func (c *Client) RemovePeer(ctx context.Context, addr string) error {
+	var resp struct{}
+	return c.call(ctx, "remove-peer", &api.PeerRequest{Addr: addr}, &resp)
+}
+
+// SaveSnapshot writes a snapshot of the cluster's committed state to w
+// (operator); it is checked whole before it is written.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer, maxBytes int64) (int64, error) {
+	var got []byte
+	err := c.httpCall(ctx, http.MethodGet, "/v1/snapshot", nil, func(body io.Reader) error {
+		b, err := io.ReadAll(io.LimitReader(body, maxBytes+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > maxBytes {
+			return fmt.Errorf("%w: snapshot over %d bytes", api.ErrTooLarge, maxBytes)
+		}
+		got = b
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(got)
+	return int64(n), err
+}
+
+// RestoreSnapshot replaces the cluster's state with a snapshot's
+// (operator).
+func (c *Client) RestoreSnapshot(ctx context.Context, snapshot []byte) error {
+	return c.httpCall(ctx, http.MethodPut, "/v1/snapshot", snapshot, func(io.Reader) error { return nil })
+}
+
+// httpCall is a call of the JSON face, with the same failover as call.
+func (c *Client) httpCall(ctx context.Context, method, path string, body []byte, read func(io.Reader) error) error {
+	start := int(c.cur.Load())
+	var last error
+	for i := range c.addrs {
+		idx := (start + i) % len(c.addrs)
+		addr := c.addrs[idx]
+		var rb io.Reader = http.NoBody
+		if body != nil {
+			rb = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.creds.URL(addr, path), rb)
+		if err != nil {
+			return err
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			last = fmt.Errorf("client: %s %s at naming node %s: %w", method, path, addr, errors.Join(api.ErrUnavailable, err))
+			if ctx.Err() != nil {
+				return last
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			var e api.Error
+			if json.Unmarshal(b, &e) != nil || e.Code == "" {
+				return fmt.Errorf("client: %s %s at naming node %s: %s: %w", method, path, addr, resp.Status, api.ErrInternal)
+			}
+			if e.Code == api.CodeUnavailable && ctx.Err() == nil {
+				last = &e
+				continue
+			}
+			return &e
+		}
+		err = read(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("client: %s %s at naming node %s: %w", method, path, addr, err)
+		}
+		c.cur.Store(int64(idx))
+		return nil
+	}
+	return last
+}
+
+func readMode(m []api.ReadMode) api.ReadMode {
+	if len(m) == 0 {
+		return api.ReadDefault
+	}
+	return m[0]
 }
