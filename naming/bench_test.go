@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,24 +72,60 @@ func BenchmarkRegistryMemory(b *testing.B) {
 // benchNode starts a node with the bench groups; sessions[g] is the session
 // of member 1 of group g, the registered master.
 func benchNode(b *testing.B) (n *Node, cl *client.Client, sessions []uint64) {
+	return benchCluster(b, 1, "")
+}
+
+// benchCluster starts a naming cluster of size nodes on 127.0.9x.(1..size)
+// (size 1: one node on 127.0.0.1) with the bench groups; n is the leader,
+// cl a client of every node (stale reads go to the first, a follower for
+// size > 1 as long as the leader is another).
+func benchCluster(b *testing.B, size int, base string) (n *Node, cl *client.Client, sessions []uint64) {
 	b.Helper()
-	cfg, err := configForBench(b)
-	if err != nil {
-		b.Fatal(err)
+	var lns []net.Listener
+	var addrs []string
+	for i := 0; i < size; i++ {
+		host := "127.0.0.1"
+		if size > 1 {
+			host = fmt.Sprintf("127.0.%s.%d", base, i+1)
+		}
+		ln, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		lns, addrs = append(lns, ln), append(addrs, ln.Addr().String())
 	}
-	n, err = New(cfg)
-	if err != nil {
-		b.Fatal(err)
+	nodes := make([]*Node, size)
+	for i := range nodes {
+		cfg, err := configForBench(b)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if size > 1 {
+			cfg.Bind, cfg.Peers = addrs[i], addrs
+		}
+		if nodes[i], err = New(cfg); err != nil {
+			b.Fatal(err)
+		}
+		go nodes[i].Serve(lns[i])
+		node := nodes[i]
+		b.Cleanup(func() { node.Close() })
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	deadline := time.Now().Add(20 * time.Second)
+	for n == nil {
+		for _, nd := range nodes {
+			if nd.IsLeader() {
+				n = nd
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no leader")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	go n.Serve(ln)
-	cl, _ = client.New(ln.Addr().String())
+	cl, _ = client.New(strings.Join(addrs, ","))
 	sessions = make([]uint64, benchGroups)
-	b.Cleanup(func() { cl.Close(); n.Close() })
-	// Populate from many goroutines so the group commit batches the writes.
+	b.Cleanup(func() { cl.Close() })
+	// Populate from many goroutines so that the writes batch.
 	const workers = 64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -125,9 +162,15 @@ func benchNode(b *testing.B) (n *Node, cl *client.Client, sessions []uint64) {
 // benchRegister registers a new epoch of a random group's master per
 // operation through register, 32 registrants at once.
 func benchRegister(b *testing.B, sessions []uint64, register func(api.RegisterRequest) error) {
+	benchRegisterN(b, 16, sessions, register) // 32 registrants at once on two cores, as many agents would be
+}
+
+// benchRegisterN registers with parallelism x GOMAXPROCS registrants at
+// once.
+func benchRegisterN(b *testing.B, parallelism int, sessions []uint64, register func(api.RegisterRequest) error) {
 	var term atomic.Uint64
 	term.Store(1)
-	b.SetParallelism(16) // 32 registrants at once on two cores, as many agents would be
+	b.SetParallelism(parallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		rnd := rand.New(rand.NewSource(int64(term.Add(1))))
@@ -162,8 +205,8 @@ func benchLookup(b *testing.B, lookup func(api.LookupRequest) error) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
 }
 
-// BenchmarkNodeRegister registers in process: each registration is durable
-// (group-committed to bbolt) before it returns.
+// BenchmarkNodeRegister registers in process: each registration is
+// committed (the raft log fsynced, batched) before it returns.
 func BenchmarkNodeRegister(b *testing.B) {
 	n, _, sessions := benchNode(b)
 	benchRegister(b, sessions, func(req api.RegisterRequest) error { _, err := n.Register(context.Background(), req); return err })
@@ -197,4 +240,58 @@ func configForBench(b *testing.B) (config.Naming, error) {
 	cfg.RestartGrace = 10 * time.Minute
 	cfg.SweepInterval = time.Second
 	return cfg, err
+}
+
+// manyRegistrants is the parallelism of the cluster benchmarks: 256
+// registrants at once on two cores, the load of thousands of groups'
+// masters renewing, which raft batches into few log writes.
+const manyRegistrants = 128
+
+// BenchmarkNodeRegisterMany is BenchmarkNodeRegister with as many
+// registrants as the cluster benchmarks, to compare side by side.
+func BenchmarkNodeRegisterMany(b *testing.B) {
+	n, _, sessions := benchNode(b)
+	benchRegisterN(b, manyRegistrants, sessions, func(req api.RegisterRequest) error {
+		_, err := n.Register(context.Background(), req)
+		return err
+	})
+}
+
+// BenchmarkClusterRegister registers on the leader of three naming nodes
+// (in this process: they share its two cores): each registration is
+// committed by a majority before it returns.
+func BenchmarkClusterRegister(b *testing.B) {
+	n, _, sessions := benchCluster(b, 3, "91")
+	benchRegisterN(b, manyRegistrants, sessions, func(req api.RegisterRequest) error {
+		_, err := n.Register(context.Background(), req)
+		return err
+	})
+}
+
+// BenchmarkClusterRegisterRPC registers over RPC, the client spreading
+// nothing: it sends to the node that answered last (followers forward).
+func BenchmarkClusterRegisterRPC(b *testing.B) {
+	_, cl, sessions := benchCluster(b, 3, "92")
+	benchRegisterN(b, manyRegistrants, sessions, func(req api.RegisterRequest) error {
+		_, err := cl.Register(context.Background(), req)
+		return err
+	})
+}
+
+// BenchmarkClusterLookupRPC looks up over RPC from the leader (default
+// reads).
+func BenchmarkClusterLookupRPC(b *testing.B) {
+	_, cl, _ := benchCluster(b, 3, "93")
+	benchLookup(b, func(req api.LookupRequest) error { _, err := cl.Lookup(context.Background(), req); return err })
+}
+
+// BenchmarkClusterLookupStaleRPC looks up over RPC with stale reads,
+// answered by whichever node the client reached.
+func BenchmarkClusterLookupStaleRPC(b *testing.B) {
+	_, cl, _ := benchCluster(b, 3, "94")
+	benchLookup(b, func(req api.LookupRequest) error {
+		req.Read = api.ReadStale
+		_, err := cl.Lookup(context.Background(), req)
+		return err
+	})
 }

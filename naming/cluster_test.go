@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -420,5 +422,64 @@ func TestClusterSnapshotSaveRestore(t *testing.T) {
 			all, err := c.client(i).AllStatus(ctx, api.ReadStale)
 			return err == nil && len(all) == 5
 		})
+	}
+}
+
+// A data dir of a naming node from before raft (naming.db) is imported at
+// the first start: every group and event is kept, and the old file is
+// renamed so that it is not imported twice.
+func TestLegacyStoreImported(t *testing.T) {
+	dir := t.TempDir()
+	reg := newTestRegistry(0)
+	fx := &Effects{}
+	jr, err := reg.Join(t0, api.JoinRequest{Group: "old", ID: 2, Addr: addr(2)}, fx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reg.Register(t0, api.RegisterRequest{Group: "old", ID: 2, Addr: addr(2), Session: jr.Session, Epoch: api.Epoch{Term: 7}}, fx); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reg.Record("old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := OpenStore(dir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.apply([]*command{{Groups: []groupPut{{Name: "old", Record: rec}}, Events: fx.Events}}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	cfg := testConfig(t, dir)
+	cfg.RestartGrace = time.Minute
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	look, err := n.Lookup(api.LookupRequest{Group: "old"})
+	if err != nil || look.Master == nil || look.Master.ID != 2 || look.Master.Epoch.Term != 7 {
+		t.Fatalf("imported registration: %+v %v", look, err)
+	}
+	if _, err := n.Renew(api.RenewRequest{Group: "old", ID: 2, Session: jr.Session}); err != nil {
+		t.Fatalf("imported session: %v", err)
+	}
+	evs, err := n.Events(api.EventsRequest{Group: "old"})
+	if err != nil || len(evs.Events) != 2 {
+		t.Fatalf("imported events: %+v %v", evs, err)
+	}
+	n.Close()
+	if _, err := os.Stat(filepath.Join(dir, legacyStoreFile+".imported")); err != nil {
+		t.Fatalf("the old store was not renamed: %v", err)
+	}
+	// Restarted: the state comes from raft, once.
+	n, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if evs, err := n.Events(api.EventsRequest{Group: "old"}); err != nil || len(evs.Events) != 2 {
+		t.Fatalf("after a restart: %+v %v", evs, err)
 	}
 }

@@ -21,6 +21,10 @@ import (
 // answers it or fails, and never forwards it again.
 const ForwardedHeader = "Mastership-Forwarded"
 
+// LeaderHeader names the leader on a reply the leader gave (forwarded or
+// not), so that a client of several nodes sends its next call there.
+const LeaderHeader = "Mastership-Leader"
+
 // leaderWait bounds how long a call waits for the cluster to have a leader
 // before it fails with "unavailable".
 func (n *Node) leaderWait() time.Duration {
@@ -121,8 +125,10 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	if err != nil {
 		return fail(api.Errorf(api.CodeUnavailable, "the naming leader %s: read reply: %v", leader, err))
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		w.Header().Set("Content-Type", ct)
+	for _, h := range []string{"Content-Type", LeaderHeader} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(out)

@@ -175,6 +175,10 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if n.rpcNeedsLeader(method, body) && n.forwardToLeader(w, r, body) {
 		return
 	}
+	if n.IsLeader() {
+		// Clients go straight to the leader next time.
+		w.Header().Set(LeaderHeader, n.Self())
+	}
 	var resp any
 	switch method {
 	case "join":

@@ -108,10 +108,13 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	var last error
 	for i := range c.addrs {
 		idx := (start + i) % len(c.addrs)
-		err := c.callOne(ctx, c.addrs[idx], method, body, resp)
+		leader, err := c.callOne(ctx, c.addrs[idx], method, body, resp)
 		if err == nil || !failover(err) || ctx.Err() != nil {
 			if err == nil {
 				c.cur.Store(int64(idx))
+				if li := slices.Index(c.addrs, leader); li >= 0 {
+					c.cur.Store(int64(li)) // the leader answered through this node
+				}
 			}
 			return err
 		}
@@ -130,20 +133,23 @@ func failover(err error) bool {
 	return errors.Is(err, api.ErrUnavailable)
 }
 
-func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, resp any) error {
+// callOne sends one call to one node; it returns the leader the reply
+// names, if any.
+func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, resp any) (string, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.creds.URL(addr, "/rpc/"+method), bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("client: %s: %w", method, err)
+		return "", fmt.Errorf("client: %s: %w", method, err)
 	}
 	hreq.Header.Set("Content-Type", "application/msgpack")
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("client: %s at naming node %s: %w", method, addr, errors.Join(api.ErrUnavailable, err))
+		return "", fmt.Errorf("client: %s at naming node %s: %w", method, addr, errors.Join(api.ErrUnavailable, err))
 	}
 	defer hresp.Body.Close()
+	leader := hresp.Header.Get("Mastership-Leader")
 	out, err := io.ReadAll(io.LimitReader(hresp.Body, api.MaxMessageBytes+1))
 	if err != nil {
-		return fmt.Errorf("client: %s at naming node %s: read reply: %w", method, addr, errors.Join(api.ErrUnavailable, err))
+		return "", fmt.Errorf("client: %s at naming node %s: read reply: %w", method, addr, errors.Join(api.ErrUnavailable, err))
 	}
 	if hresp.StatusCode != http.StatusOK {
 		var e api.Error
@@ -154,14 +160,14 @@ func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, 
 			if len(text) > 200 || !utf8.ValidString(text) {
 				text = ""
 			}
-			return fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, addr, hresp.Status, text, api.ErrInternal)
+			return "", fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, addr, hresp.Status, text, api.ErrInternal)
 		}
-		return &e
+		return "", &e
 	}
 	if err := api.Decode(out, resp); err != nil {
-		return fmt.Errorf("client: %s at naming node %s: %w", method, addr, err)
+		return "", fmt.Errorf("client: %s at naming node %s: %w", method, addr, err)
 	}
-	return nil
+	return leader, nil
 }
 
 // Join makes an agent a member of a group and opens its session.
