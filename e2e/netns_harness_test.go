@@ -524,18 +524,21 @@ func logLevelArg() string {
 }
 
 type netCluster struct {
-	t       *testing.T
-	net     *testNet
-	mode    string
-	naming  *proc
-	dataDir string // the naming node's
-	agents  map[int]*proc
+	t      *testing.T
+	net    *testNet
+	mode   string
+	count  int      // agents, on hosts 1..count
+	nhosts []*host  // naming hosts: host 0, then the hosts after the agents'
+	naming []*proc  // the naming nodes, by index in nhosts
+	ndirs  []string // their data directories
+	agents map[int]*proc
 }
 
 type clusterOpts struct {
-	agents int
-	mode   string // strict or available
-	expect int    // -expect, 0 for none
+	agents  int
+	mode    string // strict or available
+	expect  int    // -expect, 0 for none
+	namings int    // naming nodes, 1 (default) or 3 (a cluster)
 }
 
 // newNetCluster starts a naming node and the agents, priorities n..1 so
@@ -547,8 +550,18 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 	if !hasCommand("agent") {
 		t.Skip("netns e2e tier skipped: the binary has no `mastership agent` yet")
 	}
-	c := &netCluster{t: t, net: newTestNet(t, o.agents+1), mode: o.mode, dataDir: t.TempDir(), agents: map[int]*proc{}}
-	c.startNaming()
+	namings := max(o.namings, 1)
+	c := &netCluster{t: t, net: newTestNet(t, o.agents+namings), mode: o.mode, count: o.agents, agents: map[int]*proc{}}
+	c.nhosts = append(c.nhosts, c.net.hosts[0])
+	c.nhosts = append(c.nhosts, c.net.hosts[o.agents+1:]...)
+	for range c.nhosts {
+		c.ndirs = append(c.ndirs, t.TempDir())
+	}
+	c.naming = make([]*proc, len(c.nhosts))
+	for i := range c.nhosts {
+		c.startNamingAt(i)
+	}
+	c.waitNaming()
 	var gossip []string
 	for n := 1; n <= o.agents; n++ {
 		gossip = append(gossip, c.net.hosts[n].addr(gossipPort))
@@ -562,7 +575,7 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 			}
 		}
 		args := []string{"-log-level", logLevelArg(), "agent", "-group", netGroup, "-id", strconv.Itoa(n),
-			"-bind", h.addr(gossipPort), "-join", strings.Join(join, ","), "-naming", c.namingHost().addr(namingPort),
+			"-bind", h.addr(gossipPort), "-join", strings.Join(join, ","), "-naming", c.namingList(),
 			"-priority", strconv.Itoa(o.agents + 1 - n), "-mode", o.mode, "-profile", "local", "-data-dir", t.TempDir()}
 		if o.expect > 0 {
 			args = append(args, "-expect", strconv.Itoa(o.expect))
@@ -589,10 +602,14 @@ func (c *netCluster) dumpOnFailure() {
 		c.t.Logf("--- info of agent %d: %v\n%s", n, err, out)
 	}
 	h := c.namingHost()
-	out, err := mastershipIn(h, "status", "-naming", h.addr(namingPort), "-group", netGroup)
+	out, err := mastershipIn(h, "status", "-naming", c.namingList(), "-group", netGroup)
 	c.t.Logf("--- naming status: %v\n%s", err, out)
-	out, err = mastershipIn(h, "events", "-naming", h.addr(namingPort), "-group", netGroup)
+	out, err = mastershipIn(h, "events", "-naming", c.namingList(), "-group", netGroup)
 	c.t.Logf("--- naming events: %v\n%s", err, lastLines(out, 60))
+	if len(c.nhosts) > 1 {
+		out, err = mastershipIn(h, "peers", "-naming", c.namingList())
+		c.t.Logf("--- naming peers: %v\n%s", err, out)
+	}
 }
 
 func (c *netCluster) namingHost() *host { return c.net.hosts[0] }
@@ -609,23 +626,66 @@ func (c *netCluster) hosts(ns ...int) []*host {
 
 func (c *netCluster) ids() []int {
 	var ids []int
-	for n := 1; n < len(c.net.hosts); n++ {
+	for n := 1; n <= c.count; n++ {
 		ids = append(ids, n)
 	}
 	return ids
 }
 
+// namingList is every naming node's address, as agents and commands take it.
+func (c *netCluster) namingList() string {
+	var addrs []string
+	for _, h := range c.nhosts {
+		addrs = append(addrs, h.addr(namingPort))
+	}
+	return strings.Join(addrs, ",")
+}
+
 // startNaming starts (or restarts, on the same data directory and address)
-// the naming node and waits until it answers.
+// the first naming node and waits until the naming service answers.
 func (c *netCluster) startNaming() {
 	c.t.Helper()
-	h := c.namingHost()
-	c.naming = startIn(c.t, h, "naming", "-log-level", logLevelArg(), "naming", "-profile", "local",
-		"-bind", h.addr(namingPort), "-data-dir", c.dataDir)
-	waitFor(c.t, 10*time.Second, "the naming node answers", func() bool {
-		_, err := mastershipIn(h, "status", "-naming", h.addr(namingPort), "-json")
+	c.startNamingAt(0)
+	c.waitNaming()
+}
+
+// startNamingAt starts naming node i (a member of the cluster of every
+// naming host when there are several).
+func (c *netCluster) startNamingAt(i int) {
+	c.t.Helper()
+	h := c.nhosts[i]
+	args := []string{"-log-level", logLevelArg(), "naming", "-profile", "local", "-bind", h.addr(namingPort), "-data-dir", c.ndirs[i]}
+	if len(c.nhosts) > 1 {
+		args = append(args, "-peers", c.namingList())
+	}
+	c.naming[i] = startIn(c.t, h, fmt.Sprintf("naming %d", i), args...)
+}
+
+// waitNaming waits until the naming service answers a status.
+func (c *netCluster) waitNaming() {
+	c.t.Helper()
+	waitFor(c.t, 20*time.Second, "the naming service answers", func() bool {
+		_, err := mastershipIn(c.namingHost(), "status", "-naming", c.namingList(), "-json")
 		return err == nil
 	})
+}
+
+// namingLeader returns the index in nhosts of the naming node that says it
+// leads, or -1.
+func (c *netCluster) namingLeader() int {
+	for i, h := range c.nhosts {
+		code, b, err := httpIn(c.namingHost(), "GET", "http://"+h.addr(namingPort)+"/v1/health", nil)
+		if err != nil || code != 200 {
+			continue
+		}
+		var hr struct {
+			Role string `json:"role"`
+		}
+		if json.Unmarshal(b, &hr) == nil && hr.Role == "leader" {
+			return i
+		}
+	}
+	return -1
 }
 
 // info is the part of an agent's /v1/info (`mastership info -json`) the
@@ -925,8 +985,7 @@ func (c *netCluster) checkAcked(master int, writes []write, agents []int) {
 // registered returns the naming node's registered master of the group, 0
 // for none.
 func (c *netCluster) registered() (uint64, error) {
-	h := c.namingHost()
-	out, err := mastershipIn(h, "status", "-naming", h.addr(namingPort), "-group", netGroup, "-json")
+	out, err := mastershipIn(c.namingHost(), "status", "-naming", c.namingList(), "-group", netGroup, "-consistent", "-json")
 	if err != nil {
 		return 0, err
 	}

@@ -206,7 +206,7 @@ func TestNetnsMasterPause(t *testing.T) {
 // the heal.
 func TestNetnsNamingRestart(t *testing.T) {
 	partitionStory(t, "naming-restart-in-partition", func(c *netCluster) {
-		c.naming.kill()
+		c.naming[0].kill()
 		c.startNaming()
 		// The restarted node still has the majority's registration.
 		c.waitRegistered(5*time.Second, 1)
