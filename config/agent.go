@@ -54,8 +54,10 @@ type Agent struct {
 	// 64 addresses.
 	Join []string `json:"join"`
 
-	// Naming is the host:port of the naming node. Required; the default
-	// "127.0.0.1:7400" is the naming node's own default Bind.
+	// Naming is the host:port of the naming node, or of the nodes of a
+	// naming cluster, comma-separated (at most 9): the agent fails over
+	// between them. Required; the default "127.0.0.1:7400" is the naming
+	// node's own default Bind.
 	Naming string `json:"naming"`
 
 	// API is the host:port of the agent's RPC and HTTP API. Default empty,

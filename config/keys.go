@@ -230,7 +230,7 @@ func agentUsage(key string) string {
 	case "join":
 		return "gossip `HOST:PORT` of agents to join and rejoin after partitions; at most 64"
 	case "naming":
-		return "`HOST:PORT` of the naming node"
+		return "`HOST:PORT` of the naming node, or of several, comma-separated, for a naming cluster"
 	case "api":
 		return fmt.Sprintf("`HOST:PORT` of the agent API; empty means bind's host and port + %d", APIPortOffset)
 	case "priority":

@@ -5,8 +5,15 @@
 // and the triggering of every member. The decisions are the pure Registry
 // (registry.go, retention.go): every call takes "now" and appends what
 // must be persisted, recorded, triggered and timed to an Effects. Node is
-// the runtime that carries those out: the bbolt store, timers, trigger
-// deliveries, and the msgpack RPC and JSON API on one listener.
+// the runtime that carries those out.
+//
+// The naming service is distributed, as the patent's figure 1 allows
+// ([0008]): the nodes of a naming cluster run raft (hashicorp/raft) over
+// their one listener, and one node alone is a cluster of one voter. The
+// leader decides (it owns the live Registry, with the sessions' expiry
+// times) and commits each outcome as state (fsm.go: group records, events,
+// the outbox of triggers); every node applies it; followers forward what
+// needs the leader (forward.go) and answer stale reads.
 //
 // # Usage
 //
@@ -23,15 +30,23 @@
 // Every goroutine a Node starts, and what it alone owns (each stops on
 // Close):
 //
-//   - the committer: owns the store's write path; it batches queued writes
-//     into one transaction, then runs their post-commit actions in order
-//     (answers to waiting registrants, trigger deliveries);
-//   - the sweeper: calls Registry.Sweep every SweepInterval;
-//   - one conflict-window timer per group with an open window
-//     (time.AfterFunc), which probes the candidates and decides;
-//   - one delivery goroutine per trigger target, alive while it retries;
+//   - raft's own goroutines and its transport's, which call the state
+//     machine (fsm) from one of them;
+//   - the mux, which sorts each connection of the listener into HTTP or a
+//     raft stream, one short-lived goroutine per new connection;
+//   - the committer: waits for each proposal's commit in log order, then
+//     runs its post-commit actions (answers to waiting registrants,
+//     trigger deliveries);
+//   - the leadership watcher: takes office (barrier, live registry,
+//     resumed deliveries) and leaves it;
+//   - the sweeper: calls Registry.Sweep every SweepInterval while leader;
+//   - one conflict-window timer per group with an open window (leader;
+//     time.AfterFunc), which probes the candidates and decides;
+//   - one delivery goroutine per trigger target, alive while it retries
+//     and the node leads;
+//   - with -join, the joiner, which asks the cluster to add this node;
 //   - the HTTP server's goroutines, which call into the Registry under the
-//     node's mutex.
+//     node's mutex, or forward to the leader.
 //
 // The Registry is not safe for concurrent use: the node's mutex serializes
 // every call into it, and no I/O happens under that mutex.
