@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -268,7 +269,40 @@ func readSnapshot(r io.Reader, fn func(*snapshotItem) error) error {
 	}
 }
 
-// CheckSnapshot reads a whole snapshot and reports whether it is intact.
+// CheckSnapshot reads a whole snapshot and reports whether it is intact:
+// the checksum, and every item decoding as what it says it is (a group
+// record the registry loads, an event, a notice).
 func CheckSnapshot(r io.Reader) error {
-	return readSnapshot(r, func(*snapshotItem) error { return nil })
+	scratch := NewRegistry(RegistryConfig{}, nil)
+	return readSnapshot(r, func(it *snapshotItem) error { return checkItem(scratch, it) })
+}
+
+// checkItem refuses an item the state machine could not use.
+func checkItem(scratch *Registry, it *snapshotItem) error {
+	switch it.Kind {
+	case 'g':
+		if err := scratch.Restore(time.Time{}, 0, it.Record); err != nil {
+			return fmt.Errorf("%w: group %q: %v", ErrBadSnapshot, it.Group, err)
+		}
+		if !scratch.HasGroup(it.Group) {
+			return fmt.Errorf("%w: the record under %q is of another group", ErrBadSnapshot, it.Group)
+		}
+		delete(scratch.groups, it.Group)
+	case 'e':
+		if err := api.ValidateGroup(it.Group); err != nil {
+			return fmt.Errorf("%w: event of group %q: %v", ErrBadSnapshot, it.Group, err)
+		}
+		var ev api.Event
+		if err := api.Decode(it.Record, &ev); err != nil || ev.Seq != it.Seq {
+			return fmt.Errorf("%w: event %d of %q does not decode as itself", ErrBadSnapshot, it.Seq, it.Group)
+		}
+	case 'o':
+		var nt Notice
+		if err := api.Decode(it.Record, &nt); err != nil || api.ValidateGroup(nt.Notify.Group) != nil {
+			return fmt.Errorf("%w: a notice does not decode", ErrBadSnapshot)
+		}
+	default:
+		return fmt.Errorf("%w: item of kind %q", ErrBadSnapshot, it.Kind)
+	}
+	return nil
 }

@@ -22,8 +22,8 @@ const (
 	ContentTypeSnapshot = "application/x-mastership-snapshot"
 )
 
-// MaxSnapshotBytes bounds a snapshot a node takes to restore.
-const MaxSnapshotBytes = 1 << 30
+// MaxSnapshotBytes bounds a snapshot a node saves or takes to restore.
+const MaxSnapshotBytes = 256 << 20
 
 // Handler returns the node's HTTP handler: POST /rpc/{method} with msgpack
 // bodies, and the JSON API under /v1/.

@@ -36,6 +36,9 @@ type mux struct {
 	inner  net.Listener
 	server auth.Server
 	logger hclog.Logger
+	// allowRaft tells whether a raft stream may come from this remote
+	// address (nil: any).
+	allowRaft func(net.Addr) bool
 
 	httpCh chan net.Conn
 	raftCh chan net.Conn
@@ -86,6 +89,11 @@ func (m *mux) sort(c net.Conn) {
 		return
 	}
 	br.Discard(len(raftMagic))
+	if m.allowRaft != nil && !m.allowRaft(c.RemoteAddr()) {
+		m.logger.Warn("raft stream refused: the caller is no naming node of this cluster", "remote", c.RemoteAddr())
+		c.Close()
+		return
+	}
 	if err := m.checkHello(br); err != nil {
 		m.logger.Warn("raft stream refused", "remote", c.RemoteAddr(), "error", err)
 		c.Close()

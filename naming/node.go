@@ -190,6 +190,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
+	n.mux.allowRaft = n.raftPeerAllowed
 	if server.ACL.Open() {
 		logger.Warn("no -acl: the node is open; any caller that reaches it can join groups and register their members")
 	}

@@ -732,3 +732,53 @@ func (n *Node) isVoter() bool {
 	}
 	return false
 }
+
+// raftPeerAllowed tells whether a raft stream may come from remote: from
+// the host of a voter of the configuration this node knows, of -peers or
+// of -join (any loopback address stands for any other: processes of one
+// machine dial out from 127.0.0.1). A node that knows no configuration
+// yet (started with -join, not yet added) takes any: the leader that adds
+// it may be a node it was not told of.
+func (n *Node) raftPeerAllowed(remote net.Addr) bool {
+	host, _, err := net.SplitHostPort(remote.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	addrs := append(slices.Clone(n.cfg.Peers), n.cfg.Join...)
+	f := n.raft.GetConfiguration()
+	if f.Error() == nil {
+		servers := f.Configuration().Servers
+		if len(servers) == 0 && len(n.cfg.Join) > 0 {
+			return true
+		}
+		for _, s := range servers {
+			addrs = append(addrs, string(s.Address))
+		}
+	}
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if pip := net.ParseIP(h); pip != nil {
+			if pip.Equal(ip) || (pip.IsLoopback() && ip.IsLoopback()) {
+				return true
+			}
+			continue
+		}
+		ips, err := net.LookupIP(h)
+		if err != nil {
+			continue
+		}
+		for _, pip := range ips {
+			if pip.Equal(ip) || (pip.IsLoopback() && ip.IsLoopback()) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -388,7 +388,11 @@ func (s *Store) restore(r interface{ Read([]byte) (int, error) }) error {
 		pending = pending[:0]
 		return err
 	}
+	scratch := NewRegistry(RegistryConfig{}, nil)
 	err = readSnapshot(r, func(it *snapshotItem) error {
+		if err := checkItem(scratch, it); err != nil {
+			return err
+		}
 		pending = append(pending, it)
 		if len(pending) == batch {
 			return flush()
