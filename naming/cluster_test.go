@@ -483,3 +483,42 @@ func TestLegacyStoreImported(t *testing.T) {
 		t.Fatalf("after a restart: %+v %v", evs, err)
 	}
 }
+
+// A trigger whose delivery is still being retried when the naming leader
+// dies is delivered by the next leader, from the outbox: every member
+// hears each decision.
+func TestClusterResumesDeliveries(t *testing.T) {
+	c := newTestCluster(t, 3, 88)
+	ctx := context.Background()
+	c.leader()
+	cl := c.client()
+	fa := newFakeAgent(t)
+	fa.fail.Store(1 << 30) // refuse every delivery for now
+	other := newFakeAgent(t)
+	for id, a := range map[uint64]*fakeAgent{1: fa, 2: other} {
+		if _, err := cl.Join(ctx, api.JoinRequest{Group: "g", ID: id, Addr: a.addr(), TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.Recheck(ctx, api.RecheckRequest{Group: "g", From: 2, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "deliveries to member 1 failing", func() bool { return fa.calls.Load() >= 2 })
+	if fa.notified("g", 0) {
+		t.Fatal("delivered although refused")
+	}
+	lead := c.leader()
+	c.stop(lead)
+	fa.fail.Store(0)
+	c.leader()
+	waitFor(t, 20*time.Second, "the new leader delivering the pending trigger", func() bool {
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		for _, n := range fa.got {
+			if n.Group == "g" && n.Reason == "recheck" {
+				return true
+			}
+		}
+		return false
+	})
+}
