@@ -63,12 +63,13 @@ type Node struct {
 	raft     *raft.Raft
 	rstores  *raftStores
 	mux      *mux
-	commitCh chan *pendingWrite
-	http     *http.Client // to agents: triggers and probes
-	fwd      *http.Client // to the leader: forwarded calls
-	server   auth.Server  // the ACL and TLS the node requires of callers
-	creds    auth.Creds   // what the node presents to agents and peers
-	rand     *rand.Rand   // jitter of trigger retries; guarded by mu
+	propCh   chan *pendingWrite // to the proposer, in the order decided
+	commitCh chan *pendingWrite // to the committer, in the order proposed
+	http     *http.Client       // to agents: triggers and probes
+	fwd      *http.Client       // to the leader: forwarded calls
+	server   auth.Server        // the ACL and TLS the node requires of callers
+	creds    auth.Creds         // what the node presents to agents and peers
+	rand     *rand.Rand         // jitter of trigger retries; guarded by mu
 	regCfg   RegistryConfig
 	legacy   bool // a store from before raft waits to be imported
 	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -86,6 +87,7 @@ type deliveryKey struct {
 }
 
 type pendingWrite struct {
+	cmd       *command
 	future    raft.ApplyFuture
 	decisions []decisionWaiters
 	triggers  []Trigger
@@ -171,6 +173,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		waiters:  make(map[string][]chan Decision),
 		timers:   make(map[string]func() bool),
 		delivery: make(map[deliveryKey]uint64),
+		propCh:   make(chan *pendingWrite, 4096),
 		commitCh: make(chan *pendingWrite, 4096),
 		rand:     rnd,
 		server:   server,
@@ -197,7 +200,8 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if server.TLS == nil {
 		logger.Warn("no TLS: calls to and from the node travel in clear text (set -tls-ca, -tls-cert, -tls-key)")
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go n.runProposer()
 	go n.runCommitter()
 	go n.runSweeper()
 	go n.runLeadership()
@@ -260,7 +264,7 @@ func (n *Node) Close() error {
 	n.mux.close()
 	err := n.stopRaft()
 	n.mu.Lock()
-	close(n.commitCh)
+	close(n.propCh) // the proposer closes commitCh once it drained it
 	n.mu.Unlock()
 	n.wg.Wait()
 	if cerr := n.store.Close(); err == nil {
@@ -331,18 +335,60 @@ func (n *Node) submitLocked(fx *Effects) chan error {
 	if cmd.empty() && len(fx.Decisions) == 0 {
 		return nil
 	}
-	pw := &pendingWrite{triggers: fx.Triggers, done: make(chan error, 1)}
+	pw := &pendingWrite{cmd: cmd, triggers: fx.Triggers, done: make(chan error, 1)}
 	for _, d := range fx.Decisions {
 		pw.decisions = append(pw.decisions, decisionWaiters{d: d, waiters: n.waiters[d.Group]})
 		delete(n.waiters, d.Group)
 	}
-	b, err := api.Encode(cmd)
-	if err != nil {
-		panic(fmt.Sprintf("naming: encode command: %v", err))
-	}
-	pw.future = n.raft.Apply(b, applyTimeout)
-	n.commitCh <- pw
+	n.propCh <- pw
 	return pw.done
+}
+
+// maxMerge bounds the changes the proposer merges into one log entry.
+const maxMerge = 256
+
+// runProposer proposes the changes in the order they were decided,
+// merging those that queued up meanwhile into one log entry: the state
+// machine applies a merged entry as it would the changes one by one, and
+// each change costs the log, and every voter, one entry less.
+func (n *Node) runProposer() {
+	defer n.wg.Done()
+	defer close(n.commitCh)
+	batch := make([]*pendingWrite, 0, maxMerge)
+	for pw := range n.propCh {
+		batch = append(batch[:0], pw)
+	drain:
+		for len(batch) < maxMerge {
+			select {
+			case more, ok := <-n.propCh:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		merged := batch[0].cmd
+		if len(batch) > 1 {
+			merged = &command{}
+			for _, p := range batch {
+				merged.Groups = append(merged.Groups, p.cmd.Groups...)
+				merged.Events = append(merged.Events, p.cmd.Events...)
+				merged.Notices = append(merged.Notices, p.cmd.Notices...)
+				merged.Done = append(merged.Done, p.cmd.Done...)
+			}
+		}
+		b, err := api.Encode(merged)
+		if err != nil {
+			panic(fmt.Sprintf("naming: encode command: %v", err))
+		}
+		f := n.raft.Apply(b, applyTimeout)
+		for _, p := range batch {
+			p.future = f
+			n.commitCh <- p
+		}
+	}
 }
 
 func (n *Node) armTimerLocked(t Timer) {
@@ -405,7 +451,7 @@ func (n *Node) probe(r api.Registration) bool {
 func (n *Node) runCommitter() {
 	defer n.wg.Done()
 	for pw := range n.commitCh {
-		err := pw.future.Error()
+		err := n.waitCommit(pw.future)
 		if err == nil {
 			if r, ok := pw.future.Response().(error); ok && r != nil {
 				err = r
@@ -425,6 +471,24 @@ func (n *Node) runCommitter() {
 		}
 		for _, t := range pw.triggers {
 			n.startTrigger(t)
+		}
+	}
+}
+
+// waitCommit waits for a proposal's outcome, or for the node to close: a
+// proposal still in raft's queue when raft shuts down is never answered.
+func (n *Node) waitCommit(f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		select {
+		case err := <-done:
+			return err
+		default:
+			return ErrClosed
 		}
 	}
 }
