@@ -151,7 +151,8 @@ func TestHandoverAfterRecovery(t *testing.T) {
 	}
 	c.Heal()
 	c.WaitFor(30*time.Second, "4 master again after its handover", func() bool {
-		return c.Stable() && c.Masters()[0] == 4
+		ms := c.Masters()
+		return len(ms) == 1 && ms[0] == 4 && c.Stable()
 	})
 	for _, key := range acked {
 		if _, found := c.Members[4].Agent.Get(key); !found {
