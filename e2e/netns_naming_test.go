@@ -26,9 +26,11 @@ func (c *netCluster) waitNamingLeader(timeout time.Duration, gone int) (int, tim
 	}
 }
 
-// SIGKILL of the naming leader while a split brain heals: the minority
-// {4,5} elected its own master during the cut; at the heal the naming
-// leader is killed. A new naming leader takes office within a few election
+// SIGKILL of the naming leader while a split brain heals: the cut is
+// {naming cluster, 1, 2, 3} | {4, 5}, so the minority, unable to reach any
+// naming node, elects its own master and takes writes (with the naming
+// cluster reachable from both sides it would quarantine instead); at the
+// heal the naming leader is killed. A new naming leader takes office within a few election
 // timeouts, the registration acknowledged before is still there, and the
 // group ends with one registered master, equal digests, and every
 // acknowledged write in the final state or a divergence record.
@@ -36,9 +38,10 @@ func TestNetnsNamingLeaderKilledWhileHealing(t *testing.T) {
 	c := newNetCluster(t, clusterOpts{agents: 5, mode: "available", namings: 3})
 	c.waitRegistered(10*time.Second, 1)
 	writes := c.putMany(1, "before", 5, 1000)
-	c.net.partition(c.hosts(1, 2, 3), c.hosts(4, 5))
+	c.net.partition(append(append([]*host{}, c.nhosts...), c.hosts(1, 2, 3)...), c.hosts(4, 5))
 	second, _ := c.waitMaster(20*time.Second, "a master on the minority side {4,5}", 4, 5)
-	writes = append(writes, c.putFrom(second, "minority", 1, 5, 4000)...)
+	writes = append(writes, c.waitAcked(10*time.Second, second, "minority-1", 4000, 1))
+	writes = append(writes, c.putFrom(second, "minority", 2, 5, 4000)...)
 	writes = append(writes, c.putMany(1, "majority", 5, 1000+1)...)
 
 	leader, _ := c.waitNamingLeader(10*time.Second, -1)
