@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/gossip/faulty"
 	"github.com/mastership/mastership/naming/api"
@@ -518,4 +521,39 @@ func TestClusterResumesDeliveries(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// A node that starts as the only voter campaigns sooner, but keeps the
+// leader lease of its configured timeout: raft cannot change the lease on
+// a running node, and a lease cut down with the election timeout made a
+// node grown from one step down whenever a voter's heartbeat took longer
+// than 10 ms. Both configurations are valid, and the one put back once the
+// node leads is valid on top of the one it started with.
+func TestRaftConfigOfALoneNode(t *testing.T) {
+	for _, d := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time.Second, 3 * time.Second, time.Minute} {
+		cfg, err := config.DefaultNaming("lan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ElectionTimeout = d
+		n := &Node{cfg: cfg, logger: hclog.NewNullLogger()}
+		lone, normal := n.raftConfig(true), n.raftConfig(false)
+		for name, rc := range map[string]*raft.Config{"alone": lone, "normal": normal} {
+			if err := raft.ValidateConfig(rc); err != nil {
+				t.Errorf("timeout %s, %s: %v", d, name, err)
+			}
+		}
+		if lone.LeaderLeaseTimeout != normal.LeaderLeaseTimeout {
+			t.Errorf("timeout %s: lease %s alone, %s normally", d, lone.LeaderLeaseTimeout, normal.LeaderLeaseTimeout)
+		}
+		if lone.HeartbeatTimeout > normal.HeartbeatTimeout || lone.ElectionTimeout > normal.ElectionTimeout {
+			t.Errorf("timeout %s: a lone node waits %s/%s, longer than %s/%s", d, lone.HeartbeatTimeout, lone.ElectionTimeout,
+				normal.HeartbeatTimeout, normal.ElectionTimeout)
+		}
+		back := *lone
+		back.HeartbeatTimeout, back.ElectionTimeout = normal.HeartbeatTimeout, normal.ElectionTimeout
+		if err := raft.ValidateConfig(&back); err != nil {
+			t.Errorf("timeout %s: the configuration put back is refused: %v", d, err)
+		}
+	}
 }

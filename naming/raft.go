@@ -30,10 +30,10 @@ type raftStores struct {
 	trans *raft.NetworkTransport
 }
 
-// fastElection is the election timeout of a node that is the only voter of
-// its cluster while it takes office: there is nobody to hear from, so it
-// need not wait a whole timeout. Once it leads, the configured timeout is
-// put back (it matters once voters are added).
+// fastElection is the shortest election timeout of a node that is the only
+// voter of its cluster while it takes office: there is nobody to hear from,
+// so it need not wait a whole timeout. Once it leads, the configured timeout
+// is put back (it matters once voters are added).
 const fastElection = 20 * time.Millisecond
 
 // startRaft opens the raft stores in DataDir/raft, makes the state store
@@ -115,11 +115,8 @@ func (n *Node) startRaft(dial func(ctx context.Context, network, addr string) (n
 		_, err := os.Stat(filepath.Join(cfg.DataDir, legacyStoreFile))
 		n.legacy = err == nil
 	}
-	rc := n.raftConfig()
 	alone = (!existing && len(servers) == 1) || (existing && n.onlyVoter(logs, rs.snaps))
-	if alone {
-		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = fastElection, fastElection, fastElection/2
-	}
+	rc := n.raftConfig(alone)
 	n.rstores = rs
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, logs, rs.snaps, rs.trans)
 	if err != nil {
@@ -138,13 +135,22 @@ func (n *Node) startRaft(dial func(ctx context.Context, network, addr string) (n
 	return alone, nil
 }
 
-// raftConfig is raft's configuration for this node.
-func (n *Node) raftConfig() *raft.Config {
+// raftConfig is raft's configuration for this node. A node that is the
+// only voter (alone) campaigns sooner: its heartbeat and election timeouts
+// are cut down to the leader lease, the shortest raft allows, and put back
+// once it leads. The lease itself is never cut: raft cannot change it on a
+// running node, and a lease shorter than the heartbeats that renew it would
+// make the leader step down again and again once voters are added.
+func (n *Node) raftConfig(alone bool) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.RaftAddr())
 	rc.HeartbeatTimeout = n.cfg.ElectionTimeout
 	rc.ElectionTimeout = n.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.ElectionTimeout / 2
+	if alone {
+		rc.HeartbeatTimeout = min(rc.HeartbeatTimeout, max(fastElection, rc.LeaderLeaseTimeout))
+		rc.ElectionTimeout = rc.HeartbeatTimeout
+	}
 	rc.CommitTimeout = min(50*time.Millisecond, max(n.cfg.ElectionTimeout/10, time.Millisecond))
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
@@ -152,11 +158,17 @@ func (n *Node) raftConfig() *raft.Config {
 	return rc
 }
 
+// reloadable is the part of rc raft can change on a running node.
+func reloadable(rc *raft.Config) raft.ReloadableConfig {
+	return raft.ReloadableConfig{TrailingLogs: rc.TrailingLogs, SnapshotInterval: rc.SnapshotInterval,
+		SnapshotThreshold: rc.SnapshotThreshold, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout}
+}
+
 // onlyVoter tells whether the configuration a data dir holds has this node
 // as its only voter.
 func (n *Node) onlyVoter(logs *raftboltdb.BoltStore, snaps raft.SnapshotStore) bool {
 	_, tr := raft.NewInmemTransport("")
-	conf, err := raft.GetConfiguration(n.raftConfig(), n.fsm, logs, logs, snaps, tr)
+	conf, err := raft.GetConfiguration(n.raftConfig(false), n.fsm, logs, logs, snaps, tr)
 	if err != nil {
 		return false
 	}
@@ -284,9 +296,10 @@ func (n *Node) takeOffice() {
 		n.startDeliveryLocked(nt.Notify, nt.Target, body)
 	}
 	n.mu.Unlock()
-	if rc := n.raftConfig(); n.raft.ReloadableConfig().HeartbeatTimeout != rc.HeartbeatTimeout {
-		n.raft.ReloadConfig(raft.ReloadableConfig{TrailingLogs: rc.TrailingLogs, SnapshotInterval: rc.SnapshotInterval,
-			SnapshotThreshold: rc.SnapshotThreshold, HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout})
+	if rc := n.raftConfig(false); n.raft.ReloadableConfig() != reloadable(rc) {
+		if err := n.raft.ReloadConfig(reloadable(rc)); err != nil {
+			n.logger.Error("putting the configured election timeout back failed", "error", err)
+		}
 	}
 	n.logger.Info("leading the naming cluster", "groups", groups, "resumed_deliveries", len(outbox), "grace", n.cfg.RestartGrace)
 }
