@@ -14,9 +14,11 @@
 package agenttest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand"
 	"net"
 	"os"
@@ -138,13 +140,23 @@ func New(t testing.TB, opts Options) *Cluster {
 	if opts.Base == 0 {
 		opts.Base = 1
 	}
-	level := hclog.Off
+	// Logs go to stderr at the level MASTERSHIP_TEST_LOG names; otherwise
+	// the last lines at info level are kept and printed if the test fails.
+	level, out := hclog.Info, io.Writer(nil)
+	tail := &logTail{max: 256 << 10}
 	if os.Getenv("MASTERSHIP_TEST_LOG") != "" {
-		level = hclog.LevelFromString(os.Getenv("MASTERSHIP_TEST_LOG"))
+		level, out = hclog.LevelFromString(os.Getenv("MASTERSHIP_TEST_LOG")), os.Stderr
+	} else {
+		out = tail
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the cluster's last log lines:\n%s", tail.String())
+			}
+		})
 	}
 	c := &Cluster{t: t, opts: opts, Members: map[uint64]*Member{}, rand: rand.New(rand.NewSource(opts.Seed)),
 		cut: map[[2]string]bool{}, namingCut: map[uint64]bool{}, ports: map[string]bool{}, stalled: map[uint64][]string{},
-		logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: os.Stderr})}
+		logger: hclog.New(&hclog.LoggerOptions{Name: "test", Level: level, Output: out})}
 	c.NamingIP = fmt.Sprintf("127.0.%d.9", opts.Base)
 	c.namingFaults = faulty.New(rand.New(rand.NewSource(c.rand.Int63())))
 	ncfg, _ := config.DefaultNaming("local")
@@ -415,7 +427,14 @@ func (c *Cluster) Describe() string {
 	var b strings.Builder
 	for _, id := range c.Running() {
 		st := c.Members[id].Agent.Status()
-		fmt.Fprintf(&b, "  %d: %s epoch=%s master=%d applied=%d digest=%.8s\n", id, st.Role, st.Epoch, st.Master, st.Applied, st.Digest.String())
+		var alive []uint64
+		for _, p := range c.Running() {
+			if p != id && c.Members[id].Agent.PeerAlive(p) {
+				alive = append(alive, p)
+			}
+		}
+		fmt.Fprintf(&b, "  %d: %s epoch=%s master=%d applied=%d digest=%.8s caught-up=%t transfer=%d sees-alive=%v\n",
+			id, st.Role, st.Epoch, st.Master, st.Applied, st.Digest.String(), st.CaughtUp, st.Transfer, alive)
 	}
 	fmt.Fprintf(&b, "  naming: registered %d\n", c.Registered())
 	return b.String()
@@ -477,4 +496,31 @@ func SortedIDs(ids []uint64) []uint64 {
 
 func kvPut(key, value string) kv.Op {
 	return kv.Op{Kind: kv.KindPut, Key: key, Value: []byte(value)}
+}
+
+// logTail keeps the last max bytes written to it, from a line's start.
+type logTail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if len(l.buf) > l.max {
+		cut := len(l.buf) - l.max/2
+		if i := bytes.IndexByte(l.buf[cut:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+		l.buf = append(l.buf[:0], l.buf[cut:]...)
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
 }
