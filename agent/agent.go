@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/hook"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
@@ -46,6 +47,11 @@ type Options struct {
 	Monitor Monitor
 	// Seed seeds the agent's random source; 0 draws one.
 	Seed int64
+	// OnRoleChange, when set, is called as the on-role-change executable
+	// is run (package hook): on every change of role, epoch or followed
+	// master and once at start, one call at a time, with the latest state,
+	// before the executable. It must return promptly.
+	OnRoleChange func(hook.State)
 }
 
 // Monitor is the self-monitor's side of the agent (package recover). The
@@ -104,6 +110,9 @@ type Agent struct {
 	// sends nothing more (see handleReady).
 	storageErr error
 
+	hooks     *hook.Runner
+	hookState hook.Tracker // owned by run
+
 	publishCh chan struct{} // wakes the publisher
 	fatal     chan error
 	lastRole  api.Role // owned by the publisher
@@ -156,6 +165,13 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1)}
+	if cfg.OnRoleChange != "" {
+		if err := hook.CheckExecutable(cfg.OnRoleChange); err != nil {
+			return nil, &config.FieldError{Field: "on-role-change", Value: cfg.OnRoleChange, Reason: err.Error()}
+		}
+	}
+	a.hooks = hook.NewRunner(hook.Config{Path: cfg.OnRoleChange, Timeout: cfg.HookTimeout, Callback: opts.OnRoleChange,
+		Logger: logger.Named("hook")})
 	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
 	if opts.Faults != nil {
 		a.dial = faulty.NewDialer(opts.Faults).DialContext
@@ -306,7 +322,8 @@ func (a *Agent) Start() error {
 
 	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
 		IdleTimeout: api.IdleTimeout, ErrorLog: a.logger.StandardLogger(nil)}
-	a.wg.Add(5)
+	a.wg.Add(6)
+	go func() { defer a.wg.Done(); a.hooks.Run(a.ctx) }()
 	go func() { defer a.wg.Done(); a.runPublisher() }()
 	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()
 	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
@@ -362,6 +379,10 @@ func (a *Agent) Close() error {
 	a.ln.Close()
 	a.transport.Close()
 	a.wg.Wait()
+	// The service hears last that the agent stopped (after any run under
+	// way, within the hook timeout).
+	st := a.Status()
+	a.hooks.RunNow(context.Background(), hook.State{Role: hook.RoleStopped, Group: a.cfg.Group, ID: a.cfg.ID, Epoch: st.Epoch})
 	a.closePeerClient()
 	a.naming.Close()
 	return a.storage.Close()
@@ -668,6 +689,18 @@ func (a *Agent) send(rd core.Ready) {
 		}
 	}
 	a.maybeSync()
+	if a.hooks.Enabled() {
+		addr := ""
+		if st.Master == a.cfg.ID {
+			addr = a.advertisedAPI()
+		} else if st.Master != 0 {
+			addr = a.peerAPI[st.Master]
+		}
+		if s, ok := a.hookState.Next(st.Role, hook.State{Group: a.cfg.Group, ID: a.cfg.ID, Epoch: st.Epoch,
+			Master: st.Master, MasterAddr: addr}); ok {
+			a.hooks.Notify(s)
+		}
+	}
 	for _, ev := range rd.Events {
 		a.logger.Debug("event", "kind", ev.Kind, "from", ev.From, "epoch", ev.Epoch)
 		if a.opts.Monitor != nil {

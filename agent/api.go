@@ -120,6 +120,10 @@ func (a *Agent) Info() wire.Info {
 		checks, recs := cr.Counters()
 		info.Monitor = &wire.Counters{Checks: checks, Recoveries: recs}
 	}
+	if a.hooks.Enabled() {
+		h := a.hooks.Stats()
+		info.Hooks = &h
+	}
 	return info
 }
 

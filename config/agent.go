@@ -194,6 +194,18 @@ type Agent struct {
 	TLSCert string `json:"tls_cert"`
 	TLSKey  string `json:"tls_key"`
 
+	// OnRoleChange is an executable the agent runs whenever its role, its
+	// epoch or the master it follows changes, and once at start, so that
+	// the managed service follows its role (package agent/hook: arguments
+	// ROLE PREVIOUS_ROLE GROUP ID and MASTERSHIP_* environment). Runs are
+	// one at a time, coalesced to the latest state. Default empty: none.
+	// Set by a flag or the config file only, never through the API.
+	OnRoleChange string `json:"on_role_change"`
+
+	// HookTimeout bounds each run of a hook; past it the hook and every
+	// process it started are killed. Default 30s; limits 10ms to 10m.
+	HookTimeout time.Duration `json:"hook_timeout"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -227,6 +239,8 @@ const (
 	maxRequestBytes    = api.MaxMessageBytes / 2
 	maxValueBytesLimit = maxRequestBytes - 1
 	maxExpect          = 1000
+	minHookTimeout     = 10 * time.Millisecond
+	maxHookTimeout     = 10 * time.Minute
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -255,6 +269,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		ReconnectInterval:    time.Second,
 		WriteTimeout:         2 * time.Second,
 		MaxConns:             api.DefaultMaxConns,
+		HookTimeout:          30 * time.Second,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -409,6 +424,7 @@ func (a Agent) Validate() error {
 	p.intRange("max-value-bytes", a.MaxValueBytes, 1, maxValueBytesLimit)
 	p.intRange("expect", a.Expect, 0, maxExpect)
 	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
+	p.durRange("hook-timeout", a.HookTimeout, minHookTimeout, maxHookTimeout)
 	checkSecurity(&p, a.Token, a.TokenFile, a.TLSCA, a.TLSCert, a.TLSKey)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at

@@ -130,6 +130,8 @@
 //	| tls_ca | MASTERSHIP_TLS_CA | -tls-ca | none | none | none |
 //	| tls_cert | MASTERSHIP_TLS_CERT | -tls-cert | none | none | none |
 //	| tls_key | MASTERSHIP_TLS_KEY | -tls-key | none | none | none |
+//	| on_role_change | MASTERSHIP_ON_ROLE_CHANGE | -on-role-change | none | none | none |
+//	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

@@ -277,6 +277,10 @@ func agentUsage(key string) string {
 		return "cap on API connections open at once (HTTP and message streams); 16 to 100000"
 	case "token":
 		return "`SECRET` presented to peers and the naming node; prefer token-file or the environment"
+	case "on_role_change":
+		return "executable `PATH` run on every change of role, epoch or followed master, and once at start: ROLE PREVIOUS_ROLE GROUP ID, MASTERSHIP_* environment"
+	case "hook_timeout":
+		return "time each hook run may take before it is killed with what it started; 10ms to 10m"
 	case "expect":
 		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}

@@ -381,9 +381,12 @@ func TestAgentValidate(t *testing.T) {
 		{"max-conns min", func(a *Agent) { a.MaxConns = 16 }, nil},
 		{"max-conns below", func(a *Agent) { a.MaxConns = 15 }, []string{"max-conns"}},
 		{"max-conns above", func(a *Agent) { a.MaxConns = 100_001 }, []string{"max-conns"}},
+		{"hook-timeout min", func(a *Agent) { a.HookTimeout = 10 * time.Millisecond }, nil},
+		{"hook-timeout below", func(a *Agent) { a.HookTimeout = time.Millisecond }, []string{"hook-timeout"}},
+		{"hook-timeout above", func(a *Agent) { a.HookTimeout = 11 * time.Minute }, []string{"hook-timeout"}},
 
 		{"all wrong at once", func(a *Agent) { *a = Agent{} }, []string{
-			"bind", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "id",
+			"bind", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "hook-timeout", "id",
 			"max-conns", "max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure",
 			"reconnect-interval", "registration-ttl", "session-ttl", "tick-unit", "write-timeout",
 		}},

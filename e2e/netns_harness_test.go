@@ -532,6 +532,10 @@ type netCluster struct {
 	naming []*proc  // the naming nodes, by index in nhosts
 	ndirs  []string // their data directories
 	agents map[int]*proc
+	args   map[int][]string // each agent's command line, for restarts
+	// hookDir holds each agent's on-role-change log (hooks-N.log) when
+	// the cluster runs with hooks.
+	hookDir string
 }
 
 type clusterOpts struct {
@@ -539,7 +543,16 @@ type clusterOpts struct {
 	mode    string // strict or available
 	expect  int    // -expect, 0 for none
 	namings int    // naming nodes, 1 (default) or 3 (a cluster)
+	// hooks gives every agent an -on-role-change script that appends its
+	// arguments and environment to hooks-N.log in hookDir.
+	hooks bool
 }
+
+// hookScript appends a line per run: the wall time in nanoseconds, then
+// ROLE PREVIOUS GROUP ID, then the MASTERSHIP_* variables.
+const hookScript = `#!/bin/sh
+echo "$(date +%s%N) $1 ${2:--} $3 $4 epoch=$MASTERSHIP_EPOCH.$MASTERSHIP_EPOCH_ID master=${MASTERSHIP_MASTER:--} addr=${MASTERSHIP_MASTER_ADDR:--} role=$MASTERSHIP_ROLE previous=${MASTERSHIP_PREVIOUS_ROLE:--} group=$MASTERSHIP_GROUP id=$MASTERSHIP_ID" >> "$(dirname "$0")/hooks-$4.log"
+`
 
 // newNetCluster starts a naming node and the agents, priorities n..1 so
 // agent 1 is the first master, and waits until agent 1 is master with
@@ -551,7 +564,14 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 		t.Skip("netns e2e tier skipped: the binary has no `mastership agent` yet")
 	}
 	namings := max(o.namings, 1)
-	c := &netCluster{t: t, net: newTestNet(t, o.agents+namings), mode: o.mode, count: o.agents, agents: map[int]*proc{}}
+	c := &netCluster{t: t, net: newTestNet(t, o.agents+namings), mode: o.mode, count: o.agents, agents: map[int]*proc{},
+		args: map[int][]string{}}
+	if o.hooks {
+		c.hookDir = t.TempDir()
+		if err := os.WriteFile(filepath.Join(c.hookDir, "hook.sh"), []byte(hookScript), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.nhosts = append(c.nhosts, c.net.hosts[0])
 	c.nhosts = append(c.nhosts, c.net.hosts[o.agents+1:]...)
 	for range c.nhosts {
@@ -580,7 +600,11 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 		if o.expect > 0 {
 			args = append(args, "-expect", strconv.Itoa(o.expect))
 		}
-		c.agents[n] = startIn(t, h, fmt.Sprintf("agent %d", n), args...)
+		if o.hooks {
+			args = append(args, "-on-role-change", filepath.Join(c.hookDir, "hook.sh"))
+		}
+		c.args[n] = args
+		c.startAgent(n)
 	}
 	t.Cleanup(c.dumpOnFailure) // runs before the processes are killed
 	m, _ := c.waitStable(30*time.Second, c.ids())
@@ -588,6 +612,12 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 		t.Fatalf("first master is %d, want 1", m)
 	}
 	return c
+}
+
+// startAgent starts (or restarts, on its data directory) agent n.
+func (c *netCluster) startAgent(n int) {
+	c.t.Helper()
+	c.agents[n] = startIn(c.t, c.host(n), fmt.Sprintf("agent %d", n), c.args[n]...)
 }
 
 // dumpOnFailure logs what every agent and the naming node say of the

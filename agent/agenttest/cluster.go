@@ -72,6 +72,9 @@ type Options struct {
 	// StateMachine, when set, makes each start of an agent's state
 	// machine (a fresh one each time); nil means a kv.Store.
 	StateMachine func(id uint64) rlog.StateMachine
+	// AgentOptions, when set, adjusts each start's agent.Options (role
+	// callbacks, for example).
+	AgentOptions func(id uint64, o *agent.Options)
 }
 
 // Member is one agent of the cluster with what survives its restarts.
@@ -252,8 +255,12 @@ func (c *Cluster) start(m *Member) {
 	if c.opts.StateMachine != nil {
 		sm = c.opts.StateMachine(m.ID)
 	}
-	a, err := agent.New(m.Config, agent.Options{Storage: st, Faults: m.Faults, GossipTune: fastGossip,
-		Monitor: mon, Seed: c.rand.Int63(), StateMachine: sm})
+	o := agent.Options{Storage: st, Faults: m.Faults, GossipTune: fastGossip,
+		Monitor: mon, Seed: c.rand.Int63(), StateMachine: sm}
+	if c.opts.AgentOptions != nil {
+		c.opts.AgentOptions(m.ID, &o)
+	}
+	a, err := agent.New(m.Config, o)
 	if err != nil {
 		c.t.Fatalf("agent %d: %v", m.ID, err)
 	}
@@ -375,6 +382,17 @@ func (c *Cluster) Kill(id uint64) {
 		return
 	}
 	m.Agent.Crash()
+	m.Running = false
+}
+
+// Stop closes an agent as a clean shutdown would (it leaves gossip); its
+// storage survives for Restart.
+func (c *Cluster) Stop(id uint64) {
+	m := c.Members[id]
+	if !m.Running {
+		return
+	}
+	m.Agent.Close()
 	m.Running = false
 }
 

@@ -41,7 +41,35 @@ type Info struct {
 	Recovery  string `json:"recovery,omitempty"`
 	// LastAction is the last check that recovered, reasserted or released.
 	LastAction *Check `json:"last_action,omitempty"`
+	// Hooks are the role hooks and their recent runs (package agent/hook).
+	Hooks *Hooks `json:"hooks,omitempty"`
 }
+
+// Hooks are an agent's role hooks: what runs, and how the runs went.
+type Hooks struct {
+	OnRoleChange string    `json:"on_role_change,omitempty"`
+	Runs         uint64    `json:"runs"`
+	Failed       uint64    `json:"failed"`
+	Recent       []HookRun `json:"recent,omitempty"` // oldest first
+}
+
+// HookRun is one run of a hook.
+type HookRun struct {
+	Hook       string    `json:"hook"` // on-role-change, pre-promote, or callback
+	Role       string    `json:"role"`
+	Epoch      api.Epoch `json:"epoch"`
+	Start      time.Time `json:"start"`
+	DurationMS float64   `json:"duration_ms"`
+	// ExitCode is the executable's exit code; -1 when it did not start,
+	// was killed at its timeout, or died of a signal.
+	ExitCode   int    `json:"exit_code"`
+	TimedOut   bool   `json:"timed_out,omitempty"`
+	Error      string `json:"error,omitempty"`
+	StderrTail string `json:"stderr_tail,omitempty"`
+}
+
+// OK tells whether the run succeeded.
+func (o HookRun) OK() bool { return o.ExitCode == 0 && o.Error == "" }
 
 // Counters are the self-monitor's: checks run, recoveries started.
 type Counters struct {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -208,7 +209,30 @@ func printInfo(w io.Writer, in wire.Info) {
 	if m := in.Monitor; m != nil {
 		lines = append(lines, [2]string{"checks", fmt.Sprint(m.Checks)}, [2]string{"recoveries", fmt.Sprint(m.Recoveries)})
 	}
+	if h := in.Hooks; h != nil {
+		if h.OnRoleChange != "" {
+			lines = append(lines, [2]string{"on_role_change", h.OnRoleChange})
+		}
+		lines = append(lines, [2]string{"hook_runs", fmt.Sprintf("%d (%d failed)", h.Runs, h.Failed)})
+		if n := len(h.Recent); n > 0 {
+			r := h.Recent[n-1]
+			last := fmt.Sprintf("%s %s epoch %s: exit %d in %gms", r.Hook, r.Role, r.Epoch, r.ExitCode, r.DurationMS)
+			if r.Error != "" {
+				last += ": " + r.Error
+			}
+			lines = append(lines, [2]string{"last_hook", last})
+			if r.StderrTail != "" {
+				lines = append(lines, [2]string{"last_hook_stderr", strings.TrimSpace(lastLine(r.StderrTail))})
+			}
+		}
+	}
 	for _, l := range lines {
 		fmt.Fprintf(w, "%s: %s\n", l[0], l[1])
 	}
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
 }
