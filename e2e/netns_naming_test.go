@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -67,11 +68,14 @@ func TestNetnsNamingLeaderKilledWhileHealing(t *testing.T) {
 
 // A naming node cut off from everything refuses registrations (a bounded
 // wait, then a clear error); the other two carry on: a master killed
-// meanwhile is replaced and registered through them.
+// meanwhile is replaced and registered through them. The node cut off is
+// the naming leader, the harder case: it must step down, and the other two
+// elect a leader of their own.
 func TestNetnsNamingNodeCutOff(t *testing.T) {
 	c := newNetCluster(t, clusterOpts{agents: 3, mode: "strict", expect: 3, namings: 3})
 	c.waitRegistered(10*time.Second, 1)
-	cut := c.nhosts[2]
+	leader, _ := c.waitNamingLeader(10*time.Second, -1)
+	cut := c.nhosts[leader]
 	var rest []int
 	for n := 0; n < len(c.net.hosts); n++ {
 		if c.net.hosts[n] != cut {
@@ -79,6 +83,13 @@ func TestNetnsNamingNodeCutOff(t *testing.T) {
 		}
 	}
 	c.net.partition([]*host{cut}, c.hosts(rest...))
+	waitFor(t, 10*time.Second, "the cut-off naming node to step down", func() bool {
+		code, b, err := httpIn(cut, "GET", "http://"+cut.addr(namingPort)+"/v1/health", nil)
+		var hr struct {
+			Role string `json:"role"`
+		}
+		return err == nil && code == 200 && json.Unmarshal(b, &hr) == nil && hr.Role != "" && hr.Role != "leader"
+	})
 	out, err := mastershipIn(cut, "register", "-naming", cut.addr(namingPort), "-group", netGroup, "-id", "1",
 		"-addr", c.host(1).addr(agentAPIPort))
 	if err == nil || !strings.Contains(out+err.Error(), "unavailable") {
