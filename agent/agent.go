@@ -109,6 +109,7 @@ type Agent struct {
 	// storageErr is set once a write to the storage failed: the agent
 	// sends nothing more (see handleReady).
 	storageErr error
+	storageBad atomic.Bool // storageErr != nil, for other goroutines
 
 	hooks     *hook.Runner
 	hookState hook.Tracker // owned by run
@@ -604,6 +605,7 @@ func (a *Agent) handleReady() {
 	if a.storageErr == nil {
 		a.storageErr = a.persist(rd)
 		if a.storageErr != nil {
+			a.storageBad.Store(true)
 			a.logger.Error("storage failed; the agent stops and sends nothing more", "error", a.storageErr)
 			a.failFatal(a.storageErr)
 		}
@@ -802,6 +804,9 @@ func (a *Agent) updateView() {
 	a.view = members
 	a.mu.Unlock()
 }
+
+// storageFailed tells whether a write to the storage failed.
+func (a *Agent) storageFailed() bool { return a.storageBad.Load() }
 
 // Status is a snapshot of the core.
 func (a *Agent) Status() core.Status {

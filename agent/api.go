@@ -23,6 +23,9 @@ import (
 // The agent's HTTP API, on its API address (shared with message streams);
 // the JSON shapes are package wire's:
 //
+//	GET  /v1/health                 wire.Role: 200 running and not quarantined, else 503 (no token needed)
+//	GET  /v1/role/master            wire.Role: 200 on the serving master only, else 503 (no token needed)
+//	GET  /v1/role/backup            wire.Role: 200 on a caught-up back-up of the retained master (no token needed)
 //	GET  /v1/info                   wire.Info
 //	GET  /v1/members                []wire.Member (the gossip view)
 //	POST /v1/kv                     wire.KVRequest -> wire.KVResponse (master only; ?forward=1 forwards)
@@ -51,9 +54,12 @@ func (a *Agent) handler() http.Handler {
 	need := func(c auth.Capability, h http.HandlerFunc) http.HandlerFunc { return a.server.Require(c, h, jsonErr) }
 	agentOnly := func(h http.HandlerFunc) http.HandlerFunc { return a.server.Require(auth.Agent, h, msgpackErr) }
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]string{"status": "ok"})
-	})
+	// The role endpoints answer without a token, as /v1/health does: a
+	// load balancer's health check sends none, and they tell only what
+	// gossip announces anyway (role, epoch, master).
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "health") })
+	mux.HandleFunc("GET /v1/role/master", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "master") })
+	mux.HandleFunc("GET /v1/role/backup", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "backup") })
 	mux.HandleFunc("GET /v1/info", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Info()) }))
 	mux.HandleFunc("GET /v1/members", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
 	mux.HandleFunc("POST /v1/kv", need(auth.Client, a.serveKV))
@@ -125,6 +131,69 @@ func (a *Agent) Info() wire.Info {
 		info.Hooks = &h
 	}
 	return info
+}
+
+// Role answers the role endpoints: whether this agent is what asks
+// (ok), and why not.
+func (a *Agent) Role(what string) wire.Role {
+	st := a.Status()
+	r := wire.Role{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch, Master: st.Master, Serving: st.Serving}
+	if st.Master != 0 {
+		if st.Master == a.cfg.ID {
+			r.MasterAddr = a.advertisedAPI()
+		} else {
+			r.MasterAddr = a.PeerAPI(st.Master)
+		}
+	}
+	retained, checked := uint64(0), false
+	if cr, ok := a.opts.Monitor.(CheckReporter); ok && a.opts.Monitor != nil {
+		if c := cr.LastCheck(); c != nil {
+			retained, checked = c.Retained, true
+		}
+	}
+	switch what {
+	case "master":
+		switch {
+		case st.Role != api.RoleMaster:
+			r.Reason = "not the master: " + st.Role.String()
+		case !st.Serving:
+			r.Reason = "master, but not serving yet"
+		default:
+			r.OK = true
+		}
+	case "backup":
+		switch {
+		case st.Role != api.RoleBackup || st.Master == 0:
+			r.Reason = "not a back-up of a master: " + st.Role.String()
+		case !st.CaughtUp:
+			r.Reason = fmt.Sprintf("a back-up of %d, not caught up", st.Master)
+		case checked && retained != st.Master:
+			r.Reason = fmt.Sprintf("a back-up of %d, but the naming node retains %d", st.Master, retained)
+		default:
+			r.OK = true
+		}
+	default: // health
+		switch {
+		case a.ctx.Err() != nil:
+			r.Reason = "stopping"
+		case a.storageFailed():
+			r.Reason = "storage failed"
+		case st.Role == api.RoleQuarantined:
+			r.Reason = "quarantined: recovery failed; it serves nothing until a later check"
+		default:
+			r.OK = true
+		}
+	}
+	return r
+}
+
+func (a *Agent) serveRole(w http.ResponseWriter, what string) {
+	r := a.Role(what)
+	status := http.StatusOK
+	if !r.OK {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, r)
 }
 
 // MembersJSON is the gossip view as `mastership members` shows it.

@@ -144,6 +144,21 @@ func TestNetnsRoleHookFailover(t *testing.T) {
 		return true
 	})
 	c.checkHookRuns()
+	// Exactly one agent answers 200 on /v1/role/master, as a load balancer
+	// asks it: the stable master.
+	waitFor(t, 10*time.Second, "only the master answering 200 on /v1/role/master", func() bool {
+		var ok []int
+		for _, n := range c.ids() {
+			code, _, err := httpIn(c.namingHost(), "GET", "http://"+c.host(n).addr(agentAPIPort)+"/v1/role/master", nil)
+			if err != nil || (code != 200 && code != 503) {
+				return false
+			}
+			if code == 200 {
+				ok = append(ok, n)
+			}
+		}
+		return len(ok) == 1 && uint64(ok[0]) == final
+	})
 }
 
 // Figure 2 in available mode, the naming node on the majority's side: the

@@ -107,39 +107,12 @@ func (e *StatusError) Error() string {
 // the body of a 200 reply. Any other status is a *StatusError; a failed
 // connection names the agent.
 func (a *API) Call(ctx context.Context, method, path string, in any) ([]byte, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.creds.URL(a.addr, path), body)
+	status, b, err := a.do(ctx, method, path, in)
 	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", a.addr, err)
+		return nil, err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // drop net/http's repetition of method and URL
-		}
-		return nil, fmt.Errorf("agent %s unreachable: %w", a.addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, a.maxReply+1))
-	if err != nil {
-		return nil, fmt.Errorf("agent %s: read reply: %w", a.addr, err)
-	}
-	if int64(len(b)) > a.maxReply {
-		return nil, fmt.Errorf("agent %s: %w: reply of %s %s over %d bytes", a.addr, api.ErrTooLarge, method, path, a.maxReply)
-	}
-	if resp.StatusCode != http.StatusOK {
-		e := &StatusError{Addr: a.addr, Status: resp.StatusCode}
+	if status != http.StatusOK {
+		e := &StatusError{Addr: a.addr, Status: status}
 		var body struct {
 			Code       string `json:"code"`
 			Error      string `json:"error"`
@@ -152,6 +125,42 @@ func (a *API) Call(ctx context.Context, method, path string, in any) ([]byte, er
 		return nil, e
 	}
 	return b, nil
+}
+
+// do sends the request and returns the reply's status and body.
+func (a *API) do(ctx context.Context, method, path string, in any) (int, []byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.creds.URL(a.addr, path), body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("agent %s: %w", a.addr, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // drop net/http's repetition of method and URL
+		}
+		return 0, nil, fmt.Errorf("agent %s unreachable: %w", a.addr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, a.maxReply+1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("agent %s: read reply: %w", a.addr, err)
+	}
+	if int64(len(b)) > a.maxReply {
+		return 0, nil, fmt.Errorf("agent %s: %w: reply of %s %s over %d bytes", a.addr, api.ErrTooLarge, method, path, a.maxReply)
+	}
+	return resp.StatusCode, b, nil
 }
 
 // Get calls GET path and decodes the reply into out; it returns the reply
@@ -171,6 +180,31 @@ func (a *API) callJSON(ctx context.Context, method, path string, in, out any) (j
 		}
 	}
 	return b, nil
+}
+
+// Role asks GET /v1/health (what "health"), /v1/role/master ("master") or
+// /v1/role/backup ("backup"); a 503 is an answer (OK false, with its
+// reason), not an error.
+func (a *API) Role(ctx context.Context, what string) (wire.Role, error) {
+	path := "/v1/health"
+	if what != "health" {
+		path = "/v1/role/" + what
+	}
+	status, b, err := a.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return wire.Role{}, err
+	}
+	var r wire.Role
+	if status != http.StatusOK && status != http.StatusServiceUnavailable {
+		return r, &StatusError{Addr: a.addr, Status: status}
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("agent %s: reply of %s does not decode: %v", a.addr, path, err)
+	}
+	if r.OK != (status == http.StatusOK) {
+		return r, fmt.Errorf("agent %s: %s answered %d with ok=%t", a.addr, path, status, r.OK)
+	}
+	return r, nil
 }
 
 // Info is GET /v1/info.

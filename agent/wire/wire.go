@@ -45,6 +45,22 @@ type Info struct {
 	Hooks *Hooks `json:"hooks,omitempty"`
 }
 
+// Role is GET /v1/health, /v1/role/master and /v1/role/backup: 200 with
+// OK true when the agent is what the endpoint asks (running and not
+// quarantined; the serving master; a caught-up back-up of the retained
+// master), 503 with the reason otherwise.
+type Role struct {
+	OK         bool      `json:"ok"`
+	Reason     string    `json:"reason,omitempty"`
+	ID         uint64    `json:"id"`
+	Group      string    `json:"group"`
+	Role       string    `json:"role"`
+	Epoch      api.Epoch `json:"epoch"`
+	Master     uint64    `json:"master"`
+	MasterAddr string    `json:"master_addr,omitempty"`
+	Serving    bool      `json:"serving"`
+}
+
 // Hooks are an agent's role hooks: what runs, and how the runs went.
 type Hooks struct {
 	OnRoleChange string    `json:"on_role_change,omitempty"`
