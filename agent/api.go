@@ -16,6 +16,7 @@ import (
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/wire"
+	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
 )
@@ -196,12 +197,22 @@ func (a *Agent) serveRole(w http.ResponseWriter, what string) {
 	writeJSON(w, status, r)
 }
 
-// MembersJSON is the gossip view as `mastership members` shows it.
+// MembersJSON is the gossip view as `mastership members` shows it. Only a
+// member gossip holds alive has a role: a suspect or dead one shows
+// "unknown", with the role it last claimed beside its health, so that a
+// dead ex-master never reads as master. Followed marks the master this
+// agent itself follows.
 func (a *Agent) MembersJSON() []wire.Member {
 	out := []wire.Member{}
+	followed := a.Status().Master
 	for _, m := range a.Members() {
+		role := m.Meta.Role.String()
+		if m.Health != gossip.HealthAlive {
+			role = api.RoleUnknown.String()
+		}
 		out = append(out, wire.Member{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
-			Role: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String()})
+			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String(),
+			Followed: m.Meta.Group == a.cfg.Group && followed != 0 && m.Meta.ID == followed})
 	}
 	return out
 }

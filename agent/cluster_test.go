@@ -17,6 +17,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -303,5 +304,45 @@ func TestNothingSentAfterFailedPersist(t *testing.T) {
 		if _, found := c.Members[id].Agent.Get("after"); found {
 			t.Fatalf("agent %d applied the write whose persist failed on the master", id)
 		}
+	}
+}
+
+// A dead master never reads as master in the members view: once gossip
+// suspects it, its role is unknown and its last claim is beside it; the
+// master the agent follows is marked.
+func TestMembersNeverShowADeadMaster(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 63})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	view := func(of, id uint64) (wire.Member, bool) {
+		for _, m := range c.Members[of].Agent.MembersJSON() {
+			if m.ID == id {
+				return m, true
+			}
+		}
+		return wire.Member{}, false
+	}
+	if m, ok := view(3, 1); !ok || m.Role != "master" || m.LastRole != "master" || !m.Followed || m.Health != "alive" {
+		t.Fatalf("the live master in 3's view: %+v", m)
+	}
+	if m, _ := view(3, 2); m.Followed {
+		t.Fatalf("a back-up marked as followed: %+v", m)
+	}
+	c.Kill(1)
+	c.WaitFor(10*time.Second, "3 no longer holding 1 alive", func() bool {
+		m, ok := view(3, 1)
+		return ok && m.Health != "alive"
+	})
+	// From the moment 1 is not alive, nothing may show it as master.
+	c.WaitFor(20*time.Second, "2 master, followed by 3", func() bool {
+		if m, ok := view(3, 1); ok && (m.Role == "master" || m.Followed) {
+			t.Fatalf("dead 1 in 3's view: %+v", m)
+		}
+		m, _ := view(3, 2)
+		return m.Role == "master" && m.Followed
+	})
+	if m, ok := view(3, 1); ok && (m.Role != "unknown" || m.LastRole != "master") {
+		t.Fatalf("dead 1 in 3's view: %+v", m)
 	}
 }

@@ -107,14 +107,20 @@ type Check struct {
 
 // Member is one entry of GET /v1/members, the agent's gossip view.
 type Member struct {
-	ID     uint64 `json:"id"`
-	Group  string `json:"group"`
-	Addr   string `json:"addr"`
-	API    string `json:"api"`
-	Role   string `json:"role"`
-	Epoch  uint64 `json:"epoch"`
-	Master uint64 `json:"master"`
-	Health string `json:"health"`
+	ID    uint64 `json:"id"`
+	Group string `json:"group"`
+	Addr  string `json:"addr"`
+	API   string `json:"api"`
+	// Role is the member's role while gossip holds it alive, "unknown"
+	// while it is suspect or dead; LastRole is what it last claimed.
+	Role     string `json:"role"`
+	LastRole string `json:"last_role"`
+	Epoch    uint64 `json:"epoch"`
+	Master   uint64 `json:"master"`
+	Health   string `json:"health"`
+	// Followed marks the master the asked agent follows (itself, when it
+	// is the master).
+	Followed bool `json:"followed,omitempty"`
 }
 
 // KVRequest is a client request. Key, Value and Expect are UTF-8 text (the

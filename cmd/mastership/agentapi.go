@@ -136,9 +136,25 @@ func printMembers(w io.Writer, members []wire.Member) error {
 		if m.Master != 0 {
 			master = fmt.Sprint(m.Master)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Group, m.Role, m.Epoch, master, m.Health, m.Addr, orDash(m.API))
+		role := m.Role
+		if m.Role != m.LastRole && m.LastRole != "" {
+			role = fmt.Sprintf("%s (last %s)", m.Role, m.LastRole)
+		}
+		if m.Followed {
+			role += " *"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Group, role, m.Epoch, master, m.Health, m.Addr, orDash(m.API))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, m := range members {
+		if m.Followed {
+			_, err := fmt.Fprintln(w, "* the master this agent follows")
+			return err
+		}
+	}
+	return nil
 }
 
 func orDash(s string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -100,5 +101,32 @@ func TestAgentQueries(t *testing.T) {
 	}
 	if _, errOut, code := runCLI("divergence", "discard", "-agent", addr, "-yes", "7"); code != 0 || *deletes != 1 {
 		t.Fatalf("discard -yes: exit %d, %q, %d deletes", code, errOut, *deletes)
+	}
+}
+
+// The members table gives a member that is not alive no role, shows what
+// it last claimed, and marks the master the agent follows.
+func TestPrintMembers(t *testing.T) {
+	var b bytes.Buffer
+	err := printMembers(&b, []wire.Member{
+		{ID: 2, Group: "g", Role: "master", LastRole: "master", Epoch: 3, Master: 2, Health: "alive", Followed: true},
+		{ID: 1, Group: "g", Role: "unknown", LastRole: "master", Epoch: 2, Master: 1, Health: "dead"},
+		{ID: 3, Group: "g", Role: "backup", LastRole: "backup", Epoch: 3, Master: 2, Health: "alive"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("members table:\n%s", b.String())
+	}
+	for i, want := range []string{"unknown (last master)", "master *", "backup"} {
+		f := strings.Fields(lines[i+1])
+		if f[0] != fmt.Sprint(i+1) || !strings.Contains(lines[i+1], want) {
+			t.Errorf("row %d %q, want member %d with role %q", i+1, lines[i+1], i+1, want)
+		}
+	}
+	if strings.Contains(lines[1], "master *") || !strings.HasPrefix(lines[4], "* ") {
+		t.Errorf("members table:\n%s", b.String())
 	}
 }
