@@ -128,7 +128,10 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	n.seeTerm(epoch.Term)
 	n.silent = 0
 	n.hsChanged = true
-	n.transferring = false
+	if master != n.master {
+		n.masterPinned = false
+	}
+	n.transferring, n.transferPin, n.pinned = false, false, false
 	n.transferTo = 0 // a master handing over stops at once
 	n.setRole(api.RoleBackup)
 }

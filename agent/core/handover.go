@@ -3,6 +3,11 @@ package core
 // Planned handover (figure 10, acts 1060 to 1080) and reassertion.
 
 import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -27,8 +32,11 @@ func (n *Node) Reassert() {
 // (the master stops taking writes while it hands over, so a back-up that
 // still lags would only pause the group). Equal priorities never hand
 // over: the master already has the highest priority.
+//
+// A master put in place by an operator's switchover (pinned) is asked by
+// nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
-	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp {
+	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -55,7 +63,7 @@ func (n *Node) RequestHandover() bool {
 // if that agent's priority is above its own; a handover under way is not
 // redirected to another back-up before it times out.
 func (n *Node) handleTransferReq(m Message) {
-	if n.role != api.RoleMaster || n.peers[m.From] == nil || !n.alive(m.From) {
+	if n.role != api.RoleMaster || n.peers[m.From] == nil || !n.alive(m.From) || n.pinned {
 		return
 	}
 	if n.transferTo != 0 && n.transferTo != m.From {
@@ -80,6 +88,87 @@ func (n *Node) maybeTimeoutNow() {
 		return
 	}
 	if pr := n.progress[n.transferTo]; pr != nil && pr.match == n.log.LastIndex() && n.commit == n.log.LastIndex() {
-		n.send(Message{Type: MsgTimeoutNow, To: n.transferTo})
+		n.send(Message{Type: MsgTimeoutNow, To: n.transferTo, Pinned: n.transferPin})
 	}
+}
+
+// ErrHandover is why HandOver refused: no handover was started.
+var ErrHandover = errors.New("agent: no handover")
+
+// HandOver starts a planned handover on the master's own initiative: an
+// operator's switchover (pin) or a master that leaves. to is the back-up
+// to take over, 0 for the best-ranked one that qualifies. A target must be
+// a member alive in the master's view, that answered it within an
+// election timeout, and whose log holds everything committed (in sync).
+// The master then stops taking writes, waits until the target holds every
+// entry, and tells it to campaign (MsgTimeoutNow), as for a handover a
+// back-up asked (figure 10, act 1080); it steps down when the new epoch
+// reaches it, or serves again if the target has not taken over within an
+// election timeout. It returns the target.
+func (n *Node) HandOver(to uint64, pin bool) (uint64, error) {
+	if n.role != api.RoleMaster {
+		return 0, ErrNotMaster
+	}
+	if to == n.cfg.ID {
+		return 0, fmt.Errorf("%w: %d is the master already", ErrHandover, to)
+	}
+	if n.transferTo != 0 && to != n.transferTo {
+		return 0, fmt.Errorf("%w: handing over to %d already", ErrHandover, n.transferTo)
+	}
+	if to == 0 {
+		var why []string
+		for _, p := range n.ranked() {
+			if err := n.handoverTarget(p.ID); err != nil {
+				why = append(why, err.Error())
+				continue
+			}
+			to = p.ID
+			break
+		}
+		if to == 0 {
+			if len(why) == 0 {
+				why = append(why, "no other member is known")
+			}
+			return 0, fmt.Errorf("%w: no member qualifies (%s)", ErrHandover, strings.Join(why, "; "))
+		}
+	} else if err := n.handoverTarget(to); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrHandover, err)
+	}
+	if n.transferTo == 0 {
+		n.logger.Info("handing mastership over", "to", to, "switchover", pin)
+		n.transferDeadline = n.now + uint64(n.cfg.ElectionTicks)
+	}
+	n.transferTo, n.transferPin = to, pin
+	n.maybeTimeoutNow()
+	n.sendAppend(to)
+	return to, nil
+}
+
+// handoverTarget says why id may not take mastership over now, or nil.
+func (n *Node) handoverTarget(id uint64) error {
+	p := n.peers[id]
+	switch {
+	case p == nil:
+		return fmt.Errorf("%d is not a member of the group", id)
+	case !p.Alive:
+		return fmt.Errorf("%d is not alive", id)
+	}
+	pr := n.progress[id]
+	if pr == nil || n.now-pr.last > uint64(n.cfg.ElectionTicks) {
+		return fmt.Errorf("%d has not answered the master for an election timeout", id)
+	}
+	if pr.match < n.commit {
+		return fmt.Errorf("%d is not in sync: it holds %d of %d committed entries", id, pr.match, n.commit)
+	}
+	return nil
+}
+
+// ranked lists the peers best first: priority, then lowest ID.
+func (n *Node) ranked() []*Peer {
+	ps := make([]*Peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return better(ps[i].ID, ps[i].Priority, ps[j].ID, ps[j].Priority) })
+	return ps
 }

@@ -87,6 +87,11 @@ type Message struct {
 	// MsgVote: a campaign the master started by MsgTimeoutNow; voters
 	// grant it although they still hear that master.
 	Transfer bool `codec:"x"`
+
+	// MsgTimeoutNow: the handover was an operator's (a switchover);
+	// MsgAppend: the master came to office that way. Back-ups do not ask
+	// a pinned master to hand over by priority.
+	Pinned bool `codec:"pin,omitempty"`
 }
 
 // String describes a message for logs and scenario output.

@@ -198,6 +198,15 @@ type Node struct {
 	transferTo       uint64 // master: handing over to this back-up
 	transferDeadline uint64
 	transferring     bool // candidate: campaign started by MsgTimeoutNow
+	// transferPin: master: the handover under way was asked by an
+	// operator (a switchover); candidate: the MsgTimeoutNow that started
+	// the campaign said so. pinned: master: in office through such a
+	// handover. masterPinned: back-up: our master's appends say pinned.
+	// Nobody asks a pinned master to hand over by priority: the operator's
+	// choice holds until the next election.
+	transferPin  bool
+	pinned       bool
+	masterPinned bool
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool

@@ -13,7 +13,7 @@ import (
 func (n *Node) tickMaster() {
 	if n.transferTo != 0 && n.now >= n.transferDeadline {
 		n.logger.Info("handover timed out; serving again", "to", n.transferTo)
-		n.transferTo = 0
+		n.transferTo, n.transferPin = 0, false
 	}
 	n.heartbeat++
 	if n.heartbeat >= n.cfg.HeartbeatTicks {
@@ -37,8 +37,9 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	n.hsChanged = true
 	n.heartbeat = 0
 	n.registeredUntil = 0
+	n.pinned = n.transferring && n.transferPin
 	n.transferTo = 0
-	n.transferring = false
+	n.transferring, n.transferPin = false, false
 	n.setRole(api.RoleMaster)
 	last := n.log.LastIndex()
 	// A peer has two heartbeats to answer a new master before an available
@@ -128,7 +129,7 @@ func (n *Node) sendAppend(to uint64) {
 	}
 	last := n.log.LastIndex()
 	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
-		LastIndex: last}
+		LastIndex: last, Pinned: n.pinned}
 	if pr.next <= last {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
@@ -146,6 +147,7 @@ func (n *Node) sendAppend(to uint64) {
 // role's step made us a back-up of the sender.
 func (n *Node) acceptAppend(m Message) {
 	n.silent = 0
+	n.masterPinned = m.Pinned
 	last := n.log.LastIndex()
 	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || last < m.Base) {
 		// New or far behind: download a snapshot rather than the log.

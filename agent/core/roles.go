@@ -98,9 +98,10 @@ func (n *Node) stepBackup(m Message) {
 		n.acceptAppend(m)
 	case MsgTimeoutNow:
 		if m.From == n.master && m.Epoch == n.epoch {
-			n.logger.Info("taking mastership over from the master", "master", m.From)
+			n.logger.Info("taking mastership over from the master", "master", m.From, "switchover", m.Pinned)
 			n.transferring = true
 			n.becomeCandidate()
+			n.transferPin = m.Pinned
 		}
 	}
 }

@@ -33,6 +33,8 @@ import (
 //	partition a=(..) b=(..)  cut every link between the two sides
 //	heal                   remove every cut
 //	handover id=I          agent I asks its master for a planned handover
+//	switchover id=I [to=J] master I hands over to J (0: the best), pinning it
+//	leave id=I [to=J]      the same, not pinned (a master that leaves)
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &scenarioRun{}
@@ -154,6 +156,20 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 			fmt.Fprintf(&sc.out, "%d asked %d for mastership\n", id, sc.s.nodes[id].Master())
 		} else {
 			fmt.Fprintf(&sc.out, "%d is no handover candidate\n", id)
+		}
+		sc.s.drain(id)
+	case "switchover", "leave":
+		// The master hands over on its own initiative: switchover to=ID
+		// (0: the best that qualifies) pins the new master; leave does not.
+		var id, to uint64
+		d.ScanArgs(t, "id", &id)
+		if d.HasArg("to") {
+			d.ScanArgs(t, "to", &to)
+		}
+		if got, err := sc.s.nodes[id].HandOver(to, d.Cmd == "switchover"); err != nil {
+			fmt.Fprintf(&sc.out, "refused: %v\n", err)
+		} else {
+			fmt.Fprintf(&sc.out, "%d hands over to %d\n", id, got)
 		}
 		sc.s.drain(id)
 	default:
