@@ -161,6 +161,9 @@ func (t *Transport) runPeer(p *peer) {
 			if _, err = c.Write(t.hello()); err != nil {
 				t.untrack(c)
 				c.Close()
+			} else {
+				t.wg.Add(1)
+				go t.watchClose(c)
 			}
 		}
 		if err != nil {
@@ -224,6 +227,20 @@ func (t *Transport) runPeer(p *peer) {
 			closeConn()
 		}
 	}
+}
+
+// watchClose reads an outbound stream, on which the peer never writes,
+// until it ends. A peer that exits (a restart, a SIGKILL) closes its end,
+// and the kernel accepts the next write on ours anyway: that message would
+// be lost, and with it a vote or an append answer to the restarted peer.
+// Dropping the stream as soon as its end is closed makes the next message
+// dial afresh. A peer that writes on it breaks the protocol: dropped too.
+func (t *Transport) watchClose(c net.Conn) {
+	defer t.wg.Done()
+	var b [1]byte
+	c.Read(b[:])
+	t.untrack(c)
+	c.Close()
 }
 
 // hello is the opening of a stream: the magic and the token.

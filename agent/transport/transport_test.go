@@ -251,3 +251,46 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// openConns counts the connections the transport holds.
+func (t *Transport) openConns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// A peer that restarts on its address hears the first message sent after
+// it: the stream to its old process is dropped when that process closes
+// its end, rather than taking one more write that nobody reads.
+func TestRestartedPeerHearsTheFirstMessage(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_, streams := Mux(ln)
+	var old inbox
+	recv := New(Config{Handler: old.add})
+	go recv.Accept(streams)
+	send := New(Config{})
+	defer send.Close()
+	send.Send(addr, core.Message{Type: core.MsgAppend, Commit: 1})
+	waitFor(t, "the first message", func() bool { return old.len() == 1 })
+
+	// The peer's process ends: its streams and its listener close.
+	recv.Close()
+	ln.Close()
+	waitFor(t, "the sender to drop its stream to the old process", func() bool { return send.openConns() == 0 })
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	defer ln.Close()
+	_, streams = Mux(ln)
+	var fresh inbox
+	recv = New(Config{Handler: fresh.add})
+	defer recv.Close()
+	go recv.Accept(streams)
+	send.Send(addr, core.Message{Type: core.MsgVoteResp, Commit: 2})
+	waitFor(t, "the one message sent after the restart", func() bool { return fresh.len() == 1 })
+}
