@@ -118,15 +118,20 @@ type Agent struct {
 	fatal     chan error
 	lastRole  api.Role // owned by the publisher
 
-	mu      sync.Mutex // guards the fields below, read by other goroutines
-	status  core.Status
+	mu     sync.Mutex // guards the fields below, read by other goroutines
+	status core.Status
+	// changed is closed, and replaced, when the role, epoch or master in
+	// status changes: waiters for a role change wait on it.
+	changed chan struct{}
 	view    []gossip.Member
 	session uint64
 	// regWant is an epoch to register that the naming loop has not taken
 	// up yet; registering is the member machine's Registering.
 	regWant     *api.Epoch
 	registering bool
-	namingWake  chan struct{} // wakes the naming loop
+	namingWake  chan struct{}   // wakes the naming loop
+	leaveNaming chan chan error // asks the naming loop to leave and stop
+	leaving     atomic.Bool     // Leave under way: ask for no handover
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -165,7 +170,7 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 	a := &Agent{cfg: cfg, opts: opts, logger: logger, rand: rand.New(rand.NewSource(seed)),
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
-		fatal: make(chan error, 1)}
+		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error)}
 	if cfg.OnRoleChange != "" {
 		if err := hook.CheckExecutable(cfg.OnRoleChange); err != nil {
 			return nil, &config.FieldError{Field: "on-role-change", Value: cfg.OnRoleChange, Reason: err.Error()}
@@ -389,6 +394,48 @@ func (a *Agent) Close() error {
 	return a.storage.Close()
 }
 
+// Leave stops the agent cleanly, as SIGTERM does: a master first hands
+// mastership over to the best-ranked back-up that qualifies (waiting at
+// most timeout; 0 skips it), then the agent ends its member session at
+// the naming node (member-left; its registration goes at once, so the new
+// master registers without waiting out a TTL), leaves gossip, runs the
+// on-role-change hook with "stopped", and closes. A handover or a naming
+// node that fails is logged: the agent leaves anyway.
+func (a *Agent) Leave(timeout time.Duration) error {
+	if a.cancel == nil || a.ctx.Err() != nil {
+		return a.Close()
+	}
+	a.leaving.Store(true)
+	if timeout > 0 && a.Status().Role == api.RoleMaster {
+		ctx, cancel := context.WithTimeout(a.ctx, timeout)
+		sw, err := a.HandOver(ctx, 0, false)
+		cancel()
+		if err != nil {
+			a.logger.Warn("leaving without a handover", "error", err)
+		} else {
+			a.logger.Info("handed mastership over before leaving", "to", sw.To, "epoch", sw.Epoch, "gap_ms", sw.GapMS)
+		}
+	}
+	done := make(chan error, 1)
+	wait := time.NewTimer(2 * namingCallWait)
+	defer wait.Stop()
+	select {
+	case a.leaveNaming <- done:
+		select {
+		case err := <-done:
+			if err != nil {
+				a.logger.Warn("leaving the naming node failed; the session expires at its TTL", "error", err)
+			} else {
+				a.logger.Info("left the naming node")
+			}
+		case <-wait.C:
+		}
+	case <-a.ctx.Done():
+	case <-wait.C: // the naming loop has stopped (another agent holds our ID)
+	}
+	return a.Close()
+}
+
 // Crash stops the agent without leaving gossip or closing storage cleanly,
 // as a kill would (tests).
 func (a *Agent) Crash() {
@@ -499,6 +546,9 @@ func (a *Agent) BeginRecovery(master uint64) error {
 // the one that should hold mastership (core.Node.HandoverCandidate); it
 // reports whether it asked.
 func (a *Agent) RequestHandover() (bool, error) {
+	if a.leaving.Load() {
+		return false, nil
+	}
 	var asked bool
 	err := a.do(func() {
 		asked = a.node.RequestHandover()
@@ -673,6 +723,10 @@ func (a *Agent) send(rd core.Ready) {
 	a.mu.Lock()
 	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master
 	a.status = st
+	if changed {
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
 	if rd.Register != nil {
 		e := *rd.Register
 		a.regWant, a.registering = &e, false
@@ -807,6 +861,14 @@ func (a *Agent) updateView() {
 
 // storageFailed tells whether a write to the storage failed.
 func (a *Agent) storageFailed() bool { return a.storageBad.Load() }
+
+// statusAndChange returns the status and a channel closed at its next
+// change of role, epoch or master.
+func (a *Agent) statusAndChange() (core.Status, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status, a.changed
+}
 
 // Status is a snapshot of the core.
 func (a *Agent) Status() core.Status {

@@ -34,6 +34,7 @@ import (
 //	GET  /v1/divergence/{id}        wire.Record
 //	POST /v1/divergence/{id}/replay wire.KVResponse
 //	DELETE /v1/divergence/{id}      wire.Discarded
+//	POST /v1/switchover             wire.SwitchoverRequest -> wire.Switchover (master only; operator)
 //	POST /v1/fault                  wire.FaultRequest (only with -fault-control)
 //	POST /v1/keyring                wire.KeyringRequest -> []wire.KeyringResult
 //	POST /rpc/notify                api.Notify (msgpack): the naming node's trigger
@@ -68,6 +69,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/divergence/{id}", need(auth.Read, a.serveDivergenceShow))
 	mux.HandleFunc("POST /v1/divergence/{id}/replay", need(auth.Operator, a.serveDivergenceReplay))
 	mux.HandleFunc("DELETE /v1/divergence/{id}", need(auth.Operator, a.serveDivergenceDiscard))
+	mux.HandleFunc("POST /v1/switchover", need(auth.Operator, a.serveSwitchover))
 	mux.HandleFunc("POST /v1/fault", need(auth.Operator, a.serveFault))
 	mux.HandleFunc("POST /v1/keyring", need(auth.Operator, a.serveKeyring))
 	mux.HandleFunc("POST /rpc/notify", agentOnly(a.serveNotify))

@@ -188,6 +188,18 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 		select {
 		case <-a.ctx.Done():
 			return
+		case done := <-a.leaveNaming:
+			// A clean stop: end the session at once (the naming node
+			// records member-left and removes our registration), and
+			// keep away from the naming node from now on.
+			var err error
+			if session := m.Session(); session != 0 {
+				ctx, cancel := context.WithTimeout(a.ctx, namingCallWait)
+				err = a.naming.Leave(ctx, api.LeaveRequest{Group: a.cfg.Group, ID: a.cfg.ID, Session: session})
+				cancel()
+			}
+			done <- err
+			return
 		case <-timer.C:
 		case <-a.namingWake:
 		case r := <-results:

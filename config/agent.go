@@ -206,6 +206,12 @@ type Agent struct {
 	// process it started are killed. Default 30s; limits 10ms to 10m.
 	HookTimeout time.Duration `json:"hook_timeout"`
 
+	// LeaveTimeout bounds how long a master told to stop (SIGTERM,
+	// SIGINT) waits for a back-up to take mastership over before it
+	// leaves anyway. Default 5s; limits 0 (leave at once, no handover) to
+	// 10m.
+	LeaveTimeout time.Duration `json:"leave_timeout"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -241,6 +247,7 @@ const (
 	maxExpect          = 1000
 	minHookTimeout     = 10 * time.Millisecond
 	maxHookTimeout     = 10 * time.Minute
+	maxLeaveTimeout    = 10 * time.Minute
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -270,6 +277,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		WriteTimeout:         2 * time.Second,
 		MaxConns:             api.DefaultMaxConns,
 		HookTimeout:          30 * time.Second,
+		LeaveTimeout:         5 * time.Second,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -425,6 +433,7 @@ func (a Agent) Validate() error {
 	p.intRange("expect", a.Expect, 0, maxExpect)
 	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
 	p.durRange("hook-timeout", a.HookTimeout, minHookTimeout, maxHookTimeout)
+	p.durRange("leave-timeout", a.LeaveTimeout, 0, maxLeaveTimeout)
 	checkSecurity(&p, a.Token, a.TokenFile, a.TLSCA, a.TLSCert, a.TLSKey)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at

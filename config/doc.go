@@ -132,6 +132,7 @@
 //	| tls_key | MASTERSHIP_TLS_KEY | -tls-key | none | none | none |
 //	| on_role_change | MASTERSHIP_ON_ROLE_CHANGE | -on-role-change | none | none | none |
 //	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
+//	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

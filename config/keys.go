@@ -279,6 +279,8 @@ func agentUsage(key string) string {
 		return "`SECRET` presented to peers and the naming node; prefer token-file or the environment"
 	case "on_role_change":
 		return "executable `PATH` run on every change of role, epoch or followed master, and once at start: ROLE PREVIOUS_ROLE GROUP ID, MASTERSHIP_* environment"
+	case "leave_timeout":
+		return "time a master told to stop (SIGTERM, SIGINT) waits for a back-up to take over before it leaves anyway; 0 (no handover) to 10m"
 	case "hook_timeout":
 		return "time each hook run may take before it is killed with what it started; 10ms to 10m"
 	case "expect":

@@ -384,6 +384,9 @@ func TestAgentValidate(t *testing.T) {
 		{"hook-timeout min", func(a *Agent) { a.HookTimeout = 10 * time.Millisecond }, nil},
 		{"hook-timeout below", func(a *Agent) { a.HookTimeout = time.Millisecond }, []string{"hook-timeout"}},
 		{"hook-timeout above", func(a *Agent) { a.HookTimeout = 11 * time.Minute }, []string{"hook-timeout"}},
+		{"leave-timeout none", func(a *Agent) { a.LeaveTimeout = 0 }, nil},
+		{"leave-timeout negative", func(a *Agent) { a.LeaveTimeout = -time.Second }, []string{"leave-timeout"}},
+		{"leave-timeout above", func(a *Agent) { a.LeaveTimeout = 11 * time.Minute }, []string{"leave-timeout"}},
 
 		{"all wrong at once", func(a *Agent) { *a = Agent{} }, []string{
 			"bind", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "hook-timeout", "id",

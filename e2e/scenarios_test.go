@@ -85,6 +85,8 @@ func TestScenarios(t *testing.T) {
 		{name: "second-partition", mode: "available", octet: 38, homes: []int{1, 3, 5}, fault: secondPartition},
 		{name: "secure-figure2-majority", mode: "available", octet: 39, homes: []int{1, 2, 5}, fault: figure2(namingMajority), secure: true},
 		{name: "secure-master-kill", mode: "strict", octet: 40, expect: 5, homes: []int{1, 2, 3}, fault: masterKill, secure: true},
+		{name: "switchover", mode: "strict", octet: 41, expect: 5, homes: []int{1, 2, 3}, fault: switchover},
+		{name: "master-sigterm", mode: "strict", octet: 42, expect: 5, homes: []int{1, 2, 3}, fault: masterSigterm},
 	}
 	var results []*scResult
 	for _, s := range all {
@@ -515,6 +517,82 @@ func masterKill(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 		c.t.Errorf("new master %d, want 2 (the highest priority left)", by)
 	}
 	time.Sleep(time.Second) // writes through the new master
+	c.restartAgent(1)
+	c.logf("agent 1 restarted on its data directory")
+	return began, time.Now()
+}
+
+// switchover: an operator moves mastership from 1 to 3, the lowest
+// priority but one, under the write load (asking agent 2, a back-up, which
+// names its master); failover is the gap the clients saw. Refused moves
+// first (an unknown member, the master itself): exit 1, nothing changed.
+// 3 stays master: the switchover pinned it.
+func switchover(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	before, err := c.info(1)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, to := range []string{"9", "1"} {
+		_, errOut, code := run(c.t, "switchover", "-group", scGroup, "-to", to, "-agent", c.agent(2).api)
+		if code != 1 || !strings.Contains(errOut, "refused") {
+			c.t.Errorf("switchover to %s: exit %d, %q; want exit 1, refused", to, code, errOut)
+		}
+	}
+	if after, err := c.info(1); err != nil || after.Role != "master" || after.Epoch != before.Epoch {
+		c.t.Fatalf("a refused switchover changed the master: %+v %v", after, err)
+	}
+	began := time.Now()
+	out, errOut, code := run(c.t, "switchover", "-group", scGroup, "-to", "3", "-agent", c.agent(2).api)
+	if code != 0 || !strings.Contains(out, "master is 3") {
+		c.t.Fatalf("switchover to 3: exit %d, %q %q", code, out, errOut)
+	}
+	c.logf("switchover: %s", strings.TrimSpace(out))
+	by := w.waitAckBy(15*time.Second, 0, began, "a write acknowledged by 3 after the switchover", func(m uint64) bool { return m != 1 })
+	if by != 3 {
+		c.t.Errorf("first write after the switchover acknowledged by %d, want 3", by)
+	}
+	c.logf("first write acknowledged by %d %s after the switchover began", by, time.Since(began).Round(time.Millisecond))
+	return began, time.Now()
+}
+
+// masterSigterm: SIGTERM of master 1: it hands over to 2 (the best
+// back-up), leaves the naming node (member-left, its registration gone at
+// once) and exits 0; failover is the gap the clients saw. Then 1
+// restarts on its data directory.
+func masterSigterm(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	p := c.agent(1).proc
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		c.t.Fatal("agent 1 still running 15s after SIGTERM")
+	}
+	c.agent(1).killed = true
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		c.t.Errorf("agent 1 exited %d after SIGTERM, want 0", code)
+	}
+	c.logf("agent 1 (master) exited 0 %s after SIGTERM", time.Since(began).Round(time.Millisecond))
+	by := w.waitAckBy(15*time.Second, 0, began, "a write acknowledged by a new master after SIGTERM", func(m uint64) bool { return m != 1 })
+	if by != 2 {
+		c.t.Errorf("new master %d, want 2 (the best back-up)", by)
+	}
+	c.logf("first write acknowledged by %d %s after SIGTERM", by, time.Since(began).Round(time.Millisecond))
+	evs, err := c.nc.Events(context.Background(), api.EventsRequest{Group: scGroup, Limit: 1000})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	left := false
+	for _, e := range evs.Events {
+		if e.Kind == api.EventMemberLeft && e.ID == 1 {
+			left = true
+		}
+	}
+	if !left {
+		c.t.Errorf("no member-left event for agent 1 after its SIGTERM")
+	}
 	c.restartAgent(1)
 	c.logf("agent 1 restarted on its data directory")
 	return began, time.Now()

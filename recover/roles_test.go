@@ -2,12 +2,15 @@ package recover_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
 )
 
@@ -86,5 +89,67 @@ func TestRoleEndpoints(t *testing.T) {
 	})
 	if got := roleAnswers(t, c, "master"); !sameIDs(got, 2) {
 		t.Fatalf("role/master answered 200 on %v", got)
+	}
+}
+
+// POST /v1/switchover: a back-up names its master (421); bad bodies and
+// refused targets change nothing; a good one moves mastership, and the
+// pinned new master keeps it through later checks although 1 ranks first.
+func TestSwitchoverEndpoint(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 64,
+		Monitor: monitors(recover.Config{})})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	before := c.Members[1].Agent.Status().Epoch
+	post := func(id uint64, body string) (int, string) {
+		resp, err := http.Post("http://"+c.Members[id].Agent.APIAddr()+"/v1/switchover", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		id     uint64
+		body   string
+		status int
+		has    string
+	}{
+		{2, `{"to":3}`, 421, `"master": 1`},
+		{1, `{"to":3,"extra":1}`, 400, "unknown field"},
+		{1, `{"to":"3"}`, 400, "cannot unmarshal"},
+		{1, `{"to":3,"group":"other"}`, 400, "is in group"},
+		{1, strings.Repeat(" ", 2<<20) + `{"to":3}`, 413, "request over"},
+		{1, `{"to":9}`, 409, "not a member"},
+		{1, `{"to":1}`, 409, "master already"},
+		{1, `{"to":18446744073709551615}`, 409, "not a member"},
+	} {
+		if status, body := post(tc.id, tc.body); status != tc.status || !strings.Contains(body, tc.has) {
+			t.Errorf("switchover %.40q at %d: %d %s; want %d with %q", tc.body, tc.id, status, body, tc.status, tc.has)
+		}
+	}
+	if st := c.Members[1].Agent.Status(); st.Role != api.RoleMaster || st.Epoch != before || st.Transfer != 0 {
+		t.Fatalf("refused switchovers changed the master: %+v", st)
+	}
+	status, body := post(1, `{"to":3}`)
+	if status != 200 || !strings.Contains(body, `"to": 3`) {
+		t.Fatalf("switchover to 3: %d %s", status, body)
+	}
+	if ms := c.Masters(); len(ms) != 1 || ms[0] != 3 {
+		t.Fatalf("masters %v after the switchover", ms)
+	}
+	// Two more self-monitor checks on 1, which ranks first: it asks for
+	// nothing, 3 stays master.
+	checks := func() uint64 { return c.Members[1].Agent.Info().Monitor.Checks }
+	start := checks()
+	c.WaitFor(10*time.Second, "two more checks on 1", func() bool { return checks() >= start+2 })
+	c.WaitFor(10*time.Second, "the group stable under 3", func() bool {
+		ms := c.Masters()
+		return c.Stable() && len(ms) == 1 && ms[0] == 3
+	})
+	if ms := c.Masters(); len(ms) != 1 || ms[0] != 3 {
+		t.Fatalf("masters %v after later checks, want 3 (pinned by the switchover)", ms)
 	}
 }

@@ -207,6 +207,13 @@ func (a *API) Role(ctx context.Context, what string) (wire.Role, error) {
 	return r, nil
 }
 
+// Switchover is POST /v1/switchover: the master moves mastership to to.
+func (a *API) Switchover(ctx context.Context, req wire.SwitchoverRequest) (wire.Switchover, json.RawMessage, error) {
+	var sw wire.Switchover
+	raw, err := a.callJSON(ctx, http.MethodPost, "/v1/switchover", req, &sw)
+	return sw, raw, err
+}
+
 // Info is GET /v1/info.
 func (a *API) Info(ctx context.Context) (wire.Info, json.RawMessage, error) {
 	var info wire.Info

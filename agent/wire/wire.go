@@ -61,6 +61,23 @@ type Role struct {
 	Serving    bool      `json:"serving"`
 }
 
+// SwitchoverRequest is POST /v1/switchover: move mastership to To (0:
+// the best-ranked member that qualifies).
+type SwitchoverRequest struct {
+	Group string `json:"group,omitempty"` // checked when set
+	To    uint64 `json:"to"`
+}
+
+// Switchover is the answer of a switchover that happened: mastership moved
+// From -> To at Epoch; GapMS is how long the old master took no write.
+type Switchover struct {
+	Group string    `json:"group"`
+	From  uint64    `json:"from"`
+	To    uint64    `json:"to"`
+	Epoch api.Epoch `json:"epoch"`
+	GapMS float64   `json:"gap_ms"`
+}
+
 // Hooks are an agent's role hooks: what runs, and how the runs went.
 type Hooks struct {
 	OnRoleChange string    `json:"on_role_change,omitempty"`

@@ -48,8 +48,8 @@ func agentCommand() *cli.Command {
 			defer stop()
 			select {
 			case <-ctx.Done():
-				logger.Info("leaving")
-				return a.Close()
+				logger.Info("leaving the group", "handover_timeout", cfg.LeaveTimeout)
+				return a.Leave(cfg.LeaveTimeout)
 			case err := <-a.Fatal():
 				a.Close()
 				return exitFor(err)
