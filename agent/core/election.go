@@ -93,6 +93,11 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
+	if n.now < n.blockedUntil {
+		// A vetoed promotion: the next-ranked agent takes over.
+		n.silent = min(n.silent, n.cfg.ElectionTicks)
+		return
+	}
 	if n.silent >= n.cfg.ElectionTicks+n.rank()*n.cfg.StaggerTicks {
 		n.becomeCandidate()
 	}
@@ -131,7 +136,7 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	if master != n.master {
 		n.masterPinned = false
 	}
-	n.transferring, n.transferPin, n.pinned = false, false, false
+	n.transferring, n.transferPin, n.pinned, n.gated = false, false, false, false
 	n.transferTo = 0 // a master handing over stops at once
 	n.setRole(api.RoleBackup)
 }

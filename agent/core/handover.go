@@ -36,7 +36,8 @@ func (n *Node) Reassert() {
 // A master put in place by an operator's switchover (pinned) is asked by
 // nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
-	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned {
+	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned ||
+		n.now < n.blockedUntil {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -90,6 +91,27 @@ func (n *Node) maybeTimeoutNow() {
 	if pr := n.progress[n.transferTo]; pr != nil && pr.match == n.log.LastIndex() && n.commit == n.log.LastIndex() {
 		n.send(Message{Type: MsgTimeoutNow, To: n.transferTo, Pinned: n.transferPin})
 	}
+}
+
+// Promote answers the promotion gate of the mastership at epoch
+// (Ready.Gate): ok, the master registers and then serves; a veto makes it
+// a back-up that campaigns for nothing and asks for no handover during
+// GateBackoffTicks, so that the next-ranked agent takes over. An answer
+// for a mastership that has ended meanwhile changes nothing.
+func (n *Node) Promote(epoch api.Epoch, ok bool) {
+	if n.role != api.RoleMaster || !n.gated || epoch != n.epoch {
+		return
+	}
+	if ok {
+		n.gated = false
+		ep := epoch
+		n.rd.Register = &ep
+		n.rd.RoleChanged = true
+		return
+	}
+	n.logger.Warn("promotion vetoed; stepping down", "epoch", epoch, "backoff_ticks", n.cfg.GateBackoffTicks)
+	n.blockedUntil = n.now + uint64(n.cfg.GateBackoffTicks)
+	n.becomeBackup(0, n.epoch)
 }
 
 // ErrHandover is why HandOver refused: no handover was started.

@@ -39,6 +39,12 @@ type Config struct {
 	// WriteTicks bounds how long an available master waits for a reachable
 	// back-up to hold a write before it commits without it.
 	WriteTicks int
+	// Gate makes every promotion wait for the runtime's promotion gate
+	// (pre-promote): a new master neither serves nor registers until
+	// Promote says it may; a veto makes it a back-up that campaigns for
+	// nothing during GateBackoffTicks.
+	Gate             bool
+	GateBackoffTicks int
 	// Expect is the group's intended size: a strict quorum is a majority
 	// of at least this many members, whatever the view holds, so that an
 	// agent that knows only itself (at start, or cut off) never makes a
@@ -132,6 +138,9 @@ type Ready struct {
 	// Register asks the runtime to register this master at the naming node
 	// with this epoch.
 	Register *api.Epoch
+	// Gate asks the runtime to run the promotion gate for this new
+	// mastership and answer Promote (Config.Gate).
+	Gate *api.Epoch
 	// Sync asks the runtime to download the state of this master (a
 	// lagging or divergent log).
 	Sync   uint64
@@ -207,6 +216,11 @@ type Node struct {
 	transferPin  bool
 	pinned       bool
 	masterPinned bool
+	// gated: master: elected, waiting for the promotion gate; neither
+	// serving nor registering. blockedUntil: a vetoed promotion campaigns
+	// for nothing before this tick.
+	gated        bool
+	blockedUntil uint64
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool
@@ -273,13 +287,17 @@ type Status struct {
 	// Refused counts messages and view entries refused for an epoch out of
 	// range or inconsistent with their sender.
 	Refused uint64
+	// Gated: a master elected but waiting for its promotion gate; it
+	// serves nothing yet and has not registered.
+	Gated bool
 }
 
 // Status describes the core now.
 func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
-		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused}
+		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused,
+		Gated: n.role == api.RoleMaster && n.gated}
 }
 
 // Ready returns what the runtime must do and clears it.

@@ -56,7 +56,12 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	}
 	n.rd.Entries = append(n.rd.Entries, e)
 	ep := epoch
-	n.rd.Register = &ep
+	if n.cfg.Gate {
+		n.gated = true
+		n.rd.Gate = &ep
+	} else {
+		n.rd.Register = &ep
+	}
 	n.broadcastAppend()
 	n.maybeCommit()
 }
@@ -71,6 +76,9 @@ func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
 	}
 	if n.transferTo != 0 {
 		return fmt.Errorf("%w: handing mastership over to %d", ErrNotServing, n.transferTo)
+	}
+	if n.gated {
+		return fmt.Errorf("%w: waiting for the promotion gate", ErrNotServing)
 	}
 	e, err := n.log.AppendNew(n.epoch, client, seq, op)
 	if err != nil {

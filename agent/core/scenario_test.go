@@ -35,6 +35,7 @@ import (
 //	handover id=I          agent I asks its master for a planned handover
 //	switchover id=I [to=J] master I hands over to J (0: the best), pinning it
 //	leave id=I [to=J]      the same, not pinned (a master that leaves)
+//	promote id=I ok=B [term=T] answer the promotion gate of I's mastership (at T) (group gate=true)
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &scenarioRun{}
@@ -68,7 +69,11 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 			}
 			prios = append(prios, p)
 		}
-		sc.s = newSim(t, api.Mode(mode), prios...)
+		gate := false
+		if d.HasArg("gate") {
+			d.ScanArgs(t, "gate", &gate)
+		}
+		sc.s = newSimGated(t, api.Mode(mode), gate, prios...)
 		sc.s.trace = func(line string) { sc.out.WriteString(line + "\n") }
 		for _, id := range sc.s.ids() {
 			sc.s.noteRole(id)
@@ -110,6 +115,9 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 				st.Master, st.Commit, st.Applied, st.Last)
 			if st.Transfer != 0 {
 				fmt.Fprintf(&sc.out, " handing-over-to=%d", st.Transfer)
+			}
+			if st.Gated {
+				sc.out.WriteString(" gated")
 			}
 			sc.out.WriteString("\n")
 		}
@@ -157,6 +165,20 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 		} else {
 			fmt.Fprintf(&sc.out, "%d is no handover candidate\n", id)
 		}
+		sc.s.drain(id)
+	case "promote":
+		// The runtime's answer to the promotion gate of id's mastership.
+		var id uint64
+		var ok bool
+		d.ScanArgs(t, "id", &id)
+		d.ScanArgs(t, "ok", &ok)
+		epoch := sc.s.nodes[id].Epoch()
+		if d.HasArg("term") {
+			// An answer for the mastership id held at this term.
+			d.ScanArgs(t, "term", &epoch.Term)
+			epoch.ID = id
+		}
+		sc.s.nodes[id].Promote(epoch, ok)
 		sc.s.drain(id)
 	case "switchover", "leave":
 		// The master hands over on its own initiative: switchover to=ID

@@ -18,6 +18,7 @@ import (
 type simNet struct {
 	t       *testing.T
 	mode    api.Mode
+	gate    bool // every promotion waits for a promote command
 	nodes   map[uint64]*Node
 	stores  map[uint64]*kv.Store
 	prio    map[uint64]int
@@ -58,7 +59,11 @@ func (s *simNet) noteRole(id uint64) {
 }
 
 func newSim(t *testing.T, mode api.Mode, prios ...int) *simNet {
-	s := &simNet{t: t, mode: mode, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
+	return newSimGated(t, mode, false, prios...)
+}
+
+func newSimGated(t *testing.T, mode api.Mode, gate bool, prios ...int) *simNet {
+	s := &simNet{t: t, mode: mode, gate: gate, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
@@ -77,7 +82,8 @@ func (s *simNet) add(id uint64, prio int) {
 	s.stores[id] = st
 	s.prio[id] = prio
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
-		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id)))}, st, rlog.New(), HardState{})
+		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id))),
+		Gate: s.gate, GateBackoffTicks: 100}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {
@@ -137,6 +143,12 @@ func (s *simNet) drain(id uint64) {
 	s.events[id] = append(s.events[id], rd.Events...)
 	for _, e := range rd.Events {
 		s.tracef("%d: event %s from %d at %s", id, e.Kind, e.From, e.Epoch)
+	}
+	if rd.Gate != nil {
+		s.tracef("%d: promotion gate for epoch %s", id, *rd.Gate)
+	}
+	if rd.Register != nil && s.gate {
+		s.tracef("%d: registers at epoch %s", id, *rd.Register)
 	}
 	s.noteRole(id)
 	if rd.Sync != 0 {
