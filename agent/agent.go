@@ -52,6 +52,11 @@ type Options struct {
 	// master and once at start, one call at a time, with the latest state,
 	// before the executable. It must return promptly.
 	OnRoleChange func(hook.State)
+	// PrePromote, when set, is the promotion gate as a Go callback: called
+	// after the agent wins an election and before it serves or registers
+	// as master (before the -pre-promote executable, if any). An error
+	// vetoes the promotion (Config.PrePromote says what follows).
+	PrePromote func(hook.State) error
 }
 
 // Monitor is the self-monitor's side of the agent (package recover). The
@@ -171,12 +176,15 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error)}
-	if cfg.OnRoleChange != "" {
-		if err := hook.CheckExecutable(cfg.OnRoleChange); err != nil {
-			return nil, &config.FieldError{Field: "on-role-change", Value: cfg.OnRoleChange, Reason: err.Error()}
+	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote}} {
+		if h.path == "" {
+			continue
+		}
+		if err := hook.CheckExecutable(h.path); err != nil {
+			return nil, &config.FieldError{Field: h.field, Value: h.path, Reason: err.Error()}
 		}
 	}
-	a.hooks = hook.NewRunner(hook.Config{Path: cfg.OnRoleChange, Timeout: cfg.HookTimeout, Callback: opts.OnRoleChange,
+	a.hooks = hook.NewRunner(hook.Config{Path: cfg.OnRoleChange, PrePromote: cfg.PrePromote, Timeout: cfg.HookTimeout, Callback: opts.OnRoleChange,
 		Logger: logger.Named("hook")})
 	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
 	if opts.Faults != nil {
@@ -233,6 +241,7 @@ func (a *Agent) restore() error {
 		HeartbeatTicks: a.cfg.HeartbeatTicks, ElectionTicks: a.cfg.ElectionTicks,
 		StaggerTicks: a.cfg.ElectionStaggerTicks, Expect: a.cfg.Expect,
 		WriteTicks: max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
+		Gate:       a.gated(), GateBackoffTicks: int(ticksOf(a.cfg.PromoteBackoff, a.cfg.TickUnit)),
 		Rand:       rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
@@ -745,7 +754,10 @@ func (a *Agent) send(rd core.Ready) {
 		}
 	}
 	a.maybeSync()
-	if a.hooks.Enabled() {
+	if rd.Gate != nil {
+		a.runGate(*rd.Gate)
+	}
+	if a.hooks.Enabled() && !st.Gated { // a gated master is no master yet
 		addr := ""
 		if st.Master == a.cfg.ID {
 			addr = a.advertisedAPI()

@@ -129,7 +129,7 @@ func (a *Agent) Info() wire.Info {
 		checks, recs := cr.Counters()
 		info.Monitor = &wire.Counters{Checks: checks, Recoveries: recs}
 	}
-	if a.hooks.Enabled() {
+	if a.hooks.Enabled() || a.gated() {
 		h := a.hooks.Stats()
 		info.Hooks = &h
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/hook"
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 )
@@ -107,4 +108,48 @@ func (a *Agent) serveSwitchover(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(http.StatusServiceUnavailable, string(api.CodeUnavailable), err.Error())
 	}
+}
+
+// gated tells whether promotions wait for a gate (pre-promote).
+func (a *Agent) gated() bool { return a.cfg.PrePromote != "" || a.opts.PrePromote != nil }
+
+// runGate runs the promotion gate of the mastership at epoch off the loop
+// (the Go callback, then the executable, each vetoing on failure) and
+// gives the core its answer. Run only.
+func (a *Agent) runGate(epoch api.Epoch) {
+	s := hook.State{Role: hook.RoleMaster, Group: a.cfg.Group, ID: a.cfg.ID, Epoch: epoch, Master: a.cfg.ID,
+		MasterAddr: a.advertisedAPI(), Previous: a.hooks.LastRole()}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ok := true
+		if f := a.opts.PrePromote; f != nil {
+			start := time.Now()
+			err := f(s)
+			o := hook.Outcome{Hook: "pre-promote callback", Role: s.Role, Epoch: epoch, Start: start,
+				DurationMS: float64(time.Since(start).Microseconds()) / 1000}
+			if err != nil {
+				o.ExitCode, o.Error = -1, err.Error()
+				ok = false
+			}
+			a.hooks.Record(o)
+		}
+		if ok && a.cfg.PrePromote != "" {
+			o := hook.Exec(a.ctx, "pre-promote", a.cfg.PrePromote, s, a.cfg.HookTimeout)
+			a.hooks.Record(o)
+			ok = o.OK()
+		}
+		if a.ctx.Err() != nil {
+			return
+		}
+		if ok {
+			a.logger.Info("promotion gate passed", "epoch", epoch)
+		} else {
+			a.logger.Warn("promotion vetoed by the gate; staying a back-up", "epoch", epoch, "backoff", a.cfg.PromoteBackoff)
+		}
+		a.do(func() {
+			a.node.Promote(epoch, ok)
+			a.handleReady()
+		})
+	}()
 }

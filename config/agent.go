@@ -202,6 +202,19 @@ type Agent struct {
 	// Set by a flag or the config file only, never through the API.
 	OnRoleChange string `json:"on_role_change"`
 
+	// PrePromote is an executable the agent runs after it wins an election
+	// and before it serves or registers as master, with the environment
+	// of OnRoleChange (role "master"). A non-zero exit or a timeout vetoes:
+	// the agent stays a back-up, campaigns for nothing during
+	// PromoteBackoff, and the next-ranked agent takes over. Default empty:
+	// none. Set by a flag or the config file only.
+	PrePromote string `json:"pre_promote"`
+
+	// PromoteBackoff is how long an agent whose promotion was vetoed
+	// neither campaigns nor asks for a handover. Default 10s (local 2s,
+	// wan 30s); limits 10ms to 1h.
+	PromoteBackoff time.Duration `json:"promote_backoff"`
+
 	// HookTimeout bounds each run of a hook; past it the hook and every
 	// process it started are killed. Default 30s; limits 10ms to 10m.
 	HookTimeout time.Duration `json:"hook_timeout"`
@@ -248,6 +261,8 @@ const (
 	minHookTimeout     = 10 * time.Millisecond
 	maxHookTimeout     = 10 * time.Minute
 	maxLeaveTimeout    = 10 * time.Minute
+	minPromoteBackoff  = 10 * time.Millisecond
+	maxPromoteBackoff  = time.Hour
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -278,6 +293,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		MaxConns:             api.DefaultMaxConns,
 		HookTimeout:          30 * time.Second,
 		LeaveTimeout:         5 * time.Second,
+		PromoteBackoff:       10 * time.Second,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -289,6 +305,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.RegistrationTTL = 2 * time.Second
 		a.ReconnectInterval = 200 * time.Millisecond
 		a.WriteTimeout = 500 * time.Millisecond
+		a.PromoteBackoff = 2 * time.Second
 	case ProfileWAN:
 		a.TickUnit = 200 * time.Millisecond
 		a.HeartbeatTicks = 5
@@ -298,6 +315,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.RegistrationTTL = 30 * time.Second
 		a.ReconnectInterval = 5 * time.Second
 		a.WriteTimeout = 10 * time.Second
+		a.PromoteBackoff = 30 * time.Second
 	}
 	return a, nil
 }
@@ -434,6 +452,7 @@ func (a Agent) Validate() error {
 	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
 	p.durRange("hook-timeout", a.HookTimeout, minHookTimeout, maxHookTimeout)
 	p.durRange("leave-timeout", a.LeaveTimeout, 0, maxLeaveTimeout)
+	p.durRange("promote-backoff", a.PromoteBackoff, minPromoteBackoff, maxPromoteBackoff)
 	checkSecurity(&p, a.Token, a.TokenFile, a.TLSCA, a.TLSCert, a.TLSKey)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at

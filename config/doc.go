@@ -131,6 +131,8 @@
 //	| tls_cert | MASTERSHIP_TLS_CERT | -tls-cert | none | none | none |
 //	| tls_key | MASTERSHIP_TLS_KEY | -tls-key | none | none | none |
 //	| on_role_change | MASTERSHIP_ON_ROLE_CHANGE | -on-role-change | none | none | none |
+//	| pre_promote | MASTERSHIP_PRE_PROMOTE | -pre-promote | none | none | none |
+//	| promote_backoff | MASTERSHIP_PROMOTE_BACKOFF | -promote-backoff | 2s | 10s | 30s |
 //	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
 //	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |

@@ -279,6 +279,10 @@ func agentUsage(key string) string {
 		return "`SECRET` presented to peers and the naming node; prefer token-file or the environment"
 	case "on_role_change":
 		return "executable `PATH` run on every change of role, epoch or followed master, and once at start: ROLE PREVIOUS_ROLE GROUP ID, MASTERSHIP_* environment"
+	case "pre_promote":
+		return "executable `PATH` run after winning an election, before serving or registering as master; non-zero exit or timeout vetoes"
+	case "promote_backoff":
+		return "time an agent whose promotion was vetoed neither campaigns nor asks for a handover; 10ms to 1h"
 	case "leave_timeout":
 		return "time a master told to stop (SIGTERM, SIGINT) waits for a back-up to take over before it leaves anyway; 0 (no handover) to 10m"
 	case "hook_timeout":

@@ -385,12 +385,14 @@ func TestAgentValidate(t *testing.T) {
 		{"hook-timeout below", func(a *Agent) { a.HookTimeout = time.Millisecond }, []string{"hook-timeout"}},
 		{"hook-timeout above", func(a *Agent) { a.HookTimeout = 11 * time.Minute }, []string{"hook-timeout"}},
 		{"leave-timeout none", func(a *Agent) { a.LeaveTimeout = 0 }, nil},
+		{"promote-backoff below", func(a *Agent) { a.PromoteBackoff = time.Millisecond }, []string{"promote-backoff"}},
+		{"promote-backoff above", func(a *Agent) { a.PromoteBackoff = 2 * time.Hour }, []string{"promote-backoff"}},
 		{"leave-timeout negative", func(a *Agent) { a.LeaveTimeout = -time.Second }, []string{"leave-timeout"}},
 		{"leave-timeout above", func(a *Agent) { a.LeaveTimeout = 11 * time.Minute }, []string{"leave-timeout"}},
 
 		{"all wrong at once", func(a *Agent) { *a = Agent{} }, []string{
 			"bind", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "hook-timeout", "id",
-			"max-conns", "max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure",
+			"max-conns", "max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure", "promote-backoff",
 			"reconnect-interval", "registration-ttl", "session-ttl", "tick-unit", "write-timeout",
 		}},
 	}

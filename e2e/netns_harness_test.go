@@ -546,7 +546,17 @@ type clusterOpts struct {
 	// hooks gives every agent an -on-role-change script that appends its
 	// arguments and environment to hooks-N.log in hookDir.
 	hooks bool
+	// veto gives every agent a -pre-promote script: exit 1 on agent veto,
+	// exit 0 elsewhere (0: no gate). With veto 1 the first master is 2.
+	veto int
 }
+
+// gateScript, the start of the -pre-promote scripts, appends a line per
+// run to gates-N.log: the wall time, then the role and epoch it was asked
+// about.
+const gateScript = `#!/bin/sh
+echo "$(date +%s%N) $MASTERSHIP_ROLE $MASTERSHIP_EPOCH.$MASTERSHIP_EPOCH_ID" >> "$(dirname "$0")/gates-$MASTERSHIP_ID.log"
+`
 
 // hookScript appends a line per run: the wall time in nanoseconds, then
 // ROLE PREVIOUS GROUP ID, then the MASTERSHIP_* variables.
@@ -566,10 +576,12 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 	namings := max(o.namings, 1)
 	c := &netCluster{t: t, net: newTestNet(t, o.agents+namings), mode: o.mode, count: o.agents, agents: map[int]*proc{},
 		args: map[int][]string{}}
-	if o.hooks {
+	if o.hooks || o.veto > 0 {
 		c.hookDir = t.TempDir()
-		if err := os.WriteFile(filepath.Join(c.hookDir, "hook.sh"), []byte(hookScript), 0o755); err != nil {
-			t.Fatal(err)
+		for name, body := range map[string]string{"hook.sh": hookScript, "pass.sh": gateScript + "exit 0\n", "veto.sh": gateScript + "exit 1\n"} {
+			if err := os.WriteFile(filepath.Join(c.hookDir, name), []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	c.nhosts = append(c.nhosts, c.net.hosts[0])
@@ -603,13 +615,21 @@ func newNetCluster(t *testing.T, o clusterOpts) *netCluster {
 		if o.hooks {
 			args = append(args, "-on-role-change", filepath.Join(c.hookDir, "hook.sh"))
 		}
+		if o.veto > 0 {
+			gate := map[bool]string{true: "veto.sh", false: "pass.sh"}[n == o.veto]
+			args = append(args, "-pre-promote", filepath.Join(c.hookDir, gate))
+		}
 		c.args[n] = args
 		c.startAgent(n)
 	}
 	t.Cleanup(c.dumpOnFailure) // runs before the processes are killed
+	want := uint64(1)
+	if o.veto == 1 {
+		want = 2
+	}
 	m, _ := c.waitStable(30*time.Second, c.ids())
-	if m != 1 {
-		t.Fatalf("first master is %d, want 1", m)
+	if m != want {
+		t.Fatalf("first master is %d, want %d", m, want)
 	}
 	return c
 }

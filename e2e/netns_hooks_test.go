@@ -186,3 +186,37 @@ func TestNetnsRoleHookRecovery(t *testing.T) {
 	}
 	c.checkHookRuns()
 }
+
+// A -pre-promote that exits 1 on the highest-priority agent: it is asked
+// (it wins elections) but never serves as master and its hook never says
+// master; the next one does, and its info shows the vetoes.
+func TestNetnsPrePromoteVeto(t *testing.T) {
+	c := newNetCluster(t, clusterOpts{agents: 3, mode: "strict", expect: 3, hooks: true, veto: 1})
+	waitFor(t, 10*time.Second, "agent 1's gate asked at least once", func() bool {
+		b, _ := os.ReadFile(filepath.Join(c.hookDir, "gates-1.log"))
+		return strings.Contains(string(b), " master ")
+	})
+	c.waitRegistered(10*time.Second, 2)
+	for n := range 3 {
+		in, err := c.info(n + 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n+1 == 1 && (in.Serving || in.Role == "master") {
+			t.Fatalf("agent 1, vetoed, is %s serving=%t", in.Role, in.Serving)
+		}
+	}
+	for _, r := range c.hookRuns(1) {
+		if r.role == "master" {
+			t.Fatalf("agent 1's hook said master: %v", c.hookRuns(1))
+		}
+	}
+	if r := lastRun(c.hookRuns(2)); r.role != "master" {
+		t.Fatalf("agent 2's hook: %v", c.hookRuns(2))
+	}
+	if out, err := mastershipIn(c.host(1), "info", "-agent", c.host(1).addr(agentAPIPort)); err != nil ||
+		!strings.Contains(out, "pre_promote") || !strings.Contains(out, "failed)") {
+		t.Fatalf("agent 1's info does not show its vetoes: %v\n%s", err, out)
+	}
+	c.checkHookRuns()
+}

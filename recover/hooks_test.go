@@ -1,6 +1,7 @@
 package recover_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/hook"
+	"github.com/mastership/mastership/config"
+	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
 )
 
@@ -203,4 +206,73 @@ func TestRoleHooksThroughARecovery(t *testing.T) {
 	}
 	log.check(t)
 	t.Logf("agent 4: %s", log.roles(4))
+}
+
+// A promotion gate that vetoes on the highest-priority agent: it wins
+// elections but never serves nor registers as master, and its
+// on-role-change hook never says master; the next-ranked agent takes
+// over, and keeps mastership (the vetoed one asks for no handover during
+// its back-off).
+func TestPrePromoteVeto(t *testing.T) {
+	log := newRoleLog()
+	var mu sync.Mutex
+	gates := map[uint64]int{}
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 65,
+		Monitor: monitors(recover.Config{}),
+		Tune:    func(cfg *config.Agent) { cfg.PromoteBackoff = time.Hour },
+		AgentOptions: func(id uint64, o *agent.Options) {
+			log.options(id, o)
+			o.PrePromote = func(s hook.State) error {
+				mu.Lock()
+				gates[id]++
+				mu.Unlock()
+				if s.Role != "master" || s.ID != id || s.Master != id {
+					t.Errorf("agent %d's gate got %+v", id, s)
+				}
+				if id == 1 {
+					return errors.New("the database refuses to promote")
+				}
+				return nil
+			}
+		}})
+	served := false
+	c.WaitFor(20*time.Second, "2 master, serving and registered", func() bool {
+		if c.Members[1].Agent.Status().Serving {
+			served = true
+		}
+		st := c.Members[2].Agent.Status()
+		return st.Role == api.RoleMaster && st.Serving && c.Registered() == 2
+	})
+	if served {
+		t.Fatal("agent 1 served as master although its gate vetoed")
+	}
+	if _, err := c.Put(2, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	// Three more checks on 1: it stays a back-up.
+	checks := func() uint64 { return c.Members[1].Agent.Info().Monitor.Checks }
+	start := checks()
+	c.WaitFor(10*time.Second, "three more checks on 1", func() bool {
+		if st := c.Members[1].Agent.Status(); st.Serving || (st.Role == api.RoleMaster && !st.Gated) {
+			t.Fatalf("agent 1 took mastership: %+v", st)
+		}
+		return checks() >= start+3
+	})
+	if ms := c.Masters(); len(ms) != 1 || ms[0] != 2 {
+		t.Fatalf("masters %v, want 2", ms)
+	}
+	for _, s := range log.of(1) {
+		if s.Role == "master" {
+			t.Fatalf("agent 1's hook heard master: %s", log.roles(1))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gates[1] == 0 || gates[2] == 0 {
+		t.Fatalf("gates run %v, want 1 vetoed and 2 passed", gates)
+	}
+	h := c.Members[1].Agent.Info().Hooks
+	if h == nil || h.Failed == 0 || !strings.Contains(h.Recent[len(h.Recent)-1].Error+fmt.Sprint(h.Recent), "refuses to promote") {
+		t.Fatalf("agent 1's hook outcomes %+v", h)
+	}
 }

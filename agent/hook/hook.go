@@ -193,6 +193,9 @@ func (t *tailBuffer) String() string {
 type Config struct {
 	// Path is the on-role-change executable; "" runs none.
 	Path string
+	// PrePromote is the promotion gate's executable, for Stats only (the
+	// agent runs it).
+	PrePromote string
 	// Timeout bounds each run of Path.
 	Timeout time.Duration
 	// Callback, when set, is called with each state before Path runs (a Go
@@ -327,6 +330,20 @@ func (r *Runner) runOne(ctx context.Context, s State) {
 	r.cfg.Logger.Warn("on-role-change hook failed", args...)
 }
 
+// Record keeps the outcome of a hook run elsewhere (the promotion gate)
+// with the runner's own.
+func (r *Runner) Record(o Outcome) { r.record(o) }
+
+// LastRole is the role of the last run ("" before the first).
+func (r *Runner) LastRole() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lastRun == nil {
+		return ""
+	}
+	return r.lastRun.Role
+}
+
 func (r *Runner) record(o Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -347,7 +364,7 @@ type Stats = wire.Hooks
 func (r *Runner) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Stats{OnRoleChange: r.cfg.Path, Runs: r.runs, Failed: r.failed, Recent: append([]Outcome(nil), r.recent...)}
+	return Stats{OnRoleChange: r.cfg.Path, PrePromote: r.cfg.PrePromote, Runs: r.runs, Failed: r.failed, Recent: append([]Outcome(nil), r.recent...)}
 }
 
 // RunNow runs s at once, after any run under way and instead of any state

@@ -81,6 +81,7 @@ type Switchover struct {
 // Hooks are an agent's role hooks: what runs, and how the runs went.
 type Hooks struct {
 	OnRoleChange string    `json:"on_role_change,omitempty"`
+	PrePromote   string    `json:"pre_promote,omitempty"`
 	Runs         uint64    `json:"runs"`
 	Failed       uint64    `json:"failed"`
 	Recent       []HookRun `json:"recent,omitempty"` // oldest first

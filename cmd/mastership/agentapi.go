@@ -229,6 +229,9 @@ func printInfo(w io.Writer, in wire.Info) {
 		if h.OnRoleChange != "" {
 			lines = append(lines, [2]string{"on_role_change", h.OnRoleChange})
 		}
+		if h.PrePromote != "" {
+			lines = append(lines, [2]string{"pre_promote", h.PrePromote})
+		}
 		lines = append(lines, [2]string{"hook_runs", fmt.Sprintf("%d (%d failed)", h.Runs, h.Failed)})
 		if n := len(h.Recent); n > 0 {
 			r := h.Recent[n-1]
