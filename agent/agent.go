@@ -242,7 +242,7 @@ func (a *Agent) restore() error {
 		StaggerTicks: a.cfg.ElectionStaggerTicks, Expect: a.cfg.Expect,
 		WriteTicks: max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
 		Gate:       a.gated(), GateBackoffTicks: int(ticksOf(a.cfg.PromoteBackoff, a.cfg.TickUnit)),
-		Rand:       rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+		Rand: rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
 }
