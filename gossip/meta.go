@@ -34,7 +34,17 @@ type Meta struct {
 	// Mode is the group's consistency mode ("strict" or "available"); empty
 	// means available.
 	Mode string `json:"mode" codec:"o"`
+	// Service is the managed service's health as the agent's checks see
+	// it: "healthy", "unhealthy", or empty when the agent runs no check.
+	// An unhealthy agent does not campaign and takes no handover.
+	Service string `json:"service,omitempty" codec:"h,omitempty"`
 }
+
+// Service health values of Meta.Service.
+const (
+	ServiceHealthy   = "healthy"
+	ServiceUnhealthy = "unhealthy"
+)
 
 // metaWire is Meta as carried on the wire: Leaving tells the others that the
 // agent is leaving on purpose, so that its departure is "left" and not
@@ -84,6 +94,11 @@ func (m Meta) Validate() error {
 		if _, err := api.ParseMode(m.Mode); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadMeta, err)
 		}
+	}
+	switch m.Service {
+	case "", ServiceHealthy, ServiceUnhealthy:
+	default:
+		return fmt.Errorf("%w: service health %q is unknown", ErrBadMeta, m.Service)
 	}
 	return nil
 }

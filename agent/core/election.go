@@ -32,7 +32,7 @@ func (n *Node) bestLive(skip uint64) (uint64, int) {
 		id = 0
 	}
 	for _, p := range n.peers {
-		if !p.Alive || p.ID == skip {
+		if !p.Alive || p.Unhealthy || p.ID == skip {
 			continue
 		}
 		if id == 0 || better(p.ID, p.Priority, id, prio) {
@@ -47,7 +47,7 @@ func (n *Node) bestLive(skip uint64) (uint64, int) {
 func (n *Node) rank() int {
 	r := 0
 	for _, p := range n.peers {
-		if !p.Alive || p.ID == n.master {
+		if !p.Alive || p.Unhealthy || p.ID == n.master {
 			continue
 		}
 		if better(p.ID, p.Priority, n.cfg.ID, n.cfg.Priority) {
@@ -93,8 +93,9 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
-	if n.now < n.blockedUntil {
-		// A vetoed promotion: the next-ranked agent takes over.
+	if n.now < n.blockedUntil || n.unhealthy {
+		// A vetoed promotion, or a service failing its checks: the
+		// next-ranked agent takes over.
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}

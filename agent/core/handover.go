@@ -37,7 +37,7 @@ func (n *Node) Reassert() {
 // nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
 	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned ||
-		n.now < n.blockedUntil {
+		n.now < n.blockedUntil || n.unhealthy {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -114,6 +114,18 @@ func (n *Node) Promote(epoch api.Epoch, ok bool) {
 	n.becomeBackup(0, n.epoch)
 }
 
+// SetHealthy records whether this agent's service passes its health
+// checks. An unhealthy agent does not campaign, asks for no handover and
+// takes none over; a master that turns unhealthy keeps serving until the
+// runtime hands mastership over (HandOver).
+func (n *Node) SetHealthy(ok bool) {
+	if n.unhealthy == !ok {
+		return
+	}
+	n.unhealthy = !ok
+	n.logger.Info("service health", "healthy", ok)
+}
+
 // ErrHandover is why HandOver refused: no handover was started.
 var ErrHandover = errors.New("agent: no handover")
 
@@ -174,6 +186,8 @@ func (n *Node) handoverTarget(id uint64) error {
 		return fmt.Errorf("%d is not a member of the group", id)
 	case !p.Alive:
 		return fmt.Errorf("%d is not alive", id)
+	case p.Unhealthy:
+		return fmt.Errorf("%d is unhealthy (its service fails its checks)", id)
 	}
 	pr := n.progress[id]
 	if pr == nil || n.now-pr.last > uint64(n.cfg.ElectionTicks) {

@@ -75,6 +75,9 @@ type Peer struct {
 	// Epoch is the epoch the peer announces; the core learns terms from it
 	// so that its next campaign or reassertion is newer than all of them.
 	Epoch api.Epoch
+	// Unhealthy: the peer's service fails its health checks; it does not
+	// campaign, and nobody ranks behind it or hands over to it.
+	Unhealthy bool
 }
 
 // Result answers one client proposal.
@@ -221,6 +224,8 @@ type Node struct {
 	// for nothing before this tick.
 	gated        bool
 	blockedUntil uint64
+	// unhealthy: our own service fails its health checks (SetHealthy).
+	unhealthy bool
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool

@@ -97,7 +97,7 @@ func (n *Node) stepBackup(m Message) {
 		}
 		n.acceptAppend(m)
 	case MsgTimeoutNow:
-		if m.From == n.master && m.Epoch == n.epoch {
+		if m.From == n.master && m.Epoch == n.epoch && !n.unhealthy {
 			n.logger.Info("taking mastership over from the master", "master", m.From, "switchover", m.Pinned)
 			n.transferring = true
 			n.becomeCandidate()

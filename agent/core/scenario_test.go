@@ -35,6 +35,7 @@ import (
 //	handover id=I          agent I asks its master for a planned handover
 //	switchover id=I [to=J] master I hands over to J (0: the best), pinning it
 //	leave id=I [to=J]      the same, not pinned (a master that leaves)
+//	health id=I ok=B       I's service passes or fails its checks (views learn it)
 //	promote id=I ok=B [term=T] answer the promotion gate of I's mastership (at T) (group gate=true)
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -166,6 +167,16 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 			fmt.Fprintf(&sc.out, "%d is no handover candidate\n", id)
 		}
 		sc.s.drain(id)
+	case "health":
+		// id's service passes (ok=true) or fails its checks; every view
+		// learns it, as gossip would tell.
+		var id uint64
+		var ok bool
+		d.ScanArgs(t, "id", &id)
+		d.ScanArgs(t, "ok", &ok)
+		sc.s.sick[id] = !ok
+		sc.s.nodes[id].SetHealthy(ok)
+		sc.s.updateViews()
 	case "promote":
 		// The runtime's answer to the promotion gate of id's mastership.
 		var id uint64

@@ -19,6 +19,7 @@ type simNet struct {
 	t       *testing.T
 	mode    api.Mode
 	gate    bool // every promotion waits for a promote command
+	sick    map[uint64]bool
 	nodes   map[uint64]*Node
 	stores  map[uint64]*kv.Store
 	prio    map[uint64]int
@@ -63,7 +64,7 @@ func newSim(t *testing.T, mode api.Mode, prios ...int) *simNet {
 }
 
 func newSimGated(t *testing.T, mode api.Mode, gate bool, prios ...int) *simNet {
-	s := &simNet{t: t, mode: mode, gate: gate, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
+	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
@@ -103,7 +104,7 @@ func (s *simNet) updateViews() {
 	for _, id := range s.ids() {
 		var view []Peer
 		for _, o := range s.ids() {
-			view = append(view, Peer{ID: o, Priority: s.prio[o], Alive: s.linked(id, o), Epoch: s.nodes[o].Epoch()})
+			view = append(view, Peer{ID: o, Priority: s.prio[o], Alive: s.linked(id, o), Epoch: s.nodes[o].Epoch(), Unhealthy: s.sick[o]})
 		}
 		s.nodes[id].SetView(view)
 		s.drain(id)
