@@ -22,6 +22,7 @@ import (
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/transport"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/gossip/faulty"
@@ -123,8 +124,11 @@ type Agent struct {
 	fatal     chan error
 	lastRole  api.Role // owned by the publisher
 
-	mu     sync.Mutex // guards the fields below, read by other goroutines
-	status core.Status
+	checkHTTP *http.Client // -check-http's
+
+	mu      sync.Mutex         // guards the fields below, read by other goroutines
+	service wire.ServiceHealth // the managed service's checks
+	status  core.Status
 	// changed is closed, and replaced, when the role, epoch or master in
 	// status changes: waiters for a role change wait on it.
 	changed chan struct{}
@@ -176,7 +180,8 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error)}
-	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote}} {
+	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote},
+		{"check", cfg.Check}} {
 		if h.path == "" {
 			continue
 		}
@@ -184,6 +189,8 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 			return nil, &config.FieldError{Field: h.field, Value: h.path, Reason: err.Error()}
 		}
 	}
+	a.service.Check = cfg.Check + cfg.CheckHTTP
+	a.checkHTTP = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	a.hooks = hook.NewRunner(hook.Config{Path: cfg.OnRoleChange, PrePromote: cfg.PrePromote, Timeout: cfg.HookTimeout, Callback: opts.OnRoleChange,
 		Logger: logger.Named("hook")})
 	a.dial = (&net.Dialer{Timeout: time.Second}).DialContext
@@ -347,6 +354,10 @@ func (a *Agent) Start() error {
 	if a.opts.Monitor != nil {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); a.opts.Monitor.Start(a.ctx, a) }()
+	}
+	if a.checking() {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.runHealth() }()
 	}
 	a.logger.Info("agent started", "api", ln.Addr().String(), "gossip", g.LocalAddr(), "mode", a.cfg.Mode, "priority", a.cfg.Priority)
 	return nil
@@ -807,7 +818,7 @@ func (a *Agent) meta() gossip.Meta {
 		role = api.RoleBackup
 	}
 	return gossip.Meta{Group: a.cfg.Group, ID: a.cfg.ID, Priority: a.cfg.Priority, Role: role,
-		Epoch: st.Epoch, Master: st.Master, API: a.advertisedAPI(), Mode: a.cfg.Mode}
+		Epoch: st.Epoch, Master: st.Master, API: a.advertisedAPI(), Mode: a.cfg.Mode, Service: a.serviceHealth()}
 }
 
 func (a *Agent) advertisedAPI() string {
@@ -859,7 +870,7 @@ func (a *Agent) updateView() {
 			continue
 		}
 		peers = append(peers, core.Peer{ID: m.Meta.ID, Priority: m.Meta.Priority,
-			Alive: m.Health != gossip.HealthDead, Epoch: m.Meta.Epoch})
+			Alive: m.Health != gossip.HealthDead, Epoch: m.Meta.Epoch, Unhealthy: m.Meta.Service == gossip.ServiceUnhealthy})
 		if m.Meta.API != "" {
 			a.peerAPI[m.Meta.ID] = m.Meta.API
 		}

@@ -129,6 +129,7 @@ func (a *Agent) Info() wire.Info {
 		checks, recs := cr.Counters()
 		info.Monitor = &wire.Counters{Checks: checks, Recoveries: recs}
 	}
+	info.Service = a.ServiceHealth()
 	if a.hooks.Enabled() || a.gated() {
 		h := a.hooks.Stats()
 		info.Hooks = &h
@@ -213,7 +214,7 @@ func (a *Agent) MembersJSON() []wire.Member {
 			role = api.RoleUnknown.String()
 		}
 		out = append(out, wire.Member{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
-			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String(),
+			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String(), Service: m.Meta.Service,
 			Followed: m.Meta.Group == a.cfg.Group && followed != 0 && m.Meta.ID == followed})
 	}
 	return out

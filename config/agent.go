@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/base64"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -215,6 +216,24 @@ type Agent struct {
 	// wan 30s); limits 10ms to 1h.
 	PromoteBackoff time.Duration `json:"promote_backoff"`
 
+	// Check is an executable that checks the managed service: exit 0 means
+	// healthy (it gets the environment of OnRoleChange). CheckHTTP is a
+	// URL instead: a 2xx answer means healthy. At most one of them;
+	// default none. After CheckFailures failed checks in a row the agent
+	// is unhealthy: it does not campaign, and as master it hands over to
+	// the best healthy back-up in sync. One passing check makes it
+	// healthy again.
+	Check     string `json:"check"`
+	CheckHTTP string `json:"check_http"`
+
+	// CheckInterval is the time between health checks, and the most one
+	// check may take. Default 1s (local 200ms, wan 5s); limits 10ms to 10m.
+	CheckInterval time.Duration `json:"check_interval"`
+
+	// CheckFailures is how many failed checks in a row make the agent
+	// unhealthy. Default 3; limits 1 to 100.
+	CheckFailures int `json:"check_failures"`
+
 	// HookTimeout bounds each run of a hook; past it the hook and every
 	// process it started are killed. Default 30s; limits 10ms to 10m.
 	HookTimeout time.Duration `json:"hook_timeout"`
@@ -263,6 +282,9 @@ const (
 	maxLeaveTimeout    = 10 * time.Minute
 	minPromoteBackoff  = 10 * time.Millisecond
 	maxPromoteBackoff  = time.Hour
+	minCheckInterval   = 10 * time.Millisecond
+	maxCheckInterval   = 10 * time.Minute
+	maxCheckFailures   = 100
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -294,6 +316,8 @@ func DefaultAgent(profile string) (Agent, error) {
 		HookTimeout:          30 * time.Second,
 		LeaveTimeout:         5 * time.Second,
 		PromoteBackoff:       10 * time.Second,
+		CheckInterval:        time.Second,
+		CheckFailures:        3,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -306,6 +330,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.ReconnectInterval = 200 * time.Millisecond
 		a.WriteTimeout = 500 * time.Millisecond
 		a.PromoteBackoff = 2 * time.Second
+		a.CheckInterval = 200 * time.Millisecond
 	case ProfileWAN:
 		a.TickUnit = 200 * time.Millisecond
 		a.HeartbeatTicks = 5
@@ -316,6 +341,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.ReconnectInterval = 5 * time.Second
 		a.WriteTimeout = 10 * time.Second
 		a.PromoteBackoff = 30 * time.Second
+		a.CheckInterval = 5 * time.Second
 	}
 	return a, nil
 }
@@ -453,6 +479,16 @@ func (a Agent) Validate() error {
 	p.durRange("hook-timeout", a.HookTimeout, minHookTimeout, maxHookTimeout)
 	p.durRange("leave-timeout", a.LeaveTimeout, 0, maxLeaveTimeout)
 	p.durRange("promote-backoff", a.PromoteBackoff, minPromoteBackoff, maxPromoteBackoff)
+	p.durRange("check-interval", a.CheckInterval, minCheckInterval, maxCheckInterval)
+	p.intRange("check-failures", a.CheckFailures, 1, maxCheckFailures)
+	if a.Check != "" && a.CheckHTTP != "" {
+		p.add("check-http", a.CheckHTTP, "give check or check-http, not both")
+	}
+	if a.CheckHTTP != "" {
+		if u, err := url.Parse(a.CheckHTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("check-http", a.CheckHTTP, "want an http:// or https:// URL with a host")
+		}
+	}
 	checkSecurity(&p, a.Token, a.TokenFile, a.TLSCA, a.TLSCert, a.TLSKey)
 	if m, err := api.ParseMode(a.Mode); err == nil && m == api.ModeStrict && a.Expect == 0 {
 		// A strict quorum counted from the gossip view shrinks to one at

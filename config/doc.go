@@ -133,6 +133,10 @@
 //	| on_role_change | MASTERSHIP_ON_ROLE_CHANGE | -on-role-change | none | none | none |
 //	| pre_promote | MASTERSHIP_PRE_PROMOTE | -pre-promote | none | none | none |
 //	| promote_backoff | MASTERSHIP_PROMOTE_BACKOFF | -promote-backoff | 2s | 10s | 30s |
+//	| check | MASTERSHIP_CHECK | -check | none | none | none |
+//	| check_http | MASTERSHIP_CHECK_HTTP | -check-http | none | none | none |
+//	| check_interval | MASTERSHIP_CHECK_INTERVAL | -check-interval | 200ms | 1s | 5s |
+//	| check_failures | MASTERSHIP_CHECK_FAILURES | -check-failures | 3 | 3 | 3 |
 //	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
 //	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |

@@ -279,6 +279,14 @@ func agentUsage(key string) string {
 		return "`SECRET` presented to peers and the naming node; prefer token-file or the environment"
 	case "on_role_change":
 		return "executable `PATH` run on every change of role, epoch or followed master, and once at start: ROLE PREVIOUS_ROLE GROUP ID, MASTERSHIP_* environment"
+	case "check":
+		return "executable `PATH` that checks the managed service: exit 0 is healthy; not with -check-http"
+	case "check_http":
+		return "`URL` that checks the managed service: a 2xx answer is healthy; not with -check"
+	case "check_interval":
+		return "time between health checks, and the most one may take; 10ms to 10m"
+	case "check_failures":
+		return "failed checks in a row that make the agent unhealthy (no campaign; a master hands over); 1 to 100"
 	case "pre_promote":
 		return "executable `PATH` run after winning an election, before serving or registering as master; non-zero exit or timeout vetoes"
 	case "promote_backoff":

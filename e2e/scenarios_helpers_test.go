@@ -144,6 +144,7 @@ type scAgent struct {
 // 127.0.S.31..35, priorities 5..1, one group.
 type scCluster struct {
 	t          *testing.T
+	checkDir   string // where the -check script looks for sick-N files
 	name, mode string
 	octet      int
 	start      time.Time
@@ -195,7 +196,7 @@ func (c *scCluster) logf(format string, args ...any) {
 
 // newSCCluster starts the naming node and the agents and waits until agent
 // 1 (the highest priority) is master, registered and followed by all.
-func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure bool) *scCluster {
+func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure, check bool) *scCluster {
 	t.Helper()
 	dir := t.TempDir()
 	// MASTERSHIP_E2E_LOG_DIR keeps the data directories and logs.
@@ -251,6 +252,9 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure boo
 		if expect > 0 {
 			a.args = append(a.args, "-expect", fmt.Sprint(expect))
 		}
+		if check {
+			a.args = append(a.args, "-check", c.checkScript(dir), "-check-interval", "50ms", "-check-failures", "2")
+		}
 		a.proc = scSpawn(t, fmt.Sprintf("agent %d", a.id), a.log, a.args...)
 	}
 	m, _ := c.waitStable(30*time.Second, "the first stable master", c.ids(), true)
@@ -260,6 +264,35 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure boo
 	c.logf("cluster up: agent 1 master of %d agents in %s mode", scAgents, mode)
 	up = true
 	return c
+}
+
+// checkScript writes the agents' -check: healthy unless the file
+// sick-ID is in dir (sicken makes it).
+func (c *scCluster) checkScript(dir string) string {
+	p := filepath.Join(dir, "check.sh")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	body := "#!/bin/sh\n[ ! -e \"$(dirname \"$0\")/sick-$MASTERSHIP_ID\" ] || { echo \"service $MASTERSHIP_ID is sick\" >&2; exit 1; }\n"
+	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	c.checkDir = dir
+	return p
+}
+
+// sicken makes agent n's service fail its checks (sick) or pass them.
+func (c *scCluster) sicken(n int, sick bool) {
+	p := filepath.Join(c.checkDir, fmt.Sprintf("sick-%d", n))
+	var err error
+	if sick {
+		err = os.WriteFile(p, nil, 0o644)
+	} else {
+		err = os.Remove(p)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // startNaming starts (or restarts on the same address and data directory)

@@ -71,6 +71,8 @@ type scScenario struct {
 	fault  func(c *scCluster, w *scWorkload) (began, ended time.Time)
 	// secure runs the scenario with ACL tokens, mutual TLS and a gossip key.
 	secure bool
+	// check gives every agent a -check script (sicken fails it).
+	check bool
 }
 
 func TestScenarios(t *testing.T) {
@@ -87,6 +89,7 @@ func TestScenarios(t *testing.T) {
 		{name: "secure-master-kill", mode: "strict", octet: 40, expect: 5, homes: []int{1, 2, 3}, fault: masterKill, secure: true},
 		{name: "switchover", mode: "strict", octet: 41, expect: 5, homes: []int{1, 2, 3}, fault: switchover},
 		{name: "master-sigterm", mode: "strict", octet: 42, expect: 5, homes: []int{1, 2, 3}, fault: masterSigterm},
+		{name: "check-fails", mode: "strict", octet: 43, expect: 5, homes: []int{1, 2, 3}, fault: checkFails, check: true},
 	}
 	var results []*scResult
 	for _, s := range all {
@@ -126,7 +129,7 @@ func TestScenarios(t *testing.T) {
 }
 
 func runScenario(t *testing.T, s scScenario, r *scResult) {
-	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect, s.secure)
+	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect, s.secure, s.check)
 	defer c.dumpOnFailure()
 	stopWatch := c.watch()
 	defer stopWatch()
@@ -552,6 +555,30 @@ func switchover(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 		c.t.Errorf("first write after the switchover acknowledged by %d, want 3", by)
 	}
 	c.logf("first write acknowledged by %d %s after the switchover began", by, time.Since(began).Round(time.Millisecond))
+	return began, time.Now()
+}
+
+// checkFails: master 1's -check starts failing: it hands over to 2, the
+// best healthy back-up, under the write load; failover is the gap the
+// clients saw. Then its service recovers (the end of the fault) and 1,
+// which ranks first, takes mastership back by a planned handover.
+func checkFails(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	began := time.Now()
+	c.sicken(1, true)
+	by := w.waitAckBy(15*time.Second, 0, began, "a write acknowledged by a new master after 1's check failed", func(m uint64) bool { return m != 1 })
+	if by != 2 {
+		c.t.Errorf("new master %d, want 2 (the best healthy back-up)", by)
+	}
+	c.logf("1's check failing: first write acknowledged by %d %s later", by, time.Since(began).Round(time.Millisecond))
+	if in, err := c.info(1); err != nil || in.Service == nil || in.Service.Healthy {
+		c.t.Errorf("agent 1's info does not show its service unhealthy: %+v %v", in.Service, err)
+	}
+	time.Sleep(time.Second) // writes through 2 while 1 is unhealthy
+	if in, err := c.info(1); err != nil || in.Role == "master" {
+		c.t.Errorf("agent 1, unhealthy, took mastership back: %+v %v", in, err)
+	}
+	c.sicken(1, false)
+	c.logf("agent 1's service healthy again")
 	return began, time.Now()
 }
 

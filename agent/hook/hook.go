@@ -404,3 +404,30 @@ func CheckExecutable(path string) error {
 	}
 	return nil
 }
+
+// Health turns the results of the managed service's checks into its
+// health: unhealthy after Failures failed checks in a row, healthy again
+// at the first check that passes. It is pure; the agent feeds it.
+type Health struct {
+	Failures  int // failed checks in a row that make the service unhealthy
+	failed    int
+	unhealthy bool
+}
+
+// Observe records one check and returns the health, and whether this
+// check changed it.
+func (h *Health) Observe(ok bool) (healthy, changed bool) {
+	was := h.unhealthy
+	if ok {
+		h.failed, h.unhealthy = 0, false
+	} else {
+		h.failed++
+		if h.failed >= max(h.Failures, 1) {
+			h.unhealthy = true
+		}
+	}
+	return !h.unhealthy, h.unhealthy != was
+}
+
+// Failed is the number of failed checks in a row.
+func (h *Health) Failed() int { return h.failed }

@@ -243,3 +243,25 @@ func TestRunnerCallback(t *testing.T) {
 		t.Fatal("a runner with nothing to run is enabled")
 	}
 }
+
+func TestHealth(t *testing.T) {
+	h := Health{Failures: 3}
+	steps := []struct {
+		ok            bool
+		healthy, flip bool
+	}{
+		{true, true, false}, {false, true, false}, {false, true, false}, {true, true, false}, // two failures, then a pass
+		{false, true, false}, {false, true, false}, {false, false, true}, // the third in a row
+		{false, false, false}, {true, true, true}, {true, true, false},
+	}
+	for i, s := range steps {
+		healthy, changed := h.Observe(s.ok)
+		if healthy != s.healthy || changed != s.flip {
+			t.Errorf("check %d (ok=%t): healthy=%t changed=%t, want %t %t", i, s.ok, healthy, changed, s.healthy, s.flip)
+		}
+	}
+	one := Health{} // 0 counts as 1
+	if healthy, changed := one.Observe(false); healthy || !changed {
+		t.Fatalf("one failure with Failures 0: healthy=%t changed=%t", healthy, changed)
+	}
+}

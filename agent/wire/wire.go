@@ -43,6 +43,18 @@ type Info struct {
 	LastAction *Check `json:"last_action,omitempty"`
 	// Hooks are the role hooks and their recent runs (package agent/hook).
 	Hooks *Hooks `json:"hooks,omitempty"`
+	// Service is the managed service's health, when the agent checks it.
+	Service *ServiceHealth `json:"service,omitempty"`
+}
+
+// ServiceHealth is the managed service's health as -check or -check-http
+// sees it.
+type ServiceHealth struct {
+	Check    string   `json:"check"`
+	Healthy  bool     `json:"healthy"`
+	Failures int      `json:"failures"` // failed checks in a row
+	Checks   uint64   `json:"checks"`
+	Last     *HookRun `json:"last,omitempty"`
 }
 
 // Role is GET /v1/health, /v1/role/master and /v1/role/backup: 200 with
@@ -136,6 +148,9 @@ type Member struct {
 	Epoch    uint64 `json:"epoch"`
 	Master   uint64 `json:"master"`
 	Health   string `json:"health"`
+	// Service is the member's managed service health (healthy,
+	// unhealthy; empty when it runs no check).
+	Service string `json:"service,omitempty"`
 	// Followed marks the master the asked agent follows (itself, when it
 	// is the master).
 	Followed bool `json:"followed,omitempty"`

@@ -130,7 +130,7 @@ func printMembers(w io.Writer, members []wire.Member) error {
 		return members[i].ID < members[j].ID
 	})
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tGROUP\tROLE\tEPOCH\tMASTER\tHEALTH\tGOSSIP\tAPI")
+	fmt.Fprintln(tw, "ID\tGROUP\tROLE\tEPOCH\tMASTER\tHEALTH\tSERVICE\tGOSSIP\tAPI")
 	for _, m := range members {
 		master := "none"
 		if m.Master != 0 {
@@ -143,7 +143,8 @@ func printMembers(w io.Writer, members []wire.Member) error {
 		if m.Followed {
 			role += " *"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, m.Group, role, m.Epoch, master, m.Health, m.Addr, orDash(m.API))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Group, role, m.Epoch, master, m.Health,
+			orDash(m.Service), m.Addr, orDash(m.API))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -224,6 +225,22 @@ func printInfo(w io.Writer, in wire.Info) {
 	}
 	if m := in.Monitor; m != nil {
 		lines = append(lines, [2]string{"checks", fmt.Sprint(m.Checks)}, [2]string{"recoveries", fmt.Sprint(m.Recoveries)})
+	}
+	if sv := in.Service; sv != nil {
+		health := "healthy"
+		if !sv.Healthy {
+			health = fmt.Sprintf("unhealthy (%d failed checks in a row)", sv.Failures)
+		} else if sv.Checks == 0 {
+			health = "not checked yet"
+		}
+		lines = append(lines, [2]string{"service", health}, [2]string{"check", sv.Check})
+		if r := sv.Last; r != nil && !r.OK() {
+			last := fmt.Sprintf("exit %d", r.ExitCode)
+			if r.Error != "" {
+				last = r.Error
+			}
+			lines = append(lines, [2]string{"last_check_error", last})
+		}
 	}
 	if h := in.Hooks; h != nil {
 		if h.OnRoleChange != "" {
