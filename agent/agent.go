@@ -129,9 +129,11 @@ type Agent struct {
 	mu      sync.Mutex         // guards the fields below, read by other goroutines
 	service wire.ServiceHealth // the managed service's checks
 	status  core.Status
-	// changed is closed, and replaced, when the role, epoch or master in
-	// status changes: waiters for a role change wait on it.
+	// changed is closed, and replaced, when the role, epoch, master or
+	// serving in status changes: waiters for a role change wait on it.
+	// index counts those changes (the index of a blocking GET /v1/info).
 	changed chan struct{}
+	index   uint64
 	view    []gossip.Member
 	session uint64
 	// regWant is an epoch to register that the naming loop has not taken
@@ -741,11 +743,13 @@ func (a *Agent) send(rd core.Ready) {
 	}
 	st := a.node.Status()
 	a.mu.Lock()
-	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master
+	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master ||
+		a.status.Serving != st.Serving
 	a.status = st
 	if changed {
 		close(a.changed)
 		a.changed = make(chan struct{})
+		a.index++
 	}
 	if rd.Register != nil {
 		e := *rd.Register
@@ -891,6 +895,31 @@ func (a *Agent) statusAndChange() (core.Status, <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.status, a.changed
+}
+
+// WaitChange waits until the agent's change index passes index (a change
+// of role, epoch or master), for at most wait or until ctx ends, and
+// returns the index then.
+func (a *Agent) WaitChange(ctx context.Context, index uint64, wait time.Duration) uint64 {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		now, changed := a.index, a.changed
+		a.mu.Unlock()
+		if now > index {
+			return now
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return now
+		case <-ctx.Done():
+			return now
+		case <-a.ctx.Done():
+			return now
+		}
+	}
 }
 
 // Status is a snapshot of the core.

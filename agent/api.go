@@ -62,7 +62,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "health") })
 	mux.HandleFunc("GET /v1/role/master", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "master") })
 	mux.HandleFunc("GET /v1/role/backup", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "backup") })
-	mux.HandleFunc("GET /v1/info", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.Info()) }))
+	mux.HandleFunc("GET /v1/info", need(auth.Read, a.serveInfo))
 	mux.HandleFunc("GET /v1/members", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
 	mux.HandleFunc("POST /v1/kv", need(auth.Client, a.serveKV))
 	mux.HandleFunc("GET /v1/divergence", need(auth.Read, a.serveDivergenceList))
@@ -113,8 +113,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 
 // Info describes the agent, as `mastership info` shows it.
 func (a *Agent) Info() wire.Info {
-	st := a.Status()
-	info := wire.Info{ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
+	a.mu.Lock()
+	st, index := a.status, a.index
+	a.mu.Unlock()
+	info := wire.Info{Index: index, ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
 		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, Transfer: st.Transfer, API: a.advertisedAPI()}
 	if a.gossip != nil {
@@ -135,6 +137,26 @@ func (a *Agent) Info() wire.Info {
 		info.Hooks = &h
 	}
 	return info
+}
+
+// serveInfo is GET /v1/info, and with ?index=N&wait=D a blocking read:
+// it answers once the role, epoch or master changed after index N.
+func (a *Agent) serveInfo(w http.ResponseWriter, r *http.Request) {
+	index, wait, err := api.ParseBlocking(r.URL.Query())
+	if err != nil {
+		e := api.ToError(err)
+		writeJSON(w, e.Code.HTTPStatus(), e)
+		return
+	}
+	if r.URL.Query().Has("index") || wait > 0 {
+		if wait == 0 {
+			wait = api.DefaultWait
+		}
+		a.WaitChange(r.Context(), index, wait)
+	}
+	info := a.Info()
+	w.Header().Set(api.IndexHeader, strconv.FormatUint(info.Index, 10))
+	writeJSON(w, 200, info)
 }
 
 // Role answers the role endpoints: whether this agent is what asks

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -345,5 +346,46 @@ func TestMembersNeverShowADeadMaster(t *testing.T) {
 	})
 	if m, ok := view(3, 1); ok && (m.Role != "unknown" || m.LastRole != "master" || m.Followed) {
 		t.Fatalf("dead 1 in 3's view: %+v", m)
+	}
+}
+
+// GET /v1/info?index=N&wait=D blocks until the agent's role, epoch, master
+// or serving changes after N, or answers after D with the same index; bad
+// values are refused.
+func TestBlockingInfo(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 1, Mode: "available", Base: 67})
+	c.WaitStable(20 * time.Second)
+	base := "http://" + c.Members[1].Agent.APIAddr() + "/v1/info"
+	get := func(q string) (int, wire.Info) {
+		resp, err := http.Get(base + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var in wire.Info
+		if resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(&in); err != nil {
+				t.Fatal(err)
+			}
+			if h := resp.Header.Get("X-Mastership-Index"); h != fmt.Sprint(in.Index) {
+				t.Fatalf("index header %q, body %d", h, in.Index)
+			}
+		}
+		return resp.StatusCode, in
+	}
+	_, now := get("")
+	if now.Index == 0 {
+		t.Fatalf("index 0 after the agent became master: %+v", now)
+	}
+	if code, in := get(fmt.Sprintf("?index=%d&wait=50ms", now.Index)); code != 200 || in.Index != now.Index {
+		t.Fatalf("an idle blocking read: %d %+v", code, in)
+	}
+	if code, in := get(fmt.Sprintf("?index=%d", now.Index-1)); code != 200 || in.Index != now.Index {
+		t.Fatalf("a blocking read behind the index: %d %+v", code, in)
+	}
+	for _, q := range []string{"?index=x", "?wait=2m", "?wait=-1s", "?index=-2"} {
+		if code, _ := get(q); code != 400 {
+			t.Errorf("GET /v1/info%s: %d, want 400", q, code)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -21,6 +22,13 @@ const (
 	ContentTypeJSON     = "application/json"
 	ContentTypeSnapshot = "application/x-mastership-snapshot"
 )
+
+// IndexHeader carries the index of a blocking read's reply.
+const IndexHeader = api.IndexHeader
+
+func blockingQuery(r *http.Request) (uint64, time.Duration, error) {
+	return api.ParseBlocking(r.URL.Query())
+}
 
 // MaxSnapshotBytes bounds a snapshot a node saves or takes to restore.
 const MaxSnapshotBytes = 256 << 20
@@ -69,15 +77,23 @@ func (n *Node) Handler() http.Handler {
 		if !ok {
 			return
 		}
-		st, err := n.Status(api.StatusRequest{Group: r.PathValue("group"), Read: mode})
+		req := api.StatusRequest{Group: r.PathValue("group"), Read: mode}
+		var err error
+		if req.Index, req.Wait, err = blockingQuery(r); err != nil {
+			writeJSONError(w, err)
+			return
+		}
+		st, err := n.StatusContext(r.Context(), req)
 		if err != nil {
 			writeJSONError(w, err)
 			return
 		}
+		w.Header().Set(IndexHeader, strconv.FormatUint(st.Index, 10))
 		writeJSON(w, http.StatusOK, struct {
 			api.GroupStatus
+			Index uint64 `json:"index"`
 			api.ReadMeta
-		}{st.Groups[0], st.ReadMeta})
+		}{st.Groups[0], st.Index, st.ReadMeta})
 	}))
 	mux.HandleFunc("GET /v1/groups/{group}/events", read(func(w http.ResponseWriter, r *http.Request) {
 		mode, ok := n.jsonReadMode(w, r)
@@ -218,7 +234,7 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case "status":
 		var req api.StatusRequest
 		if err = api.Decode(body, &req); err == nil {
-			resp, err = n.Status(req)
+			resp, err = n.StatusContext(r.Context(), req)
 		}
 	case "recheck":
 		var req api.RecheckRequest

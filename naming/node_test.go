@@ -451,6 +451,74 @@ func TestEventsAreBoundedAndPaged(t *testing.T) {
 	}
 }
 
+// A blocking read of a group answers once the group's index passes the
+// one given (a change: an event recorded), or after the wait with the
+// same index; the RPC and the JSON API alike. Bad index or wait values
+// are refused.
+func TestBlockingGroupStatus(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	ctx := context.Background()
+	jr, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tn.client.Status(ctx, api.StatusRequest{Group: "g"})
+	if err != nil || st.Index == 0 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	idle, err := tn.client.Status(ctx, api.StatusRequest{Group: "g", Index: st.Index, Wait: 50 * time.Millisecond})
+	if err != nil || idle.Index != st.Index {
+		t.Fatalf("a blocking read with nothing new: %+v %v", idle, err)
+	}
+	got := make(chan api.StatusResponse, 1)
+	go func() {
+		r, err := tn.client.Status(ctx, api.StatusRequest{Group: "g", Index: st.Index, Wait: 10 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: jr.Session,
+		Epoch: api.Epoch{Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.Index <= st.Index || len(r.Groups) != 1 || r.Groups[0].Master == nil || r.Groups[0].Master.ID != 1 {
+		t.Fatalf("the blocking read after a registration: %+v", r)
+	}
+
+	base := "http://" + tn.Addr() + "/v1/groups/g"
+	resp, err := http.Get(fmt.Sprintf("%s?index=%d&wait=5s", base, st.Index))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Index  uint64 `json:"index"`
+		Master *api.MasterStatus
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || body.Index != r.Index || resp.Header.Get(IndexHeader) != fmt.Sprint(r.Index) || body.Master == nil {
+		t.Fatalf("GET ?index: %s index %d header %q", resp.Status, body.Index, resp.Header.Get(IndexHeader))
+	}
+	for _, q := range []string{"index=abc", "index=-1", "wait=-1s", "wait=2m", "wait=soon"} {
+		resp, err := http.Get(base + "?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET ?%s: %s, want 400", q, resp.Status)
+		}
+	}
+	if _, err := tn.client.Status(ctx, api.StatusRequest{Index: 1}); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("a blocking status of every group: %v, want invalid", err)
+	}
+	if _, err := tn.client.Status(ctx, api.StatusRequest{Group: "g", Wait: -time.Second}); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("a negative wait: %v, want invalid", err)
+	}
+}
+
 func TestHTTPAPIAndBadInput(t *testing.T) {
 	tn := startNode(t, testConfig(t, t.TempDir()))
 	ctx := context.Background()
@@ -481,7 +549,7 @@ func TestHTTPAPIAndBadInput(t *testing.T) {
 	var e api.Error
 	var st map[string]any
 	get("/v1/groups/orders", 200, &st)
-	want := `{"group":"orders","master":{"addr":"127.0.0.2:7500","epoch":3,"id":2},"members":[{"addr":"127.0.0.2:7500","id":2,"priority":5}],"mode":"available","policy":"lowest-id"}`
+	want := `{"group":"orders","index":2,"master":{"addr":"127.0.0.2:7500","epoch":3,"id":2},"members":[{"addr":"127.0.0.2:7500","id":2,"priority":5}],"mode":"available","policy":"lowest-id"}`
 	if b, _ := json.Marshal(st); string(b) != want {
 		t.Fatalf("group status\n got %s\nwant %s", b, want)
 	}

@@ -489,6 +489,54 @@ func (n *Node) Lookup(req api.LookupRequest) (api.LookupResponse, error) {
 
 // Status describes one group or a page of every group.
 func (n *Node) Status(req api.StatusRequest) (api.StatusResponse, error) {
+	return n.StatusContext(context.Background(), req)
+}
+
+// StatusContext is Status, with a blocking read of one group (req.Index,
+// req.Wait) bounded by ctx as well.
+func (n *Node) StatusContext(ctx context.Context, req api.StatusRequest) (api.StatusResponse, error) {
+	if req.Index == 0 && req.Wait == 0 {
+		return n.status(req)
+	}
+	if req.Group == "" {
+		return api.StatusResponse{}, api.Errorf(api.CodeInvalid, "a blocking status (index, wait) is of one group")
+	}
+	if req.Wait < 0 {
+		return api.StatusResponse{}, api.Errorf(api.CodeInvalid, "wait %s is negative", req.Wait)
+	}
+	wait := req.Wait
+	if wait == 0 {
+		wait = api.DefaultWait
+	}
+	timer := time.NewTimer(min(wait, api.MaxWait))
+	defer timer.Stop()
+	for {
+		changed := n.store.Changed()
+		st, err := n.status(req)
+		if err != nil || st.Index > req.Index {
+			return st, err
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return st, nil
+		case <-ctx.Done():
+			return st, nil
+		case <-n.ctx.Done():
+			return st, nil
+		}
+	}
+}
+
+func (n *Node) status(req api.StatusRequest) (st api.StatusResponse, err error) {
+	defer func() {
+		if err == nil && req.Group != "" {
+			st.Index, err = n.store.LastEventSeq(req.Group)
+			if err != nil {
+				err = api.Errorf(api.CodeUnavailable, "state: %v", err)
+			}
+		}
+	}()
 	if err := n.beforeRead(req.Read); err != nil {
 		return api.StatusResponse{}, err
 	}
@@ -501,7 +549,6 @@ func (n *Node) Status(req api.StatusRequest) (api.StatusResponse, error) {
 		return n.reg.Status(n.clock.Now(), req)
 	}
 	var view *Registry
-	var err error
 	if req.Group != "" {
 		if err := api.ValidateGroup(req.Group); err != nil {
 			return api.StatusResponse{}, api.Errorf(api.CodeInvalid, "%v", err)

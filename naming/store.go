@@ -29,6 +29,47 @@ type Store struct {
 	db        *bolt.DB
 	path      string
 	maxEvents uint64
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed, and replaced, at every change
+}
+
+// Changed returns a channel closed at the next change of the store (an
+// applied batch, a restore): blocking reads wait on it.
+func (s *Store) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+func (s *Store) notifyChanged() {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// LastEventSeq is the sequence of group's newest event (0: none): the
+// index of a blocking read of the group, since every change of its master
+// or members records an event.
+func (s *Store) LastEventSeq(group string) (uint64, error) {
+	var seq uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents).Bucket([]byte(group))
+		if b == nil {
+			return nil
+		}
+		if k, _ := b.Cursor().Last(); len(k) == 8 {
+			seq = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return seq, err
 }
 
 var (
@@ -128,7 +169,7 @@ func outboxKey(group string, id uint64) []byte {
 func (s *Store) apply(cmds []*command) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, c := range cmds {
 			if err := s.applyTx(tx, c); err != nil {
 				return err
@@ -136,6 +177,10 @@ func (s *Store) apply(cmds []*command) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.notifyChanged()
+	}
+	return err
 }
 
 func (s *Store) applyTx(tx *bolt.Tx, c *command) error {
@@ -418,6 +463,7 @@ func (s *Store) restore(r interface{ Read([]byte) (int, error) }) error {
 	}
 	ok = true
 	s.db, err = bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, NoFreelistSync: true})
+	s.notifyChanged()
 	return err
 }
 

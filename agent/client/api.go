@@ -207,6 +207,14 @@ func (a *API) Role(ctx context.Context, what string) (wire.Role, error) {
 	return r, nil
 }
 
+// WatchInfo is a blocking GET /v1/info: it answers once the agent's role,
+// epoch or master changed after index, or after wait.
+func (a *API) WatchInfo(ctx context.Context, index uint64, wait time.Duration) (wire.Info, json.RawMessage, error) {
+	var info wire.Info
+	raw, err := a.Get(ctx, fmt.Sprintf("/v1/info?index=%d&wait=%s", index, wait), &info)
+	return info, raw, err
+}
+
 // Switchover is POST /v1/switchover: the master moves mastership to to.
 func (a *API) Switchover(ctx context.Context, req wire.SwitchoverRequest) (wire.Switchover, json.RawMessage, error) {
 	var sw wire.Switchover

@@ -13,6 +13,9 @@ import (
 // Info is GET /v1/info: one agent's state, as `mastership info -json`
 // prints it.
 type Info struct {
+	// Index counts the agent's changes of role, epoch or master: a
+	// blocking GET /v1/info?index=N answers once it passes N.
+	Index    uint64 `json:"index"`
 	ID       uint64 `json:"id"`
 	Group    string `json:"group"`
 	Role     string `json:"role"`

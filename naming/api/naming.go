@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -159,6 +161,46 @@ type StatusRequest struct {
 	After string   `codec:"a"`
 	Limit int      `codec:"l"`
 	Read  ReadMode `codec:"rd"`
+	// Index and Wait make a blocking read of one group (Consul style):
+	// the answer comes once the group's index passes Index, or after Wait
+	// (at most MaxWait) with nothing new. The reply's Index is the
+	// group's: the sequence of its newest event.
+	Index uint64        `codec:"ix,omitempty"`
+	Wait  time.Duration `codec:"w,omitempty"`
+}
+
+// MaxWait bounds the wait of a blocking read; DefaultWait is the wait of
+// one that gives an index and no wait.
+const (
+	MaxWait     = time.Minute
+	DefaultWait = 30 * time.Second
+)
+
+// IndexHeader carries the index of a blocking read's reply (the naming
+// node's GET /v1/groups/{group}, the agent's GET /v1/info).
+const IndexHeader = "X-Mastership-Index"
+
+// ParseBlocking reads the ?index=N&wait=D of a blocking read: it answers
+// once the index passes N, or after D (DefaultWait when only an index is
+// given, at most MaxWait; wait=0 answers at once).
+func ParseBlocking(q url.Values) (index uint64, wait time.Duration, err error) {
+	if s := q.Get("index"); s != "" {
+		if index, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return 0, 0, Errorf(CodeInvalid, "index %q: want a count", s)
+		}
+	}
+	if s := q.Get("wait"); s != "" {
+		if wait, err = time.ParseDuration(s); err != nil || wait < 0 {
+			return 0, 0, Errorf(CodeInvalid, "wait %q: want a duration such as 30s", s)
+		}
+		if wait > MaxWait {
+			return 0, 0, Errorf(CodeInvalid, "wait %s: at most %s", wait, MaxWait)
+		}
+		if wait == 0 {
+			wait = time.Millisecond // wait=0: answer at once
+		}
+	}
+	return index, wait, nil
 }
 
 // Pages of status without a group.
@@ -190,6 +232,9 @@ type StatusResponse struct {
 	Groups []GroupStatus `codec:"g"`
 	Next   string        `codec:"n"`
 	More   bool          `codec:"m"`
+	// Index is the group's index, for a status of one group (see
+	// StatusRequest.Index).
+	Index uint64 `codec:"ix,omitempty"`
 	ReadMeta
 }
 
