@@ -240,7 +240,10 @@ func TestAgentCommandLine(t *testing.T) {
 			return nil
 		})
 		out, _, code := run(t, "members", "-agent", backup.api)
-		if code != 0 || !strings.HasPrefix(out, "ID ") || strings.Count(out, "\n") != 4 || !strings.Contains(out, " master ") {
+		// A header, three members, and the line that explains the mark on
+		// the master the agent follows.
+		if code != 0 || !strings.HasPrefix(out, "ID ") || strings.Count(out, "\n") != 5 || !strings.Contains(out, " master * ") ||
+			!strings.Contains(out, "* the master this agent follows") {
 			t.Fatalf("members table: exit %d, %q", code, out)
 		}
 

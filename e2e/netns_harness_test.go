@@ -536,6 +536,9 @@ type netCluster struct {
 	// hookDir holds each agent's on-role-change log (hooks-N.log) when
 	// the cluster runs with hooks.
 	hookDir string
+	// vantage, when set, is the host the harness asks the naming cluster
+	// from (host 0 otherwise): a test that cuts host 0 off moves it.
+	vantage *host
 }
 
 type clusterOpts struct {
@@ -662,7 +665,12 @@ func (c *netCluster) dumpOnFailure() {
 	}
 }
 
-func (c *netCluster) namingHost() *host { return c.net.hosts[0] }
+func (c *netCluster) namingHost() *host {
+	if c.vantage != nil {
+		return c.vantage
+	}
+	return c.net.hosts[0]
+}
 
 func (c *netCluster) host(n int) *host { return c.net.hosts[n] }
 

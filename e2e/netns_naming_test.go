@@ -83,6 +83,7 @@ func TestNetnsNamingNodeCutOff(t *testing.T) {
 		}
 	}
 	c.net.partition([]*host{cut}, c.hosts(rest...))
+	c.vantage = c.host(2) // the harness asks from the majority's side
 	waitFor(t, 10*time.Second, "the cut-off naming node to step down", func() bool {
 		code, b, err := httpIn(cut, "GET", "http://"+cut.addr(namingPort)+"/v1/health", nil)
 		var hr struct {

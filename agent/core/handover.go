@@ -132,8 +132,9 @@ var ErrHandover = errors.New("agent: no handover")
 // HandOver starts a planned handover on the master's own initiative: an
 // operator's switchover (pin) or a master that leaves. to is the back-up
 // to take over, 0 for the best-ranked one that qualifies. A target must be
-// a member alive in the master's view, that answered it within an
-// election timeout, and whose log holds everything committed (in sync).
+// a member alive and healthy in the master's view, that answered it
+// within an election timeout, and whose log is within one append of the
+// commit index (in sync).
 // The master then stops taking writes, waits until the target holds every
 // entry, and tells it to campaign (MsgTimeoutNow), as for a handover a
 // back-up asked (figure 10, act 1080); it steps down when the new epoch
@@ -193,7 +194,10 @@ func (n *Node) handoverTarget(id uint64) error {
 	if pr == nil || n.now-pr.last > uint64(n.cfg.ElectionTicks) {
 		return fmt.Errorf("%d has not answered the master for an election timeout", id)
 	}
-	if pr.match < n.commit {
+	if pr.match+maxBatch < n.commit {
+		// In sync: within one append of the commit index (a back-up of a
+		// master under load is always an append or so behind; the master
+		// stops taking writes and waits for it to hold everything).
 		return fmt.Errorf("%d is not in sync: it holds %d of %d committed entries", id, pr.match, n.commit)
 	}
 	return nil
