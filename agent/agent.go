@@ -111,7 +111,9 @@ type Agent struct {
 	waiters map[uint64]chan core.Result
 	nextRef uint64
 	peerAPI map[uint64]string
-	sync    *syncJob // the catch-up download in flight, if any
+	// graceOver: every join address was met (the start-up grace ended).
+	graceOver bool
+	sync      *syncJob // the catch-up download in flight, if any
 	// storageErr is set once a write to the storage failed: the agent
 	// sends nothing more (see handleReady).
 	storageErr error
@@ -251,7 +253,8 @@ func (a *Agent) restore() error {
 		StaggerTicks: a.cfg.ElectionStaggerTicks, Expect: a.cfg.Expect,
 		WriteTicks: max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
 		Gate:       a.gated(), GateBackoffTicks: int(ticksOf(a.cfg.PromoteBackoff, a.cfg.TickUnit)),
-		Rand: rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+		StartGraceTicks: a.startGraceTicks(),
+		Rand:            rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
 }
@@ -881,6 +884,10 @@ func (a *Agent) updateView() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
 	a.node.SetView(peers)
+	if !a.graceOver && metJoin(members, a.cfg.Join) {
+		a.graceOver = true
+		a.node.EndGrace()
+	}
 	a.mu.Lock()
 	a.view = members
 	a.mu.Unlock()
@@ -920,6 +927,32 @@ func (a *Agent) WaitChange(ctx context.Context, index uint64, wait time.Duration
 			return now
 		}
 	}
+}
+
+// startGraceTicks is the core's start-up grace: StartGrace for an agent
+// with join addresses, none for the first of a group.
+func (a *Agent) startGraceTicks() int {
+	if len(a.cfg.Join) == 0 || a.cfg.StartGrace == 0 {
+		return 0
+	}
+	return int(ticksOf(a.cfg.StartGrace, a.cfg.TickUnit))
+}
+
+// metJoin tells whether every join address is an alive member of the
+// gossip view.
+func metJoin(members []gossip.Member, join []string) bool {
+	alive := map[string]bool{}
+	for _, m := range members {
+		if m.Health == gossip.HealthAlive {
+			alive[m.Addr] = true
+		}
+	}
+	for _, j := range join {
+		if !alive[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // Status is a snapshot of the core.

@@ -238,6 +238,14 @@ type Agent struct {
 	// process it started are killed. Default 30s; limits 10ms to 10m.
 	HookTimeout time.Duration `json:"hook_timeout"`
 
+	// StartGrace bounds how long an agent started with Join waits, before
+	// it may campaign, to meet every join address as a member (and so
+	// learn the group's members, claims and master): agents started
+	// together elect one master rather than one each. It campaigns as
+	// soon as it met them all. Default 5s (local 1s, wan 20s); limits 0
+	// (none) to 10m. An agent without Join has none.
+	StartGrace time.Duration `json:"start_grace"`
+
 	// LeaveTimeout bounds how long a master told to stop (SIGTERM,
 	// SIGINT) waits for a back-up to take mastership over before it
 	// leaves anyway. Default 5s; limits 0 (leave at once, no handover) to
@@ -285,6 +293,7 @@ const (
 	minCheckInterval   = 10 * time.Millisecond
 	maxCheckInterval   = 10 * time.Minute
 	maxCheckFailures   = 100
+	maxStartGrace      = 10 * time.Minute
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -318,6 +327,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		PromoteBackoff:       10 * time.Second,
 		CheckInterval:        time.Second,
 		CheckFailures:        3,
+		StartGrace:           5 * time.Second,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -331,6 +341,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.WriteTimeout = 500 * time.Millisecond
 		a.PromoteBackoff = 2 * time.Second
 		a.CheckInterval = 200 * time.Millisecond
+		a.StartGrace = time.Second
 	case ProfileWAN:
 		a.TickUnit = 200 * time.Millisecond
 		a.HeartbeatTicks = 5
@@ -342,6 +353,7 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.WriteTimeout = 10 * time.Second
 		a.PromoteBackoff = 30 * time.Second
 		a.CheckInterval = 5 * time.Second
+		a.StartGrace = 20 * time.Second
 	}
 	return a, nil
 }
@@ -478,6 +490,7 @@ func (a Agent) Validate() error {
 	p.intRange("max-conns", a.MaxConns, minMaxConns, maxMaxConns)
 	p.durRange("hook-timeout", a.HookTimeout, minHookTimeout, maxHookTimeout)
 	p.durRange("leave-timeout", a.LeaveTimeout, 0, maxLeaveTimeout)
+	p.durRange("start-grace", a.StartGrace, 0, maxStartGrace)
 	p.durRange("promote-backoff", a.PromoteBackoff, minPromoteBackoff, maxPromoteBackoff)
 	p.durRange("check-interval", a.CheckInterval, minCheckInterval, maxCheckInterval)
 	p.intRange("check-failures", a.CheckFailures, 1, maxCheckFailures)

@@ -138,6 +138,7 @@
 //	| check_interval | MASTERSHIP_CHECK_INTERVAL | -check-interval | 200ms | 1s | 5s |
 //	| check_failures | MASTERSHIP_CHECK_FAILURES | -check-failures | 3 | 3 | 3 |
 //	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
+//	| start_grace | MASTERSHIP_START_GRACE | -start-grace | 1s | 5s | 20s |
 //	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //

@@ -291,6 +291,8 @@ func agentUsage(key string) string {
 		return "executable `PATH` run after winning an election, before serving or registering as master; non-zero exit or timeout vetoes"
 	case "promote_backoff":
 		return "time an agent whose promotion was vetoed neither campaigns nor asks for a handover; 10ms to 1h"
+	case "start_grace":
+		return "time an agent started with -join waits to meet every join address before it may campaign; 0 (none) to 10m"
 	case "leave_timeout":
 		return "time a master told to stop (SIGTERM, SIGINT) waits for a back-up to take over before it leaves anyway; 0 (no handover) to 10m"
 	case "hook_timeout":

@@ -385,6 +385,8 @@ func TestAgentValidate(t *testing.T) {
 		{"hook-timeout below", func(a *Agent) { a.HookTimeout = time.Millisecond }, []string{"hook-timeout"}},
 		{"hook-timeout above", func(a *Agent) { a.HookTimeout = 11 * time.Minute }, []string{"hook-timeout"}},
 		{"leave-timeout none", func(a *Agent) { a.LeaveTimeout = 0 }, nil},
+		{"start-grace none", func(a *Agent) { a.StartGrace = 0 }, nil},
+		{"start-grace negative", func(a *Agent) { a.StartGrace = -time.Second }, []string{"start-grace"}},
 		{"promote-backoff below", func(a *Agent) { a.PromoteBackoff = time.Millisecond }, []string{"promote-backoff"}},
 		{"check and check-http", func(a *Agent) { a.Check, a.CheckHTTP = "/bin/true", "http://127.0.0.1/" }, []string{"check-http"}},
 		{"check-http not a URL", func(a *Agent) { a.CheckHTTP = "127.0.0.1:80/health" }, []string{"check-http"}},

@@ -68,6 +68,15 @@ type startupGroup struct {
 
 func startStrictGroup(t *testing.T, run int) *startupGroup {
 	t.Helper()
+	return startGroupAt(t, run, 3, "strict", false, e2eProfile())
+}
+
+// startGroupAt starts a naming node and n agents of mode (strict: -expect
+// n) at the same instant, each with every other one's address in -join;
+// or, as README.md shows (readme), agent 1 with no -join and the others
+// with agent 1's address.
+func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile string) *startupGroup {
+	t.Helper()
 	third := 50 + run%150
 	g := &startupGroup{naming: freeAddr(t, fmt.Sprintf("127.0.%d.2", third)), procs: map[uint64]*proc{}}
 	startNaming(t, g.naming, t.TempDir())
@@ -77,13 +86,9 @@ func startStrictGroup(t *testing.T, run int) *startupGroup {
 	}
 	t.Cleanup(nc.Close)
 	g.nc = nc
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= n; i++ {
 		ip := fmt.Sprintf("127.0.%d.%d", third, 10+i)
 		g.agents = append(g.agents, cliAgent{id: uint64(i), ip: ip, bind: freeAddr(t, ip), api: freeAddr(t, ip)})
-	}
-	var join []string
-	for _, a := range g.agents {
-		join = append(join, a.bind)
 	}
 	// Every process is started at once: each one's joins may find the
 	// others not listening yet, as with agents started together by hand.
@@ -94,10 +99,23 @@ func startStrictGroup(t *testing.T, run int) *startupGroup {
 		wg.Add(1)
 		go func(a cliAgent) {
 			defer wg.Done()
-			<-release
-			p := start(t, fmt.Sprintf("agent%d", a.id), "-log-level", "info", "agent", "-profile", e2eProfile(),
+			var join []string
+			for _, b := range g.agents {
+				if b.id != a.id && (!readme || b.id == 1) {
+					join = append(join, b.bind)
+				}
+			}
+			args := []string{"-log-level", "info", "agent", "-profile", profile,
 				"-group", "g", "-id", strconv.FormatUint(a.id, 10), "-bind", a.bind, "-api", a.api,
-				"-join", strings.Join(join, ","), "-naming", g.naming, "-mode", "strict", "-expect", "3")
+				"-naming", g.naming, "-mode", mode}
+			if len(join) > 0 {
+				args = append(args, "-join", strings.Join(join, ","))
+			}
+			if mode == "strict" {
+				args = append(args, "-expect", strconv.Itoa(n))
+			}
+			<-release
+			p := start(t, fmt.Sprintf("agent%d", a.id), args...)
 			mu.Lock()
 			g.procs[a.id] = p
 			mu.Unlock()
@@ -184,6 +202,68 @@ func TestStrictStartSimultaneous(t *testing.T) {
 		slices.Sort(elected)
 		t.Logf("%d starts (%s profile): elected and registered after median %s, max %s",
 			len(elected), e2eProfile(), elected[len(elected)/2], elected[len(elected)-1])
+	}
+}
+
+// Five available agents (the default mode, no -expect) started at the
+// same instant as README.md shows (the first with no -join, the others
+// joining it), many times: one master each time, and the naming node
+// records no conflict. The start-up grace does it: an agent whose join
+// found the first agent not listening yet campaigns only once it met it.
+//
+//	MASTERSHIP_E2E_START5_RUNS=20 go test -run TestAvailableStartTogether -v ./e2e/
+func TestAvailableStartTogether(t *testing.T) {
+	runs := loopRuns(t, "MASTERSHIP_E2E_START5_RUNS", 3)
+	hc := &http.Client{Timeout: time.Second}
+	defer hc.CloseIdleConnections()
+	var elected []time.Duration
+	for r := 0; r < runs; r++ {
+		t.Run(fmt.Sprintf("run%d", r), func(t *testing.T) {
+			// The lan profile: its election timeout (1 s) and reconnect
+			// interval (1 s) are where agents that missed each other at
+			// start used to elect one master each.
+			g := startGroupAt(t, 200+r, 5, "available", true, "lan")
+			begin := time.Now()
+			var master uint64
+			waitFor(t, 30*time.Second, "one master, registered, followed by all", func() bool {
+				var masters []uint64
+				followers := 0
+				for _, a := range g.agents {
+					in, err := fetchInfo(hc, a.api)
+					if err != nil {
+						return false
+					}
+					if in.Role == "master" {
+						masters = append(masters, in.ID)
+					}
+					if in.Master != 0 {
+						followers++
+					}
+				}
+				if len(masters) != 1 || followers != len(g.agents) {
+					return false
+				}
+				master = masters[0]
+				return cliRegistered(t, g.naming, "g") == master
+			})
+			elected = append(elected, time.Since(begin))
+			events, err := g.nc.AllEvents(context.Background(), "g", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range events {
+				switch ev.Kind {
+				case api.EventConflictDetected, api.EventRegistrationRefused, api.EventMasterSuperseded:
+					t.Errorf("naming event %s (id %d, %s): more than one master at start-up", ev.Kind, ev.ID, ev.Reason)
+				}
+			}
+			t.Logf("master %d, registered and followed by all %s after start", master, elected[len(elected)-1].Round(time.Millisecond))
+		})
+	}
+	if len(elected) > 0 {
+		slices.Sort(elected)
+		t.Logf("%d starts of five (lan profile): one master after median %s, max %s",
+			len(elected), elected[len(elected)/2], elected[len(elected)-1])
 	}
 }
 

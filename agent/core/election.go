@@ -93,9 +93,10 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
-	if n.now < n.blockedUntil || n.unhealthy {
+	if n.now < n.blockedUntil || n.unhealthy || n.now < n.graceUntil {
 		// A vetoed promotion, or a service failing its checks: the
-		// next-ranked agent takes over.
+		// next-ranked agent takes over. The start-up grace: the others
+		// are met first.
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}

@@ -126,6 +126,15 @@ func (n *Node) SetHealthy(ok bool) {
 	n.logger.Info("service health", "healthy", ok)
 }
 
+// EndGrace ends the start-up grace (Config.StartGraceTicks): the runtime
+// met every member it was told to join.
+func (n *Node) EndGrace() {
+	if n.graceUntil > n.now {
+		n.logger.Debug("start-up grace over: the join addresses are members")
+	}
+	n.graceUntil = 0
+}
+
 // ErrHandover is why HandOver refused: no handover was started.
 var ErrHandover = errors.New("agent: no handover")
 

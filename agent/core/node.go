@@ -39,6 +39,11 @@ type Config struct {
 	// WriteTicks bounds how long an available master waits for a reachable
 	// back-up to hold a write before it commits without it.
 	WriteTicks int
+	// StartGraceTicks holds off the first campaign at start, until
+	// EndGrace or this many ticks: an agent started together with others
+	// first meets them (and the group's master, if there is one) rather
+	// than elect itself alone.
+	StartGraceTicks int
 	// Gate makes every promotion wait for the runtime's promotion gate
 	// (pre-promote): a new master neither serves nor registers until
 	// Promote says it may; a veto makes it a back-up that campaigns for
@@ -226,6 +231,8 @@ type Node struct {
 	blockedUntil uint64
 	// unhealthy: our own service fails its health checks (SetHealthy).
 	unhealthy bool
+	// graceUntil: no campaign before this tick (the start-up grace).
+	graceUntil uint64
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool
@@ -244,18 +251,19 @@ func NewNode(cfg Config, sm rlog.StateMachine, log *rlog.Log, hs HardState) *Nod
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	n := &Node{
-		cfg:      cfg,
-		rules:    rulesFor(cfg.Mode),
-		role:     api.RoleBackup,
-		logger:   cfg.Logger,
-		sm:       sm,
-		log:      log,
-		epoch:    hs.Epoch,
-		master:   hs.Master,
-		vote:     hs.Vote,
-		maxTerm:  max(hs.MaxTerm, hs.Epoch.Term, hs.Vote.Term),
-		peers:    make(map[uint64]*Peer),
-		progress: make(map[uint64]*progress),
+		cfg:        cfg,
+		rules:      rulesFor(cfg.Mode),
+		role:       api.RoleBackup,
+		logger:     cfg.Logger,
+		sm:         sm,
+		log:        log,
+		epoch:      hs.Epoch,
+		master:     hs.Master,
+		vote:       hs.Vote,
+		maxTerm:    max(hs.MaxTerm, hs.Epoch.Term, hs.Vote.Term),
+		peers:      make(map[uint64]*Peer),
+		progress:   make(map[uint64]*progress),
+		graceUntil: uint64(max(cfg.StartGraceTicks, 0)),
 	}
 	n.setRole(api.RoleBackup) // the role's tick and step
 	n.rd.RoleChanged = false

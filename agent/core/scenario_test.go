@@ -35,6 +35,7 @@ import (
 //	handover id=I          agent I asks its master for a planned handover
 //	switchover id=I [to=J] master I hands over to J (0: the best), pinning it
 //	leave id=I [to=J]      the same, not pinned (a master that leaves)
+//	endgrace id=I          agent I met its join addresses (group grace=N)
 //	health id=I ok=B       I's service passes or fails its checks (views learn it)
 //	promote id=I ok=B [term=T] answer the promotion gate of I's mastership (at T) (group gate=true)
 func TestScenarios(t *testing.T) {
@@ -74,7 +75,11 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("gate") {
 			d.ScanArgs(t, "gate", &gate)
 		}
-		sc.s = newSimGated(t, api.Mode(mode), gate, prios...)
+		grace := 0
+		if d.HasArg("grace") {
+			d.ScanArgs(t, "grace", &grace)
+		}
+		sc.s = newSimWith(t, api.Mode(mode), gate, grace, prios...)
 		sc.s.trace = func(line string) { sc.out.WriteString(line + "\n") }
 		for _, id := range sc.s.ids() {
 			sc.s.noteRole(id)
@@ -166,6 +171,12 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 		} else {
 			fmt.Fprintf(&sc.out, "%d is no handover candidate\n", id)
 		}
+		sc.s.drain(id)
+	case "endgrace":
+		// The runtime met every join address of id.
+		var id uint64
+		d.ScanArgs(t, "id", &id)
+		sc.s.nodes[id].EndGrace()
 		sc.s.drain(id)
 	case "health":
 		// id's service passes (ok=true) or fails its checks; every view

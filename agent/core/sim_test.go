@@ -20,6 +20,7 @@ type simNet struct {
 	mode    api.Mode
 	gate    bool // every promotion waits for a promote command
 	sick    map[uint64]bool
+	grace   int // StartGraceTicks of every node
 	nodes   map[uint64]*Node
 	stores  map[uint64]*kv.Store
 	prio    map[uint64]int
@@ -64,7 +65,11 @@ func newSim(t *testing.T, mode api.Mode, prios ...int) *simNet {
 }
 
 func newSimGated(t *testing.T, mode api.Mode, gate bool, prios ...int) *simNet {
-	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
+	return newSimWith(t, mode, gate, 0, prios...)
+}
+
+func newSimWith(t *testing.T, mode api.Mode, gate bool, grace int, prios ...int) *simNet {
+	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
@@ -84,7 +89,7 @@ func (s *simNet) add(id uint64, prio int) {
 	s.prio[id] = prio
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
 		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id))),
-		Gate: s.gate, GateBackoffTicks: 100}, st, rlog.New(), HardState{})
+		Gate: s.gate, GateBackoffTicks: 100, StartGraceTicks: s.grace}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {
