@@ -77,7 +77,9 @@ func New(addrs string, opts ...Option) (*Client, error) {
 		f(&o)
 	}
 	if o.dial == nil {
-		o.dial = (&net.Dialer{Timeout: o.timeout}).DialContext
+		// A node that does not answer a connection (its host down, or cut
+		// off) must leave time for the others within one call.
+		o.dial = (&net.Dialer{Timeout: dialTimeout(o.timeout, len(list))}).DialContext
 	}
 	return &Client{addrs: list, creds: o.creds, hc: &http.Client{
 		Timeout: o.timeout,
@@ -87,6 +89,12 @@ func New(addrs string, opts ...Option) (*Client, error) {
 			IdleConnTimeout:     90 * time.Second,
 		}),
 	}}, nil
+}
+
+// dialTimeout bounds one connection attempt: a share of the call's
+// timeout per node, at most 2 s and at least 100 ms.
+func dialTimeout(timeout time.Duration, nodes int) time.Duration {
+	return min(max(timeout/time.Duration(max(nodes, 1)), 100*time.Millisecond), 2*time.Second, timeout)
 }
 
 // Addr is the address of the node that answered last.
@@ -217,6 +225,11 @@ func (c *Client) AllStatus(ctx context.Context, mode ...api.ReadMode) ([]api.Gro
 		}
 		after = page.Next
 	}
+}
+
+// Pause puts a group in maintenance or takes it out (operators).
+func (c *Client) Pause(ctx context.Context, req api.PauseRequest) (resp api.PauseResponse, err error) {
+	return resp, c.call(ctx, "pause", &req, &resp)
 }
 
 // Recheck asks the node to re-check a group and trigger its members.
