@@ -33,6 +33,10 @@ func TestElectionAndFailover(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
+	// Every back-up holds the last write: otherwise one whose log is
+	// behind may lose its votes to a lower-ranked one whose log is not (as
+	// it must), and this group has no self-monitor to hand over later.
+	c.WaitStable(10 * time.Second)
 	c.Kill(1)
 	start := time.Now()
 	c.WaitFor(20*time.Second, "agent 2 master and registered", func() bool {
