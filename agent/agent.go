@@ -145,6 +145,9 @@ type Agent struct {
 	namingWake  chan struct{}   // wakes the naming loop
 	leaveNaming chan chan error // asks the naming loop to leave and stop
 	leaving     atomic.Bool     // Leave under way: ask for no handover
+	// paused: the group is in maintenance, as the naming node said in
+	// the answer to one of our own calls (a trigger only makes us ask).
+	paused atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -340,6 +343,11 @@ func (a *Agent) Start() error {
 		}
 	}
 	first, joinErr := a.joinNaming(a.ctx, startJoinTimeout)
+	if first != nil && first.Paused {
+		a.paused.Store(true)
+		a.node.SetPaused(true) // the loop does not run yet
+		a.logger.Warn("group paused: no automatic election, handover or recovery until it is resumed")
+	}
 	if errors.Is(joinErr, api.ErrIDTaken) {
 		a.abortStart()
 		return fmt.Errorf("%w: %v", ErrIDTaken, joinErr)
@@ -893,6 +901,26 @@ func (a *Agent) updateView() {
 	a.mu.Unlock()
 }
 
+// Paused tells whether the group is in maintenance (mastership pause): no
+// automatic election, handover or recovery changes this agent's role.
+func (a *Agent) Paused() bool { return a.paused.Load() }
+
+// setPaused records the group's maintenance state the naming node gave.
+func (a *Agent) setPaused(p bool) {
+	if a.paused.Swap(p) == p {
+		return
+	}
+	if p {
+		a.logger.Warn("group paused: no automatic election, handover or recovery until it is resumed")
+	} else {
+		a.logger.Info("group resumed")
+	}
+	a.do(func() {
+		a.node.SetPaused(p)
+		a.handleReady()
+	})
+}
+
 // storageFailed tells whether a write to the storage failed.
 func (a *Agent) storageFailed() bool { return a.storageBad.Load() }
 
@@ -983,6 +1011,7 @@ func (a *Agent) LookupMaster(ctx context.Context) (*api.Registration, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.setPaused(look.Paused)
 	return look.Master, nil
 }
 

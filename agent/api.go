@@ -132,6 +132,7 @@ func (a *Agent) Info() wire.Info {
 		info.Monitor = &wire.Counters{Checks: checks, Recoveries: recs}
 	}
 	info.Service = a.ServiceHealth()
+	info.Paused = a.Paused()
 	if a.hooks.Enabled() || a.gated() {
 		h := a.hooks.Stats()
 		info.Hooks = &h

@@ -79,7 +79,7 @@ func (a *Agent) runHealth() {
 			default:
 			}
 		}
-		if st := a.Status(); !healthy && st.Role == api.RoleMaster && st.Transfer == 0 {
+		if st := a.Status(); !healthy && st.Role == api.RoleMaster && st.Transfer == 0 && !a.Paused() {
 			ctx, cancel := context.WithTimeout(a.ctx, 2*a.electionTimeout()+time.Second)
 			sw, err := a.HandOver(ctx, 0, false)
 			cancel()

@@ -77,6 +77,9 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 			case member.Join:
 				go func() {
 					resp, err := a.joinNaming(a.ctx, namingCallWait)
+					if err == nil {
+						a.setPaused(resp.Paused)
+					}
 					if err != nil && !errors.Is(err, api.ErrIDTaken) {
 						if errors.Is(err, api.ErrMismatch) || errors.Is(err, api.ErrInvalid) {
 							a.logger.Error("naming node refused to make us a member", "error", err)
@@ -100,6 +103,8 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 					cancel()
 					if errors.Is(err, api.ErrSessionExpired) || errors.Is(err, api.ErrNotFound) {
 						a.logger.Warn("member session lost; joining again")
+					} else if err == nil {
+						a.setPaused(r.Paused)
 					}
 					answer(func(now uint64) []member.Effect {
 						return m.Renewed(now, session, sessionOf(session, r.TTL, r.Master), err)

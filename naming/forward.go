@@ -34,7 +34,7 @@ func (n *Node) leaderWait() time.Duration {
 // rpcNeedsLeader tells whether an RPC must be answered by the leader.
 func (n *Node) rpcNeedsLeader(method string, body []byte) bool {
 	switch method {
-	case "join", "renew", "leave", "register", "recheck", "add-peer", "remove-peer":
+	case "join", "renew", "leave", "register", "recheck", "pause", "add-peer", "remove-peer":
 		return true
 	case "lookup", "status", "events":
 		var m struct {

@@ -236,6 +236,11 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 		if err = api.Decode(body, &req); err == nil {
 			resp, err = n.StatusContext(r.Context(), req)
 		}
+	case "pause":
+		var req api.PauseRequest
+		if err = api.Decode(body, &req); err == nil {
+			resp, err = n.Pause(req)
+		}
 	case "recheck":
 		var req api.RecheckRequest
 		if err = api.Decode(body, &req); err == nil {
@@ -280,7 +285,7 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 // rpcCapability is the capability each RPC method needs; health is open,
 // and register needs agent or, by hand, operator.
 var rpcCapability = map[string]auth.Capability{
-	"join": auth.Agent, "renew": auth.Agent, "leave": auth.Agent, "recheck": auth.Agent, // register: by its kind
+	"join": auth.Agent, "renew": auth.Agent, "leave": auth.Agent, "recheck": auth.Agent, "pause": auth.Operator, // register: by its kind
 	"lookup": auth.Read, "status": auth.Read, "events": auth.Read, "peers": auth.Read,
 	"add-peer": auth.Operator, "remove-peer": auth.Operator,
 }

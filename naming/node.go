@@ -611,6 +611,16 @@ func (n *Node) logRegistration(req api.RegisterRequest, resp api.RegisterRespons
 	}
 }
 
+// Pause puts a group in maintenance or takes it out (Registry.Pause).
+func (n *Node) Pause(req api.PauseRequest) (resp api.PauseResponse, err error) {
+	err = n.do(func(now time.Time, fx *Effects) error {
+		var e error
+		resp, e = n.reg.Pause(now, req, fx)
+		return e
+	})
+	return resp, err
+}
+
 // Recheck re-checks a group and triggers its members.
 func (n *Node) Recheck(req api.RecheckRequest) (resp api.RecheckResponse, err error) {
 	err = n.do(func(now time.Time, fx *Effects) error {

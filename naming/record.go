@@ -19,6 +19,7 @@ type groupRecord struct {
 	Master   *masterRecord  `codec:"r"`
 	MaxEpoch api.Epoch      `codec:"e"`
 	Seq      uint64         `codec:"q"`
+	Paused   bool           `codec:"pz,omitempty"`
 }
 
 // masterRecord is a registration with its session, in the keys an
@@ -40,7 +41,7 @@ func (r *Registry) Record(name string) ([]byte, error) {
 	if g == nil {
 		return nil, nil
 	}
-	rec := groupRecord{Name: g.Name, Policy: g.Policy, Mode: g.Mode, MaxEpoch: g.MaxEpoch, Seq: g.Seq}
+	rec := groupRecord{Name: g.Name, Policy: g.Policy, Mode: g.Mode, MaxEpoch: g.MaxEpoch, Seq: g.Seq, Paused: g.Paused}
 	for _, m := range g.Members {
 		rec.Members = append(rec.Members, memberRecord{Member: m.Member, Session: m.Session, TTL: m.TTL})
 	}
@@ -61,7 +62,7 @@ func (r *Registry) Restore(now time.Time, grace time.Duration, b []byte) error {
 	if err := api.ValidateGroup(rec.Name); err != nil {
 		return fmt.Errorf("naming: restore group: %w", err)
 	}
-	g := &group{Name: rec.Name, Policy: rec.Policy, Mode: rec.Mode, MaxEpoch: rec.MaxEpoch, Seq: rec.Seq,
+	g := &group{Name: rec.Name, Policy: rec.Policy, Mode: rec.Mode, MaxEpoch: rec.MaxEpoch, Seq: rec.Seq, Paused: rec.Paused,
 		Members: make(map[uint64]*member, len(rec.Members))}
 	for _, m := range rec.Members {
 		g.Members[m.ID] = &member{Member: m.Member, Session: m.Session, TTL: m.TTL, Expires: now.Add(max(grace, m.TTL))}

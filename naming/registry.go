@@ -67,6 +67,8 @@ type group struct {
 	// conflict window; no reader sees them as registered.
 	Pending  map[uint64]*registration
 	Deadline time.Time
+	// Paused: in maintenance (Pause).
+	Paused bool
 }
 
 // Effects is what one Registry call asks the runtime to do. Calls append;
@@ -241,7 +243,7 @@ func (r *Registry) Join(now time.Time, req api.JoinRequest, fx *Effects) (api.Jo
 	}
 	g.Members[req.ID] = m
 	r.record(fx, g, now, api.Event{Kind: api.EventMemberJoined, ID: req.ID, Addr: req.Addr})
-	return api.JoinResponse{Session: m.Session, TTL: ttl, Master: r.liveMaster(g, now)}, nil
+	return api.JoinResponse{Session: m.Session, TTL: ttl, Master: r.liveMaster(g, now), Paused: g.Paused}, nil
 }
 
 func (r *Registry) newSession() uint64 {
@@ -272,7 +274,7 @@ func (r *Registry) Renew(now time.Time, req api.RenewRequest) (api.RenewResponse
 		return api.RenewResponse{}, err
 	}
 	m.Expires = now.Add(m.TTL)
-	return api.RenewResponse{TTL: m.TTL, Master: r.liveMaster(g, now)}, nil
+	return api.RenewResponse{TTL: m.TTL, Master: r.liveMaster(g, now), Paused: g.Paused}, nil
 }
 
 // Leave ends a member session and any registration it held.
@@ -595,7 +597,7 @@ func (r *Registry) decide(g *group, now time.Time, alive func(id uint64) bool, f
 // trigger notifies every live member of g, and every removed registrant that
 // is not a member, of the retained master.
 func (r *Registry) trigger(g *group, now time.Time, reason string, removed []*registration, fx *Effects) {
-	t := Trigger{Notify: api.Notify{Group: g.Name, Master: r.liveMaster(g, now), Reason: reason, Seq: g.Seq}}
+	t := Trigger{Notify: api.Notify{Group: g.Name, Master: r.liveMaster(g, now), Reason: reason, Seq: g.Seq, Paused: g.Paused}}
 	for _, m := range g.Members {
 		if now.Before(m.Expires) {
 			t.Targets = append(t.Targets, Target{ID: m.ID, Addr: m.Addr, Session: m.Session})
@@ -629,6 +631,34 @@ func (r *Registry) Recheck(now time.Time, req api.RecheckRequest, fx *Effects) (
 	return api.RecheckResponse{Master: r.liveMaster(g, now)}, nil
 }
 
+// Pause puts a group in maintenance or takes it out of it, records the
+// event and triggers every member, which learns it from the trigger (and
+// from every later join, renewal and lookup). Asking for the state the
+// group is in changes nothing.
+func (r *Registry) Pause(now time.Time, req api.PauseRequest, fx *Effects) (api.PauseResponse, error) {
+	if err := api.ValidateGroup(req.Group); err != nil {
+		return api.PauseResponse{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	if len(req.Reason) > api.MaxReasonBytes {
+		return api.PauseResponse{}, api.Errorf(api.CodeInvalid, "reason of %d bytes, at most %d", len(req.Reason), api.MaxReasonBytes)
+	}
+	g, _, err := r.groupFor(req.Group, "", "", false)
+	if err != nil {
+		return api.PauseResponse{}, err
+	}
+	if g.Paused == req.Paused {
+		return api.PauseResponse{Paused: g.Paused}, nil
+	}
+	g.Paused = req.Paused
+	kind, reason := api.EventGroupResumed, "resumed"
+	if req.Paused {
+		kind, reason = api.EventGroupPaused, "paused"
+	}
+	r.record(fx, g, now, api.Event{Kind: kind, Reason: req.Reason, Manual: true})
+	r.trigger(g, now, reason, nil, fx)
+	return api.PauseResponse{Paused: g.Paused, Changed: true}, nil
+}
+
 // Sweep expires lapsed sessions and registrations and decides every conflict
 // whose window has closed: the periodic half of act 1210.
 func (r *Registry) Sweep(now time.Time, fx *Effects) {
@@ -655,7 +685,7 @@ func (r *Registry) Lookup(now time.Time, req api.LookupRequest) (api.LookupRespo
 	if err != nil {
 		return api.LookupResponse{}, err
 	}
-	return api.LookupResponse{Master: r.liveMaster(g, now), Policy: g.Policy, Mode: g.Mode}, nil
+	return api.LookupResponse{Master: r.liveMaster(g, now), Policy: g.Policy, Mode: g.Mode, Paused: g.Paused}, nil
 }
 
 // Status describes one group, or every group sorted by name.
@@ -699,7 +729,7 @@ func (r *Registry) Status(now time.Time, req api.StatusRequest) (api.StatusRespo
 }
 
 func (r *Registry) status(g *group, now time.Time) api.GroupStatus {
-	st := api.GroupStatus{Group: g.Name, Policy: g.Policy, Mode: g.Mode, Members: []api.Member{}}
+	st := api.GroupStatus{Group: g.Name, Policy: g.Policy, Mode: g.Mode, Members: []api.Member{}, Paused: g.Paused}
 	if m := r.liveMaster(g, now); m != nil {
 		st.Master = &api.MasterStatus{ID: m.ID, Addr: m.Addr, Epoch: m.Epoch.Term}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -607,5 +608,62 @@ func TestStatusPagesAndMaxGroups(t *testing.T) {
 	}
 	if _, err := r.Status(t0, api.StatusRequest{Limit: -1}); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("negative limit: %v", err)
+	}
+}
+
+// Pause: a known group only; the state it is in already changes nothing;
+// a change is an event and a trigger of every member saying so; joins,
+// renewals, lookups and status say it, and the durable record keeps it.
+func TestPause(t *testing.T) {
+	r := newTestRegistry(0)
+	s1 := join(t, r, t0, "g", 1, 0)
+	join(t, r, t0, "g", 2, 0)
+	for _, bad := range []api.PauseRequest{
+		{Group: "nosuch", Paused: true},
+		{Group: "Bad/Name", Paused: true},
+		{Group: "g", Paused: true, Reason: strings.Repeat("x", api.MaxReasonBytes+1)},
+	} {
+		fx := &Effects{}
+		if _, err := r.Pause(t0, bad, fx); err == nil || len(fx.Events) != 0 || len(fx.Triggers) != 0 {
+			t.Errorf("pause %+v: %v, effects %+v", bad, err, fx)
+		}
+	}
+	fx := &Effects{}
+	resp, err := r.Pause(t0, api.PauseRequest{Group: "g", Paused: true, Reason: "upgrade"}, fx)
+	if err != nil || !resp.Paused || !resp.Changed {
+		t.Fatalf("pause: %+v %v", resp, err)
+	}
+	if !slices.Equal(kinds(fx), []string{api.EventGroupPaused}) || len(fx.Triggers) != 1 || !fx.Triggers[0].Notify.Paused ||
+		len(fx.Triggers[0].Targets) != 2 || fx.Events[0].Event.Reason != "upgrade" {
+		t.Fatalf("pause effects: events %v triggers %+v", kinds(fx), fx.Triggers)
+	}
+	fx = &Effects{}
+	if resp, err := r.Pause(t0, api.PauseRequest{Group: "g", Paused: true}, fx); err != nil || !resp.Paused || resp.Changed || len(fx.Events) != 0 {
+		t.Fatalf("pause again: %+v %v %v", resp, err, kinds(fx))
+	}
+	if rr, err := r.Renew(t0, api.RenewRequest{Group: "g", ID: 1, Session: s1}); err != nil || !rr.Paused {
+		t.Fatalf("renew while paused: %+v %v", rr, err)
+	}
+	if lr, err := r.Lookup(t0, api.LookupRequest{Group: "g"}); err != nil || !lr.Paused {
+		t.Fatalf("lookup while paused: %+v %v", lr, err)
+	}
+	if st, err := r.Status(t0, api.StatusRequest{Group: "g"}); err != nil || !st.Groups[0].Paused {
+		t.Fatalf("status while paused: %+v %v", st, err)
+	}
+	rec, err := r.Record("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := newTestRegistry(0)
+	if err := r2.Restore(t0, time.Second, rec); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r2.Status(t0, api.StatusRequest{Group: "g"}); !st.Groups[0].Paused {
+		t.Fatal("a restored record lost the pause")
+	}
+	fx = &Effects{}
+	if resp, err := r.Pause(t0, api.PauseRequest{Group: "g"}, fx); err != nil || resp.Paused || !resp.Changed ||
+		!slices.Equal(kinds(fx), []string{api.EventGroupResumed}) || fx.Triggers[0].Notify.Paused {
+		t.Fatalf("resume: %+v %v %v", resp, err, kinds(fx))
 	}
 }

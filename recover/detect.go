@@ -68,6 +68,9 @@ type Input struct {
 	// agent to (0: none). A newer decision of the naming node abandons it.
 	// Machine fills it in.
 	Recovering uint64
+	// Paused: the group is in maintenance (mastership pause): the
+	// detector still decides, and Machine reports, but acts on nothing.
+	Paused bool
 }
 
 // Verdict is the detector's decision with the reason, for logs and status.

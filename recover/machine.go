@@ -256,6 +256,13 @@ func (m *Machine) Looked(now uint64, in Input) (Verdict, []Effect) {
 	m.next = nextBoundary(now, m.rules.CheckTicks)
 	in.Recovering = m.Recovering()
 	v := Detect(in)
+	if in.Paused {
+		// Maintenance: detect and report, change no role.
+		if v.Decision != Consistent && v.Decision != Wait {
+			v.Reason = "group paused, not acted on: " + v.Reason
+		}
+		return v, nil
+	}
 	var fx []Effect
 	switch v.Decision {
 	case Consistent:

@@ -118,6 +118,28 @@ func TestMachineDecisions(t *testing.T) {
 	}
 }
 
+// A paused group (maintenance): the detector still decides, and the
+// verdict says so, but no decision becomes an effect.
+func TestMachinePausedActsOnNothing(t *testing.T) {
+	for _, in := range []Input{
+		{Self: 3, Role: api.RoleBackup, Master: 1, Retained: reg1},
+		{Self: 1, Role: api.RoleMaster, Master: 1, Epoch: reg1.Epoch, MaxTerm: 9, Retained: reg1},
+		{Self: 3, Role: api.RoleQuarantined},
+		quarantined(reg1),
+	} {
+		in.Paused = true
+		m := NewMachine(rules, 0)
+		m.Tick(100)
+		v, fx := m.Looked(100, in)
+		if len(fx) != 0 || m.Recovering() != 0 {
+			t.Errorf("paused %+v: effects %v", in, fx)
+		}
+		if v.Decision != Consistent && v.Decision != Wait && !strings.Contains(v.Reason, "paused") {
+			t.Errorf("paused %+v: verdict %+v does not say so", in, v)
+		}
+	}
+}
+
 // recoverTo runs a check that starts a recovery towards in.Retained and
 // returns the job.
 func recoverTo(t *testing.T, m *Machine, now uint64, in Input) uint64 {

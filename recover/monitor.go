@@ -86,6 +86,9 @@ type Agent interface {
 	// LookupMaster asks the naming node for the group's retained master:
 	// nil with no error when none is registered.
 	LookupMaster(ctx context.Context) (*api.Registration, error)
+	// Paused tells whether the group is in maintenance (the naming node's
+	// last answer said so): checks run, nothing is acted on.
+	Paused() bool
 	// PeerAlive tells whether a member of the group is alive in gossip.
 	PeerAlive(id uint64) bool
 	// PeerAPI is the API address a member of the group announces in
@@ -395,6 +398,7 @@ func (d *driver) check(trigger string) []Effect {
 	lctx, cancel := context.WithTimeout(d.ctx, time.Duration(d.m.cfg.Count)*d.m.cfg.Unit)
 	in.Retained, in.NamingErr = a.LookupMaster(lctx)
 	cancel()
+	in.Paused = a.Paused()
 	if in.Retained != nil {
 		in.RetainedAlive = in.Retained.ID == a.ID() || a.PeerAlive(in.Retained.ID)
 		in.RetainedAPI = a.PeerAPI(in.Retained.ID)

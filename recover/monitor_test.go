@@ -77,6 +77,7 @@ func (f *fakeAgent) Status() core.Status {
 	defer f.mu.Unlock()
 	return core.Status{ID: 3, Role: f.role, Master: f.master, Epoch: api.Epoch{Term: 1, ID: 1}}
 }
+func (f *fakeAgent) Paused() bool { return false }
 func (f *fakeAgent) LookupMaster(ctx context.Context) (*api.Registration, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -93,10 +93,10 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
-	if n.now < n.blockedUntil || n.unhealthy || n.now < n.graceUntil {
+	if n.now < n.blockedUntil || n.unhealthy || n.now < n.graceUntil || n.paused {
 		// A vetoed promotion, or a service failing its checks: the
 		// next-ranked agent takes over. The start-up grace: the others
-		// are met first.
+		// are met first. A paused group elects nobody.
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}

@@ -37,7 +37,7 @@ func (n *Node) Reassert() {
 // nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
 	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned ||
-		n.now < n.blockedUntil || n.unhealthy {
+		n.now < n.blockedUntil || n.unhealthy || n.paused {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -124,6 +124,13 @@ func (n *Node) SetHealthy(ok bool) {
 	}
 	n.unhealthy = !ok
 	n.logger.Info("service health", "healthy", ok)
+}
+
+// SetPaused puts the group in maintenance or takes it out, as the naming
+// node says: while paused this agent does not campaign and asks for no
+// handover; a master keeps serving; an operator's switchover still runs.
+func (n *Node) SetPaused(p bool) {
+	n.paused = p
 }
 
 // EndGrace ends the start-up grace (Config.StartGraceTicks): the runtime

@@ -233,6 +233,8 @@ type Node struct {
 	unhealthy bool
 	// graceUntil: no campaign before this tick (the start-up grace).
 	graceUntil uint64
+	// paused: the group is in maintenance (SetPaused).
+	paused bool
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool

@@ -29,6 +29,8 @@ type Info struct {
 	Priority int    `json:"priority"`
 	Mode     string `json:"mode"`
 	Serving  bool   `json:"serving"`
+	// Paused: the group is in maintenance (mastership pause).
+	Paused bool `json:"paused,omitempty"`
 	// Refused counts messages and announcements refused for an epoch out
 	// of range or not in their sender's name.
 	Refused uint64 `json:"refused_inputs"`

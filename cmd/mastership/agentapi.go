@@ -204,6 +204,7 @@ func printInfo(w io.Writer, in wire.Info) {
 		{"priority", fmt.Sprint(in.Priority)},
 		{"mode", in.Mode},
 		{"serving", fmt.Sprint(in.Serving)},
+		{"paused", fmt.Sprint(in.Paused)},
 		{"api", in.API},
 		{"gossip", orDash(in.Gossip)},
 	}

@@ -111,6 +111,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			snapshotCommand(),
 			switchoverCommand(),
 			watchCommand(),
+			pauseCommand(true),
+			pauseCommand(false),
 		}),
 	}
 }

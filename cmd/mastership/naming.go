@@ -215,7 +215,11 @@ func printStatus(c *cli.Context, groups []api.GroupStatus) error {
 		if g.Master != nil {
 			master, epoch, maddr = fmt.Sprint(g.Master.ID), fmt.Sprint(g.Master.Epoch), g.Master.Addr
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Group, g.Mode, g.Policy, master, epoch, maddr, strings.Join(ids, ","))
+		mode := string(g.Mode)
+		if g.Paused {
+			mode += " (paused)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Group, mode, g.Policy, master, epoch, maddr, strings.Join(ids, ","))
 	}
 	return tw.Flush()
 }
@@ -323,4 +327,54 @@ func readModeFromCLI(c *cli.Context) (api.ReadMode, error) {
 		return api.ReadStale, nil
 	}
 	return api.ReadDefault, nil
+}
+
+// pauseCommand is `mastership pause` (paused) or `mastership resume`.
+func pauseCommand(paused bool) *cli.Command {
+	name, usage := "resume", "take a group out of maintenance: elections, handovers and recoveries run again"
+	if paused {
+		name, usage = "pause", "put a group in maintenance: no automatic election, handover or recovery changes a role (the self-monitors still detect and report)"
+	}
+	flags := []cli.Flag{namingFlag(), &cli.StringFlag{Name: "group", Usage: "group `NAME`", Required: true}, jsonFlag()}
+	if paused {
+		flags = append(flags, &cli.StringFlag{Name: "reason", Usage: "why, recorded in the group's events (at most 1024 bytes)"})
+	}
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		UsageText: "mastership " + name + " -naming ADDR -group G" + map[bool]string{true: " [-reason TEXT]", false: ""}[paused] + " [-json]",
+		Flags:     append(flags, securityFlags()...),
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			group := c.String("group")
+			if err := api.ValidateGroup(group); err != nil {
+				return usageErr("-group: %v", err)
+			}
+			cl, err := namingClient(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			resp, err := cl.Pause(c.Context, api.PauseRequest{Group: group, Paused: paused, Reason: c.String("reason")})
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", name, group, err)
+			}
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, map[string]any{"group": group, "paused": resp.Paused, "changed": resp.Changed})
+			}
+			switch {
+			case !resp.Changed && paused:
+				fmt.Fprintf(c.App.Writer, "%s was paused already\n", group)
+			case !resp.Changed:
+				fmt.Fprintf(c.App.Writer, "%s was not paused\n", group)
+			case paused:
+				fmt.Fprintf(c.App.Writer, "%s paused: no automatic election, handover or recovery until `mastership resume -group %s`\n", group, group)
+			default:
+				fmt.Fprintf(c.App.Writer, "%s resumed\n", group)
+			}
+			return nil
+		},
+	}
 }

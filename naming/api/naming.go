@@ -46,6 +46,8 @@ type JoinResponse struct {
 	Session uint64        `codec:"s"`
 	TTL     time.Duration `codec:"t"`
 	Master  *Registration `codec:"m"`
+	// Paused: the group is in maintenance (PauseRequest).
+	Paused bool `codec:"pz,omitempty"`
 }
 
 // RenewRequest extends a member session.
@@ -60,6 +62,25 @@ type RenewRequest struct {
 type RenewResponse struct {
 	TTL    time.Duration `codec:"t"`
 	Master *Registration `codec:"m"`
+	Paused bool          `codec:"pz,omitempty"`
+}
+
+// PauseRequest puts a group in maintenance (Paused) or takes it out: while
+// paused, no automatic election, handover or recovery changes a role
+// (the self-monitors still detect and report). Operators only.
+type PauseRequest struct {
+	Group  string `codec:"g"`
+	Paused bool   `codec:"pz"`
+	Reason string `codec:"r"`
+}
+
+// MaxReasonBytes bounds the reason an operator gives a pause.
+const MaxReasonBytes = 1024
+
+// PauseResponse says whether the request changed anything.
+type PauseResponse struct {
+	Paused  bool `codec:"pz"`
+	Changed bool `codec:"c"`
 }
 
 // LeaveRequest ends a member session at once.
@@ -150,6 +171,7 @@ type LookupResponse struct {
 	Master *Registration `codec:"m"`
 	Policy Policy        `codec:"p"`
 	Mode   Mode          `codec:"o"`
+	Paused bool          `codec:"pz,omitempty"`
 	ReadMeta
 }
 
@@ -216,6 +238,8 @@ type GroupStatus struct {
 	Mode    Mode          `json:"mode" codec:"o"`
 	Master  *MasterStatus `json:"master" codec:"m"`
 	Members []Member      `json:"members" codec:"s"`
+	// Paused: in maintenance (mastership pause).
+	Paused bool `json:"paused" codec:"pz"`
 }
 
 // MasterStatus is the registered master in status output.
@@ -281,6 +305,8 @@ const (
 	EventConflictResolved    = "conflict-resolved"
 	EventRegistrationRefused = "registration-refused"
 	EventRecheck             = "recheck"
+	EventGroupPaused         = "group-paused"
+	EventGroupResumed        = "group-resumed"
 	EventTriggerSent         = "trigger-sent"
 	EventTriggerFailed       = "trigger-failed"
 	EventNodeRestarted       = "node-restarted"
@@ -313,6 +339,8 @@ type Notify struct {
 	Group  string        `codec:"g"`
 	Master *Registration `codec:"m"`
 	Reason string        `codec:"r"`
+	// Paused: the group is in maintenance.
+	Paused bool `codec:"pz,omitempty"`
 	// Seq is the event sequence of the decision, so a member can ignore a
 	// trigger it already acted on.
 	Seq uint64 `codec:"q"`
