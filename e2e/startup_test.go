@@ -75,7 +75,7 @@ func startStrictGroup(t *testing.T, run int) *startupGroup {
 // n) at the same instant, each with every other one's address in -join;
 // or, as README.md shows (readme), agent 1 with no -join and the others
 // with agent 1's address.
-func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile string) *startupGroup {
+func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile string, extra ...string) *startupGroup {
 	t.Helper()
 	third := 50 + run%150
 	g := &startupGroup{naming: freeAddr(t, fmt.Sprintf("127.0.%d.2", third)), procs: map[uint64]*proc{}}
@@ -114,6 +114,7 @@ func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile st
 			if mode == "strict" {
 				args = append(args, "-expect", strconv.Itoa(n))
 			}
+			args = append(args, extra...)
 			<-release
 			p := start(t, fmt.Sprintf("agent%d", a.id), args...)
 			mu.Lock()
