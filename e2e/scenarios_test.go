@@ -573,9 +573,17 @@ func checkFails(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 	if in, err := c.info(1); err != nil || in.Service == nil || in.Service.Healthy {
 		c.t.Errorf("agent 1's info does not show its service unhealthy: %+v %v", in.Service, err)
 	}
+	// A switchover to the unhealthy 1 is refused and changes nothing.
+	_, errOut, code := run(c.t, "switchover", "-group", scGroup, "-to", "1", "-agent", c.agent(3).api)
+	if code != 1 || !strings.Contains(errOut, "unhealthy") {
+		c.t.Errorf("switchover to the unhealthy 1: exit %d, %q; want exit 1 naming it unhealthy", code, errOut)
+	}
 	time.Sleep(time.Second) // writes through 2 while 1 is unhealthy
 	if in, err := c.info(1); err != nil || in.Role == "master" {
 		c.t.Errorf("agent 1, unhealthy, took mastership back: %+v %v", in, err)
+	}
+	if in, err := c.info(2); err != nil || in.Role != "master" {
+		c.t.Errorf("agent 2 after a refused switchover: %+v %v", in, err)
 	}
 	c.sicken(1, false)
 	c.logf("agent 1's service healthy again")
