@@ -93,7 +93,7 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
-	if n.now < n.blockedUntil || n.unhealthy || n.now < n.graceUntil || n.paused {
+	if n.now < n.blockedUntil || n.unhealthy || n.now < n.graceUntil || n.paused || n.leaving {
 		// A vetoed promotion, or a service failing its checks: the
 		// next-ranked agent takes over. The start-up grace: the others
 		// are met first. A paused group elects nobody.
@@ -130,16 +130,14 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	}
 	if master != n.master || epoch != n.epoch {
 		n.caughtUp = false
+		n.masterPinned = false // the next append of that master says
 	}
 	n.epoch, n.master = epoch, master
 	n.seeTerm(epoch.Term)
 	n.silent = 0
 	n.hsChanged = true
-	if master != n.master {
-		n.masterPinned = false
-	}
 	n.transferring, n.transferPin, n.pinned, n.gated = false, false, false, false
-	n.transferTo = 0 // a master handing over stops at once
+	n.transferTo, n.timeoutSent = 0, false // a master handing over stops at once
 	n.setRole(api.RoleBackup)
 }
 

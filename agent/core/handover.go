@@ -37,7 +37,7 @@ func (n *Node) Reassert() {
 // nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
 	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned ||
-		n.now < n.blockedUntil || n.unhealthy || n.paused {
+		n.now < n.blockedUntil || n.unhealthy || n.paused || n.leaving {
 		return false
 	}
 	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
@@ -90,6 +90,7 @@ func (n *Node) maybeTimeoutNow() {
 	}
 	if pr := n.progress[n.transferTo]; pr != nil && pr.match == n.log.LastIndex() && n.commit == n.log.LastIndex() {
 		n.send(Message{Type: MsgTimeoutNow, To: n.transferTo, Pinned: n.transferPin})
+		n.timeoutSent = true
 	}
 }
 
@@ -132,6 +133,10 @@ func (n *Node) SetHealthy(ok bool) {
 func (n *Node) SetPaused(p bool) {
 	n.paused = p
 }
+
+// SetLeaving marks the agent as stopping: it campaigns for nothing and
+// neither asks for nor takes a handover in the moments before it leaves.
+func (n *Node) SetLeaving() { n.leaving = true }
 
 // EndGrace ends the start-up grace (Config.StartGraceTicks): the runtime
 // met every member it was told to join.

@@ -23,7 +23,7 @@ func (n *Node) Registered(epoch api.Epoch, accepted bool, until uint64) {
 }
 
 func (n *Node) serving() bool {
-	if n.role != api.RoleMaster || n.gated {
+	if n.role != api.RoleMaster || n.gated || n.timeoutSent {
 		return false
 	}
 	return n.rules.serving(n)

@@ -50,6 +50,10 @@ type Config struct {
 	// nothing during GateBackoffTicks.
 	Gate             bool
 	GateBackoffTicks int
+	// GateTimeoutTicks bounds the wait for Promote: past it the gate
+	// counts as a veto (a runtime that never answers leaves no master
+	// that serves nothing for ever). 0 means twice the election timeout.
+	GateTimeoutTicks int
 	// Expect is the group's intended size: a strict quorum is a majority
 	// of at least this many members, whatever the view holds, so that an
 	// agent that knows only itself (at start, or cut off) never makes a
@@ -214,7 +218,12 @@ type Node struct {
 
 	transferTo       uint64 // master: handing over to this back-up
 	transferDeadline uint64
-	transferring     bool // candidate: campaign started by MsgTimeoutNow
+	// timeoutSent: master: the target was told to campaign (MsgTimeoutNow).
+	// From then on its voters grant although they still hear us, so our
+	// lease no longer fences anything: we serve nothing, and if the
+	// handover times out we step down rather than serve again.
+	timeoutSent  bool
+	transferring bool // candidate: campaign started by MsgTimeoutNow
 	// transferPin: master: the handover under way was asked by an
 	// operator (a switchover); candidate: the MsgTimeoutNow that started
 	// the campaign said so. pinned: master: in office through such a
@@ -228,7 +237,11 @@ type Node struct {
 	// serving nor registering. blockedUntil: a vetoed promotion campaigns
 	// for nothing before this tick.
 	gated        bool
+	gateDeadline uint64
 	blockedUntil uint64
+	// leaving: the agent is stopping (SetLeaving): no campaign, no
+	// handover asked or taken.
+	leaving bool
 	// unhealthy: our own service fails its health checks (SetHealthy).
 	unhealthy bool
 	// graceUntil: no campaign before this tick (the start-up grace).

@@ -11,7 +11,20 @@ import (
 )
 
 func (n *Node) tickMaster() {
+	if n.gated && n.now >= n.gateDeadline {
+		n.logger.Warn("no answer from the promotion gate in time: a veto", "epoch", n.epoch)
+		n.Promote(n.epoch, false)
+		return
+	}
 	if n.transferTo != 0 && n.now >= n.transferDeadline {
+		if n.timeoutSent {
+			// The target may be campaigning, and its voters grant while
+			// they still hear us: serving again could commit what its
+			// first append cuts away. Step down; the group elects.
+			n.logger.Info("handover timed out after the target was told to campaign; stepping down", "to", n.transferTo)
+			n.becomeBackup(0, n.epoch)
+			return
+		}
 		n.logger.Info("handover timed out; serving again", "to", n.transferTo)
 		n.transferTo, n.transferPin = 0, false
 	}
@@ -38,7 +51,7 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	n.heartbeat = 0
 	n.registeredUntil = 0
 	n.pinned = n.transferring && n.transferPin
-	n.transferTo = 0
+	n.transferTo, n.timeoutSent = 0, false
 	n.transferring, n.transferPin = false, false
 	n.setRole(api.RoleMaster)
 	last := n.log.LastIndex()
@@ -58,6 +71,11 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	ep := epoch
 	if n.cfg.Gate {
 		n.gated = true
+		timeout := n.cfg.GateTimeoutTicks
+		if timeout <= 0 {
+			timeout = 2 * n.cfg.ElectionTicks
+		}
+		n.gateDeadline = n.now + uint64(timeout)
 		n.rd.Gate = &ep
 	} else {
 		n.rd.Register = &ep

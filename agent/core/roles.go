@@ -97,11 +97,10 @@ func (n *Node) stepBackup(m Message) {
 		}
 		n.acceptAppend(m)
 	case MsgTimeoutNow:
-		if m.From == n.master && m.Epoch == n.epoch && !n.unhealthy {
+		if m.From == n.master && m.Epoch == n.epoch && !n.unhealthy && !n.leaving {
 			n.logger.Info("taking mastership over from the master", "master", m.From, "switchover", m.Pinned)
-			n.transferring = true
+			n.transferring, n.transferPin = true, m.Pinned // before: the campaign may win at once
 			n.becomeCandidate()
-			n.transferPin = m.Pinned
 		}
 	}
 }

@@ -89,7 +89,7 @@ func (s *simNet) add(id uint64, prio int) {
 	s.prio[id] = prio
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
 		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id))),
-		Gate: s.gate, GateBackoffTicks: 100, StartGraceTicks: s.grace}, st, rlog.New(), HardState{})
+		Gate: s.gate, GateBackoffTicks: 100, GateTimeoutTicks: 1000, StartGraceTicks: s.grace}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {
