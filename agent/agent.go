@@ -113,6 +113,8 @@ type Agent struct {
 	peerAPI map[uint64]string
 	// graceOver: every join address was met (the start-up grace ended).
 	graceOver bool
+	// joinAddrs are the addresses each join entry resolved to.
+	joinAddrs [][]string
 	sync      *syncJob // the catch-up download in flight, if any
 	// storageErr is set once a write to the storage failed: the agent
 	// sends nothing more (see handleReady).
@@ -126,7 +128,8 @@ type Agent struct {
 	fatal     chan error
 	lastRole  api.Role // owned by the publisher
 
-	checkHTTP *http.Client // -check-http's
+	checkHTTP *http.Client  // -check-http's
+	blockers  api.Semaphore // blocking reads held at once
 
 	mu      sync.Mutex         // guards the fields below, read by other goroutines
 	service wire.ServiceHealth // the managed service's checks
@@ -186,7 +189,8 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 	a := &Agent{cfg: cfg, opts: opts, logger: logger, rand: rand.New(rand.NewSource(seed)),
 		ops: make(chan func(), 256), inbound: make(chan core.Message, 4096),
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
-		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error)}
+		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error),
+		blockers: api.NewSemaphore(api.MaxBlockingReads)}
 	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote},
 		{"check", cfg.Check}} {
 		if h.path == "" {
@@ -257,7 +261,10 @@ func (a *Agent) restore() error {
 		WriteTicks: max(1, int(a.cfg.WriteTimeout/a.cfg.TickUnit)),
 		Gate:       a.gated(), GateBackoffTicks: int(ticksOf(a.cfg.PromoteBackoff, a.cfg.TickUnit)),
 		StartGraceTicks: a.startGraceTicks(),
-		Rand:            rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+		// The gate's own timeout (the executable is killed at HookTimeout)
+		// and an election timeout more; then the core counts it a veto.
+		GateTimeoutTicks: int(ticksOf(a.cfg.HookTimeout, a.cfg.TickUnit)) + a.cfg.ElectionTicks,
+		Rand:             rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
 }
@@ -306,6 +313,9 @@ func (a *Agent) Start() error {
 		ln.Close()
 		return err
 	}
+	if a.startGraceTicks() > 0 {
+		a.joinAddrs = resolveJoin(a.ctx, a.cfg.Join)
+	}
 	gcfg := gossip.DefaultConfig(a.cfg.GossipProfile)
 	gcfg.Group, gcfg.ID = a.cfg.Group, a.cfg.ID
 	gcfg.BindAddr = a.cfg.Bind
@@ -341,6 +351,9 @@ func (a *Agent) Start() error {
 		} else if err != nil {
 			a.logger.Warn("join failed; the reconnect loop keeps trying", "error", err)
 		}
+	}
+	if a.checking() {
+		a.node.SetHealthy(false) // until the first check passes; the loop does not run yet
 	}
 	first, joinErr := a.joinNaming(a.ctx, startJoinTimeout)
 	if first != nil && first.Paused {
@@ -439,6 +452,7 @@ func (a *Agent) Leave(timeout time.Duration) error {
 		return a.Close()
 	}
 	a.leaving.Store(true)
+	a.do(func() { a.node.SetLeaving() })
 	if timeout > 0 && a.Status().Role == api.RoleMaster {
 		ctx, cancel := context.WithTimeout(a.ctx, timeout)
 		sw, err := a.HandOver(ctx, 0, false)
@@ -892,7 +906,7 @@ func (a *Agent) updateView() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
 	a.node.SetView(peers)
-	if !a.graceOver && metJoin(members, a.cfg.Join) {
+	if !a.graceOver && metJoin(members, a.joinAddrs) {
 		a.graceOver = true
 		a.node.EndGrace()
 	}
@@ -906,16 +920,19 @@ func (a *Agent) updateView() {
 func (a *Agent) Paused() bool { return a.paused.Load() }
 
 // setPaused records the group's maintenance state the naming node gave.
+// The flag and the core change together on the loop, so that answers
+// racing each other leave both saying the same.
 func (a *Agent) setPaused(p bool) {
-	if a.paused.Swap(p) == p {
-		return
-	}
-	if p {
-		a.logger.Warn("group paused: no automatic election, handover or recovery until it is resumed")
-	} else {
-		a.logger.Info("group resumed")
-	}
 	a.do(func() {
+		if a.paused.Load() == p {
+			return
+		}
+		a.paused.Store(p)
+		if p {
+			a.logger.Warn("group paused: no automatic election, handover or recovery until it is resumed")
+		} else {
+			a.logger.Info("group resumed")
+		}
 		a.node.SetPaused(p)
 		a.handleReady()
 	})
@@ -935,14 +952,24 @@ func (a *Agent) statusAndChange() (core.Status, <-chan struct{}) {
 // WaitChange waits until the agent's change index passes index (a change
 // of role, epoch or master), for at most wait or until ctx ends, and
 // returns the index then.
+//
+// An index above the agent's (it restarted, and counts from 0 again)
+// answers at once: the caller starts over from the index returned. Past
+// api.MaxBlockingReads reads waiting at once, it answers at once too.
 func (a *Agent) WaitChange(ctx context.Context, index uint64, wait time.Duration) uint64 {
+	if !a.blockers.TryAcquire() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.index
+	}
+	defer a.blockers.Release()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		a.mu.Lock()
 		now, changed := a.index, a.changed
 		a.mu.Unlock()
-		if now > index {
+		if now != index {
 			return now
 		}
 		select {
@@ -966,21 +993,47 @@ func (a *Agent) startGraceTicks() int {
 	return int(ticksOf(a.cfg.StartGrace, a.cfg.TickUnit))
 }
 
-// metJoin tells whether every join address is an alive member of the
-// gossip view.
-func metJoin(members []gossip.Member, join []string) bool {
+// metJoin tells whether every join entry is an alive member of the gossip
+// view, at one of the addresses it resolved to.
+func metJoin(members []gossip.Member, join [][]string) bool {
 	alive := map[string]bool{}
 	for _, m := range members {
 		if m.Health == gossip.HealthAlive {
 			alive[m.Addr] = true
 		}
 	}
-	for _, j := range join {
-		if !alive[j] {
-			return false
+next:
+	for _, addrs := range join {
+		for _, j := range addrs {
+			if alive[j] {
+				continue next
+			}
 		}
+		return false
 	}
 	return true
+}
+
+// resolveJoin gives each join entry the host:port forms gossip may show
+// it under: itself, and for a host name the addresses it resolves to (at
+// most a second for them all; an entry that does not resolve keeps its
+// own form, and the grace then runs out rather than end early).
+func resolveJoin(ctx context.Context, join []string) [][]string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	out := make([][]string, 0, len(join))
+	for _, j := range join {
+		addrs := []string{j}
+		if host, port, err := net.SplitHostPort(j); err == nil && net.ParseIP(host) == nil {
+			if ips, err := net.DefaultResolver.LookupHost(ctx, host); err == nil {
+				for _, ip := range ips {
+					addrs = append(addrs, net.JoinHostPort(ip, port))
+				}
+			}
+		}
+		out = append(out, addrs)
+	}
+	return out
 }
 
 // Status is a snapshot of the core.

@@ -19,6 +19,7 @@ import (
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/wire"
+	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -381,15 +382,64 @@ func TestBlockingInfo(t *testing.T) {
 	if now.Index == 0 {
 		t.Fatalf("index 0 after the agent became master: %+v", now)
 	}
+	start := time.Now()
 	if code, in := get(fmt.Sprintf("?index=%d&wait=50ms", now.Index)); code != 200 || in.Index != now.Index {
 		t.Fatalf("an idle blocking read: %d %+v", code, in)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Fatalf("an idle blocking read answered after %s, before its wait", waited)
 	}
 	if code, in := get(fmt.Sprintf("?index=%d", now.Index-1)); code != 200 || in.Index != now.Index {
 		t.Fatalf("a blocking read behind the index: %d %+v", code, in)
 	}
+	// A change wakes a waiting read: the agent quarantined.
+	woke := make(chan wire.Info, 1)
+	go func() {
+		_, in := get(fmt.Sprintf("?index=%d&wait=30s", now.Index))
+		woke <- in
+	}()
+	if err := c.Members[1].Agent.Quarantine(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case in := <-woke:
+		if in.Index <= now.Index || in.Role == "master" {
+			t.Fatalf("woken read: %+v", in)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a change did not wake the blocking read")
+	}
+	// An index above the agent's (it restarted) answers at once.
+	if code, in := get(fmt.Sprintf("?index=%d&wait=30s", now.Index+1000)); code != 200 || in.Index > now.Index+1000 {
+		t.Fatalf("a read ahead of the index: %d %+v", code, in)
+	}
 	for _, q := range []string{"?index=x", "?wait=2m", "?wait=-1s", "?index=-2"} {
 		if code, _ := get(q); code != 400 {
 			t.Errorf("GET /v1/info%s: %d, want 400", q, code)
+		}
+	}
+}
+
+// The start-up grace ends once every join entry is an alive member, at
+// its own address or one its host name resolves to.
+func TestMetJoin(t *testing.T) {
+	members := []gossip.Member{
+		{Addr: "127.0.0.1:7946", Health: gossip.HealthAlive},
+		{Addr: "127.0.0.2:7946", Health: gossip.HealthSuspect},
+	}
+	for _, tc := range []struct {
+		join []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"127.0.0.1:7946"}, true},
+		{[]string{"127.0.0.1:7946", "127.0.0.2:7946"}, false}, // suspect is not met
+		{[]string{"localhost:7946"}, true},
+		{[]string{"localhost:7947"}, false},
+		{[]string{"no-such-host.invalid:7946"}, false},
+	} {
+		if got := agent.MetJoinForTest(members, tc.join); got != tc.want {
+			t.Errorf("join %v: met %t, want %t", tc.join, got, tc.want)
 		}
 	}
 }

@@ -123,22 +123,20 @@ func (a *Agent) runGate(epoch api.Epoch) {
 	go func() {
 		defer a.wg.Done()
 		ok := true
-		if f := a.opts.PrePromote; f != nil {
-			start := time.Now()
-			err := f(s)
-			o := hook.Outcome{Hook: "pre-promote callback", Role: s.Role, Epoch: epoch, Start: start,
-				DurationMS: float64(time.Since(start).Microseconds()) / 1000}
-			if err != nil {
-				o.ExitCode, o.Error = -1, err.Error()
-				ok = false
+		// One at a time with the role hook: a gate must not probe the
+		// service while the hook reconfigures it.
+		a.hooks.Exclusive(func() {
+			if f := a.opts.PrePromote; f != nil {
+				o := a.callGate(f, s)
+				a.hooks.Record(o)
+				ok = o.OK()
 			}
-			a.hooks.Record(o)
-		}
-		if ok && a.cfg.PrePromote != "" {
-			o := hook.Exec(a.ctx, "pre-promote", a.cfg.PrePromote, s, a.cfg.HookTimeout)
-			a.hooks.Record(o)
-			ok = o.OK()
-		}
+			if ok && a.cfg.PrePromote != "" {
+				o := hook.Exec(a.ctx, "pre-promote", a.cfg.PrePromote, s, a.cfg.HookTimeout)
+				a.hooks.Record(o)
+				ok = o.OK()
+			}
+		})
 		if a.ctx.Err() != nil {
 			return
 		}
@@ -152,4 +150,27 @@ func (a *Agent) runGate(epoch api.Epoch) {
 			a.handleReady()
 		})
 	}()
+}
+
+// callGate calls the Go promotion gate, bounded by HookTimeout: a callback
+// that does not return in time is a veto (it keeps running; its answer is
+// dropped).
+func (a *Agent) callGate(f func(hook.State) error, s hook.State) hook.Outcome {
+	o := hook.Outcome{Hook: "pre-promote callback", Role: s.Role, Epoch: s.Epoch, Start: time.Now()}
+	done := make(chan error, 1)
+	go func() { done <- f(s) }()
+	t := time.NewTimer(a.cfg.HookTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			o.ExitCode, o.Error = -1, err.Error()
+		}
+	case <-t.C:
+		o.ExitCode, o.TimedOut, o.Error = -1, true, fmt.Sprintf("no answer within %s", a.cfg.HookTimeout)
+	case <-a.ctx.Done():
+		o.ExitCode, o.Error = -1, "the agent stopped"
+	}
+	o.DurationMS = float64(time.Since(o.Start).Microseconds()) / 1000
+	return o
 }

@@ -16,14 +16,15 @@ import (
 // checking tells whether the agent checks its managed service.
 func (a *Agent) checking() bool { return a.cfg.Check != "" || a.cfg.CheckHTTP != "" }
 
-// serviceHealth is the health gossip announces: "" when no check runs
-// or none has finished yet.
+// serviceHealth is the health gossip announces: "" when no check runs;
+// unhealthy until the first check passed (a restarted agent whose service
+// is down must not campaign or take a handover in the meantime).
 func (a *Agent) serviceHealth() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.service.Checks == 0 {
+	if !a.checking() {
 		return ""
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.service.Healthy {
 		return gossip.ServiceHealthy
 	}

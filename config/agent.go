@@ -492,6 +492,13 @@ func (a Agent) Validate() error {
 	p.durRange("leave-timeout", a.LeaveTimeout, 0, maxLeaveTimeout)
 	p.durRange("start-grace", a.StartGrace, 0, maxStartGrace)
 	p.durRange("promote-backoff", a.PromoteBackoff, minPromoteBackoff, maxPromoteBackoff)
+	if heartbeatOK := a.TickUnit >= minTickUnit && a.TickUnit <= maxTickUnit; heartbeatOK && a.PrePromote != "" {
+		// Shorter, and the vetoed agent, which ranks first, fires again
+		// before the next-ranked one ever does.
+		if least := 2 * time.Duration(a.ElectionTicks+a.ElectionStaggerTicks) * a.TickUnit; a.PromoteBackoff < least {
+			p.add("promote-backoff", fmtDur(a.PromoteBackoff), "want at least 2 x (election-ticks + election-stagger-ticks) x tick-unit = %s, so that the next-ranked agent takes over", fmtDur(least))
+		}
+	}
 	p.durRange("check-interval", a.CheckInterval, minCheckInterval, maxCheckInterval)
 	p.intRange("check-failures", a.CheckFailures, 1, maxCheckFailures)
 	if a.Check != "" && a.CheckHTTP != "" {

@@ -388,6 +388,11 @@ func TestAgentValidate(t *testing.T) {
 		{"start-grace none", func(a *Agent) { a.StartGrace = 0 }, nil},
 		{"start-grace negative", func(a *Agent) { a.StartGrace = -time.Second }, []string{"start-grace"}},
 		{"promote-backoff below", func(a *Agent) { a.PromoteBackoff = time.Millisecond }, []string{"promote-backoff"}},
+		{"promote-backoff shorter than two election rounds", func(a *Agent) { a.PrePromote, a.PromoteBackoff = "/bin/gate", 100*time.Millisecond }, []string{"promote-backoff"}},
+		{"promote-backoff two election rounds", func(a *Agent) {
+			a.PrePromote = "/bin/gate"
+			a.PromoteBackoff = 2 * time.Duration(a.ElectionTicks+a.ElectionStaggerTicks) * a.TickUnit
+		}, nil},
 		{"check and check-http", func(a *Agent) { a.Check, a.CheckHTTP = "/bin/true", "http://127.0.0.1/" }, []string{"check-http"}},
 		{"check-http not a URL", func(a *Agent) { a.CheckHTTP = "127.0.0.1:80/health" }, []string{"check-http"}},
 		{"check-http ftp", func(a *Agent) { a.CheckHTTP = "ftp://127.0.0.1/" }, []string{"check-http"}},

@@ -125,7 +125,7 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, body []by
 	if err != nil {
 		return fail(api.Errorf(api.CodeUnavailable, "the naming leader %s: read reply: %v", leader, err))
 	}
-	for _, h := range []string{"Content-Type", LeaderHeader} {
+	for _, h := range []string{"Content-Type", LeaderHeader, IndexHeader} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}

@@ -63,6 +63,7 @@ type Node struct {
 	raft     *raft.Raft
 	rstores  *raftStores
 	mux      *mux
+	blockers api.Semaphore      // blocking reads held at once
 	propCh   chan *pendingWrite // to the proposer, in the order decided
 	commitCh chan *pendingWrite // to the committer, in the order proposed
 	http     *http.Client       // to agents: triggers and probes
@@ -174,6 +175,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 		timers:   make(map[string]func() bool),
 		delivery: make(map[deliveryKey]uint64),
 		propCh:   make(chan *pendingWrite, 4096),
+		blockers: api.NewSemaphore(api.MaxBlockingReads),
 		commitCh: make(chan *pendingWrite, 4096),
 		rand:     rnd,
 		server:   server,

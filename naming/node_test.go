@@ -487,6 +487,10 @@ func TestBlockingGroupStatus(t *testing.T) {
 		t.Fatalf("the blocking read after a registration: %+v", r)
 	}
 
+	// An index ahead of the group's (a restored store) answers at once.
+	if ahead, err := tn.client.Status(ctx, api.StatusRequest{Group: "g", Index: r.Index + 100, Wait: 30 * time.Second}); err != nil || ahead.Index != r.Index {
+		t.Fatalf("a blocking read ahead of the index: %+v %v", ahead, err)
+	}
 	base := "http://" + tn.Addr() + "/v1/groups/g"
 	resp, err := http.Get(fmt.Sprintf("%s?index=%d&wait=5s", base, st.Index))
 	if err != nil {

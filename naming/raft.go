@@ -508,12 +508,31 @@ func (n *Node) StatusContext(ctx context.Context, req api.StatusRequest) (api.St
 	if wait == 0 {
 		wait = api.DefaultWait
 	}
+	if !n.blockers.TryAcquire() {
+		// At the cap of blocking reads: answer at once, so that long
+		// polls cannot take every connection a node has.
+		return n.status(req)
+	}
+	defer n.blockers.Release()
 	timer := time.NewTimer(min(wait, api.MaxWait))
 	defer timer.Stop()
+	first := true
 	for {
 		changed := n.store.Changed()
-		st, err := n.status(req)
-		if err != nil || st.Index > req.Index {
+		r := req
+		if !first && r.Read == api.ReadConsistent {
+			// The leader confirmed its leadership once; what wakes us now
+			// is a change it applied: no barrier per wake-up.
+			r.Read = api.ReadStale
+		}
+		st, err := n.status(r)
+		if r.Read != req.Read {
+			st.ReadMeta = api.ReadMeta{}
+		}
+		first = false
+		// An index below the one asked (a restored or recreated group)
+		// answers at once too: the caller starts over from it.
+		if err != nil || st.Index != req.Index {
 			return st, err
 		}
 		select {

@@ -149,6 +149,11 @@ func Exec(ctx context.Context, hookName, path string, s State, timeout time.Dura
 	o.DurationMS = float64(time.Since(o.Start).Microseconds()) / 1000
 	o.StderrTail = tail.String()
 	var exit *exec.ExitError
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// It exited 0, and left a child holding its stderr (a service
+		// it started in the background): a success.
+		err = nil
+	}
 	switch {
 	case ctx.Err() == context.DeadlineExceeded:
 		o.TimedOut = true
@@ -269,6 +274,9 @@ func (r *Runner) Run(ctx context.Context) {
 // runPending runs the pending state, if any, and reports whether it ran.
 func (r *Runner) runPending(ctx context.Context) bool {
 	r.mu.Lock()
+	for r.running { // an Exclusive or RunNow under way
+		r.idle.Wait()
+	}
 	p := r.pending
 	r.pending = nil
 	if p != nil && r.lastRun != nil && r.lastRun.same(*p) {
@@ -365,6 +373,28 @@ func (r *Runner) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return Stats{OnRoleChange: r.cfg.Path, PrePromote: r.cfg.PrePromote, Runs: r.runs, Failed: r.failed, Recent: append([]Outcome(nil), r.recent...)}
+}
+
+// Exclusive runs f while no hook runs, and holds the next run until f
+// returned: the promotion gate runs one at a time with the role hook.
+func (r *Runner) Exclusive(f func()) {
+	r.mu.Lock()
+	for r.running {
+		r.idle.Wait()
+	}
+	r.running = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.running = false
+		r.idle.Broadcast()
+		r.mu.Unlock()
+		select { // a state that arrived meanwhile runs now
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}()
+	f()
 }
 
 // RunNow runs s at once, after any run under way and instead of any state

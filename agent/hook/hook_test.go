@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -263,5 +264,69 @@ func TestHealth(t *testing.T) {
 	one := Health{} // 0 counts as 1
 	if healthy, changed := one.Observe(false); healthy || !changed {
 		t.Fatalf("one failure with Failures 0: healthy=%t changed=%t", healthy, changed)
+	}
+}
+
+// A hook that starts a service in the background and exits 0 succeeded,
+// although the service keeps its stderr open; one that exits 1 so did not.
+func TestExecBackgroundChild(t *testing.T) {
+	dir := t.TempDir()
+	o := Exec(context.Background(), "on-role-change", script(t, dir, "daemon", "sleep 3 & exit 0"), State{Role: "master"}, 10*time.Second)
+	if !o.OK() || o.ExitCode != 0 {
+		t.Fatalf("a hook that left a child running and exited 0: %+v", o)
+	}
+	o = Exec(context.Background(), "on-role-change", script(t, dir, "daemon1", "sleep 3 & exit 1"), State{Role: "master"}, 10*time.Second)
+	if o.OK() || o.ExitCode != 1 {
+		t.Fatalf("a hook that left a child running and exited 1: %+v", o)
+	}
+}
+
+// Exclusive runs while no hook runs, and a state announced meanwhile runs
+// right after it.
+func TestRunnerExclusive(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	var active, most int
+	enter := func(what string) {
+		mu.Lock()
+		order = append(order, what)
+		active++
+		most = max(most, active)
+		mu.Unlock()
+	}
+	leave := func() { mu.Lock(); active--; mu.Unlock() }
+	inCallback := make(chan struct{})
+	release := make(chan struct{})
+	r := NewRunner(Config{Callback: func(s State) {
+		enter("hook " + s.Role)
+		defer leave()
+		if s.Role == "backup" {
+			close(inCallback)
+			<-release
+		}
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	r.Notify(State{Role: "backup"})
+	<-inCallback
+	excl := make(chan struct{})
+	go func() {
+		r.Exclusive(func() {
+			enter("gate")
+			time.Sleep(20 * time.Millisecond) // long enough to overlap a run, were one allowed
+			leave()
+		})
+		close(excl)
+	}()
+	r.Notify(State{Role: "master"}) // waits for the gate too
+	close(release)
+	<-excl
+	waitFor(t, "the master run", func() bool { return r.Stats().Runs == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 3 || order[0] != "hook backup" || most != 1 {
+		t.Fatalf("order %v, at most %d at once", order, most)
 	}
 }

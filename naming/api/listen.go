@@ -75,3 +75,27 @@ func (c *limitConn) Close() error {
 	c.once.Do(func() { c.l.open.Add(-1) })
 	return err
 }
+
+// Semaphore bounds how many of something run at once (blocking reads).
+type Semaphore chan struct{}
+
+// NewSemaphore allows n at once.
+func NewSemaphore(n int) Semaphore { return make(Semaphore, n) }
+
+// TryAcquire takes a slot if one is free.
+func (s Semaphore) TryAcquire() bool {
+	select {
+	case s <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Release frees a slot TryAcquire took.
+func (s Semaphore) Release() { <-s }
+
+// MaxBlockingReads bounds the blocking reads a node or an agent holds at
+// once (a quarter of the default connection cap): past it a blocking read
+// answers at once, so long polls never take the connections peers need.
+const MaxBlockingReads = DefaultMaxConns / 4
