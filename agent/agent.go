@@ -299,6 +299,12 @@ func (a *Agent) Start() error {
 			case a.inbound <- m:
 			default: // overloaded: the protocol resends
 			}
+		},
+		Closed: func(from uint64) {
+			select {
+			case a.ops <- func() { a.node.PeerStreamClosed(from) }:
+			default: // busy: the election timeout still runs
+			}
 		}})
 	if a.server.ACL.Open() {
 		a.logger.Warn("no -acl: the agent is open; any caller that reaches its API can write, read its state and send it messages")
@@ -652,12 +658,36 @@ func (a *Agent) run() {
 			// stood still (a paused process, a busy loop).
 			clock.catchUp(a.node, time.Now())
 			a.node.Step(m)
+			a.takePending()
 		case f := <-a.ops:
 			clock.catchUp(a.node, time.Now())
 			f()
+			a.takePending()
 		}
 		clock.catchUp(a.node, time.Now())
 		a.handleReady()
+	}
+}
+
+// maxPending bounds the events the loop takes before one Ready.
+const maxPending = 512
+
+// takePending steps the messages and runs the calls already waiting, up
+// to maxPending, before the loop carries out one Ready for all of them:
+// group commit. Many writes and acknowledgements then share one persist
+// (one storage transaction and fsync) and one append per back-up, while
+// persist-before-send and answer-after-commit stay as they are: the Ready
+// is persisted before any of it is sent or answered. Run only.
+func (a *Agent) takePending() {
+	for i := 0; i < maxPending; i++ {
+		select {
+		case m := <-a.inbound:
+			a.node.Step(m)
+		case f := <-a.ops:
+			f()
+		default:
+			return
+		}
 	}
 }
 
@@ -719,21 +749,12 @@ func (a *Agent) handleReady() {
 
 // persist writes what the Ready asks to keep.
 func (a *Agent) persist(rd core.Ready) error {
-	if rd.HardState != nil {
-		hs := rd.HardState
-		if err := a.storage.SaveHardState(store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}); err != nil {
-			return fmt.Errorf("%w: persist hard state: %v", ErrStorage, err)
-		}
+	u := store.Update{TruncateAfter: rd.Truncated, Entries: rd.Entries}
+	if hs := rd.HardState; hs != nil {
+		u.HardState = &store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}
 	}
-	if rd.Truncated != nil {
-		if err := a.storage.TruncateAfter(*rd.Truncated); err != nil {
-			return fmt.Errorf("%w: truncate stored log: %v", ErrStorage, err)
-		}
-	}
-	if len(rd.Entries) > 0 {
-		if err := a.storage.Append(rd.Entries); err != nil {
-			return fmt.Errorf("%w: persist entries: %v", ErrStorage, err)
-		}
+	if err := a.storage.Persist(u); err != nil {
+		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
 	if len(rd.Divergent) > 0 {
 		recs := make([]store.Record, 0, len(rd.Divergent))

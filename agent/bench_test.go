@@ -25,59 +25,67 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // BenchmarkWrite measures write throughput and latency through the master
-// with 1, 2, 4 and 8 back-ups, 16 concurrent writers, in both modes.
+// with 1, 2, 4 and 8 back-ups, 8 concurrent writers per core, in both
+// modes, with the log in memory and on disk (bbolt, fsync: durable).
 func BenchmarkWrite(b *testing.B) {
 	base := 90
-	for _, mode := range []string{"strict", "available"} {
-		for _, backups := range []int{1, 2, 4, 8} {
-			base++
-			b.Run(fmt.Sprintf("mode=%s/backups=%d", mode, backups), func(b *testing.B) {
-				prios := make([]int, backups+1)
-				for i := range prios {
-					prios[i] = len(prios) - i
-				}
-				c := agenttest.New(b, agenttest.Options{Agents: backups + 1, Mode: mode, Priorities: prios, Base: base})
-				m := c.WaitStable(30 * time.Second)
-				a := c.Members[m].Agent
-				var (
-					mu   sync.Mutex
-					lats []time.Duration
-					seq  atomic.Uint64
-				)
-				b.SetParallelism(8)
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					var local []time.Duration
-					for pb.Next() {
-						n := seq.Add(1)
-						op := kv.Op{Kind: kv.KindPut, Key: fmt.Sprintf("k%d", n%1024), Value: []byte("0123456789abcdef0123456789abcdef")}
-						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-						start := time.Now()
-						_, err := a.Execute(ctx, op, 0, 0)
-						for errors.Is(err, core.ErrNotServing) && ctx.Err() == nil {
-							// A strict master whose registration renewal is
-							// late under this load pauses; count the wait.
-							time.Sleep(time.Millisecond)
-							_, err = a.Execute(ctx, op, 0, 0)
-						}
-						local = append(local, time.Since(start))
-						cancel()
-						if err != nil {
-							b.Error(err)
-							return
-						}
-					}
-					mu.Lock()
-					lats = append(lats, local...)
-					mu.Unlock()
-				})
-				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
-				b.ReportMetric(float64(percentile(lats, 0.5).Microseconds()), "p50-µs")
-				b.ReportMetric(float64(percentile(lats, 0.99).Microseconds()), "p99-µs")
-			})
+	for _, durable := range []bool{false, true} {
+		for _, mode := range []string{"strict", "available"} {
+			for _, backups := range []int{1, 2, 4, 8} {
+				base++
+				benchWrite(b, base, durable, mode, backups)
+			}
 		}
 	}
+}
+
+func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) {
+	store := map[bool]string{false: "memory", true: "disk"}[durable]
+	b.Run(fmt.Sprintf("log=%s/mode=%s/backups=%d", store, mode, backups), func(b *testing.B) {
+		prios := make([]int, backups+1)
+		for i := range prios {
+			prios[i] = len(prios) - i
+		}
+		c := agenttest.New(b, agenttest.Options{Agents: backups + 1, Mode: mode, Priorities: prios, Base: base, Durable: durable})
+		m := c.WaitStable(30 * time.Second)
+		a := c.Members[m].Agent
+		var (
+			mu   sync.Mutex
+			lats []time.Duration
+			seq  atomic.Uint64
+		)
+		b.SetParallelism(8)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			var local []time.Duration
+			for pb.Next() {
+				n := seq.Add(1)
+				op := kv.Op{Kind: kv.KindPut, Key: fmt.Sprintf("k%d", n%1024), Value: []byte("0123456789abcdef0123456789abcdef")}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				start := time.Now()
+				_, err := a.Execute(ctx, op, 0, 0)
+				for errors.Is(err, core.ErrNotServing) && ctx.Err() == nil {
+					// A strict master whose registration renewal is
+					// late under this load pauses; count the wait.
+					time.Sleep(time.Millisecond)
+					_, err = a.Execute(ctx, op, 0, 0)
+				}
+				local = append(local, time.Since(start))
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+		b.ReportMetric(float64(percentile(lats, 0.5).Microseconds()), "p50-µs")
+		b.ReportMetric(float64(percentile(lats, 0.99).Microseconds()), "p99-µs")
+	})
 }
 
 // BenchmarkFailover measures, over 20 master kills per iteration, the time

@@ -249,6 +249,13 @@ func (f failingStorage) SaveHardState(hs store.HardState) error {
 	return f.Storage.SaveHardState(hs)
 }
 
+func (f failingStorage) Persist(u store.Update) error {
+	if f.fail.Load() {
+		return errDisk
+	}
+	return f.Storage.Persist(u)
+}
+
 func (f failingStorage) Append(es []rlog.Entry) error {
 	if f.fail.Load() {
 		return errDisk
@@ -441,5 +448,38 @@ func TestMetJoin(t *testing.T) {
 		if got := agent.MetJoinForTest(members, tc.join); got != tc.want {
 			t.Errorf("join %v: met %t, want %t", tc.join, got, tc.want)
 		}
+	}
+}
+
+// A live master whose link to one back-up breaks (the rest of the group
+// still reaches it) is not deposed: the cut back-up takes the broken
+// stream for a dead master and campaigns, and the others, who hear the
+// master, refuse. The master keeps its epoch and takes writes throughout.
+func TestBrokenStreamDoesNotDepose(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 68})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	epoch := c.Members[1].Agent.Status().Epoch
+	c.Partition([]uint64{1}, []uint64{2}) // 2, the best-ranked back-up, loses its link to 1
+	c.WaitFor(20*time.Second, "2 campaigning", func() bool { return c.Members[2].Agent.Status().MaxTerm > epoch.Term })
+	for i := 0; i < 20; i++ {
+		if _, err := c.Put(1, fmt.Sprintf("during-%d", i), "v"); err != nil {
+			t.Fatalf("write %d through 1 while its link to 2 is cut: %v", i, err)
+		}
+	}
+	if st := c.Members[1].Agent.Status(); st.Role != api.RoleMaster || st.Epoch != epoch || !st.Serving {
+		t.Fatalf("1 after 2's campaign: %+v; want master at %s, serving", st, epoch)
+	}
+	if st := c.Members[3].Agent.Status(); st.Master != 1 || st.Epoch != epoch {
+		t.Fatalf("3 after 2's campaign: %+v; want a back-up of 1 at %s", st, epoch)
+	}
+	c.Heal()
+	c.WaitFor(20*time.Second, "2 a back-up of 1 again", func() bool {
+		st := c.Members[2].Agent.Status()
+		return st.Role == api.RoleBackup && st.Master == 1 && c.Stable()
+	})
+	if st := c.Members[1].Agent.Status(); st.Epoch != epoch {
+		t.Fatalf("1 at %s after the heal, want %s (never deposed)", st.Epoch, epoch)
 	}
 }

@@ -75,6 +75,10 @@ type Options struct {
 	// AgentOptions, when set, adjusts each start's agent.Options (role
 	// callbacks, for example).
 	AgentOptions func(id uint64, o *agent.Options)
+	// Durable keeps each agent's log in a data directory (bbolt, fsync)
+	// instead of memory: for benchmarks of the durable write path. An
+	// agent killed in such a cluster is not restarted.
+	Durable bool
 }
 
 // Member is one agent of the cluster with what survives its restarts.
@@ -248,6 +252,16 @@ func (c *Cluster) start(m *Member) {
 		mon = c.opts.Monitor(m.ID)
 	}
 	var st store.Storage = m.Storage
+	if c.opts.Durable {
+		if m.Running || m.Agent != nil {
+			c.t.Fatalf("agent %d: a durable cluster does not restart agents", m.ID)
+		}
+		ds, err := store.Open(c.t.TempDir())
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		st = ds
+	}
 	if c.opts.WrapStorage != nil {
 		st = c.opts.WrapStorage(m.ID, st)
 	}

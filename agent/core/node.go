@@ -254,6 +254,9 @@ type Node struct {
 
 	rd        Ready
 	hsChanged bool
+	// appendPending: proposals were appended since the last Ready; it
+	// sends them to every back-up in one append each.
+	appendPending bool
 }
 
 // NewNode returns a back-up core over a state machine and a log restored
@@ -330,6 +333,12 @@ func (n *Node) Status() Status {
 
 // Ready returns what the runtime must do and clears it.
 func (n *Node) Ready() Ready {
+	if n.appendPending {
+		n.appendPending = false
+		if n.role == api.RoleMaster {
+			n.broadcastAppend()
+		}
+	}
 	if n.hsChanged {
 		hs := n.hardState()
 		n.rd.HardState = &hs

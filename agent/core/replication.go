@@ -104,7 +104,9 @@ func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
 	}
 	n.rd.Entries = append(n.rd.Entries, e)
 	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now})
-	n.broadcastAppend()
+	// One append per back-up for every proposal taken before the next
+	// Ready: the runtime batches what is pending, and so does the wire.
+	n.appendPending = true
 	n.maybeCommit()
 	return nil
 }

@@ -61,6 +61,11 @@ type Storage interface {
 	Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.Entry, err error)
 	// SaveHardState replaces the hard state.
 	SaveHardState(hs HardState) error
+	// Persist saves, in one commit, what one step of the agent asks: the
+	// hard state (if set), the truncation of the log after an index (if
+	// set), then entries that extend what is left, as Append requires.
+	// Nothing is stored when any part is refused.
+	Persist(u Update) error
 	// Append stores entries that extend the stored log: the first follows
 	// the last stored entry (or the base if none) and each chains to its
 	// predecessor, as rlog.Log.Append requires. The batch is one commit.
@@ -160,6 +165,57 @@ func (c *core) Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.
 	return hs, snap, base, entries, nil
 }
 
+// Update is what Persist saves in one commit.
+type Update struct {
+	HardState     *HardState
+	TruncateAfter *uint64
+	Entries       []rlog.Entry
+}
+
+// Persist saves u in one commit (one fsync with bbolt): a step that
+// changed the vote, cut a conflicting suffix and appended entries costs
+// the disk one write, not three.
+func (c *core) Persist(u Update) error {
+	var hv []byte
+	if u.HardState != nil {
+		var err error
+		if hv, err = api.Encode(u.HardState); err != nil {
+			return fmt.Errorf("persist: hard state: %w", err)
+		}
+	}
+	vals := make([][]byte, len(u.Entries))
+	for i := range u.Entries {
+		v, err := encodeBounded(&u.Entries[i])
+		if err != nil {
+			return fmt.Errorf("persist: append %s: %w", u.Entries[i], err)
+		}
+		vals[i] = v
+	}
+	if hv == nil && u.TruncateAfter == nil && len(u.Entries) == 0 {
+		return nil
+	}
+	err := c.update(func(t txn) error {
+		if hv != nil {
+			if err := t.put(bucketMeta, []byte(keyHardState), hv); err != nil {
+				return err
+			}
+		}
+		if u.TruncateAfter != nil {
+			if err := truncateTx(t, *u.TruncateAfter); err != nil {
+				return err
+			}
+		}
+		if len(u.Entries) > 0 {
+			return appendTx(t, u.Entries, vals)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
+	return nil
+}
+
 // SaveHardState replaces the hard state.
 func (c *core) SaveHardState(hs HardState) error {
 	v, err := api.Encode(&hs)
@@ -188,26 +244,29 @@ func (c *core) Append(es []rlog.Entry) error {
 		}
 		vals[i] = v
 	}
-	err := c.update(func(t txn) error {
-		last, err := lastPos(t)
-		if err != nil {
-			return err
-		}
-		// rlog.Log.Append is the one definition of "extends": index,
-		// epoch order and hash chain. The scratch log holds no entries,
-		// only the point to continue from.
-		if err := rlog.NewAt(last).Append(es...); err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		for i, e := range es {
-			if err := t.put(bucketLog, key(e.Index), vals[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := c.update(func(t txn) error { return appendTx(t, es, vals) })
 	if err != nil {
 		return fmt.Errorf("append %d entries from index %d: %w", len(es), es[0].Index, err)
+	}
+	return nil
+}
+
+// appendTx stores es (encoded as vals) after the last stored entry.
+func appendTx(t txn, es []rlog.Entry, vals [][]byte) error {
+	last, err := lastPos(t)
+	if err != nil {
+		return err
+	}
+	// rlog.Log.Append is the one definition of "extends": index, epoch
+	// order and hash chain. The scratch log holds no entries, only the
+	// point to continue from.
+	if err := rlog.NewAt(last).Append(es...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	for i, e := range es {
+		if err := t.put(bucketLog, key(e.Index), vals[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -216,23 +275,25 @@ func (c *core) Append(es []rlog.Entry) error {
 // the last entry does nothing; truncating below the snapshot base is refused
 // with ErrInvalid, since compacted entries are applied state.
 func (c *core) TruncateAfter(i uint64) error {
-	err := c.update(func(t txn) error {
-		base, _, err := readBase(t)
-		if err != nil {
-			return err
-		}
-		if i < base.Index {
-			return fmt.Errorf("%w: %w: base %d", ErrInvalid, rlog.ErrCompacted, base.Index)
-		}
-		if i == maxIndex {
-			return nil
-		}
-		return t.deleteRange(bucketLog, key(i+1), nil)
-	})
+	err := c.update(func(t txn) error { return truncateTx(t, i) })
 	if err != nil {
 		return fmt.Errorf("truncate after %d: %w", i, err)
 	}
 	return nil
+}
+
+func truncateTx(t txn, i uint64) error {
+	base, _, err := readBase(t)
+	if err != nil {
+		return err
+	}
+	if i < base.Index {
+		return fmt.Errorf("%w: %w: base %d", ErrInvalid, rlog.ErrCompacted, base.Index)
+	}
+	if i == maxIndex {
+		return nil
+	}
+	return t.deleteRange(bucketLog, key(i+1), nil)
 }
 
 // SaveSnapshot replaces the snapshot and its base, drops stored entries up

@@ -685,3 +685,43 @@ func TestOpenModes(t *testing.T) {
 		}
 	}
 }
+
+// Persist saves the hard state, a truncation and the entries after it in
+// one commit, as a replica's step asks; a part refused stores nothing.
+func TestPersist(t *testing.T) {
+	e1, e2 := ep(1, 1), ep(2, 2)
+	eachImpl(t, func(t *testing.T, h *harness) {
+		es := chain(rlog.Pos{}, e1, 5)
+		hs := HardState{Epoch: e1, Vote: e1, Master: 1, MaxTerm: 1}
+		if err := h.s.Persist(Update{HardState: &hs, Entries: es}); err != nil {
+			t.Fatal(err)
+		}
+		// A new master's step: the vote, a cut after 2, its entries.
+		two := uint64(2)
+		hs2 := HardState{Epoch: e2, Vote: e2, Master: 2, MaxTerm: 2}
+		fresh := chain(rlog.PosOf(es[1]), e2, 3)
+		if err := h.s.Persist(Update{HardState: &hs2, TruncateAfter: &two, Entries: fresh}); err != nil {
+			t.Fatal(err)
+		}
+		h.reopen()
+		got := h.load()
+		if got.HS != hs2 || !reflect.DeepEqual(indices(got.Entries), []uint64{1, 2, 3, 4, 5}) || got.Entries[2].Epoch != e2 {
+			t.Fatalf("after persist: %+v, entries %v", got.HS, got.Entries)
+		}
+		// Refused: entries that do not extend the log after the cut. The
+		// hard state and the cut of the same update are not stored.
+		before := h.load()
+		hs3 := HardState{Epoch: ep(3, 3), Vote: ep(3, 3), Master: 3, MaxTerm: 3}
+		one := uint64(1)
+		gap := chain(rlog.PosOf(got.Entries[3]), ep(3, 3), 1)
+		if err := h.s.Persist(Update{HardState: &hs3, TruncateAfter: &one, Entries: gap}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a gap after the cut: %v, want ErrInvalid", err)
+		}
+		if after := h.load(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("a refused update changed the store:\n got  %+v\n want %+v", after, before)
+		}
+		if err := h.s.Persist(Update{}); err != nil {
+			t.Fatalf("an empty update: %v", err)
+		}
+	})
+}
