@@ -79,6 +79,24 @@ func (n *Node) masterGone() bool {
 	return p != nil && !p.Alive && n.silent >= 2*n.cfg.HeartbeatTicks
 }
 
+// PeerStreamClosed tells the core that a peer closed the stream it sent
+// us messages on: a process that exits, or is killed, closes its streams at
+// once. When that peer is our master, its silence is taken as complete (as
+// when gossip says it is dead): the best-ranked back-up campaigns at once
+// rather than after a whole election timeout. A live master is not deposed
+// by it: voters still grant only while they hear no master themselves, so
+// a back-up whose one link to the master broke gets no votes while the
+// others hear it, and follows the master again at its next append.
+func (n *Node) PeerStreamClosed(id uint64) {
+	if n.role != api.RoleBackup || id == 0 || id != n.master {
+		return
+	}
+	if n.silent < n.cfg.ElectionTicks {
+		n.logger.Debug("the master's stream closed: its silence counts as complete", "master", id)
+		n.silent = n.cfg.ElectionTicks
+	}
+}
+
 func (n *Node) tickBackup() {
 	n.silent++
 	if n.master != 0 {

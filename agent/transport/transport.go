@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -66,6 +67,11 @@ type Config struct {
 	// Authorize, when set, vets the token of every inbound stream's
 	// hello; a stream it refuses is closed before any message is read.
 	Authorize func(token string) error
+	// Closed, when set, is called when a peer closes an inbound stream
+	// it sent messages on (an exiting process closes its streams at
+	// once, a SIGKILL too): from is the sender its last message named. A
+	// stream this side closes (idle, too slow, refused) calls nothing.
+	Closed func(from uint64)
 	// QueueLen bounds each peer's send queue; a full queue drops the
 	// message (the protocol resends). Default 1024.
 	QueueLen int
@@ -329,16 +335,27 @@ func (t *Transport) serve(c net.Conn) {
 		t.logger.Debug("inbound stream refused", "remote", c.RemoteAddr(), "error", err)
 		return
 	}
+	var from uint64
 	for {
 		m, err := readFrame(c, r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
 				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)
 			}
+			if peerClosed(err) && from != 0 && t.ctx.Err() == nil && t.cfg.Closed != nil {
+				t.cfg.Closed(from)
+			}
 			return
 		}
+		from = m.From
 		t.cfg.Handler(m)
 	}
+}
+
+// peerClosed tells whether a read ended because the peer closed its end
+// (FIN or reset), not a deadline of ours or a bad frame.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Read deadlines of inbound streams: a stream may stay idle between frames
