@@ -91,6 +91,14 @@ type demo struct {
 	procs  []*exec.Cmd
 	seq    uint64 // last naming event seen
 	ports  map[string]bool
+	group  string // "" means "demo"
+}
+
+func (d *demo) groupName() string {
+	if d.group == "" {
+		return "demo"
+	}
+	return d.group
 }
 
 func (d *demo) event(source, kind, format string, args ...any) {
@@ -255,7 +263,7 @@ func (d *demo) stable() (bool, uint64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	look, err := d.naming.Lookup(ctx, api.LookupRequest{Group: "demo"})
+	look, err := d.naming.Lookup(ctx, api.LookupRequest{Group: d.groupName()})
 	if err != nil || look.Master == nil {
 		return false, 0
 	}

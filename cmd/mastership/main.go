@@ -110,6 +110,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			peersCommand(),
 			snapshotCommand(),
 			switchoverCommand(),
+			benchCommand(),
 			watchCommand(),
 			pauseCommand(true),
 			pauseCommand(false),
