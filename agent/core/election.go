@@ -81,20 +81,22 @@ func (n *Node) masterGone() bool {
 
 // PeerStreamClosed tells the core that a peer closed the stream it sent
 // us messages on: a process that exits, or is killed, closes its streams at
-// once. When that peer is our master, its silence is taken as complete (as
-// when gossip says it is dead): the best-ranked back-up campaigns at once
-// rather than after a whole election timeout. A live master is not deposed
-// by it: voters still grant only while they hear no master themselves, so
-// a back-up whose one link to the master broke gets no votes while the
-// others hear it, and follows the master again at its next append.
+// once. When that peer is our master, this back-up campaigns as soon as the
+// others can have stopped counting on the master, rather than after a whole
+// election timeout: at half the election timeout (what voters wait before
+// they grant, which outlasts the master's lease) and a heartbeat more, by
+// rank. It changes no voter's rule: a voter grants only once it has not
+// heard the master for half the election timeout itself, so a live master
+// (one behind a single broken link, one that redialled after a stall) keeps
+// its lease and is not deposed. Anything the master sends clears it.
 func (n *Node) PeerStreamClosed(id uint64) {
 	if n.role != api.RoleBackup || id == 0 || id != n.master {
 		return
 	}
-	if n.silent < n.cfg.ElectionTicks {
-		n.logger.Debug("the master's stream closed: its silence counts as complete", "master", id)
-		n.silent = n.cfg.ElectionTicks
+	if !n.streamLost {
+		n.logger.Debug("the master's stream closed: campaigning early if it stays silent", "master", id)
 	}
+	n.streamLost = true
 }
 
 func (n *Node) tickBackup() {
@@ -118,7 +120,11 @@ func (n *Node) tickBackup() {
 		n.silent = min(n.silent, n.cfg.ElectionTicks)
 		return
 	}
-	if n.silent >= n.cfg.ElectionTicks+n.rank()*n.cfg.StaggerTicks {
+	due := n.cfg.ElectionTicks + n.rank()*n.cfg.StaggerTicks
+	if n.streamLost {
+		due = min(due, n.cfg.ElectionTicks/2+n.cfg.HeartbeatTicks+n.rank()*n.cfg.StaggerTicks)
+	}
+	if n.silent >= due {
 		n.becomeCandidate()
 	}
 }
@@ -149,6 +155,7 @@ func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
 	if master != n.master || epoch != n.epoch {
 		n.caughtUp = false
 		n.masterPinned = false // the next append of that master says
+		n.streamLost = false
 	}
 	n.epoch, n.master = epoch, master
 	n.seeTerm(epoch.Term)

@@ -248,6 +248,9 @@ type Node struct {
 	graceUntil uint64
 	// paused: the group is in maintenance (SetPaused).
 	paused bool
+	// streamLost: back-up: our master's stream closed and nothing came
+	// from it since (PeerStreamClosed).
+	streamLost bool
 	// caughtUp: back-up: the master's last append found our log equal to
 	// its own, committed as far; only then do we ask for a handover.
 	caughtUp bool

@@ -175,6 +175,7 @@ func (n *Node) sendAppend(to uint64) {
 // role's step made us a back-up of the sender.
 func (n *Node) acceptAppend(m Message) {
 	n.silent = 0
+	n.streamLost = false // it speaks: whatever closed, it is not gone
 	n.masterPinned = m.Pinned
 	last := n.log.LastIndex()
 	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || last < m.Base) {
@@ -220,8 +221,19 @@ func (n *Node) acceptAppend(m Message) {
 				return
 			}
 			t := e.Index - 1
-			n.rd.Truncated = &t
-			n.rd.Entries = nil
+			if n.rd.Truncated == nil || t < *n.rd.Truncated {
+				n.rd.Truncated = &t
+			}
+			// Entries of this Ready up to the cut are still to be
+			// stored (the runtime batches several steps into one Ready):
+			// keep them, drop the rest.
+			kept := n.rd.Entries[:0]
+			for _, x := range n.rd.Entries {
+				if x.Index <= t {
+					kept = append(kept, x)
+				}
+			}
+			n.rd.Entries = kept
 			// Not applied here, but this agent may have stamped and
 			// acknowledged them as master before a restart: keep them.
 			for _, r := range removed {
@@ -303,6 +315,12 @@ func (n *Node) handleAppendResp(m Message) {
 	n.maybeCommit()
 	if m.From == n.transferTo {
 		n.maybeTimeoutNow()
+	}
+	if pr.next <= n.log.LastIndex() {
+		// More than one append's worth was proposed (sendAppend sends at
+		// most maxBatch entries): keep the pipeline going rather than
+		// wait for the next heartbeat.
+		n.sendAppend(m.From)
 	}
 }
 

@@ -16,10 +16,13 @@ import (
 // test says so, membership views follow the cuts (as gossip would), and
 // state downloads copy the master's state as the runtime would.
 type simNet struct {
-	t       *testing.T
-	mode    api.Mode
-	gate    bool // every promotion waits for a promote command
-	sick    map[uint64]bool
+	t    *testing.T
+	mode api.Mode
+	gate bool // every promotion waits for a promote command
+	sick map[uint64]bool
+	// ghost: nodes every view still holds alive whatever (gossip has not
+	// noticed them down yet).
+	ghost   map[uint64]bool
 	grace   int // StartGraceTicks of every node
 	nodes   map[uint64]*Node
 	stores  map[uint64]*kv.Store
@@ -69,7 +72,7 @@ func newSimGated(t *testing.T, mode api.Mode, gate bool, prios ...int) *simNet {
 }
 
 func newSimWith(t *testing.T, mode api.Mode, gate bool, grace int, prios ...int) *simNet {
-	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
+	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, ghost: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
@@ -109,7 +112,7 @@ func (s *simNet) updateViews() {
 	for _, id := range s.ids() {
 		var view []Peer
 		for _, o := range s.ids() {
-			view = append(view, Peer{ID: o, Priority: s.prio[o], Alive: s.linked(id, o), Epoch: s.nodes[o].Epoch(), Unhealthy: s.sick[o]})
+			view = append(view, Peer{ID: o, Priority: s.prio[o], Alive: s.linked(id, o) || s.ghost[o], Epoch: s.nodes[o].Epoch(), Unhealthy: s.sick[o]})
 		}
 		s.nodes[id].SetView(view)
 		s.drain(id)

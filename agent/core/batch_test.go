@@ -1,0 +1,143 @@
+package core
+
+import (
+	"math/rand"
+	"testing"
+
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/store"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// persistReady stores a Ready as the runtime does.
+func persistReady(s store.Storage, rd Ready) error {
+	u := store.Update{TruncateAfter: rd.Truncated, Entries: rd.Entries}
+	if hs := rd.HardState; hs != nil {
+		u.HardState = &store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}
+	}
+	return s.Persist(u)
+}
+
+// Steps batched into one Ready (the runtime's group commit): an append of
+// the old master and one of the new master that cuts its last entry. The
+// Ready keeps the entries up to the cut that were not stored yet, and
+// persists; step by step and batched end in the same stored log.
+func TestBatchedTruncationPersists(t *testing.T) {
+	e1, e2 := api.Epoch{Term: 1, ID: 1}, api.Epoch{Term: 2, ID: 2}
+	old := rlog.New()
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+	a, _ := old.AppendNew(e1, 1, 1, op)
+	b, _ := old.AppendNew(e1, 1, 2, op)
+	c, _ := old.AppendNew(e1, 1, 3, op)
+	cur := rlog.New()
+	if err := cur.Append(a, b); err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := cur.AppendNew(e2, 0, 0, nil)
+	var logs [][]rlog.Entry
+	for _, batched := range []bool{false, true} {
+		n := NewNode(Config{ID: 3, Group: "g", Priority: 1, Mode: api.ModeStrict, HeartbeatTicks: 2, ElectionTicks: 10,
+			StaggerTicks: 5, WriteTicks: 20, Expect: 3, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), HardState{})
+		n.SetView([]Peer{{ID: 1, Priority: 3, Alive: true}, {ID: 2, Priority: 2, Alive: true}})
+		s := store.NewMemory()
+		if err := persistReady(s, n.Ready()); err != nil {
+			t.Fatal(err)
+		}
+		p0, _ := old.PosAt(0)
+		n.Step(Message{Type: MsgAppend, Group: "g", From: 1, To: 3, Epoch: e1, PrevHash: p0.Hash, Entries: []rlog.Entry{a, b, c}, LastIndex: 3})
+		if !batched {
+			if err := persistReady(s, n.Ready()); err != nil {
+				t.Fatalf("step by step, the old master's append: %v", err)
+			}
+		}
+		pb, _ := cur.PosAt(2)
+		n.Step(Message{Type: MsgAppend, Group: "g", From: 2, To: 3, Epoch: e2, PrevIndex: 2, PrevHash: pb.Hash, Entries: []rlog.Entry{c2}, LastIndex: 3})
+		if err := persistReady(s, n.Ready()); err != nil {
+			t.Fatalf("batched=%t: the Ready with the cut does not persist: %v", batched, err)
+		}
+		_, _, _, es, err := s.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, es)
+	}
+	for _, es := range logs {
+		if len(es) != 3 || es[2].Epoch != e2 || es[2].Hash != c2.Hash {
+			t.Fatalf("stored log %v, want a, b and the new master's entry", es)
+		}
+	}
+}
+
+// A closed stream of a master that is alive and still heard by everyone
+// deposes nobody: every back-up saw the close, and still no one campaigns,
+// because the master keeps speaking.
+func TestStreamCloseOfALiveMasterDeposesNobody(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		s := newSim(t, mode, 3, 2, 1)
+		s.tick(60)
+		if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+			t.Fatalf("%s: masters %v", mode, ms)
+		}
+		epoch := s.nodes[1].Epoch()
+		s.nodes[2].PeerStreamClosed(1)
+		s.nodes[3].PeerStreamClosed(1)
+		s.tick(40)
+		if ms := s.masters(); len(ms) != 1 || ms[0] != 1 || s.nodes[1].Epoch() != epoch || s.nodes[2].maxTerm != epoch.Term {
+			t.Fatalf("%s: masters %v, 1 at %s (was %s), 2's max term %d", mode, s.masters(), s.nodes[1].Epoch(), epoch, s.nodes[2].maxTerm)
+		}
+	}
+}
+
+// A master that is gone and whose streams closed is replaced in about
+// half an election timeout, not a whole one: the back-ups campaign early,
+// and voters grant once they have not heard it for half the timeout.
+func TestStreamCloseOfADeadMasterElectsEarly(t *testing.T) {
+	for _, closed := range []bool{false, true} {
+		s := newSim(t, api.ModeStrict, 3, 2, 1)
+		s.tick(60)
+		s.down[1] = true
+		s.ghost[1] = true // gossip has not noticed yet
+		if closed {
+			s.nodes[2].PeerStreamClosed(1)
+			s.nodes[3].PeerStreamClosed(1)
+		}
+		ticks := 0
+		for ; ticks < 100; ticks++ {
+			if ms := s.masters(); len(ms) == 1 && ms[0] == 2 {
+				break
+			}
+			s.tick(1)
+		}
+		et := s.nodes[2].cfg.ElectionTicks
+		if closed && ticks >= et {
+			t.Fatalf("with the streams closed, 2 took %d ticks, want fewer than the election timeout (%d)", ticks, et)
+		}
+		if !closed && ticks < et {
+			t.Fatalf("without a closed stream, 2 took %d ticks, under the election timeout (%d)", ticks, et)
+		}
+		t.Logf("closed=%t: 2 master after %d ticks (election timeout %d)", closed, ticks, et)
+	}
+}
+
+// More proposals in one Ready than one append carries: the acknowledgements
+// pull the rest through, without waiting for a heartbeat.
+func TestAppendPipelineBeyondOneBatch(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(60)
+	s.deliver()
+	n := s.nodes[1]
+	n.Registered(n.Epoch(), true, n.Now()+1000)
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+	for i := 0; i < 3*maxBatch/2; i++ {
+		s.nextRef++
+		if err := n.Propose(s.nextRef, 1, s.nextRef, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.drain(1)
+	s.deliver() // no tick
+	if n.commit != n.log.LastIndex() {
+		t.Fatalf("commit %d of %d with no tick: the rest waited for a heartbeat", n.commit, n.log.LastIndex())
+	}
+}
