@@ -658,38 +658,59 @@ func (a *Agent) run() {
 			// stood still (a paused process, a busy loop).
 			clock.catchUp(a.node, time.Now())
 			a.node.Step(m)
-			a.takePending()
+			a.takePending(&clock)
 		case f := <-a.ops:
 			clock.catchUp(a.node, time.Now())
 			f()
-			a.takePending()
+			a.takePending(&clock)
 		}
 		clock.catchUp(a.node, time.Now())
 		a.handleReady()
 	}
 }
 
-// maxPending bounds the events the loop takes before one Ready.
+// maxPending bounds the events the loop takes before one Ready, and a tick
+// unit the time it spends taking them.
 const maxPending = 512
 
 // takePending steps the messages and runs the calls already waiting, up
-// to maxPending, before the loop carries out one Ready for all of them:
-// group commit. Many writes and acknowledgements then share one persist
-// (one storage transaction and fsync) and one append per back-up, while
-// persist-before-send and answer-after-commit stay as they are: the Ready
-// is persisted before any of it is sent or answered. Run only.
-func (a *Agent) takePending() {
+// to maxPending or for a tick unit, before the loop carries out one Ready
+// for all of them: group commit. Many writes and acknowledgements then
+// share one persist (one storage commit and fsync) and one append per
+// back-up, while persist-before-send and answer-after-commit stay as they
+// are: the Ready is persisted before any of it is sent or answered. The
+// core's clock is caught up before each event, as before the first: a
+// lease or a registration is never judged by a clock that stood still
+// while the loop worked. Reads flush what is pending first (flushForRead).
+// Run only.
+func (a *Agent) takePending(clock *tickClock) {
+	until := time.Now().Add(a.cfg.TickUnit)
 	for i := 0; i < maxPending; i++ {
 		select {
 		case m := <-a.inbound:
+			now := time.Now()
+			clock.catchUp(a.node, now)
 			a.node.Step(m)
+			if now.After(until) {
+				return
+			}
 		case f := <-a.ops:
+			now := time.Now()
+			clock.catchUp(a.node, now)
 			f()
+			if now.After(until) {
+				return
+			}
 		default:
 			return
 		}
 	}
 }
+
+// flushForRead carries out the pending Ready before a read: a write
+// committed in this batch (a group of one commits at once) is then durable
+// before a read may show it. Run only.
+func (a *Agent) flushForRead() { a.handleReady() }
 
 // tickClock keeps the core's ticks in step with wall time. A ticker drops
 // ticks while the loop is busy, and none at all while the process is
@@ -753,20 +774,18 @@ func (a *Agent) persist(rd core.Ready) error {
 	if hs := rd.HardState; hs != nil {
 		u.HardState = &store.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm}
 	}
+	// Divergence records go in the commit of the truncation that removed
+	// their entries from the log: a crash between the two would lose them.
+	st := a.node.Status()
+	for _, e := range rd.Divergent {
+		u.Records = append(u.Records, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
+			Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: st.Master})
+	}
 	if err := a.storage.Persist(u); err != nil {
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
-	if len(rd.Divergent) > 0 {
-		recs := make([]store.Record, 0, len(rd.Divergent))
-		st := a.node.Status()
-		for _, e := range rd.Divergent {
-			recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
-				Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: st.Master})
-		}
-		if _, err := a.storage.AddRecords(recs); err != nil {
-			return fmt.Errorf("%w: persist divergence records: %v", ErrStorage, err)
-		}
-		a.logger.Warn("divergent writes kept for replay", "count", len(recs), "master", st.Master)
+	if len(u.Records) > 0 {
+		a.logger.Warn("divergent writes kept for replay", "count", len(u.Records), "master", st.Master)
 	}
 	return nil
 }

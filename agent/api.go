@@ -351,6 +351,7 @@ func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (wi
 			var resp wire.KVResponse
 			var rerr error
 			err := a.do(func() {
+				a.flushForRead()
 				if rerr = a.node.ReadIndex(); rerr != nil {
 					return
 				}
@@ -465,6 +466,7 @@ func (a *Agent) LocalState() (State, error) {
 	var st State
 	var serr error
 	err := a.do(func() {
+		a.flushForRead() // a download holds only what is durable here
 		n := a.node
 		snap, err := a.sm.Snapshot()
 		if err != nil {

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/wire"
@@ -481,5 +483,55 @@ func TestBrokenStreamDoesNotDepose(t *testing.T) {
 	})
 	if st := c.Members[1].Agent.Status(); st.Epoch != epoch {
 		t.Fatalf("1 at %s after the heal, want %s (never deposed)", st.Epoch, epoch)
+	}
+}
+
+// A strict master whose loop stood still (a pause, a slow call) while it
+// was cut off, and a new master took writes: the reads that waited in the
+// loop's queue behind it are judged by the clock as it is when each is
+// taken, not as it was at the start of the batch, and none returns the old
+// value.
+func TestNoStaleReadAfterTheLoopStoodStill(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 69})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	if _, err := c.Put(1, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	a1 := c.Members[1].Agent
+	started, release := make(chan struct{}), make(chan struct{})
+	go agent.DoForTest(a1, func() { close(started); <-release })
+	<-started
+	type read struct {
+		val string
+		err error
+	}
+	reads := make(chan read, 5)
+	for i := 0; i < 5; i++ {
+		go func() {
+			r, err := a1.Execute(context.Background(), kv.Op{Kind: kv.KindGet, Key: "k"}, 0, 0)
+			v := ""
+			if r.Value != nil {
+				v = *r.Value
+			}
+			reads <- read{v, err}
+		}()
+	}
+	c.WaitFor(10*time.Second, "five reads queued behind the stalled loop", func() bool { return agent.PendingOpsForTest(a1) >= 5 })
+	c.Partition([]uint64{1}, []uint64{2, 3})
+	c.WaitFor(20*time.Second, "2 master and serving", func() bool {
+		st := c.Members[2].Agent.Status()
+		return st.Role == api.RoleMaster && st.Serving
+	})
+	if _, err := c.Put(2, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	for i := 0; i < 5; i++ {
+		r := <-reads
+		if r.err == nil && r.val == "old" {
+			t.Fatalf("read %d through the deposed master returned the old value after 2 committed the new one", i)
+		}
 	}
 }

@@ -170,6 +170,10 @@ type Update struct {
 	HardState     *HardState
 	TruncateAfter *uint64
 	Entries       []rlog.Entry
+	// Records are divergence records (ID 0), stored in the same commit as
+	// the truncation that removed their entries from the log: a crash
+	// between the two would lose writes a losing master acknowledged.
+	Records []Record
 }
 
 // Persist saves u in one commit (one fsync with bbolt): a step that
@@ -191,7 +195,12 @@ func (c *core) Persist(u Update) error {
 		}
 		vals[i] = v
 	}
-	if hv == nil && u.TruncateAfter == nil && len(u.Entries) == 0 {
+	for i, r := range u.Records {
+		if err := validRecord(r); err != nil {
+			return fmt.Errorf("persist: record %d of %d: %w", i+1, len(u.Records), err)
+		}
+	}
+	if hv == nil && u.TruncateAfter == nil && len(u.Entries) == 0 && len(u.Records) == 0 {
 		return nil
 	}
 	err := c.update(func(t txn) error {
@@ -202,6 +211,11 @@ func (c *core) Persist(u Update) error {
 		}
 		if u.TruncateAfter != nil {
 			if err := truncateTx(t, *u.TruncateAfter); err != nil {
+				return err
+			}
+		}
+		if len(u.Records) > 0 {
+			if err := addRecordsTx(t, u.Records, make([]Record, len(u.Records)), c.now()); err != nil {
 				return err
 			}
 		}
@@ -296,6 +310,35 @@ func truncateTx(t txn, i uint64) error {
 	return t.deleteRange(bucketLog, key(i+1), nil)
 }
 
+// addRecordsTx stores rs with the next IDs, stamped now when unstamped,
+// and fills out with them as stored.
+func addRecordsTx(t txn, rs, out []Record, now time.Time) error {
+	for i, r := range rs {
+		id, err := t.nextSeq(bucketRecords)
+		if err != nil {
+			return err
+		}
+		r.ID = id
+		if r.Recorded.IsZero() {
+			r.Recorded = now
+		}
+		v, err := encodeBounded(&r)
+		if err != nil {
+			return fmt.Errorf("record %d of %d: %w", i+1, len(rs), err)
+		}
+		// Decode what is stored rather than return r, so the caller sees
+		// exactly what a later Records will (UTC time, no monotonic
+		// reading, a copy of Op).
+		if err := decode(bucketRecords, key(id), v, &out[i]); err != nil {
+			return err
+		}
+		if err := t.put(bucketRecords, key(id), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SaveSnapshot replaces the snapshot and its base, drops stored entries up
 // to base.Index, and keeps those after it only if the first of them chains to
 // base. A base that cannot be a point of a log (index 0 with an epoch or
@@ -357,34 +400,7 @@ func (c *core) AddRecords(rs []Record) ([]Record, error) {
 		}
 	}
 	out := make([]Record, len(rs))
-	err := c.update(func(t txn) error {
-		now := c.now()
-		for i, r := range rs {
-			id, err := t.nextSeq(bucketRecords)
-			if err != nil {
-				return err
-			}
-			r.ID = id
-			if r.Recorded.IsZero() {
-				r.Recorded = now
-			}
-			v, err := encodeBounded(&r)
-			if err != nil {
-				return fmt.Errorf("record %d of %d: %w", i+1, len(rs), err)
-			}
-			// Decode what is stored rather than return r, so the caller
-			// sees exactly what a later Records will (UTC time, no
-			// monotonic reading, a copy of Op).
-			if err := decode(bucketRecords, key(id), v, &out[i]); err != nil {
-				return err
-			}
-			if err := t.put(bucketRecords, key(id), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := c.update(func(t txn) error { return addRecordsTx(t, rs, out, c.now()) }); err != nil {
 		return nil, fmt.Errorf("add records: %w", err)
 	}
 	return out, nil

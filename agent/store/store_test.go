@@ -723,5 +723,23 @@ func TestPersist(t *testing.T) {
 		if err := h.s.Persist(Update{}); err != nil {
 			t.Fatalf("an empty update: %v", err)
 		}
+		// Divergence records in the commit of the cut that removed them;
+		// a bad record refuses the whole update.
+		three := uint64(3)
+		before = h.load()
+		if err := h.s.Persist(Update{TruncateAfter: &three, Records: []Record{record("g", 4), {Group: "g"}}}); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a record with index 0: %v, want ErrInvalid", err)
+		}
+		if after := h.load(); !reflect.DeepEqual(after, before) {
+			t.Fatal("a refused update with records changed the log")
+		}
+		if err := h.s.Persist(Update{TruncateAfter: &three, Records: []Record{record("g", 4), record("g", 5)}}); err != nil {
+			t.Fatal(err)
+		}
+		h.reopen()
+		recs, err := h.s.Records()
+		if got := h.load(); err != nil || len(recs) != 2 || recs[0].Index != 4 || len(got.Entries) != 3 {
+			t.Fatalf("after a cut with records: %d entries, records %+v %v", len(got.Entries), recs, err)
+		}
 	})
 }
