@@ -78,8 +78,8 @@ func TestPauseResume(t *testing.T) {
 		return false
 	})
 	t.Logf("master %d killed while paused; after the resume %d was elected %s later", master.ID, next.ID, time.Since(resumed).Round(time.Millisecond))
-	if next.Epoch != master.Epoch+1 {
-		t.Errorf("new master at term %d after %d: want one election, at the next term", next.Epoch, master.Epoch)
+	if next.Epoch <= master.Epoch {
+		t.Errorf("new master at term %d after %d", next.Epoch, master.Epoch)
 	}
 	events, err := g.nc.AllEvents(context.Background(), "g", 0)
 	if err != nil {
@@ -92,6 +92,13 @@ func TestPauseResume(t *testing.T) {
 	joined := strings.Join(kinds, " ")
 	if !strings.Contains(joined, api.EventGroupPaused) || !strings.Contains(joined, api.EventGroupResumed) {
 		t.Errorf("events %v: want group-paused and group-resumed", kinds)
+	}
+	// One election after the resume: one master registered, no other one
+	// before it (the agents learn of the resume a moment apart, so a
+	// campaign may fail first: that elects nobody).
+	_, after, _ := strings.Cut(joined, api.EventGroupResumed)
+	if n := strings.Count(after, api.EventMasterRegistered) + strings.Count(after, api.EventMasterSuperseded); n != 1 {
+		t.Errorf("events after the resume %q: want one master registered", after)
 	}
 	if _, errOut, code := run(t, "pause", "-naming", g.naming, "-group", "nosuch"); code != 1 || !strings.Contains(errOut, "not-found") && !strings.Contains(errOut, "no group") {
 		t.Errorf("pause of an unknown group: exit %d, %q", code, errOut)
