@@ -20,6 +20,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -573,7 +574,24 @@ func checkFails(c *scCluster, w *scWorkload) (time.Time, time.Time) {
 	if in, err := c.info(1); err != nil || in.Service == nil || in.Service.Healthy {
 		c.t.Errorf("agent 1's info does not show its service unhealthy: %+v %v", in.Service, err)
 	}
-	// A switchover to the unhealthy 1 is refused and changes nothing.
+	// A switchover to the unhealthy 1 is refused and changes nothing, once
+	// the master's gossip view has it unhealthy (gossip carries it).
+	waitFor(c.t, 10*time.Second, "the master's view showing 1 unhealthy", func() bool {
+		b, err := c.get(c.agent(2).api, "/v1/members")
+		if err != nil {
+			return false
+		}
+		var ms []wire.Member
+		if json.Unmarshal(b, &ms) != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID == 1 {
+				return m.Service == "unhealthy"
+			}
+		}
+		return false
+	})
 	_, errOut, code := run(c.t, "switchover", "-group", scGroup, "-to", "1", "-agent", c.agent(3).api)
 	if code != 1 || !strings.Contains(errOut, "unhealthy") {
 		c.t.Errorf("switchover to the unhealthy 1: exit %d, %q; want exit 1 naming it unhealthy", code, errOut)
