@@ -155,8 +155,20 @@ func TestHostileEpochsEveryPath(t *testing.T) {
 	// The group still elects: the rogue leaves, the master dies.
 	rogue.Leave(time.Second)
 	rogue.Shutdown()
-	// Every back-up holds the master's log first: a back-up behind it
-	// rightly loses its votes, and nothing here would hand over later.
+	// The rogue's leave has reached every agent (a member still in the
+	// view counts in the strict quorum), and every back-up holds the
+	// master's log (a back-up behind it rightly loses its votes, and
+	// nothing here would hand over later).
+	c.WaitFor(10*time.Second, "the rogue gone from every view", func() bool {
+		for _, id := range c.Running() {
+			for _, m := range c.Members[id].Agent.MembersJSON() {
+				if m.ID == 99 {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	c.WaitStable(10 * time.Second)
 	c.Kill(1)
 	c.WaitFor(20*time.Second, "2 master and registered", func() bool {
