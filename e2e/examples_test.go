@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// README.md's example hook, examples/hooks/role-file.sh, on real agents:
+// README.md's example hook, agent/hook/examples/role-file.sh, on real agents:
 // each agent's role file says its role and the master; after the master's
 // SIGKILL the new master's says master at a newer epoch.
 func TestExampleRoleFileHook(t *testing.T) {
-	script, err := filepath.Abs("../examples/hooks/role-file.sh")
+	script, err := filepath.Abs("../agent/hook/examples/role-file.sh")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -128,26 +127,6 @@ func loadgen(spec string, stdout, stderr io.Writer) int {
 	json.NewEncoder(stdout).Encode(loadResult{Writes: len(lats), Errors: errs, PerSecond: float64(len(lats)) / elapsed.Seconds(),
 		P50MS: q(0.5), P99MS: q(0.99)})
 	return 0
-}
-
-// execProcIn runs path inside h's namespace as a process of the test.
-func execProcIn(t *testing.T, h *host, name, path string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, path}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- output of %s:\n%s", name, lastLines(p.output(), 40))
-		}
-	})
-	return p
 }
 
 // benchSystem is one of the two systems under load: how to start member

@@ -306,7 +306,14 @@ func (tn *testNet) destroy() {
 // netns exec` execs the binary in place, so signals to the proc reach it.
 func startIn(t *testing.T, h *host, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, binary}, args...)...)
+	return execProcIn(t, h, name, binary, args...)
+}
+
+// execProcIn runs the executable at path inside h's namespace as startIn
+// runs the binary (etcd, for the benchmark against it).
+func execProcIn(t *testing.T, h *host, name, path string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, path}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphans if the test binary dies
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	var out io.Writer = lockedWriter{p}

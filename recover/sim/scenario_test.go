@@ -8,8 +8,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/mastership/mastership/agent/kv"
-	"github.com/mastership/mastership/internal/scenario"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/recover/scenario"
 )
 
 // TestScenarios runs the scenario files of testdata/ through datadriven:

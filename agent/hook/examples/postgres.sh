@@ -5,7 +5,7 @@
 # and MASTERSHIP_PG_USER (replicator) name the replication connection.
 #
 #   PGDATA=/var/lib/postgresql/16/main mastership agent ... \
-#     -on-role-change examples/hooks/postgres.sh -pre-promote examples/hooks/postgres-pre-promote.sh
+#     -on-role-change agent/hook/examples/postgres.sh -pre-promote agent/hook/examples/postgres-pre-promote.sh
 #
 # Runs are one at a time and carry the latest state, so the script only has
 # to bring the database to the role it is given.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # on-role-change hook: keep the agent's role in a file the service reads.
 #
-#   mastership agent ... -on-role-change examples/hooks/role-file.sh
+#   mastership agent ... -on-role-change agent/hook/examples/role-file.sh
 #
 # Writes "$ROLE $EPOCH.$EPOCH_ID $MASTER $MASTER_ADDR" to
 # $MASTERSHIP_STATE_DIR/GROUP-ID/role (default /run/mastership), atomically:

@@ -1,6 +1,6 @@
-// Package hooks holds example hooks for `mastership agent` (see README.md,
+// Package examples holds example hooks for `mastership agent` (see README.md,
 // "Running a real service"); this test runs them as the agent would.
-package hooks
+package examples
 
 import (
 	"os"
