@@ -747,3 +747,43 @@ func TestSessionSecretNeverReturned(t *testing.T) {
 		t.Fatalf("leave with a made-up session: %v", err)
 	}
 }
+
+// A client whose first node hangs (it accepts and never answers): a call
+// whose time runs out on it moves the client past it, and the next call,
+// bounded as tightly, gets the second node's answer.
+func TestClientMovesPastAHungNode(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	cl, err := client.New(hung.Addr().String()+","+tn.client.Addr(), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err = cl.Health(ctx)
+	cancel()
+	if err == nil {
+		t.Fatal("a call whose whole time went to the hung node answered")
+	}
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := cl.Health(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d after the hung node timed one out: %v", i, err)
+		}
+	}
+}

@@ -117,6 +117,13 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	for i := range c.addrs {
 		idx := (start + i) % len(c.addrs)
 		leader, err := c.callOne(ctx, c.addrs[idx], method, body, resp)
+		if err != nil && failover(err) {
+			// Later calls start past a node that did not answer (its host
+			// down, cut off), even when this call's time ran out on it: a
+			// call bounded tighter than one dial would otherwise spend its
+			// whole time on that node again and again.
+			c.cur.CompareAndSwap(int64(idx), int64((idx+1)%len(c.addrs)))
+		}
 		if err == nil || !failover(err) || ctx.Err() != nil {
 			if err == nil {
 				c.cur.Store(int64(idx))
