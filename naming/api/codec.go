@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 
@@ -19,11 +18,11 @@ var msgpackHandle = func() *codec.MsgpackHandle {
 
 // Encode returns v in msgpack.
 func Encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := codec.NewEncoder(&buf, msgpackHandle).Encode(v); err != nil {
+	var out []byte
+	if err := codec.NewEncoderBytes(&out, msgpackHandle).Encode(v); err != nil {
 		return nil, fmt.Errorf("api: encode %T: %w", v, err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
 
 // Decode reads one msgpack value from b into v. It refuses inputs over
@@ -32,12 +31,13 @@ func Decode(b []byte, v any) error {
 	if len(b) > MaxMessageBytes {
 		return fmt.Errorf("%w message: %d bytes, limit %d", ErrInvalid, len(b), MaxMessageBytes)
 	}
-	r := bytes.NewReader(b)
-	if err := codec.NewDecoder(r, msgpackHandle).Decode(v); err != nil {
+	// The bytes decoder copies what it decodes: nothing decoded aliases b.
+	d := codec.NewDecoderBytes(b, msgpackHandle)
+	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("%w message: malformed msgpack for %T: %v", ErrInvalid, v, err)
 	}
-	if r.Len() != 0 {
-		return fmt.Errorf("%w message: %d trailing bytes after %T", ErrInvalid, r.Len(), v)
+	if n := len(b) - d.NumBytesRead(); n != 0 {
+		return fmt.Errorf("%w message: %d trailing bytes after %T", ErrInvalid, n, v)
 	}
 	return nil
 }
