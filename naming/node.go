@@ -452,8 +452,18 @@ func (n *Node) probe(r api.Registration) bool {
 // trigger deliveries.
 func (n *Node) runCommitter() {
 	defer n.wg.Done()
+	// Proposals merged into one raft entry share its future: it is waited
+	// for once. A second wait would call Error from a second goroutine
+	// while the first may still be in it (after the node closed), and
+	// raft's futures are not safe for that.
+	var last raft.ApplyFuture
+	var lastErr error
 	for pw := range n.commitCh {
-		err := n.waitCommit(pw.future)
+		err := lastErr
+		if pw.future != last {
+			err = n.waitCommit(pw.future)
+			last, lastErr = pw.future, err
+		}
 		if err == nil {
 			if r, ok := pw.future.Response().(error); ok && r != nil {
 				err = r
