@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -170,21 +169,20 @@ func header(salt uint64, data []byte, off int64) (n int64, seq uint64, ok bool) 
 
 // readFrame reads the frame at off in data. ok is false when there is no
 // readable frame there (zeros, a torn or damaged frame); hdr is true when
-// its header still reads, and then seq and size are what it says.
+// its header still reads, with seq and n.
 func readFrame(salt uint64, data []byte, off int64) (payload []byte, seq uint64, size int64, ok, hdr bool) {
 	n, seq, hdr := header(salt, data, off)
 	if !hdr {
 		return nil, 0, 0, false, false
 	}
-	size = padded(frameHeader + n)
-	if n > maxFrameBytes || off+size > int64(len(data)) {
-		return nil, seq, size, false, true
+	if n > maxFrameBytes || off+frameHeader+n > int64(len(data)) {
+		return nil, seq, 0, false, true
 	}
 	payload = data[off+frameHeader : off+frameHeader+n]
 	if crc(salt, payload) != binary.LittleEndian.Uint32(data[off+16:]) {
-		return nil, seq, size, false, true
+		return nil, seq, 0, false, true
 	}
-	return payload, seq, size, true, true
+	return payload, seq, padded(frameHeader + n), true, true
 }
 
 func padded(n int64) int64 { return (n + 7) &^ 7 }
@@ -339,7 +337,7 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 			cur = append(cur, found{n, s})
 		}
 	}
-	slices.SortFunc(cur, func(a, b found) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(cur, func(a, b found) int { return cmpUint(a.seq, b.seq) })
 	if newest := cfg.newest; newest != 0 && (len(cur) == 0 || cur[len(cur)-1].seq < newest) {
 		return nil, nil, fmt.Errorf("%w: segment %s is missing (the log's newest segment, made before it was written to)",
 			ErrCorrupt, fs.path(segName(cfg.gen, newest)))
@@ -382,7 +380,7 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 		for {
 			payload, seq, size, ok, hdr := readFrame(w.salt, data, off)
 			if !ok || seq != w.nextSeq {
-				if hdr && seq == w.nextSeq && off+size > sg.size {
+				if hdr && seq == w.nextSeq && off+frameHeader+int64(binary.LittleEndian.Uint32(data[off+4:])) > sg.size {
 					return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d runs past the end of the file "+
 						"(was it cut short?)", ErrCorrupt, path, seq, off))
 				}
@@ -403,13 +401,13 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 			// Look for later frames past the unreadable one: past all
 			// of it if its header still reads.
 			from := off + 8
-			if _, seq, size, _, hdr := readFrame(w.salt, data, off); hdr {
+			if n, seq, ok := header(w.salt, data, off); ok {
 				if seq > w.nextSeq {
 					return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d where frame %d was due", ErrCorrupt,
 						path, seq, off, w.nextSeq))
 				}
 				if seq == w.nextSeq {
-					from = off + size
+					from = off + padded(frameHeader+n)
 				}
 			}
 			if !isLast || laterFrame(w.salt, data, from, w.nextSeq) {
@@ -439,6 +437,16 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 		return fail(fmt.Errorf("remove old segments: %w", err))
 	}
 	return w, kept, nil
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // lastIndex is the log's last index while replaying: the last kept entry,
@@ -537,10 +545,10 @@ func (w *wal) readAt(r frameRef) ([]rlog.Entry, error) {
 		return nil, fmt.Errorf("read segment %s at %d: %w", w.fs.path(r.seg.name), r.off, err)
 	}
 	n := int64(binary.LittleEndian.Uint32(h[4:]))
-	if n > maxFrameBytes || r.off+padded(frameHeader+n) > r.seg.size {
+	if n > maxFrameBytes || r.off+frameHeader+n > r.seg.size {
 		return nil, fmt.Errorf("%w: segment %s: frame at offset %d claims %d bytes", ErrCorrupt, w.fs.path(r.seg.name), r.off, n)
 	}
-	data := make([]byte, padded(frameHeader+n))
+	data := make([]byte, frameHeader+n)
 	if _, err := r.seg.f.ReadAt(data, r.off); err != nil {
 		return nil, fmt.Errorf("read segment %s at %d: %w", w.fs.path(r.seg.name), r.off, err)
 	}
@@ -693,6 +701,15 @@ func (w *wal) dropRange(i, j int) error {
 		return fmt.Errorf("remove segments: %w", err)
 	}
 	return nil
+}
+
+// bytes is the size of the segment files.
+func (w *wal) bytes() int64 {
+	var n int64
+	for _, sg := range w.segs {
+		n += sg.size
+	}
+	return n
 }
 
 func (w *wal) closeFiles() {
