@@ -272,12 +272,7 @@ func laterFrame(salt uint64, data []byte, off int64, seq uint64) bool {
 // lastNonZero returns one past the last non-zero byte of data at or after
 // off, or off if there is none.
 func lastNonZero(data []byte, off int64) int64 {
-	i := int64(len(data)) - 1
-	// Eight bytes at a time through the zeros a segment mostly ends in.
-	for i-7 >= off && binary.LittleEndian.Uint64(data[i-7:]) == 0 {
-		i -= 8
-	}
-	for ; i >= off; i-- {
+	for i := int64(len(data)) - 1; i >= off; i-- {
 		if data[i] != 0 {
 			return i + 1
 		}
