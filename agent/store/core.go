@@ -1,8 +1,6 @@
 package store
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -61,20 +59,11 @@ type cut struct {
 	Removed rlog.Pos `codec:"r"`
 }
 
-// segMark names the newest segment made (keyWalSeg).
-type segMark struct {
-	Gen uint64 `codec:"g"`
-	Seq uint64 `codec:"s"`
-}
-
 // meta is what the key-value engine holds about the log.
 type meta struct {
-	base    rlog.Pos
-	gen     uint64
-	cut     *cut
-	salt    uint64
-	hasSalt bool
-	newest  segMark
+	base rlog.Pos
+	gen  uint64
+	cut  *cut
 }
 
 func readMeta(t txn) (meta, error) {
@@ -94,37 +83,7 @@ func readMeta(t txn) (meta, error) {
 			return m, err
 		}
 	}
-	if v := t.get(bucketMeta, []byte(keySalt)); v != nil {
-		if err := decode(bucketMeta, []byte(keySalt), v, &m.salt); err != nil {
-			return m, err
-		}
-		m.hasSalt = true
-	}
-	if v := t.get(bucketMeta, []byte(keyWalSeg)); v != nil {
-		if err := decode(bucketMeta, []byte(keyWalSeg), v, &m.newest); err != nil {
-			return m, err
-		}
-	}
 	return m, nil
-}
-
-// newSalt returns a random salt for a new store's log frames.
-func newSalt() (uint64, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, fmt.Errorf("make log salt: %w", err)
-	}
-	return binary.LittleEndian.Uint64(b[:]), nil
-}
-
-// markSegment commits the name of a segment made, before anything is
-// written to it. c.mu is held (the log calls it from a write).
-func (c *core) markSegment(gen, seq uint64) error {
-	v, err := api.Encode(&segMark{Gen: gen, Seq: seq})
-	if err != nil {
-		return err
-	}
-	return c.eng.update(func(t txn) error { return t.put(bucketMeta, []byte(keyWalSeg), v) })
 }
 
 // openLog (re)opens the log from the segment files and returns its entries
@@ -159,23 +118,7 @@ func (c *core) openLog() ([]rlog.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !m.hasSalt {
-		if m.salt, err = newSalt(); err != nil {
-			return nil, err
-		}
-		sv, err := api.Encode(m.salt)
-		if err != nil {
-			return nil, err
-		}
-		if err := c.eng.update(func(t txn) error { return t.put(bucketMeta, []byte(keySalt), sv) }); err != nil {
-			return nil, err
-		}
-	}
-	cfg := walConfig{gen: m.gen, base: m.base, segBytes: c.segBytes, salt: m.salt, legacy: legacy != nil, made: c.markSegment}
-	if m.newest.Gen == m.gen {
-		cfg.newest = m.newest.Seq
-	}
-	w, entries, err := openWAL(c.fs, cfg)
+	w, entries, err := openWAL(c.fs, m.gen, m.base, c.segBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -228,11 +171,7 @@ func (c *core) migrate(w *wal, m meta, legacy []rlog.Entry) error {
 // the truncation removed, then clears the mark.
 func (c *core) finishCut(w *wal, cu cut, entries []rlog.Entry) ([]rlog.Entry, error) {
 	if cu.After >= w.base.Index && cu.After < w.last.Index {
-		p, err := w.posAt(cu.After + 1)
-		if err != nil {
-			return nil, fmt.Errorf("finish truncation after %d: %w", cu.After, err)
-		}
-		if p == cu.Removed {
+		if p, err := w.posAt(cu.After + 1); err == nil && p == cu.Removed {
 			tp, err := w.posAt(cu.After)
 			if err != nil {
 				return nil, err

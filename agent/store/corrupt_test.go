@@ -64,12 +64,6 @@ func fixture(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		// What only stores with a write-ahead log have.
-		for _, k := range []string{keyWalSeg, keySalt} {
-			if err := tx.Bucket([]byte(bucketMeta)).Delete([]byte(k)); err != nil {
-				return err
-			}
-		}
 		for _, e := range es[2:] {
 			v, err := api.Encode(&e)
 			if err != nil {

@@ -16,24 +16,3 @@ func datasync(f *os.File) error {
 		}
 	}
 }
-
-// preallocate gives f its size with its blocks allocated, so that writes
-// into it change no metadata a later fdatasync must write; where the file
-// system cannot, the file is only sized.
-func preallocate(f *os.File, size int64) error {
-	if size == 0 {
-		return nil
-	}
-	for {
-		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
-		switch err {
-		case nil:
-			return nil
-		case syscall.EINTR:
-			continue
-		case syscall.EOPNOTSUPP, syscall.ENOSYS:
-			return f.Truncate(size)
-		}
-		return err
-	}
-}

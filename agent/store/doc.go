@@ -27,7 +27,7 @@
 //	         and opening one moves it to segments
 //
 // The log is a write-ahead log: fixed-size segment files GEN-SEQ.wal
-// (DefaultSegmentBytes, allocated when made) holding checksummed frames,
+// (DefaultSegmentBytes, made whole before use) holding checksummed frames,
 // each a truncation point and a batch of entries. Appending a batch costs
 // one write and one fdatasync; a bbolt commit costs two fsyncs. A torn last
 // frame (a crash during the write) is dropped and cleared at open; damage

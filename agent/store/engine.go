@@ -10,8 +10,7 @@ import (
 type bucket string
 
 const (
-	// bucketMeta holds keyHardState, keyBase, keySnapshot and the log's keys
-	// (keyGen, keyCut, keySalt, keyWalSeg).
+	// bucketMeta holds keyHardState, keyBase, keySnapshot, keyGen and keyCut.
 	bucketMeta bucket = "meta"
 	// bucketLog is where stores before the write-ahead log kept the log
 	// (key(index) to the msgpack of the rlog.Entry there). Opening such a
@@ -37,10 +36,6 @@ const (
 	keyGen = "walgen"
 	// keyCut marks a truncation whose entries became records (see core).
 	keyCut = "cut"
-	// keySalt is the random salt of the log's frame checksums (see wal).
-	keySalt = "walsalt"
-	// keyWalSeg names the newest log segment made (see wal).
-	keyWalSeg = "walseg"
 )
 
 // key returns n as 8 bytes big-endian, so that byte order is numeric order.

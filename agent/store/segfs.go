@@ -63,7 +63,7 @@ func (d dirFS) create(name string, size int64) (segFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = preallocate(f, size)
+	err = f.Truncate(size)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -127,11 +127,8 @@ type memFS struct {
 
 func newMemFS() *memFS { return &memFS{files: map[string]*memFile{}} }
 
-// memFile is a file made with made bytes, of which data holds the first ones
-// written so far; the rest read as zeros, as a new file's do.
 type memFile struct {
 	mu   sync.Mutex
-	made int64
 	data []byte
 }
 
@@ -152,7 +149,7 @@ func (m *memFS) create(name string, size int64) (segFile, error) {
 	if _, ok := m.files[name]; ok {
 		return nil, fmt.Errorf("create %s: %w", name, os.ErrExist)
 	}
-	f := &memFile{made: size}
+	f := &memFile{data: make([]byte, size)}
 	m.files[name] = f
 	return f, nil
 }
@@ -181,15 +178,10 @@ func (m *memFS) remove(names ...string) error {
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	size := max(f.made, int64(len(f.data)))
-	if off < 0 || off > size {
+	if off < 0 || off > int64(len(f.data)) {
 		return 0, io.EOF
 	}
-	n := int(min(int64(len(p)), size-off))
-	clear(p[:n])
-	if off < int64(len(f.data)) {
-		copy(p[:n], f.data[off:])
-	}
+	n := copy(p, f.data[off:])
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -214,5 +206,5 @@ func (f *memFile) close() error { return nil }
 func (f *memFile) size() (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return max(f.made, int64(len(f.data))), nil
+	return int64(len(f.data)), nil
 }

@@ -16,50 +16,36 @@ import (
 // files, so that appending a batch costs one write and one fdatasync, where
 // a bbolt commit costs two fsyncs and a page rewrite per level of its tree.
 //
-// A segment is a file of a fixed size made at once (allocated, all zero),
-// named GEN-SEQ.wal with both numbers 16 hex digits: GEN is the log's
-// generation, kept in bbolt's meta bucket, and SEQ the sequence number of
-// the first frame in it. Frames follow each other from offset 0, each
-// padded to 8 bytes:
+// A segment is a file of a fixed size made at once (all zero), named
+// GEN-SEQ.wal with both numbers 16 hex digits: GEN is the log's generation,
+// kept in bbolt's meta bucket, and SEQ the sequence number of the first frame
+// in it. Frames follow each other from offset 0, each padded to 8 bytes:
 //
 //	0   magic    "LWSM" (0x4d53574c little-endian)
 //	4   length   uint32, bytes of payload
 //	8   seq      uint64, one more than the frame before it, across segments
-//	16  crc      CRC-32C of the store's salt and the payload
-//	20  hcrc     CRC-32C of the store's salt and bytes 0..20
+//	16  crc      CRC-32C of bytes 4..16 and the payload
+//	20  zero     uint32
 //	24  payload  flags byte (1: truncate), truncate-after index uint64,
 //	             count uint32, then count times (length uint32, msgpack of
 //	             an rlog.Entry)
-//
-// The salt is a random number made with the store and kept in its meta
-// bucket: a frame image inside an entry (a client chooses what its writes
-// hold) never checks out as a frame, and the header checksum lets open
-// look for frames without hashing payloads.
 //
 // A frame replaces the log's entries after its truncate-after index (when
 // flagged) and then appends its entries, which must follow the last one. A
 // write is one frame (or, for a batch over maxFrameBytes, several, each
 // synced before the next is written), so only the last frame can be torn
-// by a crash. At open, the first unreadable frame ends the log. It was
-// torn, never acknowledged, unless something shows the bytes were synced
-// once: a readable header with a later sequence number after it, a
-// readable header of the expected frame whose payload runs past the end of
-// the file (files never change size), a segment other than the last, a
-// segment shorter than segments are made, or a last segment older than
-// the newest one the meta bucket records (keyWalSeg, committed when a
-// segment is made, before anything is written to it). Those are errors
-// wrapping ErrCorrupt. A torn frame's bytes are zeroed so that later
-// frames written over it read cleanly. Damage to the very last frame
-// cannot be told from a torn write: it is dropped as one.
+// by a crash. At open, the first unreadable frame ends the log. If a
+// readable frame with a later sequence number follows it, the bytes in
+// between were synced once and have been damaged since: that is an error
+// wrapping ErrCorrupt. Otherwise the frame was torn: it was never
+// acknowledged, and its bytes are zeroed so that later frames written over
+// it read cleanly.
 //
 // Compaction deletes whole segments from the front once everything they
 // hold is at or below the snapshot base. A snapshot that replaces the log
 // entirely starts a new generation: the bbolt commit that stores the
 // snapshot raises GEN, and the segments of older generations are deleted,
-// at once or at the next open. Segments of a newer generation than the
-// meta bucket's mean agent.db went back (restored alone from a backup):
-// an error, except for the one generation a crashed move of a legacy log
-// bucket leaves.
+// at once or at the next open.
 const (
 	walDirName  = "wal"
 	segExt      = ".wal"
@@ -75,20 +61,15 @@ const (
 	payloadHeader = 1 + 8 + 4
 )
 
-// crc is the frame checksum: CRC-32C of the salt, then b.
-func crc(salt uint64, b ...[]byte) uint32 {
+// crc is the frame checksum, CRC-32C.
+func crc(b ...[]byte) uint32 {
 	t := crc32.MakeTable(crc32.Castagnoli)
-	var sb [8]byte
-	binary.LittleEndian.PutUint64(sb[:], salt)
-	c := crc32.Update(0, t, sb[:])
+	var c uint32
 	for _, p := range b {
 		c = crc32.Update(c, t, p)
 	}
 	return c
 }
-
-// maxSegment is the largest size a segment is made with.
-func maxSegment(segBytes int64) int64 { return max(segBytes, padded(frameHeader+maxFrameBytes)) }
 
 // wal is the log in segment files. Its caller (core) serialises every call
 // and validates what it writes; wal keeps the segments and where the live
@@ -96,14 +77,11 @@ func maxSegment(segBytes int64) int64 { return max(segBytes, padded(frameHeader+
 type wal struct {
 	fs       segFS
 	segBytes int64
-	salt     uint64
-	// made commits the name of a segment made, before it is written to.
-	made    func(gen, seq uint64) error
-	gen     uint64
-	segs    []*segment
-	nextSeq uint64
-	base    rlog.Pos
-	last    rlog.Pos
+	gen      uint64
+	segs     []*segment
+	nextSeq  uint64
+	base     rlog.Pos
+	last     rlog.Pos
 	// live lists the frames holding entries above base that are still in
 	// the log, in index order, with the range each still holds.
 	live []frameRef
@@ -153,43 +131,32 @@ type frame struct {
 	size    int64 // header, payload and padding
 }
 
-// header checks the frame header at off in data and returns the payload
-// length and sequence number it gives; ok is false when there is no
-// readable header there.
-func header(salt uint64, data []byte, off int64) (n int64, seq uint64, ok bool) {
+// readFrame reads the frame at off in data. ok is false when there is no
+// readable frame there (zeros, a torn or damaged frame).
+func readFrame(data []byte, off int64) (payload []byte, seq uint64, size int64, ok bool) {
 	if off < 0 || off+frameHeader > int64(len(data)) {
-		return 0, 0, false
+		return nil, 0, 0, false
 	}
 	h := data[off : off+frameHeader]
-	if binary.LittleEndian.Uint32(h[0:]) != frameMagic || crc(salt, h[:20]) != binary.LittleEndian.Uint32(h[20:]) {
-		return 0, 0, false
+	if binary.LittleEndian.Uint32(h[0:]) != frameMagic || binary.LittleEndian.Uint32(h[20:]) != 0 {
+		return nil, 0, 0, false
 	}
-	return int64(binary.LittleEndian.Uint32(h[4:])), binary.LittleEndian.Uint64(h[8:]), true
-}
-
-// readFrame reads the frame at off in data. ok is false when there is no
-// readable frame there (zeros, a torn or damaged frame); hdr is true when
-// its header still reads, with seq and n.
-func readFrame(salt uint64, data []byte, off int64) (payload []byte, seq uint64, size int64, ok, hdr bool) {
-	n, seq, hdr := header(salt, data, off)
-	if !hdr {
-		return nil, 0, 0, false, false
-	}
+	n := int64(binary.LittleEndian.Uint32(h[4:]))
 	if n > maxFrameBytes || off+frameHeader+n > int64(len(data)) {
-		return nil, seq, 0, false, true
+		return nil, 0, 0, false
 	}
 	payload = data[off+frameHeader : off+frameHeader+n]
-	if crc(salt, payload) != binary.LittleEndian.Uint32(data[off+16:]) {
-		return nil, seq, 0, false, true
+	if crc(h[4:16], payload) != binary.LittleEndian.Uint32(h[16:]) {
+		return nil, 0, 0, false
 	}
-	return payload, seq, padded(frameHeader + n), true, true
+	return payload, binary.LittleEndian.Uint64(h[8:]), padded(frameHeader + n), true
 }
 
 func padded(n int64) int64 { return (n + 7) &^ 7 }
 
 // encodeFrame builds the frame for a truncation (if trunc is set) and
 // entries already encoded as vals.
-func encodeFrame(salt, seq uint64, trunc *uint64, vals [][]byte) []byte {
+func encodeFrame(seq uint64, trunc *uint64, vals [][]byte) []byte {
 	n := int64(payloadHeader)
 	for _, v := range vals {
 		n += 4 + int64(len(v))
@@ -210,8 +177,7 @@ func encodeFrame(salt, seq uint64, trunc *uint64, vals [][]byte) []byte {
 		copy(p[at+4:], v)
 		at += 4 + len(v)
 	}
-	binary.LittleEndian.PutUint32(b[16:], crc(salt, b[frameHeader:frameHeader+n]))
-	binary.LittleEndian.PutUint32(b[20:], crc(salt, b[:20]))
+	binary.LittleEndian.PutUint32(b[16:], crc(b[4:16], b[frameHeader:frameHeader+n]))
 	return b
 }
 
@@ -232,7 +198,7 @@ func decodePayload(p []byte) (trunc *uint64, es []rlog.Entry, err error) {
 	if uint64(count)*4 > uint64(len(rest)) {
 		return nil, nil, fmt.Errorf("count %d in %d bytes", count, len(rest))
 	}
-	es = make([]rlog.Entry, 0, min(count, 1024))
+	es = make([]rlog.Entry, 0, count)
 	for i := range count {
 		if len(rest) < 4 {
 			return nil, nil, fmt.Errorf("entry %d of %d: truncated", i+1, count)
@@ -254,15 +220,14 @@ func decodePayload(p []byte) (trunc *uint64, es []rlog.Entry, err error) {
 	return trunc, es, nil
 }
 
-// laterFrame reports whether a readable frame header with a sequence
-// number of at least seq starts at off or an 8-byte boundary after it.
-// Headers carry their own checksum, so the scan is linear.
-func laterFrame(salt uint64, data []byte, off int64, seq uint64) bool {
+// laterFrame reports whether a readable frame with a sequence number of at
+// least seq starts at off or an 8-byte boundary after it.
+func laterFrame(data []byte, off int64, seq uint64) bool {
 	for at := off; at+frameHeader <= int64(len(data)); at += 8 {
 		if binary.LittleEndian.Uint32(data[at:]) != frameMagic {
 			continue
 		}
-		if _, s, ok := header(salt, data, at); ok && s >= seq {
+		if _, s, _, ok := readFrame(data, at); ok && s >= seq {
 			return true
 		}
 	}
@@ -280,30 +245,11 @@ func lastNonZero(data []byte, off int64) int64 {
 	return off
 }
 
-// walConfig is what openWAL needs from the meta bucket.
-type walConfig struct {
-	gen      uint64
-	base     rlog.Pos
-	segBytes int64
-	salt     uint64
-	// newest is the sequence number of the newest segment of gen made
-	// (0: none); the last segment must be at least that new.
-	newest uint64
-	// legacy is set while a log kept in the legacy bucket waits to be
-	// moved: segments of generation gen+1 are then a move a crash
-	// interrupted, to be deleted.
-	legacy bool
-	// made is wal.made.
-	made func(gen, seq uint64) error
-}
-
-// openWAL opens the log of generation cfg.gen in fs above cfg.base: it
-// replays every segment, zeroes a torn last frame, deletes files of older
-// generations and half-made segments, and returns the entries above the
-// base.
-func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
-	base := cfg.base
-	w := &wal{fs: fs, segBytes: cfg.segBytes, salt: cfg.salt, made: cfg.made, gen: cfg.gen, base: base, last: base, nextSeq: 1}
+// openWAL opens the log of generation gen in fs above base: it replays
+// every segment, zeroes a torn last frame, deletes files of other
+// generations and half-made segments, and returns the entries above base.
+func openWAL(fs segFS, gen uint64, base rlog.Pos, segBytes int64) (*wal, []rlog.Entry, error) {
+	w := &wal{fs: fs, segBytes: segBytes, gen: gen, base: base, last: base, nextSeq: 1}
 	names, err := fs.list()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list segments: %w", err)
@@ -323,20 +269,13 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 		switch {
 		case !ok:
 			// Not ours; left alone.
-		case g < cfg.gen || g == cfg.gen+1 && cfg.legacy:
+		case g != gen:
 			stale = append(stale, n)
-		case g > cfg.gen:
-			return nil, nil, fmt.Errorf("%w: segment %s is of generation %d, newer than the %d of %s: the data file is "+
-				"older than the log (was it restored alone?)", ErrCorrupt, fs.path(n), g, cfg.gen, FileName)
 		default:
 			cur = append(cur, found{n, s})
 		}
 	}
 	slices.SortFunc(cur, func(a, b found) int { return cmpUint(a.seq, b.seq) })
-	if newest := cfg.newest; newest != 0 && (len(cur) == 0 || cur[len(cur)-1].seq < newest) {
-		return nil, nil, fmt.Errorf("%w: segment %s is missing (the log's newest segment, made before it was written to)",
-			ErrCorrupt, fs.path(segName(cfg.gen, newest)))
-	}
 
 	var kept []rlog.Entry
 	var zeroSeg *segment
@@ -347,67 +286,45 @@ func openWAL(fs segFS, cfg walConfig) (*wal, []rlog.Entry, error) {
 	}
 	for i, fd := range cur {
 		isLast := i == len(cur)-1
-		path := fs.path(fd.name)
 		if i == 0 {
 			w.nextSeq = fd.seq
 		} else if fd.seq != w.nextSeq {
-			return fail(fmt.Errorf("%w: segment %s: starts at frame %d, the one before ends at %d", ErrCorrupt, path, fd.seq, w.nextSeq-1))
+			return fail(fmt.Errorf("%w: segment %s: starts at frame %d, the one before ends at %d", ErrCorrupt, fs.path(fd.name), fd.seq, w.nextSeq-1))
 		}
 		f, err := fs.open(fd.name)
 		if err != nil {
-			return fail(fmt.Errorf("open segment %s: %w", path, err))
+			return fail(fmt.Errorf("open segment %s: %w", fs.path(fd.name), err))
 		}
 		sg := &segment{name: fd.name, f: f, seq: fd.seq}
 		w.segs = append(w.segs, sg)
 		if sg.size, err = f.size(); err != nil {
-			return fail(fmt.Errorf("segment %s: %w", path, err))
-		}
-		// Segments are made with their size and never change it.
-		if sg.size < cfg.segBytes || sg.size > maxSegment(cfg.segBytes) {
-			return fail(fmt.Errorf("%w: segment %s is %d bytes; segments are made with %d to %d", ErrCorrupt, path,
-				sg.size, cfg.segBytes, maxSegment(cfg.segBytes)))
+			return fail(fmt.Errorf("segment %s: %w", fs.path(fd.name), err))
 		}
 		data := make([]byte, sg.size)
 		if _, err := f.ReadAt(data, 0); err != nil {
-			return fail(fmt.Errorf("read segment %s: %w", path, err))
+			return fail(fmt.Errorf("read segment %s: %w", fs.path(fd.name), err))
 		}
 		off := int64(0)
 		for {
-			payload, seq, size, ok, hdr := readFrame(w.salt, data, off)
+			payload, seq, size, ok := readFrame(data, off)
 			if !ok || seq != w.nextSeq {
-				if hdr && seq == w.nextSeq && off+frameHeader+int64(binary.LittleEndian.Uint32(data[off+4:])) > sg.size {
-					return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d runs past the end of the file "+
-						"(was it cut short?)", ErrCorrupt, path, seq, off))
-				}
 				break
 			}
 			trunc, es, err := decodePayload(payload)
 			if err != nil {
-				return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d: %v", ErrCorrupt, path, seq, off, err))
+				return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d: %v", ErrCorrupt, fs.path(fd.name), seq, off, err))
 			}
 			if kept, err = w.replay(kept, sg, off, trunc, es); err != nil {
-				return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d: %v", ErrCorrupt, path, seq, off, err))
+				return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d: %v", ErrCorrupt, fs.path(fd.name), seq, off, err))
 			}
 			off += size
 			w.nextSeq++
 		}
 		sg.end = off
 		if end := lastNonZero(data, off); end > off {
-			// Look for later frames past the unreadable one: past all
-			// of it if its header still reads.
-			from := off + 8
-			if n, seq, ok := header(w.salt, data, off); ok {
-				if seq > w.nextSeq {
-					return fail(fmt.Errorf("%w: segment %s: frame %d at offset %d where frame %d was due", ErrCorrupt,
-						path, seq, off, w.nextSeq))
-				}
-				if seq == w.nextSeq {
-					from = off + padded(frameHeader+n)
-				}
-			}
-			if !isLast || laterFrame(w.salt, data, from, w.nextSeq) {
+			if laterFrame(data, off, w.nextSeq) || !isLast {
 				return fail(fmt.Errorf("%w: segment %s: unreadable bytes at offset %d before data written after them "+
-					"(frame %d is missing)", ErrCorrupt, path, off, w.nextSeq))
+					"(frame %d is missing)", ErrCorrupt, fs.path(fd.name), off, w.nextSeq))
 			}
 			zeroSeg, zeroFrom, zeroTo = sg, off, end
 		}
@@ -547,7 +464,7 @@ func (w *wal) readAt(r frameRef) ([]rlog.Entry, error) {
 	if _, err := r.seg.f.ReadAt(data, r.off); err != nil {
 		return nil, fmt.Errorf("read segment %s at %d: %w", w.fs.path(r.seg.name), r.off, err)
 	}
-	payload, _, _, ok, _ := readFrame(w.salt, data, 0)
+	payload, _, _, ok := readFrame(data, 0)
 	if !ok {
 		return nil, fmt.Errorf("%w: segment %s: frame at offset %d no longer reads", ErrCorrupt, w.fs.path(r.seg.name), r.off)
 	}
@@ -587,7 +504,7 @@ func (w *wal) write(trunc *uint64, truncPos rlog.Pos, es []rlog.Entry, vals [][]
 }
 
 func (w *wal) writeFrame(trunc *uint64, truncPos rlog.Pos, es []rlog.Entry, vals [][]byte) error {
-	b := encodeFrame(w.salt, w.nextSeq, trunc, vals)
+	b := encodeFrame(w.nextSeq, trunc, vals)
 	sg, err := w.segmentFor(int64(len(b)))
 	if err != nil {
 		return err
@@ -630,12 +547,6 @@ func (w *wal) segmentFor(n int64) (*segment, error) {
 	f, err := w.fs.create(name, size)
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", w.fs.path(name), err)
-	}
-	if w.made != nil {
-		if err := w.made(w.gen, w.nextSeq); err != nil {
-			f.close()
-			return nil, fmt.Errorf("record segment %s: %w", w.fs.path(name), err)
-		}
 	}
 	if k := len(w.segs); k > 0 {
 		w.segs[k-1].endIndex = w.last.Index

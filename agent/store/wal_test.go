@@ -24,33 +24,6 @@ func segFiles(t testing.TB, dir string) []string {
 	return ms
 }
 
-// openSeg opens the Bolt store in dir with segments of segBytes.
-func openSeg(t testing.TB, dir string, segBytes int64) *Bolt {
-	t.Helper()
-	s := mustOpen(t, dir)
-	s.segBytes = segBytes
-	return s
-}
-
-// testSalt is the salt of the stores newSaltedMemory makes.
-const testSalt = 0x5a17
-
-// newSaltedMemory returns a Memory with a known salt and segments of at
-// least 8 bytes, for tests that put segment files in place themselves.
-func newSaltedMemory(t testing.TB) *Memory {
-	t.Helper()
-	m := NewMemory()
-	m.segBytes = 8
-	v, err := encodeBounded(uint64(testSalt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.update(func(t txn) error { return t.put(bucketMeta, []byte(keySalt), v) }); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // patch overwrites the bytes at off in file with b.
 func patch(t testing.TB, file string, off int64, b []byte) {
 	t.Helper()
@@ -70,7 +43,7 @@ func frameSize(t testing.TB, es []rlog.Entry) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int64(len(encodeFrame(0, 1, nil, vals)))
+	return int64(len(encodeFrame(1, nil, vals)))
 }
 
 // mustLoad loads s and checks the log chains.
@@ -132,7 +105,7 @@ func TestWALTornLastFrame(t *testing.T) {
 			off := frameSize(t, b1)
 			patch(t, segs[0], off+tear.at(frameSize(t, b2)), make([]byte, 8))
 
-			s = openSeg(t, dir, frameSize(t, b1)+frameSize(t, b2))
+			s = mustOpen(t, dir)
 			defer s.Close()
 			_, es := mustLoad(t, s)
 			sameEntries(t, es, b1)
@@ -152,7 +125,7 @@ func TestWALTornLastFrame(t *testing.T) {
 			if n := len(segFiles(t, dir)); n != 2 {
 				t.Fatalf("%d segments, want 2", n)
 			}
-			s = openSeg(t, dir, frameSize(t, b1)+frameSize(t, b2))
+			s = mustOpen(t, dir)
 			_, es = mustLoad(t, s)
 			sameEntries(t, es, slices.Concat(b1, b3, b4))
 		})
@@ -196,7 +169,8 @@ func TestWALDamagedFrame(t *testing.T) {
 func TestWALSegments(t *testing.T) {
 	build := func(t *testing.T) (string, []rlog.Entry) {
 		dir := t.TempDir()
-		s := openSeg(t, dir, 1)
+		s := mustOpen(t, dir)
+		s.segBytes = 1
 		var all []rlog.Entry
 		for range 4 {
 			b := chain(last(rlog.Pos{}, all), ep(1, 1), 2)
@@ -213,7 +187,7 @@ func TestWALSegments(t *testing.T) {
 	}
 	t.Run("intact", func(t *testing.T) {
 		dir, all := build(t)
-		s := openSeg(t, dir, 1)
+		s := mustOpen(t, dir)
 		defer s.Close()
 		_, es := mustLoad(t, s)
 		sameEntries(t, es, all)
@@ -222,7 +196,7 @@ func TestWALSegments(t *testing.T) {
 		dir, _ := build(t)
 		seg := segFiles(t, dir)[1]
 		patch(t, seg, frameHeader+3, []byte{0xee})
-		s := openSeg(t, dir, 1)
+		s := mustOpen(t, dir)
 		defer s.Close()
 		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(seg)) {
 			t.Fatalf("Load: %v", err)
@@ -231,77 +205,24 @@ func TestWALSegments(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		dir, _ := build(t)
 		os.Remove(segFiles(t, dir)[2])
-		s := openSeg(t, dir, 1)
+		s := mustOpen(t, dir)
 		defer s.Close()
 		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "starts at frame") {
 			t.Fatalf("Load: %v", err)
 		}
 	})
-	t.Run("last missing", func(t *testing.T) {
-		// Entries 7 and 8 were acknowledged: a shorter log is not an
-		// answer.
-		dir, _ := build(t)
-		os.Remove(segFiles(t, dir)[3])
-		s := openSeg(t, dir, 1)
-		defer s.Close()
-		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "is missing") {
-			t.Fatalf("Load: %v", err)
-		}
-	})
-	t.Run("all missing", func(t *testing.T) {
-		// agent.db copied alone.
-		dir, _ := build(t)
-		os.RemoveAll(filepath.Join(dir, walDirName))
-		s := openSeg(t, dir, 1)
-		defer s.Close()
-		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "is missing") {
-			t.Fatalf("Load: %v", err)
-		}
-	})
 	t.Run("cut short", func(t *testing.T) {
-		// Segments never change size: one cut in its frame is damage.
-		dir, _ := build(t)
-		if err := os.Truncate(segFiles(t, dir)[3], 30); err != nil {
-			t.Fatal(err)
-		}
-		s := openSeg(t, dir, 1)
-		defer s.Close()
-		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "cut short") {
-			t.Fatalf("Load: %v", err)
-		}
-	})
-}
-
-// A segment shorter than segments are made, cut at a frame boundary, or
-// larger than any segment is made (a sparse file would otherwise be read
-// whole into memory), is refused.
-func TestWALSegmentSize(t *testing.T) {
-	dir := t.TempDir()
-	s := mustOpen(t, dir)
-	var ends []int64
-	var end int64
-	var all []rlog.Entry
-	for range 3 {
-		b := chain(last(rlog.Pos{}, all), ep(1, 1), 2)
-		if err := s.Append(b); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, b...)
-		end += frameSize(t, b)
-		ends = append(ends, end)
-	}
-	s.Close()
-	seg := segFiles(t, dir)[0]
-	for _, size := range []int64{ends[1], 64 << 30} {
-		if err := os.Truncate(seg, size); err != nil {
+		// The last segment cut in its only frame: a torn write.
+		dir, all := build(t)
+		segs := segFiles(t, dir)
+		if err := os.Truncate(segs[3], 30); err != nil {
 			t.Fatal(err)
 		}
 		s := mustOpen(t, dir)
-		if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "segments are made with") {
-			t.Fatalf("Load of a segment of %d bytes: %v", size, err)
-		}
-		s.Close()
-	}
+		defer s.Close()
+		_, es := mustLoad(t, s)
+		sameEntries(t, es, all[:6])
+	})
 }
 
 // Compaction deletes the segments behind the snapshot and keeps the rest;
@@ -339,7 +260,7 @@ func TestWALCompaction(t *testing.T) {
 		t.Fatalf("segments %d before the snapshot, %d after", before, after)
 	}
 	s.Close()
-	s = openSeg(t, dir, 2048)
+	s = mustOpen(t, dir)
 	defer s.Close()
 	base, es := mustLoad(t, s)
 	if base != rlog.PosOf(all[199]) {
@@ -478,7 +399,7 @@ func TestWALMovesLegacyLog(t *testing.T) {
 // whose payload is not is corruption.
 func TestWALHostileFrames(t *testing.T) {
 	seg := func(frames ...[]byte) *Memory {
-		m := newSaltedMemory(t)
+		m := NewMemory()
 		var data []byte
 		for _, f := range frames {
 			data = append(data, f...)
@@ -487,35 +408,20 @@ func TestWALHostileFrames(t *testing.T) {
 		fs.files[segName(0, 1)] = &memFile{data: append(data, make([]byte, 64)...)}
 		return m
 	}
-	good := encodeFrame(testSalt, 1, nil, mustVals(t, chain(rlog.Pos{}, ep(1, 1), 2)))
+	good := encodeFrame(1, nil, mustVals(t, chain(rlog.Pos{}, ep(1, 1), 2)))
 	huge := slices.Clone(good)
 	binary.LittleEndian.PutUint32(huge[4:], 0xffffffff)
 	t.Run("length beyond the file", func(t *testing.T) {
-		// The header no longer checks out: torn.
+		// The only frame, unreadable, nothing after it: torn.
 		_, es := mustLoad(t, seg(huge))
 		if len(es) != 0 {
 			t.Fatalf("%d entries", len(es))
 		}
 	})
 	t.Run("length beyond the file before a frame", func(t *testing.T) {
-		m := seg(huge, encodeFrame(testSalt, 2, nil, nil))
+		m := seg(huge, encodeFrame(2, nil, nil))
 		if _, _, _, _, err := m.Load(); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Load: %v", err)
-		}
-	})
-	t.Run("length beyond the file, header intact", func(t *testing.T) {
-		// A checked header whose frame cannot fit: the file was cut.
-		b := slices.Clone(huge)
-		binary.LittleEndian.PutUint32(b[20:], crc(testSalt, b[:20]))
-		if _, _, _, _, err := seg(b).Load(); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("Load: %v", err)
-		}
-	})
-	t.Run("another salt", func(t *testing.T) {
-		// A frame made for another store (or by a client) is not a frame.
-		_, es := mustLoad(t, seg(encodeFrame(testSalt+1, 1, nil, mustVals(t, chain(rlog.Pos{}, ep(1, 1), 2)))))
-		if len(es) != 0 {
-			t.Fatalf("%d entries", len(es))
 		}
 	})
 	forged := func(payload []byte) []byte {
@@ -524,8 +430,7 @@ func TestWALHostileFrames(t *testing.T) {
 		binary.LittleEndian.PutUint32(b[4:], uint32(len(payload)))
 		binary.LittleEndian.PutUint64(b[8:], 1)
 		copy(b[frameHeader:], payload)
-		binary.LittleEndian.PutUint32(b[16:], crc(testSalt, payload))
-		binary.LittleEndian.PutUint32(b[20:], crc(testSalt, b[:20]))
+		binary.LittleEndian.PutUint32(b[16:], crc(b[4:16], payload))
 		return b
 	}
 	for name, p := range map[string][]byte{
@@ -545,7 +450,7 @@ func TestWALHostileFrames(t *testing.T) {
 	}
 	t.Run("entries out of order", func(t *testing.T) {
 		es := chain(rlog.Pos{}, ep(1, 1), 3)
-		f := encodeFrame(testSalt, 1, nil, mustVals(t, []rlog.Entry{es[0], es[2]}))
+		f := encodeFrame(1, nil, mustVals(t, []rlog.Entry{es[0], es[2]}))
 		if _, _, _, _, err := seg(f).Load(); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("Load: %v", err)
 		}
@@ -566,9 +471,9 @@ func mustVals(t testing.TB, es []rlog.Entry) [][]byte {
 // entry.
 func FuzzWAL(f *testing.F) {
 	es := chain(rlog.Pos{}, ep(1, 1), 9)
-	b1 := encodeFrame(testSalt, 1, nil, mustVals(f, es[:3]))
-	b2 := encodeFrame(testSalt, 2, new(uint64(2)), mustVals(f, es[2:6]))
-	b3 := encodeFrame(testSalt, 3, nil, mustVals(f, es[6:]))
+	b1 := encodeFrame(1, nil, mustVals(f, es[:3]))
+	b2 := encodeFrame(2, new(uint64(2)), mustVals(f, es[2:6]))
+	b3 := encodeFrame(3, nil, mustVals(f, es[6:]))
 	image := slices.Concat(b1, b2, b3, make([]byte, 256))
 	f.Add(uint16(0), []byte{0})
 	f.Add(uint16(len(b1)), []byte{0, 0, 0, 0, 0, 0, 0, 0})
@@ -580,7 +485,7 @@ func FuzzWAL(f *testing.F) {
 		if int(at) < len(data) {
 			copy(data[at:], v)
 		}
-		m := newSaltedMemory(t)
+		m := NewMemory()
 		m.fs.(*memFS).files[segName(0, 1)] = &memFile{data: data}
 		_, _, base, got, err := m.Load()
 		if err != nil {
@@ -634,167 +539,4 @@ func TestWALEmptyLastSegment(t *testing.T) {
 	m.Close()
 	_, es = mustLoad(t, m)
 	sameEntries(t, es, slices.Concat(b2[1:], b3))
-}
-
-// Segments of a newer generation than agent.db's mean agent.db went back
-// (restored alone from a backup): an error, not a log deleted unread.
-func TestWALNewerGeneration(t *testing.T) {
-	dir := t.TempDir()
-	s := mustOpen(t, dir)
-	if err := s.Append(chain(rlog.Pos{}, ep(1, 1), 3)); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	backup, err := os.ReadFile(filepath.Join(dir, FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s = mustOpen(t, dir)
-	base := last(rlog.Pos{}, chain(rlog.Pos{}, ep(2, 2), 5))
-	if err := s.SaveSnapshot(base, []byte("x")); err != nil { // generation 1
-		t.Fatal(err)
-	}
-	if err := s.Append(chain(base, ep(2, 2), 4)); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if err := os.WriteFile(filepath.Join(dir, FileName), backup, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s = mustOpen(t, dir)
-	defer s.Close()
-	if _, _, _, _, err := s.Load(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "restored alone") {
-		t.Fatalf("Load with agent.db older than the log: %v", err)
-	}
-	if n := len(segFiles(t, dir)); n != 1 {
-		t.Fatalf("%d segments left, want the 1 of generation 1", n)
-	}
-}
-
-// frameImages returns bytes holding a frame with the largest sequence
-// number at each of the 8 alignments, checksummed with salt: what a client
-// could put in a write if it knew the salt.
-func frameImages(salt uint64) []byte {
-	f := encodeFrame(salt, ^uint64(0), nil, nil)
-	var op []byte
-	for range 8 {
-		op = append(op, f...)
-		op = append(op, make([]byte, 9)...) // 33 = 1 mod 8
-	}
-	return op
-}
-
-// A client's write holding frame images, in a frame torn by a crash: the
-// images do not check out (the salt is the store's own, and secret), so
-// the torn write is dropped, not taken for damage.
-func TestWALFrameImagesInATornWrite(t *testing.T) {
-	for _, tc := range []struct {
-		salt       uint64
-		headerLost bool // the sector with the torn frame's header did not land either
-	}{{0, false}, {0, true}, {testSalt, true}} {
-		salt := tc.salt
-		dir := t.TempDir()
-		s := mustOpen(t, dir)
-		b1 := chain(rlog.Pos{}, ep(1, 1), 3)
-		if err := s.Append(b1); err != nil {
-			t.Fatal(err)
-		}
-		p := last(rlog.Pos{}, b1)
-		e1 := rlog.Entry{Epoch: ep(1, 1), Index: p.Index + 1, Op: frameImages(salt)}
-		e1.Hash = rlog.ChainHash(p.Hash, e1)
-		e2 := rlog.Entry{Epoch: ep(1, 1), Index: e1.Index + 1, Op: make([]byte, 64<<10)}
-		e2.Hash = rlog.ChainHash(e1.Hash, e2)
-		b2 := []rlog.Entry{e1, e2}
-		if err := s.Append(b2); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
-		// The write of b2 stopped after its first page.
-		start := frameSize(t, b1)
-		cut := (start + 4096) &^ 4095
-		patch(t, segFiles(t, dir)[0], cut, make([]byte, start+frameSize(t, b2)-cut))
-		if tc.headerLost {
-			patch(t, segFiles(t, dir)[0], start, make([]byte, frameHeader))
-		}
-		s = mustOpen(t, dir)
-		_, es := mustLoad(t, s)
-		sameEntries(t, es, b1)
-		s.Close()
-	}
-}
-
-// A torn region full of frame headers that do not check out (the scan for
-// later frames looks at each header's own checksum, not at payloads) is a
-// torn write.
-func TestWALTornRegionOfHeaders(t *testing.T) {
-	const size = 256 << 10
-	data := make([]byte, size)
-	for at := 8; at+frameHeader <= size; at += frameHeader {
-		binary.LittleEndian.PutUint32(data[at:], frameMagic)
-		binary.LittleEndian.PutUint32(data[at+4:], uint32(size-at-frameHeader))
-		binary.LittleEndian.PutUint64(data[at+8:], 1)
-	}
-	data[0] = 1
-	m := newSaltedMemory(t)
-	m.fs.(*memFS).files[segName(0, 1)] = &memFile{data: data}
-	if _, es := mustLoad(t, m); len(es) != 0 {
-		t.Fatalf("%d entries", len(es))
-	}
-	f, _ := m.fs.open(segName(0, 1))
-	got := make([]byte, size)
-	f.ReadAt(got, 0)
-	if lastNonZero(got, 0) != 0 {
-		t.Fatal("the torn region was not cleared")
-	}
-}
-
-// readFailFS is a memFS whose files fail every read after the first.
-type readFailFS struct{ *memFS }
-
-type readFailFile struct {
-	*memFile
-	reads int
-}
-
-func (r readFailFS) open(name string) (segFile, error) {
-	f, err := r.memFS.open(name)
-	if err != nil {
-		return nil, err
-	}
-	return &readFailFile{memFile: f.(*memFile)}, nil
-}
-
-func (f *readFailFile) ReadAt(p []byte, off int64) (int, error) {
-	if f.reads++; f.reads > 1 {
-		return 0, errors.New("input/output error")
-	}
-	return f.memFile.ReadAt(p, off)
-}
-
-// A truncation to finish at Load whose entries cannot be read back is an
-// error: the mark stays, and the entries (also in divergence records) are
-// not kept in the log as if the cut had been made.
-func TestWALCutReadError(t *testing.T) {
-	es := chain(rlog.Pos{}, ep(1, 1), 5)
-	m := NewMemory()
-	if err := m.Append(es); err != nil {
-		t.Fatal(err)
-	}
-	v, err := encodeBounded(&cut{After: 3, Removed: rlog.PosOf(es[3])})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.update(func(t txn) error { return t.put(bucketMeta, []byte(keyCut), v) }); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	m.fs = readFailFS{m.fs.(*memFS)}
-	if _, _, _, _, err := m.Load(); err == nil || !strings.Contains(err.Error(), "input/output error") {
-		t.Fatalf("Load: %v", err)
-	}
-	var left bool
-	m.view(func(t txn) error { left = t.get(bucketMeta, []byte(keyCut)) != nil; return nil })
-	if !left {
-		t.Fatal("the cut mark was cleared")
-	}
 }
