@@ -10,11 +10,9 @@ import (
 type bucket string
 
 const (
-	// bucketMeta holds keyHardState, keyBase, keySnapshot, keyGen and keyCut.
+	// bucketMeta holds keyHardState, keyBase and keySnapshot.
 	bucketMeta bucket = "meta"
-	// bucketLog is where stores before the write-ahead log kept the log
-	// (key(index) to the msgpack of the rlog.Entry there). Opening such a
-	// store moves the entries to segments and empties it.
+	// bucketLog maps key(index) to the msgpack of the rlog.Entry there.
 	bucketLog bucket = "log"
 	// bucketRecords maps key(id) to the msgpack of the Record; the
 	// bucket's sequence is the last ID given out.
@@ -32,10 +30,6 @@ const (
 	keyHardState = "hardstate"
 	keyBase      = "base"
 	keySnapshot  = "snapshot"
-	// keyGen is the log's generation (see wal).
-	keyGen = "walgen"
-	// keyCut marks a truncation whose entries became records (see core).
-	keyCut = "cut"
 )
 
 // key returns n as 8 bytes big-endian, so that byte order is numeric order.

@@ -30,8 +30,6 @@ func NewMemory() *Memory {
 	}
 	m := &Memory{}
 	m.eng = e
-	m.fs = newMemFS()
-	m.segBytes = DefaultSegmentBytes
 	m.now = time.Now
 	return m
 }
