@@ -8,6 +8,7 @@ import (
 
 	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
+	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
 )
@@ -95,17 +96,31 @@ func TestHandoverInFlightMasterKilled(t *testing.T) {
 	}
 	restarted.Store(true)
 	c.Restart(2)
-	c.WaitFor(20*time.Second, "2 caught up with 1", func() bool {
+	// 1 takes a handover request only from a member its own view holds
+	// alive, and drops it otherwise; 2's rejoin reaches 1's gossip view on
+	// its own schedule, unrelated to 2's log catching up.
+	c.WaitFor(20*time.Second, "2 caught up with 1, and alive in 1's view", func() bool {
 		st := c.Members[2].Agent.Status()
-		return st.Master == 1 && st.CaughtUp
+		return st.Master == 1 && st.CaughtUp && healthOf(c.Members[1].Agent, 2) == gossip.HealthAlive
 	})
 	c.StallAPI(2, 1)
-	if asked, err := c.Members[2].Agent.RequestHandover(); err != nil || !asked {
-		t.Fatalf("2 did not ask for the handover: %v", err)
-	}
+	// 2 asks as its self-monitor would, at every check until 1 hands over
+	// (a request that reached 1 before its view had 2 alive was dropped).
+	asked := 0
 	c.WaitFor(20*time.Second, "1 handing mastership over to 2", func() bool {
-		return c.Members[1].Agent.Status().Transfer == 2
+		if c.Members[1].Agent.Status().Transfer == 2 {
+			return true
+		}
+		if ok, err := c.Members[2].Agent.RequestHandover(); err != nil {
+			t.Fatalf("2's handover request: %v", err)
+		} else if ok {
+			asked++
+		}
+		return false
 	})
+	if asked == 0 {
+		t.Fatal("2 never asked for the handover")
+	}
 	c.Kill(1)
 	c.Heal()
 	killed := time.Now()
@@ -156,4 +171,15 @@ func TestStrictIsolatedStart(t *testing.T) {
 			t.Errorf("naming event %s (%+v): competing start-up elections", ev.Kind, ev)
 		}
 	}
+}
+
+// healthOf is member id's health in a's gossip view (HealthDead when a does
+// not know it).
+func healthOf(a *agent.Agent, id uint64) gossip.Health {
+	for _, m := range a.Members() {
+		if m.Meta.ID == id {
+			return m.Health
+		}
+	}
+	return gossip.HealthDead
 }
