@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	bin "encoding/binary"
 	"fmt"
 	"io"
@@ -298,16 +299,23 @@ func TestTruncatedDataFileExits(t *testing.T) {
 	a.kill()
 	naming.kill()
 
+	segs, err := filepath.Glob(filepath.Join(agentDir, "wal", "*.wal"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("log segments %v, %v", segs, err)
+	}
 	for _, tc := range []struct {
-		name string
-		file string
-		args []string
+		name   string
+		file   string
+		damage func(t *testing.T, file string)
+		args   []string
 	}{
-		{"agent", filepath.Join(agentDir, "agent.db"), agentArgs},
-		{"naming", filepath.Join(namingDir, "raft", "raft.db"), []string{"naming", "-profile", "local", "-bind", namingAddr, "-data-dir", namingDir}},
+		// Bytes of the first of 300 frames overwritten: not a torn write.
+		{"agent log", segs[0], overwriteAt(40), agentArgs},
+		{"agent", filepath.Join(agentDir, "agent.db"), truncateUsed, agentArgs},
+		{"naming", filepath.Join(namingDir, "raft", "raft.db"), truncateUsed, []string{"naming", "-profile", "local", "-bind", namingAddr, "-data-dir", namingDir}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			truncateUsed(t, tc.file)
+			tc.damage(t, tc.file)
 			out, errOut, code := run(t, tc.args...)
 			if code != 5 {
 				t.Fatalf("exit %d, want 5; stdout %q stderr:\n%s", code, out, errOut)
@@ -324,6 +332,21 @@ func TestTruncatedDataFileExits(t *testing.T) {
 			}
 			t.Logf("%s", lastLine(errOut))
 		})
+	}
+}
+
+// overwriteAt returns a damage that writes 8 bytes of 0xff at off.
+func overwriteAt(off int64) func(t *testing.T, path string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 8), off); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

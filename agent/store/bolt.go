@@ -19,14 +19,16 @@ const FileName = "agent.db"
 // let go before it returns ErrLocked.
 const lockTimeout = 500 * time.Millisecond
 
-// Bolt is a Storage in a bbolt file, FileName in the agent's data directory.
-// Every method that changes something commits one transaction and fsyncs
-// before it returns; bbolt commits are copy-on-write, so a kill -9 at any
-// moment leaves either the state before a call or the state after it.
+// Bolt is a Storage in a data directory: a bbolt file, FileName, for the
+// hard state, snapshot and records, and the log in segment files under
+// wal/. Every method that changes something has synced it before it
+// returns; bbolt commits are copy-on-write and log frames are checksummed,
+// so a kill -9 at any moment leaves either the state before a call or the
+// state after it (for Persist, see Storage).
 //
-// A Bolt is safe for concurrent use. Writers take turns; readers (Load,
-// Records, Record) run beside each other and wait only for a writer's
-// commit. After Close every method returns ErrClosed.
+// A Bolt is safe for concurrent use. Writers take turns; readers (Records,
+// Record) run beside each other and wait only for a writer's commit. After
+// Close every method returns ErrClosed.
 type Bolt struct {
 	core
 }
@@ -73,8 +75,19 @@ func Open(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: initialise %s: %w", path, err)
 	}
+	walDir := filepath.Join(dir, walDirName)
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: create %s: %w", walDir, err)
+	}
+	if err := syncDir(dir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: initialise %s: %w", walDir, err)
+	}
 	b := &Bolt{}
 	b.eng = &boltEngine{db: db}
+	b.fs = dirFS{walDir}
+	b.segBytes = DefaultSegmentBytes
 	b.now = time.Now
 	return b, nil
 }

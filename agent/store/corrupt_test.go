@@ -38,7 +38,10 @@ var slots = []slot{
 }
 
 // fixture returns the bytes of a Bolt file holding a hard state, a snapshot
-// at 2, entries 3 to 5 and records 1 and 2.
+// at 2, entries 3 to 5 and records 1 and 2. The entries are in the log
+// bucket, as stores kept them before the write-ahead log: opening the file
+// alone moves them to segments, so the slots in the log bucket test what
+// that move checks.
 func fixture(t testing.TB) []byte {
 	dir := t.TempDir()
 	s := mustOpen(t, dir)
@@ -56,6 +59,34 @@ func fixture(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		// What only stores with a write-ahead log have.
+		for _, k := range []string{keyWalSeg, keySalt} {
+			if err := tx.Bucket([]byte(bucketMeta)).Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for _, e := range es[2:] {
+			v, err := api.Encode(&e)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket([]byte(bucketLog)).Put(key(e.Index), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = db.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, FileName))
 	if err != nil {
 		t.Fatal(err)

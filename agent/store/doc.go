@@ -4,12 +4,13 @@
 // keeps.
 //
 // Storage is the interface the agent builds on. Two implementations share
-// one body of logic and store the same msgpack bytes:
+// one body of logic and store the same bytes:
 //
-//   - Bolt, a bbolt file (FileName) in the agent's data directory. Every call
-//     that changes something is one transaction, committed and fsynced before
-//     it returns, so whatever a call acknowledged survives kill -9. The file
-//     is locked: a second agent on the same directory gets ErrLocked.
+//   - Bolt, in the agent's data directory: a bbolt file (FileName) for the
+//     hard state, the snapshot and the divergence records, and the log in
+//     segment files under wal/. Whatever a call acknowledged survives
+//     kill -9 and power loss. The directory is locked: a second agent on
+//     it gets ErrLocked.
 //   - Memory, for tests and agents run without a data directory. It
 //     behaves as Bolt does, and Close leaves it usable, so a test harness
 //     can restart an agent on the same *Memory.
@@ -19,14 +20,25 @@
 // Three bbolt buckets, with uint64 keys 8 bytes big-endian so byte order is
 // numeric order:
 //
-//	meta     "hardstate" -> HardState, "base" -> rlog.Pos, "snapshot" -> snapshot bytes as given
-//	log      index       -> rlog.Entry
+//	meta     "hardstate" -> HardState, "base" -> rlog.Pos, "snapshot" -> snapshot bytes as given,
+//	         "walgen" -> the log's generation, "cut" -> a truncation to finish at open
 //	records  ID          -> Record (the bucket's sequence is the last ID given out)
+//	log      empty; stores made before the write-ahead log kept the log here,
+//	         and opening one moves it to segments
 //
-// The stored log always chains from the base, as an rlog.Log does: Append
-// refuses a batch that does not extend it, and Load checks the chain, so
-// a corrupt or tampered file is an error wrapping ErrCorrupt that names the
-// bucket and key, never a panic or a silently wrong log.
+// The log is a write-ahead log: fixed-size segment files GEN-SEQ.wal
+// (DefaultSegmentBytes, allocated when made) holding checksummed frames,
+// each a truncation point and a batch of entries. Appending a batch costs
+// one write and one fdatasync; a bbolt commit costs two fsyncs. A torn last
+// frame (a crash during the write) is dropped and cleared at open; damage
+// to anything synced is an error. SaveSnapshot deletes the segments behind
+// the snapshot. The frame format and the crash rules are in wal.go.
+//
+// The stored log always chains from the base, as an rlog.Log does: writes
+// that do not extend it are refused, and Load checks the chain, so a
+// corrupt or tampered file is an error wrapping ErrCorrupt (and
+// boltfile.ErrDamaged) that names the bucket and key, or the segment and
+// offset, never a panic or a silently wrong log.
 //
 // # Goroutines
 //

@@ -10,9 +10,12 @@ import (
 type bucket string
 
 const (
-	// bucketMeta holds keyHardState, keyBase and keySnapshot.
+	// bucketMeta holds keyHardState, keyBase, keySnapshot and the log's keys
+	// (keyGen, keyCut, keySalt, keyWalSeg).
 	bucketMeta bucket = "meta"
-	// bucketLog maps key(index) to the msgpack of the rlog.Entry there.
+	// bucketLog is where stores before the write-ahead log kept the log
+	// (key(index) to the msgpack of the rlog.Entry there). Opening such a
+	// store moves the entries to segments and empties it.
 	bucketLog bucket = "log"
 	// bucketRecords maps key(id) to the msgpack of the Record; the
 	// bucket's sequence is the last ID given out.
@@ -30,6 +33,14 @@ const (
 	keyHardState = "hardstate"
 	keyBase      = "base"
 	keySnapshot  = "snapshot"
+	// keyGen is the log's generation (see wal).
+	keyGen = "walgen"
+	// keyCut marks a truncation whose entries became records (see core).
+	keyCut = "cut"
+	// keySalt is the random salt of the log's frame checksums (see wal).
+	keySalt = "walsalt"
+	// keyWalSeg names the newest log segment made (see wal).
+	keyWalSeg = "walseg"
 )
 
 // key returns n as 8 bytes big-endian, so that byte order is numeric order.

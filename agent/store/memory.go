@@ -30,6 +30,8 @@ func NewMemory() *Memory {
 	}
 	m := &Memory{}
 	m.eng = e
+	m.fs = newMemFS()
+	m.segBytes = DefaultSegmentBytes
 	m.now = time.Now
 	return m
 }

@@ -22,11 +22,15 @@ func TestMemoryMatchesBolt(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0))
 			clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 			now := func() time.Time { return clock }
+			// Small segments: the log rolls over and compacts often, and
+			// each Load reads little.
 			m := NewMemory()
 			m.now = now
+			m.segBytes = 4096
 			dir := t.TempDir()
 			b := mustOpen(t, dir)
 			b.now = now
+			b.segBytes = 4096
 			defer func() { b.Close() }()
 			// outcomes counts successes and refusals per call, to show
 			// that both kinds were exercised.
@@ -111,6 +115,7 @@ func TestMemoryMatchesBolt(t *testing.T) {
 				if call == "restart" {
 					b = mustOpen(t, dir)
 					b.now = now
+					b.segBytes = 4096
 				}
 				if !reflect.DeepEqual(fmt.Sprint(got), fmt.Sprint(want)) {
 					t.Fatalf("step %d %s: memory %v, bolt %v", step, call, got, want)

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/mastership/mastership/agent/rlog"
@@ -61,14 +60,16 @@ type Storage interface {
 	Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.Entry, err error)
 	// SaveHardState replaces the hard state.
 	SaveHardState(hs HardState) error
-	// Persist saves, in one commit, what one step of the agent asks: the
-	// hard state (if set), the truncation of the log after an index (if
-	// set), then entries that extend what is left, as Append requires.
-	// Nothing is stored when any part is refused.
+	// Persist saves what one step of the agent asks: the hard state (if
+	// set) and records, then the truncation of the log after an index (if
+	// set) and entries that extend what is left, as Append requires. A
+	// crash in the middle keeps the hard state and records and maybe not
+	// the log change; records are never lost with their entries still
+	// cut. Nothing is stored when any part is refused.
 	Persist(u Update) error
 	// Append stores entries that extend the stored log: the first follows
 	// the last stored entry (or the base if none) and each chains to its
-	// predecessor, as rlog.Log.Append requires. The batch is one commit.
+	// predecessor, as rlog.Log.Append requires. The batch is one write.
 	Append(entries []rlog.Entry) error
 	// TruncateAfter drops stored entries with Index > i. i may not be below
 	// the snapshot base.
@@ -101,215 +102,6 @@ var (
 	_ Storage = (*Bolt)(nil)
 )
 
-// core is the storage logic, written once over the txn interface so that
-// Memory and Bolt cannot disagree: they differ only in where the bytes go.
-// Values are msgpack (api.Encode), except the snapshot, which is stored as
-// given.
-type core struct {
-	// mu serialises writers and lets readers (the HTTP API listing
-	// records) run beside each other. bbolt would serialise writers by
-	// itself; the lock is for the memory engine and for Close.
-	mu  sync.RWMutex
-	eng engine
-	// now stamps records whose Recorded is zero; time.Now outside tests.
-	now func() time.Time
-}
-
-func (c *core) view(fn func(txn) error) error {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.eng.view(fn)
-}
-
-func (c *core) update(fn func(txn) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.eng.update(fn)
-}
-
-// Load returns the hard state, the snapshot and its base (zero Pos and nil
-// snapshot if none), and the log entries after the base. It checks that the
-// stored log chains from the base; stored data that fails to decode or to
-// chain is an error wrapping ErrCorrupt that names the key.
-func (c *core) Load() (hs HardState, snap []byte, base rlog.Pos, entries []rlog.Entry, err error) {
-	err = c.view(func(t txn) error {
-		if v := t.get(bucketMeta, []byte(keyHardState)); v != nil {
-			if err := decode(bucketMeta, []byte(keyHardState), v, &hs); err != nil {
-				return err
-			}
-		}
-		var ok bool
-		if base, ok, err = readBase(t); err != nil {
-			return err
-		}
-		if ok {
-			// Non-nil even when empty: a snapshot was saved.
-			snap = append([]byte{}, t.get(bucketMeta, []byte(keySnapshot))...)
-		}
-		l := rlog.NewAt(base)
-		return t.scan(bucketLog, nil, func(k, v []byte) error {
-			e, err := decodeEntry(k, v)
-			if err != nil {
-				return err
-			}
-			if err := l.Append(e); err != nil {
-				return fmt.Errorf("%w: %s key %s: %w", ErrCorrupt, bucketLog, keyString(k), err)
-			}
-			entries = append(entries, e)
-			return nil
-		})
-	})
-	if err != nil {
-		return HardState{}, nil, rlog.Pos{}, nil, fmt.Errorf("load: %w", err)
-	}
-	return hs, snap, base, entries, nil
-}
-
-// Update is what Persist saves in one commit.
-type Update struct {
-	HardState     *HardState
-	TruncateAfter *uint64
-	Entries       []rlog.Entry
-	// Records are divergence records (ID 0), stored in the same commit as
-	// the truncation that removed their entries from the log: a crash
-	// between the two would lose writes a losing master acknowledged.
-	Records []Record
-}
-
-// Persist saves u in one commit (one fsync with bbolt): a step that
-// changed the vote, cut a conflicting suffix and appended entries costs
-// the disk one write, not three.
-func (c *core) Persist(u Update) error {
-	var hv []byte
-	if u.HardState != nil {
-		var err error
-		if hv, err = api.Encode(u.HardState); err != nil {
-			return fmt.Errorf("persist: hard state: %w", err)
-		}
-	}
-	vals := make([][]byte, len(u.Entries))
-	for i := range u.Entries {
-		v, err := encodeBounded(&u.Entries[i])
-		if err != nil {
-			return fmt.Errorf("persist: append %s: %w", u.Entries[i], err)
-		}
-		vals[i] = v
-	}
-	for i, r := range u.Records {
-		if err := validRecord(r); err != nil {
-			return fmt.Errorf("persist: record %d of %d: %w", i+1, len(u.Records), err)
-		}
-	}
-	if hv == nil && u.TruncateAfter == nil && len(u.Entries) == 0 && len(u.Records) == 0 {
-		return nil
-	}
-	err := c.update(func(t txn) error {
-		if hv != nil {
-			if err := t.put(bucketMeta, []byte(keyHardState), hv); err != nil {
-				return err
-			}
-		}
-		if u.TruncateAfter != nil {
-			if err := truncateTx(t, *u.TruncateAfter); err != nil {
-				return err
-			}
-		}
-		if len(u.Records) > 0 {
-			if err := addRecordsTx(t, u.Records, make([]Record, len(u.Records)), c.now()); err != nil {
-				return err
-			}
-		}
-		if len(u.Entries) > 0 {
-			return appendTx(t, u.Entries, vals)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
-	return nil
-}
-
-// SaveHardState replaces the hard state.
-func (c *core) SaveHardState(hs HardState) error {
-	v, err := api.Encode(&hs)
-	if err != nil {
-		return fmt.Errorf("save hard state: %w", err)
-	}
-	if err := c.update(func(t txn) error { return t.put(bucketMeta, []byte(keyHardState), v) }); err != nil {
-		return fmt.Errorf("save hard state: %w", err)
-	}
-	return nil
-}
-
-// Append stores entries after the last stored one (or the base), in one
-// commit. A batch that leaves a gap, overlaps, goes back in epoch or breaks
-// the hash chain is refused with ErrInvalid naming both indices, and nothing
-// is stored.
-func (c *core) Append(es []rlog.Entry) error {
-	if len(es) == 0 {
-		return nil
-	}
-	vals := make([][]byte, len(es))
-	for i := range es {
-		v, err := encodeBounded(&es[i])
-		if err != nil {
-			return fmt.Errorf("append %s: %w", es[i], err)
-		}
-		vals[i] = v
-	}
-	err := c.update(func(t txn) error { return appendTx(t, es, vals) })
-	if err != nil {
-		return fmt.Errorf("append %d entries from index %d: %w", len(es), es[0].Index, err)
-	}
-	return nil
-}
-
-// appendTx stores es (encoded as vals) after the last stored entry.
-func appendTx(t txn, es []rlog.Entry, vals [][]byte) error {
-	last, err := lastPos(t)
-	if err != nil {
-		return err
-	}
-	// rlog.Log.Append is the one definition of "extends": index, epoch
-	// order and hash chain. The scratch log holds no entries, only the
-	// point to continue from.
-	if err := rlog.NewAt(last).Append(es...); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	for i, e := range es {
-		if err := t.put(bucketLog, key(e.Index), vals[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// TruncateAfter drops stored entries with Index > i. Truncating at or past
-// the last entry does nothing; truncating below the snapshot base is refused
-// with ErrInvalid, since compacted entries are applied state.
-func (c *core) TruncateAfter(i uint64) error {
-	err := c.update(func(t txn) error { return truncateTx(t, i) })
-	if err != nil {
-		return fmt.Errorf("truncate after %d: %w", i, err)
-	}
-	return nil
-}
-
-func truncateTx(t txn, i uint64) error {
-	base, _, err := readBase(t)
-	if err != nil {
-		return err
-	}
-	if i < base.Index {
-		return fmt.Errorf("%w: %w: base %d", ErrInvalid, rlog.ErrCompacted, base.Index)
-	}
-	if i == maxIndex {
-		return nil
-	}
-	return t.deleteRange(bucketLog, key(i+1), nil)
-}
-
 // addRecordsTx stores rs with the next IDs, stamped now when unstamped,
 // and fills out with them as stored.
 func addRecordsTx(t txn, rs, out []Record, now time.Time) error {
@@ -335,53 +127,6 @@ func addRecordsTx(t txn, rs, out []Record, now time.Time) error {
 		if err := t.put(bucketRecords, key(id), v); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// SaveSnapshot replaces the snapshot and its base, drops stored entries up
-// to base.Index, and keeps those after it only if the first of them chains to
-// base. A base that cannot be a point of a log (index 0 with an epoch or
-// hash, or a later index with the zero epoch) is refused with ErrInvalid.
-func (c *core) SaveSnapshot(base rlog.Pos, snap []byte) error {
-	if err := validBase(base); err != nil {
-		return fmt.Errorf("save snapshot at %s: %w", base, err)
-	}
-	bv, err := api.Encode(&base)
-	if err != nil {
-		return fmt.Errorf("save snapshot at %s: %w", base, err)
-	}
-	err = c.update(func(t txn) error {
-		if err := t.put(bucketMeta, []byte(keyBase), bv); err != nil {
-			return err
-		}
-		if err := t.put(bucketMeta, []byte(keySnapshot), snap); err != nil {
-			return err
-		}
-		if base.Index == maxIndex {
-			return t.deleteRange(bucketLog, nil, nil)
-		}
-		next := key(base.Index + 1)
-		if err := t.deleteRange(bucketLog, nil, next); err != nil {
-			return err
-		}
-		// The stored log chains, so if its first remaining entry chains
-		// to base, all of it does.
-		keep := false
-		if v := t.get(bucketLog, next); v != nil {
-			e, err := decodeEntry(next, v)
-			if err != nil {
-				return err
-			}
-			keep = rlog.NewAt(base).Append(e) == nil
-		}
-		if keep {
-			return nil
-		}
-		return t.deleteRange(bucketLog, nil, nil)
-	})
-	if err != nil {
-		return fmt.Errorf("save snapshot at %s: %w", base, err)
 	}
 	return nil
 }
@@ -488,6 +233,10 @@ func (c *core) DeleteRecord(id uint64) error {
 func (c *core) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.log != nil {
+		c.log.closeFiles()
+		c.log = nil
+	}
 	return c.eng.close()
 }
 
@@ -508,20 +257,6 @@ func readBase(t txn) (rlog.Pos, bool, error) {
 		return rlog.Pos{}, false, fmt.Errorf("%w: %s key %s: %w", ErrCorrupt, bucketMeta, keyBase, err)
 	}
 	return p, true, nil
-}
-
-// lastPos returns the point of the last stored entry, or the base.
-func lastPos(t txn) (rlog.Pos, error) {
-	k, v := t.last(bucketLog)
-	if k == nil {
-		p, _, err := readBase(t)
-		return p, err
-	}
-	e, err := decodeEntry(k, v)
-	if err != nil {
-		return rlog.Pos{}, err
-	}
-	return rlog.PosOf(e), nil
 }
 
 // validBase checks that p can be a point of a log.
