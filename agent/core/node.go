@@ -268,6 +268,11 @@ func NewNode(cfg Config, sm rlog.StateMachine, log *rlog.Log, hs HardState) *Nod
 	if cfg.Rand == nil {
 		panic("core: Config.Rand is required")
 	}
+	if cfg.Mode == api.ModeStrict && cfg.Expect < 1 {
+		// A strict quorum counted from the view alone is one of one at
+		// start-up: every agent would elect itself (config refuses it).
+		panic("core: a strict node needs Config.Expect, the group's fixed size")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}

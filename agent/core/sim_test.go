@@ -550,6 +550,27 @@ func TestHandoverRules(t *testing.T) {
 	if st := s.nodes[1].Status(); st.Transfer != 0 {
 		t.Fatalf("master of priority 9 hands over to 3 of priority 1")
 	}
+
+	// Two back-ups tie above the master: the tie goes to the lower ID, as
+	// in the retention policy; exactly one asks, and the master takes it.
+	s = newSim(t, api.ModeAvailable, 5, 9, 9)
+	s.down[2], s.down[3] = true, true
+	s.updateViews()
+	s.tick(30)
+	s.down[2], s.down[3] = false, false
+	s.updateViews()
+	s.tick(12)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v, want [1]", ms)
+	}
+	if !s.nodes[2].HandoverCandidate() || s.nodes[3].HandoverCandidate() {
+		t.Fatalf("candidates at a tie: 2 %t, 3 %t; want only 2", s.nodes[2].HandoverCandidate(), s.nodes[3].HandoverCandidate())
+	}
+	s.nodes[1].Step(Message{Type: MsgTransferReq, Group: "g", From: 3, To: 1, Epoch: s.nodes[3].Epoch(), Priority: 9})
+	s.drain(1)
+	if st := s.nodes[1].Status(); st.Transfer != 0 {
+		t.Fatalf("the master hands over to 3, which loses the tie to 2")
+	}
 }
 
 // A strict group's quorum comes from its fixed size, never from the view:
