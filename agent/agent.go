@@ -113,6 +113,8 @@ type Agent struct {
 	peerAPI map[uint64]string
 	// graceOver: every join address was met (the start-up grace ended).
 	graceOver bool
+	// expectWarned: the view outgrew -expect and the operator was told.
+	expectWarned bool
 	// joinAddrs are the addresses each join entry resolved to.
 	joinAddrs [][]string
 	sync      *syncJob // the catch-up download in flight, if any
@@ -545,7 +547,13 @@ func (a *Agent) Storage() store.Storage { return a.storage }
 // When the agent stops meanwhile, do returns ErrStopped only if f will never
 // run; if the loop already took f, do waits for it to finish (f does not
 // block), so a caller never reads what f writes while f runs.
-func (a *Agent) do(f func()) error {
+func (a *Agent) do(f func()) error { return a.doWithin(context.Background(), f) }
+
+// doWithin is do bounded by ctx: when ctx ends before the loop took f, f
+// never runs and doWithin returns ctx's error (the self-monitor's commands
+// wait for a busy loop at most a period). Once the loop took f, it waits
+// for f to finish, which does not block.
+func (a *Agent) doWithin(ctx context.Context, f func()) error {
 	done := make(chan struct{})
 	var claimed atomic.Bool
 	op := func() {
@@ -558,6 +566,8 @@ func (a *Agent) do(f func()) error {
 	case a.ops <- op:
 	case <-a.ctx.Done():
 		return ErrStopped
+	case <-ctx.Done():
+		return fmt.Errorf("agent loop busy: %w", ctx.Err())
 	}
 	select {
 	case <-done:
@@ -565,6 +575,12 @@ func (a *Agent) do(f func()) error {
 	case <-a.ctx.Done():
 		if claimed.CompareAndSwap(false, true) {
 			return ErrStopped // the loop will never run it
+		}
+		<-done
+		return nil
+	case <-ctx.Done():
+		if claimed.CompareAndSwap(false, true) {
+			return fmt.Errorf("agent loop busy: %w", ctx.Err()) // the loop will never run it
 		}
 		<-done
 		return nil
@@ -581,14 +597,15 @@ func (a *Agent) Entry(index uint64) (rlog.Entry, error) {
 	return e, err
 }
 
-// The self-monitor's commands. Each runs on the loop goroutine.
+// The self-monitor's commands. Each runs on the loop goroutine, and none
+// waits for a busy loop past its ctx (it then never runs).
 
 // BeginRecovery aligns the agent to the retained master (figure 10, act
 // 1010): it stops acting as master and follows master, serving nothing
 // until the recovery installs the master's state. A catch-up download in
 // flight is abandoned: the recovery replaces it.
-func (a *Agent) BeginRecovery(master uint64) error {
-	return a.do(func() {
+func (a *Agent) BeginRecovery(ctx context.Context, master uint64) error {
+	return a.doWithin(ctx, func() {
 		a.cancelSync()
 		a.node.BeginRecovery(master)
 		a.handleReady()
@@ -598,12 +615,12 @@ func (a *Agent) BeginRecovery(master uint64) error {
 // RequestHandover asks the master for a planned handover if this agent is
 // the one that should hold mastership (core.Node.HandoverCandidate); it
 // reports whether it asked.
-func (a *Agent) RequestHandover() (bool, error) {
+func (a *Agent) RequestHandover(ctx context.Context) (bool, error) {
 	if a.leaving.Load() {
 		return false, nil
 	}
 	var asked bool
-	err := a.do(func() {
+	err := a.doWithin(ctx, func() {
 		asked = a.node.RequestHandover()
 		a.handleReady()
 	})
@@ -612,8 +629,8 @@ func (a *Agent) RequestHandover() (bool, error) {
 
 // Reassert moves a retained master above every epoch seen, registered
 // included (core.Node.Reassert).
-func (a *Agent) Reassert(registered api.Epoch) error {
-	return a.do(func() {
+func (a *Agent) Reassert(ctx context.Context, registered api.Epoch) error {
+	return a.doWithin(ctx, func() {
 		a.node.SeeEpoch(registered)
 		a.node.Reassert()
 		a.handleReady()
@@ -622,16 +639,16 @@ func (a *Agent) Reassert(registered api.Epoch) error {
 
 // Release makes a quarantined agent a back-up of nobody again, so the group
 // can elect.
-func (a *Agent) Release() error {
-	return a.do(func() {
+func (a *Agent) Release(ctx context.Context) error {
+	return a.doWithin(ctx, func() {
 		a.node.EndRecovery(0, a.node.Epoch())
 		a.handleReady()
 	})
 }
 
 // Quarantine stops serving after a failed recovery (figure 10, act 1050).
-func (a *Agent) Quarantine() error {
-	return a.do(func() {
+func (a *Agent) Quarantine(ctx context.Context) error {
+	return a.doWithin(ctx, func() {
 		a.cancelSync()
 		a.node.Quarantine()
 		a.handleReady()
@@ -946,6 +963,14 @@ func (a *Agent) updateView() {
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].ID < peers[j].ID })
 	a.node.SetView(peers)
+	if a.Strict() && len(peers)+1 > a.cfg.Expect && !a.expectWarned {
+		// Safe (the quorum counts every member known), but the operator's
+		// -expect is wrong: a restart that meets fewer members counts its
+		// quorum from -expect alone.
+		a.expectWarned = true
+		a.logger.Warn("the group has more members than -expect; the quorum counts them all, but fix -expect",
+			"members", len(peers)+1, "expect", a.cfg.Expect)
+	}
 	if !a.graceOver && metJoin(members, a.joinAddrs) {
 		a.graceOver = true
 		a.node.EndGrace()

@@ -407,7 +407,7 @@ func TestBlockingInfo(t *testing.T) {
 		_, in := get(fmt.Sprintf("?index=%d&wait=30s", now.Index))
 		woke <- in
 	}()
-	if err := c.Members[1].Agent.Quarantine(); err != nil {
+	if err := c.Members[1].Agent.Quarantine(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -43,7 +43,7 @@ func TestMonitorNotHeldByHungPeer(t *testing.T) {
 	c.StallAPI(1, 3)
 	// A failed recovery elsewhere left 3 quarantined: its next check
 	// recovers towards the retained 1, whose API hangs.
-	if err := c.Members[3].Agent.Quarantine(); err != nil {
+	if err := c.Members[3].Agent.Quarantine(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	c.WaitFor(10*time.Second, "3 recovering towards 1", func() bool {
@@ -111,7 +111,7 @@ func TestHandoverInFlightMasterKilled(t *testing.T) {
 		if c.Members[1].Agent.Status().Transfer == 2 {
 			return true
 		}
-		if ok, err := c.Members[2].Agent.RequestHandover(); err != nil {
+		if ok, err := c.Members[2].Agent.RequestHandover(t.Context()); err != nil {
 			t.Fatalf("2's handover request: %v", err)
 		} else if ok {
 			asked++

@@ -94,13 +94,15 @@ type Agent interface {
 	// PeerAPI is the API address a member of the group announces in
 	// gossip, or "" for an agent gossip does not know.
 	PeerAPI(id uint64) string
-	BeginRecovery(master uint64) error
+	// The commands below run on the agent's loop; each gives up, undone,
+	// when ctx ends before the loop took it.
+	BeginRecovery(ctx context.Context, master uint64) error
 	KeepDivergence(ctx context.Context, master uint64, addr string) (fork uint64, records int, err error)
 	Synchronize(ctx context.Context, master uint64, addr string) (agent.SyncResult, error)
-	RequestHandover() (bool, error)
-	Reassert(registered api.Epoch) error
-	Release() error
-	Quarantine() error
+	RequestHandover(ctx context.Context) (bool, error)
+	Reassert(ctx context.Context, registered api.Epoch) error
+	Release(ctx context.Context) error
+	Quarantine(ctx context.Context) error
 }
 
 var _ Agent = (*agent.Agent)(nil)
@@ -281,7 +283,12 @@ func (d *driver) do(e Effect) []Effect {
 	case DoLookup:
 		return d.check(e.Trigger)
 	case DoHandover:
-		asked, _ := a.RequestHandover()
+		ctx, cancel := d.bounded()
+		asked, err := a.RequestHandover(ctx)
+		cancel()
+		if err != nil {
+			d.m.logger.Debug("handover request not made", "error", err)
+		}
 		if e.Job != 0 {
 			return d.mach.HandedOver(d.now(), e.Job, asked)
 		}
@@ -294,9 +301,17 @@ func (d *driver) do(e Effect) []Effect {
 			d.m.mu.Unlock()
 		}
 	case DoReassert:
-		a.Reassert(e.Epoch)
+		ctx, cancel := d.bounded()
+		if err := a.Reassert(ctx, e.Epoch); err != nil {
+			d.m.logger.Warn("reassert not made; the next check decides again", "error", err)
+		}
+		cancel()
 	case DoRelease:
-		a.Release()
+		ctx, cancel := d.bounded()
+		if err := a.Release(ctx); err != nil {
+			d.m.logger.Warn("release not made; the next check decides again", "error", err)
+		}
+		cancel()
 	case DoAlign:
 		ctx, cancel := context.WithCancel(d.ctx)
 		j := &jobRun{ctx: ctx, cancel: cancel, start: time.Now()}
@@ -306,7 +321,10 @@ func (d *driver) do(e Effect) []Effect {
 		d.m.recoveries++
 		d.m.mu.Unlock()
 		d.jobs[e.Job] = j
-		return d.mach.Aligned(d.now(), e.Job, a.BeginRecovery(e.Target.ID))
+		bctx, bcancel := d.bounded()
+		err := a.BeginRecovery(bctx, e.Target.ID)
+		bcancel()
+		return d.mach.Aligned(d.now(), e.Job, err)
 	case DoKeepDivergence:
 		d.step(e, func(ctx context.Context) func(uint64) []Effect {
 			fork, n, err := a.KeepDivergence(ctx, e.Target.ID, e.Target.Addr)
@@ -322,17 +340,24 @@ func (d *driver) do(e Effect) []Effect {
 			return func(now uint64) []Effect { return d.mach.Synced(now, e.Job, res.Digest, err) }
 		})
 	case DoAbandon:
+		// The step in flight is cancelled, not waited for: its answer is
+		// dropped, and what it would change on the loop checks its context
+		// there first (Agent.Synchronize), so a newer recovery's commands,
+		// queued behind it on the loop, always come after it.
 		if j := d.jobs[e.Job]; j != nil {
 			d.m.logger.Info("abandoning recovery", "error", e.Err)
 			j.cancel()
-			j.steps.Wait()
 		}
 		d.end(e)
 	case DoReport:
 		d.end(e)
 	case DoQuarantine:
 		d.m.logger.Warn("recovery failed; quarantined until the next trigger", "error", e.Err)
-		a.Quarantine()
+		ctx, cancel := d.bounded()
+		if err := a.Quarantine(ctx); err != nil {
+			d.m.logger.Warn("quarantine not made; the next check decides again", "error", err)
+		}
+		cancel()
 	case DoTerminate:
 		d.m.logger.Error("recovery failed; terminating", "error", e.Err, "code", ExitRecoveryFailed)
 		d.m.cfg.Exit(ExitRecoveryFailed)
@@ -395,7 +420,7 @@ func (d *driver) check(trigger string) []Effect {
 	st := a.Status()
 	in := Input{Self: a.ID(), Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
 		Strict: a.Strict(), Registering: a.Registering()}
-	lctx, cancel := context.WithTimeout(d.ctx, time.Duration(d.m.cfg.Count)*d.m.cfg.Unit)
+	lctx, cancel := d.bounded()
 	in.Retained, in.NamingErr = a.LookupMaster(lctx)
 	cancel()
 	in.Paused = a.Paused()
@@ -431,6 +456,13 @@ func (d *driver) check(trigger string) []Effect {
 	}
 	d.m.mu.Unlock()
 	return fx
+}
+
+// bounded is the context of a command to the agent: a check period at
+// most, so that a busy agent loop never holds the monitor past its next
+// check (figure 8's timer, act 825).
+func (d *driver) bounded() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(d.ctx, time.Duration(d.m.cfg.Count)*d.m.cfg.Unit)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

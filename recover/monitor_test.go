@@ -62,6 +62,14 @@ type fakeAgent struct {
 	begun    []uint64
 	synced   []uint64
 	cancels  int
+	// busy: the agent's loop is taken (a long install): every command
+	// waits until its context ends, and fails undone.
+	busy    bool
+	refused int // commands that gave up on the busy loop
+	// stuckIn names the step that blocks on stuck whatever its context
+	// says (a storage write, a decode): nothing may wait for it.
+	stuckIn string
+	stuck   chan struct{}
 }
 
 func (f *fakeAgent) ID() uint64            { return 3 }
@@ -84,7 +92,25 @@ func (f *fakeAgent) LookupMaster(ctx context.Context) (*api.Registration, error)
 	f.lookups++
 	return f.retained, nil
 }
-func (f *fakeAgent) BeginRecovery(master uint64) error {
+// loop waits for the agent's loop as the real agent's commands do.
+func (f *fakeAgent) loop(ctx context.Context) error {
+	f.mu.Lock()
+	busy := f.busy
+	f.mu.Unlock()
+	if !busy {
+		return nil
+	}
+	<-ctx.Done()
+	f.mu.Lock()
+	f.refused++
+	f.mu.Unlock()
+	return ctx.Err()
+}
+
+func (f *fakeAgent) BeginRecovery(ctx context.Context, master uint64) error {
+	if err := f.loop(ctx); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.role, f.master = api.RoleRecovering, master
@@ -94,7 +120,12 @@ func (f *fakeAgent) BeginRecovery(master uint64) error {
 func (f *fakeAgent) wait(ctx context.Context, master uint64, call string) error {
 	f.mu.Lock()
 	hung := f.hung == master && f.hangIn == call
+	stuck := f.hung == master && f.stuckIn == call
 	f.mu.Unlock()
+	if stuck {
+		<-f.stuck
+		return ctx.Err()
+	}
 	if !hung {
 		return nil
 	}
@@ -120,10 +151,13 @@ func (f *fakeAgent) Synchronize(ctx context.Context, master uint64, addr string)
 	f.synced = append(f.synced, master)
 	return agent.SyncResult{}, nil
 }
-func (f *fakeAgent) RequestHandover() (bool, error) { return false, nil }
-func (f *fakeAgent) Reassert(api.Epoch) error       { return nil }
-func (f *fakeAgent) Release() error                 { return nil }
-func (f *fakeAgent) Quarantine() error {
+func (f *fakeAgent) RequestHandover(context.Context) (bool, error) { return false, nil }
+func (f *fakeAgent) Reassert(context.Context, api.Epoch) error     { return nil }
+func (f *fakeAgent) Release(context.Context) error                 { return nil }
+func (f *fakeAgent) Quarantine(ctx context.Context) error {
+	if err := f.loop(ctx); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.role = api.RoleQuarantined
@@ -188,4 +222,64 @@ func TestRecoveryNeverHoldsTheMonitor(t *testing.T) {
 			waitUntil(t, "the recovery recorded", func() bool { a := m.LastAction(); return a != nil && a.Retained == 2 && a.Error == "" })
 		})
 	}
+}
+
+// A busy agent loop (a long state install) holds no check: the monitor's
+// commands give up after a period, undone, and the timer keeps running;
+// once the loop is free the next check aligns (figure 8, act 825).
+func TestBusyAgentLoopNeverHoldsTheMonitor(t *testing.T) {
+	f := &fakeAgent{role: api.RoleQuarantined, busy: true,
+		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
+	m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { m.run(ctx, f); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+
+	waitUntil(t, "a command that gave up on the busy loop", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.refused >= 1
+	})
+	l0, _, _, _, _ := f.snapshot()
+	waitUntil(t, "checks and retries while the loop is busy", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.lookups >= l0+5 && f.refused >= 3
+	})
+	if _, begun, _, _, role := f.snapshot(); len(begun) != 0 || role != api.RoleQuarantined {
+		t.Fatalf("a command ran on a busy loop: begun %v, role %s", begun, role)
+	}
+	f.mu.Lock()
+	f.busy = false
+	f.mu.Unlock()
+	waitUntil(t, "a synced back-up of 1 once the loop is free", func() bool {
+		_, _, synced, _, role := f.snapshot()
+		return len(synced) == 1 && synced[0] == 1 && role == api.RoleBackup
+	})
+}
+
+// A step that does not heed its context (blocked in a storage write) is
+// not waited for when a newer trigger abandons its recovery: the monitor
+// aligns to the newly retained master at once.
+func TestStuckStepNeverHoldsTheMonitor(t *testing.T) {
+	f := &fakeAgent{role: api.RoleQuarantined, hung: 1, stuckIn: "fork search", stuck: make(chan struct{}),
+		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
+	m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { m.run(ctx, f); close(stopped) }()
+	defer func() { cancel(); close(f.stuck); <-stopped }()
+
+	waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
+	f.mu.Lock()
+	f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
+	f.mu.Unlock()
+	m.Event("naming-master-superseded", "retained 2")
+	waitUntil(t, "a synced back-up of 2 while the step towards 1 is stuck", func() bool {
+		_, _, synced, _, role := f.snapshot()
+		return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
+	})
+	l0, _, _, _, _ := f.snapshot()
+	waitUntil(t, "checks go on", func() bool { l, _, _, _, _ := f.snapshot(); return l >= l0+3 })
 }

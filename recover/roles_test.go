@@ -72,7 +72,7 @@ func TestRoleEndpoints(t *testing.T) {
 			sameIDs(roleAnswers(t, c, "health"), 1, 2, 3)
 	})
 
-	if err := c.Members[3].Agent.Quarantine(); err != nil {
+	if err := c.Members[3].Agent.Quarantine(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	h := c.Members[3].Agent.Role("health")
