@@ -277,25 +277,33 @@ func TestStrictStartWriteKill(t *testing.T) {
 	for r := 0; r < runs; r++ {
 		t.Run(fmt.Sprintf("run%d", r), func(t *testing.T) {
 			g := startStrictGroup(t, 100+r)
-			put := func(value string) kvReply {
+			put := func(key, value string) kvReply {
 				t.Helper()
 				var rep kvReply
-				code, errOut := cliJSON(t, &rep, "kv", "put", "-group", "g", "-naming", g.naming, "-timeout", "30s", "-json", "k", value)
+				code, errOut := cliJSON(t, &rep, "kv", "put", "-group", "g", "-naming", g.naming, "-timeout", "30s", "-json", key, value)
 				if code != 0 || !rep.OK {
-					t.Fatalf("put %s: exit %d, %+v, stderr %q", value, code, rep, errOut)
+					t.Fatalf("put %s=%s: exit %d, %+v, stderr %q", key, value, code, rep, errOut)
 				}
 				return rep
 			}
-			first := put("before")
+			put("k0", "before")
+			first := put("k", "before")
 			g.procs[first.Master].kill()
 			killed := time.Now()
-			second := put("after")
+			second := put("k", "after")
 			took := time.Since(killed)
 			if second.Master == first.Master || second.Master == 0 {
 				t.Fatalf("the write after the kill was served by %d; %d was killed", second.Master, first.Master)
 			}
 			failovers = append(failovers, took)
 			t.Logf("master %d killed; %d served the write %s later", first.Master, second.Master, took)
+			// The writes acknowledged before the kill are kept (k was
+			// overwritten since: read k0, written before the kill too).
+			var got kvGetReply
+			code, errOut := cliJSON(t, &got, "kv", "get", "-group", "g", "-naming", g.naming, "-timeout", "30s", "-json", "k0")
+			if code != 0 || !got.OK || !got.Found || got.Value == nil || *got.Value != "before" || got.Master == first.Master {
+				t.Fatalf("get k0 after the kill: exit %d, %+v, stderr %q; want \"before\" from a new master", code, got, errOut)
+			}
 		})
 	}
 	if len(failovers) > 0 {
@@ -303,6 +311,14 @@ func TestStrictStartWriteKill(t *testing.T) {
 		t.Logf("%d kills (%s profile): failover median %s, max %s", len(failovers), e2eProfile(),
 			failovers[len(failovers)/2], failovers[len(failovers)-1])
 	}
+}
+
+// kvGetReply is the part of `mastership kv get -json` the tests read.
+type kvGetReply struct {
+	OK     bool    `json:"ok"`
+	Found  bool    `json:"found"`
+	Value  *string `json:"value"`
+	Master uint64  `json:"master"`
 }
 
 // kvReply is the part of `mastership kv put -json` the tests read.
