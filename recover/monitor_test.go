@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,4 +283,34 @@ func TestStuckStepNeverHoldsTheMonitor(t *testing.T) {
 	})
 	l0, _, _, _, _ := f.snapshot()
 	waitUntil(t, "checks go on", func() bool { l, _, _, _, _ := f.snapshot(); return l >= l0+3 })
+}
+
+// The naming node's trigger, not the timer, realigns a monitor whose
+// recovery hangs: with a period far longer than the test, only the events
+// can start the checks (figure 8, act 840).
+func TestTriggerRealignsAHungRecovery(t *testing.T) {
+	f := &fakeAgent{role: api.RoleQuarantined, hung: 1, hangIn: "download",
+		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
+	m := New(Config{Count: 3_600_000, Unit: time.Millisecond, Logger: hclog.NewNullLogger()}) // one check an hour
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { m.run(ctx, f); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+
+	m.Event("naming-recheck", "")
+	waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
+	f.mu.Lock()
+	f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
+	f.mu.Unlock()
+	m.Event("naming-master-superseded", "retained 2")
+	waitUntil(t, "a synced back-up of 2", func() bool {
+		_, _, synced, _, role := f.snapshot()
+		return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
+	})
+	if a := m.LastAction(); a == nil || a.Retained != 2 || !strings.HasPrefix(a.Trigger, "naming-master-superseded") {
+		t.Fatalf("last action %+v, want the realignment to 2 started by the trigger", a)
+	}
+	if checks, _ := m.Counters(); checks != 2 {
+		t.Fatalf("%d checks, want the 2 the events started", checks)
+	}
 }
