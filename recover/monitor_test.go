@@ -93,6 +93,7 @@ func (f *fakeAgent) LookupMaster(ctx context.Context) (*api.Registration, error)
 	f.lookups++
 	return f.retained, nil
 }
+
 // loop waits for the agent's loop as the real agent's commands do.
 func (f *fakeAgent) loop(ctx context.Context) error {
 	f.mu.Lock()
