@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -261,4 +262,42 @@ func FuzzLoadFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Strict mode needs -expect whichever layer sets the mode, and any layer
+// may give it.
+func TestStrictNeedsExpectFromEveryLayer(t *testing.T) {
+	strictFile := writeFile(t, `{"group": "g", "id": 1, "mode": "strict"}`)
+	expectFile := writeFile(t, `{"group": "g", "id": 1, "mode": "strict", "expect": 3}`)
+	base := map[string]string{"group": "g", "id": "1"}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tt := range []struct {
+		name string
+		s    Sources
+		ok   bool
+	}{
+		{"flag", Sources{Flags: with("mode", "strict")}, false},
+		{"env", Sources{Env: []string{"MASTERSHIP_MODE=strict"}, Flags: base}, false},
+		{"file", Sources{File: strictFile}, false},
+		{"file with expect", Sources{File: expectFile}, true},
+		{"env expect over a file without", Sources{File: strictFile, Env: []string{"MASTERSHIP_EXPECT=3"}}, true},
+		{"flag expect 0 over a file with", Sources{File: expectFile, Flags: map[string]string{"expect": "0"}}, false},
+		{"available without expect", Sources{Flags: with("mode", "available")}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadAgent(tt.s)
+			if tt.ok != (err == nil) {
+				t.Fatalf("LoadAgent: %v; want ok %t", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "required in strict mode") {
+				t.Fatalf("error %q does not say why", err)
+			}
+		})
+	}
 }
