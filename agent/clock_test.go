@@ -16,7 +16,7 @@ import (
 // when it resumes.
 func TestTickClockCatchesUpAfterPause(t *testing.T) {
 	n := core.NewNode(core.Config{ID: 1, Group: "g", Mode: api.ModeStrict, HeartbeatTicks: 5, ElectionTicks: 30,
-		StaggerTicks: 10, WriteTicks: 50, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), core.HardState{})
+		StaggerTicks: 10, WriteTicks: 50, Expect: 1, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), core.HardState{})
 	base := time.Unix(1000, 0)
 	c := tickClock{base: base, unit: 10 * time.Millisecond}
 	c.catchUp(n, base.Add(95*time.Millisecond))
