@@ -145,11 +145,13 @@ type Agent struct {
 	session uint64
 	// regWant is an epoch to register that the naming loop has not taken
 	// up yet; registering is the member machine's Registering.
-	regWant     *api.Epoch
-	registering bool
-	namingWake  chan struct{}   // wakes the naming loop
-	leaveNaming chan chan error // asks the naming loop to leave and stop
-	leaving     atomic.Bool     // Leave under way: ask for no handover
+	regWant        *api.Epoch
+	registering    bool
+	namingWake     chan struct{}          // wakes the naming loop
+	leaveNaming    chan chan error        // asks the naming loop to leave and stop
+	leaving        atomic.Bool            // Leave under way: ask for no handover
+	refusedOutside atomic.Uint64          // inputs refused outside the core (noteRefused)
+	joinProof      atomic.Pointer[string] // the hash of the last naming join's proof (wire.Info.JoinProof)
 	// paused: the group is in maintenance, as the naming node said in
 	// the answer to one of our own calls (a trigger only makes us ask).
 	paused atomic.Bool
@@ -330,7 +332,13 @@ func (a *Agent) Start() error {
 	gcfg.AdvertiseAddr = a.cfg.Advertise
 	gcfg.Join = a.cfg.Join
 	gcfg.SecretKey, gcfg.ExtraKeys = key, extraKeys
-	gcfg.CheckEpoch = func(e api.Epoch) error { return api.CheckTerm(e.Term, a.Status().MaxTerm) }
+	gcfg.CheckEpoch = func(e api.Epoch) error {
+		err := api.CheckTerm(e.Term, a.Status().MaxTerm)
+		if err != nil {
+			a.noteRefused("gossip claim", err)
+		}
+		return err
+	}
 	gcfg.ReconnectInterval = a.cfg.ReconnectInterval
 	gcfg.Logger = a.logger
 	gcfg.Rand = rand.New(rand.NewSource(a.rand.Int63()))
@@ -363,6 +371,13 @@ func (a *Agent) Start() error {
 	if a.checking() {
 		a.node.SetHealthy(false) // until the first check passes; the loop does not run yet
 	}
+	// The API serves before the naming join: a rejoin within our old
+	// session's TTL is taken once the naming node read our join proof
+	// from /v1/info (calls that need the loop wait for it to start).
+	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
+		IdleTimeout: api.IdleTimeout, ErrorLog: a.logger.StandardLogger(nil)}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
 	first, joinErr := a.joinNaming(a.ctx, startJoinTimeout)
 	if first != nil && first.Paused {
 		a.paused.Store(true)
@@ -376,13 +391,10 @@ func (a *Agent) Start() error {
 		a.logger.Warn("naming node not reached at start; the naming loop keeps trying", "naming", a.cfg.Naming, "error", joinErr)
 	}
 
-	a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: api.ReadHeaderTimeout, ReadTimeout: api.ReadTimeout,
-		IdleTimeout: api.IdleTimeout, ErrorLog: a.logger.StandardLogger(nil)}
-	a.wg.Add(6)
+	a.wg.Add(5)
 	go func() { defer a.wg.Done(); a.hooks.Run(a.ctx) }()
 	go func() { defer a.wg.Done(); a.runPublisher() }()
 	go func() { defer a.wg.Done(); a.transport.Accept(streams) }()
-	go func() { defer a.wg.Done(); a.httpSrv.Serve(httpLn) }()
 	go func() { defer a.wg.Done(); a.run() }()
 	go func() { defer a.wg.Done(); a.runNaming(first, joinErr) }()
 	if a.opts.Monitor != nil {
@@ -401,13 +413,17 @@ func (a *Agent) Start() error {
 const startJoinTimeout = 2 * time.Second
 
 // abortStart undoes a Start that found its ID taken: nothing ran but the
-// listener, the transport and gossip.
+// listener, the API server, the transport and gossip.
 func (a *Agent) abortStart() {
 	a.cancel()
 	a.gossip.Shutdown()
+	if a.httpSrv != nil {
+		a.httpSrv.Close()
+	}
 	a.ln.Close()
 	a.transport.Close()
 	a.naming.Close()
+	a.wg.Wait()    // the API server, closed above
 	a.cancel = nil // Close only closes the storage now
 }
 
@@ -415,6 +431,16 @@ func (a *Agent) abortStart() {
 // does: another agent holds its ID. The owner of the agent closes it (the
 // command exits with ExitIDTaken).
 func (a *Agent) Fatal() <-chan error { return a.fatal }
+
+// noteRefused counts an input refused outside the core (a gossip claim, a
+// naming node trigger) for an epoch out of range; it logs the 1st, 2nd,
+// 4th, 8th... so that a flood of forged input does not flood the log.
+func (a *Agent) noteRefused(what string, err error) {
+	n := a.refusedOutside.Add(1)
+	if n&(n-1) == 0 {
+		a.logger.Warn("refused an epoch out of range", "input", what, "error", err, "refused_so_far", n)
+	}
+}
 
 func (a *Agent) failFatal(err error) {
 	select {

@@ -118,9 +118,12 @@ func (a *Agent) Info() wire.Info {
 	a.mu.Unlock()
 	info := wire.Info{Index: index, ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
-		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused, Transfer: st.Transfer, API: a.advertisedAPI()}
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused + a.refusedOutside.Load(), Transfer: st.Transfer, API: a.advertisedAPI()}
 	if a.gossip != nil {
 		info.Gossip = a.gossip.LocalAddr()
+	}
+	if p := a.joinProof.Load(); p != nil {
+		info.JoinProof = *p
 	}
 	if cr, ok := a.opts.Monitor.(CheckReporter); ok && a.opts.Monitor != nil {
 		if c := cr.LastCheck(); c != nil {
@@ -280,14 +283,8 @@ func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.KVRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: %v", err))
-		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		a.kvError(w, api.Errorf(api.CodeInvalid, "kv request: data after the JSON object"))
+	if err := decodeJSON(body, &req, "kv request"); err != nil {
+		a.kvError(w, err)
 		return
 	}
 	op := kv.Op{Kind: req.Op, Key: req.Key, ExpectAbsent: req.ExpectAbsent}
@@ -433,6 +430,7 @@ func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
 	}
 	if n.Master != nil {
 		if err := api.CheckTerm(n.Master.Epoch.Term, a.Status().MaxTerm); err != nil {
+			a.noteRefused("naming node trigger", err)
 			writeMsgpack(w, 400, api.ToError(err))
 			return
 		}
@@ -559,4 +557,19 @@ func (a *Agent) Get(key string) (string, bool) {
 		}
 	})
 	return string(v), found
+}
+
+// decodeJSON decodes one JSON request body into v: unknown fields and
+// anything after the object are refused, as invalid (what names the
+// request in the error).
+func decodeJSON(body []byte, v any, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.CodeInvalid, "%s: %v", what, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return api.Errorf(api.CodeInvalid, "%s: data after the JSON object", what)
+	}
+	return nil
 }

@@ -183,6 +183,11 @@ func TestAgentBadInput(t *testing.T) {
 		{"malformed notify", "/rpc/notify", "application/msgpack", []byte{0xc1}, 400, "invalid"},
 		{"malformed hashes", "/rpc/hashes", "application/msgpack", []byte{0xc1}, 400, "invalid"},
 		{"fault", "/v1/fault", "application/json", []byte(`{"action":"melt"}`), 400, "invalid"},
+		{"fault, trailing data", "/v1/fault", "application/json", []byte(`{"action":"heal"}{"action":"partition","peers":["127.0.0.1"]}`), 400, "invalid"},
+		{"fault, unknown field", "/v1/fault", "application/json", []byte(`{"action":"heal","peer":"x"}`), 400, "invalid"},
+		{"switchover, trailing data", "/v1/switchover", "application/json", []byte(`{"to":2} x`), 400, "data after the JSON object"},
+		{"switchover, unknown field", "/v1/switchover", "application/json", []byte(`{"too":2}`), 400, "invalid"},
+		{"keyring, trailing data", "/v1/keyring", "application/json", []byte(`{"op":"list"}{"op":"remove","key":"x"}`), 400, "data after the JSON object"},
 	} {
 		status, body := post(tc.path, tc.ctype, tc.body)
 		if status != tc.status || (tc.ctype == "application/json" && !strings.Contains(body, tc.want)) {

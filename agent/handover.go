@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -87,10 +85,8 @@ func (a *Agent) serveSwitchover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.SwitchoverRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		fail(http.StatusBadRequest, string(api.CodeInvalid), fmt.Sprintf("switchover request: %v", err))
+	if err := decodeJSON(body, &req, "switchover request"); err != nil {
+		fail(http.StatusBadRequest, string(api.CodeInvalid), api.ToError(err).Message)
 		return
 	}
 	if req.Group != "" && req.Group != a.cfg.Group {

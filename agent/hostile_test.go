@@ -90,8 +90,10 @@ func TestHostileEpochsEveryPath(t *testing.T) {
 	if _, err := rogue.Join(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rogue.Claim(gossip.Claim{Epoch: maxE(99), API: "127.0.17.99:1"}); err != nil {
-		t.Fatal(err)
+	for _, e := range []api.Epoch{farE(99), maxE(99)} { // rising: a claimant's claims only go up
+		if err := rogue.Claim(gossip.Claim{Epoch: e, API: "127.0.17.99:1"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.WaitFor(10*time.Second, "every agent to see the rogue member", func() bool {
 		for _, id := range c.Running() {
@@ -114,16 +116,22 @@ func TestHostileEpochsEveryPath(t *testing.T) {
 	}
 
 	// The naming node's trigger, and the kv API.
+	refusedBefore := c.Members[3].Agent.Info().Refused
 	for _, id := range c.Running() {
-		body, _ := api.Encode(&api.Notify{Group: "g", Master: &api.Registration{Group: "g", ID: 3, Epoch: maxE(3)}, Reason: "forged"})
-		resp, err := http.Post("http://"+c.Members[id].Config.API+"/rpc/notify", "application/msgpack", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+		for _, e := range []api.Epoch{maxE(3), farE(3)} {
+			body, _ := api.Encode(&api.Notify{Group: "g", Master: &api.Registration{Group: "g", ID: 3, Epoch: e}, Reason: "forged"})
+			resp, err := http.Post("http://"+c.Members[id].Config.API+"/rpc/notify", "application/msgpack", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("forged notify at %s to %d: %s", e, id, resp.Status)
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest {
-			t.Fatalf("forged notify to %d: %s", id, resp.Status)
-		}
+	}
+	if n := c.Members[3].Agent.Info().Refused - refusedBefore; n < 2 {
+		t.Fatalf("agent 3 counted %d refused triggers, want the 2 forged ones", n)
 	}
 	resp, err := http.Post("http://"+c.Members[1].Config.API+"/v1/kv", "application/json",
 		bytes.NewReader([]byte(`{"op":"put","key":"k","value":"x","client":7,"seq":18446744073709551615}`)))

@@ -239,14 +239,8 @@ func (a *Agent) serveKeyring(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.KeyringRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "keyring request: %v", err))
-		return
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "keyring request: data after the JSON object"))
+	if err := decodeJSON(body, &req, "keyring request"); err != nil {
+		writeJSON(w, 400, err)
 		return
 	}
 	switch req.Op {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -14,8 +15,16 @@ import (
 func (a *Agent) joinNaming(ctx context.Context, timeout time.Duration) (*api.JoinResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// A fresh proof for each join: its hash, served in /v1/info before the
+	// join is sent, shows the naming node that this process sent it.
+	proof := make([]byte, 32)
+	if _, err := crand.Read(proof); err != nil {
+		return nil, fmt.Errorf("join proof: %w", err)
+	}
+	hash := api.JoinProofOf(proof)
+	a.joinProof.Store(&hash)
 	resp, err := a.naming.Join(ctx, api.JoinRequest{Group: a.cfg.Group, ID: a.cfg.ID, Addr: a.advertisedAPI(),
-		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Policy: a.cfg.Policy, TTL: a.cfg.SessionTTL})
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Policy: a.cfg.Policy, TTL: a.cfg.SessionTTL, Proof: proof})
 	if err != nil {
 		return nil, err
 	}

@@ -112,8 +112,8 @@ func (a *Agent) serveFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.FaultRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "fault request: %v", err))
+	if err := decodeJSON(body, &req, "fault request"); err != nil {
+		writeJSON(w, 400, err)
 		return
 	}
 	switch req.Action {

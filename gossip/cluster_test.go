@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -753,4 +755,53 @@ func TestKeyRotation(t *testing.T) {
 	if err := e.g.InstallKey(newKey); !errorsIs(err, ErrNoEncryption) {
 		t.Fatalf("install on a clear-text member: %v", err)
 	}
+}
+
+// Gossip connections that stall are capped: past MaxStreams a new one is
+// closed at once, the ones held are released when they end, and gossip
+// between the members goes on meanwhile.
+func TestStalledStreamsCapped(t *testing.T) {
+	const max = 4
+	capped := func(c *Config) { c.MaxStreams = max }
+	a, err := startNode(t, "g", 1, 90, nil, capped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stalled []net.Conn
+	defer func() {
+		for _, c := range stalled {
+			c.Close()
+		}
+	}()
+	for i := 0; i < max; i++ {
+		c, err := net.Dial("tcp", a.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled = append(stalled, c)
+	}
+	waitFor(t, 5*time.Second, "the stalled connections held", func() bool { return a.g.streams.Open() == max })
+	extra, err := net.Dial("tcp", a.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("a connection past the cap: read %v, want EOF (closed at once)", err)
+	}
+	for _, c := range stalled {
+		c.Close()
+	}
+	stalled = nil
+	waitFor(t, 5*time.Second, "the closed connections released", func() bool { return a.g.streams.Open() == 0 })
+	// Streams work again: a member joins over one.
+	b, err := startNode(t, "g", 2, 91, []string{a.addr()}, capped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.g.Join(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "2 alive at 1", func() bool { return countHealth(a.g.Members(), HealthAlive) == 2 })
 }

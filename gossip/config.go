@@ -61,7 +61,7 @@ type Config struct {
 
 	// CheckEpoch, when set, vets the epoch of every claim received before
 	// it is merged (the agent refuses epochs far above the terms it
-	// knows). A claim it refuses is dropped and logged.
+	// knows). A claim it refuses is dropped; CheckEpoch reports it.
 	CheckEpoch func(api.Epoch) error
 
 	// ReconnectInterval is the mean time between two reconnect attempts,
@@ -92,6 +92,11 @@ type Config struct {
 	// Transport replaces memberlist's NetTransport (BindAddr is then
 	// unused). Optional.
 	Transport memberlist.Transport
+
+	// MaxStreams caps the gossip TCP connections handled at once (0:
+	// DefaultMaxStreams); past it a new one is closed at once. Ignored
+	// when Transport is set.
+	MaxStreams int
 
 	// WrapTransport, when set, wraps the NetTransport built from BindAddr,
 	// for example with faulty.NewTransport. Ignored when Transport is set.

@@ -33,6 +33,9 @@ type Gossip struct {
 	// it itself.
 	keyring *memberlist.Keyring
 	queue   *memberlist.TransmitLimitedQueue
+	// streams caps the inbound gossip TCP connections (nil with a
+	// Config.Transport of the caller's).
+	streams *streamLimit
 	ml      atomic.Pointer[memberlist.Memberlist]
 	alive   atomic.Int64 // members alive, for the broadcast queue
 	left    atomic.Bool
@@ -137,9 +140,17 @@ func New(cfg Config, events Events) (*Gossip, error) {
 		}
 		host, _, _ := net.SplitHostPort(cfg.BindAddr)
 		mc.BindAddr, mc.BindPort, mc.AdvertisePort = host, port, port
-		transport = nt
+		max := cfg.MaxStreams
+		if max <= 0 {
+			max = DefaultMaxStreams
+		}
+		limited := limitStreams(nt, max, func(addr net.Addr) {
+			logger.Debug("gossip connection refused: at the cap of open streams", "remote", addr, "max_streams", max)
+		})
+		g.streams = limited
+		transport = limited
 		if cfg.WrapTransport != nil {
-			transport = cfg.WrapTransport(nt)
+			transport = cfg.WrapTransport(limited)
 		}
 		ownTransport = true
 	}
@@ -490,7 +501,9 @@ func (g *Gossip) receiveClaim(c Claim, via string) {
 	}
 	if g.cfg.CheckEpoch != nil {
 		if err := g.cfg.CheckEpoch(c.Epoch); err != nil {
-			g.log.Warn("ignoring claim", "via", via, "claim", c.String(), "error", err)
+			// CheckEpoch's owner counts and reports refusals (a flood of
+			// forged claims must not flood the log).
+			g.log.Debug("ignoring claim", "via", via, "claim", c.String(), "error", err)
 			return
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -433,7 +434,10 @@ func (n *Node) decide(group string, office uint64) {
 }
 
 // probe asks a registrant's API whether it still acts as master.
-func (n *Node) probe(r api.Registration) bool {
+func (n *Node) probe(r api.Registration) bool { return n.probeAt(r, nil) }
+
+// probeAt is probe that, given an epoch, also wants the agent at it.
+func (n *Node) probeAt(r api.Registration, epoch *api.Epoch) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
 	defer cancel()
 	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: r.Addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
@@ -444,7 +448,31 @@ func (n *Node) probe(r api.Registration) bool {
 	if err != nil {
 		return false
 	}
+	if epoch != nil && (info.Epoch != epoch.Term || info.EpochID != epoch.ID) {
+		return false
+	}
 	return info.ID == r.ID && info.Group == r.Group && info.Role == api.RoleMaster.String()
+}
+
+// proveJoin asks the agent serving req's address whether it sent req: it
+// must be that member and serve the hash of req's proof.
+func (n *Node) proveJoin(req api.JoinRequest) bool {
+	want := api.JoinProofOf(req.Proof)
+	if want == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
+	defer cancel()
+	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: req.Addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
+	if err != nil {
+		return false
+	}
+	info, _, err := ag.Info(ctx)
+	if err != nil {
+		n.logger.Debug("join proof not fetched", "group", req.Group, "id", req.ID, "addr", req.Addr, "error", err)
+		return false
+	}
+	return info.ID == req.ID && info.Group == req.Group && subtle.ConstantTimeCompare([]byte(info.JoinProof), []byte(want)) == 1
 }
 
 // runCommitter waits for each proposal's commit, in the order proposed,
@@ -528,10 +556,20 @@ func (n *Node) runSweeper() {
 }
 
 // Join makes an agent a member of a group.
+//
+// A join that would replace the live session of the same ID and address
+// (an agent restarted within its session's TTL) is taken only once the
+// agent serving that address shows the join's proof: an outsider naming a
+// running agent's address cannot take its session, and with it its right
+// to register and to leave.
 func (n *Node) Join(req api.JoinRequest) (resp api.JoinResponse, err error) {
+	n.mu.Lock()
+	replaces := n.leading && n.reg.JoinReplaces(n.clock.Now(), req)
+	n.mu.Unlock()
+	proven := replaces && n.proveJoin(req)
 	err = n.do(func(now time.Time, fx *Effects) error {
 		var e error
-		resp, e = n.reg.Join(now, req, fx)
+		resp, e = n.reg.Join(now, req, proven, fx)
 		return e
 	})
 	if err == nil {
@@ -580,6 +618,26 @@ func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.
 				e := req.Epoch
 				n.reg.RecordEvent(now, req.Group, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr,
 					Epoch: &e, Reason: reason, Manual: true}, fx)
+				return nil
+			})
+			return resp, api.Errorf(api.CodeRefused, "%s", reason)
+		}
+	}
+	if !req.Manual {
+		// A newer strict epoch replaces the live master at once: the
+		// candidate must first answer, at the address it registers, as
+		// that master at that epoch. Two calls of an outsider that joined
+		// as a member (a join, then a register at a made-up epoch) would
+		// otherwise fence the group behind an agent that does not exist.
+		n.mu.Lock()
+		supersedes := n.leading && n.reg.Supersedes(n.clock.Now(), req)
+		n.mu.Unlock()
+		if supersedes && !n.probeAt(api.Registration{Group: req.Group, ID: req.ID, Addr: req.Addr}, &req.Epoch) {
+			reason := fmt.Sprintf("agent %d at %s did not answer as master of %q at epoch %s", req.ID, req.Addr, req.Group, req.Epoch)
+			n.do(func(now time.Time, fx *Effects) error {
+				e := req.Epoch
+				n.reg.RecordEvent(now, req.Group, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr,
+					Epoch: &e, Reason: reason}, fx)
 				return nil
 			})
 			return resp, api.Errorf(api.CodeRefused, "%s", reason)

@@ -213,12 +213,28 @@ func validateMember(group string, id uint64, addr string) error {
 	return nil
 }
 
+// JoinReplaces reports whether req would replace a live session of the
+// same ID at the same address: the runtime then asks the agent at that
+// address for req's join proof before it calls Join with proven set.
+func (r *Registry) JoinReplaces(now time.Time, req api.JoinRequest) bool {
+	g := r.groups[req.Group]
+	if g == nil {
+		return false
+	}
+	m := g.Members[req.ID]
+	return m != nil && now.Before(m.Expires) && m.Addr == req.Addr
+}
+
 // Join makes an agent a member of its group and opens a session. An ID held
 // by a live session at another address is refused (a second agent with a
-// taken ID); the same address rejoining replaces its session.
-func (r *Registry) Join(now time.Time, req api.JoinRequest, fx *Effects) (api.JoinResponse, error) {
+// taken ID); the same address rejoining replaces its session, once the
+// agent serving that address showed the join's proof (proven).
+func (r *Registry) Join(now time.Time, req api.JoinRequest, proven bool, fx *Effects) (api.JoinResponse, error) {
 	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
 		return api.JoinResponse{}, err
+	}
+	if len(req.Proof) > api.MaxJoinProof {
+		return api.JoinResponse{}, api.Errorf(api.CodeInvalid, "join proof of %d bytes, at most %d", len(req.Proof), api.MaxJoinProof)
 	}
 	ttl, err := r.ttl(req.TTL, r.cfg.SessionTTL)
 	if err != nil {
@@ -231,6 +247,11 @@ func (r *Registry) Join(now time.Time, req api.JoinRequest, fx *Effects) (api.Jo
 	if m := g.Members[req.ID]; m != nil && now.Before(m.Expires) && m.Addr != req.Addr {
 		return api.JoinResponse{}, api.Errorf(api.CodeIDTaken,
 			"id %d of group %q is held by %s with a live session", req.ID, req.Group, m.Addr)
+	}
+	if r.JoinReplaces(now, req) && !proven {
+		return api.JoinResponse{}, api.Errorf(api.CodeRefused,
+			"agent %d of group %q at %s has a live session; it is replaced only for the agent serving that address (join again once its API answers, or after the session's TTL)",
+			req.ID, req.Group, req.Addr)
 	}
 	if created {
 		r.groups[g.Name] = g
@@ -309,6 +330,21 @@ func (r *Registry) liveMaster(g *group, now time.Time) *api.Registration {
 	}
 	reg := g.Master.Registration
 	return &reg
+}
+
+// Supersedes reports whether req would at once replace a live master of
+// another ID (a newer epoch in a strict group): the runtime then probes the
+// candidate first, as it probes the candidates of a decision.
+// A registration Register refuses anyway (invalid, out of range, older
+// than the group's epoch) needs no probe.
+func (r *Registry) Supersedes(now time.Time, req api.RegisterRequest) bool {
+	g, _, _, err := r.checkRegister(now, req)
+	if err != nil || g.Mode != api.ModeStrict || req.Epoch.Term == 0 || api.CheckTerm(req.Epoch.Term, g.MaxEpoch.Term) != nil {
+		return false
+	}
+	e := api.Epoch{Term: req.Epoch.Term, ID: req.ID}
+	live := r.liveMaster(g, now)
+	return live != nil && live.ID != req.ID && !e.Less(g.MaxEpoch)
 }
 
 // Register registers or renews a master (figure 12 starts here). It returns

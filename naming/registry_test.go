@@ -29,7 +29,8 @@ func addr(id uint64) string { return fmt.Sprintf("127.0.0.%d:7500", id) }
 
 func join(t *testing.T, r *Registry, now time.Time, group string, id uint64, prio int) uint64 {
 	t.Helper()
-	resp, err := r.Join(now, api.JoinRequest{Group: group, ID: id, Addr: addr(id), Priority: prio}, &Effects{})
+	// The agent itself joins: it would show its join proof.
+	resp, err := r.Join(now, api.JoinRequest{Group: group, ID: id, Addr: addr(id), Priority: prio}, true, &Effects{})
 	if err != nil {
 		t.Fatalf("join %d: %v", id, err)
 	}
@@ -97,11 +98,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		code api.Code
 	}{
 		{"bad group", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "Bad_Group", ID: 1, Addr: addr(1)}, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "Bad_Group", ID: 1, Addr: addr(1)}, false, fx)
 			return err
 		}, api.CodeInvalid},
 		{"long group", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: string(make([]byte, 64)), ID: 1, Addr: addr(1)}, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: string(make([]byte, 64)), ID: 1, Addr: addr(1)}, false, fx)
 			return err
 		}, api.CodeInvalid},
 		{"id 0", func(fx *Effects) error {
@@ -121,7 +122,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"negative ttl", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: -time.Second}, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: -time.Second}, false, fx)
 			return err
 		}, api.CodeInvalid},
 		{"epoch of another id", func(fx *Effects) error {
@@ -129,7 +130,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"bad mode", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Mode: "eventual"}, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Mode: "eventual"}, false, fx)
 			return err
 		}, api.CodeInvalid},
 		{"bad policy", func(fx *Effects) error {
@@ -191,11 +192,24 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 	r := newTestRegistry(0)
 	s1 := join(t, r, t0, "g", 1, 0)
 	// A second agent claiming ID 1 from another address is refused.
-	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, false, &Effects{})
 	if !errors.Is(err, api.ErrIDTaken) {
 		t.Fatalf("second agent with id 1: %v, want id-taken", err)
 	}
-	// The same address rejoining (a restart) gets a new session.
+	// A join naming 1's address, not shown to come from the agent there
+	// (an outsider), is refused and leaves 1's session as it was.
+	fx0 := &Effects{}
+	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1)}, false, fx0); !errors.Is(err, api.ErrRefused) || len(fx0.Events) != 0 {
+		t.Fatalf("unproven rejoin at 1's address: %v, events %v; want refused and none", err, kinds(fx0))
+	}
+	if _, err := r.Renew(t0, api.RenewRequest{Group: "g", ID: 1, Session: s1}); err != nil {
+		t.Fatalf("1's session after a refused takeover: %v", err)
+	}
+	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: make([]byte, api.MaxJoinProof+1)}, true, &Effects{}); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("an oversized join proof: %v, want invalid", err)
+	}
+	// The same address rejoining (a restart), shown to be the agent
+	// there, gets a new session.
 	s1b := join(t, r, t0, "g", 1, 0)
 	if s1b == s1 {
 		t.Fatalf("rejoin kept session %d", s1)
@@ -217,7 +231,7 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 		t.Fatalf("events %v, want member-expired", kinds(fx))
 	}
 	// After expiry another address may take the ID.
-	if _, err := r.Join(t0.Add(4*time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, &Effects{}); err != nil {
+	if _, err := r.Join(t0.Add(4*time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, false, &Effects{}); err != nil {
 		t.Fatalf("join after expiry: %v", err)
 	}
 }
@@ -297,7 +311,7 @@ func TestConflictDecision(t *testing.T) {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			r := newTestRegistry(50 * time.Millisecond)
 			for id := uint64(1); id <= 5; id++ {
-				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, &Effects{})
+				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, false, &Effects{})
 			}
 			// 3 registers first, then 1, 4 and 5 compete; a non-member 7
 			// cannot register at all.
@@ -421,7 +435,7 @@ func TestConflictSkipsCandidatesThatDoNotAnswer(t *testing.T) {
 func TestStrictFencing(t *testing.T) {
 	r := newTestRegistry(time.Second)
 	for id := uint64(1); id <= 3; id++ {
-		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, &Effects{})
+		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, false, &Effects{})
 	}
 	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}, Manual: true}, &Effects{}); err != nil {
 		t.Fatal(err)
@@ -451,7 +465,7 @@ func TestStrictFencing(t *testing.T) {
 func TestModeAndPolicyMismatch(t *testing.T) {
 	r := newTestRegistry(0)
 	join(t, r, t0, "g", 1, 0)
-	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 2, Addr: addr(2), Mode: "strict"}, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 2, Addr: addr(2), Mode: "strict"}, false, &Effects{})
 	if !errors.Is(err, api.ErrMismatch) {
 		t.Fatalf("mode mismatch: %v", err)
 	}
@@ -512,7 +526,7 @@ func TestRegisterEpochOutOfRange(t *testing.T) {
 		r := newTestRegistry(0)
 		var sessions [4]uint64
 		for id := uint64(1); id <= 3; id++ {
-			resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: mode}, &Effects{})
+			resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: mode}, false, &Effects{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -566,7 +580,7 @@ func TestStatusPagesAndMaxGroups(t *testing.T) {
 	for i := 0; i < 2500; i++ {
 		join(t, r, t0, fmt.Sprintf("g%05d", i), 1, 0)
 	}
-	_, err := r.Join(t0, api.JoinRequest{Group: "one-more", ID: 1, Addr: addr(1)}, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "one-more", ID: 1, Addr: addr(1)}, false, &Effects{})
 	if !errors.Is(err, api.ErrTooLarge) {
 		t.Fatalf("join past max-groups: %v", err)
 	}

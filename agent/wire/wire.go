@@ -35,10 +35,14 @@ type Info struct {
 	// of range or not in their sender's name.
 	Refused uint64 `json:"refused_inputs"`
 	// Transfer is the back-up a master hands mastership over to (0: none).
-	Transfer uint64    `json:"transfer,omitempty"`
-	API      string    `json:"api"`
-	Gossip   string    `json:"gossip"`
-	Monitor  *Counters `json:"monitor,omitempty"`
+	Transfer uint64 `json:"transfer,omitempty"`
+	API      string `json:"api"`
+	Gossip   string `json:"gossip"`
+	// JoinProof is the hash of the proof of the agent's last naming join
+	// (api.JoinProofOf): the naming node checks it before the agent's
+	// rejoin replaces its live session.
+	JoinProof string    `json:"join_proof,omitempty"`
+	Monitor   *Counters `json:"monitor,omitempty"`
 	// The self-monitor's last check (issue: visibility).
 	LastCheck *Check `json:"last_check,omitempty"`
 	Trigger   string `json:"trigger,omitempty"`

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -39,6 +41,25 @@ type JoinRequest struct {
 	Mode     string        `codec:"m"`
 	Policy   string        `codec:"o"`
 	TTL      time.Duration `codec:"t"`
+	// Proof is random bytes the agent drew for this join (at most
+	// MaxJoinProof); the agent serves their JoinProofOf in its /v1/info.
+	// A join that would replace a live session of the same ID and address
+	// is taken only once the agent at that address shows that hash, so
+	// nobody can take a running agent's session by naming its address.
+	Proof []byte `codec:"pf,omitempty"`
+}
+
+// MaxJoinProof bounds JoinRequest.Proof.
+const MaxJoinProof = 64
+
+// JoinProofOf is what an agent that joined with proof serves as its join
+// proof: the hex SHA-256 of proof ("" for none).
+func JoinProofOf(proof []byte) string {
+	if len(proof) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(proof)
+	return hex.EncodeToString(sum[:])
 }
 
 // JoinResponse carries the new session and the group's registered master.
