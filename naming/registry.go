@@ -2,6 +2,7 @@ package naming
 
 import (
 	"fmt"
+	"math"
 	"math/rand"
 	"slices"
 	"sort"
@@ -394,6 +395,21 @@ func (r *Registry) Register(now time.Time, req api.RegisterRequest, fx *Effects)
 		e := epoch
 		r.record(fx, g, now, api.Event{Kind: api.EventRegistrationRefused, ID: req.ID, Addr: req.Addr, Epoch: &e, Reason: rangeErr.Error(), Manual: req.Manual})
 		return api.RegisterResponse{}, false, api.Errorf(api.CodeEpochRange, "group %q: %v", g.Name, rangeErr)
+	}
+
+	// An operator's explicit epoch repairs a fenced group, one whose epoch
+	// leaves less than MaxTermLead terms to elect in (a store from before
+	// epochs were bounded): it becomes the group's epoch, and the agents'
+	// next elections go on from it. Any other group stays fenced against
+	// older epochs, by hand too.
+	if req.Manual && req.Epoch.Term != 0 && epoch.Less(g.MaxEpoch) && g.MaxEpoch.Term > math.MaxUint64-api.MaxTermLead {
+		e := epoch
+		r.record(fx, g, now, api.Event{Kind: api.EventEpochReset, ID: req.ID, Addr: req.Addr, Epoch: &e, Manual: true,
+			Reason: fmt.Sprintf("the group's epoch %s reset by hand to %s", g.MaxEpoch, epoch)})
+		g.MaxEpoch = epoch
+		if g.Master != nil && epoch.Less(g.Master.Epoch) && g.Master.ID == req.ID {
+			g.Master.Epoch = epoch
+		}
 	}
 
 	switch {

@@ -571,6 +571,47 @@ func TestRegisterEpochOutOfRange(t *testing.T) {
 	}
 }
 
+// A strict group fenced at the last term (a store from before epochs were
+// bounded) is repaired by an operator's register -epoch: the explicit epoch
+// becomes the group's, recorded as a reset, and the agents' elections go
+// on from it. Without -epoch, or by an agent, an older epoch stays refused.
+func TestRegisterEpochRepairsAFencedGroup(t *testing.T) {
+	r := newTestRegistry(0)
+	var sessions [3]uint64
+	for id := uint64(1); id <= 2; id++ {
+		resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: "strict"}, false, &Effects{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[id] = resp.Session
+	}
+	fenced := api.Epoch{Term: ^uint64(0), ID: 9}
+	r.groups["g"].MaxEpoch = fenced
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Session: sessions[2], Epoch: api.Epoch{Term: 6, ID: 2}}, &Effects{}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("an agent below the fence: %v, want refused", err)
+	}
+	fx := &Effects{}
+	resp, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Epoch: api.Epoch{Term: 5}, Manual: true}, fx)
+	if err != nil || !resp.Accepted || resp.Master.Epoch != (api.Epoch{Term: 5, ID: 1}) {
+		t.Fatalf("register -epoch 5 on the fenced group: %+v, %v", resp, err)
+	}
+	if !slices.Equal(kinds(fx), []string{api.EventEpochReset, api.EventMasterRegistered}) {
+		t.Fatalf("events %v, want the reset then the registration", kinds(fx))
+	}
+	if got := r.groups["g"].MaxEpoch; got != (api.Epoch{Term: 5, ID: 1}) {
+		t.Fatalf("group epoch %s after the repair, want 5.1", got)
+	}
+	// The agents' next election, above the repaired epoch, supersedes.
+	resp, _, err = r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Session: sessions[2], Epoch: api.Epoch{Term: 6, ID: 2}}, &Effects{})
+	if err != nil || !resp.Accepted || resp.Master.ID != 2 {
+		t.Fatalf("an election after the repair: %+v, %v", resp, err)
+	}
+	// And an older epoch by an agent is fenced again.
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 1, Addr: addr(1), Session: sessions[1], Epoch: api.Epoch{Term: 5, ID: 1}}, &Effects{}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("an agent at 5.1 after the election at 6.2: %v, want refused", err)
+	}
+}
+
 // Status without a group pages through every group by name, whatever their
 // number; a join or registration that would pass -max-groups is refused
 // and changes nothing.

@@ -331,6 +331,9 @@ const (
 	EventTriggerSent         = "trigger-sent"
 	EventTriggerFailed       = "trigger-failed"
 	EventNodeRestarted       = "node-restarted"
+	// EventEpochReset: an operator's register -epoch set a strict group's epoch
+	// below the one it held (a repair of a fenced group).
+	EventEpochReset = "epoch-reset"
 )
 
 // Event is one entry of a group's history, the shape of `mastership events
