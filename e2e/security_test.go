@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -265,6 +266,8 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 		t.Error("a gossip join without the key succeeded")
 	}
 
+	checkCapabilities(t, g, master.api)
+
 	after := g.state(t)
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Fatalf("the outsider changed the cluster:\nbefore %+v\nafter  %+v", before, after)
@@ -362,5 +365,101 @@ func TestKeyringRotation(t *testing.T) {
 	})
 	if !strings.Contains(g.procs[backup.id].output(), "keyring file in the data dir overrides -encrypt") {
 		t.Fatalf("the restarted agent did not take the rotated keys:\n%s", g.procs[backup.id].output())
+	}
+}
+
+// authOutcome classifies an answer: "unauthorized" or "forbidden" when the
+// ACL refused the call, "passed" when it reached the endpoint (whatever the
+// endpoint then said of its made-up body).
+func authOutcome(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	var e api.Error
+	if strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		json.Unmarshal(b, &e)
+	} else {
+		api.Decode(b, &e)
+	}
+	switch e.Code {
+	case api.CodeUnauthorized, api.CodeForbidden:
+		return string(e.Code)
+	}
+	if resp.StatusCode == 401 || resp.StatusCode == 403 && e.Code == "" {
+		t.Fatalf("a %s without an ACL error code: %q", resp.Status, b)
+	}
+	return "passed"
+}
+
+// Every route of the agent API and of the naming node, with each kind of
+// token and none: a caller gets through exactly where its token holds the
+// route's capability (README's table). The bodies are made up so that a
+// call that gets through changes nothing.
+func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
+	cfg, err := auth.ClientTLS(g.sec.files("harness"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer hc.CloseIdleConnections()
+	tokens := map[string][]string{ // token: its capabilities
+		"":        nil,
+		secRead:   {"read"},
+		secAgents: {"agent", "client", "read"},
+		secNaming: {"agent", "read"},
+		secOps:    {"operator", "client", "read"},
+	}
+	garbage := []byte("\xc1 not a request")
+	type route struct {
+		method, path, need string
+		body               []byte
+	}
+	agentRoutes := []route{
+		{"GET", "/v1/health", "", nil}, {"GET", "/v1/role/master", "", nil}, {"GET", "/v1/role/backup", "", nil},
+		{"GET", "/v1/info", "read", nil}, {"GET", "/v1/members", "read", nil},
+		{"GET", "/v1/divergence", "read", nil}, {"GET", "/v1/divergence/999999", "read", nil},
+		{"POST", "/v1/kv", "client", garbage},
+		{"POST", "/v1/divergence/999999/replay", "operator", nil}, {"DELETE", "/v1/divergence/999999", "operator", nil},
+		{"POST", "/v1/switchover", "operator", garbage}, {"POST", "/v1/fault", "operator", garbage},
+		{"POST", "/v1/keyring", "operator", garbage},
+		{"POST", "/rpc/notify", "agent", garbage}, {"GET", "/rpc/state", "agent", nil}, {"POST", "/rpc/hashes", "agent", garbage},
+	}
+	namingRoutes := []route{
+		{"GET", "/v1/health", "", nil}, {"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
+		{"GET", "/v1/groups/g/events", "read", nil}, {"GET", "/v1/peers", "read", nil},
+		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},
+		{"POST", "/rpc/join", "agent", garbage}, {"POST", "/rpc/renew", "agent", garbage}, {"POST", "/rpc/leave", "agent", garbage},
+		{"POST", "/rpc/recheck", "agent", garbage}, {"POST", "/rpc/pause", "operator", garbage},
+		{"POST", "/rpc/lookup", "read", garbage}, {"POST", "/rpc/status", "read", garbage}, {"POST", "/rpc/events", "read", garbage},
+		{"POST", "/rpc/peers", "read", garbage}, {"POST", "/rpc/add-peer", "operator", garbage}, {"POST", "/rpc/remove-peer", "operator", garbage},
+	}
+	for _, side := range []struct {
+		addr   string
+		routes []route
+	}{{agentAddr, agentRoutes}, {g.naming, namingRoutes}} {
+		for _, r := range side.routes {
+			for token, caps := range tokens {
+				req, _ := http.NewRequest(r.method, "https://"+side.addr+r.path, bytes.NewReader(r.body))
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s%s: %v", r.method, side.addr, r.path, err)
+				}
+				got := authOutcome(t, resp)
+				want := "passed"
+				switch {
+				case r.need == "":
+				case token == "":
+					want = "unauthorized"
+				case !slices.Contains(caps, r.need):
+					want = "forbidden"
+				}
+				if got != want {
+					t.Errorf("%s %s%s with capabilities %v: %s, want %s", r.method, side.addr, r.path, caps, got, want)
+				}
+			}
+		}
 	}
 }
