@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,6 +160,7 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		mustRun(t, append(append([]string{"kv", "put", "-group", "g", "-naming", g.naming}, asAgents...), fmt.Sprintf("k%d", i), "v")...)
 	}
+	master = g.seedDivergence(t, master)
 	// Every back-up has applied the writes (commits reach them with the
 	// next heartbeat): the state to compare against.
 	var before secState
@@ -462,4 +464,76 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 			}
 		}
 	}
+}
+
+// seedDivergence leaves a divergence record in the group, so that the
+// outsider's test has one to keep: the back-ups are stopped, the master
+// takes a write it cannot commit and is killed, the back-ups elect a new
+// master, and the old one, restarted, keeps its uncommitted write as a
+// record when the new master's log replaces its own. It returns the new
+// master.
+func (g *secureGroup) seedDivergence(t *testing.T, master cliAgent) cliAgent {
+	t.Helper()
+	for _, a := range g.agents {
+		if a.id != master.id {
+			if err := g.procs[a.id].signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put := func() {
+		req, _ := http.NewRequest("POST", g.sec.harness.URL(master.api, "/v1/kv"), strings.NewReader(`{"op":"put","key":"lost","value":"x"}`))
+		req.Header.Set("Content-Type", "application/json")
+		hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: g.hc.Transport}
+		if resp, err := hc.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				t.Fatalf("a write without a majority was acknowledged: %s", b)
+			}
+		}
+	}
+	var in0, in1 wire.Info
+	g.getJSON(t, master.api, "/v1/info", &in0)
+	put()
+	g.getJSON(t, master.api, "/v1/info", &in1)
+	if in1.Last <= in0.Last {
+		t.Fatalf("the master did not append the write: last %d before, %d after", in0.Last, in1.Last)
+	}
+	// The stopped back-ups are killed, not continued: the append waiting
+	// in their sockets must never reach their logs.
+	for _, a := range g.agents {
+		g.procs[a.id].kill()
+	}
+	for _, a := range g.agents {
+		if a.id != master.id {
+			g.procs[a.id] = start(t, fmt.Sprintf("agent%d-restarted", a.id), g.args[a.id]...)
+		}
+	}
+	waitFor(t, 30*time.Second, "a new master of the two back-ups", func() bool {
+		for _, a := range g.agents {
+			if a.id == master.id {
+				continue
+			}
+			var in wire.Info
+			resp, err := g.hc.Get(g.sec.harness.URL(a.api, "/v1/info"))
+			if err != nil {
+				continue
+			}
+			json.NewDecoder(resp.Body).Decode(&in)
+			resp.Body.Close()
+			if in.Role == "master" && in.Serving {
+				return true
+			}
+		}
+		return false
+	})
+	g.procs[master.id] = start(t, fmt.Sprintf("agent%d-restarted", master.id), g.args[master.id]...)
+	next := g.waitStable(t)
+	waitFor(t, 20*time.Second, "a divergence record on the old master", func() bool {
+		var recs []json.RawMessage
+		g.getJSON(t, master.api, "/v1/divergence", &recs)
+		return len(recs) > 0
+	})
+	return next
 }
