@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -181,5 +182,30 @@ func TestStrictSupersedeIsProbed(t *testing.T) {
 	resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: m2, Session: j2.Session, Epoch: e2, Mode: "strict"})
 	if err != nil || !resp.Accepted || resp.Master.ID != 2 {
 		t.Fatalf("the real newer master: %+v, %v", resp, err)
+	}
+}
+
+// The client's AllStatus pages through groups past one page, each once and
+// in order.
+func TestAllStatusPages(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	ctx := context.Background()
+	n := api.MaxStatusPage*2 + 7
+	for i := 0; i < n; i++ {
+		if _, err := tn.client.Join(ctx, api.JoinRequest{Group: fmt.Sprintf("g%04d", i), ID: 1, Addr: addr(1), TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := tn.client.AllStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n {
+		t.Fatalf("%d groups, want %d", len(all), n)
+	}
+	for i, g := range all {
+		if want := fmt.Sprintf("g%04d", i); g.Group != want {
+			t.Fatalf("group %d is %q, want %q", i, g.Group, want)
+		}
 	}
 }
