@@ -540,3 +540,25 @@ func TestNoStaleReadAfterTheLoopStoodStill(t *testing.T) {
 		}
 	}
 }
+
+// Without a gossip key and without TLS, the keyring command does not fan
+// the operator's token out to whatever joined gossip: it answers for the
+// agent asked alone.
+func TestKeyringKeepsTheTokenInAnOpenCluster(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Base: 20})
+	c.WaitStable(20 * time.Second)
+	req, _ := http.NewRequest("POST", "http://"+c.Members[1].Config.API+"/v1/keyring", strings.NewReader(`{"op":"list"}`))
+	req.Header.Set("Authorization", "Bearer operator-secret-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var results []wire.KeyringResult
+	if err := json.NewDecoder(resp.Body).Decode(&results); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || results[0].ID != 1 {
+		t.Fatalf("results %+v, want agent 1's alone", results)
+	}
+}

@@ -157,8 +157,16 @@ func (a *Agent) saveKeyring(primary []byte, keys [][]byte) error {
 // cluster (every group shares the cluster's keys), this agent first, and
 // returns each one's outcome, sorted by group and ID. The operator's token
 // goes along to each member.
+//
+// The operator's token goes only to members that proved they belong: in an
+// encrypted gossip cluster (a member holds the key) or over mutual TLS (a
+// member holds a certificate of the CA). Without either, any process that
+// joined gossip would receive it, so the keyring changes only here.
 func (a *Agent) Keyring(ctx context.Context, req wire.KeyringRequest, token string) []wire.KeyringResult {
 	out := []wire.KeyringResult{a.localKeyring(req)}
+	if _, _, err := a.gossip.Keys(); errors.Is(err, gossip.ErrNoEncryption) && a.server.TLS == nil {
+		return out
+	}
 	body, _ := json.Marshal(req)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
