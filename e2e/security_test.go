@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	bin "encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -298,11 +299,38 @@ func TestOutsiderTakeoverFailsOnOpenNode(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "not a live member") {
 		t.Fatalf("the outsider's register: exit %d, %q %q", code, out, errOut)
 	}
+	// The same outsider through the naming node's RPC, as a member: it
+	// joins as 66 and registers at a newer epoch; then it names the
+	// master's own address to take the master's session.
+	nc := g.nc
+	ctx := context.Background()
+	var master cliAgent
+	for _, a := range g.agents {
+		if before[a.id].Role == "master" {
+			master = a
+		}
+	}
+	jr, err := nc.Join(ctx, api.JoinRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", TTL: 10 * time.Minute})
+	if err != nil {
+		t.Fatalf("the outsider's join as a new member: %v", err)
+	}
+	_, err = nc.Register(ctx, api.RegisterRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", Session: jr.Session,
+		Epoch: api.Epoch{Term: before[master.id].Epoch + 1, ID: 66}, Mode: "strict", TTL: 10 * time.Minute})
+	if !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("the outsider's registration at a newer epoch: %v, want refused", err)
+	}
+	if _, err := nc.Join(ctx, api.JoinRequest{Group: "g", ID: master.id, Addr: master.api, TTL: 10 * time.Minute, Proof: []byte("guess")}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("the outsider's join at the master's address: %v, want refused", err)
+	}
 	after := waitOneMaster(t, hc, g)
 	for id, in := range before {
 		if after[id] != in {
 			t.Fatalf("agent %d: %+v before, %+v after", id, in, after[id])
 		}
+	}
+	look, err := nc.Lookup(ctx, api.LookupRequest{Group: "g"})
+	if err != nil || look.Master == nil || look.Master.ID != master.id {
+		t.Fatalf("registered master after the outsider: %+v, %v; want %d", look.Master, err, master.id)
 	}
 }
 
