@@ -163,29 +163,12 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	if err != nil {
 		return 0, 0, err
 	}
-	fork, err = rlog.FindFork(local, remoteLog{a: a, ctx: ctx, addr: addr})
-	if errors.Is(err, rlog.ErrForkUnknown) {
-		// The logs share nothing we can compare (one of them starts from a
-		// snapshot past the fork): every entry we hold is divergent.
-		a.logger.Debug("fork below what both logs hold", "error", err)
-		first, _, _ := local.Span()
-		fork, err = first, nil
-	}
+	fork, kept, err := DivergentWrites(local, remoteLog{a: a, ctx: ctx, addr: addr}, applied, a.cfg.ID)
 	if err != nil {
-		return 0, 0, fmt.Errorf("find fork with %d: %w", master, err)
-	}
-	divergent, err := rlog.Divergent(local, fork)
-	if err != nil {
-		return fork, 0, err
+		return fork, 0, fmt.Errorf("find fork with %d: %w", master, err)
 	}
 	var recs []store.Record
-	for _, e := range divergent {
-		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != a.cfg.ID) {
-			// No-ops, and entries we neither applied nor stamped: a master
-			// that restarted has applied nothing yet, but may have
-			// acknowledged what it stamped.
-			continue
-		}
+	for _, e := range kept {
 		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master})
 	}
@@ -198,6 +181,68 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	return fork, len(recs), nil
 }
 
+// DivergentWrites is the decision of recovery step 2, shared by the runtime
+// and the simulator: the fork of local from remote (the last entry both
+// hold, by hash chain; the first entry local holds when the logs share
+// nothing comparable, one starting from a snapshot past the fork), and the
+// entries after it to keep as divergence records. Kept are the writes
+// agent self applied (applied is its applied index) or stamped as master: a
+// master that restarted has applied nothing yet, but may have acknowledged
+// what it stamped. No-ops are never kept.
+func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) (fork uint64, kept []rlog.Entry, err error) {
+	fork, err = rlog.FindFork(local, remote)
+	if errors.Is(err, rlog.ErrForkUnknown) {
+		fork, _, _ = local.Span()
+		err = nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	divergent, err := rlog.Divergent(local, fork)
+	if err != nil {
+		return fork, nil, err
+	}
+	for _, e := range divergent {
+		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != self) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return fork, kept, nil
+}
+
+// CheckDownload is the verification of recovery step 3 (figure 10, act
+// 1040), shared by the runtime and the simulator, done before anything of
+// ours changes: the state comes from master as master, at an epoch not
+// older than cur, and its snapshot restores, on a scratch copy of sm's
+// kind, to the digest the master reported.
+func CheckDownload(sm rlog.StateMachine, st State, master uint64, cur api.Epoch) error {
+	if st.Role != api.RoleMaster || st.Master != master {
+		return fmt.Errorf("download state of %d: it is %s following %d, not master", master, st.Role, st.Master)
+	}
+	if st.Epoch.Less(cur) {
+		return fmt.Errorf("%w: %d is at %s, we follow %s", ErrOlderEpoch, master, st.Epoch, cur)
+	}
+	got, err := sm.SnapshotDigest(st.Snapshot)
+	if err != nil {
+		return fmt.Errorf("%w: snapshot of %d does not restore: %v", ErrDigestMismatch, master, err)
+	}
+	if got != st.Digest {
+		return fmt.Errorf("%w: snapshot of %d gives %s at %d, it reported %s at %d",
+			ErrDigestMismatch, master, got, got.Index, st.Digest, st.Digest.Index)
+	}
+	return nil
+}
+
+// CheckInstalled is the verification after an install (recovery step 4):
+// at the master's index, our digest must be the master's.
+func CheckInstalled(got, master rlog.Digest) error {
+	if got.Index == master.Index && got != master {
+		return fmt.Errorf("%w: installed %s, master %s at %d", ErrDigestMismatch, got, master, got.Index)
+	}
+	return nil
+}
+
 // Synchronize downloads the master's state, verifies it on a scratch copy,
 // and installs it (recovery steps 3 and 4, package recover). The master's epoch
 // must not be older than ours.
@@ -206,21 +251,10 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("download state of %d: %w", master, err)
 	}
-	if st.Role != api.RoleMaster || st.Master != master {
-		return SyncResult{}, fmt.Errorf("download state of %d: it is %s following %d, not master", master, st.Role, st.Master)
-	}
-	if cur := a.Status().Epoch; st.Epoch.Less(cur) {
-		return SyncResult{}, fmt.Errorf("%w: %d is at %s, we follow %s", ErrOlderEpoch, master, st.Epoch, cur)
-	}
 	// Verify the snapshot before touching our state, whatever the state
 	// machine: its digest must be the one the master reported.
-	got, err := a.sm.SnapshotDigest(st.Snapshot)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("%w: snapshot of %d does not restore: %v", ErrDigestMismatch, master, err)
-	}
-	if got != st.Digest {
-		return SyncResult{}, fmt.Errorf("%w: snapshot of %d gives %s at %d, it reported %s at %d",
-			ErrDigestMismatch, master, got, got.Index, st.Digest, st.Digest.Index)
+	if err := CheckDownload(a.sm, st, master, a.Status().Epoch); err != nil {
+		return SyncResult{}, err
 	}
 	var ierr error
 	var res SyncResult
@@ -239,16 +273,22 @@ func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (Sy
 			return
 		}
 		// The installed state must equal the master's at the same index.
-		if got := a.sm.Digest(); got.Index == st.Digest.Index && got != st.Digest {
-			ierr = fmt.Errorf("%w: installed %s, master %s at %d", ErrDigestMismatch, got, st.Digest, got.Index)
-		}
+		ierr = CheckInstalled(a.sm.Digest(), st.Digest)
+		var serr error
 		if err := a.storage.SaveSnapshot(st.Base, st.Snapshot); err != nil {
-			ierr = fmt.Errorf("persist snapshot: %w", err)
+			serr = fmt.Errorf("persist snapshot: %w", err)
 		} else if err := a.storage.TruncateAfter(st.Base.Index); err != nil {
 			// What we stored after the base is replaced by the master's.
-			ierr = fmt.Errorf("persist log suffix: %w", err)
+			serr = fmt.Errorf("persist log suffix: %w", err)
 		} else if err := a.storage.Append(st.Entries); err != nil {
-			ierr = fmt.Errorf("persist log suffix: %w", err)
+			serr = fmt.Errorf("persist log suffix: %w", err)
+		}
+		if serr != nil {
+			// The core already took the state as installed: what it would
+			// send now (acknowledgements of entries not on disk) must not
+			// leave, as after any failed persist.
+			a.failStorage(serr)
+			ierr = serr
 		}
 		res = SyncResult{Digest: a.sm.Digest(), Epoch: st.Epoch}
 		a.handleReady()

@@ -736,7 +736,6 @@ func (n *Node) startDeliveryLocked(nt api.Notify, tg Target, body []byte) {
 func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 	defer n.wg.Done()
 	defer n.active.Add(-1)
-	const nonMemberAttempts = 5
 	key := NoticeKey{Group: nt.Group, ID: tg.ID, Seq: nt.Seq}
 	backoff := n.cfg.TriggerBackoffMin
 	for attempt := 1; ; attempt++ {
@@ -749,15 +748,12 @@ func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 		stale := n.delivery[deliveryKey{nt.Group, tg.ID}] != nt.Seq
 		current := n.office == office && n.leading
 		live := current && n.reg.SessionLive(n.clock.Now(), nt.Group, tg.ID, tg.Session)
-		if tg.Session == 0 {
-			live = attempt < nonMemberAttempts
-		}
 		wait := backoff/2 + time.Duration(n.rand.Int63n(int64(backoff/2)+1))
 		n.mu.Unlock()
 		if !current {
 			return
 		}
-		final := err == nil || stale || !live
+		final := DeliveryEnds(err == nil, attempt, stale, tg.Session != 0, live)
 		n.do(func(now time.Time, fx *Effects) error {
 			n.reg.RecordEvent(now, nt.Group, ev, fx)
 			if final {
@@ -773,7 +769,7 @@ func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, n.cfg.TriggerBackoffMax)
+		backoff = NextDeliveryBackoff(backoff, n.cfg.TriggerBackoffMax)
 	}
 }
 

@@ -1,8 +1,10 @@
 package recover
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -180,5 +182,28 @@ func Detect(in Input) Verdict {
 			return Verdict{Recover, fmt.Sprintf("following no master while %d is retained", r.ID)}
 		}
 		return Verdict{Recover, fmt.Sprintf("following %d, but the naming node retained %d", in.Master, r.ID)}
+	}
+}
+
+// NewInput starts the detector's input from an agent's core status, as the
+// monitor and the simulator both build it.
+func NewInput(self uint64, st core.Status, strict, registering bool) Input {
+	return Input{Self: self, Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
+		Strict: strict, Registering: registering}
+}
+
+// Retain adds the naming node's answer: the retained master (nil: none; a
+// group the node does not know yet is none too) or the error of the
+// lookup, and what this agent's gossip view says of that master (alive,
+// and the API address it announces, "" when unknown).
+func (in *Input) Retain(r *api.Registration, err error, alive func(id uint64) bool, apiOf func(id uint64) string) {
+	if err != nil && !errors.Is(err, api.ErrNotFound) {
+		in.NamingErr = err
+		return
+	}
+	in.Retained = r
+	if r != nil {
+		in.RetainedAlive = r.ID == in.Self || alive(r.ID)
+		in.RetainedAPI = apiOf(r.ID)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/naming/api"
 )
 
@@ -56,5 +57,47 @@ func TestDetect(t *testing.T) {
 		if got := Detect(tt.in); got.Decision != tt.want || got.Reason == "" {
 			t.Errorf("%s: %s (%q), want %s", tt.name, got.Decision, got.Reason, tt.want)
 		}
+	}
+}
+
+// The detector's input, as the monitor and the simulator build it: the
+// naming node's answer with what gossip says of the retained master.
+func TestInputRetain(t *testing.T) {
+	st := core.Status{Role: api.RoleBackup, Master: 2, Epoch: api.Epoch{Term: 3, ID: 2}, MaxTerm: 4, MaxEpoch: api.Epoch{Term: 4, ID: 1}}
+	alive := func(id uint64) bool { return id == 2 }
+	apiOf := func(id uint64) string {
+		if id == 2 {
+			return "127.0.0.2:1"
+		}
+		return ""
+	}
+	in := NewInput(3, st, true, false)
+	if in.Self != 3 || in.Role != st.Role || in.Master != 2 || in.Epoch != st.Epoch || in.MaxTerm != 4 || in.MaxEpoch != st.MaxEpoch || !in.Strict {
+		t.Fatalf("input %+v from %+v", in, st)
+	}
+	r := &api.Registration{ID: 2, Epoch: st.Epoch}
+	in.Retain(r, nil, alive, apiOf)
+	if in.Retained != r || !in.RetainedAlive || in.RetainedAPI != "127.0.0.2:1" || in.NamingErr != nil {
+		t.Fatalf("retained 2: %+v", in)
+	}
+	in = NewInput(3, st, true, false)
+	in.Retain(&api.Registration{ID: 1}, nil, alive, apiOf)
+	if in.RetainedAlive || in.RetainedAPI != "" {
+		t.Fatalf("retained 1, dead and unknown to gossip: %+v", in)
+	}
+	in = NewInput(3, st, true, false)
+	in.Retain(&api.Registration{ID: 3}, nil, alive, apiOf)
+	if !in.RetainedAlive {
+		t.Fatal("retained self counts as alive")
+	}
+	in = NewInput(3, st, true, false)
+	in.Retain(nil, api.Errorf(api.CodeNotFound, "no group"), alive, apiOf)
+	if in.NamingErr != nil || in.Retained != nil {
+		t.Fatalf("a group the node does not know yet: %+v", in)
+	}
+	in = NewInput(3, st, true, false)
+	in.Retain(nil, errors.New("unreachable"), alive, apiOf)
+	if in.NamingErr == nil {
+		t.Fatal("a lookup that failed is no answer")
 	}
 }

@@ -417,17 +417,12 @@ func (d *driver) abandonAll() {
 func (d *driver) check(trigger string) []Effect {
 	a := d.a
 	start := time.Now()
-	st := a.Status()
-	in := Input{Self: a.ID(), Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
-		Strict: a.Strict(), Registering: a.Registering()}
+	in := NewInput(a.ID(), a.Status(), a.Strict(), a.Registering())
 	lctx, cancel := d.bounded()
-	in.Retained, in.NamingErr = a.LookupMaster(lctx)
+	retained, err := a.LookupMaster(lctx)
 	cancel()
+	in.Retain(retained, err, a.PeerAlive, a.PeerAPI)
 	in.Paused = a.Paused()
-	if in.Retained != nil {
-		in.RetainedAlive = in.Retained.ID == a.ID() || a.PeerAlive(in.Retained.ID)
-		in.RetainedAPI = a.PeerAPI(in.Retained.ID)
-	}
 	v, fx := d.mach.Looked(d.now(), in)
 	c := &wire.Check{Time: start.UTC(), Trigger: trigger, Decision: v.Decision.String(), DetectMS: ms(time.Since(start))}
 	if in.Retained != nil {

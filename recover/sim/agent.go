@@ -353,68 +353,48 @@ func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 // lookup builds the detector's input as recover.Monitor does: the agent's
 // status, the naming node's retained master, and gossip's view of it.
 func (w *world) lookup(a *simAgent) recover.Input {
-	st := a.node.Status()
-	in := recover.Input{Self: a.id, Role: st.Role, Master: st.Master, Epoch: st.Epoch, MaxTerm: st.MaxTerm, MaxEpoch: st.MaxEpoch,
-		Strict: w.cfg.Mode == api.ModeStrict, Registering: a.mem.Registering()}
-	if !w.namingReach(a.id) {
-		in.NamingErr = errUnreachable
-	} else if look, err := w.reg.Lookup(w.at(), api.LookupRequest{Group: group}); err == nil {
-		in.Retained = look.Master
-	} else if !errors.Is(err, api.ErrNotFound) {
-		in.NamingErr = err
+	in := recover.NewInput(a.id, a.node.Status(), w.cfg.Mode == api.ModeStrict, a.mem.Registering())
+	var retained *api.Registration
+	err := error(errUnreachable)
+	if w.namingReach(a.id) {
+		var look api.LookupResponse
+		look, err = w.reg.Lookup(w.at(), api.LookupRequest{Group: group})
+		retained = look.Master
 	}
-	if in.Retained != nil {
-		in.RetainedAlive = in.Retained.ID == a.id || w.linked(a.id, in.Retained.ID)
-		if r := w.agent(in.Retained.ID); r != nil {
-			in.RetainedAPI = r.addr
+	in.Retain(retained, err, func(id uint64) bool { return w.linked(a.id, id) }, func(id uint64) string {
+		if r := w.agent(id); r != nil {
+			return r.addr
 		}
-	}
+		return ""
+	})
 	return in
 }
 
-// keepDivergence is agent.KeepDivergence: the entries after the fork that
-// this agent applied, or stamped as master, become records.
+// keepDivergence is agent.KeepDivergence: agent.DivergentWrites decides,
+// against the master's log, which writes become records.
 func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
 	if !w.linked(a.id, master) {
 		return 0, errUnreachable
 	}
-	local, remote := a.node.Log(), w.agent(master).node.Log()
-	applied := a.node.Status().Applied
-	fork, err := rlog.FindFork(local, remote)
-	if errors.Is(err, rlog.ErrForkUnknown) {
-		fork, _, _ = local.Span()
-		err = nil
-	}
+	fork, kept, err := agent.DivergentWrites(a.node.Log(), w.agent(master).node.Log(), a.node.Status().Applied, a.id)
 	if err != nil {
 		return 0, err
 	}
-	div, err := rlog.Divergent(local, fork)
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range div {
-		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != a.id) {
-			continue
-		}
+	for _, e := range kept {
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
 	}
 	return fork, nil
 }
 
 // synchronize is agent.Synchronize: download the master's state (snapshot
-// at its applied index and the log after it), verify, install. It returns
-// the installed state's digest.
+// at its applied index and the log after it), verify it with
+// agent.CheckDownload, install, and check the install with
+// agent.CheckInstalled. It returns the installed state's digest.
 func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
 	if !w.linked(a.id, master) {
 		return rlog.Digest{}, errUnreachable
 	}
 	m := w.agent(master)
-	if m.node.Role() != api.RoleMaster || m.node.Master() != master {
-		return rlog.Digest{}, fmt.Errorf("%d is %s following %d, not master", master, m.node.Role(), m.node.Master())
-	}
-	if m.node.Epoch().Less(a.node.Epoch()) {
-		return rlog.Digest{}, agent.ErrOlderEpoch
-	}
 	snap, err := m.sm.Snapshot()
 	if err != nil {
 		return rlog.Digest{}, err
@@ -429,8 +409,10 @@ func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
 	if err != nil {
 		return rlog.Digest{}, err
 	}
-	if got, err := a.sm.SnapshotDigest(snap); err != nil || got != m.sm.Digest() {
-		return rlog.Digest{}, fmt.Errorf("snapshot of %d does not verify", master)
+	st := agent.State{Snapshot: snap, Base: base, Entries: ents, Digest: m.sm.Digest(), Epoch: mst.Epoch,
+		Master: mst.Master, Role: mst.Role, Commit: mst.Commit}
+	if err := agent.CheckDownload(a.sm, st, master, a.node.Epoch()); err != nil {
+		return rlog.Digest{}, err
 	}
 	set := maps.Clone(m.sm.applied)
 	a.sm.restoring = set
@@ -439,8 +421,8 @@ func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
 		return rlog.Digest{}, err
 	}
 	got := a.sm.Digest()
-	if got.Index == mst.Digest.Index && got != mst.Digest {
-		w.violate("digest after install on %d: %s, master %d has %s", a.id, got, master, mst.Digest)
+	if err := agent.CheckInstalled(got, mst.Digest); err != nil {
+		w.violate("install on %d from %d: %v", a.id, master, err)
 	}
 	a.snap, a.snapSet = snap, set
 	a.syncing = false
@@ -485,20 +467,17 @@ func (w *world) namingTick() {
 			continue
 		}
 		d.attempt++
-		if w.namingReach(d.target.ID) {
+		delivered := w.namingReach(d.target.ID)
+		if delivered {
 			w.agent(d.target.ID).event("naming-" + d.notify.Reason)
-			continue
 		}
 		stale := w.newest[d.target.ID] != d.notify.Seq
 		live := w.reg.SessionLive(w.at(), group, d.target.ID, d.target.Session)
-		if d.target.Session == 0 {
-			live = d.attempt < 5
-		}
-		if stale || !live {
+		if naming.DeliveryEnds(delivered, d.attempt, stale, d.target.Session != 0, live) {
 			continue
 		}
 		d.next = w.now + d.backoff
-		d.backoff = min(2*d.backoff, triggerMax)
+		d.backoff = naming.NextDeliveryBackoff(d.backoff, triggerMax)
 		keep = append(keep, d)
 	}
 	w.deliv = keep

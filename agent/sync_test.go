@@ -1,0 +1,104 @@
+package agent_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// The divergence decision of recovery step 2: after the fork, writes we
+// applied or stamped are kept; no-ops and writes of others we never
+// applied are not.
+func TestDivergentWrites(t *testing.T) {
+	put := func(k string) []byte {
+		b, err := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: k, Value: []byte("v")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	e1, mine, theirs := api.Epoch{Term: 1, ID: 1}, api.Epoch{Term: 2, ID: 3}, api.Epoch{Term: 2, ID: 2}
+	shared := rlog.New()
+	a, _ := shared.AppendNew(e1, 1, 1, put("a"))
+	master := rlog.New()
+	master.Append(a)
+	master.AppendNew(theirs, 1, 9, put("m"))
+	local := rlog.New()
+	local.Append(a)
+	applied, _ := local.AppendNew(mine, 1, 2, put("applied"))
+	local.AppendNew(mine, 0, 0, nil)                         // a no-op
+	local.AppendNew(mine, 1, 3, put("stamped, not applied")) // acknowledged maybe: ours
+	local.AppendNew(theirs, 1, 4, put("theirs, not applied"))
+	fork, kept, err := agent.DivergentWrites(local, master, applied.Index, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fork != a.Index {
+		t.Fatalf("fork %d, want %d", fork, a.Index)
+	}
+	var seqs []uint64
+	for _, e := range kept {
+		seqs = append(seqs, e.Seq)
+	}
+	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 3 {
+		t.Fatalf("kept seqs %v, want [2 3]", seqs)
+	}
+	// Nothing in common to compare (the master starts past the fork): all
+	// of ours counts as divergent.
+	far := rlog.NewAt(rlog.Pos{Index: 10, Epoch: theirs, Hash: [32]byte{1}})
+	fork, kept, err = agent.DivergentWrites(local, far, applied.Index, 3)
+	if err != nil || fork != 0 || len(kept) != 3 {
+		t.Fatalf("fork below both logs: fork %d, %d kept, %v; want 0, 3", fork, len(kept), err)
+	}
+}
+
+// The verification of a download (figure 10, act 1040) and of its
+// install, for the runtime and the simulator alike.
+func TestCheckDownload(t *testing.T) {
+	sm := kv.NewStore()
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+	l := rlog.New()
+	e, _ := l.AppendNew(api.Epoch{Term: 2, ID: 1}, 1, 1, op)
+	sm.Apply(e)
+	snap, err := sm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := agent.State{Snapshot: snap, Digest: sm.Digest(), Epoch: api.Epoch{Term: 2, ID: 1}, Master: 1, Role: api.RoleMaster}
+	cur := api.Epoch{Term: 2, ID: 1}
+	if err := agent.CheckDownload(kv.NewStore(), good, 1, cur); err != nil {
+		t.Fatalf("a good download: %v", err)
+	}
+	bad := func(f func(*agent.State)) agent.State { s := good; f(&s); return s }
+	corrupt := append([]byte(nil), snap...)
+	corrupt[len(corrupt)-1] ^= 0xff
+	for _, tc := range []struct {
+		name string
+		st   agent.State
+		want error
+	}{
+		{"a back-up", bad(func(s *agent.State) { s.Role = api.RoleBackup }), nil},
+		{"another master", bad(func(s *agent.State) { s.Master = 2 }), nil},
+		{"an older epoch", bad(func(s *agent.State) { s.Epoch = api.Epoch{Term: 1, ID: 1} }), agent.ErrOlderEpoch},
+		{"a corrupted snapshot", bad(func(s *agent.State) { s.Snapshot = corrupt }), agent.ErrDigestMismatch},
+		{"another digest", bad(func(s *agent.State) { s.Digest = rlog.Digest{Index: 1} }), agent.ErrDigestMismatch},
+	} {
+		err := agent.CheckDownload(kv.NewStore(), tc.st, 1, cur)
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %v, want a refusal (%v)", tc.name, err, tc.want)
+		}
+	}
+	if err := agent.CheckInstalled(sm.Digest(), sm.Digest()); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.CheckInstalled(rlog.Digest{Index: sm.Digest().Index}, sm.Digest()); !errors.Is(err, agent.ErrDigestMismatch) {
+		t.Fatalf("an install with another digest at the same index: %v", err)
+	}
+	if err := agent.CheckInstalled(rlog.Digest{Index: sm.Digest().Index + 1}, sm.Digest()); err != nil {
+		t.Fatalf("an install past the master's index: %v", err)
+	}
+}
