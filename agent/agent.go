@@ -794,11 +794,8 @@ func (c *tickClock) catchUp(n *core.Node, now time.Time) {
 func (a *Agent) handleReady() {
 	rd := a.node.Ready()
 	if a.storageErr == nil {
-		a.storageErr = a.persist(rd)
-		if a.storageErr != nil {
-			a.storageBad.Store(true)
-			a.logger.Error("storage failed; the agent stops and sends nothing more", "error", a.storageErr)
-			a.failFatal(a.storageErr)
+		if err := a.persist(rd); err != nil {
+			a.failStorage(err)
 		}
 	}
 	if a.storageErr != nil {
@@ -809,6 +806,22 @@ func (a *Agent) handleReady() {
 		return
 	}
 	a.send(rd)
+}
+
+// failStorage records the first failed write to the storage: from then
+// on the agent sends nothing (handleReady), and its owner stops it. Run
+// only.
+func (a *Agent) failStorage(err error) {
+	if a.storageErr != nil {
+		return
+	}
+	if !errors.Is(err, ErrStorage) {
+		err = fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	a.storageErr = err
+	a.storageBad.Store(true)
+	a.logger.Error("storage failed; the agent stops and sends nothing more", "error", err)
+	a.failFatal(err)
 }
 
 // persist writes what the Ready asks to keep.

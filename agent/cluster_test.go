@@ -23,6 +23,7 @@ import (
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
+	"github.com/mastership/mastership/recover"
 )
 
 func TestElectionAndFailover(t *testing.T) {
@@ -268,6 +269,60 @@ func (f failingStorage) Append(es []rlog.Entry) error {
 		return errDisk
 	}
 	return f.Storage.Append(es)
+}
+
+// snapshotFailing is a storage whose snapshot writes fail once fail is set.
+type snapshotFailing struct {
+	store.Storage
+	fail *atomic.Bool
+}
+
+func (f snapshotFailing) SaveSnapshot(base rlog.Pos, snap []byte) error {
+	if f.fail.Load() {
+		return errDisk
+	}
+	return f.Storage.SaveSnapshot(base, snap)
+}
+
+// A state download whose install cannot be written (figure 10, act 1030)
+// stops the agent like any failed persist: the core already took the
+// state as installed, and nothing it would send (acknowledgements of
+// entries that are not on disk) may leave.
+func TestFailedInstallStopsTheAgent(t *testing.T) {
+	var fail atomic.Bool
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 21,
+		Monitor: func(uint64) agent.Monitor { return recover.New(recover.Config{}) },
+		WrapStorage: func(id uint64, s store.Storage) store.Storage {
+			if id == 3 {
+				return snapshotFailing{Storage: s, fail: &fail}
+			}
+			return s
+		}})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := c.Put(1, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail.Store(true)
+	// A failed recovery elsewhere left 3 quarantined: its next check
+	// downloads 1's state, and the install's write fails.
+	if err := c.Members[3].Agent.Quarantine(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.Members[3].Agent.Fatal():
+		if !errors.Is(err, agent.ErrStorage) || !strings.Contains(err.Error(), "persist snapshot") {
+			t.Fatalf("fatal error %v, want the snapshot's failed persist", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a failed install was not reported as fatal")
+	}
+	if _, err := c.Put(1, "after", "v"); err != nil {
+		t.Fatalf("the master with the other back-up: %v", err)
+	}
 }
 
 // Persist before send: once the master's storage fails, it sends nothing

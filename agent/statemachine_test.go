@@ -104,10 +104,18 @@ func TestDownloadVerifiedForAnyStateMachine(t *testing.T) {
 	c.Heal()
 	// 3 asks for the master's state and refuses it, again and again.
 	c.WaitFor(20*time.Second, "3 back in the group", func() bool { return c.Members[1].Agent.PeerAlive(3) })
+	// Installed, even a corrupted state would bring 3's applied index to
+	// the master's: it must stay behind, whatever its digest.
+	behind := c.Members[3].Agent.Status().Applied
+	if behind >= c.Members[1].Agent.Status().Applied {
+		t.Fatalf("3 applied %d before the heal, not behind the master", behind)
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if c.Members[3].Agent.Status().Digest == c.Members[1].Agent.Status().Digest {
-			t.Fatal("3 installed a state whose snapshot does not match the master's digest")
+		st3, st1 := c.Members[3].Agent.Status(), c.Members[1].Agent.Status()
+		if st3.Digest == st1.Digest || st3.Applied != behind {
+			t.Fatalf("3 installed a state whose snapshot does not match the master's digest: applied %d (was %d), master %d",
+				st3.Applied, behind, st1.Applied)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 var (
-	soak        = flag.Int("soak", 100, "simulated schedules per mode in TestRandomSchedules (seeds 1..N)")
+	soak        = flag.Int("soak", 300, "simulated schedules per mode in TestRandomSchedules (seeds 1..N)")
 	replaySeed  = flag.Int64("seed", 0, "replay this one seed (both modes) in TestRandomSchedules and TestRandomSchedulesCluster, with the full report")
 	clusterSoak = flag.Int("cluster-soak", 3, "schedules over the real in-process cluster in TestRandomSchedulesCluster")
 )
