@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/auth"
@@ -438,13 +439,7 @@ func (n *Node) probe(r api.Registration) bool { return n.probeAt(r, nil) }
 
 // probeAt is probe that, given an epoch, also wants the agent at it.
 func (n *Node) probeAt(r api.Registration, epoch *api.Epoch) bool {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
-	defer cancel()
-	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: r.Addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
-	if err != nil {
-		return false
-	}
-	info, _, err := ag.Info(ctx)
+	info, err := n.agentInfo(r.Addr)
 	if err != nil {
 		return false
 	}
@@ -461,18 +456,25 @@ func (n *Node) proveJoin(req api.JoinRequest) bool {
 	if want == "" {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
-	defer cancel()
-	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: req.Addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
-	if err != nil {
-		return false
-	}
-	info, _, err := ag.Info(ctx)
+	info, err := n.agentInfo(req.Addr)
 	if err != nil {
 		n.logger.Debug("join proof not fetched", "group", req.Group, "id", req.ID, "addr", req.Addr, "error", err)
 		return false
 	}
 	return info.ID == req.ID && info.Group == req.Group && subtle.ConstantTimeCompare([]byte(info.JoinProof), []byte(want)) == 1
+}
+
+// agentInfo reads the /v1/info of the agent at addr, within the trigger
+// timeout.
+func (n *Node) agentInfo(addr string) (wire.Info, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
+	defer cancel()
+	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
+	if err != nil {
+		return wire.Info{}, err
+	}
+	info, _, err := ag.Info(ctx)
+	return info, err
 }
 
 // runCommitter waits for each proposal's commit, in the order proposed,

@@ -172,6 +172,30 @@ func (f *fakeAgent) snapshot() (lookups int, begun, synced []uint64, cancels int
 	return f.lookups, slices.Clone(f.begun), slices.Clone(f.synced), f.cancels, f.role
 }
 
+// runMonitor runs a monitor of period count ms over f until the test ends.
+func runMonitor(t *testing.T, f *fakeAgent, count int) *Monitor {
+	m := New(Config{Count: count, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { m.run(ctx, f); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	return m
+}
+
+// retain2 makes the naming node retain 2 and say so with a trigger, then
+// waits for the agent to be a synced back-up of 2.
+func retain2(t *testing.T, f *fakeAgent, m *Monitor) {
+	t.Helper()
+	f.mu.Lock()
+	f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
+	f.mu.Unlock()
+	m.Event("naming-master-superseded", "retained 2")
+	waitUntil(t, "a synced back-up of 2", func() bool {
+		_, _, synced, _, role := f.snapshot()
+		return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
+	})
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -192,11 +216,7 @@ func TestRecoveryNeverHoldsTheMonitor(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			f := &fakeAgent{role: api.RoleQuarantined, hung: 1, hangIn: stage,
 				retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
-			m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
-			ctx, cancel := context.WithCancel(context.Background())
-			stopped := make(chan struct{})
-			go func() { m.run(ctx, f); close(stopped) }()
-			defer func() { cancel(); <-stopped }()
+			m := runMonitor(t, f, 10)
 
 			waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
 			l0, _, _, _, _ := f.snapshot()
@@ -209,14 +229,7 @@ func TestRecoveryNeverHoldsTheMonitor(t *testing.T) {
 			}
 
 			// The naming node now retains 2, and says so.
-			f.mu.Lock()
-			f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
-			f.mu.Unlock()
-			m.Event("naming-master-superseded", "retained 2")
-			waitUntil(t, "a synced back-up of 2", func() bool {
-				_, _, synced, _, role := f.snapshot()
-				return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
-			})
+			retain2(t, f, m)
 			_, begun, _, cancels, _ := f.snapshot()
 			if !slices.Equal(begun, []uint64{1, 2}) || cancels != 1 {
 				t.Fatalf("begun %v, cancels %d; want [1 2] with the hung recovery cancelled", begun, cancels)
@@ -232,11 +245,7 @@ func TestRecoveryNeverHoldsTheMonitor(t *testing.T) {
 func TestBusyAgentLoopNeverHoldsTheMonitor(t *testing.T) {
 	f := &fakeAgent{role: api.RoleQuarantined, busy: true,
 		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
-	m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { m.run(ctx, f); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
+	runMonitor(t, f, 10)
 
 	waitUntil(t, "a command that gave up on the busy loop", func() bool {
 		f.mu.Lock()
@@ -267,21 +276,11 @@ func TestBusyAgentLoopNeverHoldsTheMonitor(t *testing.T) {
 func TestStuckStepNeverHoldsTheMonitor(t *testing.T) {
 	f := &fakeAgent{role: api.RoleQuarantined, hung: 1, stuckIn: "fork search", stuck: make(chan struct{}),
 		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
-	m := New(Config{Count: 10, Unit: time.Millisecond, Logger: hclog.NewNullLogger()})
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { m.run(ctx, f); close(stopped) }()
-	defer func() { cancel(); close(f.stuck); <-stopped }()
+	m := runMonitor(t, f, 10)
+	t.Cleanup(func() { close(f.stuck) }) // before the monitor's stop waits: cleanups run last first
 
 	waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
-	f.mu.Lock()
-	f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
-	f.mu.Unlock()
-	m.Event("naming-master-superseded", "retained 2")
-	waitUntil(t, "a synced back-up of 2 while the step towards 1 is stuck", func() bool {
-		_, _, synced, _, role := f.snapshot()
-		return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
-	})
+	retain2(t, f, m)
 	l0, _, _, _, _ := f.snapshot()
 	waitUntil(t, "checks go on", func() bool { l, _, _, _, _ := f.snapshot(); return l >= l0+3 })
 }
@@ -292,22 +291,11 @@ func TestStuckStepNeverHoldsTheMonitor(t *testing.T) {
 func TestTriggerRealignsAHungRecovery(t *testing.T) {
 	f := &fakeAgent{role: api.RoleQuarantined, hung: 1, hangIn: "download",
 		retained: &api.Registration{ID: 1, Addr: "127.0.0.1:1", Epoch: api.Epoch{Term: 1, ID: 1}}}
-	m := New(Config{Count: 3_600_000, Unit: time.Millisecond, Logger: hclog.NewNullLogger()}) // one check an hour
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() { m.run(ctx, f); close(stopped) }()
-	defer func() { cancel(); <-stopped }()
+	m := runMonitor(t, f, 3_600_000) // one check an hour
 
 	m.Event("naming-recheck", "")
 	waitUntil(t, "a recovery towards 1", func() bool { _, begun, _, _, _ := f.snapshot(); return len(begun) == 1 })
-	f.mu.Lock()
-	f.retained = &api.Registration{ID: 2, Addr: "127.0.0.1:2", Epoch: api.Epoch{Term: 2, ID: 2}}
-	f.mu.Unlock()
-	m.Event("naming-master-superseded", "retained 2")
-	waitUntil(t, "a synced back-up of 2", func() bool {
-		_, _, synced, _, role := f.snapshot()
-		return len(synced) == 1 && synced[0] == 2 && role == api.RoleBackup
-	})
+	retain2(t, f, m)
 	if a := m.LastAction(); a == nil || a.Retained != 2 || !strings.HasPrefix(a.Trigger, "naming-master-superseded") {
 		t.Fatalf("last action %+v, want the realignment to 2 started by the trigger", a)
 	}

@@ -476,6 +476,20 @@ func TestPlannedHandover(t *testing.T) {
 // Who asks for a handover, and whom the master hands over to: the one
 // best-ranked live agent, only above the master's priority; ties never
 // hand over; a handover under way is not redirected.
+// masterFirst elects 1 while 2 and 3 are down, then brings them back.
+func masterFirst(t *testing.T, s *simNet) {
+	t.Helper()
+	s.down[2], s.down[3] = true, true
+	s.updateViews()
+	s.tick(30)
+	s.down[2], s.down[3] = false, false
+	s.updateViews()
+	s.tick(12)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v, want [1]", ms)
+	}
+}
+
 func TestHandoverRules(t *testing.T) {
 	s := newSim(t, api.ModeAvailable, 5, 5, 5)
 	s.tick(30)
@@ -491,15 +505,7 @@ func TestHandoverRules(t *testing.T) {
 	// 2 and 3 rank above the master: only the first of them (3, priority
 	// 9) asks; a request from 2 is refused by the master.
 	s = newSim(t, api.ModeAvailable, 5, 7, 9)
-	s.down[2], s.down[3] = true, true
-	s.updateViews()
-	s.tick(30)
-	s.down[2], s.down[3] = false, false
-	s.updateViews()
-	s.tick(12)
-	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("masters %v, want [1]", ms)
-	}
+	masterFirst(t, s)
 	if s.nodes[2].HandoverCandidate() {
 		t.Error("agent 2 is a handover candidate although 3 ranks first")
 	}
@@ -554,15 +560,7 @@ func TestHandoverRules(t *testing.T) {
 	// Two back-ups tie above the master: the tie goes to the lower ID, as
 	// in the retention policy; exactly one asks, and the master takes it.
 	s = newSim(t, api.ModeAvailable, 5, 9, 9)
-	s.down[2], s.down[3] = true, true
-	s.updateViews()
-	s.tick(30)
-	s.down[2], s.down[3] = false, false
-	s.updateViews()
-	s.tick(12)
-	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("masters %v, want [1]", ms)
-	}
+	masterFirst(t, s)
 	if !s.nodes[2].HandoverCandidate() || s.nodes[3].HandoverCandidate() {
 		t.Fatalf("candidates at a tie: 2 %t, 3 %t; want only 2", s.nodes[2].HandoverCandidate(), s.nodes[3].HandoverCandidate())
 	}
