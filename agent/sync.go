@@ -244,21 +244,39 @@ func CheckInstalled(got, master rlog.Digest) error {
 }
 
 // Synchronize downloads the master's state, verifies it on a scratch copy,
-// and installs it (recovery steps 3 and 4, package recover). The master's epoch
-// must not be older than ours.
+// and installs it (recovery steps 3 and 4, package recover): DownloadState
+// then Install.
 func (a *Agent) Synchronize(ctx context.Context, master uint64, addr string) (SyncResult, error) {
-	st, err := a.FetchState(ctx, addr)
+	st, err := a.DownloadState(ctx, master, addr)
 	if err != nil {
-		return SyncResult{}, fmt.Errorf("download state of %d: %w", master, err)
-	}
-	// Verify the snapshot before touching our state, whatever the state
-	// machine: its digest must be the one the master reported.
-	if err := CheckDownload(a.sm, st, master, a.Status().Epoch); err != nil {
 		return SyncResult{}, err
 	}
+	return a.Install(ctx, master, st)
+}
+
+// DownloadState downloads the master's state from its API at addr and
+// verifies it (figure 10, acts 1020 and 1040) before anything of ours
+// changes: see CheckDownload. The master's epoch must not be older than
+// ours (ErrOlderEpoch).
+func (a *Agent) DownloadState(ctx context.Context, master uint64, addr string) (State, error) {
+	st, err := a.FetchState(ctx, addr)
+	if err != nil {
+		return State{}, fmt.Errorf("download state of %d: %w", master, err)
+	}
+	if err := CheckDownload(a.sm, st, master, a.Status().Epoch); err != nil {
+		return State{}, err
+	}
+	return st, nil
+}
+
+// Install installs a state DownloadState verified (figure 10, act 1030),
+// on the loop, if the agent still recovers or syncs towards master
+// (ErrSuperseded otherwise), and checks the installed digest against the
+// master's (CheckInstalled). A failed write of it stops the agent.
+func (a *Agent) Install(ctx context.Context, master uint64, st State) (SyncResult, error) {
 	var ierr error
 	var res SyncResult
-	err = a.do(func() {
+	err := a.doWithin(ctx, func() {
 		if ctx.Err() != nil {
 			// Abandoned (a recovery towards another master replaced it).
 			ierr = ctx.Err()

@@ -55,10 +55,16 @@ const (
 	// DoKeepDivergence: find the fork with Target and keep the divergent
 	// writes as records; answer Diverged.
 	DoKeepDivergence
-	// DoSynchronize: acts 1020 to 1040 with Target; answer Synced.
-	DoSynchronize
-	// DoAbandon: cancel the step of Job in flight, if any, and wait for it
-	// to return; Steps and Err are the recovery's outcome, for status.
+	// DoFetchState: acts 1020 and 1040, download Target's state and verify
+	// it on a scratch copy (agent.DownloadState); answer Fetched, and keep
+	// the state for DoInstall.
+	DoFetchState
+	// DoInstall: act 1030, install the state DoFetchState kept
+	// (agent.Install); answer Installed.
+	DoInstall
+	// DoAbandon: cancel the step of Job in flight, if any (its answer is
+	// ignored; it is not waited for); Steps and Err are the recovery's
+	// outcome, for status.
 	DoAbandon
 	// DoReport: Job ended by itself; Steps and Err are its outcome.
 	DoReport
@@ -69,7 +75,7 @@ const (
 )
 
 var effectNames = [...]string{"", "lookup", "handover", "reassert", "release", "align", "keep-divergence",
-	"synchronize", "abandon", "report", "quarantine", "terminate"}
+	"fetch-state", "install", "abandon", "report", "quarantine", "terminate"}
 
 func (k EffectKind) String() string {
 	if int(k) < len(effectNames) && k != 0 {
@@ -82,7 +88,7 @@ func (k EffectKind) String() string {
 type Effect struct {
 	Kind    EffectKind
 	Job     uint64           // the recovery the effect belongs to (0: none)
-	Target  api.Registration // DoAlign, DoKeepDivergence, DoSynchronize
+	Target  api.Registration // DoAlign, DoKeepDivergence, DoFetchState, DoInstall
 	Epoch   api.Epoch        // DoReassert: the registered epoch
 	Trigger string           // DoLookup
 	Steps   string           // DoAbandon, DoReport: the steps taken
@@ -98,7 +104,7 @@ func (e Effect) String() string {
 	switch e.Kind {
 	case DoLookup:
 		fmt.Fprintf(&b, " trigger=%q", e.Trigger)
-	case DoAlign, DoKeepDivergence, DoSynchronize:
+	case DoAlign, DoKeepDivergence, DoFetchState, DoInstall:
 		fmt.Fprintf(&b, " target=%d", e.Target.ID)
 	case DoReassert:
 		fmt.Fprintf(&b, " registered=%s", e.Epoch)
@@ -143,8 +149,9 @@ type phase uint8
 const (
 	aligning phase = iota + 1
 	diverging
-	syncing
+	fetching
 	waitingEpoch // the master is at an older epoch: retry at retryAt
+	installing
 	handingOver
 )
 
@@ -228,8 +235,8 @@ func (m *Machine) Tick(now uint64) []Effect {
 		case now >= j.deadline:
 			fx = m.fail(fx, DoAbandon, fmt.Errorf("recovery towards %d timed out after %d ticks", j.target.ID, m.rules.RecoveryTicks))
 		case j.phase == waitingEpoch && now >= j.retryAt:
-			j.phase = syncing
-			fx = append(fx, Effect{Kind: DoSynchronize, Job: j.seq, Target: j.target})
+			j.phase = fetching
+			fx = append(fx, Effect{Kind: DoFetchState, Job: j.seq, Target: j.target})
 		}
 	}
 	if m.looking || (len(m.pending) == 0 && now < m.next) {
@@ -333,16 +340,18 @@ func (m *Machine) Diverged(now uint64, seq uint64, fork uint64, records int, err
 		return m.fail(nil, DoReport, fmt.Errorf("keep divergence: %w", err))
 	}
 	j.step("fork at %d, %d divergent kept", fork, records)
-	j.phase = syncing
+	j.phase = fetching
 	j.olderUntil = now + m.rules.OlderEpochTicks
-	return []Effect{{Kind: DoSynchronize, Job: j.seq, Target: j.target}}
+	return []Effect{{Kind: DoFetchState, Job: j.seq, Target: j.target}}
 }
 
-// Synced answers DoSynchronize with the installed state's digest. A
-// retained master still at an older epoch than ours (agent.ErrOlderEpoch)
-// is asked again until OlderEpochTicks have passed.
-func (m *Machine) Synced(now uint64, seq uint64, digest rlog.Digest, err error) []Effect {
-	j := m.current(seq, syncing)
+// Fetched answers DoFetchState: the state was downloaded and verified, or
+// err says why not. A retained master still at an older epoch than ours
+// (agent.ErrOlderEpoch) is asked again until OlderEpochTicks have passed;
+// a state that does not verify (agent.ErrDigestMismatch) fails the
+// recovery before anything of ours changed.
+func (m *Machine) Fetched(now uint64, seq uint64, err error) []Effect {
+	j := m.current(seq, fetching)
 	if j == nil {
 		return nil
 	}
@@ -353,6 +362,20 @@ func (m *Machine) Synced(now uint64, seq uint64, digest rlog.Digest, err error) 
 			return nil
 		}
 		return m.fail(nil, DoReport, fmt.Errorf("synchronize with %d: %w", j.target.ID, err))
+	}
+	j.step("state of %d downloaded and verified", j.target.ID)
+	j.phase = installing
+	return []Effect{{Kind: DoInstall, Job: j.seq, Target: j.target}}
+}
+
+// Installed answers DoInstall with the installed state's digest.
+func (m *Machine) Installed(now uint64, seq uint64, digest rlog.Digest, err error) []Effect {
+	j := m.current(seq, installing)
+	if j == nil {
+		return nil
+	}
+	if err != nil {
+		return m.fail(nil, DoReport, fmt.Errorf("install the state of %d: %w", j.target.ID, err))
 	}
 	j.step("synchronized at %d, digest %.12s", digest.Index, digest.String())
 	// Act 1060: the agent of the highest priority takes mastership over in

@@ -158,13 +158,13 @@ func TestMachineRecovery(t *testing.T) {
 	m := NewMachine(rules, 0)
 	job := recoverTo(t, m, 10, quarantined(reg1))
 	wantKinds(t, "aligned", m.Aligned(11, job, nil), "keep-divergence")
-	wantKinds(t, "diverged", m.Diverged(12, job, 7, 2, nil), "synchronize")
-	wantKinds(t, "older epoch", m.Synced(13, job, rlog.Digest{}, fmt.Errorf("x: %w", agent.ErrOlderEpoch)), "")
+	wantKinds(t, "diverged", m.Diverged(12, job, 7, 2, nil), "fetch-state")
+	wantKinds(t, "older epoch", m.Fetched(13, job, fmt.Errorf("x: %w", agent.ErrOlderEpoch)), "")
 	if d := m.Deadline(); d != 18 {
 		t.Fatalf("retry at %d, want 18", d)
 	}
 	wantKinds(t, "before the retry", m.Tick(17), "")
-	wantKinds(t, "the retry", m.Tick(18), "synchronize")
+	wantKinds(t, "the retry", m.Tick(18), "fetch-state")
 	// A check meanwhile waits for the recovery towards the same master.
 	m.Event("test", "")
 	m.Tick(19)
@@ -172,10 +172,12 @@ func TestMachineRecovery(t *testing.T) {
 	if v.Decision != Wait || len(fx) != 0 {
 		t.Fatalf("check during the recovery: %s %v, want a wait", v.Decision, fx)
 	}
-	wantKinds(t, "synced", m.Synced(20, job, rlog.Digest{Index: 9}, nil), "handover")
+	wantKinds(t, "an install answer before the download's", m.Installed(20, job, rlog.Digest{Index: 9}, nil), "")
+	wantKinds(t, "fetched", m.Fetched(20, job, nil), "install")
+	wantKinds(t, "installed", m.Installed(20, job, rlog.Digest{Index: 9}, nil), "handover")
 	fx = m.HandedOver(21, job, false)
 	wantKinds(t, "done", fx, "report")
-	if fx[0].Err != nil || fx[0].Steps != "aligned to 1 > fork at 7, 2 divergent kept > synchronized at 9, digest 000000000000 > back-up of 1" {
+	if fx[0].Err != nil || fx[0].Steps != "aligned to 1 > fork at 7, 2 divergent kept > state of 1 downloaded and verified > synchronized at 9, digest 000000000000 > back-up of 1" {
 		t.Fatalf("report %q err %v", fx[0].Steps, fx[0].Err)
 	}
 	if m.Recovering() != 0 {
@@ -209,22 +211,28 @@ func TestMachineRecoveryFails(t *testing.T) {
 			m.Aligned(11, job, nil)
 			return m.Diverged(12, job, 0, 0, errors.New("unreachable"))
 		}, "report,quarantine", "keep divergence"},
-		{"download fails", quarantined(reg1), func(m *Machine, job uint64) []Effect {
+		{"download does not verify", quarantined(reg1), func(m *Machine, job uint64) []Effect {
 			m.Aligned(11, job, nil)
 			m.Diverged(12, job, 0, 0, nil)
-			return m.Synced(13, job, rlog.Digest{}, errors.New("digest mismatch"))
+			return m.Fetched(13, job, fmt.Errorf("x: %w", agent.ErrDigestMismatch))
 		}, "report,quarantine", "digest mismatch"},
+		{"install fails", quarantined(reg1), func(m *Machine, job uint64) []Effect {
+			m.Aligned(11, job, nil)
+			m.Diverged(12, job, 0, 0, nil)
+			m.Fetched(13, job, nil)
+			return m.Installed(14, job, rlog.Digest{}, fmt.Errorf("x: %w", agent.ErrStorage))
+		}, "report,quarantine", "install the state of 1"},
 		{"older epoch too long", quarantined(reg1), func(m *Machine, job uint64) []Effect {
 			m.Aligned(11, job, nil)
 			m.Diverged(12, job, 0, 0, nil)
 			for now := uint64(13); ; now++ {
 				fx := m.Tick(now)
-				if len(fx) > 0 && fx[0].Kind == DoSynchronize {
-					if fx := m.Synced(now, job, rlog.Digest{}, older); len(fx) > 0 {
+				if len(fx) > 0 && fx[0].Kind == DoFetchState {
+					if fx := m.Fetched(now, job, older); len(fx) > 0 {
 						return fx
 					}
 				} else if now == 13 {
-					m.Synced(now, job, rlog.Digest{}, older)
+					m.Fetched(now, job, older)
 				}
 			}
 		}, "report,quarantine", "older epoch"},
@@ -256,7 +264,8 @@ func TestMachineRecoveryFails(t *testing.T) {
 			}
 			// The failed recovery's late answers change nothing.
 			wantKinds(t, "late answer", m.Diverged(20, job, 0, 0, nil), "")
-			wantKinds(t, "late answer", m.Synced(20, job, rlog.Digest{}, nil), "")
+			wantKinds(t, "late answer", m.Fetched(20, job, nil), "")
+			wantKinds(t, "late answer", m.Installed(20, job, rlog.Digest{}, nil), "")
 
 			term := NewMachine(Rules{CheckTicks: 100, RecoveryTicks: 1000, OlderEpochTicks: 50, RetryTicks: 5, Terminate: true}, 0)
 			job = recoverTo(t, term, 10, tc.in)
@@ -297,7 +306,8 @@ func TestMachineRecoveryHandover(t *testing.T) {
 	job := recoverTo(t, m, 10, quarantined(reg1))
 	m.Aligned(11, job, nil)
 	m.Diverged(12, job, 0, 0, nil)
-	m.Synced(13, job, rlog.Digest{}, nil)
+	m.Fetched(13, job, nil)
+	m.Installed(13, job, rlog.Digest{}, nil)
 	fx := m.HandedOver(14, job, true)
 	if !strings.HasSuffix(fx[0].Steps, "highest priority: handover from 1 requested") {
 		t.Fatalf("steps %q", fx[0].Steps)

@@ -98,7 +98,8 @@ type Agent interface {
 	// when ctx ends before the loop took it.
 	BeginRecovery(ctx context.Context, master uint64) error
 	KeepDivergence(ctx context.Context, master uint64, addr string) (fork uint64, records int, err error)
-	Synchronize(ctx context.Context, master uint64, addr string) (agent.SyncResult, error)
+	DownloadState(ctx context.Context, master uint64, addr string) (agent.State, error)
+	Install(ctx context.Context, master uint64, st agent.State) (agent.SyncResult, error)
 	RequestHandover(ctx context.Context) (bool, error)
 	Reassert(ctx context.Context, registered api.Epoch) error
 	Release(ctx context.Context) error
@@ -252,6 +253,7 @@ type jobRun struct {
 	steps  sync.WaitGroup
 	check  *wire.Check
 	start  time.Time
+	state  agent.State // downloaded and verified, until DoInstall takes it
 }
 
 func (d *driver) now() uint64 { return uint64(time.Now().UnixNano() / int64(d.m.cfg.Unit)) }
@@ -331,18 +333,35 @@ func (d *driver) do(e Effect) []Effect {
 			d.m.logger.Info("recovery step", "step", "keep divergence", "retained", e.Target.ID, "fork", fork, "records", n, "error", err)
 			return func(now uint64) []Effect { return d.mach.Diverged(now, e.Job, fork, n, err) }
 		})
-	case DoSynchronize:
+	case DoFetchState:
+		j := d.jobs[e.Job]
 		d.step(e, func(ctx context.Context) func(uint64) []Effect {
-			res, err := a.Synchronize(ctx, e.Target.ID, e.Target.Addr)
+			st, err := a.DownloadState(ctx, e.Target.ID, e.Target.Addr)
+			return func(now uint64) []Effect {
+				if j != nil {
+					j.state = st // kept for DoInstall; the loop owns j
+				}
+				return d.mach.Fetched(now, e.Job, err)
+			}
+		})
+	case DoInstall:
+		j := d.jobs[e.Job]
+		if j == nil {
+			return nil
+		}
+		st := j.state
+		j.state = agent.State{} // the install holds it now
+		d.step(e, func(ctx context.Context) func(uint64) []Effect {
+			res, err := a.Install(ctx, e.Target.ID, st)
 			if err == nil {
 				d.m.logger.Info("recovery step", "step", "synchronized", "retained", e.Target.ID, "index", res.Digest.Index)
 			}
-			return func(now uint64) []Effect { return d.mach.Synced(now, e.Job, res.Digest, err) }
+			return func(now uint64) []Effect { return d.mach.Installed(now, e.Job, res.Digest, err) }
 		})
 	case DoAbandon:
 		// The step in flight is cancelled, not waited for: its answer is
 		// dropped, and what it would change on the loop checks its context
-		// there first (Agent.Synchronize), so a newer recovery's commands,
+		// there first (Agent.Install), so a newer recovery's commands,
 		// queued behind it on the loop, always come after it.
 		if j := d.jobs[e.Job]; j != nil {
 			d.m.logger.Info("abandoning recovery", "error", e.Err)

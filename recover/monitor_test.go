@@ -140,9 +140,12 @@ func (f *fakeAgent) wait(ctx context.Context, master uint64, call string) error 
 func (f *fakeAgent) KeepDivergence(ctx context.Context, master uint64, addr string) (uint64, int, error) {
 	return 0, 0, f.wait(ctx, master, "fork search")
 }
-func (f *fakeAgent) Synchronize(ctx context.Context, master uint64, addr string) (agent.SyncResult, error) {
-	if err := f.wait(ctx, master, "download"); err != nil {
-		return agent.SyncResult{}, err
+func (f *fakeAgent) DownloadState(ctx context.Context, master uint64, addr string) (agent.State, error) {
+	return agent.State{Master: master}, f.wait(ctx, master, "download")
+}
+func (f *fakeAgent) Install(ctx context.Context, master uint64, st agent.State) (agent.SyncResult, error) {
+	if st.Master != master {
+		return agent.SyncResult{}, fmt.Errorf("install of the state of %d towards %d", st.Master, master)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

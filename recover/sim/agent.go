@@ -71,6 +71,7 @@ type simAgent struct {
 
 	syncReq uint64
 	syncing bool
+	fetched *fetched // the recovery's download, until its install
 
 	claims map[[3]uint64]bool // competing claims already raised
 
@@ -332,9 +333,19 @@ func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 		case recover.DoKeepDivergence:
 			fork, err := w.keepDivergence(a, e.Target.ID)
 			more = a.mon.Diverged(now, e.Job, fork, 0, err)
-		case recover.DoSynchronize:
-			d, err := w.synchronize(a, e.Target.ID)
-			more = a.mon.Synced(now, e.Job, d, err)
+		case recover.DoFetchState:
+			f, err := w.download(a, e.Target.ID)
+			a.fetched = &f
+			more = a.mon.Fetched(now, e.Job, err)
+		case recover.DoInstall:
+			f := a.fetched
+			a.fetched = nil
+			if f == nil {
+				w.violate("agent %d asked to install with no state downloaded", a.id)
+				break
+			}
+			d, err := w.install(a, e.Target.ID, *f)
+			more = a.mon.Installed(now, e.Job, d, err)
 		case recover.DoReport:
 			if e.Err == nil {
 				w.rep.Recoveries++
@@ -386,48 +397,71 @@ func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
 	return fork, nil
 }
 
-// synchronize is agent.Synchronize: download the master's state (snapshot
-// at its applied index and the log after it), verify it with
-// agent.CheckDownload, install, and check the install with
-// agent.CheckInstalled. It returns the installed state's digest.
-func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
+// fetched is a downloaded and verified state, with the writes it holds
+// (the simulator's bookkeeping of what a state contains).
+type fetched struct {
+	agent.State
+	set map[WriteID]bool
+}
+
+// download is agent.DownloadState: the master's state (snapshot at its
+// applied index and the log after it), verified with agent.CheckDownload.
+func (w *world) download(a *simAgent, master uint64) (fetched, error) {
 	if !w.linked(a.id, master) {
-		return rlog.Digest{}, errUnreachable
+		return fetched{}, errUnreachable
 	}
 	m := w.agent(master)
 	snap, err := m.sm.Snapshot()
 	if err != nil {
-		return rlog.Digest{}, err
+		return fetched{}, err
 	}
 	mst := m.node.Status()
 	applied := m.sm.Index()
 	base, err := m.node.Log().PosAt(applied)
 	if err != nil {
-		return rlog.Digest{}, err
+		return fetched{}, err
 	}
 	ents, err := m.node.Log().Slice(applied+1, m.node.Log().LastIndex()+1)
 	if err != nil {
-		return rlog.Digest{}, err
+		return fetched{}, err
 	}
 	st := agent.State{Snapshot: snap, Base: base, Entries: ents, Digest: m.sm.Digest(), Epoch: mst.Epoch,
 		Master: mst.Master, Role: mst.Role, Commit: mst.Commit}
 	if err := agent.CheckDownload(a.sm, st, master, a.node.Epoch()); err != nil {
-		return rlog.Digest{}, err
+		return fetched{}, err
 	}
-	set := maps.Clone(m.sm.applied)
-	a.sm.restoring = set
-	if err := a.node.InstallState(snap, base, ents, master, mst.Epoch, mst.Commit); err != nil {
+	return fetched{State: st, set: maps.Clone(m.sm.applied)}, nil
+}
+
+// install is agent.Install: the state download verified, installed and
+// checked with agent.CheckInstalled. It returns the installed digest.
+func (w *world) install(a *simAgent, master uint64, f fetched) (rlog.Digest, error) {
+	if r := a.node.Role(); (r != api.RoleRecovering && r != api.RoleSyncing) || a.node.Master() != master {
+		return rlog.Digest{}, fmt.Errorf("%w: %d is now %s following %d", agent.ErrSuperseded, a.id, r, a.node.Master())
+	}
+	st := f.State
+	a.sm.restoring = f.set
+	if err := a.node.InstallState(st.Snapshot, st.Base, st.Entries, master, st.Epoch, st.Commit); err != nil {
 		w.ready(a)
 		return rlog.Digest{}, err
 	}
 	got := a.sm.Digest()
-	if err := agent.CheckInstalled(got, mst.Digest); err != nil {
+	if err := agent.CheckInstalled(got, st.Digest); err != nil {
 		w.violate("install on %d from %d: %v", a.id, master, err)
 	}
-	a.snap, a.snapSet = snap, set
+	a.snap, a.snapSet = st.Snapshot, f.set
 	a.syncing = false
 	w.ready(a)
 	return got, nil
+}
+
+// synchronize is agent.Synchronize: download, then install.
+func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
+	f, err := w.download(a, master)
+	if err != nil {
+		return rlog.Digest{}, err
+	}
+	return w.install(a, master, f)
 }
 
 // syncFrom is agent.syncFrom: a lagging or divergent back-up's catch-up.

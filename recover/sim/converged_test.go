@@ -53,10 +53,12 @@ func TestConvergedWaitsForRestartedMasterToApplyItsLog(t *testing.T) {
 	if st := m.node.Status(); st.Applied >= st.Last {
 		t.Fatalf("setup: master %d already applied its log (%d of %d)", m.id, st.Applied, st.Last)
 	}
-	// The back-ups download the master's state, as the runtime's syncFrom
-	// does: a snapshot at its applied index 0 and its whole log.
+	// The back-ups download the master's state, as a recovery does: a
+	// snapshot at its applied index 0 and its whole log.
 	for _, a := range w.agents {
 		if a != m {
+			a.node.BeginRecovery(m.id)
+			w.ready(a)
 			if _, err := w.synchronize(a, m.id); err != nil {
 				t.Fatalf("synchronize %d from %d: %v", a.id, m.id, err)
 			}
