@@ -134,7 +134,10 @@ func TestClusterChaos(t *testing.T) {
 		for i := range sessions {
 			id := uint64(i + 1)
 			err := until("join", func() error {
-				jr, err := cl.Join(ctx, api.JoinRequest{Group: group, ID: id, Addr: fakes[i].addr(), Priority: i, Policy: string(policy)})
+				// A join retried after its answer was lost carries the
+				// same proof: it gets the session it opened back.
+				jr, err := cl.Join(ctx, api.JoinRequest{Group: group, ID: id, Addr: fakes[i].addr(), Priority: i, Policy: string(policy),
+					Proof: []byte(fmt.Sprintf("%s/%d", group, id))})
 				sessions[i] = jr.Session
 				return err
 			})

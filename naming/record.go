@@ -33,6 +33,9 @@ type memberRecord struct {
 	api.Member
 	Session uint64        `codec:"x"`
 	TTL     time.Duration `codec:"t"`
+	// Proof is the hash of the proof the session's join carried ("" for
+	// none, and in records written before joins carried one).
+	Proof string `codec:"pf,omitempty"`
 }
 
 // Record returns the durable record of a group, or nil if it is unknown.
@@ -43,7 +46,7 @@ func (r *Registry) Record(name string) ([]byte, error) {
 	}
 	rec := groupRecord{Name: g.Name, Policy: g.Policy, Mode: g.Mode, MaxEpoch: g.MaxEpoch, Seq: g.Seq, Paused: g.Paused}
 	for _, m := range g.Members {
-		rec.Members = append(rec.Members, memberRecord{Member: m.Member, Session: m.Session, TTL: m.TTL})
+		rec.Members = append(rec.Members, memberRecord{Member: m.Member, Session: m.Session, TTL: m.TTL, Proof: m.Proof})
 	}
 	sort.Slice(rec.Members, func(i, j int) bool { return rec.Members[i].ID < rec.Members[j].ID })
 	if g.Master != nil {
@@ -65,7 +68,7 @@ func (r *Registry) Restore(now time.Time, grace time.Duration, b []byte) error {
 	g := &group{Name: rec.Name, Policy: rec.Policy, Mode: rec.Mode, MaxEpoch: rec.MaxEpoch, Seq: rec.Seq, Paused: rec.Paused,
 		Members: make(map[uint64]*member, len(rec.Members))}
 	for _, m := range rec.Members {
-		g.Members[m.ID] = &member{Member: m.Member, Session: m.Session, TTL: m.TTL, Expires: now.Add(max(grace, m.TTL))}
+		g.Members[m.ID] = &member{Member: m.Member, Session: m.Session, TTL: m.TTL, Proof: m.Proof, Expires: now.Add(max(grace, m.TTL))}
 	}
 	if rec.Master != nil {
 		g.Master = &registration{Registration: rec.Master.Registration, Session: rec.Master.Session,

@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"math"
 	"math/rand"
@@ -44,6 +45,10 @@ type member struct {
 	Session uint64
 	TTL     time.Duration
 	Expires time.Time
+	// Proof is api.JoinProofOf the proof of the join that opened the
+	// session: a join retried with the same proof (its answer was lost)
+	// gets the same session back.
+	Proof string
 }
 
 // registration is a master's entry. Session ties it to the member session
@@ -216,14 +221,31 @@ func validateMember(group string, id uint64, addr string) error {
 
 // JoinReplaces reports whether req would replace a live session of the
 // same ID at the same address: the runtime then asks the agent at that
-// address for req's join proof before it calls Join with proven set.
+// address for req's join proof before it calls Join with proven set. A
+// join retried with the proof of the live session's own join replaces
+// nothing (Join gives that session back).
 func (r *Registry) JoinReplaces(now time.Time, req api.JoinRequest) bool {
+	m := r.liveMember(now, req)
+	return m != nil && !m.sameJoin(req)
+}
+
+// liveMember is the live member of req's ID at req's address, or nil.
+func (r *Registry) liveMember(now time.Time, req api.JoinRequest) *member {
 	g := r.groups[req.Group]
 	if g == nil {
-		return false
+		return nil
 	}
 	m := g.Members[req.ID]
-	return m != nil && now.Before(m.Expires) && m.Addr == req.Addr
+	if m == nil || !now.Before(m.Expires) || m.Addr != req.Addr {
+		return nil
+	}
+	return m
+}
+
+// sameJoin reports whether req is the join that opened m's session.
+func (m *member) sameJoin(req api.JoinRequest) bool {
+	p := api.JoinProofOf(req.Proof)
+	return p != "" && subtle.ConstantTimeCompare([]byte(p), []byte(m.Proof)) == 1
 }
 
 // Join makes an agent a member of its group and opens a session. An ID held
@@ -249,6 +271,12 @@ func (r *Registry) Join(now time.Time, req api.JoinRequest, proven bool, fx *Eff
 		return api.JoinResponse{}, api.Errorf(api.CodeIDTaken,
 			"id %d of group %q is held by %s with a live session", req.ID, req.Group, m.Addr)
 	}
+	if m := r.liveMember(now, req); m != nil && m.sameJoin(req) {
+		// The same join again (its answer was lost, or the call was
+		// retried through another naming node): the same session, renewed.
+		m.Expires = now.Add(m.TTL)
+		return api.JoinResponse{Session: m.Session, TTL: m.TTL, Master: r.liveMaster(g, now), Paused: g.Paused}, nil
+	}
 	if r.JoinReplaces(now, req) && !proven {
 		return api.JoinResponse{}, api.Errorf(api.CodeRefused,
 			"agent %d of group %q at %s has a live session; it is replaced only for the agent serving that address (join again once its API answers, or after the session's TTL)",
@@ -262,6 +290,7 @@ func (r *Registry) Join(now time.Time, req api.JoinRequest, proven bool, fx *Eff
 		Session: r.newSession(),
 		TTL:     ttl,
 		Expires: now.Add(ttl),
+		Proof:   api.JoinProofOf(req.Proof),
 	}
 	g.Members[req.ID] = m
 	r.record(fx, g, now, api.Event{Kind: api.EventMemberJoined, ID: req.ID, Addr: req.Addr})

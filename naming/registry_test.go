@@ -208,6 +208,21 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: make([]byte, api.MaxJoinProof+1)}, true, &Effects{}); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("an oversized join proof: %v, want invalid", err)
 	}
+	// A join retried with the proof of the join that opened the session
+	// (its answer was lost) gets that session back, renewed, whoever
+	// could probe the address.
+	r2 := newTestRegistry(0)
+	first, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, false, &Effects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := r2.Join(t0.Add(time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, false, &Effects{})
+	if err != nil || again.Session != first.Session {
+		t.Fatalf("the same join retried: session %d (%v), want %d", again.Session, err, first.Session)
+	}
+	if _, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p2")}, false, &Effects{}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("another join, unproven: %v, want refused", err)
+	}
 	// The same address rejoining (a restart), shown to be the agent
 	// there, gets a new session.
 	s1b := join(t, r, t0, "g", 1, 0)
