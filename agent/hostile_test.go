@@ -31,10 +31,7 @@ func rawFrames(t *testing.T, addr string, msgs ...core.Message) {
 	b.Write(transport.Magic[:])
 	b.Write([]byte{0, 0, 0, 0}) // the hello: no token
 	for _, m := range msgs {
-		body, err := api.Encode(&m)
-		if err != nil {
-			t.Fatal(err)
-		}
+		body := core.AppendWire(nil, &m)
 		var hdr [4]byte
 		binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
 		b.Write(hdr[:])

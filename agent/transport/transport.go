@@ -31,13 +31,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mastership/mastership/agent/core"
-	"github.com/mastership/mastership/naming/api"
 )
 
 // Magic opens every message stream. It is followed by the hello: a 4-byte
 // length and the sender's token (up to MaxTokenBytes, possibly empty),
 // which the receiver checks against its ACL before it reads a message.
-var Magic = [4]byte{'M', 'S', 'H', '2'}
+// The 3 is the frame format's: since 3, frames carry core's binary form
+// of a message (core.AppendWire), no longer msgpack.
+var Magic = [4]byte{'M', 'S', 'H', '3'}
 
 // MaxTokenBytes bounds the token of a stream's hello.
 const MaxTokenBytes = 1024
@@ -184,14 +185,15 @@ func (t *Transport) runPeer(p *peer) {
 		backoff = 10 * time.Millisecond
 		return true
 	}
+	var frame []byte // reused from frame to frame
 	send := func(batch []core.Message) error {
 		// The deadline covers every write of the batch: the buffer
 		// flushes by itself when it fills, and a peer that stopped
 		// reading must not hold this goroutine (or Close) forever.
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
-		for _, m := range batch {
-			if err = writeFrame(w, m); err != nil {
+		for i := range batch {
+			if frame, err = writeFrame(w, &batch[i], frame); err != nil {
 				return err
 			}
 		}
@@ -280,21 +282,19 @@ func (t *Transport) readHello(c net.Conn, r *bufio.Reader) error {
 	return nil
 }
 
-func writeFrame(w *bufio.Writer, m core.Message) error {
-	b, err := api.Encode(&m)
-	if err != nil {
-		return err
+// writeFrame writes m as one frame, encoded into buf (returned for reuse).
+func writeFrame(w *bufio.Writer, m *core.Message, buf []byte) ([]byte, error) {
+	buf = core.AppendWire(append(buf[:0], 0, 0, 0, 0), m)
+	n := len(buf) - 4
+	if n > MaxFrameBytes {
+		return buf, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
-	if len(b) > MaxFrameBytes {
-		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(b))
+	binary.BigEndian.PutUint32(buf[:4], uint32(n))
+	_, err := w.Write(buf)
+	if cap(buf) > 1<<20 {
+		buf = nil // one huge frame does not pin its buffer
 	}
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
+	return buf, err
 }
 
 // Accept serves every stream connection from conns until Close.
@@ -366,10 +366,14 @@ const (
 	FrameTimeout      = 10 * time.Second
 )
 
+// smallFrame is the largest frame read into a buffer of its announced size
+// before its bytes arrived.
+const smallFrame = 64 << 10
+
 // readFrame reads one frame. The body is read as it arrives, into a buffer
-// that grows with the bytes received, never allocated at the announced
-// length first: a peer that announces 8 MiB and sends nothing costs a few
-// hundred bytes until FrameTimeout closes it.
+// that grows with the bytes received, allocated at the announced length
+// first only up to smallFrame: a peer that announces 8 MiB and sends
+// nothing costs a few hundred bytes until FrameTimeout closes it.
 func readFrame(c net.Conn, r *bufio.Reader) (core.Message, error) {
 	var m core.Message
 	var hdr [4]byte
@@ -382,13 +386,25 @@ func readFrame(c net.Conn, r *bufio.Reader) (core.Message, error) {
 		return m, fmt.Errorf("%w: %d bytes announced", ErrFrameTooLarge, n)
 	}
 	c.SetReadDeadline(time.Now().Add(FrameTimeout))
-	var body bytes.Buffer
-	if got, err := body.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
-		return m, err
-	} else if got != int64(n) {
-		return m, fmt.Errorf("transport: frame of %d bytes cut after %d: %w", n, got, io.ErrUnexpectedEOF)
+	var body []byte
+	if n <= smallFrame {
+		// Small frames, nearly all of them, are read into their size at
+		// once: a stalled one holds at most smallFrame bytes.
+		body = make([]byte, n)
+		if got, err := io.ReadFull(r, body); err != nil {
+			return m, fmt.Errorf("transport: frame of %d bytes cut after %d: %w", n, got, err)
+		}
+	} else {
+		var buf bytes.Buffer
+		if got, err := buf.ReadFrom(io.LimitReader(r, int64(n))); err != nil {
+			return m, err
+		} else if got != int64(n) {
+			return m, fmt.Errorf("transport: frame of %d bytes cut after %d: %w", n, got, io.ErrUnexpectedEOF)
+		}
+		body = buf.Bytes()
 	}
-	if err := api.Decode(body.Bytes(), &m); err != nil {
+	// The body is this frame's own buffer: the message may keep it.
+	if err := core.DecodeWireOwned(body, &m); err != nil {
 		return m, err
 	}
 	return m, nil

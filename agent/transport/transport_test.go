@@ -16,7 +16,6 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/gossip/faulty"
-	"github.com/mastership/mastership/naming/api"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -207,10 +206,7 @@ func TestStreamHelloAuthorized(t *testing.T) {
 	}})
 	defer recv.Close()
 	go recv.Accept(streams)
-	frame, err := api.Encode(&core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	frame := core.AppendWire(nil, &core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 7})
 	for _, tok := range []string{"", "wrong", "right-token-but-longer"} {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
