@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/mastership/mastership/agent/rlog"
-	"github.com/mastership/mastership/naming/api"
 )
 
 // The binary form of a Message on a stream: what the agents exchange at
@@ -38,10 +37,6 @@ const (
 
 // MaxWireString bounds a Message's Group and Reason on the wire.
 const MaxWireString = 1024
-
-// minWireEntry is the smallest encoded entry: five one-byte varints, an
-// empty op and the hash.
-const minWireEntry = 5 + 1 + 32
 
 // ErrWire wraps every refusal of a malformed binary message.
 var ErrWire = errors.New("core: malformed message")
@@ -77,13 +72,7 @@ func AppendWire(b []byte, m *Message) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for i := range m.Entries {
-		e := &m.Entries[i]
-		for _, v := range [...]uint64{e.Epoch.Term, e.Epoch.ID, e.Index, e.Client, e.Seq} {
-			b = binary.AppendUvarint(b, v)
-		}
-		b = binary.AppendUvarint(b, uint64(len(e.Op)))
-		b = append(b, e.Op...)
-		b = append(b, e.Hash[:]...)
+		b = rlog.AppendEntry(b, &m.Entries[i])
 	}
 	return b
 }
@@ -206,17 +195,18 @@ func DecodeWireOwned(b []byte, m *Message) error {
 		r.fail("unknown flags %#x", flags)
 	}
 	n := r.uvarint()
-	if r.err == nil && n > uint64(len(r.b)/minWireEntry) {
+	if r.err == nil && n > uint64(len(r.b)/rlog.MinEntryWire) {
 		r.fail("%d entries in %d bytes", n, len(r.b))
 	}
 	if r.err == nil && n > 0 {
 		m.Entries = make([]rlog.Entry, n)
 		for i := range m.Entries {
-			e := &m.Entries[i]
-			e.Epoch = api.Epoch{Term: r.uvarint(), ID: r.uvarint()}
-			e.Index, e.Client, e.Seq = r.uvarint(), r.uvarint(), r.uvarint()
-			e.Op = r.bytes(len(r.b))
-			e.Hash = r.hash()
+			e, used, err := rlog.ReadEntry(r.b)
+			if err != nil {
+				r.fail("entry %d: %v", i, err)
+				break
+			}
+			m.Entries[i], r.b = e, r.b[used:]
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

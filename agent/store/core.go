@@ -421,7 +421,7 @@ func (c *core) persist(hv []byte, truncate *uint64, es []rlog.Entry, vals [][]by
 func encodeEntries(es []rlog.Entry) ([][]byte, error) {
 	vals := make([][]byte, len(es))
 	for i := range es {
-		v, err := encodeBounded(&es[i])
+		v, err := encodeEntry(&es[i])
 		if err != nil {
 			return nil, fmt.Errorf("append %s: %w", es[i], err)
 		}

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -248,5 +250,36 @@ func TestOpenTruncatedFile(t *testing.T) {
 	if s, err := Open(dir); err == nil {
 		s.Close()
 		t.Fatal("a file cut after its meta pages opened")
+	}
+}
+
+// Entries are stored in their binary form; the msgpack form entries had
+// before it still reads, and a binary value with bytes after the entry,
+// or cut short, is refused.
+func TestStoredEntryForms(t *testing.T) {
+	e := rlog.Entry{Epoch: api.Epoch{Term: 3, ID: 2}, Index: 9, Client: 7, Seq: 4, Op: []byte("op"), Hash: [32]byte{1, 2, 3}}
+	bin, err := encodeEntry(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := api.Encode(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string][]byte{"binary": bin, "msgpack": old} {
+		got, err := decodeStoredEntry(v)
+		if err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: %+v, %v; want %+v", name, got, err, e)
+		}
+	}
+	got, _ := decodeStoredEntry(bin)
+	bin[len(bin)-33] = 'X' // the op's last byte, in the value read
+	if got.Op[1] != 'p' {
+		t.Fatal("a decoded op aliases the stored value")
+	}
+	for name, v := range map[string][]byte{"trailing": append(bytes.Clone(bin), 0), "cut": bin[:len(bin)-1], "format only": {entryFormat}} {
+		if _, err := decodeStoredEntry(v); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -304,11 +305,43 @@ func decode(b bucket, k, v []byte, out any) error {
 	return nil
 }
 
+// entryFormat opens an entry stored in its binary form (rlog.AppendEntry).
+// Entries stored before it are msgpack maps, whose first byte is never 1.
+const entryFormat = 1
+
+// encodeEntry is an entry's stored form, refused past the size Load reads.
+func encodeEntry(e *rlog.Entry) ([]byte, error) {
+	b := rlog.AppendEntry([]byte{entryFormat}, e)
+	if len(b) > api.MaxMessageBytes {
+		return nil, fmt.Errorf("%w: encoded entry is %d bytes, limit %d", ErrInvalid, len(b), api.MaxMessageBytes)
+	}
+	return b, nil
+}
+
+// decodeStoredEntry decodes an entry in either stored form. Nothing in it
+// aliases v.
+func decodeStoredEntry(v []byte) (rlog.Entry, error) {
+	if len(v) == 0 || v[0] != entryFormat {
+		var e rlog.Entry
+		err := api.Decode(v, &e)
+		return e, err
+	}
+	e, n, err := rlog.ReadEntry(v[1:])
+	if err != nil {
+		return rlog.Entry{}, err
+	}
+	if n != len(v)-1 {
+		return rlog.Entry{}, fmt.Errorf("%w: %d bytes after the entry", rlog.ErrEntryWire, len(v)-1-n)
+	}
+	e.Op = bytes.Clone(e.Op)
+	return e, nil
+}
+
 // decodeEntry decodes a log value and checks it is stored under its index.
 func decodeEntry(k, v []byte) (rlog.Entry, error) {
-	var e rlog.Entry
-	if err := decode(bucketLog, k, v, &e); err != nil {
-		return rlog.Entry{}, err
+	e, err := decodeStoredEntry(v)
+	if err != nil {
+		return rlog.Entry{}, fmt.Errorf("%w: %s key %s: %w", ErrCorrupt, bucketLog, keyString(k), err)
 	}
 	if len(k) != 8 || fromKey(k) != e.Index {
 		return rlog.Entry{}, fmt.Errorf("%w: %s key %s holds %s", ErrCorrupt, bucketLog, keyString(k), e)

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/mastership/mastership/agent/rlog"
-	"github.com/mastership/mastership/naming/api"
 )
 
 // The replication log is an append-only write-ahead log (WAL) of segment
@@ -243,8 +242,8 @@ func decodePayload(p []byte) (trunc *uint64, es []rlog.Entry, err error) {
 		if uint64(n) > uint64(len(rest)-4) {
 			return nil, nil, fmt.Errorf("entry %d of %d: %d bytes, %d left", i+1, count, n, len(rest)-4)
 		}
-		var e rlog.Entry
-		if err := api.Decode(rest[4:4+n], &e); err != nil {
+		e, err := decodeStoredEntry(rest[4 : 4+n])
+		if err != nil {
 			return nil, nil, fmt.Errorf("entry %d of %d: %w", i+1, count, err)
 		}
 		es = append(es, e)
