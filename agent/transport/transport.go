@@ -1,5 +1,6 @@
 // Package transport carries agent-to-agent messages: one persistent TCP
-// stream per peer, length-prefixed msgpack frames, sent in order and
+// stream per peer, length-prefixed frames of core's binary message form
+// (core.AppendWire), sent in order and
 // pipelined (a sender never waits for a reply). It shares the agent's API
 // port with HTTP: a connection that starts with the stream magic is a
 // message stream, anything else goes to the HTTP server (see Mux).
