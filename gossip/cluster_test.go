@@ -805,3 +805,33 @@ func TestStalledStreamsCapped(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "2 alive at 1", func() bool { return countHealth(a.g.Members(), HealthAlive) == 2 })
 }
+
+// One host that stalls gossip connections holds at most maxStreamsPerHost
+// of them: another host still gets through.
+func TestStalledStreamsCappedPerHost(t *testing.T) {
+	a, err := startNode(t, "g", 1, 92, nil, func(c *Config) { c.MaxStreams = 4 * maxStreamsPerHost })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", a.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for i := 0; i < maxStreamsPerHost; i++ {
+		dial("127.0.0.201")
+	}
+	waitFor(t, 5*time.Second, "one host's streams held", func() bool { return a.g.streams.Open() == maxStreamsPerHost })
+	extra := dial("127.0.0.201")
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the host's stream past its cap: read %v, want EOF", err)
+	}
+	dial("127.0.0.202")
+	waitFor(t, 5*time.Second, "another host's stream held", func() bool { return a.g.streams.Open() == maxStreamsPerHost+1 })
+}

@@ -12,6 +12,10 @@ import (
 // joins, fallback probes) handled at once when Config.MaxStreams is 0.
 const DefaultMaxStreams = 256
 
+// maxStreamsPerHost caps the streams of one source address within the
+// cap, so that one host that stalls connections cannot hold them all.
+const maxStreamsPerHost = 64
+
 // limitStreams caps the inbound stream connections of a transport that
 // memberlist handles at once: past max, a new one is closed at once.
 // memberlist reads each under its TCP timeout and may allocate from what
@@ -29,6 +33,8 @@ type streamLimit struct {
 	memberlist.NodeAwareTransport
 	max     int64
 	open    atomic.Int64
+	mu      sync.Mutex
+	perHost map[string]int // open streams by source host
 	refused func(net.Addr)
 	ch      chan net.Conn
 	stop    chan struct{}
@@ -48,19 +54,19 @@ func (l *streamLimit) pump() {
 			return
 		case c = <-in:
 		}
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
+		host := hostOf(c.RemoteAddr())
+		if !l.take(host) {
 			if l.refused != nil {
 				l.refused(c.RemoteAddr())
 			}
 			c.Close()
 			continue
 		}
+		lc := &limitedConn{Conn: c, l: l, host: host}
 		select {
-		case l.ch <- &limitedConn{Conn: c, l: l}:
+		case l.ch <- lc:
 		case <-l.stop:
-			l.open.Add(-1)
-			c.Close()
+			lc.Close()
 			return
 		}
 	}
@@ -74,16 +80,48 @@ func (l *streamLimit) Shutdown() error {
 	return err
 }
 
+// take counts a new stream from host, or reports false past a cap.
+func (l *streamLimit) take(host string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open.Load() >= l.max || l.perHost[host] >= maxStreamsPerHost {
+		return false
+	}
+	if l.perHost == nil {
+		l.perHost = map[string]int{}
+	}
+	l.perHost[host]++
+	l.open.Add(1)
+	return true
+}
+
+func (l *streamLimit) release(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perHost[host]--; l.perHost[host] <= 0 {
+		delete(l.perHost, host)
+	}
+	l.open.Add(-1)
+}
+
+func hostOf(a net.Addr) string {
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}
+
 // Open is the number of stream connections held now.
 func (l *streamLimit) Open() int { return int(l.open.Load()) }
 
 type limitedConn struct {
 	net.Conn
 	l    *streamLimit
+	host string
 	once sync.Once
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.once.Do(func() { c.l.release(c.host) })
 	return c.Conn.Close()
 }

@@ -55,7 +55,7 @@ func BenchmarkRegistryMemory(b *testing.B) {
 		r.cfg.MaxTTL = time.Hour
 		fx := &Effects{}
 		populate(b, func(req api.JoinRequest) (uint64, error) {
-			resp, err := r.Join(t0, req, false, fx)
+			resp, err := r.Join(t0, req, 0, fx)
 			fx.Events = fx.Events[:0]
 			fx.Persist = fx.Persist[:0]
 			return resp.Session, err

@@ -209,3 +209,49 @@ func TestAllStatusPages(t *testing.T) {
 		}
 	}
 }
+
+// The two ways around the supersede probe an attacker review found: an
+// agent's registration at term 0 (which took the group's next term with no
+// probe), and a strict group with no live master (new, or its master left),
+// which a member at a made-up epoch took without one.
+func TestStrictRegistrationAlwaysProbed(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	ctx := context.Background()
+	join := func(id uint64, at string) uint64 {
+		t.Helper()
+		j, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: id, Addr: at, Mode: "strict", TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Session
+	}
+	outsider := "127.0.0.66:8946" // nobody serves it
+	s66 := join(66, outsider)
+	// A vacant group: no master registered yet.
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 66, Addr: outsider, Session: s66,
+		Epoch: api.Epoch{Term: 1 << 19, ID: 66}, Mode: "strict"}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("a made-up epoch in a vacant strict group: %v, want refused", err)
+	}
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 66, Addr: outsider, Session: s66, Mode: "strict"}); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("an agent's registration at term 0: %v, want invalid", err)
+	}
+	// The real first master, answering as such, is taken; after it leaves,
+	// the vacancy is no more open to the outsider than before.
+	e1 := api.Epoch{Term: 1, ID: 1}
+	m1 := infoServer(t, 1, "master", e1)
+	s1 := join(1, m1)
+	if resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: m1, Session: s1, Epoch: e1, Mode: "strict"}); err != nil || !resp.Accepted {
+		t.Fatalf("the real first master: %+v, %v", resp, err)
+	}
+	if err := tn.client.Leave(ctx, api.LeaveRequest{Group: "g", ID: 1, Session: s1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 66, Addr: outsider, Session: s66,
+		Epoch: api.Epoch{Term: 2, ID: 66}, Mode: "strict"}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("a made-up epoch after the master left: %v, want refused", err)
+	}
+	look, err := tn.client.Lookup(ctx, api.LookupRequest{Group: "g"})
+	if err != nil || look.Master != nil {
+		t.Fatalf("lookup after the outsider: %+v, %v; want no master", look.Master, err)
+	}
+}

@@ -432,7 +432,7 @@ func TestLegacyStoreImported(t *testing.T) {
 	dir := t.TempDir()
 	reg := newTestRegistry(0)
 	fx := &Effects{}
-	jr, err := reg.Join(t0, api.JoinRequest{Group: "old", ID: 2, Addr: addr(2)}, false, fx)
+	jr, err := reg.Join(t0, api.JoinRequest{Group: "old", ID: 2, Addr: addr(2)}, 0, fx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,7 +121,7 @@ func TestForwardedCallNotForwardedAgain(t *testing.T) {
 func FuzzCheckSnapshot(f *testing.F) {
 	reg := newTestRegistry(0)
 	fx := &Effects{}
-	if _, err := reg.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1)}, false, fx); err != nil {
+	if _, err := reg.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1)}, 0, fx); err != nil {
 		f.Fatal(err)
 	}
 	rec, _ := reg.Record("g")

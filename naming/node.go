@@ -566,9 +566,15 @@ func (n *Node) runSweeper() {
 // to register and to leave.
 func (n *Node) Join(req api.JoinRequest) (resp api.JoinResponse, err error) {
 	n.mu.Lock()
-	replaces := n.leading && n.reg.JoinReplaces(n.clock.Now(), req)
+	var replaces uint64
+	if n.leading && len(req.Proof) <= api.MaxJoinProof {
+		replaces = n.reg.JoinReplaces(n.clock.Now(), req)
+	}
 	n.mu.Unlock()
-	proven := replaces && n.proveJoin(req)
+	var proven uint64 // the session the proof was checked against
+	if replaces != 0 && n.proveJoin(req) {
+		proven = replaces
+	}
 	err = n.do(func(now time.Time, fx *Effects) error {
 		var e error
 		resp, e = n.reg.Join(now, req, proven, fx)
@@ -600,6 +606,7 @@ func (n *Node) Leave(req api.LeaveRequest) error {
 // Register registers or renews a master. When the registration competes with
 // another, it returns once the conflict window's decision is committed.
 func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.RegisterResponse, err error) {
+	probed := false // the candidate answered as master at its epoch
 	if req.Manual {
 		// A registration by hand names a member that must answer as the
 		// master of its group, like any candidate of a decision: nobody
@@ -626,14 +633,16 @@ func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.
 		}
 	}
 	if !req.Manual {
-		// A newer strict epoch replaces the live master at once: the
-		// candidate must first answer, at the address it registers, as
+		// A strict registration that makes its agent master at once (a
+		// newer epoch, the group vacant or held by another) is taken only
+		// once the candidate answers, at the address it registers, as
 		// that master at that epoch. Two calls of an outsider that joined
 		// as a member (a join, then a register at a made-up epoch) would
 		// otherwise fence the group behind an agent that does not exist.
 		n.mu.Lock()
 		supersedes := n.leading && n.reg.Supersedes(n.clock.Now(), req)
 		n.mu.Unlock()
+		probed = supersedes
 		if supersedes && !n.probeAt(api.Registration{Group: req.Group, ID: req.ID, Addr: req.Addr}, &req.Epoch) {
 			reason := fmt.Sprintf("agent %d at %s did not answer as master of %q at epoch %s", req.ID, req.Addr, req.Group, req.Epoch)
 			n.do(func(now time.Time, fx *Effects) error {
@@ -647,6 +656,11 @@ func (n *Node) Register(ctx context.Context, req api.RegisterRequest) (resp api.
 	}
 	var wait chan Decision
 	err = n.do(func(now time.Time, fx *Effects) error {
+		if !req.Manual && !probed && n.reg.Supersedes(now, req) {
+			// The group changed since the check above (its master left
+			// or lapsed meanwhile): the candidate was not probed.
+			return api.Errorf(api.CodeUnavailable, "group %q changed while agent %d registered; register again", req.Group, req.ID)
+		}
 		var pending bool
 		var e error
 		resp, pending, e = n.reg.Register(now, req, fx)

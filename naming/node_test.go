@@ -318,8 +318,8 @@ func TestTriggerRetriesWithBackoffWhileSessionLives(t *testing.T) {
 			deadSession = resp.Session
 		}
 	}
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: flaky.addr(), TTL: time.Minute, Session: sessions[2]})
-	resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: good.addr(), TTL: time.Minute, Session: sessions[1]})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: flaky.addr(), TTL: time.Minute, Session: sessions[2], Epoch: api.Epoch{Term: 1, ID: 2}})
+	resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: good.addr(), TTL: time.Minute, Session: sessions[1], Epoch: api.Epoch{Term: 1, ID: 1}})
 	if err != nil || !resp.Accepted || !resp.Conflict {
 		t.Fatalf("register: %+v %v", resp, err)
 	}
@@ -686,8 +686,8 @@ func TestTriggersAreConcurrent(t *testing.T) {
 		jr, _ := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 2), Addr: fa.addr()})
 		sessions[uint64(i+2)] = jr.Session
 	}
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 3, Addr: fakes[1].addr(), Session: sessions[3]})
-	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: fakes[0].addr(), Session: sessions[2]})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 3, Addr: fakes[1].addr(), Session: sessions[3], Epoch: api.Epoch{Term: 1, ID: 3}})
+	tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: fakes[0].addr(), Session: sessions[2], Epoch: api.Epoch{Term: 1, ID: 2}})
 	waitFor(t, 3*time.Second, "fast members notified while one member stalls", func() bool {
 		return slices.IndexFunc(fakes, func(fa *fakeAgent) bool { return !fa.notified("g", 2) }) < 0
 	})

@@ -219,14 +219,17 @@ func validateMember(group string, id uint64, addr string) error {
 	return nil
 }
 
-// JoinReplaces reports whether req would replace a live session of the
-// same ID at the same address: the runtime then asks the agent at that
-// address for req's join proof before it calls Join with proven set. A
-// join retried with the proof of the live session's own join replaces
-// nothing (Join gives that session back).
-func (r *Registry) JoinReplaces(now time.Time, req api.JoinRequest) bool {
+// JoinReplaces returns the live session of the same ID at the same
+// address that req would replace (0: none): the runtime then asks the
+// agent at that address for req's join proof, and passes the session it
+// proved the join against to Join. A join retried with the proof of the
+// live session's own join replaces nothing (Join gives that session back).
+func (r *Registry) JoinReplaces(now time.Time, req api.JoinRequest) uint64 {
 	m := r.liveMember(now, req)
-	return m != nil && !m.sameJoin(req)
+	if m == nil || m.sameJoin(req) {
+		return 0
+	}
+	return m.Session
 }
 
 // liveMember is the live member of req's ID at req's address, or nil.
@@ -251,8 +254,10 @@ func (m *member) sameJoin(req api.JoinRequest) bool {
 // Join makes an agent a member of its group and opens a session. An ID held
 // by a live session at another address is refused (a second agent with a
 // taken ID); the same address rejoining replaces its session, once the
-// agent serving that address showed the join's proof (proven).
-func (r *Registry) Join(now time.Time, req api.JoinRequest, proven bool, fx *Effects) (api.JoinResponse, error) {
+// agent serving that address showed the join's proof while that session
+// was the live one (provenOver; 0: not proven). A proof checked over an
+// older session (a slow join that a newer one overtook) proves nothing.
+func (r *Registry) Join(now time.Time, req api.JoinRequest, provenOver uint64, fx *Effects) (api.JoinResponse, error) {
 	if err := validateMember(req.Group, req.ID, req.Addr); err != nil {
 		return api.JoinResponse{}, err
 	}
@@ -277,7 +282,7 @@ func (r *Registry) Join(now time.Time, req api.JoinRequest, proven bool, fx *Eff
 		m.Expires = now.Add(m.TTL)
 		return api.JoinResponse{Session: m.Session, TTL: m.TTL, Master: r.liveMaster(g, now), Paused: g.Paused}, nil
 	}
-	if r.JoinReplaces(now, req) && !proven {
+	if live := r.JoinReplaces(now, req); live != 0 && live != provenOver {
 		return api.JoinResponse{}, api.Errorf(api.CodeRefused,
 			"agent %d of group %q at %s has a live session; it is replaced only for the agent serving that address (join again once its API answers, or after the session's TTL)",
 			req.ID, req.Group, req.Addr)
@@ -362,9 +367,10 @@ func (r *Registry) liveMaster(g *group, now time.Time) *api.Registration {
 	return &reg
 }
 
-// Supersedes reports whether req would at once replace a live master of
-// another ID (a newer epoch in a strict group): the runtime then probes the
-// candidate first, as it probes the candidates of a decision.
+// Supersedes reports whether req would at once make its agent the master
+// of a strict group (a newer epoch than the group's, the group vacant or
+// held by another ID): the runtime then probes the candidate first, as it
+// probes the candidates of a decision.
 // A registration Register refuses anyway (invalid, out of range, older
 // than the group's epoch) needs no probe.
 func (r *Registry) Supersedes(now time.Time, req api.RegisterRequest) bool {
@@ -374,7 +380,10 @@ func (r *Registry) Supersedes(now time.Time, req api.RegisterRequest) bool {
 	}
 	e := api.Epoch{Term: req.Epoch.Term, ID: req.ID}
 	live := r.liveMaster(g, now)
-	return live != nil && live.ID != req.ID && !e.Less(g.MaxEpoch)
+	// Whenever req would make its agent the strict master, not only when
+	// it replaces a live one: a vacant group (new, its master left or
+	// lapsed) would otherwise be taken at a made-up epoch.
+	return (live == nil || live.ID != req.ID) && !e.Less(g.MaxEpoch)
 }
 
 // Register registers or renews a master (figure 12 starts here). It returns
@@ -536,6 +545,11 @@ func (r *Registry) checkRegister(now time.Time, req api.RegisterRequest) (*group
 	}
 	if req.Addr != m.Addr {
 		return nil, nil, 0, api.Errorf(api.CodeRefused, "group %q: %s is not the address of member %d (%s)", g.Name, req.Addr, req.ID, m.Addr)
+	}
+	if !req.Manual && req.Epoch.Term == 0 {
+		// Term 0 takes the group's next term: an operator's choice, never
+		// an agent's, which registers the epoch it was elected at.
+		return nil, nil, 0, api.Errorf(api.CodeInvalid, "an agent's registration carries the epoch it was elected at, not term 0")
 	}
 	return g, m, ttl, nil
 }

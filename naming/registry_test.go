@@ -30,7 +30,8 @@ func addr(id uint64) string { return fmt.Sprintf("127.0.0.%d:7500", id) }
 func join(t *testing.T, r *Registry, now time.Time, group string, id uint64, prio int) uint64 {
 	t.Helper()
 	// The agent itself joins: it would show its join proof.
-	resp, err := r.Join(now, api.JoinRequest{Group: group, ID: id, Addr: addr(id), Priority: prio}, true, &Effects{})
+	req := api.JoinRequest{Group: group, ID: id, Addr: addr(id), Priority: prio}
+	resp, err := r.Join(now, req, r.JoinReplaces(now, req), &Effects{})
 	if err != nil {
 		t.Fatalf("join %d: %v", id, err)
 	}
@@ -98,11 +99,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		code api.Code
 	}{
 		{"bad group", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "Bad_Group", ID: 1, Addr: addr(1)}, false, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "Bad_Group", ID: 1, Addr: addr(1)}, 0, fx)
 			return err
 		}, api.CodeInvalid},
 		{"long group", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: string(make([]byte, 64)), ID: 1, Addr: addr(1)}, false, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: string(make([]byte, 64)), ID: 1, Addr: addr(1)}, 0, fx)
 			return err
 		}, api.CodeInvalid},
 		{"id 0", func(fx *Effects) error {
@@ -122,7 +123,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"negative ttl", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: -time.Second}, false, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), TTL: -time.Second}, 0, fx)
 			return err
 		}, api.CodeInvalid},
 		{"epoch of another id", func(fx *Effects) error {
@@ -130,7 +131,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}, api.CodeInvalid},
 		{"bad mode", func(fx *Effects) error {
-			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Mode: "eventual"}, false, fx)
+			_, err := r.Join(now, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Mode: "eventual"}, 0, fx)
 			return err
 		}, api.CodeInvalid},
 		{"bad policy", func(fx *Effects) error {
@@ -192,36 +193,51 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 	r := newTestRegistry(0)
 	s1 := join(t, r, t0, "g", 1, 0)
 	// A second agent claiming ID 1 from another address is refused.
-	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, false, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, 0, &Effects{})
 	if !errors.Is(err, api.ErrIDTaken) {
 		t.Fatalf("second agent with id 1: %v, want id-taken", err)
 	}
 	// A join naming 1's address, not shown to come from the agent there
 	// (an outsider), is refused and leaves 1's session as it was.
 	fx0 := &Effects{}
-	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1)}, false, fx0); !errors.Is(err, api.ErrRefused) || len(fx0.Events) != 0 {
+	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1)}, 0, fx0); !errors.Is(err, api.ErrRefused) || len(fx0.Events) != 0 {
 		t.Fatalf("unproven rejoin at 1's address: %v, events %v; want refused and none", err, kinds(fx0))
 	}
 	if _, err := r.Renew(t0, api.RenewRequest{Group: "g", ID: 1, Session: s1}); err != nil {
 		t.Fatalf("1's session after a refused takeover: %v", err)
 	}
-	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: make([]byte, api.MaxJoinProof+1)}, true, &Effects{}); !errors.Is(err, api.ErrInvalid) {
+	if _, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: make([]byte, api.MaxJoinProof+1)}, 1, &Effects{}); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("an oversized join proof: %v, want invalid", err)
 	}
 	// A join retried with the proof of the join that opened the session
 	// (its answer was lost) gets that session back, renewed, whoever
 	// could probe the address.
 	r2 := newTestRegistry(0)
-	first, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, false, &Effects{})
+	first, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, 0, &Effects{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := r2.Join(t0.Add(time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, false, &Effects{})
+	again, err := r2.Join(t0.Add(time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p1")}, 0, &Effects{})
 	if err != nil || again.Session != first.Session {
 		t.Fatalf("the same join retried: session %d (%v), want %d", again.Session, err, first.Session)
 	}
-	if _, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p2")}, false, &Effects{}); !errors.Is(err, api.ErrRefused) {
+	if _, err := r2.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("p2")}, 0, &Effects{}); !errors.Is(err, api.ErrRefused) {
 		t.Fatalf("another join, unproven: %v, want refused", err)
+	}
+	// A join proven over a session that a newer join replaced since (a
+	// slow probe overtaken) proves nothing.
+	r3 := newTestRegistry(0)
+	a1, _ := r3.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("a")}, 0, &Effects{})
+	a2req := api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("b")}
+	a2, err := r3.Join(t0, a2req, a1.Session, &Effects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r3.Join(t0, api.JoinRequest{Group: "g", ID: 1, Addr: addr(1), Proof: []byte("c")}, a1.Session, &Effects{}); !errors.Is(err, api.ErrRefused) {
+		t.Fatalf("a join proven over the replaced session: %v, want refused", err)
+	}
+	if _, err := r3.Renew(t0, api.RenewRequest{Group: "g", ID: 1, Session: a2.Session}); err != nil {
+		t.Fatalf("the newer session after a stale proven join: %v", err)
 	}
 	// The same address rejoining (a restart), shown to be the agent
 	// there, gets a new session.
@@ -246,7 +262,7 @@ func TestJoinSessionsAndTakenID(t *testing.T) {
 		t.Fatalf("events %v, want member-expired", kinds(fx))
 	}
 	// After expiry another address may take the ID.
-	if _, err := r.Join(t0.Add(4*time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, false, &Effects{}); err != nil {
+	if _, err := r.Join(t0.Add(4*time.Second), api.JoinRequest{Group: "g", ID: 1, Addr: addr(9)}, 0, &Effects{}); err != nil {
 		t.Fatalf("join after expiry: %v", err)
 	}
 }
@@ -303,7 +319,7 @@ func TestRegisterAndRenew(t *testing.T) {
 func TestSessionLapseRemovesItsRegistration(t *testing.T) {
 	r := newTestRegistry(0)
 	s := join(t, r, t0, "g", 2, 0)
-	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Session: s, TTL: time.Minute}, &Effects{}); err != nil {
+	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "g", ID: 2, Addr: addr(2), Session: s, TTL: time.Minute, Epoch: api.Epoch{Term: 1, ID: 2}}, &Effects{}); err != nil {
 		t.Fatal(err)
 	}
 	fx := &Effects{}
@@ -326,7 +342,7 @@ func TestConflictDecision(t *testing.T) {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			r := newTestRegistry(50 * time.Millisecond)
 			for id := uint64(1); id <= 5; id++ {
-				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, false, &Effects{})
+				r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Priority: int(id % 5), Policy: string(tc.policy)}, 0, &Effects{})
 			}
 			// 3 registers first, then 1, 4 and 5 compete; a non-member 7
 			// cannot register at all.
@@ -450,7 +466,7 @@ func TestConflictSkipsCandidatesThatDoNotAnswer(t *testing.T) {
 func TestStrictFencing(t *testing.T) {
 	r := newTestRegistry(time.Second)
 	for id := uint64(1); id <= 3; id++ {
-		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, false, &Effects{})
+		r.Join(t0, api.JoinRequest{Group: "s", ID: id, Addr: addr(id), Mode: "strict"}, 0, &Effects{})
 	}
 	if _, _, err := r.Register(t0, api.RegisterRequest{Group: "s", ID: 2, Addr: addr(2), Epoch: api.Epoch{Term: 4, ID: 2}, Manual: true}, &Effects{}); err != nil {
 		t.Fatal(err)
@@ -480,7 +496,7 @@ func TestStrictFencing(t *testing.T) {
 func TestModeAndPolicyMismatch(t *testing.T) {
 	r := newTestRegistry(0)
 	join(t, r, t0, "g", 1, 0)
-	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 2, Addr: addr(2), Mode: "strict"}, false, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "g", ID: 2, Addr: addr(2), Mode: "strict"}, 0, &Effects{})
 	if !errors.Is(err, api.ErrMismatch) {
 		t.Fatalf("mode mismatch: %v", err)
 	}
@@ -541,7 +557,7 @@ func TestRegisterEpochOutOfRange(t *testing.T) {
 		r := newTestRegistry(0)
 		var sessions [4]uint64
 		for id := uint64(1); id <= 3; id++ {
-			resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: mode}, false, &Effects{})
+			resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: mode}, 0, &Effects{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -594,7 +610,7 @@ func TestRegisterEpochRepairsAFencedGroup(t *testing.T) {
 	r := newTestRegistry(0)
 	var sessions [3]uint64
 	for id := uint64(1); id <= 2; id++ {
-		resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: "strict"}, false, &Effects{})
+		resp, err := r.Join(t0, api.JoinRequest{Group: "g", ID: id, Addr: addr(id), Mode: "strict"}, 0, &Effects{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -636,7 +652,7 @@ func TestStatusPagesAndMaxGroups(t *testing.T) {
 	for i := 0; i < 2500; i++ {
 		join(t, r, t0, fmt.Sprintf("g%05d", i), 1, 0)
 	}
-	_, err := r.Join(t0, api.JoinRequest{Group: "one-more", ID: 1, Addr: addr(1)}, false, &Effects{})
+	_, err := r.Join(t0, api.JoinRequest{Group: "one-more", ID: 1, Addr: addr(1)}, 0, &Effects{})
 	if !errors.Is(err, api.ErrTooLarge) {
 		t.Fatalf("join past max-groups: %v", err)
 	}

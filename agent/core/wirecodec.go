@@ -23,8 +23,10 @@ import (
 //	        uvarint Epoch.Term, Epoch.ID, Index, Client, Seq
 //	        string Op, [32] Hash
 //
-// Decoding checks every length against the bytes left, so no input can make
-// it allocate more than it was given, and refuses trailing bytes.
+// Decoding checks every length and count against the bytes left, so what
+// it allocates is bounded by a small multiple of its input (an entry
+// decoded takes at most about 3 times its smallest encoding), and refuses
+// trailing bytes.
 const wireVersion = 1
 
 const (

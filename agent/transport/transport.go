@@ -369,7 +369,7 @@ const (
 
 // smallFrame is the largest frame read into a buffer of its announced size
 // before its bytes arrived.
-const smallFrame = 64 << 10
+const smallFrame = 4 << 10
 
 // readFrame reads one frame. The body is read as it arrives, into a buffer
 // that grows with the bytes received, allocated at the announced length

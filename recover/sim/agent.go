@@ -217,8 +217,8 @@ func (w *world) member(a *simAgent, fx []member.Effect) {
 			nfx := &naming.Effects{}
 			// The agent that joins is the one serving its address, and it
 			// is reachable from the naming node: its join proof checks.
-			resp, err := w.reg.Join(w.at(), api.JoinRequest{Group: group, ID: a.id, Addr: a.addr, Priority: a.prio,
-				Mode: string(w.cfg.Mode)}, true, nfx)
+			req := api.JoinRequest{Group: group, ID: a.id, Addr: a.addr, Priority: a.prio, Mode: string(w.cfg.Mode)}
+			resp, err := w.reg.Join(w.at(), req, w.reg.JoinReplaces(w.at(), req), nfx)
 			more = a.mem.Joined(now, member.Session{ID: resp.Session, TTL: uint64(resp.TTL / tick), Master: resp.Master}, err)
 			w.effects(nfx)
 		case member.Renew:
