@@ -109,7 +109,7 @@ func TestNamingSurvivesKill9(t *testing.T) {
 	if err != nil {
 		t.Fatalf("join after restart: %v", err)
 	}
-	if _, err := cl.Register(bg, api.RegisterRequest{Group: "after", ID: 1, Addr: "127.0.0.1:9000", Session: jr.Session}); err != nil {
+	if _, err := cl.Register(bg, api.RegisterRequest{Group: "after", ID: 1, Addr: "127.0.0.1:9000", Session: jr.Session, Epoch: api.Epoch{Term: 1, ID: 1}}); err != nil {
 		t.Fatalf("register after restart: %v", err)
 	}
 }
