@@ -123,7 +123,7 @@ func runBench(c *cli.Context) error {
 		}
 	}
 	rep := benchReport{How: benchHow{Profile: profile, CPUs: runtime.NumCPU(), Writers: writers, ValueBytes: benchValueBytes,
-		Duration: duration.String(), Storage: "every agent with -data-dir (bbolt, fsync on commit)",
+		Duration: duration.String(), Storage: "every agent with -data-dir (the log in a write-ahead log, one fdatasync per batch; the rest in bbolt)",
 		Failover: fmt.Sprintf("strict, 3 agents: SIGKILL of the master until a put through the Go client (naming node and every agent) succeeds; %d kills, the killed agent restarted each time", rounds),
 		Heal:     fmt.Sprintf("available, 5 agents: cut {1,2,3} | {4,5} (the naming node with the majority) until the minority elects, heal, until one registered master is followed by all with equal digests; %d splits", rounds)}}
 	run := 0
