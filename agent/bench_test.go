@@ -29,7 +29,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 
 // BenchmarkWrite measures write throughput and latency through the master
 // with 1, 2, 4 and 8 back-ups, 8 concurrent writers per core, in both
-// modes, with the log in memory and on disk (bbolt, fsync: durable).
+// modes, with the log in memory and on disk (a write-ahead log with fdatasync: durable).
 func BenchmarkWrite(b *testing.B) {
 	base := 90
 	for _, durable := range []bool{false, true} {

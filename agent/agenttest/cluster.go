@@ -75,7 +75,7 @@ type Options struct {
 	// AgentOptions, when set, adjusts each start's agent.Options (role
 	// callbacks, for example).
 	AgentOptions func(id uint64, o *agent.Options)
-	// Durable keeps each agent's log in a data directory (bbolt, fsync)
+	// Durable keeps each agent's log in a data directory (a write-ahead log and bbolt, synced)
 	// instead of memory: for benchmarks of the durable write path. An
 	// agent killed in such a cluster is not restarted.
 	Durable bool
