@@ -71,6 +71,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "mastership",
 		Usage:     "find and repair split brain in replicated server groups",
+		Version:   buildVersion(),
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
@@ -114,6 +115,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			watchCommand(),
 			pauseCommand(true),
 			pauseCommand(false),
+			versionCommand(),
 		}),
 	}
 }
