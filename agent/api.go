@@ -86,6 +86,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a>b" stays as written; the type is JSON, never HTML
 	enc.Encode(v)
 }
 

@@ -163,6 +163,7 @@ func newLogger(c *cli.Context) hclog.Logger {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "a>b" stays as written; the type is JSON, never HTML
 	return enc.Encode(v)
 }
 

@@ -51,3 +51,14 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("version now: exit %d, %q", code, errOut.String())
 	}
 }
+
+// JSON output keeps <, > and & as written (Go escapes them by default).
+func TestJSONOutputUnescaped(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeJSON(&b, map[string]string{"reason": "epoch 1.2 > 1.1 & <none>"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"epoch 1.2 > 1.1 & <none>"`) {
+		t.Fatalf("output %q escapes the text", b.String())
+	}
+}
