@@ -23,7 +23,7 @@ const maxStreamsPerHost = 64
 // connections pile up.
 func limitStreams(t memberlist.NodeAwareTransport, max int, refused func(net.Addr)) *streamLimit {
 	l := &streamLimit{NodeAwareTransport: t, max: int64(max), refused: refused,
-		ch: make(chan net.Conn), stop: make(chan struct{})}
+		ch: make(chan net.Conn), stop: make(chan struct{}), done: make(chan struct{})}
 	l.wg.Add(1)
 	go l.pump()
 	return l
@@ -37,7 +37,8 @@ type streamLimit struct {
 	perHost map[string]int // open streams by source host
 	refused func(net.Addr)
 	ch      chan net.Conn
-	stop    chan struct{}
+	stop    chan struct{} // closed at Shutdown: nothing more is handed on
+	done    chan struct{} // closed once the wrapped transport is shut down
 	once    sync.Once
 	wg      sync.WaitGroup
 }
@@ -49,10 +50,15 @@ func (l *streamLimit) pump() {
 	in := l.NodeAwareTransport.StreamCh()
 	for {
 		var c net.Conn
+		ok := true
 		select {
 		case <-l.stop:
+			l.drain(in)
 			return
-		case c = <-in:
+		case c, ok = <-in:
+		}
+		if !ok {
+			return // the wrapped transport closed its channel: nothing more comes
 		}
 		host := hostOf(c.RemoteAddr())
 		if !l.take(host) {
@@ -67,16 +73,41 @@ func (l *streamLimit) pump() {
 		case l.ch <- lc:
 		case <-l.stop:
 			lc.Close()
+			l.drain(in)
 			return
 		}
 	}
 }
 
-// Shutdown stops the pump, then the transport.
+// drain closes every stream the wrapped transport still hands over until
+// its Shutdown returned: a NetTransport's listener blocks on its channel
+// with the connection it accepted, and its Shutdown waits for the
+// listener, so a pump that stopped reading would hold Shutdown forever.
+func (l *streamLimit) drain(in <-chan net.Conn) {
+	for {
+		select {
+		case <-l.done:
+			return
+		case c, ok := <-in:
+			if !ok {
+				<-l.done
+				return
+			}
+			c.Close()
+		}
+	}
+}
+
+// Shutdown stops handing streams on, shuts the wrapped transport down
+// while the pump drains it, then waits for the pump.
 func (l *streamLimit) Shutdown() error {
-	l.once.Do(func() { close(l.stop) })
-	err := l.NodeAwareTransport.Shutdown()
-	l.wg.Wait()
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		err = l.NodeAwareTransport.Shutdown()
+		close(l.done)
+		l.wg.Wait()
+	})
 	return err
 }
 
