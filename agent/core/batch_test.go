@@ -1,7 +1,10 @@
 package core
 
 import (
+	"fmt"
 	"math/rand"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mastership/mastership/agent/kv"
@@ -139,5 +142,114 @@ func TestAppendPipelineBeyondOneBatch(t *testing.T) {
 	s.deliver() // no tick
 	if n.commit != n.log.LastIndex() {
 		t.Fatalf("commit %d of %d with no tick: the rest waited for a heartbeat", n.commit, n.log.LastIndex())
+	}
+}
+
+// Appends of large writes stay under the transport's frame cap: 300 writes
+// of 60 KiB (18 MB, 256 of which once went in one append the transport
+// refused) travel in appends of at most MaxAppendBytes of operations, or
+// one entry, and every back-up gets all of them.
+func TestAppendsOfLargeWritesAreCapped(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(30)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v", ms)
+	}
+	big := strings.Repeat("v", 60<<10)
+	var refs []uint64
+	for i := range 300 {
+		ref, err := s.put(1, fmt.Sprintf("k%d", i), big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	appends := 0
+	for steps := 0; len(s.queue) > 0; steps++ {
+		if steps > 100000 {
+			t.Fatal("messages never stop")
+		}
+		m := s.queue[0]
+		s.queue = s.queue[1:]
+		if m.Type == MsgAppend && len(m.Entries) > 0 {
+			appends++
+			size := 0
+			for _, e := range m.Entries {
+				size += len(e.Op)
+			}
+			if len(m.Entries) > 1 && size > MaxAppendBytes {
+				t.Fatalf("append of %d entries carries %d bytes of operations, cap %d", len(m.Entries), size, MaxAppendBytes)
+			}
+			if b := AppendWire(nil, &m); len(b) > 2*MaxAppendBytes {
+				t.Fatalf("append encodes to %d bytes", len(b))
+			}
+		}
+		s.deliverOne(m)
+	}
+	if appends < 2*18 {
+		t.Fatalf("%d appends with entries for 2 back-ups and 18 MB: not capped", appends)
+	}
+	for _, ref := range refs {
+		if r, ok := s.results[ref]; !ok || r.Err != nil {
+			t.Fatalf("write %d: %+v", ref, r)
+		}
+	}
+	for _, id := range []uint64{2, 3} {
+		if got, want := s.nodes[id].Log().LastIndex(), s.nodes[1].Log().LastIndex(); got != want {
+			t.Errorf("back-up %d at %d, master at %d", id, got, want)
+		}
+	}
+}
+
+// A back-up that missed appends while the master's log ran more than
+// SyncThreshold ahead downloads the state instead of reading the log
+// (with flow control the gap it sees is one append, not the whole lead).
+func TestFarBehindBackupDownloads(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(30)
+	s.down[3] = true
+	s.updateViews()
+	for i := range SyncThreshold + 10 {
+		if _, err := s.put(1, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+		s.deliver()
+	}
+	s.down[3] = false
+	s.updateViews()
+	synced := false
+	s.trace = func(line string) {
+		if line == "3: downloads the state of 1" {
+			synced = true
+		}
+	}
+	s.tick(20)
+	if !synced {
+		t.Fatal("3 caught up from the log, not by download")
+	}
+	if got, want := s.stores[3].Digest(), s.stores[1].Digest(); got != want {
+		t.Fatalf("3's digest %v, master's %v", got, want)
+	}
+}
+
+func TestQuorumValue(t *testing.T) {
+	for _, c := range []struct {
+		vals []uint64
+		q    int
+		want uint64
+		ok   bool
+	}{
+		{[]uint64{5}, 1, 5, true},
+		{[]uint64{3, 9, 7}, 2, 7, true},
+		{[]uint64{3, 9, 7}, 3, 3, true},
+		{[]uint64{3, 9, 7}, 4, 0, false},
+		{[]uint64{4, 4, 1, 8, 2}, 3, 4, true},
+		{nil, 1, 0, false},
+		{[]uint64{1}, 0, 0, false},
+	} {
+		got, ok := quorumValue(slices.Clone(c.vals), c.q)
+		if got != c.want || ok != c.ok {
+			t.Errorf("quorumValue(%v, %d) = %d, %t; want %d, %t", c.vals, c.q, got, ok, c.want, c.ok)
+		}
 	}
 }

@@ -33,20 +33,29 @@ func (n *Node) serving() bool {
 // timeout: no one can have been elected meanwhile, since back-ups refuse
 // votes while they hear their master.
 func (n *Node) leaseHolds() bool {
-	acks := []uint64{n.now}
+	acks := append(n.scratch[:0], n.now)
 	for id, pr := range n.progress {
 		if n.peers[id] != nil {
 			acks = append(acks, pr.acked)
 		}
 	}
-	slices.Sort(acks)
-	slices.Reverse(acks)
-	q := n.quorum()
-	if len(acks) < q {
+	n.scratch = acks
+	acked, ok := quorumValue(acks, n.quorum())
+	if !ok {
 		return false
 	}
 	// Voters refuse for half the election timeout after hearing us; a
 	// lease of two fifths leaves a tenth for drift between tick clocks.
 	lease := uint64(n.cfg.ElectionTicks * 2 / 5)
-	return acks[q-1]+lease > n.now
+	return acked+lease > n.now
+}
+
+// quorumValue is the q-th largest of vals: the value that q of them reach
+// or pass. It reorders vals, and reports false when there are fewer than q.
+func quorumValue(vals []uint64, q int) (uint64, bool) {
+	if q < 1 || len(vals) < q {
+		return 0, false
+	}
+	slices.Sort(vals)
+	return vals[len(vals)-q], true
 }

@@ -163,7 +163,22 @@ type progress struct {
 	next, match uint64
 	acked       uint64 // the latest Sent tick this peer echoed
 	last        uint64 // the tick we last heard from it
+	// inflight holds the last index of each append with entries sent to
+	// this peer and not answered yet, ascending; at most maxInflight.
+	inflight []uint64
 }
+
+// answered frees the in-flight appends that match covers.
+func (pr *progress) answered(match uint64) {
+	i := 0
+	for i < len(pr.inflight) && pr.inflight[i] <= match {
+		i++
+	}
+	pr.inflight = append(pr.inflight[:0], pr.inflight[i:]...)
+}
+
+// full reports whether new entries must wait for an answer.
+func (pr *progress) full() bool { return len(pr.inflight) >= maxInflight }
 
 type proposal struct {
 	ref   uint64
@@ -257,6 +272,9 @@ type Node struct {
 
 	rd        Ready
 	hsChanged bool
+	// scratch is reused by the quorum computations (commit, lease), which
+	// run at every answer.
+	scratch []uint64
 	// appendPending: proposals were appended since the last Ready; it
 	// sends them to every back-up in one append each.
 	appendPending bool
@@ -344,7 +362,7 @@ func (n *Node) Ready() Ready {
 	if n.appendPending {
 		n.appendPending = false
 		if n.role == api.RoleMaster {
-			n.broadcastAppend()
+			n.broadcastEntries()
 		}
 	}
 	if n.hsChanged {

@@ -133,8 +133,48 @@ func (n *Node) broadcastAppend() {
 	}
 }
 
+// broadcastEntries sends the new entries to every back-up that may take
+// more now; the others get them in one append when they answer (flow
+// control), or at the next heartbeat.
+func (n *Node) broadcastEntries() {
+	for _, p := range n.sortedPeers() {
+		if pr := n.progress[p.ID]; pr != nil && pr.full() {
+			continue
+		}
+		n.sendAppend(p.ID)
+	}
+}
+
 // maxBatch bounds the entries of one append.
 const maxBatch = 256
+
+// MaxAppendBytes bounds the operations carried by one append (at least
+// one entry goes, whatever its size): 256 entries of the largest kv value
+// would otherwise make a frame the transport refuses, and the back-up
+// would never hear past it.
+const MaxAppendBytes = 1 << 20
+
+// capBytes keeps the leading entries of ents whose operations fit in
+// MaxAppendBytes, and always the first.
+func capBytes(ents []rlog.Entry) []rlog.Entry {
+	size := 0
+	for i, e := range ents {
+		size += len(e.Op)
+		if i > 0 && size > MaxAppendBytes {
+			return ents[:i]
+		}
+	}
+	return ents
+}
+
+// maxInflight bounds the appends with entries sent to one back-up and not
+// answered yet (raft's MaxInflightMsgs). Past it, new proposals wait for
+// an answer and then travel together in one append: under load many
+// writes share one message, one persist and one answer on every back-up,
+// instead of one round per write; an idle group still sends each write at
+// once. An append lost on a broken stream frees its place when the
+// back-up refuses the next heartbeat (it names where to resume).
+const maxInflight = 2
 
 // SyncThreshold is how far behind a back-up may be and still catch up from
 // the log; further behind (or new), it downloads the master's state.
@@ -158,12 +198,15 @@ func (n *Node) sendAppend(to uint64) {
 	last := n.log.LastIndex()
 	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
 		LastIndex: last, Pinned: n.pinned}
-	if pr.next <= last {
+	if pr.next <= last && !pr.full() {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
 		if err == nil {
+			ents = capBytes(ents)
+			hi = pr.next + uint64(len(ents))
 			m.Entries = ents
 			pr.next = hi // pipelined: optimistic
+			pr.inflight = append(pr.inflight, hi-1)
 		}
 	}
 	n.send(m)
@@ -178,8 +221,9 @@ func (n *Node) acceptAppend(m Message) {
 	n.streamLost = false // it speaks: whatever closed, it is not gone
 	n.masterPinned = m.Pinned
 	last := n.log.LastIndex()
-	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || last < m.Base) {
-		// New or far behind: download a snapshot rather than the log.
+	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || m.LastIndex > last+SyncThreshold || last < m.Base) {
+		// New, or missed appends and far behind the master's log:
+		// download a snapshot rather than the log.
 		n.needSync(m.From)
 		return
 	}
@@ -296,13 +340,16 @@ func (n *Node) handleAppendResp(m Message) {
 		if pr.match > m.LastIndex {
 			pr.match = m.LastIndex
 		}
-		back := next < pr.next && !m.Busy
+		moved := next != pr.next && !m.Busy
 		pr.next = next
+		// Whatever was in flight past its last entry is lost or refused.
+		pr.inflight = pr.inflight[:0]
 		// Resend at once only when the back-up told us where to resume
-		// from; one that keeps refusing (recovering, syncing, following
-		// another master) hears from us at the next heartbeat, not in a
-		// storm.
-		if back {
+		// from (behind what we sent, or ahead of it after installing a
+		// state); one that keeps refusing (recovering, syncing,
+		// following another master) hears from us at the next
+		// heartbeat, not in a storm.
+		if moved {
 			n.sendAppend(m.From)
 		}
 		return
@@ -311,6 +358,7 @@ func (n *Node) handleAppendResp(m Message) {
 	if m.Match > pr.match {
 		pr.match = m.Match
 	}
+	pr.answered(m.Match)
 	pr.next = max(pr.next, pr.match+1)
 	n.maybeCommit()
 	if m.From == n.transferTo {

@@ -5,7 +5,6 @@ package core
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/mastership/mastership/naming/api"
 )
@@ -124,18 +123,14 @@ func (availableRules) refused(n *Node) {
 // Strict: the highest index a quorum holds; only an entry of our own epoch
 // commits by counting (and the ones before it with it).
 func (strictRules) commitIndex(n *Node) uint64 {
-	matches := []uint64{n.log.LastIndex()}
+	matches := append(n.scratch[:0], n.log.LastIndex())
 	for id, pr := range n.progress {
 		if n.peers[id] != nil {
 			matches = append(matches, pr.match)
 		}
 	}
-	slices.Sort(matches)
-	slices.Reverse(matches)
-	var c uint64
-	if q := n.quorum(); len(matches) >= q {
-		c = matches[q-1]
-	}
+	n.scratch = matches
+	c, _ := quorumValue(matches, n.quorum())
 	if ep, err := n.log.EpochAt(c); err != nil || ep != n.epoch {
 		c = n.commit
 	}

@@ -109,7 +109,9 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 	case "run":
 		var n int
 		d.ScanArgs(t, "n", &n)
+		sc.s.traceMsgs = d.HasArg("trace")
 		sc.s.tick(n)
+		sc.s.traceMsgs = false
 	case "status":
 		for _, id := range sc.s.ids() {
 			st := sc.s.nodes[id].Status()
