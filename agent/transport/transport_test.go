@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/gossip/faulty"
+	"github.com/mastership/mastership/naming/api"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -289,4 +291,39 @@ func TestRestartedPeerHearsTheFirstMessage(t *testing.T) {
 	go recv.Accept(streams)
 	send.Send(addr, core.Message{Type: core.MsgVoteResp, Commit: 2})
 	waitFor(t, "the one message sent after the restart", func() bool { return fresh.len() == 1 })
+}
+
+// The largest append the core sends (its entries' operations fill
+// core.MaxAppendBytes, or one entry of the largest request) fits a frame,
+// and reads back whole.
+func TestLargestAppendFitsAFrame(t *testing.T) {
+	for _, shape := range []struct{ n, size int }{{256, core.MaxAppendBytes / 256}, {1, api.MaxMessageBytes}} {
+		m := core.Message{Type: core.MsgAppend, Group: "g", From: 1, To: 2}
+		for i := range shape.n {
+			m.Entries = append(m.Entries, rlog.Entry{Index: uint64(i + 1), Client: 1<<64 - 1, Seq: 1<<64 - 1,
+				Op: bytes.Repeat([]byte{byte(i)}, shape.size)})
+		}
+		client, server := net.Pipe()
+		errc := make(chan error, 1)
+		go func() {
+			w := bufio.NewWriter(client)
+			_, err := writeFrame(w, &m, nil)
+			if err == nil {
+				err = w.Flush()
+			}
+			errc <- err
+			client.Close()
+		}()
+		got, err := readFrame(server, bufio.NewReader(server))
+		server.Close()
+		if werr := <-errc; werr != nil {
+			t.Fatalf("%d entries of %d bytes: write: %v", shape.n, shape.size, werr)
+		}
+		if err != nil {
+			t.Fatalf("%d entries of %d bytes: read: %v", shape.n, shape.size, err)
+		}
+		if len(got.Entries) != shape.n || !bytes.Equal(got.Entries[shape.n-1].Op, m.Entries[shape.n-1].Op) {
+			t.Fatalf("%d entries of %d bytes read back as %d", shape.n, shape.size, len(got.Entries))
+		}
+	}
 }
