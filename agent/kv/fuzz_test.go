@@ -12,8 +12,9 @@ import (
 func FuzzDecodeOp(f *testing.F) {
 	for _, op := range []Op{put("a", "1"), get("b"), del("c"), cas("d", "x", "y"), casAbsent("e", ""),
 		{Kind: "incr", Key: "a"}, put("", "1")} {
-		b, _ := api.Encode(op)
+		b, _ := api.Encode(op) // the msgpack form of earlier versions
 		f.Add(b)
+		f.Add(appendOp(nil, op)) // the binary form, unvalidated
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0xc1})

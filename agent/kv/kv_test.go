@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -566,3 +567,88 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		})
 	}
 }
+
+// Ops in the msgpack form of earlier versions (logs written before the
+// binary form) decode and apply exactly as their binary form does.
+func TestLegacyMsgpackOpsApply(t *testing.T) {
+	ops := []Op{put("a", "1"), cas("a", "1", "2"), casAbsent("b", "x"), get("a"), del("b"), put("c", "")}
+	fresh, legacy := NewStore(), NewStore()
+	for i, op := range ops {
+		nb, err := EncodeOp(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nb[0] != opMagic {
+			t.Fatalf("EncodeOp wrote %#x first, want the binary form", nb[0])
+		}
+		ob, err := api.Encode(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ob[0] == opMagic {
+			t.Fatal("a msgpack op starts with the binary form's mark")
+		}
+		if got, err := DecodeOp(ob); err != nil || got.Kind != op.Kind || got.Key != op.Key || !bytes.Equal(got.Value, op.Value) {
+			t.Fatalf("legacy %+v decoded as %+v, %v", op, got, err)
+		}
+		e := rlog.Entry{Index: uint64(i + 1), Client: 7, Seq: uint64(i + 1)}
+		e.Op = nb
+		rb := fresh.Apply(e)
+		e.Op = ob
+		rl := legacy.Apply(e)
+		if rb.Err != "" || rl.Err != rb.Err || rl.OK != rb.OK || rl.Found != rb.Found || !bytes.Equal(rl.Value, rb.Value) {
+			t.Fatalf("op %d %+v: binary %+v, legacy %+v", i, op, rb, rl)
+		}
+	}
+	if fresh.Digest() != legacy.Digest() {
+		t.Fatal("the two forms left different states")
+	}
+}
+
+// Every cut, unknown code or inconsistent length of the binary form is an
+// ErrMalformed or ErrKind error, never a panic nor a partial op.
+func TestBinaryOpRefusals(t *testing.T) {
+	good, err := EncodeOp(cas("key", "old", "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < len(good); n++ {
+		if _, err := DecodeOp(good[:n]); err == nil {
+			t.Fatalf("the op cut to %d of %d bytes decoded", n, len(good))
+		}
+	}
+	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	huge := append([]byte{opMagic, 1, 0}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)
+	for name, c := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"kind 0":           {mut(func(b []byte) []byte { b[1] = 0; return b }), ErrKind},
+		"kind 9":           {mut(func(b []byte) []byte { b[1] = 9; return b }), ErrKind},
+		"kind 255":         {mut(func(b []byte) []byte { b[1] = 255; return b }), ErrKind},
+		"unknown flag":     {mut(func(b []byte) []byte { b[2] = 2; return b }), ErrMalformed},
+		"trailing":         {append(bytes.Clone(good), 0), ErrMalformed},
+		"key length 2^64":  {huge, ErrMalformed},
+		"key too long":     {append(binaryHeader(1, 0), appendLen(MaxKeyBytes+1)...), ErrMalformed},
+		"put with expect":  {appendOp(nil, Op{Kind: KindPut, Key: "a", Expect: []byte("x")}), ErrMalformed},
+		"empty key":        {appendOp(nil, Op{Kind: KindGet}), ErrEmptyKey},
+		"overlong uvarint": {append(binaryHeader(2, 0), 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00), ErrMalformed},
+	} {
+		if _, err := DecodeOp(c.b); !errors.Is(err, c.want) {
+			t.Errorf("%s: DecodeOp = %v, want %v", name, err, c.want)
+		}
+		s := NewStore()
+		if r := s.Apply(rlog.Entry{Index: 1, Client: 1, Seq: 1, Op: c.b}); r.Err == "" {
+			t.Errorf("%s: applied", name)
+		}
+		ref := NewStore()
+		ref.Apply(rlog.Entry{Index: 1})
+		if s.Digest() != ref.Digest() {
+			t.Errorf("%s: a refused op changed the state", name)
+		}
+	}
+}
+
+func binaryHeader(kind, flags byte) []byte { return []byte{opMagic, kind, flags} }
+
+func appendLen(n uint64) []byte { return binary.AppendUvarint(nil, n) }

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -57,7 +58,7 @@ var (
 	ErrSnapshot = errors.New("kv: bad snapshot")
 )
 
-// Op is one key-value operation, carried msgpack-encoded in rlog.Entry.Op.
+// Op is one key-value operation, carried in rlog.Entry.Op (EncodeOp).
 type Op struct {
 	// Kind is KindPut, KindGet, KindCAS or KindDel.
 	Kind string `json:"kind" codec:"kind"`
@@ -107,23 +108,115 @@ func ValidateOp(op Op) error {
 	return nil
 }
 
-// EncodeOp validates op and returns it msgpack-encoded for rlog.Entry.Op.
+// EncodeOp validates op and returns it encoded for rlog.Entry.Op, in the
+// binary form (see opMagic).
 func EncodeOp(op Op) ([]byte, error) {
 	if err := ValidateOp(op); err != nil {
 		return nil, err
 	}
-	b, err := api.Encode(op)
-	if err != nil {
-		return nil, fmt.Errorf("kv: encode op: %w", err)
-	}
-	return b, nil
+	return appendOp(make([]byte, 0, 3+3*binary.MaxVarintLen32+len(op.Key)+len(op.Value)+len(op.Expect)), op), nil
 }
 
-// DecodeOp decodes and validates an op from rlog.Entry.Op. Every op it
-// returns passes ValidateOp and owns its byte slices; every bad input is an
-// error, never a panic.
+// DecodeOp decodes and validates an op from rlog.Entry.Op, in the binary
+// form or the msgpack form of earlier versions. Every op it returns passes
+// ValidateOp and owns its byte slices; every bad input is an error, never
+// a panic.
 func DecodeOp(b []byte) (Op, error) {
+	if len(b) > 0 && b[0] == opMagic {
+		return decodeBinaryOp(b)
+	}
 	return decodeOp(api.NewDecoder(bytes.NewReader(nil)), b)
+}
+
+// The binary form of an op: opMagic, the kind's code, a flags byte
+// (flagAbsent), then the key, the value and the expected value, each as a
+// uvarint length and its bytes. opMagic is 0xc1, the one byte msgpack never
+// uses, so that the msgpack ops that logs written by earlier versions hold
+// (a map, 0x8N) still decode.
+const (
+	opMagic    = 0xc1
+	flagAbsent = 1
+)
+
+var kindCodes = [...]string{1: KindPut, 2: KindGet, 3: KindCAS, 4: KindDel}
+
+func kindCode(kind string) byte {
+	for c, k := range kindCodes {
+		if k != "" && k == kind {
+			return byte(c)
+		}
+	}
+	return 0
+}
+
+func appendOp(b []byte, op Op) []byte {
+	var flags byte
+	if op.ExpectAbsent {
+		flags |= flagAbsent
+	}
+	b = append(b, opMagic, kindCode(op.Kind), flags)
+	b = binary.AppendUvarint(b, uint64(len(op.Key)))
+	b = append(b, op.Key...)
+	b = binary.AppendUvarint(b, uint64(len(op.Value)))
+	b = append(b, op.Value...)
+	b = binary.AppendUvarint(b, uint64(len(op.Expect)))
+	return append(b, op.Expect...)
+}
+
+func decodeBinaryOp(b []byte) (Op, error) {
+	if len(b) > maxOpBytes {
+		return Op{}, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(b), maxOpBytes)
+	}
+	if len(b) < 3 {
+		return Op{}, fmt.Errorf("%w: %d bytes, cut before its header ends", ErrMalformed, len(b))
+	}
+	code, flags := b[1], b[2]
+	if int(code) >= len(kindCodes) || kindCodes[code] == "" {
+		return Op{}, fmt.Errorf("%w code %d: want put, get, cas or del", ErrKind, code)
+	}
+	if flags&^flagAbsent != 0 {
+		return Op{}, fmt.Errorf("%w: unknown flags %#x", ErrMalformed, flags)
+	}
+	rest := b[3:]
+	field := func(name string, limit int) ([]byte, error) {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 {
+			return nil, fmt.Errorf("%w: %s length cut or overlong", ErrMalformed, name)
+		}
+		if n > uint64(limit) || n > uint64(len(rest)-w) {
+			return nil, fmt.Errorf("%w: %s of %d bytes, %d left, limit %d", ErrMalformed, name, n, len(rest)-w, limit)
+		}
+		f := rest[w : w+int(n)]
+		rest = rest[w+int(n):]
+		return f, nil
+	}
+	key, err := field("key", MaxKeyBytes)
+	if err != nil {
+		return Op{}, err
+	}
+	value, err := field("value", MaxValueBytes)
+	if err != nil {
+		return Op{}, err
+	}
+	expect, err := field("expected value", MaxValueBytes)
+	if err != nil {
+		return Op{}, err
+	}
+	if len(rest) != 0 {
+		return Op{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(rest))
+	}
+	// The op owns its bytes: a stored value never aliases the log's.
+	op := Op{Kind: kindCodes[code], Key: string(key), ExpectAbsent: flags&flagAbsent != 0}
+	if len(value) > 0 {
+		op.Value = bytes.Clone(value)
+	}
+	if len(expect) > 0 {
+		op.Expect = bytes.Clone(expect)
+	}
+	if err := ValidateOp(op); err != nil {
+		return Op{}, err
+	}
+	return op, nil
 }
 
 // maxOpBytes bounds an encoded op: the largest valid one is a cas with a

@@ -118,11 +118,17 @@ func (s *Store) Apply(e rlog.Entry) Result {
 			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d, more than %d ahead", ErrSeqRange, e.Client, e.Seq, c.seq, MaxSeqLead)}
 		}
 	}
-	if s.dec == nil {
-		// A Store restored into a zero Store has no decoder yet.
-		s.dec = api.NewDecoder(bytes.NewReader(nil))
+	var op Op
+	var err error
+	if e.Op[0] == opMagic {
+		op, err = decodeBinaryOp(e.Op)
+	} else {
+		if s.dec == nil {
+			// A Store restored into a zero Store has no decoder yet.
+			s.dec = api.NewDecoder(bytes.NewReader(nil))
+		}
+		op, err = decodeOp(s.dec, e.Op) // written by an earlier version
 	}
-	op, err := decodeOp(s.dec, e.Op)
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
