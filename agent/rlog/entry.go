@@ -35,14 +35,21 @@ func (e Entry) String() string {
 // entryHeaderLen is prev hash, term, master ID, index, client, seq.
 const entryHeaderLen = 32 + 5*8
 
+// smallOp is the largest op ChainHash hashes without allocating.
+const smallOp = 256
+
 // ChainHash returns SHA-256(prev || epoch.Term || epoch.ID || index ||
 // client || seq || op), with every integer as 8 bytes big-endian. e.Hash is
 // ignored. Op needs no length prefix because it is the only variable-length
 // field and comes last.
 func ChainHash(prev [32]byte, e Entry) [32]byte {
 	// One buffer and Sum256 rather than a hash.Hash: the digest state then
-	// stays on the stack, and only the buffer is allocated.
-	buf := make([]byte, entryHeaderLen, entryHeaderLen+len(e.Op))
+	// stays on the stack, and so does the buffer of a small entry.
+	var small [entryHeaderLen + smallOp]byte
+	buf := small[:entryHeaderLen]
+	if len(e.Op) > smallOp {
+		buf = make([]byte, entryHeaderLen, entryHeaderLen+len(e.Op))
+	}
 	copy(buf, prev[:])
 	binary.BigEndian.PutUint64(buf[32:], e.Epoch.Term)
 	binary.BigEndian.PutUint64(buf[40:], e.Epoch.ID)

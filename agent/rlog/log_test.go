@@ -1,6 +1,9 @@
 package rlog
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -257,5 +260,23 @@ func TestCompact(t *testing.T) {
 	p6, _ := full.PosAt(6)
 	if err := NewAt(p6).Append(e7); err != nil {
 		t.Fatalf("NewAt: %v", err)
+	}
+}
+
+// ChainHash is SHA-256 of the documented layout, for ops hashed from the
+// stack and from the heap alike: stored logs and peers depend on it.
+func TestChainHashLayout(t *testing.T) {
+	prev := sha256.Sum256([]byte("prev"))
+	for _, n := range []int{0, 1, smallOp, smallOp + 1, 10000} {
+		e := Entry{Epoch: api.Epoch{Term: 7, ID: 3}, Index: 42, Client: 1<<64 - 1, Seq: 9, Op: bytes.Repeat([]byte{0xab}, n)}
+		var want bytes.Buffer
+		want.Write(prev[:])
+		for _, v := range []uint64{e.Epoch.Term, e.Epoch.ID, e.Index, e.Client, e.Seq} {
+			binary.Write(&want, binary.BigEndian, v)
+		}
+		want.Write(e.Op)
+		if got := ChainHash(prev, e); got != sha256.Sum256(want.Bytes()) {
+			t.Fatalf("op of %d bytes: ChainHash differs from the layout's SHA-256", n)
+		}
 	}
 }
