@@ -127,13 +127,19 @@ type memFS struct {
 
 func newMemFS() *memFS { return &memFS{files: map[string]*memFile{}} }
 
-// memFile is a file made with made bytes, of which data holds the first ones
-// written so far; the rest read as zeros, as a new file's do.
+// memFile is a file made with made bytes, of which the chunks hold the
+// ones written so far, memChunk bytes each; the rest read as zeros, as a
+// new file's do. Fixed chunks keep a write from copying what the file
+// already holds (a growing slice copies it at every doubling).
 type memFile struct {
-	mu   sync.Mutex
-	made int64
-	data []byte
+	mu     sync.Mutex
+	made   int64
+	end    int64 // one past the last byte written
+	chunks [][]byte
 }
+
+// memChunk is the size of a memFile chunk.
+const memChunk = 1 << 20
 
 func (m *memFS) list() ([]string, error) {
 	m.mu.Lock()
@@ -181,14 +187,21 @@ func (m *memFS) remove(names ...string) error {
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	size := max(f.made, int64(len(f.data)))
+	size := max(f.made, f.end)
 	if off < 0 || off > size {
 		return 0, io.EOF
 	}
 	n := int(min(int64(len(p)), size-off))
-	clear(p[:n])
-	if off < int64(len(f.data)) {
-		copy(p[:n], f.data[off:])
+	for done := 0; done < n; {
+		at := off + int64(done)
+		c, in := at/memChunk, at%memChunk
+		span := min(n-done, int(memChunk-in))
+		if c < int64(len(f.chunks)) && f.chunks[c] != nil {
+			copy(p[done:done+span], f.chunks[c][in:])
+		} else {
+			clear(p[done : done+span])
+		}
+		done += span
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -202,13 +215,19 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("negative offset")
 	}
-	if end := off + int64(len(p)); end > int64(len(f.data)) {
-		// Grow with amortized doubling and no temporary; the bytes
-		// past len were never written (data never shrinks), so a gap
-		// before off reads as zeros.
-		f.data = slices.Grow(f.data, int(end)-len(f.data))[:end]
+	for done := 0; done < len(p); {
+		at := off + int64(done)
+		c, in := at/memChunk, at%memChunk
+		for int64(len(f.chunks)) <= c {
+			f.chunks = append(f.chunks, nil)
+		}
+		if f.chunks[c] == nil {
+			f.chunks[c] = make([]byte, memChunk)
+		}
+		done += copy(f.chunks[c][in:], p[done:])
 	}
-	return copy(f.data[off:], p), nil
+	f.end = max(f.end, off+int64(len(p)))
+	return len(p), nil
 }
 
 func (f *memFile) sync() error  { return nil }
@@ -217,5 +236,5 @@ func (f *memFile) close() error { return nil }
 func (f *memFile) size() (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return max(f.made, int64(len(f.data))), nil
+	return max(f.made, f.end), nil
 }

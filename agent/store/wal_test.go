@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -484,7 +487,7 @@ func TestWALHostileFrames(t *testing.T) {
 			data = append(data, f...)
 		}
 		fs := m.fs.(*memFS)
-		fs.files[segName(0, 1)] = &memFile{data: append(data, make([]byte, 64)...)}
+		fs.files[segName(0, 1)] = memFileOf(append(data, make([]byte, 64)...))
 		return m
 	}
 	good := encodeFrame(testSalt, 1, nil, mustVals(t, chain(rlog.Pos{}, ep(1, 1), 2)))
@@ -581,7 +584,7 @@ func FuzzWAL(f *testing.F) {
 			copy(data[at:], v)
 		}
 		m := newSaltedMemory(t)
-		m.fs.(*memFS).files[segName(0, 1)] = &memFile{data: data}
+		m.fs.(*memFS).files[segName(0, 1)] = memFileOf(data)
 		_, _, base, got, err := m.Load()
 		if err != nil {
 			return
@@ -736,7 +739,7 @@ func TestWALTornRegionOfHeaders(t *testing.T) {
 	}
 	data[0] = 1
 	m := newSaltedMemory(t)
-	m.fs.(*memFS).files[segName(0, 1)] = &memFile{data: data}
+	m.fs.(*memFS).files[segName(0, 1)] = memFileOf(data)
 	if _, es := mustLoad(t, m); len(es) != 0 {
 		t.Fatalf("%d entries", len(es))
 	}
@@ -796,5 +799,54 @@ func TestWALCutReadError(t *testing.T) {
 	m.view(func(t txn) error { left = t.get(bucketMeta, []byte(keyCut)) != nil; return nil })
 	if !left {
 		t.Fatal("the cut mark was cleared")
+	}
+}
+
+// memFileOf is an in-memory file holding data.
+func memFileOf(data []byte) *memFile {
+	f := &memFile{}
+	f.WriteAt(data, 0)
+	return f
+}
+
+// The in-memory file reads back what was written across its chunks, reads
+// the bytes never written (holes, the made size) as zeros, and ends at the
+// larger of its made size and its last byte written.
+func TestMemFileChunks(t *testing.T) {
+	f := &memFile{made: 3 * memChunk}
+	rnd := rand.New(rand.NewSource(1))
+	want := make([]byte, 5*memChunk/2)
+	writes := []struct{ off, n int }{{0, 10}, {memChunk - 5, 10}, {memChunk + 100, 2 * memChunk / 3}, {2*memChunk - 1, 2}, {memChunk/2 + 7, 3}}
+	for _, w := range writes {
+		p := make([]byte, w.n)
+		rnd.Read(p)
+		copy(want[w.off:], p)
+		if n, err := f.WriteAt(p, int64(w.off)); n != w.n || err != nil {
+			t.Fatalf("WriteAt(%d bytes at %d) = %d, %v", w.n, w.off, n, err)
+		}
+	}
+	got := make([]byte, len(want))
+	if n, err := f.ReadAt(got, 0); n != len(got) || err != nil {
+		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("read back differs from what was written")
+	}
+	if sz, _ := f.size(); sz != 3*memChunk {
+		t.Fatalf("size %d, want the made %d", sz, 3*memChunk)
+	}
+	tail := make([]byte, 10)
+	if n, err := f.ReadAt(tail, 3*memChunk-4); n != 4 || err != io.EOF || !bytes.Equal(tail[:4], make([]byte, 4)) {
+		t.Fatalf("read across the end: %d, %v, %x", n, err, tail[:4])
+	}
+	f.WriteAt([]byte{1}, 4*memChunk)
+	if sz, _ := f.size(); sz != 4*memChunk+1 {
+		t.Fatalf("size %d after a write past the made size", sz)
+	}
+	if _, err := f.WriteAt([]byte{1}, -1); err == nil {
+		t.Fatal("a write at a negative offset")
+	}
+	if n, err := f.ReadAt(tail, -1); n != 0 || err == nil {
+		t.Fatalf("a read at a negative offset: %d, %v", n, err)
 	}
 }
