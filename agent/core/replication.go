@@ -137,8 +137,11 @@ func (n *Node) broadcastAppend() {
 // more now; the others get them in one append when they answer (flow
 // control), or at the next heartbeat.
 func (n *Node) broadcastEntries() {
+	last := n.log.LastIndex()
 	for _, p := range n.sortedPeers() {
-		if pr := n.progress[p.ID]; pr != nil && pr.full() {
+		// Skipped: a back-up that may take no more now, and one whose
+		// new entries already went in this Ready (an answer sent them).
+		if pr := n.progress[p.ID]; pr != nil && (pr.full() || pr.next > last) {
 			continue
 		}
 		n.sendAppend(p.ID)
