@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +18,15 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 )
+
+// cpuTime is the CPU time (user and system) the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
@@ -58,6 +68,7 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 			seq  atomic.Uint64
 		)
 		b.SetParallelism(8)
+		cpu0 := cpuTime()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			var local []time.Duration
@@ -85,6 +96,7 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 			mu.Unlock()
 		})
 		b.StopTimer()
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		b.ReportMetric(float64(percentile(lats, 0.5).Microseconds()), "p50-µs")
 		b.ReportMetric(float64(percentile(lats, 0.99).Microseconds()), "p99-µs")
