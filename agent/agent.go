@@ -268,7 +268,8 @@ func (a *Agent) restore() error {
 		// The gate's own timeout (the executable is killed at HookTimeout)
 		// and an election timeout more; then the core counts it a veto.
 		GateTimeoutTicks: int(ticksOf(a.cfg.HookTimeout, a.cfg.TickUnit)) + a.cfg.ElectionTicks,
-		Rand:             rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
+		SnapshotEntries:  a.cfg.SnapshotEntries, SnapshotBytes: a.cfg.SnapshotBytes,
+		Rand: rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	return nil
 }
@@ -842,6 +843,14 @@ func (a *Agent) persist(rd core.Ready) error {
 	}
 	if len(u.Records) > 0 {
 		a.logger.Warn("divergent writes kept for replay", "count", len(u.Records), "master", st.Master)
+	}
+	if sn := rd.Snapshot; sn != nil {
+		// After the entries: the snapshot's base is one of them or
+		// before, and the stored log is cut at it.
+		if err := a.storage.SaveSnapshot(sn.Pos, sn.Data); err != nil {
+			return fmt.Errorf("%w: snapshot at %s: %v", ErrStorage, sn.Pos, err)
+		}
+		a.logger.Debug("snapshot stored; log compacted", "index", sn.Pos.Index, "bytes", len(sn.Data))
 	}
 	return nil
 }

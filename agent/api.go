@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -126,6 +128,8 @@ func (a *Agent) Info() wire.Info {
 	if p := a.joinProof.Load(); p != nil {
 		info.JoinProof = *p
 	}
+	info.Log = &wire.LogInfo{SnapshotIndex: st.SnapshotIndex, Snapshots: st.Snapshots, First: st.LogBase + 1,
+		Entries: st.LogEntries, DataBytes: dirBytes(a.dataDir())}
 	if cr, ok := a.opts.Monitor.(CheckReporter); ok && a.opts.Monitor != nil {
 		if c := cr.LastCheck(); c != nil {
 			info.LastCheck = c
@@ -573,4 +577,34 @@ func decodeJSON(body []byte, v any, what string) error {
 		return api.Errorf(api.CodeInvalid, "%s: data after the JSON object", what)
 	}
 	return nil
+}
+
+// dataDir is the directory the agent's storage keeps its files in, or ""
+// for storage in memory.
+func (a *Agent) dataDir() string {
+	if d, ok := a.storage.(interface{ Dir() string }); ok {
+		return d.Dir()
+	}
+	return a.cfg.DataDir
+}
+
+// dirBytes sums the sizes of the regular files under dir; 0 for "" or a
+// directory that cannot be read.
+func dirBytes(dir string) int64 {
+	if dir == "" {
+		return 0
+	}
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

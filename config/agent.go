@@ -252,6 +252,23 @@ type Agent struct {
 	// 10m.
 	LeaveTimeout time.Duration `json:"leave_timeout"`
 
+	// SnapshotEntries schedules the agent's own snapshots: once this many
+	// entries were applied since the last one, the state machine's
+	// snapshot is stored and the stored log is cut behind it (the
+	// in-memory log keeps the last 512 entries, core.SyncThreshold, for
+	// back-ups a little behind; one further behind downloads the state).
+	// Restart cost and disk then depend on the state and this count, not
+	// on every write ever applied. Default 10000 (local 2000); 0 (only
+	// SnapshotBytes schedules) or 64 to 100000000.
+	SnapshotEntries int `json:"snapshot_entries"`
+
+	// SnapshotBytes schedules a snapshot too, once this many bytes of
+	// operations were applied since the last one, so that large writes
+	// do not let the log grow to SnapshotEntries times their size.
+	// Default 64 MiB (local 8 MiB); 0 (only SnapshotEntries schedules) or
+	// 64 KiB to 64 GiB.
+	SnapshotBytes int `json:"snapshot_bytes"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -294,6 +311,10 @@ const (
 	maxCheckInterval   = 10 * time.Minute
 	maxCheckFailures   = 100
 	maxStartGrace      = 10 * time.Minute
+	minSnapshotEntries = 64
+	maxSnapshotEntries = 100_000_000
+	minSnapshotBytes   = 64 << 10
+	maxSnapshotBytes   = 64 << 30
 )
 
 // DefaultAgent returns the agent defaults of a profile: "local", "lan" (also
@@ -328,6 +349,8 @@ func DefaultAgent(profile string) (Agent, error) {
 		CheckInterval:        time.Second,
 		CheckFailures:        3,
 		StartGrace:           5 * time.Second,
+		SnapshotEntries:      10_000,
+		SnapshotBytes:        64 << 20,
 	}
 	switch profile {
 	case ProfileLocal:
@@ -342,6 +365,8 @@ func DefaultAgent(profile string) (Agent, error) {
 		a.PromoteBackoff = 2 * time.Second
 		a.CheckInterval = 200 * time.Millisecond
 		a.StartGrace = time.Second
+		a.SnapshotEntries = 2000
+		a.SnapshotBytes = 8 << 20
 	case ProfileWAN:
 		a.TickUnit = 200 * time.Millisecond
 		a.HeartbeatTicks = 5
@@ -501,6 +526,15 @@ func (a Agent) Validate() error {
 	}
 	p.durRange("check-interval", a.CheckInterval, minCheckInterval, maxCheckInterval)
 	p.intRange("check-failures", a.CheckFailures, 1, maxCheckFailures)
+	if a.SnapshotEntries != 0 {
+		p.intRange("snapshot-entries", a.SnapshotEntries, minSnapshotEntries, maxSnapshotEntries)
+	}
+	if a.SnapshotBytes != 0 {
+		p.intRange("snapshot-bytes", a.SnapshotBytes, minSnapshotBytes, maxSnapshotBytes)
+	}
+	if a.SnapshotEntries == 0 && a.SnapshotBytes == 0 {
+		p.add("snapshot-entries", "0", "with snapshot-bytes 0 too, the log would grow forever; set one of them")
+	}
 	if a.Check != "" && a.CheckHTTP != "" {
 		p.add("check-http", a.CheckHTTP, "give check or check-http, not both")
 	}

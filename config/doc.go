@@ -140,6 +140,8 @@
 //	| hook_timeout | MASTERSHIP_HOOK_TIMEOUT | -hook-timeout | 30s | 30s | 30s |
 //	| start_grace | MASTERSHIP_START_GRACE | -start-grace | 1s | 5s | 20s |
 //	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
+//	| snapshot_entries | MASTERSHIP_SNAPSHOT_ENTRIES | -snapshot-entries | 2000 | 10000 | 10000 |
+//	| snapshot_bytes | MASTERSHIP_SNAPSHOT_BYTES | -snapshot-bytes | 8388608 | 67108864 | 67108864 |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

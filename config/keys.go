@@ -297,6 +297,10 @@ func agentUsage(key string) string {
 		return "time a master told to stop (SIGTERM, SIGINT) waits for a back-up to take over before it leaves anyway; 0 (no handover) to 10m"
 	case "hook_timeout":
 		return "time each hook run may take before it is killed with what it started; 10ms to 10m"
+	case "snapshot_entries":
+		return "entries applied between two snapshots of the agent's own (the stored log is cut behind each); 0 or 64 to 100000000"
+	case "snapshot_bytes":
+		return "bytes of operations applied between two snapshots; 0 or 65536 to 68719476736"
 	case "expect":
 		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}

@@ -403,11 +403,19 @@ func TestAgentValidate(t *testing.T) {
 		{"promote-backoff above", func(a *Agent) { a.PromoteBackoff = 2 * time.Hour }, []string{"promote-backoff"}},
 		{"leave-timeout negative", func(a *Agent) { a.LeaveTimeout = -time.Second }, []string{"leave-timeout"}},
 		{"leave-timeout above", func(a *Agent) { a.LeaveTimeout = 11 * time.Minute }, []string{"leave-timeout"}},
+		{"snapshot-entries below", func(a *Agent) { a.SnapshotEntries = 63 }, []string{"snapshot-entries"}},
+		{"snapshot-entries above", func(a *Agent) { a.SnapshotEntries = 100_000_001 }, []string{"snapshot-entries"}},
+		{"snapshot-entries negative", func(a *Agent) { a.SnapshotEntries = -1 }, []string{"snapshot-entries"}},
+		{"snapshot-entries off", func(a *Agent) { a.SnapshotEntries = 0 }, nil},
+		{"snapshot-bytes below", func(a *Agent) { a.SnapshotBytes = 1000 }, []string{"snapshot-bytes"}},
+		{"snapshot-bytes above", func(a *Agent) { a.SnapshotBytes = 65 << 30 }, []string{"snapshot-bytes"}},
+		{"snapshot-bytes off", func(a *Agent) { a.SnapshotBytes = 0 }, nil},
+		{"no snapshot schedule", func(a *Agent) { a.SnapshotEntries, a.SnapshotBytes = 0, 0 }, []string{"snapshot-entries"}},
 
 		{"all wrong at once", func(a *Agent) { *a = Agent{} }, []string{
 			"bind", "check-failures", "check-interval", "election-stagger-ticks", "election-ticks", "gossip-profile", "group", "heartbeat-ticks", "hook-timeout", "id",
 			"max-conns", "max-key-bytes", "max-value-bytes", "monitor-count", "monitor-unit", "naming", "on-failure", "promote-backoff",
-			"reconnect-interval", "registration-ttl", "session-ttl", "tick-unit", "write-timeout",
+			"reconnect-interval", "registration-ttl", "session-ttl", "snapshot-entries", "tick-unit", "write-timeout",
 		}},
 	}
 	for _, tt := range tests {

@@ -60,6 +60,18 @@ type Config struct {
 	// majority of its own. Required (at least 1) in strict mode; 0 counts
 	// the members in the view (available mode).
 	Expect int
+	// SnapshotEntries and SnapshotBytes schedule snapshots: once this
+	// many entries, or this many bytes of operations, were applied since
+	// the last snapshot, the core takes one of the state machine (Ready
+	// Snapshot) and compacts its log behind it, keeping SnapshotWindow
+	// entries for back-ups a little behind. 0 never snapshots on that
+	// count.
+	SnapshotEntries int
+	SnapshotBytes   int
+	// SnapshotWindow is how many applied entries the log keeps behind a
+	// snapshot; 0 means SyncThreshold (a back-up further behind downloads
+	// the state anyway).
+	SnapshotWindow int
 	// Rand draws jitter; required.
 	Rand *rand.Rand
 	// Logger; nil means none.
@@ -157,6 +169,17 @@ type Ready struct {
 	// lagging or divergent log).
 	Sync   uint64
 	Events []Event
+	// Snapshot, when set, is a snapshot of the state machine the core
+	// took on its schedule (Config.SnapshotEntries): the runtime stores
+	// it, after this Ready's entries, as the new base of the stored log.
+	Snapshot *Snapshot
+}
+
+// Snapshot is the state machine's state at Pos, the entry it applied
+// last.
+type Snapshot struct {
+	Pos  rlog.Pos
+	Data []byte
 }
 
 type progress struct {
@@ -272,6 +295,11 @@ type Node struct {
 
 	rd        Ready
 	hsChanged bool
+	// snapIndex is where the last snapshot was taken (or the log's base at
+	// start); sinceBytes counts the bytes of operations applied after it.
+	snapIndex  uint64
+	sinceBytes int
+	snapshots  uint64
 	// scratch is reused by the quorum computations (commit, lease), which
 	// run at every answer.
 	scratch []uint64
@@ -313,6 +341,7 @@ func NewNode(cfg Config, sm rlog.StateMachine, log *rlog.Log, hs HardState) *Nod
 	n.rd.RoleChanged = false
 	n.applied = sm.Digest().Index
 	n.commit = n.applied
+	n.snapIndex = log.Base().Index
 	if n.master == cfg.ID {
 		// A master that restarts does not resume mastership: it follows
 		// nobody until it hears a master or wins an election.
@@ -347,6 +376,14 @@ type Status struct {
 	// Gated: a master elected but waiting for its promotion gate; it
 	// serves nothing yet and has not registered.
 	Gated bool
+	// SnapshotIndex is the index of the latest snapshot (taken on the
+	// schedule, installed, or loaded at start); Snapshots counts those
+	// taken on the schedule since start. LogBase is the index the
+	// in-memory log starts after, LogEntries how many entries it holds.
+	SnapshotIndex uint64
+	Snapshots     uint64
+	LogBase       uint64
+	LogEntries    int
 }
 
 // Status describes the core now.
@@ -354,7 +391,8 @@ func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
 		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused,
-		Gated: n.role == api.RoleMaster && n.gated}
+		Gated: n.role == api.RoleMaster && n.gated, SnapshotIndex: n.snapIndex, Snapshots: n.snapshots,
+		LogBase: n.log.Base().Index, LogEntries: n.log.Len()}
 }
 
 // Ready returns what the runtime must do and clears it.

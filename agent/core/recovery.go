@@ -59,6 +59,7 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 	n.log = l
 	n.applied = n.sm.Digest().Index
 	n.commit = n.applied
+	n.snapIndex, n.sinceBytes = base.Index, 0 // the runtime stores this snapshot
 	if c := min(commit, l.LastIndex()); c > n.commit {
 		n.commit = c
 		n.apply()

@@ -398,9 +398,22 @@ func (n *Node) apply() {
 	}
 	from := n.applied + 1
 	n.applied = n.commit
-	if n.role != api.RoleMaster {
-		return
+	if n.cfg.SnapshotBytes > 0 {
+		for i := from; i <= n.applied; i++ {
+			if e, err := n.log.Entry(i); err == nil {
+				n.sinceBytes += len(e.Op)
+			}
+		}
 	}
+	if n.role == api.RoleMaster {
+		n.answerApplied(from, res)
+	}
+	n.maybeSnapshot()
+}
+
+// answerApplied answers the proposals that the entries from from on,
+// applied with results res, carried.
+func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 	keep := n.proposals[:0]
 	for _, p := range n.proposals {
 		if p.index <= n.applied {
@@ -411,6 +424,42 @@ func (n *Node) apply() {
 		}
 	}
 	n.proposals = keep
+}
+
+// maybeSnapshot takes a snapshot of the state machine at the applied index
+// once Config.SnapshotEntries entries or SnapshotBytes bytes of operations
+// were applied since the last one, hands it to the runtime to store, and
+// drops the log behind it but for the window. The stored log is cut at
+// the snapshot itself (restarting, an agent needs no entry before it);
+// the window stays in memory for the back-ups a little behind.
+func (n *Node) maybeSnapshot() {
+	due := (n.cfg.SnapshotEntries > 0 && n.applied-n.snapIndex >= uint64(n.cfg.SnapshotEntries)) ||
+		(n.cfg.SnapshotBytes > 0 && n.sinceBytes >= n.cfg.SnapshotBytes)
+	if !due || n.applied <= n.log.Base().Index {
+		return
+	}
+	pos, err := n.log.PosAt(n.applied)
+	if err != nil {
+		return
+	}
+	data, err := n.sm.Snapshot()
+	if err != nil {
+		n.logger.Error("snapshot of the state machine failed; keeping the log", "index", n.applied, "error", err)
+		n.snapIndex, n.sinceBytes = n.applied, 0 // try again a period later
+		return
+	}
+	n.rd.Snapshot = &Snapshot{Pos: pos, Data: data}
+	n.snapIndex, n.sinceBytes = n.applied, 0
+	n.snapshots++
+	window := uint64(n.cfg.SnapshotWindow)
+	if window == 0 {
+		window = SyncThreshold
+	}
+	if n.applied > window {
+		if err := n.log.Compact(n.applied - window); err != nil {
+			n.logger.Error("log compaction failed", "upto", n.applied-window, "error", err)
+		}
+	}
 }
 
 func (n *Node) failProposals(err error) {

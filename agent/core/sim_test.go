@@ -39,9 +39,13 @@ type simNet struct {
 	// trace, when set, receives what happens, for scenario files: role
 	// changes, events, results, downloads, and (while traceMsgs) every
 	// message delivered or dropped.
-	trace     func(string)
-	traceMsgs bool
-	last      map[uint64]string // the last role line traced per agent
+	trace func(string)
+	// snapEntries and snapWindow configure the nodes' snapshots; snaps
+	// keeps the snapshots each node's Ready asked to store.
+	snapEntries, snapWindow int
+	snaps                   map[uint64][]Snapshot
+	traceMsgs               bool
+	last                    map[uint64]string // the last role line traced per agent
 }
 
 func (s *simNet) tracef(format string, args ...any) {
@@ -72,7 +76,13 @@ func newSimGated(t *testing.T, mode api.Mode, gate bool, prios ...int) *simNet {
 }
 
 func newSimWith(t *testing.T, mode api.Mode, gate bool, grace int, prios ...int) *simNet {
-	s := &simNet{t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, ghost: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
+	return newSimSnap(t, mode, gate, grace, 0, 0, prios...)
+}
+
+// newSimSnap is newSimWith with snapshots every snapEntries entries, the
+// log keeping window entries behind each.
+func newSimSnap(t *testing.T, mode api.Mode, gate bool, grace, snapEntries, window int, prios ...int) *simNet {
+	s := &simNet{snapEntries: snapEntries, snapWindow: window, snaps: map[uint64][]Snapshot{}, t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, ghost: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
 		events: map[uint64][]Event{}, last: map[uint64]string{}}
 	if mode == api.ModeStrict {
@@ -92,7 +102,8 @@ func (s *simNet) add(id uint64, prio int) {
 	s.prio[id] = prio
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
 		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id))),
-		Gate: s.gate, GateBackoffTicks: 100, GateTimeoutTicks: 1000, StartGraceTicks: s.grace}, st, rlog.New(), HardState{})
+		Gate: s.gate, GateBackoffTicks: 100, GateTimeoutTicks: 1000, StartGraceTicks: s.grace,
+		SnapshotEntries: s.snapEntries, SnapshotWindow: s.snapWindow}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {
@@ -158,6 +169,10 @@ func (s *simNet) drain(id uint64) {
 	}
 	if rd.Register != nil && s.gate {
 		s.tracef("%d: registers at epoch %s", id, *rd.Register)
+	}
+	if rd.Snapshot != nil {
+		s.snaps[id] = append(s.snaps[id], *rd.Snapshot)
+		s.tracef("%d: snapshot at %d", id, rd.Snapshot.Pos.Index)
 	}
 	s.noteRole(id)
 	if rd.Sync != 0 {

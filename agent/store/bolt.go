@@ -31,7 +31,11 @@ const lockTimeout = 500 * time.Millisecond
 // Close every method returns ErrClosed.
 type Bolt struct {
 	core
+	dir string
 }
+
+// Dir is the data directory the store was opened in.
+func (b *Bolt) Dir() string { return b.dir }
 
 // Open opens the store in dir, creating dir (0700) and the file (0600) if
 // needed. The file is locked for the life of the Bolt: while another process,
@@ -84,7 +88,7 @@ func Open(dir string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: initialise %s: %w", walDir, err)
 	}
-	b := &Bolt{}
+	b := &Bolt{dir: dir}
 	b.eng = &boltEngine{db: db}
 	b.fs = dirFS{walDir}
 	b.segBytes = DefaultSegmentBytes

@@ -43,6 +43,8 @@ type Info struct {
 	// rejoin replaces its live session.
 	JoinProof string    `json:"join_proof,omitempty"`
 	Monitor   *Counters `json:"monitor,omitempty"`
+	// Log describes the replication log: snapshots and compaction.
+	Log *LogInfo `json:"log,omitempty"`
 	// The self-monitor's last check (issue: visibility).
 	LastCheck *Check `json:"last_check,omitempty"`
 	Trigger   string `json:"trigger,omitempty"`
@@ -261,4 +263,21 @@ type Record struct {
 // Discarded answers DELETE /v1/divergence/{id}.
 type Discarded struct {
 	Discarded uint64 `json:"discarded"`
+}
+
+// LogInfo is the log part of Info.
+type LogInfo struct {
+	// SnapshotIndex is the index of the latest snapshot (taken on the
+	// agent's schedule, installed from a master, or loaded at start);
+	// Snapshots counts those taken on the schedule since start.
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Snapshots     uint64 `json:"snapshots"`
+	// First and Entries say which entries the in-memory log holds: from
+	// First, Entries of them (the window behind the snapshot and what
+	// followed it).
+	First   uint64 `json:"first"`
+	Entries int    `json:"entries"`
+	// DataBytes is the size of the files in the data directory (0 for an
+	// agent without one).
+	DataBytes int64 `json:"data_bytes"`
 }

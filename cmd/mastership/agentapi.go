@@ -227,6 +227,13 @@ func printInfo(w io.Writer, in wire.Info) {
 	if m := in.Monitor; m != nil {
 		lines = append(lines, [2]string{"checks", fmt.Sprint(m.Checks)}, [2]string{"recoveries", fmt.Sprint(m.Recoveries)})
 	}
+	if l := in.Log; l != nil {
+		lines = append(lines, [2]string{"snapshot", fmt.Sprintf("at %d (%d taken since start)", l.SnapshotIndex, l.Snapshots)},
+			[2]string{"log", fmt.Sprintf("%d entries from %d", l.Entries, l.First)})
+		if l.DataBytes > 0 {
+			lines = append(lines, [2]string{"data", fmt.Sprintf("%.1f MiB", float64(l.DataBytes)/(1<<20))})
+		}
+	}
 	if sv := in.Service; sv != nil {
 		health := "healthy"
 		if !sv.Healthy {

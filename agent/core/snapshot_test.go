@@ -1,0 +1,100 @@
+package core
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// Snapshots on the agent's own schedule: every SnapshotEntries applied
+// entries each node (master and back-ups alike) hands a snapshot of its
+// state at the applied index to the runtime, and its log keeps only the
+// window behind it. The snapshot restores to the state at that index.
+func TestScheduledSnapshotsCompactTheLog(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		t.Run(string(mode), func(t *testing.T) {
+			s := newSimSnap(t, mode, false, 0, 100, 10, 3, 2, 1)
+			s.tick(30)
+			for i := range 350 {
+				if _, err := s.put(1, fmt.Sprintf("k%d", i%40), fmt.Sprint(i)); err != nil {
+					t.Fatal(err)
+				}
+				s.deliver()
+			}
+			s.tick(5)
+			for _, id := range s.ids() {
+				snaps := s.snaps[id]
+				if len(snaps) != 3 {
+					t.Fatalf("agent %d took %d snapshots over 350 writes, every 100 applied: %v", id, len(snaps), snaps)
+				}
+				for i, sn := range snaps {
+					if i > 0 && sn.Pos.Index-snaps[i-1].Pos.Index < 100 {
+						t.Errorf("agent %d: snapshots at %d and %d, less than 100 apart", id, snaps[i-1].Pos.Index, sn.Pos.Index)
+					}
+					st := kv.NewStore()
+					if err := st.Restore(sn.Data); err != nil {
+						t.Fatalf("agent %d snapshot %d: %v", id, i, err)
+					}
+					if st.Digest().Index != sn.Pos.Index {
+						t.Errorf("agent %d snapshot at %d restores to index %d", id, sn.Pos.Index, st.Digest().Index)
+					}
+				}
+				n := s.nodes[id]
+				last := snaps[len(snaps)-1].Pos.Index
+				if got, want := n.Log().Base().Index, last-10; got != want {
+					t.Errorf("agent %d: log base %d, want %d (the window behind the snapshot at %d)", id, got, want, last)
+				}
+				if st := n.Status(); st.SnapshotIndex != last || st.Snapshots != 3 || st.LogEntries != int(n.Log().LastIndex()-n.Log().Base().Index) {
+					t.Errorf("agent %d status %+v", id, st)
+				}
+				if got, want := s.stores[id].Digest(), s.stores[1].Digest(); got != want {
+					t.Errorf("agent %d digest %v, master %v", id, got, want)
+				}
+			}
+		})
+	}
+}
+
+// A back-up that fell behind the window (down while the master wrote and
+// compacted) gets the snapshot, by download; one within the window
+// catches up from the log.
+func TestBehindTheWindowDownloads(t *testing.T) {
+	for _, c := range []struct {
+		missed   int
+		download bool
+	}{{5, false}, {150, true}} {
+		t.Run(fmt.Sprint(c.missed), func(t *testing.T) {
+			s := newSimSnap(t, api.ModeStrict, false, 0, 100, 10, 3, 2, 1)
+			s.tick(30)
+			for i := range 95 {
+				s.put(1, fmt.Sprintf("k%d", i), "v")
+				s.deliver()
+			}
+			s.down[3] = true
+			s.updateViews()
+			for i := range c.missed {
+				if _, err := s.put(1, fmt.Sprintf("m%d", i), "v"); err != nil {
+					t.Fatal(err)
+				}
+				s.deliver()
+			}
+			s.down[3] = false
+			s.updateViews()
+			downloaded := false
+			s.trace = func(line string) {
+				if line == "3: downloads the state of 1" {
+					downloaded = true
+				}
+			}
+			s.tick(20)
+			if downloaded != c.download {
+				t.Fatalf("missed %d writes (master's log base %d): downloaded %t, want %t", c.missed, s.nodes[1].Log().Base().Index, downloaded, c.download)
+			}
+			if got, want := s.stores[3].Digest(), s.stores[1].Digest(); got != want {
+				t.Fatalf("3's digest %v, master's %v", got, want)
+			}
+		})
+	}
+}
