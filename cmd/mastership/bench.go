@@ -27,7 +27,8 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure a local group: durable writes/s and latency by group size and mode, failover over master kills, heal time over splits",
-		UsageText: "mastership bench [-profile local|lan|wan] [-agents N] [-duration D] [-rounds N] [-writers N] [-json] [-dir DIR]\n\n" +
+		UsageText: "mastership bench [-profile local|lan|wan] [-agents N] [-duration D] [-rounds N] [-writers N] [-json] [-dir DIR]\n" +
+			"mastership bench -soak N [-profile P] [-writers N] [-json] [-dir DIR]\n\n" +
 			"Starts naming nodes and agents as child processes on 127.0.0.x with data dirs, as the demo does,\n" +
 			"and prints a table of what it measured and how. Every process shares this machine's cores: the\n" +
 			"figures compare configurations on one machine, they are not a cluster's.",
@@ -37,6 +38,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "duration", Value: 3 * time.Second, Usage: "how long each write run writes"},
 			&cli.IntFlag{Name: "rounds", Value: 5, Usage: "master kills of the failover run, and splits of the heal run"},
 			&cli.IntFlag{Name: "writers", Value: 16, Usage: "concurrent writers of the write runs"},
+			&cli.Int64Flag{Name: "soak", Usage: "instead of the runs above, a soak run of `N` writes to 3 strict agents: RSS, data dir, snapshots and restarts (1000000 for the full soak)"},
 			&cli.StringFlag{Name: "dir", Usage: "working `DIR` for data and logs (default: a new temporary directory, removed at the end)"},
 			jsonFlag(),
 		},
@@ -121,6 +123,20 @@ func runBench(c *cli.Context) error {
 		if live {
 			fmt.Fprintf(c.App.ErrWriter, format+"\n", args...)
 		}
+	}
+	if n := c.Int64("soak"); n != 0 {
+		if n < 1000 || n > 100_000_000 {
+			return usageErr("-soak %d: want 1000 to 100000000 writes", n)
+		}
+		rep, err := benchSoak(c, exe, dir, profile, n, writers, progress)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, rep)
+		}
+		printSoak(c, rep)
+		return nil
 	}
 	rep := benchReport{How: benchHow{Profile: profile, CPUs: runtime.NumCPU(), Writers: writers, ValueBytes: benchValueBytes,
 		Duration: duration.String(), Storage: "every agent with -data-dir (the log in a write-ahead log, one fdatasync per batch; the rest in bbolt)",
