@@ -163,14 +163,18 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	if err != nil {
 		return 0, 0, err
 	}
-	fork, kept, err := DivergentWrites(local, remoteLog{a: a, ctx: ctx, addr: addr}, applied, a.cfg.ID)
+	fork, kept, uncompared, err := DivergentWrites(local, remoteLog{a: a, ctx: ctx, addr: addr}, applied, a.cfg.ID)
 	if err != nil {
 		return fork, 0, fmt.Errorf("find fork with %d: %w", master, err)
+	}
+	if uncompared > 0 {
+		a.logger.Warn("the log was compacted past the fork with the master: writes up to the snapshot that diverged are kept in no record",
+			"compacted_to", uncompared, "retained", master, "records", len(kept))
 	}
 	var recs []store.Record
 	for _, e := range kept {
 		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
-			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master})
+			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master, Uncompared: uncompared})
 	}
 	if len(recs) > 0 {
 		if _, err := a.storage.AddRecords(recs); err != nil {
@@ -189,18 +193,25 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 // agent self applied (applied is its applied index) or stamped as master: a
 // master that restarted has applied nothing yet, but may have acknowledged
 // what it stamped. No-ops are never kept.
-func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) (fork uint64, kept []rlog.Entry, err error) {
+//
+// When local was compacted past the fork (its log starts after a snapshot
+// and shares nothing comparable with remote's), uncompared is the index
+// its log starts after: the writes up to it that diverged are only in the
+// state that the master's replaces, and in no record. It is 0 when the
+// fork was found, or local holds its whole log.
+func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) (fork uint64, kept []rlog.Entry, uncompared uint64, err error) {
 	fork, err = rlog.FindFork(local, remote)
 	if errors.Is(err, rlog.ErrForkUnknown) {
 		fork, _, _ = local.Span()
+		uncompared = fork
 		err = nil
 	}
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
 	}
 	divergent, err := rlog.Divergent(local, fork)
 	if err != nil {
-		return fork, nil, err
+		return fork, nil, uncompared, err
 	}
 	for _, e := range divergent {
 		if len(e.Op) == 0 || (e.Index > applied && e.Epoch.ID != self) {
@@ -208,7 +219,7 @@ func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) 
 		}
 		kept = append(kept, e)
 	}
-	return fork, kept, nil
+	return fork, kept, uncompared, nil
 }
 
 // CheckDownload is the verification of recovery step 3 (figure 10, act

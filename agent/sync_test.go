@@ -33,9 +33,9 @@ func TestDivergentWrites(t *testing.T) {
 	local.AppendNew(mine, 0, 0, nil)                         // a no-op
 	local.AppendNew(mine, 1, 3, put("stamped, not applied")) // acknowledged maybe: ours
 	local.AppendNew(theirs, 1, 4, put("theirs, not applied"))
-	fork, kept, err := agent.DivergentWrites(local, master, applied.Index, 3)
-	if err != nil {
-		t.Fatal(err)
+	fork, kept, uncompared, err := agent.DivergentWrites(local, master, applied.Index, 3)
+	if err != nil || uncompared != 0 {
+		t.Fatal(err, uncompared)
 	}
 	if fork != a.Index {
 		t.Fatalf("fork %d, want %d", fork, a.Index)
@@ -50,10 +50,31 @@ func TestDivergentWrites(t *testing.T) {
 	// Nothing in common to compare (the master starts past the fork): all
 	// of ours counts as divergent.
 	far := rlog.NewAt(rlog.Pos{Index: 10, Epoch: theirs, Hash: [32]byte{1}})
-	fork, kept, err = agent.DivergentWrites(local, far, applied.Index, 3)
-	if err != nil || fork != 0 || len(kept) != 3 {
-		t.Fatalf("fork below both logs: fork %d, %d kept, %v; want 0, 3", fork, len(kept), err)
+	fork, kept, uncompared, err = agent.DivergentWrites(local, far, applied.Index, 3)
+	if err != nil || fork != 0 || len(kept) != 3 || uncompared != 0 {
+		t.Fatalf("fork below both logs: fork %d, %d kept, uncompared %d, %v; want 0, 3, 0 (local holds its whole log)", fork, len(kept), uncompared, err)
 	}
+	// Local compacted past the fork (it starts after a snapshot at 2, the
+	// fork is at 1): what it holds after its snapshot is kept, and the
+	// range up to the snapshot is reported as not compared.
+	compacted := rlog.NewAt(mustPos(t, local, 2))
+	rest, _ := local.Slice(3, local.LastIndex()+1)
+	if err := compacted.Append(rest...); err != nil {
+		t.Fatal(err)
+	}
+	fork, kept, uncompared, err = agent.DivergentWrites(compacted, master, applied.Index, 3)
+	if err != nil || fork != 2 || uncompared != 2 || len(kept) != 1 || kept[0].Seq != 3 {
+		t.Fatalf("compacted past the fork: fork %d, kept %v, uncompared %d, %v; want 2, [seq 3], 2", fork, kept, uncompared, err)
+	}
+}
+
+func mustPos(t *testing.T, l *rlog.Log, i uint64) rlog.Pos {
+	t.Helper()
+	p, err := l.PosAt(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // The verification of a download (figure 10, act 1040) and of its

@@ -92,6 +92,13 @@ type Message struct {
 	// MsgAppend: the master came to office that way. Back-ups do not ask
 	// a pinned master to hand over by priority.
 	Pinned bool `codec:"pin,omitempty"`
+
+	// MsgAppend of an available master: the index every member of the
+	// group holds by its account. Back-ups take no snapshot that would
+	// compact their log past it (within Config.RetainEntries): should the
+	// members that lack the rest elect their own master, those entries
+	// are the writes recovery keeps as divergence records.
+	Held uint64 `codec:"hd,omitempty"`
 }
 
 // String describes a message for logs and scenario output.

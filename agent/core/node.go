@@ -72,6 +72,15 @@ type Config struct {
 	// snapshot; 0 means SyncThreshold (a back-up further behind downloads
 	// the state anyway).
 	SnapshotWindow int
+	// RetainEntries bounds what an available master keeps in its log,
+	// behind the window, for members that may lack it: a master cut off
+	// from part of its group commits without them, and should the other
+	// side elect its own master, those entries are the divergent writes
+	// that recovery turns into divergence records. Past the bound the
+	// log is compacted anyway, and a recovery that finds the fork
+	// compacted says so in its records. 0 means 16 x SnapshotEntries (at
+	// least 10000).
+	RetainEntries int
 	// Rand draws jitter; required.
 	Rand *rand.Rand
 	// Logger; nil means none.
@@ -300,6 +309,9 @@ type Node struct {
 	snapIndex  uint64
 	sinceBytes int
 	snapshots  uint64
+	// masterHeld is the Held of our master's latest append (available
+	// mode): what every member holds, by its account.
+	masterHeld uint64
 	// scratch is reused by the quorum computations (commit, lease), which
 	// run at every answer.
 	scratch []uint64

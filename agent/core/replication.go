@@ -201,6 +201,9 @@ func (n *Node) sendAppend(to uint64) {
 	last := n.log.LastIndex()
 	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
 		LastIndex: last, Pinned: n.pinned}
+	if n.cfg.Mode == api.ModeAvailable {
+		m.Held = n.heldByAll()
+	}
 	if pr.next <= last && !pr.full() {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
@@ -223,6 +226,7 @@ func (n *Node) acceptAppend(m Message) {
 	n.silent = 0
 	n.streamLost = false // it speaks: whatever closed, it is not gone
 	n.masterPinned = m.Pinned
+	n.masterHeld = m.Held
 	last := n.log.LastIndex()
 	if m.PrevIndex > last && (last == 0 || m.PrevIndex-last > SyncThreshold || m.LastIndex > last+SyncThreshold || last < m.Base) {
 		// New, or missed appends and far behind the master's log:
@@ -432,11 +436,21 @@ func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 // drops the log behind it but for the window. The stored log is cut at
 // the snapshot itself (restarting, an agent needs no entry before it);
 // the window stays in memory for the back-ups a little behind.
+//
+// In available mode a snapshot waits while some member may lack entries
+// it would compact away (see Message.Held), for RetainEntries entries at
+// most: those entries are the divergent writes of a split brain.
 func (n *Node) maybeSnapshot() {
 	due := (n.cfg.SnapshotEntries > 0 && n.applied-n.snapIndex >= uint64(n.cfg.SnapshotEntries)) ||
 		(n.cfg.SnapshotBytes > 0 && n.sinceBytes >= n.cfg.SnapshotBytes)
 	if !due || n.applied <= n.log.Base().Index {
 		return
+	}
+	if n.cfg.Mode == api.ModeAvailable {
+		held := n.held()
+		if held+n.window() < n.applied && n.applied-held <= n.retain() {
+			return // some member may lack what the snapshot would compact
+		}
 	}
 	pos, err := n.log.PosAt(n.applied)
 	if err != nil {
@@ -451,15 +465,63 @@ func (n *Node) maybeSnapshot() {
 	n.rd.Snapshot = &Snapshot{Pos: pos, Data: data}
 	n.snapIndex, n.sinceBytes = n.applied, 0
 	n.snapshots++
-	window := uint64(n.cfg.SnapshotWindow)
-	if window == 0 {
-		window = SyncThreshold
-	}
-	if n.applied > window {
-		if err := n.log.Compact(n.applied - window); err != nil {
-			n.logger.Error("log compaction failed", "upto", n.applied-window, "error", err)
+	if upTo := n.compactionPoint(); upTo > n.log.Base().Index {
+		if err := n.log.Compact(upTo); err != nil {
+			n.logger.Error("log compaction failed", "upto", upTo, "error", err)
 		}
 	}
+}
+
+func (n *Node) window() uint64 {
+	if n.cfg.SnapshotWindow > 0 {
+		return uint64(n.cfg.SnapshotWindow)
+	}
+	return SyncThreshold
+}
+
+func (n *Node) retain() uint64 {
+	if n.cfg.RetainEntries > 0 {
+		return uint64(n.cfg.RetainEntries)
+	}
+	return max(16*uint64(n.cfg.SnapshotEntries), 10000)
+}
+
+// heldByAll is, on a master, the index every member it knows holds.
+func (n *Node) heldByAll() uint64 {
+	held := n.log.LastIndex()
+	for _, pr := range n.progress {
+		held = min(held, pr.match)
+	}
+	return held
+}
+
+// held is what every member holds by this agent's account: its own as
+// master, its master's otherwise.
+func (n *Node) held() uint64 {
+	if n.role == api.RoleMaster {
+		return n.heldByAll()
+	}
+	return n.masterHeld
+}
+
+// compactionPoint is how far the in-memory log may be compacted after a
+// snapshot: the window behind the applied index, and in available mode no
+// further than what every member holds (see maybeSnapshot), but for
+// RetainEntries entries at most.
+func (n *Node) compactionPoint() uint64 {
+	window := n.window()
+	if n.applied <= window {
+		return 0
+	}
+	upTo := n.applied - window
+	if n.cfg.Mode != api.ModeAvailable {
+		return upTo
+	}
+	held := min(upTo, n.held())
+	if retain := n.retain(); upTo > retain {
+		held = max(held, upTo-retain)
+	}
+	return held
 }
 
 func (n *Node) failProposals(err error) {

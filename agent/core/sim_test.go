@@ -42,10 +42,10 @@ type simNet struct {
 	trace func(string)
 	// snapEntries and snapWindow configure the nodes' snapshots; snaps
 	// keeps the snapshots each node's Ready asked to store.
-	snapEntries, snapWindow int
-	snaps                   map[uint64][]Snapshot
-	traceMsgs               bool
-	last                    map[uint64]string // the last role line traced per agent
+	snapEntries, snapWindow, retain int
+	snaps                           map[uint64][]Snapshot
+	traceMsgs                       bool
+	last                            map[uint64]string // the last role line traced per agent
 }
 
 func (s *simNet) tracef(format string, args ...any) {
@@ -103,7 +103,7 @@ func (s *simNet) add(id uint64, prio int) {
 	s.nodes[id] = NewNode(Config{ID: id, Group: "g", Priority: prio, Mode: s.mode, HeartbeatTicks: 2, ElectionTicks: 10,
 		StaggerTicks: 5, WriteTicks: 20, Expect: s.expect, Rand: rand.New(rand.NewSource(int64(id))),
 		Gate: s.gate, GateBackoffTicks: 100, GateTimeoutTicks: 1000, StartGraceTicks: s.grace,
-		SnapshotEntries: s.snapEntries, SnapshotWindow: s.snapWindow}, st, rlog.New(), HardState{})
+		SnapshotEntries: s.snapEntries, SnapshotWindow: s.snapWindow, RetainEntries: s.retain}, st, rlog.New(), HardState{})
 }
 
 func (s *simNet) linked(a, b uint64) bool {

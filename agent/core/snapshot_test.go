@@ -98,3 +98,66 @@ func TestBehindTheWindowDownloads(t *testing.T) {
 		})
 	}
 }
+
+// An available agent takes no snapshot that would compact what a member
+// may lack (should the member's side elect its own master, those are the
+// writes recovery keeps as divergence records), for RetainEntries entries
+// at most, and snapshots again once every member holds the log; a strict
+// one, whose committed entries never diverge, keeps the window only.
+func TestAvailableMasterRetainsWhatAMemberLacks(t *testing.T) {
+	for _, c := range []struct {
+		mode   api.Mode
+		retain int
+		// wantBase computes the master's log base during the partition
+		// from 3's last entry and the master's latest snapshot (0: none).
+		wantBase func(held, snap uint64) uint64
+	}{
+		{api.ModeAvailable, 1000, func(uint64, uint64) uint64 { return 0 }},
+		{api.ModeAvailable, 50, func(_, snap uint64) uint64 { return snap - 10 - 50 }},
+		{api.ModeStrict, 1000, func(_, snap uint64) uint64 { return snap - 10 }},
+	} {
+		t.Run(fmt.Sprintf("%s/retain=%d", c.mode, c.retain), func(t *testing.T) {
+			s := newSimSnap(t, c.mode, false, 0, 100, 10, 3, 2, 1)
+			for _, id := range s.ids() {
+				s.nodes[id].cfg.RetainEntries = c.retain
+			}
+			s.tick(30)
+			for i := range 20 {
+				s.put(1, fmt.Sprintf("k%d", i), "v")
+				s.deliver()
+			}
+			s.partition([]uint64{1, 2}, []uint64{3})
+			held := s.nodes[3].Log().LastIndex()
+			for i := range 300 {
+				if _, err := s.put(1, fmt.Sprintf("k%d", i), "w"); err != nil {
+					t.Fatal(err)
+				}
+				s.deliver()
+			}
+			m := s.nodes[1]
+			var snap uint64
+			if n := len(s.snaps[1]); n > 0 {
+				snap = s.snaps[1][n-1].Pos.Index
+			}
+			if got, want := m.Log().Base().Index, c.wantBase(held, snap); got != want || (c.retain == 1000 && c.mode == api.ModeAvailable && snap != 0) {
+				t.Fatalf("master's log starts after %d, want %d (3 holds up to %d, snapshot at %d)", got, want, held, snap)
+			}
+			if c.mode == api.ModeAvailable && c.retain == 1000 {
+				// The back-up on the master's side waits too (Held).
+				if len(s.snaps[2]) != 0 || s.nodes[2].Log().Base().Index != 0 {
+					t.Fatalf("back-up 2 snapshotted %v while 3 lacks entries", s.snaps[2])
+				}
+			}
+			s.heal()
+			s.tick(20)
+			for i := range 120 {
+				s.put(1, fmt.Sprintf("k%d", i), "x")
+				s.deliver()
+			}
+			s.tick(5)
+			if len(s.snaps[1]) == 0 || m.Log().Base().Index+10 != s.snaps[1][len(s.snaps[1])-1].Pos.Index {
+				t.Fatalf("after the heal: snapshots %d, log base %d", len(s.snaps[1]), m.Log().Base().Index)
+			}
+		})
+	}
+}

@@ -35,6 +35,7 @@ const (
 	flagTransfer
 	flagPinned
 	flagPrevHash
+	flagHeld
 )
 
 // MaxWireString bounds a Message's Group and Reason on the wire.
@@ -61,6 +62,9 @@ func AppendWire(b []byte, m *Message) []byte {
 	if m.PrevHash != ([32]byte{}) {
 		flags |= flagPrevHash
 	}
+	if m.Held != 0 {
+		flags |= flagHeld
+	}
 	b = append(b, wireVersion, byte(m.Type), flags)
 	for _, v := range [...]uint64{m.From, m.To, m.Epoch.Term, m.Epoch.ID, m.PrevIndex, m.Commit, m.Sent, m.Base,
 		m.Match, m.LastIndex, m.LastEpoch.Term, m.LastEpoch.ID} {
@@ -71,6 +75,9 @@ func AppendWire(b []byte, m *Message) []byte {
 	b = appendString(b, m.Reason)
 	if flags&flagPrevHash != 0 {
 		b = append(b, m.PrevHash[:]...)
+	}
+	if flags&flagHeld != 0 {
+		b = binary.AppendUvarint(b, m.Held)
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for i := range m.Entries {
@@ -185,7 +192,10 @@ func DecodeWireOwned(b []byte, m *Message) error {
 	if flags&flagPrevHash != 0 {
 		m.PrevHash = r.hash()
 	}
-	if flags&^(flagReject|flagBusy|flagTransfer|flagPinned|flagPrevHash) != 0 {
+	if flags&flagHeld != 0 {
+		m.Held = r.uvarint()
+	}
+	if flags&^(flagReject|flagBusy|flagTransfer|flagPinned|flagPrevHash|flagHeld) != 0 {
 		r.fail("unknown flags %#x", flags)
 	}
 	n := r.uvarint()

@@ -32,6 +32,9 @@ func randomMessage(rng *rand.Rand) Message {
 		Epoch: api.Epoch{Term: u(), ID: u()}, PrevIndex: u(), PrevHash: h(), Commit: u(), Sent: u(), Base: u(),
 		Reject: rng.Intn(2) == 0, Match: u(), LastIndex: u(), LastEpoch: api.Epoch{Term: u(), ID: u()},
 		Priority: rng.Intn(2001) - 1000, Busy: rng.Intn(2) == 0, Transfer: rng.Intn(2) == 0, Pinned: rng.Intn(2) == 0}
+	if rng.Intn(2) == 0 {
+		m.Held = u()
+	}
 	if rng.Intn(4) == 0 {
 		m.Reason = "why not"
 	}

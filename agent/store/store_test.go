@@ -440,6 +440,7 @@ func TestRecords(t *testing.T) {
 		given := time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)
 		in := []Record{record("g", 5), record("g", 6), record("h", 7)}
 		in[2].Recorded = given
+		in[1].Uncompared = 4 // made by a recovery whose log was compacted past the fork
 		out, err := h.s.AddRecords(in)
 		if err != nil {
 			t.Fatal(err)

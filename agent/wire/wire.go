@@ -258,6 +258,12 @@ type Record struct {
 	Recorded time.Time `json:"recorded" codec:"t"`
 	// Replayed is set by MarkReplayed after a successful replay.
 	Replayed bool `json:"replayed" codec:"p"`
+	// Uncompared, when set, says that this side's log had been compacted
+	// up to that index before the recovery that made the record could
+	// find the fork with the master: the writes this side applied up to
+	// it that diverged are in no record (the master's state replaced the
+	// one that held them). Records of that recovery all carry it.
+	Uncompared uint64 `json:"uncompared_before,omitempty" codec:"u"`
 }
 
 // Discarded answers DELETE /v1/divergence/{id}.

@@ -130,3 +130,29 @@ func TestPrintMembers(t *testing.T) {
 		t.Errorf("members table:\n%s", b.String())
 	}
 }
+
+// Records made by a recovery whose log was compacted past the fork say
+// so, in the list and in the record.
+func TestRecordsSayWhatWasNotCompared(t *testing.T) {
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+	recs := []store.Record{
+		{ID: 1, Group: "g", Index: 3, Op: op, Recorded: time.Unix(0, 0)},
+		{ID: 2, Group: "g", Index: 9, Op: op, Uncompared: 7, Recorded: time.Unix(0, 0)},
+	}
+	var list, one bytes.Buffer
+	if err := printRecords(&list, recs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list.String(), "compacted past the fork (up to index 7, see record 2)") {
+		t.Fatalf("list:\n%s", list.String())
+	}
+	printRecord(&one, recs[1])
+	if !strings.Contains(one.String(), "uncompared_before: 7") {
+		t.Fatalf("record:\n%s", one.String())
+	}
+	list.Reset()
+	printRecords(&list, recs[:1])
+	if strings.Contains(list.String(), "compacted") {
+		t.Fatalf("a record of a compared recovery reads as uncompared:\n%s", list.String())
+	}
+}

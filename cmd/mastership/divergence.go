@@ -188,13 +188,26 @@ func printRecords(w io.Writer, recs []store.Record) error {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%q\t%v\t%v\t%s\n", r.ID, r.Epoch, r.Index, r.Client, r.Seq,
 			op.Kind, op.Key, r.Acked, r.Replayed, r.Recorded.UTC().Format(time.RFC3339))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Uncompared > 0 {
+			fmt.Fprintf(w, "\nsome records come from a recovery whose log was compacted past the fork (up to index %d, see record %d):\n"+
+				"writes applied up to there that diverged are in no record\n", r.Uncompared, r.ID)
+			break
+		}
+	}
+	return nil
 }
 
 func printRecord(w io.Writer, r store.Record) {
 	op := opOf(r)
 	fmt.Fprintf(w, "id: %d\ngroup: %s\nepoch: %s\nindex: %d\nclient: %d\nseq: %d\nop: %s\nkey: %q\n",
 		r.ID, r.Group, r.Epoch, r.Index, r.Client, r.Seq, op.Kind, op.Key)
+	if r.Uncompared > 0 {
+		fmt.Fprintf(w, "uncompared_before: %d (the log was compacted past the fork: writes up to there that diverged are in no record)\n", r.Uncompared)
+	}
 	switch {
 	case op.Kind == kv.KindCAS && op.ExpectAbsent:
 		fmt.Fprintln(w, "expect: absent")

@@ -61,6 +61,7 @@ type simAgent struct {
 	hs      core.HardState
 	snap    []byte
 	snapSet map[WriteID]bool
+	snapPos rlog.Pos // where the stored log starts after a scheduled snapshot
 	records []WriteID
 
 	// The runtime's machines: the member session and registration at the
@@ -103,7 +104,8 @@ func (w *world) boot(a *simAgent, log *rlog.Log) {
 	}
 	cfg := core.Config{ID: a.id, Group: group, Priority: a.prio, Mode: w.cfg.Mode, HeartbeatTicks: heartbeatTicks,
 		ElectionTicks: electionTicks, StaggerTicks: staggerTicks, WriteTicks: writeTicks,
-		Rand: rand.New(rand.NewSource(w.rng.Int63()))}
+		Rand:            rand.New(rand.NewSource(w.rng.Int63())),
+		SnapshotEntries: w.cfg.SnapshotEntries, SnapshotWindow: w.cfg.SnapshotWindow}
 
 	if w.cfg.Mode == api.ModeStrict {
 		cfg.Expect = w.cfg.Agents
@@ -125,8 +127,12 @@ func (w *world) kill(a *simAgent) {
 
 func (w *world) restart(a *simAgent) {
 	old := a.node.Log()
-	log := rlog.NewAt(old.Base())
-	ents, err := old.Slice(old.Base().Index+1, old.LastIndex()+1)
+	base := old.Base()
+	if a.snapPos.Index > base.Index && a.snapPos.Index <= old.LastIndex() {
+		base = a.snapPos // the stored log starts at the latest snapshot
+	}
+	log := rlog.NewAt(base)
+	ents, err := old.Slice(base.Index+1, old.LastIndex()+1)
 	if err != nil {
 		panic(fmt.Sprintf("sim: copy log of %d: %v", a.id, err))
 	}
@@ -165,6 +171,18 @@ func (w *world) ready(a *simAgent) {
 	}
 	for _, e := range rd.Divergent {
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
+	}
+	if sn := rd.Snapshot; sn != nil {
+		// Stored as the runtime stores it: the snapshot, with the writes
+		// applied up to its index, and the stored log cut at it.
+		set := maps.Clone(a.sm.applied)
+		for i := sn.Pos.Index + 1; i <= a.node.Status().Applied; i++ {
+			if e, err := a.node.Log().Entry(i); err == nil && e.Client != 0 {
+				delete(set, WriteID{e.Client, e.Seq})
+			}
+		}
+		a.snap, a.snapSet, a.snapPos = sn.Data, set, sn.Pos
+		w.rep.Snapshots++
 	}
 	switch a.node.Role() {
 	case api.RoleCandidate:
@@ -387,12 +405,15 @@ func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
 	if !w.linked(a.id, master) {
 		return 0, errUnreachable
 	}
-	fork, kept, err := agent.DivergentWrites(a.node.Log(), w.agent(master).node.Log(), a.node.Status().Applied, a.id)
+	fork, kept, uncompared, err := agent.DivergentWrites(a.node.Log(), w.agent(master).node.Log(), a.node.Status().Applied, a.id)
 	if err != nil {
 		return 0, err
 	}
 	for _, e := range kept {
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
+	}
+	if uncompared > 0 {
+		w.rep.Uncompared++
 	}
 	return fork, nil
 }
@@ -449,7 +470,7 @@ func (w *world) install(a *simAgent, master uint64, f fetched) (rlog.Digest, err
 	if err := agent.CheckInstalled(got, st.Digest); err != nil {
 		w.violate("install on %d from %d: %v", a.id, master, err)
 	}
-	a.snap, a.snapSet = st.Snapshot, f.set
+	a.snap, a.snapSet, a.snapPos = st.Snapshot, f.set, rlog.Pos{}
 	a.syncing = false
 	w.ready(a)
 	return got, nil

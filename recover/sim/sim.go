@@ -40,6 +40,12 @@ type Config struct {
 	VizDir string
 	// PorcupineTimeout bounds the linearizability check; default 10s.
 	PorcupineTimeout time.Duration
+	// SnapshotEntries makes every agent snapshot on its own schedule,
+	// every that many applied entries, its log keeping SnapshotWindow
+	// entries behind (default 4); 0 takes none (the snapshots of a
+	// download only).
+	SnapshotEntries int
+	SnapshotWindow  int
 }
 
 func (c *Config) defaults() {
@@ -60,6 +66,9 @@ func (c *Config) defaults() {
 	}
 	if c.SettleTicks <= 0 {
 		c.SettleTicks = 1000
+	}
+	if c.SnapshotEntries > 0 && c.SnapshotWindow <= 0 {
+		c.SnapshotWindow = 4
 	}
 	if c.PorcupineTimeout <= 0 {
 		c.PorcupineTimeout = 10 * time.Second
@@ -85,6 +94,10 @@ type Report struct {
 	// check); Handovers those completed: the back-up that asked became
 	// master. Recoveries counts the recoveries that ended in a back-up.
 	HandoverRequests, Handovers, Recoveries int
+	// Snapshots counts the snapshots agents took on their own schedule
+	// (Config.SnapshotEntries); Uncompared the recoveries whose log was
+	// compacted past the fork (agent.DivergentWrites).
+	Snapshots, Uncompared int
 	// Converged lists, per heal, the ticks the group took to converge.
 	Converged []int
 	// Final describes every agent at the end.
