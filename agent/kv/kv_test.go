@@ -523,7 +523,17 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		{"garbage", func() []byte { return []byte("not msgpack") }},
 		{"truncated", func() []byte { b := enc(good()); return b[:len(b)-3] }},
 		{"trailing", func() []byte { return append(enc(good()), 0) }},
-		{"version", func() []byte { s := good(); s.Version = 2; return enc(s) }},
+		{"version", func() []byte { s := good(); s.Version = 3; return enc(s) }},
+		{"version 0", func() []byte { s := good(); s.Version = 0; return enc(s) }},
+		{"too many clients", func() []byte {
+			s := good()
+			s.Clients = nil
+			for i := range MaxClients + 1 {
+				s.Clients = append(s.Clients, snapClient{ID: uint64(i + 1), Seq: 1})
+			}
+			return enc(s)
+		}},
+		{"client used after the index", func() []byte { s := good(); s.Clients[0].Used = s.Index + 1; return enc(s) }},
 		{"digest", func() []byte { s := good(); s.Index++; return enc(s) }},
 		{"value changed", func() []byte { s := good(); s.Pairs[0].Value = []byte("9"); return enc(s) }},
 		{"unsorted keys", func() []byte {
@@ -652,3 +662,106 @@ func TestBinaryOpRefusals(t *testing.T) {
 func binaryHeader(kind, flags byte) []byte { return []byte{opMagic, kind, flags} }
 
 func appendLen(n uint64) []byte { return binary.AppendUvarint(nil, n) }
+
+// The client table keeps at most MaxClients clients, forgetting the one
+// used longest ago: a forgotten client's retry is refused with
+// ErrClientExpired, never applied twice; a remembered client's retry
+// still answers its first result; new clients start at seq 1 as ever;
+// and a store restored from a snapshot forgets the same clients next.
+func TestClientTableBounded(t *testing.T) {
+	f := newFeeder(t)
+	f.apply(1, 1, put("a", "first"))
+	f.apply(1, 2, put("a", "second")) // client 1 used at index 2
+	f.apply(2, 1, put("b", "1"))      // client 2 used at index 3
+	for id := uint64(3); id <= MaxClients; id++ {
+		f.apply(id, 1, put("c", "x"))
+	}
+	if len(f.s.clients) != MaxClients || f.s.forgotten != 0 {
+		t.Fatalf("%d clients, %d forgotten", len(f.s.clients), f.s.forgotten)
+	}
+	if r := f.apply(1, 2, put("a", "second")); r.Err != "" || !r.OK {
+		t.Fatalf("a remembered client's retry: %+v", r)
+	}
+	snap, err := f.s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One client more: client 1, used longest ago, is forgotten.
+	f.apply(MaxClients+1, 1, put("d", "1"))
+	if len(f.s.clients) != MaxClients || f.s.forgotten != 1 {
+		t.Fatalf("%d clients, %d forgotten after one more", len(f.s.clients), f.s.forgotten)
+	}
+	if _, ok := f.s.clients[1]; ok {
+		t.Fatal("client 1, used longest ago, still in the table")
+	}
+	before, _ := f.s.Snapshot()
+	if r := f.apply(1, 2, put("a", "second")); !strings.Contains(r.Err, ErrClientExpired.Error()) {
+		t.Fatalf("a forgotten client's retry: %+v, want %v", r, ErrClientExpired)
+	}
+	assertOnlyIndexMoved(t, f.s, before)
+	if v, _ := f.s.Get("a"); string(v) != "second" {
+		t.Fatalf("a = %q", v)
+	}
+	if r := f.apply(MaxClients+2, 1, put("e", "1")); r.Err != "" {
+		t.Fatalf("a new client after forgetting: %+v", r)
+	}
+	checkDigest(t, f.s)
+
+	// The same from the snapshot (taken after the retry, which is no
+	// use of the client): the restored order forgets client 1 too, and
+	// both end in the same state.
+	r := NewStore()
+	if err := r.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	g := &feeder{t: t, s: r}
+	g.apply(MaxClients+1, 1, put("d", "1"))
+	if _, ok := g.s.clients[1]; ok || g.s.forgotten != 1 {
+		t.Fatal("the restored store forgot another client")
+	}
+	g.apply(1, 2, put("a", "second"))
+	g.apply(MaxClients+2, 1, put("e", "1"))
+	if g.s.Digest() != f.s.Digest() {
+		t.Fatal("the restored store's state differs after the same entries")
+	}
+}
+
+// A snapshot of version 1 (before the table was bounded) restores: its
+// clients count as used at 0, and none was forgotten.
+func TestRestoreVersion1Snapshot(t *testing.T) {
+	f := newFeeder(t)
+	f.apply(5, 1, put("a", "1"))
+	f.apply(6, 1, put("b", "2"))
+	b, _ := f.s.Snapshot()
+	var s snapshot
+	if err := api.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	s.Version, s.Forgotten = 1, 0
+	for i := range s.Clients {
+		s.Clients[i].Used = 0
+	}
+	old, _ := api.Encode(&s)
+	r := NewStore()
+	if err := r.Restore(old); err != nil {
+		t.Fatalf("version 1 snapshot: %v", err)
+	}
+	if r.Digest() != f.s.Digest() {
+		t.Fatal("version 1 snapshot restores another state")
+	}
+	if res := r.Apply(rlog.Entry{Index: 3, Client: 5, Seq: 1, Op: mustEncode(t, put("a", "1"))}); res.Err != "" || !res.OK {
+		t.Fatalf("retry after a version 1 restore: %+v", res)
+	}
+}
+
+// Steady clients keep the table's order small: it holds each client once
+// and a bounded number of stale entries, however many writes applied.
+func TestClientOrderStaysSmall(t *testing.T) {
+	f := newFeeder(t)
+	for i := range 10000 {
+		f.apply(uint64(i%16+1), uint64(i/16+1), put("k", "v"))
+	}
+	if n := len(f.s.order); n > 2*16+1024+1 {
+		t.Fatalf("order holds %d entries for 16 clients", n)
+	}
+}

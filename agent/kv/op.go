@@ -54,6 +54,10 @@ var (
 	// ErrSeqRange answers a request whose sequence is more than MaxSeqLead
 	// past the client's last applied one: it is refused, not stored.
 	ErrSeqRange = errors.New("kv: sequence out of range")
+	// ErrClientExpired answers a request of a client the table no longer
+	// holds (MaxClients): it is not applied, since it may be a retry of
+	// one that was; the client starts again with a new ID.
+	ErrClientExpired = errors.New("kv: client expired")
 	// ErrSnapshot refuses a snapshot that does not decode or validate.
 	ErrSnapshot = errors.New("kv: bad snapshot")
 )

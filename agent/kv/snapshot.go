@@ -13,7 +13,9 @@ import (
 
 // snapshotVersion is bumped when the snapshot layout changes, so that a
 // replica refuses a snapshot it would misread.
-const snapshotVersion = 1
+// Version 2 added the index each client was last used at and the count of
+// clients forgotten; version 1 snapshots restore with both 0.
+const snapshotVersion = 2
 
 // maxErrBytes caps a client record's error text in a snapshot; the errors
 // Apply writes are far shorter.
@@ -28,6 +30,8 @@ type snapshot struct {
 	Pairs   []snapPair   `codec:"p"`
 	Clients []snapClient `codec:"c"`
 	Sum     [32]byte     `codec:"d"`
+	// Forgotten counts the clients the table dropped (version 2).
+	Forgotten uint64 `codec:"f"`
 }
 
 type snapPair struct {
@@ -39,6 +43,7 @@ type snapClient struct {
 	ID     uint64 `codec:"i"`
 	Seq    uint64 `codec:"s"`
 	Result Result `codec:"r"`
+	Used   uint64 `codec:"u"` // version 2
 }
 
 // SnapshotDigest is the digest of the state snapshot holds, computed on a
@@ -55,18 +60,19 @@ func (s *Store) SnapshotDigest(snapshot []byte) (rlog.Digest, error) {
 // digest) in msgpack, sorted so that equal states give equal bytes.
 func (s *Store) Snapshot() ([]byte, error) {
 	snap := snapshot{
-		Version: snapshotVersion,
-		Index:   s.index,
-		Pairs:   make([]snapPair, 0, len(s.data)),
-		Clients: make([]snapClient, 0, len(s.clients)),
-		Sum:     s.Digest().Sum,
+		Version:   snapshotVersion,
+		Index:     s.index,
+		Pairs:     make([]snapPair, 0, len(s.data)),
+		Clients:   make([]snapClient, 0, len(s.clients)),
+		Sum:       s.Digest().Sum,
+		Forgotten: s.forgotten,
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.data)) {
 		snap.Pairs = append(snap.Pairs, snapPair{Key: k, Value: s.data[k].value})
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.clients)) {
 		c := s.clients[id]
-		snap.Clients = append(snap.Clients, snapClient{ID: id, Seq: c.seq, Result: c.result})
+		snap.Clients = append(snap.Clients, snapClient{ID: id, Seq: c.seq, Result: c.result, Used: c.used})
 	}
 	b, err := api.Encode(&snap)
 	if err != nil {
@@ -90,8 +96,11 @@ func (s *Store) Restore(b []byte) error {
 	if r.Len() != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrSnapshot, r.Len())
 	}
-	if snap.Version != snapshotVersion {
-		return fmt.Errorf("%w: version %d, want %d", ErrSnapshot, snap.Version, snapshotVersion)
+	if snap.Version != snapshotVersion && snap.Version != 1 {
+		return fmt.Errorf("%w: version %d, want 1 or %d", ErrSnapshot, snap.Version, snapshotVersion)
+	}
+	if len(snap.Clients) > MaxClients {
+		return fmt.Errorf("%w: %d client records, at most %d", ErrSnapshot, len(snap.Clients), MaxClients)
 	}
 	n := &Store{
 		index:   snap.Index,
@@ -118,10 +127,14 @@ func (s *Store) Restore(b []byte) error {
 		if len(c.Result.Value) > MaxValueBytes || len(c.Result.Err) > maxErrBytes {
 			return fmt.Errorf("%w: client %d: result over the caps", ErrSnapshot, c.ID)
 		}
-		rec := client{seq: c.Seq, result: c.Result, hash: clientHash(c.ID, c.Seq, c.Result)}
+		if c.Used > snap.Index {
+			return fmt.Errorf("%w: client %d used at %d, after the snapshot's index %d", ErrSnapshot, c.ID, c.Used, snap.Index)
+		}
+		rec := client{seq: c.Seq, result: c.Result, hash: clientHash(c.ID, c.Seq, c.Result), used: c.Used}
 		n.sum.add(rec.hash)
 		n.clients[c.ID] = rec
 	}
+	n.order, n.forgotten = appendOrder(make([]used, 0, len(n.clients)), n.clients), snap.Forgotten
 	if got := n.Digest().Sum; got != snap.Sum {
 		return fmt.Errorf("%w: digest %x, snapshot says %x", ErrSnapshot, got[:8], snap.Sum[:8])
 	}

@@ -2,7 +2,9 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -35,6 +37,22 @@ type client struct {
 	seq    uint64
 	result Result
 	hash   [32]byte
+	used   uint64 // the index of the entry that applied seq
+}
+
+// MaxClients bounds the client table: past it, the client whose last
+// request applied longest ago is forgotten. A retry stays safe while
+// fewer than MaxClients other clients wrote since its request applied;
+// after that, a forgotten client's next request (a retry, or a new one)
+// is refused with ErrClientExpired rather than applied a second time,
+// and the client starts again with a new ID.
+const MaxClients = 16384
+
+// used is one entry of the table's order: a client and the index it was
+// used at, oldest first. Entries whose index is no longer the client's
+// are stale and skipped.
+type used struct {
+	id, at uint64
 }
 
 // Store is the reference state machine: a key-value map with put, get,
@@ -47,6 +65,12 @@ type Store struct {
 	index   uint64
 	data    map[string]item
 	clients map[uint64]client
+	// order holds the clients by the index they were last used at, oldest
+	// first (with stale entries, compacted as it grows); forgotten counts
+	// the clients the table dropped. Both are part of the state (the
+	// snapshot carries them): every replica forgets the same clients.
+	order     []used
+	forgotten uint64
 	// sum is the digest accumulator over data and clients; see digest.go.
 	sum sum256
 	// dec is reused by Apply to decode ops; it holds no state between
@@ -112,6 +136,9 @@ func (s *Store) Apply(e rlog.Entry) Result {
 			return cloneResult(c.result)
 		case known && e.Seq < c.seq:
 			return Result{Err: fmt.Sprintf("%v: client %d sent %d after %d", ErrStaleSeq, e.Client, e.Seq, c.seq)}
+		case !known && s.forgotten > 0 && e.Seq != 1:
+			// Maybe a client the table forgot: its retry may have applied.
+			return Result{Err: fmt.Sprintf("%v: client %d sent %d and is not in the table of the last %d clients", ErrClientExpired, e.Client, e.Seq, MaxClients)}
 		case e.Seq-c.seq > MaxSeqLead:
 			// A sequence far past the client's last (2^64-1, say) would
 			// make every later request of the client look stale.
@@ -137,9 +164,16 @@ func (s *Store) Apply(e rlog.Entry) Result {
 		if known {
 			s.sum.sub(c.hash)
 		}
-		c = client{seq: e.Seq, result: r, hash: clientHash(e.Client, e.Seq, r)}
+		c = client{seq: e.Seq, result: r, hash: clientHash(e.Client, e.Seq, r), used: e.Index}
 		s.sum.add(c.hash)
 		s.clients[e.Client] = c
+		s.order = append(s.order, used{e.Client, e.Index})
+		if !known {
+			s.forget()
+		}
+		if len(s.order) > 2*len(s.clients)+1024 {
+			s.order = appendOrder(s.order[:0], s.clients) // drop the stale entries
+		}
 	}
 	return cloneResult(r)
 }
@@ -162,6 +196,34 @@ func (s *Store) CheckSeq(clientID, seq uint64) error {
 // apply executes a valid op. The returned Result may share Value with the
 // map; values are never modified in place, only replaced, so the client
 // table may keep it.
+// forget drops the least recently used clients past MaxClients.
+func (s *Store) forget() {
+	for len(s.clients) > MaxClients && len(s.order) > 0 {
+		u := s.order[0]
+		s.order = s.order[1:]
+		if c, ok := s.clients[u.id]; ok && c.used == u.at {
+			s.sum.sub(c.hash)
+			delete(s.clients, u.id)
+			s.forgotten++
+		}
+	}
+}
+
+// appendOrder appends to o the clients, oldest used first (by ID among
+// equals).
+func appendOrder(o []used, clients map[uint64]client) []used {
+	for id, c := range clients {
+		o = append(o, used{id, c.used})
+	}
+	slices.SortFunc(o, func(a, b used) int {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	return o
+}
+
 func (s *Store) apply(op Op) Result {
 	old, found := s.data[op.Key]
 	switch op.Kind {
