@@ -196,7 +196,7 @@ func (c *scCluster) logf(format string, args ...any) {
 
 // newSCCluster starts the naming node and the agents and waits until agent
 // 1 (the highest priority) is master, registered and followed by all.
-func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure, check bool) *scCluster {
+func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure, check bool, extra ...string) *scCluster {
 	t.Helper()
 	dir := t.TempDir()
 	// MASTERSHIP_E2E_LOG_DIR keeps the data directories and logs.
@@ -255,6 +255,7 @@ func newSCCluster(t *testing.T, name, mode string, octet, expect int, secure, ch
 		if check {
 			a.args = append(a.args, "-check", c.checkScript(dir), "-check-interval", "50ms", "-check-failures", "2")
 		}
+		a.args = append(a.args, extra...)
 		a.proc = scSpawn(t, fmt.Sprintf("agent %d", a.id), a.log, a.args...)
 	}
 	m, _ := c.waitStable(30*time.Second, "the first stable master", c.ids(), true)
