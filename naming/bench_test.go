@@ -3,8 +3,10 @@ package naming
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"net"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -294,4 +296,75 @@ func BenchmarkClusterLookupStaleRPC(b *testing.B) {
 		_, err := cl.Lookup(context.Background(), req)
 		return err
 	})
+}
+
+// BenchmarkChurnDataDir churns sessions and registrations on one naming
+// node with a data dir (the bench groups in place, their members at
+// addresses nobody serves): each operation joins a new member session in
+// a group, registers it master at a new epoch, and ends the session. It
+// logs the data dir's size and the raft log's last index each tenth of the
+// way, and reports the last size over the one at the first tenth. Not a
+// gate: it measures (see the closing note of the session that added it).
+func BenchmarkChurnDataDir(b *testing.B) {
+	n, _, _ := benchNode(b)
+	dir := n.cfg.DataDir
+	step := max(b.N/10, 1)
+	var first, last int64
+	b.ResetTimer()
+	for i := range b.N {
+		g := benchGroup(i % benchGroups)
+		id := uint64(100 + i%1000)
+		jr, err := n.Join(api.JoinRequest{Group: g, ID: id, Addr: fmt.Sprintf("127.1.%d.%d:7500", i%250, 1+i%250), Priority: 9, TTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := n.Register(context.Background(), api.RegisterRequest{Group: g, ID: id, Addr: fmt.Sprintf("127.1.%d.%d:7500", i%250, 1+i%250),
+			Session: jr.Session, Epoch: api.Epoch{Term: uint64(1000 + i)}, TTL: time.Minute}); err != nil && api.ToError(err).Code != api.CodeRefused {
+			b.Fatal(err)
+		}
+		if err := n.Leave(api.LeaveRequest{Group: g, ID: id, Session: jr.Session}); err != nil {
+			b.Fatal(err)
+		}
+		if (i+1)%step == 0 {
+			size := dirSize(dir)
+			if first == 0 {
+				first = size
+			}
+			last = size
+			b.Logf("%d operations: data dir %.1f MiB%s; raft last index %d", i+1, float64(size)/(1<<20), dirFiles(dir), n.raft.LastIndex())
+		}
+	}
+	b.StopTimer()
+	if first > 0 {
+		b.ReportMetric(float64(last)/float64(first), "size-last/first")
+	}
+	b.ReportMetric(float64(last)/(1<<20), "MiB")
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// dirFiles lists the files of dir over 1 MiB, for the log.
+func dirFiles(dir string) string {
+	var out strings.Builder
+	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil && fi.Size() > 1<<20 {
+				rel, _ := filepath.Rel(dir, p)
+				fmt.Fprintf(&out, " %s=%.1fMiB", rel, float64(fi.Size())/(1<<20))
+			}
+		}
+		return nil
+	})
+	return out.String()
 }
