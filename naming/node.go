@@ -770,13 +770,15 @@ func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 			return
 		}
 		final := DeliveryEnds(err == nil, attempt, stale, tg.Session != 0, live)
-		n.do(func(now time.Time, fx *Effects) error {
-			n.reg.RecordEvent(now, nt.Group, ev, fx)
-			if final {
-				fx.Delivered = append(fx.Delivered, key)
-			}
-			return nil
-		})
+		if final || RecordsAttempt(attempt) {
+			n.do(func(now time.Time, fx *Effects) error {
+				n.reg.RecordEvent(now, nt.Group, ev, fx)
+				if final {
+					fx.Delivered = append(fx.Delivered, key)
+				}
+				return nil
+			})
+		}
 		if final {
 			return
 		}
@@ -790,6 +792,14 @@ func (n *Node) deliver(nt api.Notify, tg Target, body []byte, office uint64) {
 }
 
 func (n *Node) activeDeliveries() int64 { return n.active.Load() }
+
+// RecordsAttempt reports whether a delivery attempt that did not end the
+// delivery goes in the group's history: the first, then attempts 2, 4, 8
+// and so on. Every recorded event is a replicated write, and a trigger to
+// a live member that does not answer is retried for as long as its
+// session lasts; the history still shows that it is retried, and the last
+// attempt is always recorded with its outcome.
+func RecordsAttempt(attempt int) bool { return attempt > 0 && attempt&(attempt-1) == 0 }
 
 // NotifyPath is where agents receive triggers on their API address.
 const NotifyPath = "/rpc/notify"

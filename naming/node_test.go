@@ -342,12 +342,14 @@ func TestTriggerRetriesWithBackoffWhileSessionLives(t *testing.T) {
 		t.Fatal(err)
 	}
 	var flakyFails, flakySent, deadFails int
+	var flakyAttempts []int
 	expiredAt := -1
 	failsAfterExpiry := 0
 	for i, e := range evs {
 		switch {
 		case e.Kind == api.EventTriggerFailed && e.Target == 2:
 			flakyFails++
+			flakyAttempts = append(flakyAttempts, e.Attempt)
 		case e.Kind == api.EventTriggerSent && e.Target == 2:
 			flakySent++
 			if e.Attempt != 4 {
@@ -362,8 +364,10 @@ func TestTriggerRetriesWithBackoffWhileSessionLives(t *testing.T) {
 			expiredAt = i
 		}
 	}
-	if flakyFails != 3 || flakySent != 1 {
-		t.Errorf("flaky member: %d failures, %d sent; want 3 and 1", flakyFails, flakySent)
+	// Three failed attempts, of which the history keeps 1 and 2 (then 4,
+	// 8, ...: RecordsAttempt), and the success at attempt 4.
+	if flakyFails != 2 || !slices.Equal(flakyAttempts, []int{1, 2}) || flakySent != 1 {
+		t.Errorf("flaky member: failures recorded at attempts %v, %d sent; want [1 2] and 1", flakyAttempts, flakySent)
 	}
 	if deadFails < 2 {
 		t.Errorf("dead member: %d failed attempts, want retries", deadFails)
@@ -785,5 +789,19 @@ func TestClientMovesPastAHungNode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d after the hung node timed one out: %v", i, err)
 		}
+	}
+}
+
+// Deliveries record their first attempt, then attempts 2, 4, 8 and so on
+// (and always the last, whatever its number).
+func TestRecordsAttempt(t *testing.T) {
+	var got []int
+	for a := -1; a <= 70; a++ {
+		if RecordsAttempt(a) {
+			got = append(got, a)
+		}
+	}
+	if want := []int{1, 2, 4, 8, 16, 32, 64}; !slices.Equal(got, want) {
+		t.Fatalf("recorded attempts %v, want %v", got, want)
 	}
 }

@@ -152,6 +152,12 @@ func (n *Node) raftConfig(alone bool) *raft.Config {
 		rc.ElectionTimeout = rc.HeartbeatTimeout
 	}
 	rc.CommitTimeout = min(50*time.Millisecond, max(n.cfg.ElectionTimeout/10, time.Millisecond))
+	// raft takes a snapshot once SnapshotThreshold (8192) entries were
+	// written since the last, but only looks every SnapshotInterval: at
+	// its default of 2 minutes, a busy naming node (session churn, and a
+	// trigger attempt recorded in the history is a write too) piles up
+	// that long a log in raft.db before any of it is compacted.
+	rc.SnapshotInterval = 10 * time.Second
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 512
 	rc.Logger = n.logger.Named("raft")
