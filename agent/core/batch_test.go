@@ -253,3 +253,45 @@ func TestQuorumValue(t *testing.T) {
 		}
 	}
 }
+
+// A back-up that refuses an append and names a last entry more than
+// SyncThreshold behind gets an append that starts at the master's last
+// entry (so it downloads the state); one a little behind gets the entries
+// after its last.
+func TestFarBehindRejectLeadsToDownload(t *testing.T) {
+	for _, c := range []struct {
+		behind   uint64
+		download bool
+	}{{5, false}, {SyncThreshold + 100, true}} {
+		s := newSim(t, api.ModeStrict, 3, 2, 1)
+		s.tick(30)
+		for i := range SyncThreshold + 200 {
+			s.put(1, fmt.Sprintf("k%d", i), "v")
+			s.deliver()
+		}
+		m := s.nodes[1]
+		last := m.Log().LastIndex()
+		m.Ready()
+		m.Step(Message{Type: MsgAppendResp, Group: "g", From: 3, To: 1, Epoch: m.Epoch(), Reject: true, LastIndex: last - c.behind})
+		// At once, or at the next heartbeat.
+		msgs := m.Ready().Messages
+		m.Tick()
+		m.Tick()
+		msgs = append(msgs, m.Ready().Messages...)
+		var sent *Message
+		for _, msg := range msgs {
+			if msg.Type == MsgAppend && msg.To == 3 && sent == nil {
+				sent = &msg
+			}
+		}
+		if sent == nil {
+			t.Fatalf("behind %d: no append to 3 after its refusal", c.behind)
+		}
+		if got := sent.PrevIndex == last && len(sent.Entries) == 0; got != c.download {
+			t.Fatalf("behind %d: append prev=%d with %d entries (master's last %d)", c.behind, sent.PrevIndex, len(sent.Entries), last)
+		}
+		if !c.download && sent.PrevIndex != last-c.behind {
+			t.Fatalf("behind %d: append prev=%d, want %d", c.behind, sent.PrevIndex, last-c.behind)
+		}
+	}
+}
