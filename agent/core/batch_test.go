@@ -261,8 +261,9 @@ func TestQuorumValue(t *testing.T) {
 func TestFarBehindRejectLeadsToDownload(t *testing.T) {
 	for _, c := range []struct {
 		behind   uint64
+		busy     bool
 		download bool
-	}{{5, false}, {SyncThreshold + 100, true}} {
+	}{{5, false, false}, {SyncThreshold + 100, false, true}, {SyncThreshold + 100, true, true}} {
 		s := newSim(t, api.ModeStrict, 3, 2, 1)
 		s.tick(30)
 		for i := range SyncThreshold + 200 {
@@ -272,7 +273,8 @@ func TestFarBehindRejectLeadsToDownload(t *testing.T) {
 		m := s.nodes[1]
 		last := m.Log().LastIndex()
 		m.Ready()
-		m.Step(Message{Type: MsgAppendResp, Group: "g", From: 3, To: 1, Epoch: m.Epoch(), Reject: true, LastIndex: last - c.behind})
+		// Busy: a back-up whose download just failed refuses the same way.
+		m.Step(Message{Type: MsgAppendResp, Group: "g", From: 3, To: 1, Epoch: m.Epoch(), Reject: true, Busy: c.busy, LastIndex: last - c.behind})
 		// At once, or at the next heartbeat.
 		msgs := m.Ready().Messages
 		m.Tick()

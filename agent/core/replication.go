@@ -344,11 +344,12 @@ func (n *Node) handleAppendResp(m Message) {
 	if m.Reject {
 		// Resume after the back-up's last entry, never past our own log.
 		next := min(m.LastIndex, n.log.LastIndex()) + 1
-		if !m.Busy && n.log.LastIndex() > m.LastIndex+SyncThreshold {
-			// Far behind (it was away): the state is cheaper than the
-			// log. An append that starts at our last entry, past the end
-			// of its log by more than SyncThreshold, makes it download
-			// (acceptAppend).
+		if n.log.LastIndex() > m.LastIndex+SyncThreshold {
+			// Far behind (it was away, or it is busy downloading): the
+			// state is cheaper than the log. An append that starts at our
+			// last entry, past the end of its log by more than
+			// SyncThreshold, makes it download (acceptAppend), again if a
+			// download just failed.
 			next = n.log.LastIndex() + 1
 		}
 		if pr.match > m.LastIndex {
