@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -17,6 +15,7 @@ import (
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
@@ -129,7 +128,7 @@ func (a *Agent) Info() wire.Info {
 		info.JoinProof = *p
 	}
 	info.Log = &wire.LogInfo{SnapshotIndex: st.SnapshotIndex, Snapshots: st.Snapshots, First: st.LogBase + 1,
-		Entries: st.LogEntries, DataBytes: dirBytes(a.dataDir())}
+		Entries: st.LogEntries, DataBytes: store.DirBytes(a.dataDir())}
 	if cr, ok := a.opts.Monitor.(CheckReporter); ok && a.opts.Monitor != nil {
 		if c := cr.LastCheck(); c != nil {
 			info.LastCheck = c
@@ -586,25 +585,4 @@ func (a *Agent) dataDir() string {
 		return d.Dir()
 	}
 	return a.cfg.DataDir
-}
-
-// dirBytes sums the sizes of the regular files under dir; 0 for "" or a
-// directory that cannot be read.
-func dirBytes(dir string) int64 {
-	if dir == "" {
-		return 0
-	}
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
@@ -326,7 +327,7 @@ func BenchmarkChurnDataDir(b *testing.B) {
 			b.Fatal(err)
 		}
 		if (i+1)%step == 0 {
-			size := dirSize(dir)
+			size := store.DirBytes(dir)
 			if first == 0 {
 				first = size
 			}
@@ -339,19 +340,6 @@ func BenchmarkChurnDataDir(b *testing.B) {
 		b.ReportMetric(float64(last)/float64(first), "size-last/first")
 	}
 	b.ReportMetric(float64(last)/(1<<20), "MiB")
-}
-
-func dirSize(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-		if err == nil && e.Type().IsRegular() {
-			if fi, err := e.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 // dirFiles lists the files of dir over 1 MiB, for the log.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,6 +37,25 @@ type Bolt struct {
 
 // Dir is the data directory the store was opened in.
 func (b *Bolt) Dir() string { return b.dir }
+
+// DirBytes sums the sizes of the regular files under dir (a data
+// directory: agent.db and the write-ahead log's segments); 0 for "" or a
+// directory that cannot be read.
+func DirBytes(dir string) int64 {
+	if dir == "" {
+		return 0
+	}
+	var n int64
+	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
 
 // Open opens the store in dir, creating dir (0700) and the file (0600) if
 // needed. The file is locked for the life of the Bolt: while another process,

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	aclient "github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/store"
 )
 
 // soakSample is the state of every agent after a number of writes.
@@ -108,7 +108,7 @@ func benchSoak(c *cli.Context, exe, dir, profile string, total int64, writers in
 	sample := func(written int64) soakSample {
 		s := soakSample{Writes: written, Seconds: time.Since(start).Seconds(), Failures: failed.Load()}
 		for _, a := range d.agents {
-			sa := soakAgent{ID: a.id, RSSBytes: rssOf(a), DataBytes: treeBytes(filepath.Join(dir, fmt.Sprintf("agent-%d", a.id)))}
+			sa := soakAgent{ID: a.id, RSSBytes: rssOf(a), DataBytes: store.DirBytes(filepath.Join(dir, fmt.Sprintf("agent-%d", a.id)))}
 			if in, err := d.info(a); err == nil {
 				sa.Role = in.Role
 				if in.Log != nil {
@@ -239,18 +239,4 @@ func rssOf(a *demoAgent) int64 {
 		}
 	}
 	return 0
-}
-
-// treeBytes sums the sizes of the regular files under dir.
-func treeBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
-		if err == nil && e.Type().IsRegular() {
-			if fi, err := e.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
