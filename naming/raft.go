@@ -30,6 +30,10 @@ type raftStores struct {
 	trans *raft.NetworkTransport
 }
 
+// restoreAdvice is what an operator does about a damaged raft file.
+const restoreAdvice = "restore the data dir from a backup, or start this node with an empty " +
+	"-data-dir and add it to its cluster again (mastership peers remove, then add)"
+
 // fastElection is the shortest election timeout of a node that is the only
 // voter of its cluster while it takes office: there is nobody to hear from,
 // so it need not wait a whole timeout. Once it leads, the configured timeout
@@ -55,8 +59,7 @@ func (n *Node) startRaft(dial func(ctx context.Context, network, addr string) (n
 		case errors.Is(err, bolt.ErrTimeout):
 			return false, fmt.Errorf("%w: %s", ErrStoreLocked, cfg.DataDir)
 		case errors.Is(err, boltfile.ErrDamaged):
-			return false, fmt.Errorf("naming: %w; restore the data dir from a backup, or start this node with an empty "+
-				"-data-dir and add it to its cluster again (mastership peers remove, then add)", err)
+			return false, fmt.Errorf("naming: %w; %s", err, restoreAdvice)
 		case err != nil:
 			return false, fmt.Errorf("naming: open raft log %s: %w", logPath, err)
 		}
@@ -86,6 +89,9 @@ func (n *Node) startRaft(dial func(ctx context.Context, network, addr string) (n
 	rs.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, n.logger.Named("raft"))
 	if err != nil {
 		return fail(fmt.Errorf("naming: snapshot store: %w", err))
+	}
+	if err := checkRaftStores(logs, logPath, rs.snaps, filepath.Join(dir, "snapshots")); err != nil {
+		return fail(fmt.Errorf("naming: %w; %s", err, restoreAdvice))
 	}
 	n.store, err = openStateStore(cfg.DataDir, cfg.MaxEventsPerGroup)
 	if err != nil {
