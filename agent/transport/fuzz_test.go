@@ -36,7 +36,7 @@ func FuzzReadFrame(f *testing.F) {
 		}()
 		r := bufio.NewReader(a)
 		for i := 0; i < 64; i++ {
-			m, err := readFrame(a, r)
+			m, err := readFrame(a, r, StreamIdleTimeout, FrameTimeout)
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					return

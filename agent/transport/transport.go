@@ -77,7 +77,13 @@ type Config struct {
 	// QueueLen bounds each peer's send queue; a full queue drops the
 	// message (the protocol resends). Default 1024.
 	QueueLen int
-	Logger   hclog.Logger
+	// FrameTimeout bounds the time from a frame's length (or a stream's
+	// opening) to its last byte; StreamIdleTimeout bounds the silence of
+	// an inbound stream between frames. Zero means the defaults of the
+	// same name; tests shorten them.
+	FrameTimeout      time.Duration
+	StreamIdleTimeout time.Duration
+	Logger            hclog.Logger
 }
 
 // Transport sends and receives core messages.
@@ -104,6 +110,12 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = 1024
+	}
+	if cfg.FrameTimeout <= 0 {
+		cfg.FrameTimeout = FrameTimeout
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = StreamIdleTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -262,7 +274,7 @@ func (t *Transport) hello() []byte {
 
 // readHello reads and vets an inbound stream's token.
 func (t *Transport) readHello(c net.Conn, r *bufio.Reader) error {
-	c.SetReadDeadline(time.Now().Add(FrameTimeout))
+	c.SetReadDeadline(time.Now().Add(t.cfg.FrameTimeout))
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return fmt.Errorf("transport: hello: %w", err)
@@ -338,7 +350,7 @@ func (t *Transport) serve(c net.Conn) {
 	}
 	var from uint64
 	for {
-		m, err := readFrame(c, r)
+		m, err := readFrame(c, r, t.cfg.StreamIdleTimeout, t.cfg.FrameTimeout)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
 				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)
@@ -359,9 +371,10 @@ func peerClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
-// Read deadlines of inbound streams: a stream may stay idle between frames
-// for StreamIdleTimeout (the sender redials on its next message), and a
-// frame whose length has arrived must arrive whole within FrameTimeout.
+// Read deadlines of inbound streams, by default: a stream may stay idle
+// between frames for StreamIdleTimeout (the sender redials on its next
+// message), and a frame whose length has arrived must arrive whole within
+// FrameTimeout, as must a stream's hello from its opening.
 const (
 	StreamIdleTimeout = 2 * time.Minute
 	FrameTimeout      = 10 * time.Second
@@ -374,11 +387,12 @@ const smallFrame = 4 << 10
 // readFrame reads one frame. The body is read as it arrives, into a buffer
 // that grows with the bytes received, allocated at the announced length
 // first only up to smallFrame: a peer that announces 8 MiB and sends
-// nothing costs a few hundred bytes until FrameTimeout closes it.
-func readFrame(c net.Conn, r *bufio.Reader) (core.Message, error) {
+// nothing costs a few hundred bytes until the frame timeout closes it.
+// The stream may be silent for idle before a frame's length arrives.
+func readFrame(c net.Conn, r *bufio.Reader, idle, frame time.Duration) (core.Message, error) {
 	var m core.Message
 	var hdr [4]byte
-	c.SetReadDeadline(time.Now().Add(StreamIdleTimeout))
+	c.SetReadDeadline(time.Now().Add(idle))
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return m, err
 	}
@@ -386,7 +400,7 @@ func readFrame(c net.Conn, r *bufio.Reader) (core.Message, error) {
 	if n > MaxFrameBytes {
 		return m, fmt.Errorf("%w: %d bytes announced", ErrFrameTooLarge, n)
 	}
-	c.SetReadDeadline(time.Now().Add(FrameTimeout))
+	c.SetReadDeadline(time.Now().Add(frame))
 	var body []byte
 	if n <= smallFrame {
 		// Small frames, nearly all of them, are read into their size at

@@ -177,7 +177,7 @@ func TestStalledFrameCostsWhatArrived(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err := readFrame(server, bufio.NewReader(server))
+	_, err := readFrame(server, bufio.NewReader(server), StreamIdleTimeout, FrameTimeout)
 	runtime.ReadMemStats(&after)
 	if err == nil {
 		t.Fatal("a cut frame decoded")
@@ -314,7 +314,7 @@ func TestLargestAppendFitsAFrame(t *testing.T) {
 			errc <- err
 			client.Close()
 		}()
-		got, err := readFrame(server, bufio.NewReader(server))
+		got, err := readFrame(server, bufio.NewReader(server), StreamIdleTimeout, FrameTimeout)
 		server.Close()
 		if werr := <-errc; werr != nil {
 			t.Fatalf("%d entries of %d bytes: write: %v", shape.n, shape.size, werr)
@@ -326,4 +326,77 @@ func TestLargestAppendFitsAFrame(t *testing.T) {
 			t.Fatalf("%d entries of %d bytes read back as %d", shape.n, shape.size, len(got.Entries))
 		}
 	}
+}
+
+// Every read of an inbound stream has a deadline: a stream that opens and
+// never sends its hello, a frame that announces its length and stalls,
+// and a stream silent between frames are each closed by this side, by the
+// deadline of that step (the other one is set far out, so only the
+// deadline under test can close it). A stream that keeps sending frames
+// more often than the idle timeout stays open.
+func TestStreamDeadlines(t *testing.T) {
+	const short, long = 200 * time.Millisecond, time.Minute
+	hello := emptyHello()
+	stall := binary.BigEndian.AppendUint32(nil, MaxFrameBytes)
+	stall = append(stall, make([]byte, 100)...)
+	for _, tc := range []struct {
+		name        string
+		frame, idle time.Duration
+		send        []byte
+	}{
+		{"hello never sent", short, long, Magic[:]},
+		{"frame stalls after its length", short, long, append(append([]byte(nil), hello...), stall...)},
+		{"silent between frames", long, short, hello},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			_, streams := Mux(ln)
+			recv := New(Config{Handler: func(core.Message) {}, FrameTimeout: tc.frame, StreamIdleTimeout: tc.idle})
+			defer recv.Close()
+			go recv.Accept(streams)
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(tc.send); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+				t.Fatalf("the stream stayed open (%v): the %s deadline did not close it", err, tc.name)
+			}
+		})
+	}
+	t.Run("frames more often than the idle timeout", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, streams := Mux(ln)
+		var box inbox
+		recv := New(Config{Handler: box.add, FrameTimeout: short, StreamIdleTimeout: 4 * short})
+		defer recv.Close()
+		go recv.Accept(streams)
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write(hello)
+		const frames = 12 // 12 x short/2: longer than the idle timeout
+		for i := 1; i <= frames; i++ {
+			f := core.AppendWire(nil, &core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: uint64(i)})
+			if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(f))), f...)); err != nil {
+				t.Fatalf("frame %d: %v", i, err)
+			}
+			waitFor(t, "the frame delivered", func() bool { return box.len() == i })
+			time.Sleep(short / 2) // the pace of the sender, not a synchronisation
+		}
+	})
 }
