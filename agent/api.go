@@ -63,8 +63,9 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "health") })
 	mux.HandleFunc("GET /v1/role/master", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "master") })
 	mux.HandleFunc("GET /v1/role/backup", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "backup") })
-	mux.HandleFunc("GET /v1/info", need(auth.Read, a.serveInfo))
-	mux.HandleFunc("GET /v1/members", need(auth.Read, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
+	discovery := func(h http.HandlerFunc) http.HandlerFunc { return a.server.RequireAny(auth.Discovery(), h, jsonErr) }
+	mux.HandleFunc("GET /v1/info", discovery(a.serveInfo))
+	mux.HandleFunc("GET /v1/members", discovery(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
 	mux.HandleFunc("POST /v1/kv", need(auth.Client, a.serveKV))
 	mux.HandleFunc("GET /v1/divergence", need(auth.Read, a.serveDivergenceList))
 	mux.HandleFunc("GET /v1/divergence/{id}", need(auth.Read, a.serveDivergenceShow))

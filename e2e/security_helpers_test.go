@@ -19,8 +19,8 @@ type e2eSecurity struct {
 	ca  string
 	key string // the gossip key
 	// Token files; the secrets themselves stay in the files.
-	agentsToken, namingToken, opsToken, readToken string
-	acl                                           string
+	agentsToken, namingToken, opsToken, readToken, clientToken string
+	acl                                                        string
 	// Creds of the harness: the operator's and client's token (it writes,
 	// reads and injects faults) and its own certificate.
 	harness auth.Creds
@@ -31,6 +31,7 @@ const (
 	secNaming = "naming-0123456789abcdef"
 	secOps    = "ops-0123456789abcdef0000"
 	secRead   = "read-0123456789abcdef000"
+	secClient = "client-0123456789abcdef0"
 )
 
 func newSecurity(t *testing.T, ips ...string) *e2eSecurity {
@@ -47,8 +48,9 @@ func newSecurity(t *testing.T, ips ...string) *e2eSecurity {
   {"name": "agents", "secret": %q, "capabilities": ["agent", "client", "read"]},
   {"name": "naming", "secret": %q, "capabilities": ["agent", "read"]},
   {"name": "ops", "secret": %q, "capabilities": ["operator", "client", "read"]},
-  {"name": "reader", "secret": %q, "capabilities": ["read"]}
-]}`, secAgents, secNaming, secOps, secRead)
+  {"name": "reader", "secret": %q, "capabilities": ["read"]},
+  {"name": "app", "secret": %q, "capabilities": ["client"]}
+]}`, secAgents, secNaming, secOps, secRead, secClient)
 	s.acl = filepath.Join(s.dir, "acl.json")
 	write := func(name, content string) string {
 		p := filepath.Join(s.dir, name)
@@ -60,6 +62,7 @@ func newSecurity(t *testing.T, ips ...string) *e2eSecurity {
 	write("acl.json", acl)
 	s.agentsToken, s.namingToken = write("agents.token", secAgents), write("naming.token", secNaming)
 	s.opsToken, s.readToken = write("ops.token", secOps), write("read.token", secRead)
+	s.clientToken = write("client.token", secClient)
 	tlsCfg, err := auth.ClientTLS(s.files("harness"))
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,18 +173,19 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 		return len(digests) == 1
 	})
 
-	noCert := []string{"-token-file", g.sec.opsToken, "-tls-ca", g.sec.files("harness").CA,
-		"-tls-cert", filepath.Join(g.sec.dir, "missing.pem"), "-tls-key", filepath.Join(g.sec.dir, "missing-key.pem")}
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
 		{"register in clear text", []string{"register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946", "-ttl", "10m"}, "HTTPS server"},
-		{"register without a certificate", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946"}, noCert...), "missing.pem"},
 		{"register without a token", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10), "-addr", master.api}, g.sec.tlsArgs("harness")...), "unauthorized"},
 		{"register with the agents' token", append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10), "-addr", master.api, "-epoch", "99"}, asAgents...), "operator capability"},
-		{"kv put in clear text", []string{"kv", "put", "-group", "g", "-agent", master.api, "-timeout", "2s", "k0", "outsider"}, "k0"},
+		{"kv put in clear text", []string{"kv", "put", "-group", "g", "-agent", master.api, "-timeout", "2s", "k0", "outsider"}, "HTTPS server"},
+		{"kv get in clear text", []string{"kv", "get", "-group", "g", "-agent", master.api, "-timeout", "2s", "k0"}, "HTTPS server"},
+		{"kv get without a token", append(append([]string{"kv", "get", "-group", "g", "-naming", g.naming, "-timeout", "2s"}, g.sec.tlsArgs("harness")...), "k0"), "unauthorized"},
+		{"divergence discard without a token", append(append([]string{"divergence", "discard", "-agent", master.api, "-yes"}, g.sec.tlsArgs("harness")...), "1"), "unauthorized"},
+		{"divergence discard in clear text", []string{"divergence", "discard", "-agent", master.api, "-yes", "1"}, "HTTPS server"},
 		{"kv put without a token", append(append([]string{"kv", "put", "-group", "g", "-agent", master.api, "-timeout", "2s"}, g.sec.tlsArgs("harness")...), "k0", "outsider"), "unauthorized"},
 		{"kv get with a read-only token", append(append([]string{"kv", "get", "-group", "g", "-agent", master.api, "-timeout", "2s"}, g.sec.cliArgs(g.sec.readToken)...), "k0"), "client capability"},
 		{"divergence discard with the agents' token", append(append([]string{"divergence", "discard", "-agent", master.api, "-yes"}, asAgents...), "1"), "operator capability"},
@@ -201,8 +201,11 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 	// /rpc/state: in clear text, with TLS but no certificate, and with a
 	// certificate but no token.
 	if resp, err := http.Get("http://" + master.api + "/rpc/state"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		t.Fatalf("/rpc/state answered in clear text: %s", resp.Status)
+		if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(b, []byte("HTTPS server")) || bytes.Contains(b, []byte("k0")) {
+			t.Fatalf("/rpc/state in clear text: %s %q, want 400 saying the agent speaks HTTPS", resp.Status, b)
+		}
 	}
 	cfg, _ := auth.ClientTLS(g.sec.files("harness"))
 	anon := cfg.Clone()
@@ -227,8 +230,27 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 		t.Fatal("the refusal carries state")
 	}
 
-	// A raw message stream: in clear text, and over TLS with a certificate
-	// but no token in its hello. Each is closed before a message is read.
+	// The naming node over TLS without a client certificate (the command
+	// line takes none without its key, so the Go client), with the
+	// operator's token: a manual registration of the outsider and one of
+	// the master at a far epoch are refused at the handshake.
+	anonNaming, err := client.New(g.naming, client.WithCreds(auth.Creds{Token: secOps, TLS: anon}), client.WithTimeout(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anonNaming.Close()
+	for _, req := range []api.RegisterRequest{
+		{Group: "g", ID: 66, Addr: "127.0.0.66:8946", Manual: true, TTL: 10 * time.Minute},
+		{Group: "g", ID: master.id, Addr: master.api, Manual: true, Epoch: api.Epoch{Term: 1 << 40}},
+	} {
+		if _, err := anonNaming.Register(context.Background(), req); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("register %d over TLS without a client certificate: %v, want a refused handshake", req.ID, err)
+		}
+	}
+
+	// A raw message stream: in clear text, over TLS without a client
+	// certificate, and over TLS with a certificate but no token in its
+	// hello. Each is closed before a message is read.
 	frame := core.AppendWire(nil, &core.Message{Type: core.MsgTrigger, Group: "g", From: 2, To: master.id, Epoch: api.Epoch{Term: ^uint64(0), ID: 2}})
 	stream := append(append(append([]byte{}, transport.Magic[:]...), 0, 0, 0, 0), bin.BigEndian.AppendUint32(nil, uint32(len(frame)))...)
 	stream = append(stream, frame...)
@@ -242,6 +264,14 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 		t.Error("a clear-text stream was answered")
 	}
 	raw.Close()
+	if tc, err := tls.Dial("tcp", master.api, anon); err == nil {
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc.Write(stream)
+		if _, err := tc.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+			t.Errorf("a stream over TLS without a client certificate stayed open: %v", err)
+		}
+		tc.Close()
+	}
 	tc, err := tls.Dial("tcp", master.api, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +304,15 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 	after := g.state(t)
 	if fmt.Sprint(before) != fmt.Sprint(after) {
 		t.Fatalf("the outsider changed the cluster:\nbefore %+v\nafter  %+v", before, after)
+	}
+	// An application's token, client alone, finds the master (through the
+	// naming node, or an agent) and writes and reads.
+	asApp := g.sec.cliArgs(g.sec.clientToken)
+	mustRun(t, append(append([]string{"kv", "put", "-group", "g", "-naming", g.naming}, asApp...), "app", "written")...)
+	for _, where := range [][]string{{"-naming", g.naming}, {"-agent", g.agents[0].api}} {
+		if out := mustRun(t, append(append(append([]string{"kv", "get", "-group", "g"}, where...), asApp...), "app")...); strings.TrimSpace(out) != "written" {
+			t.Fatalf("kv get %v with the client token: %q", where, out)
+		}
 	}
 	// The operator can: a manual registration of the master is probed
 	// and accepted, and is recorded as manual.
@@ -438,6 +477,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		secAgents: {"agent", "client", "read"},
 		secNaming: {"agent", "read"},
 		secOps:    {"operator", "client", "read"},
+		secClient: {"client"},
 	}
 	garbage := []byte("\xc1 not a request")
 	type route struct {
@@ -446,7 +486,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 	}
 	agentRoutes := []route{
 		{"GET", "/v1/health", "", nil}, {"GET", "/v1/role/master", "", nil}, {"GET", "/v1/role/backup", "", nil},
-		{"GET", "/v1/info", "read", nil}, {"GET", "/v1/members", "read", nil},
+		{"GET", "/v1/info", "read|client", nil}, {"GET", "/v1/members", "read|client", nil},
 		{"GET", "/v1/divergence", "read", nil}, {"GET", "/v1/divergence/999999", "read", nil},
 		{"POST", "/v1/kv", "client", garbage},
 		{"POST", "/v1/divergence/999999/replay", "operator", nil}, {"DELETE", "/v1/divergence/999999", "operator", nil},
@@ -460,7 +500,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},
 		{"POST", "/rpc/join", "agent", garbage}, {"POST", "/rpc/renew", "agent", garbage}, {"POST", "/rpc/leave", "agent", garbage},
 		{"POST", "/rpc/recheck", "agent", garbage}, {"POST", "/rpc/pause", "operator", garbage},
-		{"POST", "/rpc/lookup", "read", garbage}, {"POST", "/rpc/status", "read", garbage}, {"POST", "/rpc/events", "read", garbage},
+		{"POST", "/rpc/lookup", "read|client", garbage}, {"POST", "/rpc/status", "read|client", garbage}, {"POST", "/rpc/events", "read", garbage},
 		{"POST", "/rpc/peers", "read", garbage}, {"POST", "/rpc/add-peer", "operator", garbage}, {"POST", "/rpc/remove-peer", "operator", garbage},
 	}
 	for _, side := range []struct {
@@ -483,7 +523,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 				case r.need == "":
 				case token == "":
 					want = "unauthorized"
-				case !slices.Contains(caps, r.need):
+				case !slices.ContainsFunc(strings.Split(r.need, "|"), func(c string) bool { return slices.Contains(caps, c) }):
 					want = "forbidden"
 				}
 				if got != want {

@@ -183,7 +183,7 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	method := r.PathValue("method")
 	if need, ok := rpcCapability[method]; ok {
-		if err := n.server.Allowed(r, need); err != nil {
+		if err := n.server.Allowed(r, need...); err != nil {
 			writeRPCError(w, err)
 			return
 		}
@@ -282,12 +282,13 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// rpcCapability is the capability each RPC method needs; health is open,
-// and register needs agent or, by hand, operator.
-var rpcCapability = map[string]auth.Capability{
-	"join": auth.Agent, "renew": auth.Agent, "leave": auth.Agent, "recheck": auth.Agent, "pause": auth.Operator, // register: by its kind
-	"lookup": auth.Read, "status": auth.Read, "events": auth.Read, "peers": auth.Read,
-	"add-peer": auth.Operator, "remove-peer": auth.Operator,
+// rpcCapability is the capabilities each RPC method needs one of; health
+// is open, and register needs agent or, by hand, operator. A kv client
+// finds its group's master by lookup and status: client grants those too.
+var rpcCapability = map[string][]auth.Capability{
+	"join": {auth.Agent}, "renew": {auth.Agent}, "leave": {auth.Agent}, "recheck": {auth.Agent}, "pause": {auth.Operator}, // register: by its kind
+	"lookup": auth.Discovery(), "status": auth.Discovery(), "events": {auth.Read}, "peers": {auth.Read},
+	"add-peer": {auth.Operator}, "remove-peer": {auth.Operator},
 }
 
 func writeRPCError(w http.ResponseWriter, err error) {

@@ -3,9 +3,7 @@ package naming
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -74,12 +72,8 @@ func (m *mux) sort(c net.Conn) {
 	br := bufio.NewReaderSize(c, 512)
 	head, err := br.Peek(len(raftMagic))
 	if err != nil {
-		var re tls.RecordHeaderError
-		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
-			// As net/http does: a caller speaking clear text to a TLS
-			// node learns why it fails.
-			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-		}
+		// A caller speaking clear text to a TLS node learns why it fails.
+		auth.AnswerClearText(err)
 		c.Close()
 		return
 	}
@@ -198,12 +192,4 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	c.SetWriteDeadline(time.Time{})
 	return c, nil
-}
-
-func looksLikeHTTP(hdr [5]byte) bool {
-	switch string(hdr[:]) {
-	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
-		return true
-	}
-	return false
 }

@@ -121,6 +121,8 @@ func (a *API) Call(ctx context.Context, method, path string, in any) ([]byte, er
 		}
 		if json.Unmarshal(b, &body) == nil { // a body that is no error leaves the status text
 			e.Code, e.Message, e.Master, e.MasterAddr = body.Code, body.Error, body.Master, body.MasterAddr
+		} else if text := plainText(b); text != "" {
+			e.Message = http.StatusText(status) + text
 		}
 		return nil, e
 	}

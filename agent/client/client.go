@@ -449,7 +449,7 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 	var resp wire.KVResponse
 	if derr := json.Unmarshal(b, &resp); derr != nil {
 		if hresp.StatusCode/100 == 4 && hresp.StatusCode != http.StatusMisdirectedRequest {
-			return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s", ErrRefused, addr, hresp.Status)}
+			return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s%s", ErrRefused, addr, hresp.Status, plainText(b))}
 		}
 		return attempt{err: fmt.Errorf("agent %s: %s: undecodable reply: %v", addr, hresp.Status, derr)}
 	}

@@ -490,3 +490,18 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("seq = %d after 40 writes", c.seq.Load())
 	}
 }
+
+// A reply that is no JSON error shows its first line, when it is text.
+func TestPlainText(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"Client sent an HTTP request to an HTTPS server.\n", ": Client sent an HTTP request to an HTTPS server."},
+		{"", ""},
+		{"\x00\x01binary", ""},
+		{"first\nsecond", ": first"},
+		{strings.Repeat("x", 300), ": " + strings.Repeat("x", 200) + "..."},
+	} {
+		if got := plainText([]byte(tc.body)); got != tc.want {
+			t.Errorf("plainText(%q) = %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}

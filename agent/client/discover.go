@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
@@ -237,7 +240,22 @@ func (c *Client) getJSON(ctx context.Context, addr, path string, v any) error {
 		if json.Unmarshal(b, &e) == nil && e.Code != "" {
 			return fmt.Errorf("GET %s: %s", path, e.Error())
 		}
-		return fmt.Errorf("GET %s: %s", path, resp.Status)
+		return fmt.Errorf("GET %s: %s%s", path, resp.Status, plainText(b))
 	}
 	return json.Unmarshal(b, v)
+}
+
+// plainText is the first line of a reply that is no JSON error (a TLS
+// agent answering a clear-text request says so in one), as ": line", cut
+// to 200 bytes; "" for an empty or binary body.
+func plainText(b []byte) string {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || !utf8.Valid(line) || bytes.ContainsFunc(line, unicode.IsControl) {
+		return ""
+	}
+	if len(line) > 200 {
+		line = append(line[:200:200], "..."...)
+	}
+	return ": " + string(line)
 }

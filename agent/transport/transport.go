@@ -32,6 +32,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mastership/mastership/agent/core"
+	"github.com/mastership/mastership/naming/auth"
 )
 
 // Magic opens every message stream. It is followed by the hello: a 4-byte
@@ -483,6 +484,8 @@ func route(c net.Conn, m *muxListener, streams chan<- net.Conn) {
 	n, err := io.ReadFull(c, head[:])
 	c.SetReadDeadline(time.Time{})
 	if err != nil && n == 0 {
+		// A caller speaking clear text to a TLS agent learns why it fails.
+		auth.AnswerClearText(err)
 		c.Close()
 		return
 	}

@@ -27,6 +27,11 @@ const (
 	Read     Capability = "read"
 )
 
+// Discovery is what finding a group's master needs (a naming node's lookup
+// and status, an agent's info and members): read, or client, since a kv
+// client finds the master before it reads or writes.
+func Discovery() []Capability { return []Capability{Read, Client} }
+
 // Capabilities lists every capability, in the order help text gives them.
 func Capabilities() []Capability { return []Capability{Agent, Client, Operator, Read} }
 
@@ -141,14 +146,14 @@ func ParseACL(b []byte) (*ACL, error) {
 // Open reports whether the ACL lets every call through (nil).
 func (a *ACL) Open() bool { return a == nil }
 
-// Check tells whether secret grants need, and names the token. The secret
-// is compared to every token in constant time, whatever matches.
-func (a *ACL) Check(secret string, need Capability) (string, error) {
+// Check tells whether secret grants one of need, and names the token. The
+// secret is compared to every token in constant time, whatever matches.
+func (a *ACL) Check(secret string, need ...Capability) (string, error) {
 	if a == nil {
 		return "", nil
 	}
 	if secret == "" {
-		return "", fmt.Errorf("%w: this call needs a token with the %s capability (-token, -token-file or MASTERSHIP_TOKEN)", ErrNoToken, need)
+		return "", fmt.Errorf("%w: this call needs a token with the %s capability (-token, -token-file or MASTERSHIP_TOKEN)", ErrNoToken, anyOf(need))
 	}
 	sum := sha256.Sum256([]byte(secret))
 	match := -1
@@ -161,10 +166,21 @@ func (a *ACL) Check(secret string, need Capability) (string, error) {
 		return "", fmt.Errorf("%w: the token is not in the ACL", ErrBadToken)
 	}
 	t := a.tokens[match]
-	if !slices.Contains(t.caps, need) {
-		return t.name, fmt.Errorf("%w: token %q lacks the %s capability", ErrForbidden, t.name, need)
+	for _, c := range need {
+		if slices.Contains(t.caps, c) {
+			return t.name, nil
+		}
 	}
-	return t.name, nil
+	return t.name, fmt.Errorf("%w: token %q lacks the %s capability", ErrForbidden, t.name, anyOf(need))
+}
+
+// anyOf names capabilities for an error: "read", "read or client".
+func anyOf(caps []Capability) string {
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = string(c)
+	}
+	return strings.Join(names, " or ")
 }
 
 // BearerToken returns the token of an Authorization: Bearer header.

@@ -79,6 +79,16 @@ func TestACLCheck(t *testing.T) {
 	if _, err := acl.Check("ops-secret-0123456789abc", Client); !strings.Contains(err.Error(), "client capability") {
 		t.Errorf("forbidden does not name the capability: %v", err)
 	}
+	// One of several: discovery takes read or client.
+	if name, err := acl.Check("ops-secret-0123456789abc", Discovery()...); err != nil || name != "ops" {
+		t.Errorf("ops (read) for discovery: %q %v", name, err)
+	}
+	if _, err := acl.Check("ops-secret-0123456789abc", Client, Agent); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "client or agent capability") {
+		t.Errorf("ops for client or agent: %v, want forbidden naming both", err)
+	}
+	if _, err := acl.Check("", Discovery()...); !errors.Is(err, ErrNoToken) || !strings.Contains(err.Error(), "read or client") {
+		t.Errorf("no token for discovery: %v", err)
+	}
 	var open *ACL
 	if _, err := open.Check("", Operator); err != nil || !open.Open() {
 		t.Fatalf("open ACL: %v", err)

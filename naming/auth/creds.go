@@ -131,11 +131,16 @@ const HandshakeTimeout = 5 * time.Second
 // Require wraps h so that it runs only for a request whose bearer token
 // grants need; otherwise fail answers with the typed error (401 or 403).
 func (s Server) Require(need Capability, h http.HandlerFunc, fail func(http.ResponseWriter, error)) http.HandlerFunc {
+	return s.RequireAny([]Capability{need}, h, fail)
+}
+
+// RequireAny is Require for a request that any one of needs grants.
+func (s Server) RequireAny(needs []Capability, h http.HandlerFunc, fail func(http.ResponseWriter, error)) http.HandlerFunc {
 	if s.ACL.Open() {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.ACL.Check(BearerToken(r), need); err != nil {
+		if _, err := s.ACL.Check(BearerToken(r), needs...); err != nil {
 			fail(w, ToAPIError(err))
 			return
 		}
@@ -143,9 +148,10 @@ func (s Server) Require(need Capability, h http.HandlerFunc, fail func(http.Resp
 	}
 }
 
-// Allowed tells whether r's token grants need (always, on an open server).
-func (s Server) Allowed(r *http.Request, need Capability) error {
-	if _, err := s.ACL.Check(BearerToken(r), need); err != nil {
+// Allowed tells whether r's token grants one of need (always, on an open
+// server).
+func (s Server) Allowed(r *http.Request, need ...Capability) error {
+	if _, err := s.ACL.Check(BearerToken(r), need...); err != nil {
 		return ToAPIError(err)
 	}
 	return nil

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // TLSFiles names the PEM files of mutual TLS: the CA that signs every
@@ -94,4 +96,29 @@ func forAddr(c *tls.Config, addr string) *tls.Config {
 	}
 	cc.ServerName = strings.Trim(host, "[]")
 	return cc
+}
+
+// AnswerClearText answers a caller that spoke clear-text HTTP to a TLS
+// listener, as net/http does, so that it learns why it fails instead of
+// seeing its connection closed: err is the first read's error on the TLS
+// connection. It reports whether it answered (the caller still closes the
+// connection).
+func AnswerClearText(err error) bool {
+	var re tls.RecordHeaderError
+	if !errors.As(err, &re) || re.Conn == nil || !looksLikeHTTP(re.RecordHeader) {
+		return false
+	}
+	re.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+	return true
+}
+
+// looksLikeHTTP tells whether a TLS record header is the start of an HTTP
+// request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "DELET", "OPTIO", "PATCH":
+		return true
+	}
+	return false
 }
