@@ -418,6 +418,10 @@ func (a *Agent) Propose(ctx context.Context, clientID, seq uint64, op []byte) (c
 	}
 }
 
+// maxNotifyReason bounds a trigger's reason, which the self-monitor keeps
+// with its pending events (the naming node's are a few words).
+const maxNotifyReason = 256
+
 func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
 	if err != nil {
@@ -431,6 +435,10 @@ func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
 	}
 	if n.Group != a.cfg.Group {
 		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification for group %q; this agent is in %q", n.Group, a.cfg.Group))
+		return
+	}
+	if len(n.Reason) > maxNotifyReason {
+		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification reason of %d bytes, limit %d", len(n.Reason), maxNotifyReason))
 		return
 	}
 	if n.Master != nil {

@@ -654,11 +654,31 @@ func FuzzRPC(f *testing.F) {
 	}
 	defer n.Close()
 	h := n.Handler()
+	// maxTerms is every group's highest epoch term.
+	maxTerms := func() map[string]uint64 {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		out := map[string]uint64{}
+		if n.reg != nil {
+			for name, g := range n.reg.groups {
+				out[name] = g.MaxEpoch.Term
+			}
+		}
+		return out
+	}
 	f.Fuzz(func(t *testing.T, m uint8, body []byte) {
 		method := methods[int(m)%len(methods)]
 		req := httptest.NewRequest(http.MethodPost, "/rpc/"+method, bytes.NewReader(body))
 		rec := httptest.NewRecorder()
+		before := maxTerms()
 		h.ServeHTTP(rec, req)
+		// No epoch enters a group more than MaxTermLead above the
+		// group's highest (a new group's, above 0).
+		for name, term := range maxTerms() {
+			if term > before[name] && term-before[name] > api.MaxTermLead {
+				t.Fatalf("%s %x: group %q's epoch went from term %d to %d", method, body, name, before[name], term)
+			}
+		}
 		if rec.Code >= 500 {
 			t.Fatalf("%s: status %d for %x: %s", method, rec.Code, body, rec.Body.Bytes())
 		}
