@@ -32,12 +32,13 @@ import (
 // secureGroup is a naming node and three strict agents with -acl, mutual
 // TLS and a gossip key, each on its own loopback address.
 type secureGroup struct {
-	sec    *e2eSecurity
-	naming string
-	agents []cliAgent
-	hc     *http.Client // the harness: operator, client and read
-	args   map[uint64][]string
-	procs  map[uint64]*proc
+	sec        *e2eSecurity
+	naming     string
+	agents     []cliAgent
+	hc         *http.Client // the harness: operator, client and read
+	args       map[uint64][]string
+	procs      map[uint64]*proc
+	namingProc *proc
 }
 
 func startSecureGroup(t *testing.T, third int) *secureGroup {
@@ -52,14 +53,14 @@ func startSecureGroup(t *testing.T, third int) *secureGroup {
 	g.sec = newSecurity(t, ips...)
 	g.hc = &http.Client{Timeout: 5 * time.Second, Transport: g.sec.harness.Transport(&http.Transport{})}
 	t.Cleanup(g.hc.CloseIdleConnections)
-	start(t, "naming", append([]string{"-log-level", "info", "naming", "-profile", "local", "-bind", g.naming,
+	g.namingProc = start(t, "naming", append([]string{"-log-level", "debug", "naming", "-profile", "local", "-bind", g.naming,
 		"-data-dir", t.TempDir()}, g.sec.namingArgs(ips[0])...)...)
 	var join []string
 	for _, a := range g.agents {
 		join = append(join, a.bind)
 	}
 	for _, a := range g.agents {
-		g.args[a.id] = append([]string{"-log-level", "info", "agent", "-profile", "local",
+		g.args[a.id] = append([]string{"-log-level", "debug", "agent", "-profile", "local",
 			"-group", "g", "-id", strconv.FormatUint(a.id, 10), "-bind", a.bind, "-api", a.api, "-join", strings.Join(join, ","),
 			"-naming", g.naming, "-mode", "strict", "-expect", "3", "-data-dir", t.TempDir()}, g.sec.agentArgs(a.ip)...)
 		g.procs[a.id] = start(t, fmt.Sprintf("agent%d", a.id), g.args[a.id]...)
@@ -314,6 +315,24 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 			t.Fatalf("kv get %v with the client token: %q", where, out)
 		}
 	}
+	// No process wrote a secret to its log, at debug level, through all
+	// of the above; a secured one warns of no open door.
+	outputs := map[string]string{"naming": g.namingProc.output()}
+	for id, p := range g.procs {
+		outputs[fmt.Sprintf("agent %d", id)] = p.output()
+	}
+	for who, out := range outputs {
+		for _, secret := range []string{secAgents, secNaming, secOps, secRead, secClient, g.sec.key} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s logged the secret %.6s...", who, secret)
+			}
+		}
+		for _, open := range []string{"no -acl", "no TLS"} {
+			if strings.Contains(out, open) {
+				t.Errorf("%s, secured, warns %q", who, open)
+			}
+		}
+	}
 	// The operator can: a manual registration of the master is probed
 	// and accepted, and is recorded as manual.
 	out := mustRun(t, append([]string{"register", "-naming", g.naming, "-group", "g", "-id", strconv.FormatUint(master.id, 10),
@@ -334,6 +353,14 @@ func TestOutsiderTakeoverFailsOnOpenNode(t *testing.T) {
 	defer hc.CloseIdleConnections()
 	g := startStrictGroup(t, 97)
 	before := waitOneMaster(t, hc, g)
+	// Open, each process says so at start.
+	for id, p := range g.procs {
+		for _, warn := range []string{"no -acl: the agent is open", "no TLS"} {
+			if !strings.Contains(p.output(), warn) {
+				t.Errorf("agent %d, open, does not warn %q", id, warn)
+			}
+		}
+	}
 	out, errOut, code := run(t, "register", "-naming", g.naming, "-group", "g", "-id", "66", "-addr", "127.0.0.66:8946", "-ttl", "10m")
 	if code != 1 || !strings.Contains(errOut, "not a live member") {
 		t.Fatalf("the outsider's register: exit %d, %q %q", code, out, errOut)
