@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -263,11 +264,21 @@ func TestDuplicateIDExits(t *testing.T) {
 			t.Logf("the duplicate found by %s exited with code 4 after %s: %s", how, time.Since(start).Round(time.Millisecond), lastLine(p.output()))
 		})
 	}
-	after := waitOneMaster(t, hc, g)
-	for id, in := range before {
-		if after[id].Role != in.Role || after[id].Epoch != in.Epoch || after[id].EpochID != in.EpochID {
-			t.Errorf("agent %d: %+v before the duplicates, %+v after", id, in, after[id])
+	// The group is undisturbed, then and for a few election timeouts
+	// (3 s: ten of the local profile's, three of lan's) after the last
+	// duplicate exited: no agent campaigns over what the duplicates did.
+	hold := time.Now().Add(3 * time.Second)
+	for {
+		after := waitOneMaster(t, hc, g)
+		for id, in := range before {
+			if after[id].Role != in.Role || after[id].Epoch != in.Epoch || after[id].EpochID != in.EpochID {
+				t.Fatalf("agent %d: %+v before the duplicates, %+v after", id, in, after[id])
+			}
 		}
+		if time.Now().After(hold) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -378,5 +389,70 @@ func truncateUsed(t *testing.T, path string) {
 	db.Close()
 	if err := os.Truncate(path, used/2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// -max-conns caps the connections a listener holds open: a naming node
+// and an agent started with the smallest cap (16) hold that many idle
+// connections, close the ones past it at once, and serve again once the
+// idle ones go away.
+func TestMaxConns(t *testing.T) {
+	const limit = 16
+	namingAddr := freeAddr(t, "127.0.93.2")
+	start(t, "naming", "-log-level", "warn", "naming", "-profile", "local", "-bind", namingAddr,
+		"-data-dir", t.TempDir(), "-max-conns", strconv.Itoa(limit))
+	bind, apiAddr := freeAddr(t, "127.0.93.11"), freeAddr(t, "127.0.93.11")
+	start(t, "agent", "-log-level", "warn", "agent", "-profile", "local", "-group", "g", "-id", "1", "-bind", bind,
+		"-api", apiAddr, "-naming", namingAddr, "-max-conns", strconv.Itoa(limit))
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	healthy := func(addr string) bool {
+		resp, err := hc.Get("http://" + addr + "/v1/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for _, side := range []struct{ name, addr string }{{"naming node", namingAddr}, {"agent", apiAddr}} {
+		t.Run(side.name, func(t *testing.T) {
+			waitFor(t, 20*time.Second, side.name+" serving", func() bool { return healthy(side.addr) })
+			// Twice the cap, opened at once and left idle; each is then
+			// read for 500 ms: a refused one ends (closed at accept), a
+			// held one times out.
+			conns := make([]net.Conn, 2*limit)
+			for i := range conns {
+				c, err := net.DialTimeout("tcp", side.addr, time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns[i] = c
+			}
+			var held, refused atomic.Int64
+			var wg sync.WaitGroup
+			for _, c := range conns {
+				wg.Go(func() {
+					c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+					if _, err := c.Read(make([]byte, 1)); os.IsTimeout(err) {
+						held.Add(1)
+					} else {
+						refused.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			// The process's own connections (the agent's to the naming
+			// node, its sessions) count in the cap too.
+			if held.Load() > limit || held.Load() < limit-4 || refused.Load() < limit {
+				t.Fatalf("%d idle connections held, %d refused; want at most %d held", held.Load(), refused.Load(), limit)
+			}
+			if healthy(side.addr) {
+				t.Fatalf("the %s served a new connection past its cap", side.name)
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			waitFor(t, 10*time.Second, side.name+" serving again", func() bool { return healthy(side.addr) })
+			t.Logf("%s: %d idle connections held, %d refused at accept", side.name, held.Load(), refused.Load())
+		})
 	}
 }
