@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/mastership/mastership/gossip"
+	"github.com/mastership/mastership/naming/api"
 )
 
 // MetJoinForTest is metJoin over join resolved as Start resolves it.
@@ -16,3 +17,7 @@ func DoForTest(a *Agent, f func()) error { return a.do(f) }
 
 // PendingOpsForTest is how many calls wait for the loop.
 func PendingOpsForTest(a *Agent) int { return len(a.ops) }
+
+// NoteRegisteredForTest hands the agent a registration as its naming node
+// would.
+func NoteRegisteredForTest(a *Agent, m *api.Registration) { a.noteRegistered(m) }

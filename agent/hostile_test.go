@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/transport"
@@ -187,4 +188,27 @@ func TestHostileEpochsEveryPath(t *testing.T) {
 		_, err := c.Put(2, "after", "v")
 		return err == nil
 	})
+}
+
+// The naming node is the one source an agent learns far-off terms from,
+// but not the last terms of the space: a registration at 2^64-1 (a forged
+// naming node without TLS) is refused and counted; one far above but
+// below the end is learned, as a new agent of an old group needs.
+func TestLearnedTermBounded(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 1, Mode: "available", Base: 24})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	a := c.Members[1].Agent
+	before, refused := a.Status().MaxTerm, a.Info().Refused
+	agent.NoteRegisteredForTest(a, &api.Registration{ID: 9, Addr: "127.0.0.9:1", Epoch: api.Epoch{Term: ^uint64(0), ID: 9}})
+	if got := a.Status().MaxTerm; got != before {
+		t.Fatalf("learned term %d from a registration at 2^64-1 (knew %d)", got, before)
+	}
+	if a.Info().Refused != refused+1 {
+		t.Fatalf("refused inputs %d, want %d", a.Info().Refused, refused+1)
+	}
+	far := before + 1<<30
+	agent.NoteRegisteredForTest(a, &api.Registration{ID: 9, Addr: "127.0.0.9:1", Epoch: api.Epoch{Term: far, ID: 9}})
+	c.WaitFor(10*time.Second, "the far term learned", func() bool { return a.Status().MaxTerm >= far })
 }

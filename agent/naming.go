@@ -227,8 +227,15 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 // noteRegistered gives the core the epoch of the registered master the
 // naming node told us of: the naming node is the one source an agent
 // trusts for terms far above its own (a new agent of an old group), since
-// every other input is bounded by what it knows.
+// every other input is bounded by what it knows. Even from it, a term at
+// the very end of the term space is refused (api.CheckLearnedTerm).
 func (a *Agent) noteRegistered(m *api.Registration) {
+	if m != nil {
+		if err := api.CheckLearnedTerm(m.Epoch.Term); err != nil {
+			a.noteRefused("naming node's registration", err)
+			return
+		}
+	}
 	a.mu.Lock()
 	known := a.status.MaxTerm
 	a.mu.Unlock()

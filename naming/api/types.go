@@ -71,6 +71,20 @@ func CheckTerm(term, known uint64) error {
 	return nil
 }
 
+// MaxLearnedTerm is the highest term an agent learns from its naming node,
+// the one source it takes far-off terms from (a new agent of an old group):
+// the last MaxTermLead terms of the space are refused even there, so that
+// a forged reply cannot leave an agent with no term to campaign at.
+const MaxLearnedTerm = ^uint64(0) - MaxTermLead
+
+// CheckLearnedTerm refuses a term above MaxLearnedTerm.
+func CheckLearnedTerm(term uint64) error {
+	if term > MaxLearnedTerm {
+		return fmt.Errorf("%w: term %d is within %d of the end of the term space", ErrEpochRange, term, MaxTermLead)
+	}
+	return nil
+}
+
 // NextTerm returns the term after t, or false when t is the last one.
 func NextTerm(t uint64) (uint64, bool) {
 	if t == ^uint64(0) {
