@@ -350,8 +350,13 @@ func (t *Transport) serve(c net.Conn) {
 		return
 	}
 	var from uint64
+	// A sender opens a stream to send a message: its first frame comes
+	// with the hello, so a stream silent after its hello is held for the
+	// frame timeout only, not the idle timeout of a stream in use.
+	idle := t.cfg.FrameTimeout
 	for {
-		m, err := readFrame(c, r, t.cfg.StreamIdleTimeout, t.cfg.FrameTimeout)
+		m, err := readFrame(c, r, idle, t.cfg.FrameTimeout)
+		idle = t.cfg.StreamIdleTimeout
 		if err != nil {
 			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
 				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)

@@ -189,6 +189,12 @@ func TestStalledFrameCostsWhatArrived(t *testing.T) {
 
 func emptyHello() []byte { return append(Magic[:], 0, 0, 0, 0) }
 
+// oneFrame is a length-prefixed frame of a small message.
+func oneFrame() []byte {
+	f := core.AppendWire(nil, &core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 1})
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(f))), f...)
+}
+
 // A stream is read only after its hello's token passes Authorize: a
 // stream without the right token, or with a hello announcing a huge token,
 // is closed before any message is handled.
@@ -346,7 +352,8 @@ func TestStreamDeadlines(t *testing.T) {
 	}{
 		{"hello never sent", short, long, Magic[:]},
 		{"frame stalls after its length", short, long, append(append([]byte(nil), hello...), stall...)},
-		{"silent between frames", long, short, hello},
+		{"silent after its hello", short, long, hello},
+		{"silent between frames", long, short, append(append([]byte(nil), hello...), oneFrame()...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

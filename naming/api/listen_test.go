@@ -66,3 +66,52 @@ func isReset(err error) bool {
 	var ne *net.OpError
 	return errors.As(err, &ne)
 }
+
+// One source address holds at most its share of the cap (a quarter, at
+// least 16): past it, its next connection is closed at accept while
+// another host's is still taken.
+func TestLimitListenerPerHost(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := LimitListener(inner, 64, nil)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for i := 0; i < 16; i++ {
+		dialFrom("127.0.0.1")
+		<-accepted
+	}
+	over := dialFrom("127.0.0.1")
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); err != io.EOF && !isReset(err) {
+		t.Fatalf("17th connection of one host (cap 64): %v, want it closed", err)
+	}
+	dialFrom("127.0.0.2")
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("another host's connection was not taken")
+	}
+	if open, refused := ln.Open(); open != 17 || refused != 1 {
+		t.Fatalf("open %d refused %d, want 17 and 1", open, refused)
+	}
+}
