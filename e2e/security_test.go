@@ -507,6 +507,10 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		secClient: {"client"},
 	}
 	garbage := []byte("\xc1 not a request")
+	// Registrations of an outsider, refused for what they claim once the
+	// token passes: an agent's own needs agent, one by hand operator.
+	agentReg, _ := api.Encode(&api.RegisterRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", Session: 1, Epoch: api.Epoch{Term: 1 << 30, ID: 66}})
+	manualReg, _ := api.Encode(&api.RegisterRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", Manual: true})
 	type route struct {
 		method, path, need string
 		body               []byte
@@ -527,6 +531,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},
 		{"POST", "/rpc/join", "agent", garbage}, {"POST", "/rpc/renew", "agent", garbage}, {"POST", "/rpc/leave", "agent", garbage},
 		{"POST", "/rpc/recheck", "agent", garbage}, {"POST", "/rpc/pause", "operator", garbage},
+		{"POST", "/rpc/register", "agent", agentReg}, {"POST", "/rpc/register", "operator", manualReg},
 		{"POST", "/rpc/lookup", "read|client", garbage}, {"POST", "/rpc/status", "read|client", garbage}, {"POST", "/rpc/events", "read", garbage},
 		{"POST", "/rpc/peers", "read", garbage}, {"POST", "/rpc/add-peer", "operator", garbage}, {"POST", "/rpc/remove-peer", "operator", garbage},
 	}
