@@ -23,11 +23,16 @@ import (
 // Commands:
 //
 //	group mode=strict|available prio=(P1,P2,...)   a new group, agents 1..N
+//	      [snapshot=N window=W]  each agent snapshots every N applied entries,
+//	                       keeping W entries of log behind the snapshot
+//	      [downloads=held]  a download an agent asks for stays pending (the
+//	                       agent syncing) until a download command
 //	tick [n=1]             tick every agent up; messages stay queued
 //	deliver [n=N]          deliver the queue until it is empty (or only its first
 //	                       N messages), tracing each message
 //	run n=N                N rounds of tick and deliver, tracing changes only
-//	status                 one line per agent
+//	status                 one line per agent (and its log base, in a group
+//	                       that snapshots)
 //	put id=I key=K value=V propose on agent I (a strict master is registered first)
 //	down id=I | up id=I    stop or restart agent I's process (state kept)
 //	partition a=(..) b=(..)  cut every link between the two sides
@@ -38,6 +43,9 @@ import (
 //	endgrace id=I          agent I met its join addresses (group grace=N)
 //	health id=I ok=B       I's service passes or fails its checks (views learn it)
 //	promote id=I ok=B [term=T] answer the promotion gate of I's mastership (at T) (group gate=true)
+//	download id=I [fail=true]  finish I's pending download: install its
+//	                       master's state, or fail as the runtime's does (I
+//	                       stops syncing and takes appends again)
 func TestScenarios(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		sc := &scenarioRun{}
@@ -79,7 +87,18 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("grace") {
 			d.ScanArgs(t, "grace", &grace)
 		}
-		sc.s = newSimWith(t, api.Mode(mode), gate, grace, prios...)
+		snapEntries, window := 0, 0
+		d.MaybeScanArgs(t, "snapshot", &snapEntries)
+		d.MaybeScanArgs(t, "window", &window)
+		sc.s = newSimSnap(t, api.Mode(mode), gate, grace, snapEntries, window, prios...)
+		if d.HasArg("downloads") {
+			var downloads string
+			d.ScanArgs(t, "downloads", &downloads)
+			if downloads != "held" {
+				d.Fatalf(t, "group: downloads=%s, want held", downloads)
+			}
+			sc.s.holdDownloads = true
+		}
 		sc.s.trace = func(line string) { sc.out.WriteString(line + "\n") }
 		for _, id := range sc.s.ids() {
 			sc.s.noteRole(id)
@@ -121,6 +140,9 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 			}
 			fmt.Fprintf(&sc.out, "%d%s: %s epoch=%s master=%d commit=%d applied=%d last=%d", id, state, st.Role, st.Epoch,
 				st.Master, st.Commit, st.Applied, st.Last)
+			if sc.s.snapEntries > 0 {
+				fmt.Fprintf(&sc.out, " base=%d", st.LogBase)
+			}
 			if st.Transfer != 0 {
 				fmt.Fprintf(&sc.out, " handing-over-to=%d", st.Transfer)
 			}
@@ -203,6 +225,32 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 			epoch.ID = id
 		}
 		sc.s.nodes[id].Promote(epoch, ok)
+		sc.s.drain(id)
+	case "download":
+		// The runtime's download of the master's state (agent.syncFrom)
+		// ends: installed, or failed, after which the agent takes appends
+		// again and the next that does not fit asks for a new download.
+		var id uint64
+		d.ScanArgs(t, "id", &id)
+		fail := false
+		d.MaybeScanArgs(t, "fail", &fail)
+		master, ok := sc.s.pending[id]
+		if !ok {
+			fmt.Fprintf(&sc.out, "%d is downloading nothing\n", id)
+			break
+		}
+		delete(sc.s.pending, id)
+		n := sc.s.nodes[id]
+		if fail {
+			fmt.Fprintf(&sc.out, "%d's download from %d fails\n", id, master)
+			if n.Role() == api.RoleSyncing && n.Master() == master {
+				n.EndRecovery(master, n.Epoch())
+			}
+		} else if sc.s.sync(id, master) {
+			fmt.Fprintf(&sc.out, "%d installs the state of %d\n", id, master)
+		} else {
+			fmt.Fprintf(&sc.out, "%d could not install the state of %d\n", id, master)
+		}
 		sc.s.drain(id)
 	case "switchover", "leave":
 		// The master hands over on its own initiative: switchover to=ID

@@ -46,6 +46,12 @@ type simNet struct {
 	snaps                           map[uint64][]Snapshot
 	traceMsgs                       bool
 	last                            map[uint64]string // the last role line traced per agent
+	// holdDownloads keeps each download a node asks for pending (pending:
+	// node to master) until the test installs or fails it, as a runtime
+	// whose download takes a while: the node stays syncing meanwhile.
+	// Otherwise a download installs the master's state at once.
+	holdDownloads bool
+	pending       map[uint64]uint64
 }
 
 func (s *simNet) tracef(format string, args ...any) {
@@ -84,7 +90,7 @@ func newSimWith(t *testing.T, mode api.Mode, gate bool, grace int, prios ...int)
 func newSimSnap(t *testing.T, mode api.Mode, gate bool, grace, snapEntries, window int, prios ...int) *simNet {
 	s := &simNet{snapEntries: snapEntries, snapWindow: window, snaps: map[uint64][]Snapshot{}, t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, ghost: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
-		events: map[uint64][]Event{}, last: map[uint64]string{}}
+		events: map[uint64][]Event{}, last: map[uint64]string{}, pending: map[uint64]uint64{}}
 	if mode == api.ModeStrict {
 		// As the configuration requires: a strict group's size is fixed.
 		s.expect = len(prios)
@@ -176,17 +182,23 @@ func (s *simNet) drain(id uint64) {
 	}
 	s.noteRole(id)
 	if rd.Sync != 0 {
-		s.tracef("%d: downloads the state of %d", id, rd.Sync)
-		s.sync(id, rd.Sync)
-		s.noteRole(id)
+		if s.holdDownloads {
+			s.pending[id] = rd.Sync
+			s.tracef("%d: starts downloading the state of %d", id, rd.Sync)
+		} else {
+			s.tracef("%d: downloads the state of %d", id, rd.Sync)
+			s.sync(id, rd.Sync)
+			s.noteRole(id)
+		}
 	}
 }
 
-// sync installs the master's state on id, as the runtime's download does.
-func (s *simNet) sync(id, master uint64) {
+// sync installs the master's state on id, as the runtime's download does,
+// and says whether it did.
+func (s *simNet) sync(id, master uint64) bool {
 	m := s.nodes[master]
 	if !s.linked(id, master) || m.Role() != api.RoleMaster {
-		return
+		return false
 	}
 	snap, err := m.StateMachine().Snapshot()
 	if err != nil {
@@ -194,21 +206,23 @@ func (s *simNet) sync(id, master uint64) {
 	}
 	base, _ := m.Log().PosAt(m.applied)
 	ents, _ := m.Log().Slice(m.applied+1, m.Log().LastIndex()+1)
-	if err := s.nodes[id].InstallState(snap, base, ents, master, m.Epoch(), m.commit); err != nil {
+	err = s.nodes[id].InstallState(snap, base, ents, master, m.Epoch(), m.commit)
+	if err != nil {
 		s.t.Logf("sync %d from %d: %v", id, master, err)
 	}
 	if got, want := s.stores[id].Digest(), s.stores[master].Digest(); got != want {
 		s.t.Fatalf("digest after sync %v != master's %v", got, want)
 	}
+	return err == nil
 }
 
 // deliver sends every queued message that can cross, until none is left.
 func (s *simNet) deliver() {
 	for steps := 0; len(s.queue) > 0; steps++ {
-		if steps > 100000 {
-			s.t.Fatal("messages never stop")
-		}
 		m := s.queue[0]
+		if steps > 100000 {
+			s.t.Fatalf("messages never stop: %s", m)
+		}
 		s.queue = s.queue[1:]
 		s.deliverOne(m)
 	}
