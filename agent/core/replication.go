@@ -200,10 +200,7 @@ func (n *Node) sendAppend(to uint64) {
 	}
 	last := n.log.LastIndex()
 	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
-		LastIndex: last, Pinned: n.pinned}
-	if n.cfg.Mode == api.ModeAvailable {
-		m.Held = n.heldByAll()
-	}
+		LastIndex: last, Pinned: n.pinned, Held: n.rules.heldForAppend(n)}
 	if pr.next <= last && !pr.full() {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
@@ -454,11 +451,8 @@ func (n *Node) maybeSnapshot() {
 	if !due || n.applied <= n.log.Base().Index {
 		return
 	}
-	if n.cfg.Mode == api.ModeAvailable {
-		held := n.held()
-		if held+n.window() < n.applied && n.applied-held <= n.retain() {
-			return // some member may lack what the snapshot would compact
-		}
+	if n.rules.snapshotWaits(n) {
+		return // some member may lack what the snapshot would compact
 	}
 	pos, err := n.log.PosAt(n.applied)
 	if err != nil {
@@ -513,23 +507,15 @@ func (n *Node) held() uint64 {
 }
 
 // compactionPoint is how far the in-memory log may be compacted after a
-// snapshot: the window behind the applied index, and in available mode no
-// further than what every member holds (see maybeSnapshot), but for
-// RetainEntries entries at most.
+// snapshot: the window behind the applied index, and no further than the
+// mode's rules allow (an available group's keeps what some member may
+// lack, see maybeSnapshot).
 func (n *Node) compactionPoint() uint64 {
 	window := n.window()
 	if n.applied <= window {
 		return 0
 	}
-	upTo := n.applied - window
-	if n.cfg.Mode != api.ModeAvailable {
-		return upTo
-	}
-	held := min(upTo, n.held())
-	if retain := n.retain(); upTo > retain {
-		held = max(held, upTo-retain)
-	}
-	return held
+	return n.rules.compactionPoint(n, n.applied-window)
 }
 
 func (n *Node) failProposals(err error) {

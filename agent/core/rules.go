@@ -41,6 +41,15 @@ type rules interface {
 	keepsLiveMaster() bool
 	// reassert moves a retained master above every epoch seen.
 	reassert(n *Node)
+	// heldForAppend is the Message.Held a master's append carries.
+	heldForAppend(n *Node) uint64
+	// snapshotWaits tells whether a due snapshot waits because some member
+	// may lack entries it would compact away.
+	snapshotWaits(n *Node) bool
+	// compactionPoint is how far the in-memory log may be compacted after
+	// a snapshot, upTo being the point the window behind the applied
+	// index allows.
+	compactionPoint(n *Node, upTo uint64) uint64
 }
 
 func rulesFor(m api.Mode) rules {
@@ -199,4 +208,32 @@ func (availableRules) reassert(n *Node) {
 		return
 	}
 	n.becomeMaster(api.Epoch{Term: term, ID: n.cfg.ID})
+}
+
+// Strict: a master tells no Held, and snapshots and compaction follow the
+// applied index alone (a cut-off minority elects no master of its own).
+func (strictRules) heldForAppend(n *Node) uint64                { return 0 }
+func (strictRules) snapshotWaits(n *Node) bool                  { return false }
+func (strictRules) compactionPoint(n *Node, upTo uint64) uint64 { return upTo }
+
+// Available: should the members that lack some entries elect their own
+// master, those entries are the writes recovery keeps as divergence
+// records; the master tells its back-ups what every member holds.
+func (availableRules) heldForAppend(n *Node) uint64 { return n.heldByAll() }
+
+// Available: a snapshot waits while some member may lack entries it would
+// compact away, for RetainEntries entries at most.
+func (availableRules) snapshotWaits(n *Node) bool {
+	held := n.held()
+	return held+n.window() < n.applied && n.applied-held <= n.retain()
+}
+
+// Available: no further than what every member holds, but for
+// RetainEntries entries at most.
+func (availableRules) compactionPoint(n *Node, upTo uint64) uint64 {
+	held := min(upTo, n.held())
+	if retain := n.retain(); upTo > retain {
+		held = max(held, upTo-retain)
+	}
+	return held
 }
