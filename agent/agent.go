@@ -35,7 +35,8 @@ import (
 // Options are the parts of an agent that embedders and tests choose.
 type Options struct {
 	// StateMachine is the replicated service; nil means a kv.Store. It
-	// must be fresh: the agent restores it from Storage.
+	// must be fresh: the agent restores it from Storage. The kv API
+	// (POST /v1/kv, Execute, Replay, Get) needs a KVStateMachine.
 	StateMachine rlog.StateMachine
 	// Storage keeps the log, hard state and divergence records; nil means
 	// store.Open(DataDir), or memory when DataDir is empty.
@@ -173,7 +174,23 @@ var (
 	// ErrStorage means a write to the agent's storage failed: the agent
 	// stopped before sending anything that depended on it.
 	ErrStorage = errors.New("agent: storage failed")
+	// ErrNotKV means a kv operation reached an agent whose state machine
+	// is not a KVStateMachine (501 on the API).
+	ErrNotKV = errors.New("agent: the state machine is not a kv store")
 )
+
+// KVStateMachine is a state machine the agent's kv API can drive: it
+// applies the operations kv.EncodeOp encodes as kv.Store does, and Get
+// reads a key of its applied state (called from the agent's goroutine).
+// kv.Store is one, and so is a type that embeds a *kv.Store. Over any
+// other state machine POST /v1/kv, divergence replay and Execute refuse
+// with ErrNotKV, and Get finds nothing; Propose takes any operation.
+type KVStateMachine interface {
+	rlog.StateMachine
+	Get(key string) ([]byte, bool)
+}
+
+var _ KVStateMachine = (*kv.Store)(nil)
 
 // New builds an agent; Start runs it.
 func New(cfg config.Agent, opts Options) (*Agent, error) {

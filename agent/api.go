@@ -30,7 +30,8 @@ import (
 //	GET  /v1/role/backup            wire.Role: 200 on a caught-up back-up of the retained master (no token needed)
 //	GET  /v1/info                   wire.Info
 //	GET  /v1/members                []wire.Member (the gossip view)
-//	POST /v1/kv                     wire.KVRequest -> wire.KVResponse (master only; ?forward=1 forwards)
+//	POST /v1/kv                     wire.KVRequest -> wire.KVResponse (master only; ?forward=1 forwards; 501 not-kv
+//	                                without a KVStateMachine, as replay)
 //	GET  /v1/divergence             []wire.Record
 //	GET  /v1/divergence/{id}        wire.Record
 //	POST /v1/divergence/{id}/replay wire.KVResponse
@@ -251,6 +252,9 @@ func (a *Agent) MembersJSON() []wire.Member {
 	return out
 }
 
+// codeNotKV is the code of ErrNotKV's reply.
+const codeNotKV = "not-kv"
+
 // kvError maps an error to an HTTP status and a wire.KVResponse.
 func (a *Agent) kvError(w http.ResponseWriter, err error) {
 	st := a.Status()
@@ -268,6 +272,8 @@ func (a *Agent) kvError(w http.ResponseWriter, err error) {
 		status, resp.Code = http.StatusGatewayTimeout, wire.CodeTimeout
 	case errors.Is(err, ErrStopped):
 		status, resp.Code = http.StatusServiceUnavailable, string(api.CodeUnavailable)
+	case errors.Is(err, ErrNotKV):
+		status, resp.Code = http.StatusNotImplemented, codeNotKV
 	default:
 		e := api.ToError(err)
 		status, resp.Code = e.Code.HTTPStatus(), string(e.Code)
@@ -276,6 +282,10 @@ func (a *Agent) kvError(w http.ResponseWriter, err error) {
 }
 
 func (a *Agent) serveKV(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.sm.(KVStateMachine); !ok {
+		a.kvError(w, ErrNotKV)
+		return
+	}
 	body, err := readBody(w, r)
 	if err != nil {
 		a.kvError(w, err)
@@ -346,29 +356,32 @@ func (a *Agent) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 }
 
 // Execute runs one kv operation through the master: reads from the state
-// machine when the core allows it, everything else through the log.
+// machine when the core allows it, everything else through the log. The
+// state machine must be a KVStateMachine (else ErrNotKV).
 func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (wire.KVResponse, error) {
+	store, ok := a.sm.(KVStateMachine)
+	if !ok {
+		return wire.KVResponse{}, ErrNotKV
+	}
 	if op.Kind == kv.KindGet && clientID == 0 {
-		if store, ok := a.sm.(*kv.Store); ok {
-			var resp wire.KVResponse
-			var rerr error
-			err := a.do(func() {
-				a.flushForRead()
-				if rerr = a.node.ReadIndex(); rerr != nil {
-					return
-				}
-				v, found := store.Get(op.Key)
-				resp = wire.KVResponse{OK: true, Found: found, Epoch: a.node.Epoch(), Index: a.node.Status().Applied, Master: a.cfg.ID}
-				if found {
-					s := string(v)
-					resp.Value = &s
-				}
-			})
-			if err == nil {
-				err = rerr
+		var resp wire.KVResponse
+		var rerr error
+		err := a.do(func() {
+			a.flushForRead()
+			if rerr = a.node.ReadIndex(); rerr != nil {
+				return
 			}
-			return resp, err
+			v, found := store.Get(op.Key)
+			resp = wire.KVResponse{OK: true, Found: found, Epoch: a.node.Epoch(), Index: a.node.Status().Applied, Master: a.cfg.ID}
+			if found {
+				s := string(v)
+				resp.Value = &s
+			}
+		})
+		if err == nil {
+			err = rerr
 		}
+		return resp, err
 	}
 	b, err := kv.EncodeOp(op)
 	if err != nil {
@@ -560,15 +573,16 @@ func parseID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 }
 
 // Get reads a key from the local state machine (tests and tools; not a
-// linearizable read).
+// linearizable read). A state machine that is not a KVStateMachine holds
+// no key.
 func (a *Agent) Get(key string) (string, bool) {
+	s, ok := a.sm.(KVStateMachine)
+	if !ok {
+		return "", false
+	}
 	var v []byte
 	var found bool
-	a.do(func() {
-		if s, ok := a.sm.(*kv.Store); ok {
-			v, found = s.Get(key)
-		}
-	})
+	a.do(func() { v, found = s.Get(key) })
 	return string(v), found
 }
 

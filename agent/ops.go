@@ -46,6 +46,9 @@ func (a *Agent) serveDivergenceShow(w http.ResponseWriter, r *http.Request) {
 // record's client ID and sequence make it idempotent: a write the group
 // already holds is not applied twice.
 func (a *Agent) Replay(ctx context.Context, id uint64) (wire.KVResponse, error) {
+	if _, ok := a.sm.(KVStateMachine); !ok {
+		return wire.KVResponse{}, ErrNotKV
+	}
 	rec, err := a.storage.Record(id)
 	if err != nil {
 		return wire.KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)

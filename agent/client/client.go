@@ -37,9 +37,10 @@ var (
 	ErrNoMaster = errors.New("client: no master found")
 	// ErrRefused is wrapped when the request itself was refused: bad input
 	// (empty or too long key, too long value, text that is not UTF-8),
-	// checked by the client or the agent (400 invalid, 413 too-large), or an
-	// operation the state machine refused (for example a stale sequence).
-	// The operation did not take effect and is not retried.
+	// checked by the client or the agent (400 invalid, 413 too-large), an
+	// operation the state machine refused (for example a stale sequence),
+	// or an agent whose state machine is not a kv (501 not-kv). The
+	// operation did not take effect and is not retried.
 	ErrRefused = errors.New("client: request refused")
 )
 
@@ -475,7 +476,7 @@ func (c *Client) send(ctx context.Context, addr string, body []byte) attempt {
 			err = fmt.Errorf("agent %s is not master at epoch %s; it names %d at %s", addr, resp.Epoch, resp.Master, resp.MasterA)
 		}
 		return attempt{err: err, redirect: resp.MasterA}
-	case st == http.StatusBadRequest || st == http.StatusRequestEntityTooLarge:
+	case st == http.StatusBadRequest || st == http.StatusRequestEntityTooLarge || st == http.StatusNotImplemented:
 		return attempt{fatal: true, err: fmt.Errorf("%w: agent %s: %s: %s", ErrRefused, addr, orStatus(resp.Code, hresp.Status), resp.Error)}
 	case resp.Code == wire.CodeNotServing || resp.Code == wire.CodeTimeout:
 		// Still the master as far as we know: not yet, or not at the

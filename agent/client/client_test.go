@@ -299,6 +299,8 @@ func TestBadInputRefusedAtOnce(t *testing.T) {
 			return 413, wire.KVResponse{Error: "key over the limit", Code: "too-large", Epoch: e}
 		case "stale-seq":
 			return 200, wire.KVResponse{Error: "kv: stale sequence: client 1 sent 1 after 2", Epoch: e, Index: 9, Master: 1}
+		case "not-kv":
+			return 501, wire.KVResponse{Error: "agent: the state machine is not a kv store", Code: "not-kv", Epoch: e}
 		}
 		return answer(e, 1, "x")(req)
 	})
@@ -335,7 +337,7 @@ func TestBadInputRefusedAtOnce(t *testing.T) {
 	if _, err := c.Put(ctx, strings.Repeat("k", 1024), []byte("v")); err != nil {
 		t.Errorf("key of 1024 bytes: %v", err)
 	}
-	for _, key := range []string{"invalid", "too-large-here", "stale-seq"} {
+	for _, key := range []string{"invalid", "too-large-here", "stale-seq", "not-kv"} {
 		before := f.count.Load()
 		_, err := c.Put(ctx, key, []byte("v"))
 		if !errors.Is(err, ErrRefused) {
