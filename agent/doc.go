@@ -27,7 +27,9 @@
 //   - run, the loop: owns the core, the log, the state machine, the
 //     waiting proposals, the peer address table and the catch-up job; every
 //     other goroutine asks it through typed commands (BeginRecovery,
-//     Quarantine, Propose, ...), which run on it;
+//     Quarantine, Propose, ...), which run on it. The one call on the
+//     state machine made elsewhere is SnapshotDigest, by a download's
+//     goroutine, on the snapshot's bytes alone (rlog.StateMachine);
 //   - the publisher: pushes role changes to gossip metadata and claims, off
 //     the loop (memberlist may wait for a broadcast);
 //   - the naming loop: owns the member machine (package member: the

@@ -226,7 +226,8 @@ func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) 
 // 1040), shared by the runtime and the simulator, done before anything of
 // ours changes: the state comes from master as master, at an epoch not
 // older than cur, and its snapshot restores, on a scratch copy of sm's
-// kind, to the digest the master reported.
+// kind, to the digest the master reported. It runs off the agent's loop:
+// of sm it calls SnapshotDigest only.
 func CheckDownload(sm rlog.StateMachine, st State, master uint64, cur api.Epoch) error {
 	if st.Role != api.RoleMaster || st.Master != master {
 		return fmt.Errorf("download state of %d: it is %s following %d, not master", master, st.Role, st.Master)

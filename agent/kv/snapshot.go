@@ -47,7 +47,8 @@ type snapClient struct {
 }
 
 // SnapshotDigest is the digest of the state snapshot holds, computed on a
-// scratch store.
+// scratch store: it does not touch s, so it may run while s applies
+// (rlog.StateMachine).
 func (s *Store) SnapshotDigest(snapshot []byte) (rlog.Digest, error) {
 	scratch := NewStore()
 	if err := scratch.Restore(snapshot); err != nil {

@@ -9,8 +9,9 @@ import (
 // StateMachine is the replicated service that the log feeds; agent/kv.Store
 // is the reference one, and embedders supply their own.
 //
-// The agent calls every method from its single owning goroutine (the one
-// that also owns the Log), so implementations need no locking. Apply is
+// The agent calls every method but SnapshotDigest from its single owning
+// goroutine (the one that also owns the Log), so implementations need no
+// locking; SnapshotDigest is the exception, see its comment. Apply is
 // called in log order, exactly once per index, starting right after the
 // index of the last Restore (or 1); an entry that is not the next index is a
 // broken invariant of the caller.
@@ -37,6 +38,13 @@ type StateMachine interface {
 	// downloaded snapshot against the master's digest with it before it
 	// installs anything (figure 10, act 1040). A snapshot that does not
 	// restore is an error.
+	//
+	// It is called off the owning goroutine (by the goroutine of a
+	// recovery's step or of a catch-up download, so that digesting a large
+	// state does not stall the agent), concurrently with the other
+	// methods: it must compute from the snapshot's bytes alone, on a
+	// scratch value as agent/kv.Store does, and neither read nor write the
+	// receiver's mutable state.
 	SnapshotDigest(snapshot []byte) (Digest, error)
 }
 
