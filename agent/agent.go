@@ -124,6 +124,9 @@ type Agent struct {
 	// sends nothing more (see handleReady).
 	storageErr error
 	storageBad atomic.Bool // storageErr != nil, for other goroutines
+	// onSend, when set (tests, through export_test.go), sees every
+	// message the loop hands to the transport.
+	onSend func(core.Message)
 
 	hooks     *hook.Runner
 	hookState hook.Tracker // owned by run
@@ -884,6 +887,9 @@ func (a *Agent) persist(rd core.Ready) error {
 // status, and the requests of the core.
 func (a *Agent) send(rd core.Ready) {
 	for _, m := range rd.Messages {
+		if a.onSend != nil {
+			a.onSend(m)
+		}
 		if addr := a.peerAPI[m.To]; addr != "" {
 			a.transport.Send(addr, m)
 		} else {

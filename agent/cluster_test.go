@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/wire"
+	"github.com/mastership/mastership/config"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
@@ -241,34 +244,70 @@ func TestSyncWithDyingMasterEnds(t *testing.T) {
 	}
 }
 
-// failingStorage fails every write once fail is set, as a full or broken
-// disk would.
+// failingStorage fails the agent's writes once fail is set, as a full or
+// broken disk would: every write, or with votesOnly each write that
+// records a vote other than the one stored. The first write it refuses
+// sets failed, on the agent's loop (the one goroutine that writes and
+// sends), with its hard state in refused.
 type failingStorage struct {
 	store.Storage
-	fail *atomic.Bool
+	fail      *atomic.Bool
+	votesOnly bool
+	vote      api.Epoch // the vote last stored
+	failed    atomic.Bool
+	refused   atomic.Pointer[store.HardState]
 }
 
 var errDisk = errors.New("disk: no space left")
 
-func (f failingStorage) SaveHardState(hs store.HardState) error {
-	if f.fail.Load() {
+func (f *failingStorage) Persist(u store.Update) error {
+	if f.fail.Load() && (!f.votesOnly || u.HardState != nil && u.HardState.Vote != f.vote) {
+		if !f.failed.Swap(true) && u.HardState != nil {
+			hs := *u.HardState
+			f.refused.Store(&hs)
+		}
 		return errDisk
 	}
-	return f.Storage.SaveHardState(hs)
+	if err := f.Storage.Persist(u); err != nil {
+		return err
+	}
+	if u.HardState != nil {
+		f.vote = u.HardState.Vote
+	}
+	return nil
 }
 
-func (f failingStorage) Persist(u store.Update) error {
-	if f.fail.Load() {
-		return errDisk
-	}
-	return f.Storage.Persist(u)
+// sentAfter records, through agent.OnSendForTest, what the agent hands to
+// the transport before and after its storage's first refused write.
+type sentAfter struct {
+	before atomic.Int64
+	mu     sync.Mutex
+	after  []string
 }
 
-func (f failingStorage) Append(es []rlog.Entry) error {
-	if f.fail.Load() {
-		return errDisk
+func watchSends(t *testing.T, a *agent.Agent, fs *failingStorage) *sentAfter {
+	t.Helper()
+	w := &sentAfter{}
+	err := agent.OnSendForTest(a, func(m core.Message) {
+		if !fs.failed.Load() {
+			w.before.Add(1)
+			return
+		}
+		w.mu.Lock()
+		w.after = append(w.after, m.String())
+		w.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return f.Storage.Append(es)
+	return w
+}
+
+// sentAfterFailure is what was handed to the transport after the failure.
+func (w *sentAfter) sentAfterFailure() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.after)
 }
 
 // snapshotFailing is a storage whose snapshot writes fail once fail is set.
@@ -331,20 +370,23 @@ func TestFailedInstallStopsTheAgent(t *testing.T) {
 // fatal; the group elects another master.
 func TestNothingSentAfterFailedPersist(t *testing.T) {
 	var fail atomic.Bool
+	var fs *failingStorage
 	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 18,
 		WrapStorage: func(id uint64, s store.Storage) store.Storage {
 			if id == 1 {
-				return failingStorage{Storage: s, fail: &fail}
+				fs = &failingStorage{Storage: s, fail: &fail}
+				return fs
 			}
 			return s
 		}})
 	if m := c.WaitStable(20 * time.Second); m != 1 {
 		t.Fatalf("master %d, want 1", m)
 	}
+	sent := watchSends(t, c.Members[1].Agent, fs)
 	if _, err := c.Put(1, "before", "v"); err != nil {
 		t.Fatal(err)
 	}
-	last := c.Members[1].Agent.Status().Last
+	last, oldEpoch := c.Members[1].Agent.Status().Last, c.Members[1].Agent.Status().Epoch
 	c.WaitFor(10*time.Second, "the back-ups at the master's last entry", func() bool {
 		return c.Members[2].Agent.Status().Last == last && c.Members[3].Agent.Status().Last == last
 	})
@@ -366,7 +408,6 @@ func TestNothingSentAfterFailedPersist(t *testing.T) {
 	})
 	// The entry that was not persisted reached no back-up: what follows
 	// the last entry both held is the new master's own.
-	oldEpoch := c.Members[1].Agent.Status().Epoch
 	for _, id := range []uint64{2, 3} {
 		var next rlog.Entry
 		var err error
@@ -379,6 +420,75 @@ func TestNothingSentAfterFailedPersist(t *testing.T) {
 		if _, found := c.Members[id].Agent.Get("after"); found {
 			t.Fatalf("agent %d applied the write whose persist failed on the master", id)
 		}
+	}
+	// Nothing at all left 1 after the failed write, though its loop ran
+	// on for the election timeout the others waited (a master sends
+	// heartbeats every few ticks), and answered 2's appends and votes.
+	if sent.before.Load() == 0 {
+		t.Fatal("no message seen before the failure: the watch sees nothing")
+	}
+	if after := sent.sentAfterFailure(); len(after) != 0 {
+		t.Fatalf("1 sent %d messages after its failed persist: %v", len(after), after)
+	}
+}
+
+// Persist before send, for a vote: a voter whose write of the vote it
+// grants fails sends no answer (nor anything else): after a restart it
+// could not know it voted, and vote again at the same term. The
+// candidate, which needs that vote for a majority, does not win.
+func TestNoVoteAnswerAfterFailedVotePersist(t *testing.T) {
+	// 3's service fails its health check: 3 votes but never campaigns,
+	// so the vote it writes is the one it grants 2.
+	unhealthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer unhealthy.Close()
+	var fail atomic.Bool
+	var fs *failingStorage
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 24,
+		Tune: func(cfg *config.Agent) {
+			if cfg.ID == 3 {
+				cfg.CheckHTTP = unhealthy.URL
+			}
+		},
+		WrapStorage: func(id uint64, s store.Storage) store.Storage {
+			if id == 3 {
+				fs = &failingStorage{Storage: s, fail: &fail, votesOnly: true}
+				return fs
+			}
+			return s
+		}})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	sent := watchSends(t, c.Members[3].Agent, fs)
+	c.WaitFor(10*time.Second, "3 answering 1's heartbeats", func() bool { return sent.before.Load() > 0 })
+	fail.Store(true)
+	c.Kill(1)
+	// 2 campaigns and asks 3, whose write of the vote fails.
+	select {
+	case err := <-c.Members[3].Agent.Fatal():
+		if !errors.Is(err, agent.ErrStorage) || !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("fatal error %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the failed vote write was not reported as fatal")
+	}
+	hs := fs.refused.Load()
+	if hs == nil || hs.Vote.ID != 2 {
+		t.Fatalf("the refused write holds %+v, want 3's vote for 2's campaign", hs)
+	}
+	// Unanswered, 2's campaign times out and it campaigns again at a
+	// later term; it never becomes master.
+	c.WaitFor(20*time.Second, "2 campaigning again after the unanswered vote", func() bool {
+		st := c.Members[2].Agent.Status()
+		if st.Role == api.RoleMaster {
+			t.Fatalf("2 became master at %s without 3's vote", st.Epoch)
+		}
+		return st.MaxTerm > hs.Vote.Term
+	})
+	if after := sent.sentAfterFailure(); len(after) != 0 {
+		t.Fatalf("3 sent %d messages after its failed vote write: %v", len(after), after)
 	}
 }
 

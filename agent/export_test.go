@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming/api"
 )
@@ -21,3 +22,7 @@ func PendingOpsForTest(a *Agent) int { return len(a.ops) }
 // NoteRegisteredForTest hands the agent a registration as its naming node
 // would.
 func NoteRegisteredForTest(a *Agent, m *api.Registration) { a.noteRegistered(m) }
+
+// OnSendForTest makes f see, on the agent's loop, every message the loop
+// hands to the transport from now on.
+func OnSendForTest(a *Agent, f func(core.Message)) error { return a.do(func() { a.onSend = f }) }
