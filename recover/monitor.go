@@ -146,13 +146,6 @@ func (cfg Config) Rules() Rules {
 // is at an older epoch than ours.
 const downloadRetry = 20 * time.Millisecond
 
-// NextCheck returns the timer's next expiry after now: the next multiple of
-// the period since the epoch of wall time, so that every member of a group
-// with the same period checks at the same instants (act 835).
-func NextCheck(now time.Time, period time.Duration) time.Time {
-	return now.Truncate(period).Add(period)
-}
-
 // Event raises the external event trigger (figure 6): it overrides the
 // timer. Triggers that arrive while a check runs coalesce into one more.
 func (m *Monitor) Event(kind, detail string) {

@@ -16,15 +16,30 @@ import (
 )
 
 // The timer's expiries fall on common boundaries of the period, so the
-// members of a group check together (figure 5, act 835).
-func TestNextCheckAligned(t *testing.T) {
+// members of a group check together (figure 5, act 835): the monitor
+// counts ticks from the epoch of wall time, and the boundary after any
+// tick of one period is the same tick, a multiple of the period in wall
+// time as well.
+func TestNextBoundaryAligned(t *testing.T) {
+	m := New(Config{Count: 100, Unit: 3 * time.Millisecond})
+	d := &driver{m: m}
 	period := 300 * time.Millisecond
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, off := range []time.Duration{0, time.Millisecond, 299 * time.Millisecond, 300 * time.Millisecond, 7*time.Second + 13*time.Millisecond} {
-		now := base.Add(off)
-		next := NextCheck(now, period)
-		if !next.After(now) || next.Sub(now) > period || next.Sub(base)%period != 0 {
-			t.Errorf("NextCheck(%s) = %s", off, next.Sub(base))
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // a multiple of 300 ms since 1970
+	for _, off := range []time.Duration{0, 3 * time.Millisecond, 297 * time.Millisecond, 300 * time.Millisecond,
+		7*time.Second + 12*time.Millisecond} {
+		now := uint64(base.Add(off).UnixNano() / int64(m.cfg.Unit))
+		next := nextBoundary(now, m.rules.CheckTicks)
+		at := d.wall(next)
+		if next <= now || next-now > m.rules.CheckTicks || at.UnixNano()%int64(period) != 0 {
+			t.Errorf("nextBoundary at %s = %s after the base", off, at.Sub(base))
+		}
+		// Another member, anywhere else in the same period, checks at
+		// the same instant.
+		start := next - m.rules.CheckTicks
+		for _, other := range []uint64{start, start + 1, next - 1} {
+			if got := nextBoundary(other, m.rules.CheckTicks); got != next {
+				t.Errorf("a member at tick %d of the period expires at %d, another at %d", other-start, got, next)
+			}
 		}
 	}
 }
