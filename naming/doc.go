@@ -28,20 +28,32 @@
 // # Goroutines
 //
 // Every goroutine a Node starts, and what it alone owns (each stops on
-// Close):
+// Close, but where said otherwise):
 //
 //   - raft's own goroutines and its transport's, which call the state
 //     machine (fsm) from one of them;
 //   - the mux, which sorts each connection of the listener into HTTP or a
 //     raft stream, one short-lived goroutine per new connection;
+//   - the proposer (runProposer): owns the order of proposals to raft; it
+//     takes each decided change as the node's mutex queued it, merges
+//     those queued meanwhile (256 at most) into one log entry, hands the
+//     entry to raft and each change with the entry's future to the
+//     committer; it ends once Close closed its queue, closing the
+//     committer's;
 //   - the committer: waits for each proposal's commit in log order, then
 //     runs its post-commit actions (answers to waiting registrants,
-//     trigger deliveries);
+//     trigger deliveries). Its wait for one entry runs on a goroutine of
+//     its own, so that Close does not wait on raft: that goroutine ends
+//     when raft answers the entry, and so outlives Close for an entry
+//     still in raft's queue when raft shut down, which raft never answers;
 //   - the leadership watcher: takes office (barrier, live registry,
 //     resumed deliveries) and leaves it;
 //   - the sweeper: calls Registry.Sweep every SweepInterval while leader;
 //   - one conflict-window timer per group with an open window (leader;
 //     time.AfterFunc), which probes the candidates and decides;
+//   - its probes: one goroutine per candidate, which reads that agent's
+//     /v1/info within TriggerTimeout and owns only its answer; the timer
+//     waits for every one before it decides;
 //   - one delivery goroutine per trigger target, alive while it retries
 //     and the node leads;
 //   - with -join, the joiner, which asks the cluster to add this node;
