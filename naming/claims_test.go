@@ -52,8 +52,8 @@ func (pa *proofAgent) join(t *testing.T, tn *testNode, proof string) (api.JoinRe
 // A running agent's live session is replaced only by a join that the agent
 // serving its address shows it sent: an outsider naming that address, with
 // any proof or none, is refused and the session, its registration and the
-// group's events are as they were (issue: a join at a victim's address,
-// then a leave with the session it got, made the victim exit).
+// group's events are as they were (a join at a victim's address, then a
+// leave with the session it got, must not make the victim exit).
 func TestJoinTakeoverNeedsProof(t *testing.T) {
 	tn := startNode(t, testConfig(t, t.TempDir()))
 	ctx := context.Background()
@@ -210,7 +210,7 @@ func TestAllStatusPages(t *testing.T) {
 	}
 }
 
-// The two ways around the supersede probe an attacker review found: an
+// The two ways around the supersede probe that an attacker could take: an
 // agent's registration at term 0 (which took the group's next term with no
 // probe), and a strict group with no live master (new, or its master left),
 // which a member at a made-up epoch took without one.

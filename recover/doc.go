@@ -50,9 +50,10 @@
 // machine counted in ticks: the timer, the pending events, the detector's
 // verdict, and the one recovery in flight with its deadlines. Events go in
 // (Tick, Event, Looked, and the answers of the recovery's steps: Aligned,
-// Diverged, Synced, HandedOver); Effects come out (look up the naming
-// node, align, keep divergence, synchronize, request a handover, reassert,
-// release, abandon, quarantine, terminate). Monitor drives it with wall
+// Diverged, Fetched, Installed, HandedOver); Effects come out (look up the
+// naming node, align, keep divergence, fetch the state, install it,
+// request a handover, reassert, release, abandon, report, quarantine,
+// terminate). Monitor drives it with wall
 // time and the agent's calls; the simulator (recover/sim) drives the same
 // machine with virtual ticks, as the member session and registration
 // (package agent/member) and the naming node's Registry are driven.
@@ -62,7 +63,7 @@
 //	mon := recover.New(recover.Config{Count: cfg.MonitorCount, Unit: cfg.MonitorUnit, OnFailure: cfg.OnFailure})
 //	a, err := agent.New(cfg, agent.Options{Monitor: mon})
 //	// a.Start() runs mon.Start(ctx, a): one goroutine that alone owns the
-//	// machine and runs the checks; a recovery's fork search and download
-//	// run on a goroutine of their own. Event is called from any goroutine
-//	// and never blocks.
+//	// machine and runs the checks; each step of a recovery (fork search,
+//	// download, install) runs on a goroutine of its own. Event is called
+//	// from any goroutine and never blocks.
 package recover

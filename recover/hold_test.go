@@ -72,8 +72,8 @@ func TestMonitorNotHeldByHungPeer(t *testing.T) {
 	}
 }
 
-// A planned handover in flight when the old master dies (issue: the back-up
-// that asked, and the others, must not stay attached to the dead master).
+// A planned handover in flight when the old master dies: the back-up that
+// asked, and the others, must not stay attached to the dead master.
 // 2 ranks first; it comes back after 1 took over, catches up and asks for
 // mastership; 1's streams to 2 hang from then on, so the handover cannot
 // complete; 1 dies while it hands over: killed (its streams close), or cut

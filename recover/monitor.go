@@ -50,12 +50,15 @@ type Config struct {
 //
 // Goroutines: Start runs the monitor loop, which alone owns the machine,
 // runs the checks (the naming node lookup is bounded by a period) and
-// records them. A recovery's fork search and download run on a goroutine
-// of their own, so that nothing they wait for holds the checks (acts 825
-// to 855 keep their period, and an event still overrides the timer, act
-// 840); their answers come back to the loop. Abandoning a recovery cancels
-// its step and waits for it to return, which its calls do at once. Event
-// may be called from any goroutine and never blocks.
+// records them. Each step of a recovery (fork search, download, install)
+// runs on a goroutine of its own, so that nothing it waits for holds the
+// checks (acts 825 to 855 keep their period, and an event still overrides
+// the timer, act 840); its answer comes back to the loop. Abandoning a
+// recovery cancels its step without waiting for it: the answer is
+// dropped, and what the step would change on the agent's loop checks its
+// context there first (Agent.Install), so a newer recovery's commands
+// come after it. When the loop ends it waits for the steps in flight.
+// Event may be called from any goroutine and never blocks.
 type Monitor struct {
 	cfg   Config
 	rules Rules

@@ -45,7 +45,8 @@ type Info struct {
 	Monitor   *Counters `json:"monitor,omitempty"`
 	// Log describes the replication log: snapshots and compaction.
 	Log *LogInfo `json:"log,omitempty"`
-	// The self-monitor's last check (issue: visibility).
+	// LastCheck is the self-monitor's last check; Trigger, Decision and
+	// Recovery are its fields of the same names.
 	LastCheck *Check `json:"last_check,omitempty"`
 	Trigger   string `json:"trigger,omitempty"`
 	Decision  string `json:"decision,omitempty"`
