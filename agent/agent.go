@@ -127,6 +127,9 @@ type Agent struct {
 	// onSend, when set (tests, through export_test.go), sees every
 	// message the loop hands to the transport.
 	onSend func(core.Message)
+	// compactWanted is what the storage last asked a snapshot to reach
+	// to free a log segment, as told to the core (owned by run).
+	compactWanted uint64
 
 	hooks     *hook.Runner
 	hookState hook.Tracker // owned by run
@@ -879,6 +882,14 @@ func (a *Agent) persist(rd core.Ready) error {
 			return fmt.Errorf("%w: snapshot at %s: %v", ErrStorage, sn.Pos, err)
 		}
 		a.logger.Debug("snapshot stored; log compacted", "index", sn.Pos.Index, "bytes", len(sn.Data))
+	}
+	// A log that spans two segments asks for the snapshot that frees the
+	// first one (the core takes it once it applied that far).
+	if cw, ok := a.storage.(interface{ CompactWanted() uint64 }); ok && (len(rd.Entries) > 0 || rd.Snapshot != nil) {
+		if i := cw.CompactWanted(); i != a.compactWanted {
+			a.compactWanted = i
+			a.node.CompactWanted(i)
+		}
 	}
 	return nil
 }

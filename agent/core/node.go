@@ -308,7 +308,10 @@ type Node struct {
 	// start); sinceBytes counts the bytes of operations applied after it.
 	snapIndex  uint64
 	sinceBytes int
-	snapshots  uint64
+	// compactWanted is the index a snapshot must reach for the storage
+	// to free a whole log segment (CompactWanted); 0 when none.
+	compactWanted uint64
+	snapshots     uint64
 	// masterHeld is the Held of our master's latest append (available
 	// mode): what every member holds, by its account.
 	masterHeld uint64

@@ -445,9 +445,13 @@ func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 // In available mode a snapshot waits while some member may lack entries
 // it would compact away (see Message.Held), for RetainEntries entries at
 // most: those entries are the divergent writes of a split brain.
+//
+// A snapshot is also due, off the schedule, once the applied index reaches
+// what the storage asked for to free a whole log segment (CompactWanted).
 func (n *Node) maybeSnapshot() {
 	due := (n.cfg.SnapshotEntries > 0 && n.applied-n.snapIndex >= uint64(n.cfg.SnapshotEntries)) ||
-		(n.cfg.SnapshotBytes > 0 && n.sinceBytes >= n.cfg.SnapshotBytes)
+		(n.cfg.SnapshotBytes > 0 && n.sinceBytes >= n.cfg.SnapshotBytes) ||
+		(n.compactWanted > n.snapIndex && n.applied >= n.compactWanted)
 	if !due || n.applied <= n.log.Base().Index {
 		return
 	}
@@ -472,6 +476,20 @@ func (n *Node) maybeSnapshot() {
 			n.logger.Error("log compaction failed", "upto", upTo, "error", err)
 		}
 	}
+}
+
+// CompactWanted tells the core that a snapshot at index i or beyond would
+// let its storage free a whole log segment (0: nothing to free): the core
+// takes one as soon as it has applied i, under the same rules as its
+// scheduled ones, so that a steady load keeps one segment on disk, not two
+// for a whole snapshot interval after each rollover. It does nothing when
+// snapshots are off.
+func (n *Node) CompactWanted(i uint64) {
+	if n.cfg.SnapshotEntries <= 0 && n.cfg.SnapshotBytes <= 0 {
+		return
+	}
+	n.compactWanted = i
+	n.maybeSnapshot()
 }
 
 func (n *Node) window() uint64 {

@@ -161,3 +161,53 @@ func TestAvailableMasterRetainsWhatAMemberLacks(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot the storage asks for to free a log segment (CompactWanted)
+// comes off the schedule, once the applied index reaches it, and only
+// once: the next one waits for the schedule or a new request.
+func TestCompactWantedSnapshots(t *testing.T) {
+	s := newSimSnap(t, api.ModeStrict, false, 0, 1000, 10, 3, 2, 1)
+	s.tick(30)
+	put := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := s.put(1, fmt.Sprintf("k%d", i%40), fmt.Sprint(i)); err != nil {
+				t.Fatal(err)
+			}
+			s.deliver()
+		}
+	}
+	put(0, 50)
+	n := s.nodes[1]
+	applied := n.Status().Applied
+	if len(s.snaps[1]) != 0 {
+		t.Fatalf("%d snapshots before the schedule's 1000 entries", len(s.snaps[1]))
+	}
+	// Asked for an index already applied: taken at once, at the applied
+	// index; asked again for the same: nothing more.
+	n.CompactWanted(applied - 5)
+	s.drain(1)
+	if len(s.snaps[1]) != 1 || s.snaps[1][0].Pos.Index != applied {
+		t.Fatalf("snapshots %v after CompactWanted(%d) at applied %d; want one at %d", s.snaps[1], applied-5, applied, applied)
+	}
+	n.CompactWanted(applied - 5)
+	s.drain(1)
+	put(50, 60)
+	if len(s.snaps[1]) != 1 {
+		t.Fatalf("%d snapshots after a repeated request", len(s.snaps[1]))
+	}
+	// Asked for an index ahead: taken once the core applied it.
+	ahead := n.Status().Applied + 20
+	n.CompactWanted(ahead)
+	s.drain(1)
+	put(60, 70)
+	if len(s.snaps[1]) != 1 {
+		t.Fatalf("a snapshot before the wanted index %d was applied", ahead)
+	}
+	put(70, 90)
+	if len(s.snaps[1]) != 2 || s.snaps[1][1].Pos.Index < ahead {
+		t.Fatalf("snapshots %v; want a second at %d or beyond", s.snaps[1], ahead)
+	}
+	if got := n.Status().Snapshots; got != 2 {
+		t.Fatalf("status counts %d snapshots", got)
+	}
+}

@@ -431,6 +431,21 @@ func encodeEntries(es []rlog.Entry) ([][]byte, error) {
 }
 
 // SaveHardState replaces the hard state.
+// CompactWanted is the index a snapshot must reach for the log to lose a
+// whole segment: the last entry of its first segment when a newer one
+// exists, else 0. An agent that takes a snapshot there as soon as it has
+// applied that far keeps its log in one segment (and its data dir at one
+// segment's size) in a steady load, instead of two for a whole snapshot
+// interval after each rollover.
+func (c *core) CompactWanted() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.log == nil || len(c.log.segs) < 2 {
+		return 0
+	}
+	return max(c.log.segs[0].endIndex, c.log.base.Index+1)
+}
+
 func (c *core) SaveHardState(hs HardState) error {
 	v, err := api.Encode(&hs)
 	if err != nil {

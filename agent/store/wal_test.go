@@ -850,3 +850,43 @@ func TestMemFileChunks(t *testing.T) {
 		t.Fatalf("a read at a negative offset: %d, %v", n, err)
 	}
 }
+
+// CompactWanted names the last entry of the first segment once the log
+// spans two; a snapshot there leaves one segment, and asks nothing more.
+func TestCompactWanted(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	defer s.Close()
+	s.segBytes = 2048
+	var all []rlog.Entry
+	if got := s.CompactWanted(); got != 0 {
+		t.Fatalf("CompactWanted of an unopened log: %d", got)
+	}
+	for len(segFiles(t, dir)) < 2 {
+		b := chain(last(rlog.Pos{}, all), ep(1, 1), 3)
+		if err := s.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+		if len(segFiles(t, dir)) == 1 && s.CompactWanted() != 0 {
+			t.Fatalf("CompactWanted %d with one segment", s.CompactWanted())
+		}
+	}
+	want := s.CompactWanted()
+	if want == 0 || want >= all[len(all)-1].Index {
+		t.Fatalf("CompactWanted %d with two segments and %d entries", want, len(all))
+	}
+	// A snapshot short of it keeps both; one at it drops the first.
+	if err := s.SaveSnapshot(rlog.PosOf(all[want-2]), []byte("snap")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segFiles(t, dir)); n != 2 || s.CompactWanted() != want {
+		t.Fatalf("after a snapshot at %d: %d segments, CompactWanted %d", want-1, n, s.CompactWanted())
+	}
+	if err := s.SaveSnapshot(rlog.PosOf(all[want-1]), []byte("snap")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segFiles(t, dir)); n != 1 || s.CompactWanted() != 0 {
+		t.Fatalf("after a snapshot at %d: %d segments, CompactWanted %d", want, n, s.CompactWanted())
+	}
+}
