@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/naming/api"
@@ -22,8 +23,9 @@ var (
 	// it has not reasserted yet.
 	ErrOlderEpoch = errors.New("agent: master at an older epoch")
 	// ErrSuperseded means a download finished after the agent stopped
-	// waiting for it (it follows another master now, or serves again).
-	ErrSuperseded = errors.New("agent: download superseded")
+	// waiting for it (it follows another master now, or serves again):
+	// core.ErrSuperseded, from the core's install.
+	ErrSuperseded = core.ErrSuperseded
 )
 
 // probeTimeout bounds one small call to a peer (a fork-search probe): the
@@ -282,9 +284,10 @@ func (a *Agent) DownloadState(ctx context.Context, master uint64, addr string) (
 }
 
 // Install installs a state DownloadState verified (figure 10, act 1030),
-// on the loop, if the agent still recovers or syncs towards master
-// (ErrSuperseded otherwise), and checks the installed digest against the
-// master's (CheckInstalled). A failed write of it stops the agent.
+// on the loop, if the agent still recovers or syncs towards master (the
+// core's install answers ErrSuperseded otherwise), and checks the installed
+// digest against the master's (CheckInstalled). A failed write of it stops
+// the agent.
 func (a *Agent) Install(ctx context.Context, master uint64, st State) (SyncResult, error) {
 	var ierr error
 	var res SyncResult
@@ -292,10 +295,6 @@ func (a *Agent) Install(ctx context.Context, master uint64, st State) (SyncResul
 		if ctx.Err() != nil {
 			// Abandoned (a recovery towards another master replaced it).
 			ierr = ctx.Err()
-			return
-		}
-		if r := a.node.Role(); (r != api.RoleRecovering && r != api.RoleSyncing) || a.node.Master() != master {
-			ierr = fmt.Errorf("%w: the agent is now %s following %d", ErrSuperseded, r, a.node.Master())
 			return
 		}
 		if ierr = a.node.InstallState(st.Snapshot, st.Base, st.Entries, master, st.Epoch, st.Commit); ierr != nil {

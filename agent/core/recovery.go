@@ -4,6 +4,7 @@ package core
 // install of a download.
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/mastership/mastership/agent/rlog"
@@ -30,11 +31,21 @@ func (n *Node) Quarantine() {
 	n.setRole(api.RoleQuarantined)
 }
 
+// ErrSuperseded is InstallState's answer to a state downloaded for a wait
+// that is over: the agent no longer recovers or syncs towards that master
+// (it follows another one now, or serves again). Nothing was installed.
+var ErrSuperseded = errors.New("agent: download superseded")
+
 // InstallState replaces the state machine and log with a master's state:
 // snapshot at base, then the entries after it (figure 10, acts 1020-1030).
-// The caller has verified the digest. The agent becomes a back-up of master
-// at epoch, which must not be older than ours.
+// The caller has verified the digest. The agent must still recover or sync
+// towards master (ErrSuperseded otherwise: the download finished after the
+// agent stopped waiting for it); it becomes a back-up of master at epoch,
+// which must not be older than ours.
 func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry, master uint64, epoch api.Epoch, commit uint64) error {
+	if (n.role != api.RoleRecovering && n.role != api.RoleSyncing) || n.master != master {
+		return fmt.Errorf("%w: the agent is now %s following %d", ErrSuperseded, n.role, n.master)
+	}
 	if epoch.Less(n.epoch) {
 		return fmt.Errorf("install state of epoch %s: older than ours %s", epoch, n.epoch)
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -209,5 +210,68 @@ func TestCompactWantedSnapshots(t *testing.T) {
 	}
 	if got := n.Status().Snapshots; got != 2 {
 		t.Fatalf("status counts %d snapshots", got)
+	}
+}
+
+// InstallState installs only while the agent still waits for that
+// master's state: recovering or syncing towards it. Any other role, or a
+// wait towards another master, is ErrSuperseded, and nothing changes.
+func TestInstallOnlyWhileWaitingForThatMaster(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prepare func(n *Node) // node 3, a back-up of master 1
+		ok      bool
+	}{
+		{"back-up", func(n *Node) {}, false},
+		{"recovering towards the master", func(n *Node) { n.BeginRecovery(1) }, true},
+		{"recovering towards another", func(n *Node) { n.BeginRecovery(2) }, false},
+		{"syncing with the master", func(n *Node) { n.needSync(1) }, true},
+		{"syncing with another", func(n *Node) { n.BeginRecovery(2); n.needSync(2) }, false},
+		{"quarantined", func(n *Node) { n.BeginRecovery(1); n.Quarantine() }, false},
+		{"back-up again after a recovery", func(n *Node) { n.BeginRecovery(1); n.EndRecovery(1, n.Epoch()) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, api.ModeAvailable, 3, 2, 1)
+			s.tick(30)
+			for i := range 5 {
+				s.put(1, fmt.Sprintf("k%d", i), "v")
+				s.deliver()
+			}
+			s.down[3] = true
+			s.updateViews()
+			for i := range 5 {
+				s.put(1, fmt.Sprintf("m%d", i), "v")
+				s.deliver()
+			}
+			m, n := s.nodes[1], s.nodes[3]
+			if n.Role() != api.RoleBackup || n.Master() != 1 {
+				t.Fatalf("setup: 3 is %s following %d", n.Role(), n.Master())
+			}
+			tc.prepare(n)
+			role, master, before := n.Role(), n.Master(), s.stores[3].Digest()
+			snap, err := m.StateMachine().Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, _ := m.Log().PosAt(m.applied)
+			ents, _ := m.Log().Slice(m.applied+1, m.Log().LastIndex()+1)
+			err = n.InstallState(snap, base, ents, 1, m.Epoch(), m.commit)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("install: %v", err)
+				}
+				if n.Role() != api.RoleBackup || n.Master() != 1 || s.stores[3].Digest() != s.stores[1].Digest() {
+					t.Fatalf("installed: %s following %d, digest %v, master's %v", n.Role(), n.Master(), s.stores[3].Digest(), s.stores[1].Digest())
+				}
+				return
+			}
+			if !errors.Is(err, ErrSuperseded) {
+				t.Fatalf("install while %s following %d: %v, want ErrSuperseded", role, master, err)
+			}
+			if n.Role() != role || n.Master() != master || s.stores[3].Digest() != before {
+				t.Fatalf("a superseded install changed the agent: %s following %d, digest %v (was %s following %d, %v)",
+					n.Role(), n.Master(), s.stores[3].Digest(), role, master, before)
+			}
+		})
 	}
 }
