@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
+	"github.com/mastership/mastership/agent/catchup"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/hook"
 	"github.com/mastership/mastership/agent/kv"
@@ -119,7 +120,8 @@ type Agent struct {
 	expectWarned bool
 	// joinAddrs are the addresses each join entry resolved to.
 	joinAddrs [][]string
-	sync      *syncJob // the catch-up download in flight, if any
+	sync      *syncJob        // the catch-up download in flight, if any
+	catchup   catchup.Machine // decides when it runs
 	// storageErr is set once a write to the storage failed: the agent
 	// sends nothing more (see handleReady).
 	storageErr error
@@ -962,26 +964,6 @@ func (a *Agent) send(rd core.Ready) {
 			a.opts.Monitor.Event(ev.Kind.String(), fmt.Sprintf("agent %d at epoch %s", ev.From, ev.Epoch))
 		}
 	}
-}
-
-// maybeSync keeps one catch-up download running while the core is syncing,
-// from the master it syncs with: a download from another master (the core
-// moved on to a newer one meanwhile) is abandoned and replaced. It looks at
-// the core's role rather than at Ready.Sync, so that no request is lost
-// while an older download still runs. Run only.
-func (a *Agent) maybeSync() {
-	syncing := a.node.Role() == api.RoleSyncing
-	if syncing && a.sync != nil && a.sync.master != a.node.Master() {
-		a.cancelSync()
-	}
-	if !syncing || a.sync != nil || a.node.Master() == 0 || a.ctx.Err() != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(a.ctx)
-	j := &syncJob{master: a.node.Master(), cancel: cancel}
-	a.sync = j
-	a.wg.Add(1)
-	go func() { defer a.wg.Done(); defer cancel(); a.syncFrom(ctx, j) }()
 }
 
 // meta is what gossip announces about us.

@@ -25,11 +25,12 @@
 // Close (Crash stops them as a kill would), but where said otherwise:
 //
 //   - run, the loop: owns the core, the log, the state machine, the
-//     waiting proposals, the peer address table and the catch-up job; every
-//     other goroutine asks it through typed commands (BeginRecovery,
-//     Quarantine, Propose, ...), which run on it. The one call on the
-//     state machine made elsewhere is SnapshotDigest, by a download's
-//     goroutine, on the snapshot's bytes alone (rlog.StateMachine);
+//     waiting proposals, the peer address table and the catch-up machine
+//     with its job (package catchup); every other goroutine asks it
+//     through typed commands (BeginRecovery, Quarantine, Propose, ...),
+//     which run on it. The one call on the state machine made elsewhere
+//     is SnapshotDigest, by a download's goroutine, on the snapshot's
+//     bytes alone (rlog.StateMachine);
 //   - the publisher: pushes role changes to gossip metadata and claims, off
 //     the loop (memberlist may wait for a broadcast);
 //   - the naming loop: owns the member machine (package member: the
@@ -60,8 +61,8 @@
 //     answer (and Close) until the callback returns, and what it returns
 //     is dropped;
 //   - a catch-up download while the core syncs with its master (at most
-//     one; the loop cancels it when the core moves on or a recovery
-//     begins);
+//     one; the catch-up machine starts it, and cancels it when the core
+//     moves on or a recovery begins);
 //   - the self-monitor's loop, which owns its machine, and the step of a
 //     recovery in flight (package recover);
 //   - the keyring fan-out: during a keyring operation (POST /v1/keyring,

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mastership/mastership/agent/catchup"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
@@ -328,18 +329,47 @@ func (a *Agent) Install(ctx context.Context, master uint64, st State) (SyncResul
 	return res, err
 }
 
-// syncJob is a catch-up download in flight; the loop goroutine owns the
-// agent's pointer to it.
+// syncJob is a catch-up download in flight, started by the catch-up
+// machine; the loop goroutine owns the agent's pointer to it.
 type syncJob struct {
+	id     uint64 // the machine's job
 	master uint64
 	cancel context.CancelFunc
 }
 
-// cancelSync abandons the catch-up in flight, if any; run only.
-func (a *Agent) cancelSync() {
-	if a.sync != nil {
-		a.sync.cancel()
-		a.sync = nil
+// maybeSync keeps one catch-up download running while the core is syncing,
+// from the master it syncs with, as the catch-up machine decides (package
+// catchup, which the simulator drives too). Run only.
+func (a *Agent) maybeSync() {
+	if a.ctx.Err() != nil {
+		return // stopping: every download's context is cancelled
+	}
+	a.syncEffects(a.catchup.Observe(a.node.Role(), a.node.Master()))
+}
+
+// cancelSync abandons the catch-up in flight, if any: a recovery replaces
+// it. Run only.
+func (a *Agent) cancelSync() { a.syncEffects(a.catchup.Abandon()) }
+
+// syncEffects carries out the catch-up machine's effects. Run only.
+func (a *Agent) syncEffects(fx []catchup.Effect) {
+	for _, e := range fx {
+		switch e.Kind {
+		case catchup.Start:
+			ctx, cancel := context.WithCancel(a.ctx)
+			j := &syncJob{id: e.Job, master: e.Master, cancel: cancel}
+			a.sync = j
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); defer cancel(); a.syncFrom(ctx, j) }()
+		case catchup.Cancel:
+			if a.sync != nil && a.sync.id == e.Job {
+				a.sync.cancel()
+				a.sync = nil
+			}
+		case catchup.EndSync:
+			a.node.EndRecovery(e.Master, a.node.Epoch())
+			a.handleReady()
+		}
 	}
 }
 
@@ -347,23 +377,17 @@ func (a *Agent) cancelSync() {
 const syncTimeout = 30 * time.Second
 
 // syncFrom is the catch-up of a lagging or divergent back-up: the same
-// steps as recovery, without the naming node. A recovery abandons it. Any
-// other failure ends the syncing state, so that the agent takes appends
-// again (the next one that does not fit asks for a new download) and may
-// campaign if the master is gone: a back-up must never stay syncing with a
-// master that died during the download.
+// steps as recovery, without the naming node. Its outcome goes back to the
+// catch-up machine, which ignores it when the download was abandoned and
+// ends the syncing state on a failure.
 func (a *Agent) syncFrom(ctx context.Context, j *syncJob) {
 	master := j.master
 	err := a.syncSteps(ctx, master)
 	a.do(func() {
-		if a.sync != j {
-			return // abandoned: a recovery owns the agent now
+		if a.sync == j {
+			a.sync = nil
 		}
-		a.sync = nil
-		if err != nil && a.node.Role() == api.RoleSyncing && a.node.Master() == master {
-			a.node.EndRecovery(master, a.node.Epoch())
-			a.handleReady()
-		}
+		a.syncEffects(a.catchup.Done(j.id, err, a.node.Role(), a.node.Master()))
 	})
 	switch {
 	case err == nil:

@@ -24,7 +24,8 @@
 //     available back-up whose master is alive, raise an event for the
 //     self-monitor instead: the naming node decides whom the group follows.
 //   - A back-up whose log left the master's, or that is new or far behind,
-//     asks the runtime to download the master's state (Ready.Sync).
+//     syncs: the runtime downloads the master's state while the role is
+//     syncing (package catchup; Ready.Sync names the master).
 //
 // # Layout
 //
