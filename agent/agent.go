@@ -1243,21 +1243,20 @@ func (e gossipEvents) MemberEvent(ev gossip.MemberEvent) {
 func (e gossipEvents) CompetingClaim(c gossip.Claim) {
 	a := e.a
 	a.logger.Warn("competing master claim", "theirs", c.ID, "epoch", c.Epoch)
-	// Raise our event trigger, trigger theirs, and ask the naming node to
-	// re-check the group (package gossip, "competing claims").
+	ans := AnswerClaim(a.cfg.Group, a.cfg.ID, c)
 	a.do(func() {
 		if a.opts.Monitor != nil {
-			a.opts.Monitor.Event("competing-claim", fmt.Sprintf("agent %d claims epoch %s", c.ID, c.Epoch))
+			a.opts.Monitor.Event(ans.Event, ans.Detail)
 		}
 		if c.API != "" {
 			a.peerAPI[c.ID] = c.API
 		}
-		a.node.Trigger(c.ID, "competing claim")
+		a.node.Trigger(ans.Trigger, ans.TriggerReason)
 		a.handleReady()
 	})
 	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
 	defer cancel()
-	if _, err := a.naming.Recheck(ctx, api.RecheckRequest{Group: a.cfg.Group, From: a.cfg.ID, Reason: fmt.Sprintf("competing claim from %d", c.ID)}); err != nil {
+	if _, err := a.naming.Recheck(ctx, ans.Recheck); err != nil {
 		a.logger.Debug("recheck at naming node", "error", err)
 	}
 }

@@ -491,30 +491,35 @@ func (a *Agent) LocalState() (State, error) {
 	var serr error
 	err := a.do(func() {
 		a.flushForRead() // a download holds only what is durable here
-		n := a.node
-		snap, err := a.sm.Snapshot()
-		if err != nil {
-			serr = err
-			return
-		}
-		applied := a.sm.Digest().Index
-		base, err := n.Log().PosAt(applied)
-		if err != nil {
-			serr = err
-			return
-		}
-		ents, err := n.Log().Slice(applied+1, n.Log().LastIndex()+1)
-		if err != nil {
-			serr = err
-			return
-		}
-		s := n.Status()
-		st = State{Snapshot: snap, Base: base, Entries: ents, Digest: a.sm.Digest(), Epoch: s.Epoch, Master: s.Master, Role: s.Role, Commit: s.Commit}
+		st, serr = CaptureState(a.node, a.sm)
 	})
 	if err == nil {
 		err = serr
 	}
 	return st, err
+}
+
+// CaptureState is the state an agent serves for download (figure 10, act
+// 1020), shared by the runtime (LocalState) and the simulator: sm's
+// snapshot at its applied index, n's log after it, the digest to verify,
+// and n's role, epoch, master and commit. sm is n's state machine; the
+// caller owns n (its loop).
+func CaptureState(n *core.Node, sm rlog.StateMachine) (State, error) {
+	snap, err := sm.Snapshot()
+	if err != nil {
+		return State{}, err
+	}
+	d := sm.Digest()
+	base, err := n.Log().PosAt(d.Index)
+	if err != nil {
+		return State{}, err
+	}
+	ents, err := n.Log().Slice(d.Index+1, n.Log().LastIndex()+1)
+	if err != nil {
+		return State{}, err
+	}
+	s := n.Status()
+	return State{Snapshot: snap, Base: base, Entries: ents, Digest: d, Epoch: s.Epoch, Master: s.Master, Role: s.Role, Commit: s.Commit}, nil
 }
 
 func (a *Agent) serveState(w http.ResponseWriter, r *http.Request) {

@@ -225,10 +225,8 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 }
 
 // noteRegistered gives the core the epoch of the registered master the
-// naming node told us of: the naming node is the one source an agent
-// trusts for terms far above its own (a new agent of an old group), since
-// every other input is bounded by what it knows. Even from it, a term at
-// the very end of the term space is refused (api.CheckLearnedTerm).
+// naming node told us of, as member.NewTerm decides; a term it refuses at
+// the end of the term space is counted as a refused input.
 func (a *Agent) noteRegistered(m *api.Registration) {
 	if m != nil {
 		if err := api.CheckLearnedTerm(m.Epoch.Term); err != nil {
@@ -239,9 +237,9 @@ func (a *Agent) noteRegistered(m *api.Registration) {
 	a.mu.Lock()
 	known := a.status.MaxTerm
 	a.mu.Unlock()
-	if m != nil && m.Epoch.Term > known {
+	if e, ok := member.NewTerm(m, known); ok {
 		a.do(func() {
-			a.node.SeeEpoch(m.Epoch)
+			a.node.SeeEpoch(e)
 			a.handleReady()
 		})
 	}

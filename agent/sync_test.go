@@ -2,9 +2,12 @@ package agent_test
 
 import (
 	"errors"
+	"fmt"
+	"math/rand"
 	"testing"
 
 	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/naming/api"
@@ -121,5 +124,81 @@ func TestCheckDownload(t *testing.T) {
 	}
 	if err := agent.CheckInstalled(rlog.Digest{Index: sm.Digest().Index + 1}, sm.Digest()); err != nil {
 		t.Fatalf("an install past the master's index: %v", err)
+	}
+}
+
+// The state an agent serves for download (CaptureState, for LocalState and
+// the simulator): the snapshot at the state machine's applied index, the
+// log after it, the digest, and the core's role, epoch and master; a
+// download of it installs to the same digest. A log compacted past the
+// applied index cannot serve one.
+func TestCaptureState(t *testing.T) {
+	ep := api.Epoch{Term: 3, ID: 2}
+	for _, tc := range []struct {
+		name          string
+		base, applied uint64 // the log starts after base; the state machine applied up to applied
+		err           bool
+	}{
+		{"nothing applied", 0, 0, false},
+		{"half applied", 0, 3, false},
+		{"all applied", 0, 6, false},
+		{"a compacted log", 2, 4, false},
+		{"applied at the log's base", 2, 2, false},
+		{"applied below the log's base", 4, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			full := rlog.New()
+			for i := range 6 {
+				op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: fmt.Sprintf("k%d", i%4), Value: []byte(fmt.Sprint(i))})
+				full.AppendNew(ep, 7, uint64(i+1), op)
+			}
+			sm := kv.NewStore()
+			for i := uint64(1); i <= tc.applied; i++ {
+				e, _ := full.Entry(i)
+				sm.Apply(e)
+			}
+			log := rlog.NewAt(mustPos(t, full, tc.base))
+			rest, _ := full.Slice(tc.base+1, full.LastIndex()+1)
+			if err := log.Append(rest...); err != nil {
+				t.Fatal(err)
+			}
+			n := core.NewNode(core.Config{ID: 1, Group: "g", Mode: api.ModeAvailable, HeartbeatTicks: 2, ElectionTicks: 10,
+				StaggerTicks: 5, WriteTicks: 20, Rand: rand.New(rand.NewSource(1))}, sm, log, core.HardState{Epoch: ep, Master: 2})
+			st, err := agent.CaptureState(n, sm)
+			if tc.err {
+				if err == nil {
+					t.Fatalf("captured %+v from a log that starts after the applied index", st)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Digest != sm.Digest() || st.Digest.Index != tc.applied || st.Base.Index != tc.applied ||
+				len(st.Entries) != int(6-tc.applied) || st.Epoch != ep || st.Master != 2 || st.Role != api.RoleBackup {
+				t.Fatalf("captured base %d, %d entries, digest %v, epoch %s, master %d, role %s; want base %d, %d entries, digest %v, %s, 2, back-up",
+					st.Base.Index, len(st.Entries), st.Digest, st.Epoch, st.Master, st.Role, tc.applied, 6-tc.applied, sm.Digest(), ep)
+			}
+			if got, err := kv.NewStore().SnapshotDigest(st.Snapshot); err != nil || got != st.Digest {
+				t.Fatalf("snapshot restores to %v (%v), reported %v", got, err, st.Digest)
+			}
+			// The download installs on an agent recovering towards 2 and
+			// applies the whole log: the master's state.
+			other := kv.NewStore()
+			o := core.NewNode(core.Config{ID: 3, Group: "g", Mode: api.ModeAvailable, HeartbeatTicks: 2, ElectionTicks: 10,
+				StaggerTicks: 5, WriteTicks: 20, Rand: rand.New(rand.NewSource(3))}, other, rlog.New(), core.HardState{})
+			o.BeginRecovery(2)
+			if err := o.InstallState(st.Snapshot, st.Base, st.Entries, 2, ep, full.LastIndex()); err != nil {
+				t.Fatal(err)
+			}
+			want := kv.NewStore()
+			for i := uint64(1); i <= full.LastIndex(); i++ {
+				e, _ := full.Entry(i)
+				want.Apply(e)
+			}
+			if other.Digest() != want.Digest() {
+				t.Fatalf("installed digest %v, want %v", other.Digest(), want.Digest())
+			}
+		})
 	}
 }

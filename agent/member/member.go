@@ -47,7 +47,8 @@ const (
 	// node refused or did not retain the registration.
 	Refused
 	// SeeMaster: the naming node named Master as the group's registered
-	// master (the core learns its epoch).
+	// master: the core learns its epoch when NewTerm says so
+	// (core.Node.SeeEpoch).
 	SeeMaster
 	// Fatal: another agent holds our ID (Err); the agent must stop.
 	Fatal
@@ -94,6 +95,22 @@ func (e Effect) String() string {
 		fmt.Fprintf(&b, " %v", e.Err)
 	}
 	return b.String()
+}
+
+// NewTerm is SeeMaster's rule, shared by the runtime and the simulator:
+// the epoch of the registered master the naming node named, to give the
+// core, when its term is above maxTerm, the newest term the agent knows
+// (false when master is nil or not newer). The naming node is the one
+// source an agent trusts for terms far above its own (a new agent of an
+// old group), since every other input is bounded by what it knows; even
+// from it, a term in the last api.MaxTermLead of the term space is refused
+// (api.CheckLearnedTerm), so that a forged reply cannot leave the agent no
+// term to campaign at.
+func NewTerm(master *api.Registration, maxTerm uint64) (api.Epoch, bool) {
+	if master == nil || master.Epoch.Term <= maxTerm || api.CheckLearnedTerm(master.Epoch.Term) != nil {
+		return api.Epoch{}, false
+	}
+	return master.Epoch, true
 }
 
 // Session is a join's or a renewal's answer: the session, its TTL in

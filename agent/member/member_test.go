@@ -205,3 +205,32 @@ func TestHugeTTL(t *testing.T) {
 	}
 	want(t, "no renewal storm", m.Tick(11), "")
 }
+
+// SeeMaster's rule: the core learns the registered master's epoch only
+// when its term is above every term the agent knows.
+func TestNewTerm(t *testing.T) {
+	reg := func(term uint64) *api.Registration {
+		return &api.Registration{ID: 2, Epoch: api.Epoch{Term: term, ID: 2}}
+	}
+	for _, tc := range []struct {
+		name    string
+		master  *api.Registration
+		maxTerm uint64
+		want    bool
+	}{
+		{"no master", nil, 0, false},
+		{"a newer term", reg(8), 7, true},
+		{"far above", reg(1 << 30), 3, true},
+		{"the known term", reg(7), 7, false},
+		{"an older term", reg(6), 7, false},
+		{"a new agent's first master", reg(1), 0, true},
+		{"the last term", reg(^uint64(0)), 3, false},
+		{"at the end of the term space", reg(api.MaxLearnedTerm + 1), 3, false},
+		{"just below the end", reg(api.MaxLearnedTerm), 3, true},
+	} {
+		e, ok := NewTerm(tc.master, tc.maxTerm)
+		if ok != tc.want || (ok && e != tc.master.Epoch) || (!ok && e != (api.Epoch{})) {
+			t.Errorf("%s: NewTerm = %s, %t; want %t", tc.name, e, ok, tc.want)
+		}
+	}
+}
