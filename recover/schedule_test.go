@@ -51,7 +51,7 @@ func TestRandomSchedules(t *testing.T) {
 	start := time.Now()
 	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
 		t.Run(string(mode), func(t *testing.T) {
-			var recoveries, asked, handovers int
+			var recoveries, asked, handovers, abandons, timeouts, cancels, late int
 			for _, seed := range seeds {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 					rep, err := sim.Run(sim.Config{Seed: seed, Mode: mode})
@@ -64,15 +64,24 @@ func TestRandomSchedules(t *testing.T) {
 					recoveries += rep.Recoveries
 					asked += rep.HandoverRequests
 					handovers += rep.Handovers
+					abandons, timeouts, cancels, late = abandons+rep.Abandons, timeouts+rep.Timeouts, cancels+rep.SyncCancels, late+rep.LateAnswers
 				})
 			}
-			t.Logf("%s: %d seeds, %d recoveries, %d planned handovers completed of %d asked", mode, len(seeds), recoveries, handovers, asked)
+			t.Logf("%s: %d seeds, %d recoveries, %d planned handovers completed of %d asked, %d recoveries abandoned (%d timed out), %d catch-up downloads cancelled, %d late answers dropped",
+				mode, len(seeds), recoveries, handovers, asked, abandons, timeouts, cancels, late)
 			// The schedules restart agents of every priority: the runtime's
 			// self-monitor (the one Machine) must have handed mastership
 			// back to the first-ranked agent somewhere, or act 1080 goes
 			// untested.
 			if len(seeds) >= 50 && handovers == 0 {
 				t.Errorf("%s: no planned handover in %d seeds", mode, len(seeds))
+			}
+			// The steps of recoveries and catch-up downloads answer after
+			// seeded delays: the machines' abandon, timeout and late-answer
+			// paths must have run somewhere.
+			if len(seeds) >= 50 && (abandons == 0 || timeouts == 0 || cancels == 0 || late == 0) {
+				t.Errorf("%s: in %d seeds, %d recoveries abandoned (%d timed out), %d catch-up downloads cancelled, %d late answers: want each above 0",
+					mode, len(seeds), abandons, timeouts, cancels, late)
 			}
 		})
 	}

@@ -1,16 +1,20 @@
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand"
+	"strings"
 
 	"github.com/mastership/mastership/agent"
+	"github.com/mastership/mastership/agent/catchup"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/member"
 	"github.com/mastership/mastership/agent/rlog"
+	"github.com/mastership/mastership/gossip"
 	"github.com/mastership/mastership/naming"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
@@ -45,8 +49,9 @@ func (t *trackedSM) Restore(b []byte) error {
 	return nil
 }
 
-// simAgent is one agent: the real core, and the simulator's re-implementation
-// of the runtime around it (agent and recover packages).
+// simAgent is one agent: the real core and the runtime's machines around it
+// (member session and registration, catch-up download, self-monitor), with
+// the simulator carrying out their effects where the runtime does I/O.
 type simAgent struct {
 	id          uint64
 	prio        int
@@ -65,14 +70,17 @@ type simAgent struct {
 	records []WriteID
 
 	// The runtime's machines: the member session and registration at the
-	// naming node, and the self-monitor.
+	// naming node, the catch-up download, and the self-monitor.
 	mem        *member.Machine
 	regWaiting *api.Epoch // a registration waiting for the naming node's decision
+	catchup    *catchup.Machine
 	mon        *recover.Machine
 
-	syncReq uint64
-	syncing bool
-	fetched *fetched // the recovery's download, until its install
+	// steps are the recoveries' and catch-up downloads' steps in flight,
+	// each answering at its tick; states the recoveries' downloads, by
+	// job, until their install.
+	steps  []*pending
+	states map[uint64]fetched
 
 	claims map[[3]uint64]bool // competing claims already raised
 
@@ -114,8 +122,9 @@ func (w *world) boot(a *simAgent, log *rlog.Log) {
 	a.running, a.pausedUntil = true, 0
 	a.mem = member.New(agent.MemberConfig(tick, ttl))
 	a.regWaiting = nil
+	a.catchup = &catchup.Machine{}
 	a.mon = recover.NewMachine(monitorRules, uint64(w.now))
-	a.syncReq, a.syncing = 0, false
+	a.steps, a.states = nil, map[uint64]fetched{} // a new process: nothing in flight
 	a.claims = map[[3]uint64]bool{}
 	a.handingOver = false
 }
@@ -144,8 +153,10 @@ func (w *world) restart(a *simAgent) {
 }
 
 // monitorRules are the self-monitor's, as the runtime derives them from
-// its defaults (100 x 3 ms) counted in the simulator's ticks.
-var monitorRules = recover.Config{Count: monitorTicks, Unit: tick}.Rules()
+// its defaults (100 x 3 ms) counted in the simulator's ticks, with a
+// recovery bounded by recoveryTimeout (see there).
+var monitorRules = recover.Config{Count: monitorTicks, Unit: tick, RecoveryTimeout: recoveryTimeout,
+	OlderEpochWait: olderEpochWait}.Rules()
 
 // ready carries out a Ready as agent.handleReady does.
 func (w *world) ready(a *simAgent) {
@@ -163,9 +174,7 @@ func (w *world) ready(a *simAgent) {
 		a.mem.Campaigned(uint64(w.now), *rd.Register)
 	}
 	a.mem.Status(a.node.Role(), a.node.Epoch())
-	if rd.Sync != 0 && !a.syncing {
-		a.syncReq = rd.Sync
-	}
+	w.catchupEffects(a, a.catchup.Observe(a.node.Role(), a.node.Master()))
 	for _, ev := range rd.Events {
 		a.event(ev.Kind.String())
 	}
@@ -205,17 +214,23 @@ func (w *world) ready(a *simAgent) {
 func (a *simAgent) event(kind string) { a.mon.Event(kind, "") }
 
 // runtime runs the agent's loops for one tick: the member machine
-// (session and registration), the state download, competing claims, and
-// the self-monitor's machine, each driven as the agent runtime drives it.
+// (session and registration), the answers of the steps in flight,
+// competing claims, and the self-monitor's machine, each driven as the
+// agent runtime drives it.
 func (w *world) runtime(a *simAgent) {
 	w.member(a, a.mem.Tick(uint64(w.now)))
-	if a.syncReq != 0 {
-		m := a.syncReq
-		a.syncReq = 0
-		w.syncFrom(a, m)
+	w.answerSteps(a)
+	if !a.live() {
+		return
 	}
 	w.competingClaims(a)
-	w.monitor(a, a.mon.Tick(uint64(w.now)))
+	fx := a.mon.Tick(uint64(w.now))
+	for _, e := range fx {
+		if e.Kind == recover.DoAbandon {
+			w.rep.Timeouts++ // the machine's own bound: the recovery took too long
+		}
+	}
+	w.monitor(a, fx)
 }
 
 var errUnreachable = errors.New("sim: unreachable")
@@ -268,8 +283,8 @@ func (w *world) member(a *simAgent, fx []member.Effect) {
 		case member.Refused:
 			a.event("registration-refused")
 		case member.SeeMaster:
-			if e.Master != nil && e.Master.Epoch.Term > a.node.Status().MaxTerm {
-				a.node.SeeEpoch(e.Master.Epoch)
+			if ep, ok := member.NewTerm(e.Master, a.node.Status().MaxTerm); ok {
+				a.node.SeeEpoch(ep)
 				w.ready(a)
 			}
 		case member.Fatal:
@@ -293,15 +308,19 @@ func carryOut[E any](fx []E, do func(E) (more []E, stop bool)) {
 	}
 }
 
-// competingClaims is gossip's competing claim: a master that can reach
-// another master of its group raises its trigger, triggers the other and
-// asks the naming node to re-check.
+// competingClaims is gossip's competing claim: the live claim of every
+// master a can reach is gossip's to give it, once per pair of epochs (as
+// gossip hands over a claim it accepts, or the claims it knows when a
+// becomes master); gossip.Compete decides whether it competes, and a
+// answers it as the runtime does (agent.AnswerClaim).
 func (w *world) competingClaims(a *simAgent) {
-	if a.node.Role() != api.RoleMaster {
-		return
-	}
+	self := gossip.Meta{Group: group, ID: a.id, Role: a.node.Role(), Epoch: a.node.Epoch()}
 	for _, o := range w.agents {
 		if o == a || !w.linked(a.id, o.id) || o.node.Role() != api.RoleMaster {
+			continue
+		}
+		theirs, ok := gossip.Compete(self, gossip.Claim{Group: group, ID: o.id, Epoch: o.node.Epoch()})
+		if !ok {
 			continue
 		}
 		k := [3]uint64{o.id, o.node.Epoch().Term, a.node.Epoch().Term}
@@ -309,19 +328,22 @@ func (w *world) competingClaims(a *simAgent) {
 			continue
 		}
 		a.claims[k] = true
-		a.event("competing-claim")
-		a.node.Trigger(o.id, "competing claim")
+		ans := agent.AnswerClaim(group, a.id, theirs)
+		a.mon.Event(ans.Event, ans.Detail)
+		a.node.Trigger(ans.Trigger, ans.TriggerReason)
 		w.ready(a)
 		if w.namingReach(a.id) {
 			fx := &naming.Effects{}
-			w.reg.Recheck(w.at(), api.RecheckRequest{Group: group, From: a.id, Reason: fmt.Sprintf("competing claim from %d", o.id)}, fx)
+			w.reg.Recheck(w.at(), ans.Recheck, fx)
 			w.effects(fx)
 		}
 	}
 }
 
 // monitor carries out the self-monitor machine's effects as
-// recover.Monitor does; a recovery's steps answer at once.
+// recover.Monitor does. A recovery's steps (keep divergence, download,
+// install) run beside the checks and answer after a seeded delay
+// (answerSteps); an abandoned one is not carried out.
 func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 	now := uint64(w.now)
 	carryOut(fx, func(e recover.Effect) (more []recover.Effect, stop bool) {
@@ -345,30 +367,29 @@ func (w *world) monitor(a *simAgent, fx []recover.Effect) {
 			a.node.EndRecovery(0, a.node.Epoch())
 			w.ready(a)
 		case recover.DoAlign:
+			// agent.BeginRecovery: the recovery replaces a catch-up.
+			w.catchupEffects(a, a.catchup.Abandon())
 			a.node.BeginRecovery(e.Target.ID)
 			w.ready(a)
 			more = a.mon.Aligned(now, e.Job, nil)
 		case recover.DoKeepDivergence:
-			fork, err := w.keepDivergence(a, e.Target.ID)
-			more = a.mon.Diverged(now, e.Job, fork, 0, err)
+			w.startStep(a, stepDiverge, e.Job, e.Target.ID, nil)
 		case recover.DoFetchState:
-			f, err := w.download(a, e.Target.ID)
-			a.fetched = &f
-			more = a.mon.Fetched(now, e.Job, err)
+			w.startStep(a, stepFetch, e.Job, e.Target.ID, nil)
 		case recover.DoInstall:
-			f := a.fetched
-			a.fetched = nil
-			if f == nil {
-				w.violate("agent %d asked to install with no state downloaded", a.id)
-				break
-			}
-			d, err := w.install(a, e.Target.ID, *f)
-			more = a.mon.Installed(now, e.Job, d, err)
+			w.startStep(a, stepInstall, e.Job, e.Target.ID, nil)
+		case recover.DoAbandon:
+			w.rep.Abandons++
+			a.abandon(func(p *pending) bool { return !p.kind.catchup() && p.job == e.Job })
+			delete(a.states, e.Job)
 		case recover.DoReport:
+			delete(a.states, e.Job)
 			if e.Err == nil {
 				w.rep.Recoveries++
 			}
 		case recover.DoQuarantine:
+			// agent.Quarantine: nothing runs beside it.
+			w.catchupEffects(a, a.catchup.Abandon())
 			a.node.Quarantine()
 			w.ready(a)
 		case recover.DoTerminate:
@@ -401,13 +422,13 @@ func (w *world) lookup(a *simAgent) recover.Input {
 
 // keepDivergence is agent.KeepDivergence: agent.DivergentWrites decides,
 // against the master's log, which writes become records.
-func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
+func (w *world) keepDivergence(a *simAgent, master uint64) (fork uint64, records int, err error) {
 	if !w.linked(a.id, master) {
-		return 0, errUnreachable
+		return 0, 0, errUnreachable
 	}
 	fork, kept, uncompared, err := agent.DivergentWrites(a.node.Log(), w.agent(master).node.Log(), a.node.Status().Applied, a.id)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, e := range kept {
 		a.records = append(a.records, WriteID{e.Client, e.Seq})
@@ -415,7 +436,7 @@ func (w *world) keepDivergence(a *simAgent, master uint64) (uint64, error) {
 	if uncompared > 0 {
 		w.rep.Uncompared++
 	}
-	return fork, nil
+	return fork, len(kept), nil
 }
 
 // fetched is a downloaded and verified state, with the writes it holds
@@ -425,41 +446,27 @@ type fetched struct {
 	set map[WriteID]bool
 }
 
-// download is agent.DownloadState: the master's state (snapshot at its
-// applied index and the log after it), verified with agent.CheckDownload.
+// download is agent.DownloadState: the master's state as its LocalState
+// serves it (agent.CaptureState), verified with agent.CheckDownload.
 func (w *world) download(a *simAgent, master uint64) (fetched, error) {
 	if !w.linked(a.id, master) {
 		return fetched{}, errUnreachable
 	}
 	m := w.agent(master)
-	snap, err := m.sm.Snapshot()
+	st, err := agent.CaptureState(m.node, m.sm)
 	if err != nil {
 		return fetched{}, err
 	}
-	mst := m.node.Status()
-	applied := m.sm.Index()
-	base, err := m.node.Log().PosAt(applied)
-	if err != nil {
-		return fetched{}, err
-	}
-	ents, err := m.node.Log().Slice(applied+1, m.node.Log().LastIndex()+1)
-	if err != nil {
-		return fetched{}, err
-	}
-	st := agent.State{Snapshot: snap, Base: base, Entries: ents, Digest: m.sm.Digest(), Epoch: mst.Epoch,
-		Master: mst.Master, Role: mst.Role, Commit: mst.Commit}
 	if err := agent.CheckDownload(a.sm, st, master, a.node.Epoch()); err != nil {
 		return fetched{}, err
 	}
 	return fetched{State: st, set: maps.Clone(m.sm.applied)}, nil
 }
 
-// install is agent.Install: the state download verified, installed and
-// checked with agent.CheckInstalled. It returns the installed digest.
+// install is agent.Install: the state download verified, installed (the
+// core refuses it once the agent stopped waiting for it) and checked with
+// agent.CheckInstalled. It returns the installed digest.
 func (w *world) install(a *simAgent, master uint64, f fetched) (rlog.Digest, error) {
-	if r := a.node.Role(); (r != api.RoleRecovering && r != api.RoleSyncing) || a.node.Master() != master {
-		return rlog.Digest{}, fmt.Errorf("%w: %d is now %s following %d", agent.ErrSuperseded, a.id, r, a.node.Master())
-	}
 	st := f.State
 	a.sm.restoring = f.set
 	if err := a.node.InstallState(st.Snapshot, st.Base, st.Entries, master, st.Epoch, st.Commit); err != nil {
@@ -471,7 +478,6 @@ func (w *world) install(a *simAgent, master uint64, f fetched) (rlog.Digest, err
 		w.violate("install on %d from %d: %v", a.id, master, err)
 	}
 	a.snap, a.snapSet, a.snapPos = st.Snapshot, f.set, rlog.Pos{}
-	a.syncing = false
 	w.ready(a)
 	return got, nil
 }
@@ -485,19 +491,186 @@ func (w *world) synchronize(a *simAgent, master uint64) (rlog.Digest, error) {
 	return w.install(a, master, f)
 }
 
-// syncFrom is agent.syncFrom: a lagging or divergent back-up's catch-up.
-func (w *world) syncFrom(a *simAgent, master uint64) {
-	a.syncing = true
-	defer func() { a.syncing = false }()
-	if _, err := w.keepDivergence(a, master); err != nil {
-		return
-	}
-	if _, err := w.synchronize(a, master); err != nil {
-		if a.node.Role() == api.RoleSyncing {
-			a.node.EndRecovery(master, a.node.Epoch())
+// catchupEffects carries out the catch-up machine's effects as the agent
+// runtime does (agent.syncEffects): a download's steps run one after the
+// other, each answering after a seeded delay (answerSteps); a cancelled
+// one is not carried out.
+func (w *world) catchupEffects(a *simAgent, fx []catchup.Effect) {
+	for _, e := range fx {
+		switch e.Kind {
+		case catchup.Start:
+			w.startStep(a, syncDiverge, e.Job, e.Master, nil)
+		case catchup.Cancel:
+			w.rep.SyncCancels++
+			a.abandon(func(p *pending) bool { return p.kind.catchup() && p.job == e.Job })
+		case catchup.EndSync:
+			a.node.EndRecovery(e.Master, a.node.Epoch())
 			w.ready(a)
 		}
 	}
+}
+
+// syncDone answers the catch-up machine with a download's outcome.
+func (w *world) syncDone(a *simAgent, job uint64, err error) {
+	w.catchupEffects(a, a.catchup.Done(job, err, a.node.Role(), a.node.Master()))
+}
+
+// stepKind is a step of a recovery or of a catch-up download.
+type stepKind uint8
+
+const (
+	stepDiverge stepKind = iota + 1 // a recovery's DoKeepDivergence
+	stepFetch                       // a recovery's DoFetchState
+	stepInstall                     // a recovery's DoInstall
+	syncDiverge                     // a catch-up's fork search and records
+	syncFetch                       // a catch-up's download and verification
+	syncInstall                     // a catch-up's install
+)
+
+var stepNames = [...]string{"", "keep-divergence", "fetch-state", "install", "sync keep-divergence", "sync fetch-state", "sync install"}
+
+func (k stepKind) String() string { return stepNames[k] }
+
+// catchup tells a catch-up download's step from a recovery's.
+func (k stepKind) catchup() bool { return k >= syncDiverge }
+
+// pending is a step in flight: it completes, and answers its machine, at
+// tick at. An abandoned step (its recovery abandoned, its download
+// cancelled) is not carried out, as the runtime cancels its context; its
+// answer still comes back, as the runtime's may, and the machine must drop
+// it.
+type pending struct {
+	at        int64
+	kind      stepKind
+	job       uint64 // the recovery's (recover.Machine) or the download's (catchup.Machine)
+	target    uint64 // the master the step works with
+	state     *fetched
+	abandoned bool
+}
+
+// Step timing, in ticks. A step of a recovery or of a catch-up download
+// takes 1 to maxStepTicks ticks (a fork search's probes, a state transfer,
+// an install on the agent's loop); one in stallOdds stalls (a peer whose
+// API accepts and answers late) past the recovery's bound, by up to
+// stallTicks more.
+const (
+	maxStepTicks = 8
+	stallOdds    = 40
+	stallTicks   = 40
+)
+
+// stepDelay draws how long a step takes from the schedule's random source.
+func (w *world) stepDelay() int64 {
+	if w.rng.Intn(stallOdds) == 0 {
+		return int64(monitorRules.RecoveryTicks) + 1 + int64(w.rng.Intn(stallTicks))
+	}
+	return 1 + int64(w.rng.Intn(maxStepTicks))
+}
+
+// startStep starts a step of a's; it answers after a seeded delay.
+func (w *world) startStep(a *simAgent, kind stepKind, job, target uint64, st *fetched) {
+	a.steps = append(a.steps, &pending{at: w.now + w.stepDelay(), kind: kind, job: job, target: target, state: st})
+}
+
+// abandon marks the steps in flight that match abandoned.
+func (a *simAgent) abandon(match func(*pending) bool) {
+	for _, p := range a.steps {
+		if match(p) {
+			p.abandoned = true
+		}
+	}
+}
+
+// answerSteps completes a's steps that are due, in the order they are
+// due (then started), and hands their answers to their machines, as the
+// runtime's step goroutines hand theirs to the monitor's loop and the
+// agent's.
+func (w *world) answerSteps(a *simAgent) {
+	for a.live() {
+		next := -1
+		for i, p := range a.steps {
+			if p.at <= w.now && (next < 0 || p.at < a.steps[next].at) {
+				next = i
+			}
+		}
+		if next < 0 {
+			return
+		}
+		p := a.steps[next]
+		a.steps = append(a.steps[:next:next], a.steps[next+1:]...)
+		w.answer(a, p)
+	}
+}
+
+// errAbandoned is the answer of an abandoned step: the runtime's cancelled
+// context.
+var errAbandoned = context.Canceled
+
+// answer completes step p of a.
+func (w *world) answer(a *simAgent, p *pending) {
+	now := uint64(w.now)
+	if p.abandoned {
+		w.rep.LateAnswers++
+		var acted string
+		switch p.kind {
+		case stepDiverge:
+			acted = describe(a.mon.Diverged(now, p.job, 0, 0, errAbandoned))
+		case stepFetch:
+			acted = describe(a.mon.Fetched(now, p.job, errAbandoned))
+		case stepInstall:
+			acted = describe(a.mon.Installed(now, p.job, rlog.Digest{}, errAbandoned))
+		default:
+			acted = catchup.Describe(a.catchup.Done(p.job, errAbandoned, a.node.Role(), a.node.Master()))
+		}
+		if acted != "" {
+			w.violate("agent %d acted on the late answer of its abandoned %s (job %d): %s", a.id, p.kind, p.job, acted)
+		}
+		return
+	}
+	switch p.kind {
+	case stepDiverge:
+		fork, n, err := w.keepDivergence(a, p.target)
+		w.monitor(a, a.mon.Diverged(now, p.job, fork, n, err))
+	case stepFetch:
+		f, err := w.download(a, p.target)
+		if err == nil {
+			a.states[p.job] = f
+		}
+		w.monitor(a, a.mon.Fetched(now, p.job, err))
+	case stepInstall:
+		f, ok := a.states[p.job]
+		delete(a.states, p.job)
+		if !ok {
+			w.violate("agent %d asked to install with no state downloaded (job %d)", a.id, p.job)
+			return
+		}
+		d, err := w.install(a, p.target, f)
+		w.monitor(a, a.mon.Installed(now, p.job, d, err))
+	case syncDiverge:
+		if _, _, err := w.keepDivergence(a, p.target); err != nil {
+			w.syncDone(a, p.job, err)
+			return
+		}
+		w.startStep(a, syncFetch, p.job, p.target, nil)
+	case syncFetch:
+		f, err := w.download(a, p.target)
+		if err != nil {
+			w.syncDone(a, p.job, err)
+			return
+		}
+		w.startStep(a, syncInstall, p.job, p.target, &f)
+	case syncInstall:
+		_, err := w.install(a, p.target, *p.state)
+		w.syncDone(a, p.job, err)
+	}
+}
+
+func describe(fx []recover.Effect) string {
+	s := make([]string, len(fx))
+	for i, e := range fx {
+		s[i] = e.String()
+	}
+	return strings.Join(s, "; ")
 }
 
 // namingTick is the naming node's runtime for one tick: the conflict

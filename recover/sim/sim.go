@@ -94,6 +94,12 @@ type Report struct {
 	// check); Handovers those completed: the back-up that asked became
 	// master. Recoveries counts the recoveries that ended in a back-up.
 	HandoverRequests, Handovers, Recoveries int
+	// Abandons counts the recoveries the self-monitor's machine abandoned
+	// (a newer decision of the naming node, or its own bound), Timeouts
+	// those past its bound; SyncCancels the catch-up downloads the
+	// catch-up machine cancelled (a newer master, a recovery); LateAnswers
+	// the answers of abandoned steps that came back and were dropped.
+	Abandons, Timeouts, SyncCancels, LateAnswers int
 	// Snapshots counts the snapshots agents took on their own schedule
 	// (Config.SnapshotEntries); Uncompared the recoveries whose log was
 	// compacted past the fork (agent.DivergentWrites).
@@ -106,8 +112,9 @@ type Report struct {
 
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed=%d mode=%s ticks=%d messages=%d ops=%d acked=%d recoveries=%d handovers=%d/%d converged=%v\n",
-		r.Seed, r.Mode, r.Ticks, r.Messages, r.Ops, r.Acked, r.Recoveries, r.Handovers, r.HandoverRequests, r.Converged)
+	fmt.Fprintf(&b, "seed=%d mode=%s ticks=%d messages=%d ops=%d acked=%d recoveries=%d handovers=%d/%d abandons=%d (timeouts %d) sync-cancels=%d late-answers=%d converged=%v\n",
+		r.Seed, r.Mode, r.Ticks, r.Messages, r.Ops, r.Acked, r.Recoveries, r.Handovers, r.HandoverRequests,
+		r.Abandons, r.Timeouts, r.SyncCancels, r.LateAnswers, r.Converged)
 	for _, l := range r.Schedule {
 		b.WriteString("  " + l + "\n")
 	}
@@ -125,20 +132,25 @@ func (r Report) String() string {
 
 // Timing of the simulation, in ticks of 10 ms (the "local" profile).
 const (
-	tick            = 10 * time.Millisecond
-	heartbeatTicks  = 5
-	electionTicks   = 30
-	staggerTicks    = 10
-	writeTicks      = 50
-	monitorTicks    = 30 // recover's default 100 x 3 ms
-	sweepTicks      = 10
-	ttl             = 2 * time.Second // sessions and registrations
-	conflictWindow  = 20 * time.Millisecond
-	triggerBackoff  = 5
-	triggerMax      = 200
-	olderEpochTicks = 300 // recover's olderEpochWait
-	clientTimeout   = 150
-	group           = "g"
+	tick           = 10 * time.Millisecond
+	heartbeatTicks = 5
+	electionTicks  = 30
+	staggerTicks   = 10
+	writeTicks     = 50
+	monitorTicks   = 30 // recover's default 100 x 3 ms
+	sweepTicks     = 10
+	ttl            = 2 * time.Second // sessions and registrations
+	conflictWindow = 20 * time.Millisecond
+	triggerBackoff = 5
+	triggerMax     = 200
+	clientTimeout  = 150
+	group          = "g"
+	// recoveryTimeout bounds a recovery (recover.Config.RecoveryTimeout;
+	// the runtime's default is 30 s): short enough that a recovery whose
+	// step stalls times out and is retried within a settle. olderEpochWait
+	// stays below it, as the runtime's defaults (3 s of 30 s) do.
+	recoveryTimeout = 2 * time.Second
+	olderEpochWait  = time.Second
 )
 
 var epoch0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
