@@ -244,6 +244,38 @@ func TestSyncWithDyingMasterEnds(t *testing.T) {
 	}
 }
 
+// A catch-up download that fails while the back-up still syncs with its
+// master ends the syncing state (package catchup, EndSync): the back-up
+// takes part in elections again. Here an available back-up restarted far
+// behind syncs with a master whose API hangs for it, then is cut off from
+// the master and the other back-up: the download fails, and alone on its
+// side it must become master. Were it left syncing, it would retry the
+// download for ever and never campaign (no self-monitor runs, and no other
+// master appends to it).
+func TestSyncFailureEndsSyncing(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "available", Priorities: []int{3, 2, 1}, Base: 23})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	c.Kill(3)
+	// Far enough behind that 3 must download the state, not the log.
+	for i := 0; i < 2*core.SyncThreshold; i++ {
+		if _, err := c.Put(1, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	c.StallAPI(1, 3)
+	c.Restart(3)
+	c.WaitFor(20*time.Second, "3 downloading from 1", func() bool {
+		st := c.Members[3].Agent.Status()
+		return st.Role == api.RoleSyncing && st.Master == 1
+	})
+	c.Partition([]uint64{1, 2}, []uint64{3})
+	c.WaitFor(20*time.Second, "3 master of its side", func() bool {
+		return c.Members[3].Agent.Status().Role == api.RoleMaster
+	})
+}
+
 // failingStorage fails the agent's writes once fail is set, as a full or
 // broken disk would: every write, or with votesOnly each write that
 // records a vote other than the one stored. The first write it refuses

@@ -37,7 +37,7 @@ func FuzzNotify(f *testing.F) {
 	f.Add([]byte("\xc1 not msgpack"))
 	f.Add([]byte("\x81\xa1m\x83\xa1e\x82\xa1t\xcf\xff\xff\xff\xff\xff\xff\xff\xff"))
 
-	c := agenttest.New(f, agenttest.Options{Agents: 1, Mode: "available", Base: 23, Monitor: func(uint64) agent.Monitor { return recover.New(recover.Config{}) }})
+	c := agenttest.New(f, agenttest.Options{Agents: 1, Mode: "available", Base: 25, Monitor: func(uint64) agent.Monitor { return recover.New(recover.Config{}) }})
 	if m := c.WaitStable(20 * time.Second); m != 1 {
 		f.Fatalf("master %d, want 1", m)
 	}
