@@ -34,7 +34,12 @@ func TestAgentSnapshotsAndRestartsFromOne(t *testing.T) {
 	})
 	for _, id := range c.IDs() {
 		st := c.Members[id].Agent.Status()
-		if st.Snapshots < 4 || st.SnapshotIndex < 800 {
+		// A snapshot comes at the first apply 200 or more entries after
+		// the last one; a back-up that lags under load applies what one
+		// append brings at once (flow control batches them), so its
+		// snapshots may lie up to a batch further apart: three at least,
+		// the latest within 400 of the end.
+		if st.Snapshots < 3 || st.SnapshotIndex+400 < st.Applied {
 			t.Errorf("agent %d: %d snapshots, the latest at %d, after %d applied", id, st.Snapshots, st.SnapshotIndex, st.Applied)
 		}
 		if st.LogEntries > 200+512 {
