@@ -26,24 +26,72 @@ func (n *Node) Reassert() {
 }
 
 // HandoverCandidate reports whether this back-up should take mastership
-// over from its master (figure 10, act 1060): it is the best-ranked agent
-// alive in its view (priority, then lowest ID, so ties resolve to one
-// agent), its priority is above its live master's, and it has caught up
-// (the master stops taking writes while it hands over, so a back-up that
-// still lags would only pause the group). Equal priorities never hand
-// over: the master already has the highest priority.
+// over from its master (figure 10, act 1060): HandoverDue on the core's
+// own view.
 //
 // A master put in place by an operator's switchover (pinned) is asked by
 // nobody: the operator's choice holds until the next election.
 func (n *Node) HandoverCandidate() bool {
-	if n.role != api.RoleBackup || n.master == 0 || !n.alive(n.master) || !n.caughtUp || n.masterPinned ||
-		n.now < n.blockedUntil || n.unhealthy || n.paused || n.leaving {
+	if n.role != api.RoleBackup || n.master == 0 || n.peers[n.master] == nil {
 		return false
 	}
-	if best, _ := n.bestLive(n.master); best != n.cfg.ID {
+	v := HandoverView{Self: Peer{ID: n.cfg.ID, Priority: n.cfg.Priority, Alive: true, Unhealthy: n.unhealthy},
+		Master: *n.peers[n.master], CaughtUp: n.caughtUp, MasterPinned: n.masterPinned, Held: n.handoverHeld(),
+		Peers: make([]Peer, 0, len(n.peers))}
+	for _, p := range n.peers {
+		v.Peers = append(v.Peers, *p)
+	}
+	return HandoverDue(v)
+}
+
+// handoverHeld tells whether this agent asks for no handover now,
+// whatever its rank: a vetoed promotion's back-off runs, the group is
+// paused, or the agent is stopping.
+func (n *Node) handoverHeld() bool {
+	return n.now < n.blockedUntil || n.paused || n.leaving
+}
+
+// HandoverView is what the handover rule (HandoverDue) reads of one
+// back-up. Node.HandoverCandidate fills it from the core's own view, and
+// recover.CheckConverged from the states of a whole group: the agents and
+// every convergence check judge by this one rule.
+type HandoverView struct {
+	// Self is the back-up (its Alive is not read).
+	Self Peer
+	// Master is the master it follows, as its view has it (ID 0: none).
+	Master Peer
+	// CaughtUp: the master's last append found the back-up's log equal to
+	// its own, committed as far.
+	CaughtUp bool
+	// MasterPinned: the master holds office through an operator's
+	// switchover.
+	MasterPinned bool
+	// Held: the back-up asks for nothing now (Status.HandoverHeld).
+	Held bool
+	// Peers are the members of its view (the master and the back-up
+	// itself may be among them).
+	Peers []Peer
+}
+
+// HandoverDue is the handover rule (figure 10, act 1060): a back-up asks
+// its master for mastership when the master is alive, no live, healthy
+// member ranks before the back-up (priority, then lowest ID, so ties
+// resolve to one agent), its priority is above the master's, and it has
+// caught up (the master stops taking writes while it hands over, so a
+// back-up that still lags would only pause the group). Equal priorities
+// never hand over: the master already has the highest priority. A back-up
+// whose own service fails, or that is held, asks nothing; a pinned master
+// is asked by nobody.
+func HandoverDue(v HandoverView) bool {
+	if v.Master.ID == 0 || !v.Master.Alive || !v.CaughtUp || v.MasterPinned || v.Held || v.Self.Unhealthy {
 		return false
 	}
-	return n.cfg.Priority > n.peers[n.master].Priority
+	for _, p := range v.Peers {
+		if p.Alive && !p.Unhealthy && better(p.ID, p.Priority, v.Self.ID, v.Self.Priority) {
+			return false
+		}
+	}
+	return v.Self.Priority > v.Master.Priority
 }
 
 // RequestHandover asks our master to hand mastership over to us: figure 10's

@@ -385,6 +385,15 @@ type Status struct {
 	// CaughtUp: a back-up whose log the master's last append found equal
 	// to its own (only such a back-up asks for a handover).
 	CaughtUp bool
+	// Pinned: a master in office through an operator's switchover; nobody
+	// asks it to hand over by priority until the next election.
+	Pinned bool
+	// Unhealthy: our own service fails its health checks (SetHealthy).
+	Unhealthy bool
+	// HandoverHeld: we ask for no handover now, whatever our rank: a
+	// vetoed promotion's back-off runs, the group is paused, or the agent
+	// is stopping.
+	HandoverHeld bool
 	// Refused counts messages and view entries refused for an epoch out of
 	// range or inconsistent with their sender.
 	Refused uint64
@@ -406,6 +415,7 @@ func (n *Node) Status() Status {
 	return Status{ID: n.cfg.ID, Role: n.role, Epoch: n.epoch, Master: n.master, Commit: n.commit,
 		Applied: n.applied, Last: n.log.LastIndex(), Digest: n.sm.Digest(), MaxTerm: n.maxTerm, MaxEpoch: n.maxEpoch.Max(n.epoch),
 		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused,
+		Pinned: n.role == api.RoleMaster && n.pinned, Unhealthy: n.unhealthy, HandoverHeld: n.handoverHeld(),
 		Gated: n.role == api.RoleMaster && n.gated, SnapshotIndex: n.snapIndex, Snapshots: n.snapshots,
 		LogBase: n.log.Base().Index, LogEntries: n.log.Len()}
 }
