@@ -122,7 +122,8 @@ func (a *Agent) Info() wire.Info {
 	a.mu.Unlock()
 	info := wire.Info{Index: index, ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
-		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused + a.refusedOutside.Load(), Transfer: st.Transfer, API: a.advertisedAPI()}
+		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused + a.refusedOutside.Load(), Transfer: st.Transfer, API: a.advertisedAPI(),
+		Pinned: st.Pinned, HandoverHeld: st.HandoverHeld}
 	if a.gossip != nil {
 		info.Gossip = a.gossip.LocalAddr()
 	}

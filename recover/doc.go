@@ -32,8 +32,9 @@
 // What the tests check, from the simulator to the end-to-end tier:
 //
 //  1. After the network has been whole for a bounded time, each group has
-//     one master, every member follows it, and every member's state digest
-//     equals the master's (CheckConverged).
+//     one master, every member follows it, no planned handover is pending
+//     or due, and every member's state digest equals the master's
+//     (CheckConverged).
 //  2. strict: client histories are linearizable (porcupine).
 //  3. available: every acknowledged write is in the final state or in a
 //     divergence record.

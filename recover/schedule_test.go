@@ -123,6 +123,16 @@ func TestCheckersCanFail(t *testing.T) {
 	}
 	handing := good[0]
 	handing.Transfer = 2
+	// outranked: back-up 2 of priority 2 above master 1 of priority 1 asks
+	// for a planned handover at its next check (core.HandoverDue).
+	outranked := func(change func(m, b *recover.MemberState)) []recover.MemberState {
+		m, b := good[0], good[1]
+		m.Priority, b.Priority = 1, 2
+		if change != nil {
+			change(&m, &b)
+		}
+		return []recover.MemberState{m, b}
+	}
 	bad := map[string]struct {
 		states []recover.MemberState
 		reg    uint64
@@ -135,6 +145,10 @@ func TestCheckersCanFail(t *testing.T) {
 		"another epoch":       {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleBackup, Epoch: api.Epoch{Term: 1, ID: 1}, Master: 1, Applied: 5, Digest: d(1)}}, 1},
 		"quarantined":         {[]recover.MemberState{good[0], {ID: 2, Role: api.RoleQuarantined, Epoch: e, Master: 1, Applied: 5, Digest: d(1)}}, 1},
 		"handover pending":    {[]recover.MemberState{handing, good[1]}, 1},
+		"handover due":        {outranked(nil), 1},
+		// The best-ranked back-up is unhealthy: the next one asks.
+		"handover due past an unhealthy back-up": {append(outranked(func(_, b *recover.MemberState) { b.Priority, b.Unhealthy = 3, true }),
+			recover.MemberState{ID: 3, Role: api.RoleBackup, Epoch: e, Master: 1, Applied: 5, Digest: d(1), Priority: 2}), 1},
 		// A master restarted from storage, just elected: its state machine
 		// (and every one synced from it) holds nothing of its log yet
 		// (seeds 55, 199, 228, 296 in available mode).
@@ -148,6 +162,21 @@ func TestCheckersCanFail(t *testing.T) {
 	}
 	if _, err := recover.CheckFollowed([]recover.MemberState{handing, good[1]}); err == nil {
 		t.Error("CheckFollowed passed a pending handover")
+	}
+	if _, err := recover.CheckFollowed(outranked(nil)); err == nil {
+		t.Error("CheckFollowed passed a due handover")
+	}
+	// An outranked master that nobody will ask to hand over has converged.
+	for name, change := range map[string]func(m, b *recover.MemberState){
+		"pinned master":     func(m, _ *recover.MemberState) { m.Pinned = true },
+		"held back-up":      func(_, b *recover.MemberState) { b.HandoverHeld = true },
+		"unhealthy back-up": func(_, b *recover.MemberState) { b.Unhealthy = true },
+		"equal priorities":  func(m, _ *recover.MemberState) { m.Priority = 2 },
+		"master above":      func(m, _ *recover.MemberState) { m.Priority = 3 },
+	} {
+		if err := recover.CheckConverged(outranked(change), 1); err != nil {
+			t.Errorf("%s: not converged: %v", name, err)
+		}
 	}
 
 	acked := []sim.Write{{WriteID: sim.WriteID{Client: 1, Seq: 1}}, {WriteID: sim.WriteID{Client: 1, Seq: 2}}, {WriteID: sim.WriteID{Client: 2, Seq: 1}}}

@@ -36,8 +36,15 @@ type Info struct {
 	Refused uint64 `json:"refused_inputs"`
 	// Transfer is the back-up a master hands mastership over to (0: none).
 	Transfer uint64 `json:"transfer,omitempty"`
-	API      string `json:"api"`
-	Gossip   string `json:"gossip"`
+	// Pinned: a master in office through an operator's switchover; nobody
+	// asks it to hand over by priority until the next election.
+	Pinned bool `json:"pinned,omitempty"`
+	// HandoverHeld: the agent asks for no planned handover now, whatever
+	// its rank: a vetoed promotion's back-off runs, the group is paused,
+	// or the agent is stopping.
+	HandoverHeld bool   `json:"handover_held,omitempty"`
+	API          string `json:"api"`
+	Gossip       string `json:"gossip"`
 	// JoinProof is the hash of the proof of the agent's last naming join
 	// (api.JoinProofOf): the naming node checks it before the agent's
 	// rejoin replaces its live session.
