@@ -72,9 +72,9 @@ func (a *Agent) HandOver(ctx context.Context, to uint64, pin bool) (wire.Switcho
 // master, as a write would.
 func (a *Agent) serveSwitchover(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, code, msg string) {
-		body := map[string]any{"code": code, "error": msg}
+		body := wire.Error{Code: code, Message: msg}
 		if st := a.Status(); code == wire.CodeNotMaster && st.Master != 0 && st.Master != a.cfg.ID {
-			body["master"], body["master_addr"] = st.Master, a.PeerAPI(st.Master)
+			body.Master, body.MasterAddr = st.Master, a.PeerAPI(st.Master)
 		}
 		writeJSON(w, status, body)
 	}

@@ -2,6 +2,7 @@ package recover_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/client"
+	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/recover"
 )
@@ -129,6 +131,19 @@ func TestSwitchoverEndpoint(t *testing.T) {
 		if status, body := post(tc.id, tc.body); status != tc.status || !strings.Contains(body, tc.has) {
 			t.Errorf("switchover %.40q at %d: %d %s; want %d with %q", tc.body, tc.id, status, body, tc.status, tc.has)
 		}
+	}
+	// The agent's error body (wire.Error) as the one client reads it: the
+	// code and the master a back-up names, which `mastership switchover`
+	// follows.
+	ag, err := client.NewAPI(client.APIConfig{Addr: c.Members[2].Agent.APIAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = ag.Switchover(t.Context(), wire.SwitchoverRequest{To: 3})
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusMisdirectedRequest || se.Code != wire.CodeNotMaster || se.Message == "" ||
+		se.Master != 1 || se.MasterAddr != c.Members[1].Agent.APIAddr() {
+		t.Fatalf("switchover at back-up 2 through the client: %#v", err)
 	}
 	if st := c.Members[1].Agent.Status(); st.Role != api.RoleMaster || st.Epoch != before || st.Transfer != 0 {
 		t.Fatalf("refused switchovers changed the master: %+v", st)

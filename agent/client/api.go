@@ -113,14 +113,9 @@ func (a *API) Call(ctx context.Context, method, path string, in any) ([]byte, er
 	}
 	if status != http.StatusOK {
 		e := &StatusError{Addr: a.addr, Status: status}
-		var body struct {
-			Code       string `json:"code"`
-			Error      string `json:"error"`
-			Master     uint64 `json:"master"`
-			MasterAddr string `json:"master_addr"`
-		}
+		var body wire.Error
 		if json.Unmarshal(b, &body) == nil { // a body that is no error leaves the status text
-			e.Code, e.Message, e.Master, e.MasterAddr = body.Code, body.Error, body.Master, body.MasterAddr
+			e.Code, e.Message, e.Master, e.MasterAddr = body.Code, body.Message, body.Master, body.MasterAddr
 		} else if text := plainText(b); text != "" {
 			e.Message = http.StatusText(status) + text
 		}

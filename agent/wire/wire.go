@@ -202,6 +202,17 @@ type KVResponse struct {
 	MasterA string    `json:"master_addr,omitempty"`
 }
 
+// Error is the body of an agent API reply other than 200 (but a kv
+// request's, which is a KVResponse with the same fields): Code is one of
+// the naming node's (api.Code) or of the codes below; a back-up that
+// refuses as not master names its master.
+type Error struct {
+	Code       string `json:"code"`
+	Message    string `json:"error"`
+	Master     uint64 `json:"master,omitempty"`
+	MasterAddr string `json:"master_addr,omitempty"`
+}
+
 // Error codes of the agent API beyond the naming node's.
 const (
 	CodeNotMaster  = "not-master"
