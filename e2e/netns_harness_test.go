@@ -40,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent/kv"
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/recover"
 )
@@ -753,57 +754,44 @@ func (c *netCluster) namingLeader() int {
 	return -1
 }
 
-// info is the part of an agent's /v1/info (`mastership info -json`) the
-// tests read.
-type info struct {
-	ID       uint64 `json:"id"`
-	Role     string `json:"role"`
-	Epoch    uint64 `json:"epoch"`
-	EpochID  uint64 `json:"epoch_id"`
-	Master   uint64 `json:"master"`
-	Applied  uint64 `json:"applied"`
-	Last     uint64 `json:"last"`
-	Digest   string `json:"digest"`
-	Serving  bool   `json:"serving"`
-	Transfer uint64 `json:"transfer"`
-}
-
-func (i info) String() string {
+// infoString is the part of an agent's info a failure shows.
+func infoString(i wire.Info) string {
 	return fmt.Sprintf("%d:%s(master=%d epoch=%d.%d applied=%d digest=%.12s)", i.ID, i.Role, i.Master, i.Epoch, i.EpochID, i.Applied, i.Digest)
 }
 
-// info asks agent n, from its own host, for its info.
-func (c *netCluster) info(n int) (info, error) {
+// info asks agent n, from its own host, for its /v1/info (`mastership
+// info -json` prints the agent's reply as it came).
+func (c *netCluster) info(n int) (wire.Info, error) {
 	h := c.host(n)
 	api := h.addr(agentAPIPort)
 	var body []byte
 	if hasCommand("info") {
 		out, err := mastershipIn(h, "info", "-agent", api, "-json")
 		if err != nil {
-			return info{}, err
+			return wire.Info{}, err
 		}
 		body = []byte(out)
 	} else {
 		code, b, err := httpIn(h, "GET", "http://"+api+"/v1/info", nil)
 		if err != nil {
-			return info{}, err
+			return wire.Info{}, err
 		}
 		if code != 200 {
-			return info{}, fmt.Errorf("GET /v1/info of %d: %d %s", n, code, b)
+			return wire.Info{}, fmt.Errorf("GET /v1/info of %d: %d %s", n, code, b)
 		}
 		body = b
 	}
-	var in info
+	var in wire.Info
 	if err := json.Unmarshal(body, &in); err != nil {
-		return info{}, fmt.Errorf("info of %d: %v: %q", n, err, body)
+		return wire.Info{}, fmt.Errorf("info of %d: %v: %q", n, err, body)
 	}
 	return in, nil
 }
 
 // infos asks every agent of ids at once; a failed query has Role "".
-func (c *netCluster) infos(ids []int) map[int]info {
+func (c *netCluster) infos(ids []int) map[int]wire.Info {
 	var mu sync.Mutex
-	out := map[int]info{}
+	out := map[int]wire.Info{}
 	var wg sync.WaitGroup
 	for _, n := range ids {
 		wg.Add(1)
@@ -811,7 +799,7 @@ func (c *netCluster) infos(ids []int) map[int]info {
 			defer wg.Done()
 			in, err := c.info(n)
 			if err != nil {
-				in = info{ID: uint64(n)}
+				in = wire.Info{ID: uint64(n)}
 			}
 			mu.Lock()
 			out[n] = in
@@ -824,12 +812,10 @@ func (c *netCluster) infos(ids []int) map[int]info {
 
 // stable reports the one master all of ids follow with equal digests, or
 // 0 (recover.CheckConverged, the naming node aside).
-func stable(infos map[int]info, ids []int) uint64 {
+func stable(infos map[int]wire.Info, ids []int) uint64 {
 	var states []recover.MemberState
 	for _, n := range ids {
-		in := infos[n]
-		states = append(states, recover.StateOfInfo(wire.Info{ID: in.ID, Role: in.Role, Epoch: in.Epoch, EpochID: in.EpochID,
-			Master: in.Master, Applied: in.Applied, Last: in.Last, Digest: in.Digest, Transfer: in.Transfer}))
+		states = append(states, recover.StateOfInfo(infos[n]))
 	}
 	master, err := recover.CheckFollowed(states)
 	if err != nil || recover.CheckConverged(states, master) != nil {
@@ -838,13 +824,13 @@ func stable(infos map[int]info, ids []int) uint64 {
 	return master
 }
 
-func describe(infos map[int]info, ids []int) string {
+func describe(infos map[int]wire.Info, ids []int) string {
 	var parts []string
 	for _, n := range ids {
 		if in := infos[n]; in.Role == "" {
 			parts = append(parts, fmt.Sprintf("%d:unreachable", n))
 		} else {
-			parts = append(parts, in.String())
+			parts = append(parts, infoString(in))
 		}
 	}
 	return strings.Join(parts, " ")
@@ -863,7 +849,7 @@ func (c *netCluster) waitStable(timeout time.Duration, ids []int) (uint64, time.
 	deadline := time.Now().Add(timeout + stableConfirm)
 	var since time.Time
 	var master uint64
-	last := map[int]info{}
+	last := map[int]wire.Info{}
 	for {
 		now := time.Now()
 		last = c.infos(ids)
@@ -902,38 +888,24 @@ func (c *netCluster) waitMaster(timeout time.Duration, what string, ids ...int) 
 	}
 }
 
-// kvResp is the agent's KVResponse, as far as the tests read it.
-type kvResp struct {
-	OK    bool    `json:"ok"`
-	Found bool    `json:"found"`
-	Value *string `json:"value"`
-	Error string  `json:"error"`
-	Code  string  `json:"code"`
-	Epoch struct {
-		Term uint64 `json:"term"`
-		ID   uint64 `json:"id"`
-	} `json:"epoch"`
-	Index uint64 `json:"index"`
-}
-
 // write is one client write and whether the agent acknowledged it.
 type write struct {
 	agent       int
 	key, value  string
 	client, seq uint64
 	acked       bool
-	resp        kvResp
+	resp        wire.KVResponse
 }
 
 // kv sends one kv request to agent n's API from n's host.
-func (c *netCluster) kv(n int, req map[string]any) (int, kvResp, error) {
+func (c *netCluster) kv(n int, req wire.KVRequest) (int, wire.KVResponse, error) {
 	code, body, err := httpIn(c.host(n), "POST", "http://"+c.host(n).addr(agentAPIPort)+"/v1/kv", req)
 	if err != nil {
-		return 0, kvResp{}, err
+		return 0, wire.KVResponse{}, err
 	}
-	var r kvResp
+	var r wire.KVResponse
 	if err := json.Unmarshal(body, &r); err != nil {
-		return code, kvResp{}, fmt.Errorf("kv reply %d %q: %v", code, body, err)
+		return code, wire.KVResponse{}, fmt.Errorf("kv reply %d %q: %v", code, body, err)
 	}
 	return code, r, nil
 }
@@ -943,14 +915,14 @@ func (c *netCluster) kv(n int, req map[string]any) (int, kvResp, error) {
 // acknowledgement.
 func (c *netCluster) put(n int, key, value string, client, seq uint64) write {
 	w := write{agent: n, key: key, value: value, client: client, seq: seq}
-	code, r, err := c.kv(n, map[string]any{"op": "put", "key": key, "value": value, "client": client, "seq": seq})
+	code, r, err := c.kv(n, wire.KVRequest{Op: kv.KindPut, Key: key, Value: &value, Client: client, Seq: seq})
 	w.resp, w.acked = r, err == nil && code == 200 && r.OK
 	return w
 }
 
 // get reads key through agent n (the master, for a linearizable read).
 func (c *netCluster) get(n int, key string) (string, bool, error) {
-	code, r, err := c.kv(n, map[string]any{"op": "get", "key": key})
+	code, r, err := c.kv(n, wire.KVRequest{Op: kv.KindGet, Key: key})
 	if err != nil {
 		return "", false, err
 	}
@@ -963,17 +935,9 @@ func (c *netCluster) get(n int, key string) (string, bool, error) {
 	return *r.Value, r.Found, nil
 }
 
-// divRecord is a divergence record, as far as the tests read it.
-type divRecord struct {
-	ID     uint64 `json:"id"`
-	Index  uint64 `json:"index"`
-	Client uint64 `json:"client"`
-	Seq    uint64 `json:"seq"`
-	Acked  bool   `json:"acked"`
-}
-
-// divergence lists agent n's divergence records.
-func (c *netCluster) divergence(n int) ([]divRecord, error) {
+// divergence lists agent n's divergence records (`mastership divergence
+// list -json` adds each record's operation decoded, which is not read).
+func (c *netCluster) divergence(n int) ([]wire.Record, error) {
 	h := c.host(n)
 	api := h.addr(agentAPIPort)
 	var body []byte
@@ -993,7 +957,7 @@ func (c *netCluster) divergence(n int) ([]divRecord, error) {
 		}
 		body = b
 	}
-	var recs []divRecord
+	var recs []wire.Record
 	if err := json.Unmarshal(body, &recs); err != nil {
 		return nil, fmt.Errorf("divergence of %d: %v: %q", n, err, body)
 	}
