@@ -465,8 +465,8 @@ func (c *Cluster) Describe() string {
 				alive = append(alive, p)
 			}
 		}
-		fmt.Fprintf(&b, "  %d: %s epoch=%s master=%d applied=%d digest=%.8s caught-up=%t transfer=%d sees-alive=%v\n",
-			id, st.Role, st.Epoch, st.Master, st.Applied, st.Digest.String(), st.CaughtUp, st.Transfer, alive)
+		fmt.Fprintf(&b, "  %d: %s epoch=%s master=%d applied=%d digest=%.8s priority=%d caught-up=%t transfer=%d sees-alive=%v\n",
+			id, st.Role, st.Epoch, st.Master, st.Applied, st.Digest.String(), st.Priority, st.CaughtUp, st.Transfer, alive)
 	}
 	fmt.Fprintf(&b, "  naming: registered %d\n", c.Registered())
 	return b.String()
@@ -475,7 +475,7 @@ func (c *Cluster) Describe() string {
 // Stable reports whether the running agents have converged
 // (recover.CheckConverged): one master that the naming node registered and
 // that applied its whole log, every running agent its back-up with the
-// master's digest, and no handover pending.
+// master's digest, and no handover pending or due.
 func (c *Cluster) Stable() bool {
 	var states []recover.MemberState
 	for _, id := range c.Running() {
