@@ -789,26 +789,7 @@ func (c *netCluster) info(n int) (wire.Info, error) {
 }
 
 // infos asks every agent of ids at once; a failed query has Role "".
-func (c *netCluster) infos(ids []int) map[int]wire.Info {
-	var mu sync.Mutex
-	out := map[int]wire.Info{}
-	var wg sync.WaitGroup
-	for _, n := range ids {
-		wg.Add(1)
-		go func(n int) {
-			defer wg.Done()
-			in, err := c.info(n)
-			if err != nil {
-				in = wire.Info{ID: uint64(n)}
-			}
-			mu.Lock()
-			out[n] = in
-			mu.Unlock()
-		}(n)
-	}
-	wg.Wait()
-	return out
-}
+func (c *netCluster) infos(ids []int) map[int]wire.Info { return infosOf(ids, c.info) }
 
 // stable reports the one master all of ids follow with equal digests, or
 // 0 (recover.CheckConverged, the naming node aside).

@@ -380,22 +380,24 @@ func (c *scCluster) info(n int) (wire.Info, error) {
 }
 
 // infos asks agents ids at once; a failed query has Role "".
-func (c *scCluster) infos(ids []int) map[int]wire.Info {
+func (c *scCluster) infos(ids []int) map[int]wire.Info { return infosOf(ids, c.info) }
+
+// infosOf asks info of every agent of ids at once; a failed query has
+// Role "".
+func infosOf(ids []int, info func(n int) (wire.Info, error)) map[int]wire.Info {
 	var mu sync.Mutex
 	out := map[int]wire.Info{}
 	var wg sync.WaitGroup
 	for _, n := range ids {
-		wg.Add(1)
-		go func(n int) {
-			defer wg.Done()
-			in, err := c.info(n)
+		wg.Go(func() {
+			in, err := info(n)
 			if err != nil {
 				in = wire.Info{ID: uint64(n)}
 			}
 			mu.Lock()
 			out[n] = in
 			mu.Unlock()
-		}(n)
+		})
 	}
 	wg.Wait()
 	return out

@@ -283,18 +283,7 @@ func clusterSchedule(t *testing.T, seed int64, mode string, base int) {
 		for f := 0; f < 1+rng.Intn(2); f++ {
 			switch rng.Intn(3) {
 			case 0, 1:
-				perm := rng.Perm(agents)
-				cutAt := 1 + rng.Intn(agents-1)
-				var a, b []uint64
-				for i, p := range perm {
-					if i < cutAt {
-						a = append(a, ids[p])
-					} else {
-						b = append(b, ids[p])
-					}
-				}
-				slices.Sort(a)
-				slices.Sort(b)
+				a, b := sim.DrawSplit(rng, ids)
 				c.Partition(a, b)
 				switch rng.Intn(3) {
 				case 0:

@@ -401,23 +401,30 @@ func (w *world) views() {
 	}
 }
 
+// DrawSplit draws a partition of ids (two or more) in two non-empty
+// sides, each sorted: the split the seeded schedules cut, here and over
+// real in-process clusters.
+func DrawSplit(rng *rand.Rand, ids []uint64) (a, b []uint64) {
+	perm := rng.Perm(len(ids))
+	cutAt := 1 + rng.Intn(len(ids)-1)
+	for i, p := range perm {
+		if i < cutAt {
+			a = append(a, ids[p])
+		} else {
+			b = append(b, ids[p])
+		}
+	}
+	slices.Sort(a)
+	slices.Sort(b)
+	return a, b
+}
+
 // fault draws one fault and applies it.
 func (w *world) fault() {
 	ids := w.ids()
 	switch k := w.rng.Intn(10); {
 	case k < 4:
-		perm := w.rng.Perm(len(ids))
-		cutAt := 1 + w.rng.Intn(len(ids)-1)
-		var a, b []uint64
-		for i, p := range perm {
-			if i < cutAt {
-				a = append(a, ids[p])
-			} else {
-				b = append(b, ids[p])
-			}
-		}
-		slices.Sort(a)
-		slices.Sort(b)
+		a, b := DrawSplit(w.rng, ids)
 		w.cut = map[[2]uint64]bool{}
 		for _, x := range a {
 			for _, y := range b {
