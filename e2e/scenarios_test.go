@@ -78,9 +78,6 @@ type scScenario struct {
 	// waits for that many writes more before the fault, and checks that
 	// every agent took snapshots on its own schedule.
 	snapshot int
-	// retain gives every agent -retain-entries: with it small, both sides
-	// of a long split compact past the fork.
-	retain int
 }
 
 func TestScenarios(t *testing.T) {
@@ -104,11 +101,6 @@ func TestScenarios(t *testing.T) {
 		// final state or a divergence record.
 		{name: "figure2-snapshots", mode: "available", octet: 44, homes: []int{1, 2, 5}, fault: figure2(namingMajority), snapshot: 64},
 		{name: "master-kill-snapshots", mode: "strict", octet: 45, expect: 5, homes: []int{1, 2, 3}, fault: masterKill, snapshot: 64},
-		// Both sides of the split compact past the fork (a snapshot waits
-		// for what a member may lack for 64 entries only): the losing
-		// side's recovery keeps its whole state as a record, and every
-		// acknowledged write still ends in the final state or a record.
-		{name: "figure2-compacted", mode: "available", octet: 46, homes: []int{1, 2, 5}, fault: figure2Compacted, snapshot: 64, retain: 64},
 	}
 	var results []*scResult
 	for _, s := range all {
@@ -151,9 +143,6 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 	var extra []string
 	if s.snapshot > 0 {
 		extra = []string{"-snapshot-entries", fmt.Sprint(s.snapshot)}
-	}
-	if s.retain > 0 {
-		extra = append(extra, "-retain-entries", fmt.Sprint(s.retain))
 	}
 	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect, s.secure, s.check, extra...)
 	defer c.dumpOnFailure()
@@ -226,18 +215,6 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 		t.Fatal(err)
 	}
 	r.records = len(recs)
-	if s.retain > 0 {
-		states := 0
-		for _, rec := range recs {
-			if rec.State && rec.Uncompared > 0 {
-				states++
-			}
-		}
-		if states == 0 {
-			t.Errorf("no state record: no recovery came from a log compacted past the fork (%d records)", len(recs))
-		}
-		c.logf("%d state records of sides whose log was compacted past the fork", states)
-	}
 	if s.mode == "strict" {
 		checkStrict(t, c, w, checker, recs, r)
 	} else {
@@ -285,23 +262,6 @@ func finalReads(t *testing.T, w *scWorkload, checker *aclient.Client, keys []str
 func divergedValues(t *testing.T, recs []store.Record) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	for _, rec := range recs {
-		if rec.State {
-			// A side's whole state, kept as its log was compacted past
-			// the fork: its pairs are its writes.
-			st := kv.NewStore()
-			if err := st.Restore(rec.Op); err != nil {
-				t.Errorf("state record %d of group %s: %v", rec.ID, rec.Group, err)
-				continue
-			}
-			st.Each(func(k string, v []byte) bool {
-				if out[k] == nil {
-					out[k] = map[string]bool{}
-				}
-				out[k][string(v)] = true
-				return true
-			})
-			continue
-		}
 		op, err := kv.DecodeOp(rec.Op)
 		if err != nil {
 			t.Errorf("divergence record %d of group %s: undecodable op: %v", rec.ID, rec.Group, err)
@@ -565,35 +525,6 @@ func figure2(ns namingSide) func(c *scCluster, w *scWorkload) (time.Time, time.T
 		c.heal()
 		return began, time.Now()
 	}
-}
-
-// figure2Compacted: the figure-2 split with the naming node on the
-// majority's side, held until both masters' logs start after every entry
-// any agent held at the split (both compacted past the fork), then healed.
-func figure2Compacted(c *scCluster, w *scWorkload) (time.Time, time.Time) {
-	t := c.t
-	began := time.Now()
-	c.partition([][]int{{1, 2, 3}, {4, 5}}, []int{1, 2, 3})
-	var fork uint64
-	for _, in := range c.infos(c.ids()) {
-		fork = max(fork, in.Last)
-	}
-	second := c.waitMaster(10*time.Second, "a second master on the minority {4,5}", 0, 4, 5)
-	by := w.waitAckBy(10*time.Second, 2, began, "a write acknowledged by the minority's master", func(m uint64) bool { return m == uint64(second) })
-	c.logf("agent %d master of the minority; its first write acknowledged by %d; the fork is at or below %d", second, by, fork)
-	waitFor(t, 90*time.Second, "both masters' logs compacted past the fork", func() bool {
-		infos := c.infos([]int{1, second})
-		for _, n := range []int{1, second} {
-			if in := infos[n]; in.Log == nil || in.Log.First <= fork {
-				return false
-			}
-		}
-		return true
-	})
-	infos := c.infos([]int{1, second})
-	c.logf("compacted past the fork: agent 1's log starts at %d, agent %d's at %d", infos[1].Log.First, second, infos[second].Log.First)
-	c.heal()
-	return began, time.Now()
 }
 
 // masterKill: SIGKILL of master 1 (strict, -expect 5); failover is the
