@@ -53,10 +53,6 @@ func (a *Agent) Replay(ctx context.Context, id uint64) (wire.KVResponse, error) 
 	if err != nil {
 		return wire.KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)
 	}
-	if rec.State {
-		return wire.KVResponse{}, api.Errorf(api.CodeInvalid, "record %d is the state of a side whose log was compacted past the fork, "+
-			"not one write: compare it with the master's state (mastership divergence show %d) and write what is missing", id, id)
-	}
 	op, err := kv.DecodeOp(rec.Op)
 	if err != nil {
 		return wire.KVResponse{}, api.Errorf(api.CodeInvalid, "record %d: %v", id, err)

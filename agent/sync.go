@@ -170,25 +170,11 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	if err != nil {
 		return fork, 0, fmt.Errorf("find fork with %d: %w", master, err)
 	}
-	var recs []store.Record
 	if uncompared > 0 {
-		// The entries up to uncompared are gone from the log, their
-		// writes only in the state the master's is about to replace:
-		// that state is kept whole, as a record of its own.
-		rec, err := a.stateRecord(master, uncompared)
-		if err != nil {
-			return fork, 0, err
-		}
-		if rec != nil {
-			recs = append(recs, *rec)
-			a.logger.Warn("the log was compacted past the fork with the master: this side's state is kept as a record",
-				"compacted_to", uncompared, "retained", master, "state_bytes", len(rec.Op), "records", len(kept)+1)
-		} else {
-			a.logger.Error("the log was compacted past the fork with the master, and the state is over the record limit: "+
-				"writes up to the snapshot that diverged are kept in no record",
-				"compacted_to", uncompared, "limit_bytes", MaxStateRecordBytes, "retained", master)
-		}
+		a.logger.Warn("the log was compacted past the fork with the master: writes up to the snapshot that diverged are kept in no record",
+			"compacted_to", uncompared, "retained", master, "records", len(kept))
 	}
+	var recs []store.Record
 	for _, e := range kept {
 		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master, Uncompared: uncompared})
@@ -200,38 +186,6 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 		a.logger.Warn("divergent writes kept for replay", "count", len(recs), "fork", fork, "retained", master)
 	}
 	return fork, len(recs), nil
-}
-
-// MaxStateRecordBytes bounds the state kept as a divergence record when
-// the log was compacted past the fork (wire.Record.State): a larger state
-// is not kept, and the recovery says so.
-const MaxStateRecordBytes = 64 << 20
-
-// stateRecord is this side's state, snapshotted on the loop, as a
-// divergence record; nil when the snapshot is over MaxStateRecordBytes.
-func (a *Agent) stateRecord(master, uncompared uint64) (*store.Record, error) {
-	var data []byte
-	var pos rlog.Pos
-	var serr error
-	err := a.do(func() {
-		applied := a.node.Status().Applied
-		if pos, serr = a.node.Log().PosAt(applied); serr != nil {
-			pos = rlog.Pos{Index: applied}
-			serr = nil
-		}
-		data, serr = a.sm.Snapshot()
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("snapshot the state to keep: %w", err)
-	}
-	if len(data) > MaxStateRecordBytes {
-		return nil, nil
-	}
-	return &store.Record{Group: a.cfg.Group, Epoch: pos.Epoch, Index: pos.Index, Op: data, Acked: true,
-		Retained: master, Uncompared: uncompared, State: true}, nil
 }
 
 // DivergentWrites is the decision of recovery step 2, shared by the runtime

@@ -283,13 +283,6 @@ type Record struct {
 	// it that diverged are in no record (the master's state replaced the
 	// one that held them). Records of that recovery all carry it.
 	Uncompared uint64 `json:"uncompared_before,omitempty" codec:"u"`
-	// State, when set, makes this record the state of this side's state
-	// machine when the recovery began (Op is its snapshot, at Index), kept
-	// because its log had been compacted past the fork (Uncompared): the
-	// writes this side applied before Uncompared that diverged are in it.
-	// It is shown and discarded like any record but not replayed: an
-	// operator compares it with the master's state.
-	State bool `json:"state,omitempty" codec:"st"`
 }
 
 // Discarded answers DELETE /v1/divergence/{id}.

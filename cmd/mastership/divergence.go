@@ -138,8 +138,6 @@ func recordID(c *cli.Context) (uint64, error) {
 type recordJSON struct {
 	store.Record
 	Operation *opJSON `json:"operation"`
-	// Pairs are a state record's kv pairs, when its snapshot is the kv's.
-	Pairs map[string]string `json:"pairs,omitempty"`
 }
 
 // opJSON is a kv.Op with its byte strings as text.
@@ -153,13 +151,6 @@ type opJSON struct {
 
 func newRecordJSON(r store.Record) recordJSON {
 	out := recordJSON{Record: r}
-	if r.State {
-		if st, err := stateOf(r); err == nil {
-			out.Pairs = map[string]string{}
-			st.Each(func(k string, v []byte) bool { out.Pairs[k] = string(v); return true })
-		}
-		return out
-	}
 	if op, err := kv.DecodeOp(r.Op); err == nil {
 		o := opJSON{Kind: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent}
 		if op.Kind == kv.KindPut || op.Kind == kv.KindCAS {
@@ -175,21 +166,9 @@ func newRecordJSON(r store.Record) recordJSON {
 	return out
 }
 
-// stateOf restores a state record's snapshot as the kv's.
-func stateOf(r store.Record) (*kv.Store, error) {
-	st := kv.NewStore()
-	if err := st.Restore(r.Op); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
 // opOf decodes a record's operation for the text output; an operation
-// that does not decode shows as "?", a state record as "state".
+// that does not decode shows as "?".
 func opOf(r store.Record) kv.Op {
-	if r.State {
-		return kv.Op{Kind: "state", Key: fmt.Sprintf("(%d bytes)", len(r.Op))}
-	}
 	op, err := kv.DecodeOp(r.Op)
 	if err != nil {
 		return kv.Op{Kind: "?", Key: "?"}
@@ -214,14 +193,8 @@ func printRecords(w io.Writer, recs []store.Record) error {
 	}
 	for _, r := range recs {
 		if r.Uncompared > 0 {
-			state := "writes applied up to there that diverged are in no record (the state was over the record limit)"
-			for _, s := range recs {
-				if s.State && s.Uncompared == r.Uncompared {
-					state = fmt.Sprintf("the state that holds the writes applied up to there is record %d (divergence show %d)", s.ID, s.ID)
-				}
-			}
-			fmt.Fprintf(w, "\nsome records come from a recovery whose log was compacted past the fork (up to index %d, see record %d):\n%s\n",
-				r.Uncompared, r.ID, state)
+			fmt.Fprintf(w, "\nsome records come from a recovery whose log was compacted past the fork (up to index %d, see record %d):\n"+
+				"writes applied up to there that diverged are in no record\n", r.Uncompared, r.ID)
 			break
 		}
 	}
@@ -229,24 +202,11 @@ func printRecords(w io.Writer, recs []store.Record) error {
 }
 
 func printRecord(w io.Writer, r store.Record) {
-	if r.State {
-		fmt.Fprintf(w, "id: %d\ngroup: %s\nstate: this side's state when its recovery began, at index %d (epoch %s), %d bytes\n"+
-			"uncompared_before: %d (the log was compacted past the fork: the writes up to there that diverged are in this state)\n",
-			r.ID, r.Group, r.Index, r.Epoch, len(r.Op), r.Uncompared)
-		if st, err := stateOf(r); err != nil {
-			fmt.Fprintf(w, "pairs: not a key-value state (%v)\n", err)
-		} else {
-			fmt.Fprintf(w, "pairs: %d\n", st.Len())
-			st.Each(func(k string, v []byte) bool { fmt.Fprintf(w, "  %q = %q\n", k, v); return true })
-		}
-		fmt.Fprintf(w, "retained: %d\nrecorded: %s\n", r.Retained, r.Recorded.UTC().Format(time.RFC3339Nano))
-		return
-	}
 	op := opOf(r)
 	fmt.Fprintf(w, "id: %d\ngroup: %s\nepoch: %s\nindex: %d\nclient: %d\nseq: %d\nop: %s\nkey: %q\n",
 		r.ID, r.Group, r.Epoch, r.Index, r.Client, r.Seq, op.Kind, op.Key)
 	if r.Uncompared > 0 {
-		fmt.Fprintf(w, "uncompared_before: %d (the log was compacted past the fork: writes up to there that diverged are in the state record of this recovery, if it was kept)\n", r.Uncompared)
+		fmt.Fprintf(w, "uncompared_before: %d (the log was compacted past the fork: writes up to there that diverged are in no record)\n", r.Uncompared)
 	}
 	switch {
 	case op.Kind == kv.KindCAS && op.ExpectAbsent:
