@@ -430,7 +430,6 @@ func encodeEntries(es []rlog.Entry) ([][]byte, error) {
 	return vals, nil
 }
 
-// SaveHardState replaces the hard state.
 // CompactWanted is the index a snapshot must reach for the log to lose a
 // whole segment: the last entry of its first segment when a newer one
 // exists, else 0. An agent that takes a snapshot there as soon as it has
@@ -446,6 +445,7 @@ func (c *core) CompactWanted() uint64 {
 	return max(c.log.segs[0].endIndex, c.log.base.Index+1)
 }
 
+// SaveHardState replaces the hard state.
 func (c *core) SaveHardState(hs HardState) error {
 	v, err := api.Encode(&hs)
 	if err != nil {

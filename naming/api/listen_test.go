@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,8 +65,7 @@ func TestLimitListener(t *testing.T) {
 }
 
 func isReset(err error) bool {
-	var ne *net.OpError
-	return errors.As(err, &ne)
+	return errors.Is(err, syscall.ECONNRESET) && !os.IsTimeout(err)
 }
 
 // One source address holds at most its share of the cap (a quarter, at
