@@ -160,3 +160,33 @@ func TestHandoverAfterRecovery(t *testing.T) {
 		}
 	}
 }
+
+// The handover is the group's own affair: with no naming node reachable,
+// the agent that ranks first still takes mastership over from a master
+// ranked below it once it has caught up (figure 10, act 1080), rather than
+// stay a back-up until the naming node answers again.
+func TestHandoverWithoutNaming(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "available", Priorities: []int{1, 5, 3},
+		Base: 70, Monitor: monitors(recover.Config{})})
+	if m := c.WaitStable(20 * time.Second); m != 2 {
+		t.Fatalf("first master %d, want 2 (highest priority)", m)
+	}
+	c.Stop(2)
+	c.WaitFor(20*time.Second, "3 master once 2 left", func() bool {
+		return slices.Equal(c.Masters(), []uint64{3})
+	})
+	if _, err := c.Put(3, "while-2-was-away", "v"); err != nil {
+		t.Fatal(err)
+	}
+	c.PartitionNaming()
+	c.Restart(2)
+	c.WaitFor(20*time.Second, "2 master again by a handover, no naming node reachable", func() bool {
+		return slices.Equal(c.Masters(), []uint64{2})
+	})
+	if _, found := c.Members[2].Agent.Get("while-2-was-away"); !found {
+		t.Fatal("the write taken while 2 was away is lost in the handover")
+	}
+	if _, err := c.Put(2, "after", "a"); err != nil {
+		t.Fatalf("write through the new master: %v", err)
+	}
+}

@@ -279,6 +279,15 @@ func (m *Machine) Looked(now uint64, in Input) (Verdict, []Effect) {
 		if in.Role == api.RoleBackup {
 			fx = append(fx, Effect{Kind: DoHandover})
 		}
+	case Wait:
+		// The handover is the group's own affair: with the naming node
+		// unreachable, or no master registered yet, the back-up that
+		// ranks first still asks (the rule every convergence check
+		// counts, core.HandoverDue), or a group cut off from the naming
+		// node would keep a master its own policy ranks below another.
+		if in.Role == api.RoleBackup && in.Recovering == 0 && (in.NamingErr != nil || in.Retained == nil) {
+			fx = append(fx, Effect{Kind: DoHandover})
+		}
 	case Reassert:
 		fx = append(fx, Effect{Kind: DoReassert, Epoch: in.Retained.Epoch})
 	case Release:

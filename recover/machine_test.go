@@ -104,7 +104,11 @@ func TestMachineDecisions(t *testing.T) {
 		{"reassert", Input{Self: 1, Role: api.RoleMaster, Master: 1, Epoch: reg1.Epoch, MaxTerm: 9, Retained: reg1}, "reassert"},
 		{"release", Input{Self: 3, Role: api.RoleQuarantined}, "release"},
 		{"recover", quarantined(reg1), "align"},
-		{"wait", Input{Self: 3, Role: api.RoleBackup, NamingErr: errors.New("down")}, ""},
+		{"naming node unreachable: a back-up still asks for a handover", Input{Self: 3, Role: api.RoleBackup, Master: 1, NamingErr: errors.New("down")}, "handover"},
+		{"no master registered: a back-up still asks for a handover", Input{Self: 3, Role: api.RoleBackup, Master: 1}, "handover"},
+		{"naming node unreachable: a candidate waits", Input{Self: 3, Role: api.RoleCandidate, NamingErr: errors.New("down")}, ""},
+		{"naming node unreachable: a master waits", Input{Self: 1, Role: api.RoleMaster, Master: 1, NamingErr: errors.New("down")}, ""},
+		{"a back-up syncing with the retained master waits", Input{Self: 3, Role: api.RoleSyncing, Master: 1, Retained: reg1}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := NewMachine(rules, 0)
