@@ -376,10 +376,13 @@ func (n *Node) handleAppendResp(m Message) {
 	if m.From == n.transferTo {
 		n.maybeTimeoutNow()
 	}
-	if pr.next <= n.log.LastIndex() {
+	if pr.next <= n.log.LastIndex() && !pr.full() {
 		// More than one append's worth was proposed (sendAppend sends at
 		// most maxBatch entries): keep the pipeline going rather than
-		// wait for the next heartbeat.
+		// wait for the next heartbeat. Not while the window is full (the
+		// answer was to an append before those in flight, a heartbeat):
+		// that would send an empty append, whose answer would send
+		// another, a ping-pong of appends that carry nothing.
 		n.sendAppend(m.From)
 	}
 }
