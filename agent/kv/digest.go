@@ -62,38 +62,45 @@ func (s sum256) bytes() [32]byte {
 	return b
 }
 
+// smallHashed is the largest input pairHash and clientHash hash from a
+// buffer on the stack (sha256.Sum256); a hash.Hash from sha256.New would
+// be on the heap, twice per write on every member.
+const smallHashed = 256
+
 func pairHash(key string, value []byte) [32]byte {
-	h := sha256.New()
-	var hdr [5]byte
-	hdr[0] = 'k'
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(key)))
-	h.Write(hdr[:])
-	h.Write([]byte(key))
-	h.Write(value)
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var small [smallHashed]byte
+	buf := small[:0]
+	if n := 5 + len(key) + len(value); n > smallHashed {
+		buf = make([]byte, 0, n)
+	}
+	buf = append(buf, 'k')
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(key)))
+	buf = append(buf, key...)
+	buf = append(buf, value...)
+	return sha256.Sum256(buf)
 }
 
 func clientHash(id, seq uint64, r rlog.Result) [32]byte {
-	h := sha256.New()
-	var hdr [1 + 8 + 8 + 1 + 1 + 4]byte
-	hdr[0] = 'c'
-	binary.BigEndian.PutUint64(hdr[1:], id)
-	binary.BigEndian.PutUint64(hdr[9:], seq)
+	var small [smallHashed]byte
+	buf := small[:0]
+	if n := 1 + 8 + 8 + 1 + 1 + 4 + len(r.Value) + len(r.Err); n > smallHashed {
+		buf = make([]byte, 0, n)
+	}
+	var found, ok byte
 	if r.Found {
-		hdr[17] = 1
+		found = 1
 	}
 	if r.OK {
-		hdr[18] = 1
+		ok = 1
 	}
-	binary.BigEndian.PutUint32(hdr[19:], uint32(len(r.Value)))
-	h.Write(hdr[:])
-	h.Write(r.Value)
-	h.Write([]byte(r.Err))
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	buf = append(buf, 'c')
+	buf = binary.BigEndian.AppendUint64(buf, id)
+	buf = binary.BigEndian.AppendUint64(buf, seq)
+	buf = append(buf, found, ok)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(r.Value)))
+	buf = append(buf, r.Value...)
+	buf = append(buf, r.Err...)
+	return sha256.Sum256(buf)
 }
 
 func finalDigest(index uint64, s sum256) rlog.Digest {

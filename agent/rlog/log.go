@@ -142,17 +142,29 @@ func (l *Log) Slice(lo, hi uint64) ([]Entry, error) {
 }
 
 // validNext checks that e may follow p.
-func validNext(p Pos, e Entry) error {
-	if e.Index != p.Index+1 {
-		return fmt.Errorf("%w: %s after index %d", ErrGap, e, p.Index)
+func validNext(p Pos, e *Entry) error {
+	if e.Index != p.Index+1 || e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {
+		return invalidNext(p, *e, [32]byte{})
 	}
-	if e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {
-		return fmt.Errorf("%w: %s after epoch %s", ErrEpoch, e, p.Epoch)
-	}
-	if want := ChainHash(p.Hash, e); e.Hash != want {
-		return fmt.Errorf("%w: %s has hash %x, want %x", ErrChain, e, e.Hash[:8], want[:8])
+	if want := ChainHash(p.Hash, *e); e.Hash != want {
+		return invalidNext(p, *e, want)
 	}
 	return nil
+}
+
+// invalidNext says why e may not follow p (want: the hash e should have).
+// Apart from validNext, so that the entries of the path taken by every
+// append do not escape to the heap with the error's arguments.
+//
+//go:noinline
+func invalidNext(p Pos, e Entry, want [32]byte) error {
+	switch {
+	case e.Index != p.Index+1:
+		return fmt.Errorf("%w: %s after index %d", ErrGap, e, p.Index)
+	case e.Epoch.IsZero() || e.Epoch.Less(p.Epoch):
+		return fmt.Errorf("%w: %s after epoch %s", ErrEpoch, e, p.Epoch)
+	}
+	return fmt.Errorf("%w: %s has hash %x, want %x", ErrChain, e, e.Hash[:8], want[:8])
 }
 
 // Append adds entries after the last one. Each must have the next index, an
@@ -160,11 +172,11 @@ func validNext(p Pos, e Entry) error {
 // batch is all or nothing: on error the log is unchanged.
 func (l *Log) Append(es ...Entry) error {
 	p := l.Last()
-	for _, e := range es {
-		if err := validNext(p, e); err != nil {
+	for i := range es {
+		if err := validNext(p, &es[i]); err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
-		p = PosOf(e)
+		p = PosOf(es[i])
 	}
 	l.ents = append(l.ents, es...)
 	return nil
@@ -217,8 +229,13 @@ func (l *Log) Compact(upTo uint64) error {
 		return fmt.Errorf("compact to %d: %w", upTo, err)
 	}
 	k := upTo - l.base.Index
-	// Copy rather than reslice so the dropped prefix's memory is released.
-	l.ents = append([]Entry(nil), l.ents[k:]...)
+	// Copy rather than reslice so the dropped prefix's memory is released;
+	// with room for as many entries as the log held, so that it does not
+	// grow again from nothing, copying at every doubling, until the next
+	// compaction (which sizes it by what it holds then).
+	kept := make([]Entry, len(l.ents)-int(k), len(l.ents))
+	copy(kept, l.ents[k:])
+	l.ents = kept
 	l.base = PosOf(e)
 	return nil
 }
