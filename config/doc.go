@@ -82,6 +82,7 @@
 //	| trigger_backoff_min | MASTERSHIP_TRIGGER_BACKOFF_MIN | -trigger-backoff-min | 50ms | 50ms | 200ms |
 //	| trigger_backoff_max | MASTERSHIP_TRIGGER_BACKOFF_MAX | -trigger-backoff-max | 2s | 2s | 10s |
 //	| max_events_per_group | MASTERSHIP_MAX_EVENTS_PER_GROUP | -max-events-per-group | 10000 | 10000 | 10000 |
+//	| max_events | MASTERSHIP_MAX_EVENTS | -max-events | 200000 | 200000 | 200000 |
 //	| max_groups | MASTERSHIP_MAX_GROUPS | -max-groups | 10000 | 10000 | 10000 |
 //	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
 //	| acl | MASTERSHIP_ACL | -acl | none | none | none |

@@ -187,6 +187,8 @@ func namingUsage(key string) string {
 		return "longest retry delay of a failed trigger delivery; at least the min, at most 10m"
 	case "max_events_per_group":
 		return "events kept per group, oldest dropped first; 16 to 1000000"
+	case "max_events":
+		return "events kept over all groups, the oldest of any group dropped first; 1000 to 100000000"
 	case "max_groups":
 		return "cap on the groups kept; a join or registration creating one more is refused; 1 to 1000000"
 	case "max_conns":

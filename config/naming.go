@@ -103,6 +103,11 @@ type Naming struct {
 	// events are dropped first. Default 10000; limits 16 to 1,000,000.
 	MaxEventsPerGroup int `json:"max_events_per_group"`
 
+	// MaxEvents bounds the event history of all groups together; the
+	// oldest events of any group are dropped first. Default 200000;
+	// limits 1000 to 100,000,000.
+	MaxEvents int `json:"max_events"`
+
 	// MaxGroups caps the groups the node keeps: a join or registration
 	// that would create one more is refused (code too-large), so that
 	// nobody can exhaust the node's memory with made-up groups. Default
@@ -159,6 +164,8 @@ const (
 	maxTriggerBackoff = 10 * time.Minute
 	minEventsPerGroup = 16
 	maxEventsPerGroup = 1_000_000
+	minEvents         = 1000
+	maxEvents         = 100_000_000
 	maxMaxGroups      = 1_000_000
 	minMaxConns       = 16
 	maxMaxConns       = 100_000
@@ -186,6 +193,7 @@ func DefaultNaming(profile string) (Naming, error) {
 		TriggerBackoffMin: 50 * time.Millisecond,
 		TriggerBackoffMax: 2 * time.Second,
 		MaxEventsPerGroup: 10000,
+		MaxEvents:         200_000,
 		MaxGroups:         10000,
 		MaxConns:          api.DefaultMaxConns,
 		ElectionTimeout:   time.Second,
@@ -268,6 +276,7 @@ func (n Naming) Validate() error {
 		p.add("trigger-backoff-max", fmtDur(n.TriggerBackoffMax), "below trigger-backoff-min %s", fmtDur(n.TriggerBackoffMin))
 	}
 	p.intRange("max-events-per-group", n.MaxEventsPerGroup, minEventsPerGroup, maxEventsPerGroup)
+	p.intRange("max-events", n.MaxEvents, minEvents, maxEvents)
 	p.intRange("max-groups", n.MaxGroups, 1, maxMaxGroups)
 	p.intRange("max-conns", n.MaxConns, minMaxConns, maxMaxConns)
 	checkSecurity(&p, n.Token, n.TokenFile, n.TLSCA, n.TLSCert, n.TLSKey)

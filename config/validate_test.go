@@ -202,6 +202,10 @@ func TestNamingValidate(t *testing.T) {
 		{"max-events-per-group below", func(n *Naming) { n.MaxEventsPerGroup = 15 }, []string{"max-events-per-group"}},
 		{"max-events-per-group max", func(n *Naming) { n.MaxEventsPerGroup = 1_000_000 }, nil},
 		{"max-events-per-group above", func(n *Naming) { n.MaxEventsPerGroup = 1_000_001 }, []string{"max-events-per-group"}},
+		{"max-events min", func(n *Naming) { n.MaxEvents = 1000 }, nil},
+		{"max-events below", func(n *Naming) { n.MaxEvents = 999 }, []string{"max-events"}},
+		{"max-events max", func(n *Naming) { n.MaxEvents = 100_000_000 }, nil},
+		{"max-events above", func(n *Naming) { n.MaxEvents = 100_000_001 }, []string{"max-events"}},
 
 		{"max-groups min", func(n *Naming) { n.MaxGroups = 1 }, nil},
 		{"max-groups below", func(n *Naming) { n.MaxGroups = 0 }, []string{"max-groups"}},
@@ -225,7 +229,7 @@ func TestNamingValidate(t *testing.T) {
 		}, []string{"peers"}},
 		{"election timeout too short", func(n *Naming) { n.ElectionTimeout = time.Millisecond }, []string{"election-timeout"}},
 		{"all wrong at once", func(n *Naming) { *n = Naming{} }, []string{
-			"bind", "data-dir", "election-timeout", "max-conns", "max-events-per-group", "max-groups", "max-ttl", "registration-ttl", "session-ttl",
+			"bind", "data-dir", "election-timeout", "max-conns", "max-events", "max-events-per-group", "max-groups", "max-ttl", "registration-ttl", "session-ttl",
 			"sweep-interval", "trigger-backoff-max", "trigger-backoff-min", "trigger-timeout",
 		}},
 	}

@@ -74,15 +74,15 @@ func BenchmarkRegistryMemory(b *testing.B) {
 
 // benchNode starts a node with the bench groups; sessions[g] is the session
 // of member 1 of group g, the registered master.
-func benchNode(b *testing.B) (n *Node, cl *client.Client, sessions []uint64) {
-	return benchCluster(b, 1, "")
+func benchNode(b *testing.B, tune ...func(*config.Naming)) (n *Node, cl *client.Client, sessions []uint64) {
+	return benchCluster(b, 1, "", tune...)
 }
 
 // benchCluster starts a naming cluster of size nodes on 127.0.9x.(1..size)
 // (size 1: one node on 127.0.0.1) with the bench groups; n is the leader,
 // cl a client of every node (stale reads go to the first, a follower for
 // size > 1 as long as the leader is another).
-func benchCluster(b *testing.B, size int, base string) (n *Node, cl *client.Client, sessions []uint64) {
+func benchCluster(b *testing.B, size int, base string, tune ...func(*config.Naming)) (n *Node, cl *client.Client, sessions []uint64) {
 	b.Helper()
 	var lns []net.Listener
 	var addrs []string
@@ -105,6 +105,9 @@ func benchCluster(b *testing.B, size int, base string) (n *Node, cl *client.Clie
 		}
 		if size > 1 {
 			cfg.Bind, cfg.Peers = addrs[i], addrs
+		}
+		for _, f := range tune {
+			f(&cfg)
 		}
 		if nodes[i], err = New(cfg); err != nil {
 			b.Fatal(err)
@@ -306,8 +309,10 @@ func BenchmarkClusterLookupStaleRPC(b *testing.B) {
 // logs the data dir's size and the raft log's last index each tenth of the
 // way, and reports the last size over the one at the first tenth. Not a
 // gate: it measures (see the closing note of the session that added it).
+// The history bound over all groups is set low (-max-events 20000) so that
+// a run of a few thousand operations reaches it.
 func BenchmarkChurnDataDir(b *testing.B) {
-	n, _, _ := benchNode(b)
+	n, _, _ := benchNode(b, func(cfg *config.Naming) { cfg.MaxEvents = 20000 })
 	dir := n.cfg.DataDir
 	step := max(b.N/10, 1)
 	var first, last int64

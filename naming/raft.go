@@ -93,7 +93,7 @@ func (n *Node) startRaft(dial func(ctx context.Context, network, addr string) (n
 	if err := checkRaftStores(logs, logPath, rs.snaps, filepath.Join(dir, "snapshots")); err != nil {
 		return fail(fmt.Errorf("naming: %w; %s", err, restoreAdvice))
 	}
-	n.store, err = openStateStore(cfg.DataDir, cfg.MaxEventsPerGroup)
+	n.store, err = openStateStore(cfg.DataDir, cfg.MaxEventsPerGroup, cfg.MaxEvents)
 	if err != nil {
 		return fail(err)
 	}
@@ -339,7 +339,7 @@ func (n *Node) leaveOfficeLocked() {
 // (naming.db) into the new cluster, then renames the file.
 func (n *Node) importLegacy() error {
 	path := filepath.Join(n.cfg.DataDir, legacyStoreFile)
-	old, err := openStore(path, n.cfg.MaxEventsPerGroup, false)
+	old, err := openStore(path, n.cfg.MaxEventsPerGroup, 0, false)
 	if err != nil {
 		return err
 	}

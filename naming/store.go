@@ -28,7 +28,8 @@ type Store struct {
 	mu        sync.RWMutex // guards db against a restore's swap
 	db        *bolt.DB
 	path      string
-	maxEvents uint64
+	maxEvents uint64 // per group
+	maxTotal  uint64 // over all groups (0: no bound, the legacy store)
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed, and replaced, at every change
@@ -56,27 +57,34 @@ func (s *Store) notifyChanged() {
 
 // LastEventSeq is the sequence of group's newest event (0: none): the
 // index of a blocking read of the group, since every change of its master
-// or members records an event.
+// or members records an event. It is read from the group's record, which
+// every command that records an event writes, so that it stays when the
+// history bound has dropped every event of the group.
 func (s *Store) LastEventSeq(group string) (uint64, error) {
-	var seq uint64
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents).Bucket([]byte(group))
-		if b == nil {
-			return nil
-		}
-		if k, _ := b.Cursor().Last(); len(k) == 8 {
-			seq = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
-	return seq, err
+	rec, err := s.groupRecord(group)
+	if err != nil || rec == nil {
+		return 0, err
+	}
+	var g groupRecord
+	if err := api.Decode(rec, &g); err != nil {
+		return 0, fmt.Errorf("naming: stored group %q: %w", group, err)
+	}
+	return g.Seq, nil
 }
 
 var (
 	bucketGroups = []byte("groups")
 	bucketEvents = []byte("events")
 	bucketOutbox = []byte("outbox")
+	// bucketEventOrder indexes every stored event by (time, group, seq),
+	// oldest first, for the bound over all groups; bucketMeta holds how
+	// many it indexes.
+	bucketEventOrder = []byte("event-order")
+	bucketMeta       = []byte("meta")
 )
+
+// keyEventCount is the number of events bucketEventOrder indexes.
+var keyEventCount = []byte("events")
 
 // ErrStoreLocked is returned when another process holds the data directory.
 var ErrStoreLocked = errors.New("naming: data directory is in use by another process")
@@ -88,6 +96,8 @@ const legacyStoreFile = "naming.db"
 const stateStoreFile = "state.db"
 
 // OpenStore opens (creating if needed) the legacy store naming.db in dir.
+// It is read once, to be imported: its history has no bound over all
+// groups.
 func OpenStore(dir string, maxEvents int) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("naming: no data directory")
@@ -95,19 +105,20 @@ func OpenStore(dir string, maxEvents int) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("naming: create data directory: %w", err)
 	}
-	return openStore(filepath.Join(dir, legacyStoreFile), maxEvents, false)
+	return openStore(filepath.Join(dir, legacyStoreFile), maxEvents, 0, false)
 }
 
-// openStateStore makes the state store anew in dir.
-func openStateStore(dir string, maxEvents int) (*Store, error) {
+// openStateStore makes the state store anew in dir. It keeps at most
+// maxEvents events of each group and maxTotal events in all.
+func openStateStore(dir string, maxEvents, maxTotal int) (*Store, error) {
 	path := filepath.Join(dir, stateStoreFile)
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("naming: remove the old state store: %w", err)
 	}
-	return openStore(path, maxEvents, true)
+	return openStore(path, maxEvents, maxTotal, true)
 }
 
-func openStore(path string, maxEvents int, noSync bool) (*Store, error) {
+func openStore(path string, maxEvents, maxTotal int, noSync bool) (*Store, error) {
 	db, err := boltfile.Open(path, &bolt.Options{Timeout: 2 * time.Second, NoSync: noSync, NoFreelistSync: noSync})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -123,12 +134,12 @@ func openStore(path string, maxEvents int, noSync bool) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("naming: initialise store: %w", err)
 	}
-	return &Store{db: db, path: path, maxEvents: uint64(maxEvents)}, nil
+	return &Store{db: db, path: path, maxEvents: uint64(maxEvents), maxTotal: uint64(maxTotal)}, nil
 }
 
 func initBuckets(db *bolt.DB) error {
 	return db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketGroups, bucketEvents, bucketOutbox} {
+		for _, b := range [][]byte{bucketGroups, bucketEvents, bucketOutbox, bucketEventOrder, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -184,14 +195,14 @@ func (s *Store) apply(cmds []*command) error {
 }
 
 func (s *Store) applyTx(tx *bolt.Tx, c *command) error {
-	groups, events, outbox := tx.Bucket(bucketGroups), tx.Bucket(bucketEvents), tx.Bucket(bucketOutbox)
+	groups, outbox := tx.Bucket(bucketGroups), tx.Bucket(bucketOutbox)
 	for _, g := range c.Groups {
 		if err := groups.Put([]byte(g.Name), g.Record); err != nil {
 			return err
 		}
 	}
 	for _, ge := range c.Events {
-		if err := s.putEvent(events, ge); err != nil {
+		if err := s.putEvent(tx, ge); err != nil {
 			return err
 		}
 	}
@@ -220,8 +231,11 @@ func (s *Store) applyTx(tx *bolt.Tx, c *command) error {
 	return nil
 }
 
-func (s *Store) putEvent(events *bolt.Bucket, ge GroupEvent) error {
-	b, err := events.CreateBucketIfNotExists([]byte(ge.Group))
+// putEvent stores one event of a group, then drops the group's oldest
+// past the per-group bound and the oldest of all groups past the bound
+// over all groups. Storing an event again (a replay) changes nothing.
+func (s *Store) putEvent(tx *bolt.Tx, ge GroupEvent) error {
+	b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(ge.Group))
 	if err != nil {
 		return err
 	}
@@ -229,13 +243,92 @@ func (s *Store) putEvent(events *bolt.Bucket, ge GroupEvent) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Put(seqKey(ge.Event.Seq), v); err != nil {
+	return s.putEventValue(tx, b, ge.Group, ge.Event.Seq, ge.Event.Time, v)
+}
+
+func (s *Store) putEventValue(tx *bolt.Tx, b *bolt.Bucket, group string, seq uint64, at time.Time, v []byte) error {
+	order, meta := tx.Bucket(bucketEventOrder), tx.Bucket(bucketMeta)
+	count := eventCount(meta)
+	if b.Get(seqKey(seq)) == nil {
+		if err := order.Put(orderKey(at, group, seq), nil); err != nil {
+			return err
+		}
+		count++
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
 		return err
 	}
-	if ge.Event.Seq > s.maxEvents {
-		return b.Delete(seqKey(ge.Event.Seq - s.maxEvents))
+	if seq > s.maxEvents {
+		dropped, err := dropEvent(tx, b, group, seq-s.maxEvents)
+		if err != nil {
+			return err
+		}
+		if dropped {
+			count--
+		}
 	}
-	return nil
+	for s.maxTotal > 0 && count > s.maxTotal {
+		k, _ := order.Cursor().First()
+		g, q, ok := parseOrderKey(k)
+		if !ok {
+			return fmt.Errorf("naming: event index key %x", k)
+		}
+		if err := order.Delete(k); err != nil {
+			return err
+		}
+		if gb := tx.Bucket(bucketEvents).Bucket([]byte(g)); gb != nil {
+			if err := gb.Delete(seqKey(q)); err != nil {
+				return err
+			}
+		}
+		count--
+	}
+	return meta.Put(keyEventCount, binary.BigEndian.AppendUint64(nil, count))
+}
+
+// dropEvent removes event seq of group (bucket b) and its index entry; it
+// reports whether there was one.
+func dropEvent(tx *bolt.Tx, b *bolt.Bucket, group string, seq uint64) (bool, error) {
+	v := b.Get(seqKey(seq))
+	if v == nil {
+		return false, nil
+	}
+	var ev api.Event
+	if err := api.Decode(v, &ev); err != nil {
+		return false, fmt.Errorf("naming: stored event %d of %q: %w", seq, group, err)
+	}
+	if err := tx.Bucket(bucketEventOrder).Delete(orderKey(ev.Time, group, seq)); err != nil {
+		return false, err
+	}
+	return true, b.Delete(seqKey(seq))
+}
+
+func eventCount(meta *bolt.Bucket) uint64 {
+	if v := meta.Get(keyEventCount); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// orderKey is an event's key in bucketEventOrder: its time (Unix seconds
+// with the sign bit flipped, so that times before 1970 sort first, then
+// nanoseconds), the group, a zero byte, and the sequence. Group names hold
+// no zero byte (api.ValidateGroup). Any time has a key, the zero time of
+// an event restored from a forged snapshot too.
+func orderKey(at time.Time, group string, seq uint64) []byte {
+	k := make([]byte, 0, 12+len(group)+1+8)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.Unix())^(1<<63))
+	k = binary.BigEndian.AppendUint32(k, uint32(at.Nanosecond()))
+	k = append(k, group...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func parseOrderKey(k []byte) (group string, seq uint64, ok bool) {
+	if len(k) < 12+1+8 || k[len(k)-9] != 0 {
+		return "", 0, false
+	}
+	return string(k[12 : len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:]), true
 }
 
 // loadGroups calls fn with every stored group record.
@@ -424,7 +517,7 @@ func (s *Store) restore(r interface{ Read([]byte) (int, error) }) error {
 	flush := func() error {
 		err := db.Update(func(tx *bolt.Tx) error {
 			for _, it := range pending {
-				if err := putItem(tx, it); err != nil {
+				if err := s.putItem(tx, it); err != nil {
 					return err
 				}
 			}
@@ -467,7 +560,9 @@ func (s *Store) restore(r interface{ Read([]byte) (int, error) }) error {
 	return err
 }
 
-func putItem(tx *bolt.Tx, it *snapshotItem) error {
+// putItem stores one item of a snapshot; events go through the history
+// bounds of this node.
+func (s *Store) putItem(tx *bolt.Tx, it *snapshotItem) error {
 	switch it.Kind {
 	case 'g':
 		if err := api.ValidateGroup(it.Group); err != nil {
@@ -475,11 +570,15 @@ func putItem(tx *bolt.Tx, it *snapshotItem) error {
 		}
 		return tx.Bucket(bucketGroups).Put([]byte(it.Group), it.Record)
 	case 'e':
+		var ev api.Event
+		if err := api.Decode(it.Record, &ev); err != nil {
+			return fmt.Errorf("%w: event %d of %q: %v", ErrBadSnapshot, it.Seq, it.Group, err)
+		}
 		b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(it.Group))
 		if err != nil {
 			return err
 		}
-		return b.Put(seqKey(it.Seq), it.Record)
+		return s.putEventValue(tx, b, it.Group, it.Seq, ev.Time, it.Record)
 	case 'o':
 		var nt Notice
 		if err := api.Decode(it.Record, &nt); err != nil {
