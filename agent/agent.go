@@ -294,7 +294,7 @@ func (a *Agent) restore() error {
 		// The gate's own timeout (the executable is killed at HookTimeout)
 		// and an election timeout more; then the core counts it a veto.
 		GateTimeoutTicks: int(ticksOf(a.cfg.HookTimeout, a.cfg.TickUnit)) + a.cfg.ElectionTicks,
-		SnapshotEntries:  a.cfg.SnapshotEntries, SnapshotBytes: a.cfg.SnapshotBytes,
+		SnapshotEntries:  a.cfg.SnapshotEntries, SnapshotBytes: a.cfg.SnapshotBytes, RetainEntries: a.cfg.RetainEntries,
 		Rand: rand.New(rand.NewSource(a.rand.Int63())), Logger: a.logger.Named("core"),
 	}, a.sm, l, core.HardState{Epoch: hs.Epoch, Vote: hs.Vote, Master: hs.Master, MaxTerm: hs.MaxTerm})
 	if a.dataDir() != "" {

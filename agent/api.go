@@ -34,6 +34,7 @@ import (
 //	                                without a KVStateMachine, as replay)
 //	GET  /v1/divergence             []wire.Record
 //	GET  /v1/divergence/{id}        wire.Record
+//	GET  /v1/divergence/{id}/state  a state record's snapshot (octet-stream)
 //	POST /v1/divergence/{id}/replay wire.KVResponse
 //	DELETE /v1/divergence/{id}      wire.Discarded
 //	POST /v1/switchover             wire.SwitchoverRequest -> wire.Switchover (master only; operator)
@@ -70,6 +71,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("POST /v1/kv", need(auth.Client, a.serveKV))
 	mux.HandleFunc("GET /v1/divergence", need(auth.Read, a.serveDivergenceList))
 	mux.HandleFunc("GET /v1/divergence/{id}", need(auth.Read, a.serveDivergenceShow))
+	mux.HandleFunc("GET /v1/divergence/{id}/state", need(auth.Operator, a.serveDivergenceState))
 	mux.HandleFunc("POST /v1/divergence/{id}/replay", need(auth.Operator, a.serveDivergenceReplay))
 	mux.HandleFunc("DELETE /v1/divergence/{id}", need(auth.Operator, a.serveDivergenceDiscard))
 	mux.HandleFunc("POST /v1/switchover", need(auth.Operator, a.serveSwitchover))
@@ -539,6 +541,8 @@ type HashesRequest struct {
 
 // HashesResponse answers with the log's span and the hashes it holds.
 type HashesResponse struct {
+	// Base is the log's base (its snapshot's point), First its index.
+	Base   rlog.Pos   `codec:"b"`
 	First  uint64     `codec:"f"`
 	Last   uint64     `codec:"l"`
 	Hashes [][32]byte `codec:"h"`
@@ -560,6 +564,7 @@ func (a *Agent) serveHashes(w http.ResponseWriter, r *http.Request) {
 	a.do(func() {
 		l := a.node.Log()
 		resp.First, resp.Last, _ = l.Span()
+		resp.Base = l.Base()
 		for _, i := range req.Indices {
 			h, ok, _ := l.HashAt(i)
 			resp.Hashes = append(resp.Hashes, h)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/mastership/mastership/agent/core"
@@ -42,6 +43,32 @@ func (a *Agent) serveDivergenceShow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, rec)
 }
 
+// serveDivergenceState sends the state a state record keeps, as stored
+// (the state machine's snapshot). It is every key and value of a side's
+// state, so it takes the operator capability, as acting on records does.
+func (a *Agent) serveDivergenceState(w http.ResponseWriter, r *http.Request) {
+	id, ok := parseID(w, r)
+	if !ok {
+		return
+	}
+	b, err := a.storage.RecordState(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeJSON(w, 404, api.Errorf(api.CodeNotFound, "%v", err))
+		return
+	case errors.Is(err, store.ErrInvalid):
+		writeJSON(w, 400, api.Errorf(api.CodeInvalid, "%v", err))
+		return
+	case err != nil:
+		writeJSON(w, 500, api.ToError(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(200)
+	w.Write(b)
+}
+
 // Replay resubmits a divergence record through the current master. The
 // record's client ID and sequence make it idempotent: a write the group
 // already holds is not applied twice.
@@ -52,6 +79,10 @@ func (a *Agent) Replay(ctx context.Context, id uint64) (wire.KVResponse, error) 
 	rec, err := a.storage.Record(id)
 	if err != nil {
 		return wire.KVResponse{}, api.Errorf(api.CodeNotFound, "%v", err)
+	}
+	if rec.State {
+		return wire.KVResponse{}, api.Errorf(api.CodeInvalid, "record %d is the state of a side whose log was compacted past the fork, "+
+			"not one write: compare it with the master's state (mastership divergence show %d) and write what is missing", id, id)
 	}
 	op, err := kv.DecodeOp(rec.Op)
 	if err != nil {

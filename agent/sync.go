@@ -117,6 +117,20 @@ func (r remoteLog) Span() (uint64, uint64, error) {
 	return resp.First, resp.Last, nil
 }
 
+// BasePos is the base of the master's log, which /rpc/hashes gives with
+// every answer; one whose index is not the start of the span it gave is
+// not believed (the zero Pos: nothing is proven by it).
+func (r remoteLog) BasePos() (rlog.Pos, error) {
+	var resp HashesResponse
+	if err := r.probe(&HashesRequest{}, &resp); err != nil {
+		return rlog.Pos{}, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
+	}
+	if resp.Base.Index != resp.First {
+		return rlog.Pos{}, nil
+	}
+	return resp.Base, nil
+}
+
 func (r remoteLog) HashAt(i uint64) ([32]byte, bool, error) {
 	var resp HashesResponse
 	if err := r.probe(&HashesRequest{Indices: []uint64{i}}, &resp); err != nil {
@@ -170,11 +184,25 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	if err != nil {
 		return fork, 0, fmt.Errorf("find fork with %d: %w", master, err)
 	}
-	if uncompared > 0 {
-		a.logger.Warn("the log was compacted past the fork with the master: writes up to the snapshot that diverged are kept in no record",
-			"compacted_to", uncompared, "retained", master, "records", len(kept))
-	}
 	var recs []store.Record
+	if KeepsState(mustMode(a.cfg.Mode), uncompared) {
+		// The entries up to uncompared are gone from the log, their
+		// writes only in the state the master's is about to replace:
+		// that state is kept whole, as a record of its own.
+		rec, err := a.stateRecord(master, uncompared)
+		if err != nil {
+			return fork, 0, err
+		}
+		if rec != nil {
+			recs = append(recs, *rec)
+			a.logger.Warn("the log was compacted past the fork with the master: this side's state is kept as a record",
+				"compacted_to", uncompared, "retained", master, "state_bytes", len(rec.Op), "records", len(kept)+1)
+		} else {
+			a.logger.Error("the log was compacted past the fork with the master, and the state is over the record limit: "+
+				"writes up to the snapshot that diverged are kept in no record",
+				"compacted_to", uncompared, "limit_bytes", store.MaxStateBytes, "retained", master)
+		}
+	}
 	for _, e := range kept {
 		recs = append(recs, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: true, Retained: master, Uncompared: uncompared})
@@ -188,25 +216,70 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	return fork, len(recs), nil
 }
 
+// KeepsState is the decision, shared by the runtime and the simulator,
+// whether a recovery keeps this side's whole state as a record: when its
+// log was compacted past the fork (uncompared, see DivergentWrites), in
+// available mode. A strict agent applies only what a majority of its
+// group committed, which every later master holds (a strict vote goes to
+// a log at least as long), so its state holds no write the master lacks.
+func KeepsState(mode api.Mode, uncompared uint64) bool {
+	return uncompared > 0 && mode != api.ModeStrict
+}
+
+// stateRecord is this side's state, snapshotted on the loop, as a
+// divergence record; nil when the snapshot is over store.MaxStateBytes.
+func (a *Agent) stateRecord(master, uncompared uint64) (*store.Record, error) {
+	var data []byte
+	var pos rlog.Pos
+	var serr error
+	err := a.do(func() {
+		applied := a.node.Status().Applied
+		if pos, serr = a.node.Log().PosAt(applied); serr != nil {
+			pos = rlog.Pos{Index: applied}
+			serr = nil
+		}
+		data, serr = a.sm.Snapshot()
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot the state to keep: %w", err)
+	}
+	if len(data) > store.MaxStateBytes {
+		return nil, nil
+	}
+	return &store.Record{Group: a.cfg.Group, Epoch: pos.Epoch, Index: pos.Index, Op: data, Acked: true,
+		Retained: master, Uncompared: uncompared, State: true}, nil
+}
+
 // DivergentWrites is the decision of recovery step 2, shared by the runtime
 // and the simulator: the fork of local from remote (the last entry both
-// hold, by hash chain; the first entry local holds when the logs share
-// nothing comparable, one starting from a snapshot past the fork), and the
-// entries after it to keep as divergence records. Kept are the writes
-// agent self applied (applied is its applied index) or stamped as master: a
-// master that restarted has applied nothing yet, but may have acknowledged
-// what it stamped. No-ops are never kept.
+// hold, by hash chain; where the indices both hold do not reach it, the
+// last local entry of the epoch of remote's base, rlog.ForkByEpoch; the
+// first entry local holds when neither decides), and the entries after it
+// to keep as divergence records. Kept are the writes agent self applied
+// (applied is its applied index) or stamped as master: a master that
+// restarted has applied nothing yet, but may have acknowledged what it
+// stamped. No-ops are never kept.
 //
-// When local was compacted past the fork (its log starts after a snapshot
-// and shares nothing comparable with remote's), uncompared is the index
-// its log starts after: the writes up to it that diverged are only in the
-// state that the master's replaces, and in no record. It is 0 when the
-// fork was found, or local holds its whole log.
-func DivergentWrites(local *rlog.Log, remote rlog.Prober, applied, self uint64) (fork uint64, kept []rlog.Entry, uncompared uint64, err error) {
+// When local was compacted past the fork (its log starts after a
+// snapshot and neither hashes nor epochs say where it left remote's),
+// uncompared is the index its log starts after: the writes up to it that
+// diverged are only in the state that the master's replaces (see
+// KeepsState). It is 0 when the fork was found.
+func DivergentWrites(local *rlog.Log, remote rlog.BaseProber, applied, self uint64) (fork uint64, kept []rlog.Entry, uncompared uint64, err error) {
 	fork, err = rlog.FindFork(local, remote)
 	if errors.Is(err, rlog.ErrForkUnknown) {
-		fork, _, _ = local.Span()
-		uncompared = fork
+		base, berr := remote.BasePos()
+		if berr != nil {
+			return 0, nil, 0, fmt.Errorf("find fork: remote base: %w", berr)
+		}
+		var ok bool
+		if fork, ok = rlog.ForkByEpoch(local, base); !ok {
+			fork, _, _ = local.Span()
+			uncompared = fork
+		}
 		err = nil
 	}
 	if err != nil {

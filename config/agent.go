@@ -269,6 +269,15 @@ type Agent struct {
 	// 64 KiB to 64 GiB.
 	SnapshotBytes int `json:"snapshot_bytes"`
 
+	// RetainEntries bounds, in available mode, how far a snapshot waits
+	// for members that may lack entries (the divergent writes of a split
+	// brain): a log is compacted past what some member lacks only after
+	// this many more entries. A recovery from a log compacted past its
+	// fork keeps the whole state as a divergence record instead of the
+	// writes one by one. Default 0: 16 x SnapshotEntries, at least 10000;
+	// else 64 to 1000000000.
+	RetainEntries int `json:"retain_entries"`
+
 	// GossipProfile picks memberlist's DefaultLocalConfig, DefaultLANConfig
 	// or DefaultWANConfig: "local", "lan" or "wan". Default: the profile the
 	// agent config came from.
@@ -313,6 +322,7 @@ const (
 	maxStartGrace      = 10 * time.Minute
 	minSnapshotEntries = 64
 	maxSnapshotEntries = 100_000_000
+	maxRetainEntries   = 1_000_000_000
 	minSnapshotBytes   = 64 << 10
 	maxSnapshotBytes   = 64 << 30
 )
@@ -531,6 +541,9 @@ func (a Agent) Validate() error {
 	}
 	if a.SnapshotBytes != 0 {
 		p.intRange("snapshot-bytes", a.SnapshotBytes, minSnapshotBytes, maxSnapshotBytes)
+	}
+	if a.RetainEntries != 0 {
+		p.intRange("retain-entries", a.RetainEntries, minSnapshotEntries, maxRetainEntries)
 	}
 	if a.SnapshotEntries == 0 && a.SnapshotBytes == 0 {
 		p.add("snapshot-entries", "0", "with snapshot-bytes 0 too, the log would grow forever; set one of them")

@@ -143,6 +143,7 @@
 //	| leave_timeout | MASTERSHIP_LEAVE_TIMEOUT | -leave-timeout | 5s | 5s | 5s |
 //	| snapshot_entries | MASTERSHIP_SNAPSHOT_ENTRIES | -snapshot-entries | 2000 | 10000 | 10000 |
 //	| snapshot_bytes | MASTERSHIP_SNAPSHOT_BYTES | -snapshot-bytes | 8388608 | 67108864 | 67108864 |
+//	| retain_entries | MASTERSHIP_RETAIN_ENTRIES | -retain-entries | 0 | 0 | 0 |
 //	| gossip_profile | MASTERSHIP_GOSSIP_PROFILE | -gossip-profile | local | lan | wan |
 //
 // Limits, units and the reasons for each default are in the comments of the

@@ -303,6 +303,8 @@ func agentUsage(key string) string {
 		return "entries applied between two snapshots of the agent's own (the stored log is cut behind each); 0 or 64 to 100000000"
 	case "snapshot_bytes":
 		return "bytes of operations applied between two snapshots; 0 or 65536 to 68719476736"
+	case "retain_entries":
+		return "available mode: entries a snapshot waits for members that may lack some (a split brain's divergent writes) before it compacts past them; 0 (16 x snapshot-entries, at least 10000) or 64 to 1000000000"
 	case "expect":
 		return "number of agents the group is meant to have; required in strict mode (a strict quorum is a majority of it); 0 to 1000, 0 (available mode only) counts the members known"
 	}

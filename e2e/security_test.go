@@ -519,6 +519,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		{"GET", "/v1/health", "", nil}, {"GET", "/v1/role/master", "", nil}, {"GET", "/v1/role/backup", "", nil},
 		{"GET", "/v1/info", "read|client", nil}, {"GET", "/v1/members", "read|client", nil},
 		{"GET", "/v1/divergence", "read", nil}, {"GET", "/v1/divergence/999999", "read", nil},
+		{"GET", "/v1/divergence/999999/state", "operator", nil},
 		{"POST", "/v1/kv", "client", garbage},
 		{"POST", "/v1/divergence/999999/replay", "operator", nil}, {"DELETE", "/v1/divergence/999999", "operator", nil},
 		{"POST", "/v1/switchover", "operator", garbage}, {"POST", "/v1/fault", "operator", garbage},

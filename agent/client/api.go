@@ -247,6 +247,13 @@ func (a *API) Record(ctx context.Context, id uint64) (wire.Record, json.RawMessa
 	return rec, raw, err
 }
 
+// RecordState is GET /v1/divergence/{id}/state: the snapshot a state
+// record keeps (wire.Record.State), as the state machine wrote it. It
+// takes the operator capability; a state over the API's MaxReply fails.
+func (a *API) RecordState(ctx context.Context, id uint64) ([]byte, error) {
+	return a.Call(ctx, http.MethodGet, fmt.Sprintf("/v1/divergence/%d/state", id), nil)
+}
+
 // Replay is POST /v1/divergence/{id}/replay: the record's write through the
 // current master.
 func (a *API) Replay(ctx context.Context, id uint64) (wire.KVResponse, json.RawMessage, error) {

@@ -765,3 +765,30 @@ func TestClientOrderStaysSmall(t *testing.T) {
 		t.Fatalf("order holds %d entries for 16 clients", n)
 	}
 }
+
+// Each visits every pair in key order, with copies of the values, and
+// stops when told.
+func TestEach(t *testing.T) {
+	s := NewStore()
+	for i, k := range []string{"b", "a", "c"} {
+		op, _ := EncodeOp(Op{Kind: KindPut, Key: k, Value: []byte("v" + k)})
+		s.Apply(rlog.Entry{Index: uint64(i + 1), Op: op})
+	}
+	var keys []string
+	s.Each(func(k string, v []byte) bool {
+		keys = append(keys, k+"="+string(v))
+		v[0] = 'x' // a copy: the store keeps its value
+		return true
+	})
+	if strings.Join(keys, ",") != "a=va,b=vb,c=vc" {
+		t.Fatalf("Each visited %v", keys)
+	}
+	if v, _ := s.Get("a"); string(v) != "va" {
+		t.Fatalf("Each handed out the store's own value: a=%q", v)
+	}
+	n := 0
+	s.Each(func(string, []byte) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("Each went on after false: %d calls", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -94,6 +95,16 @@ func (s *Store) Index() uint64 { return s.index }
 
 // Len returns the number of keys.
 func (s *Store) Len() int { return len(s.data) }
+
+// Each calls f for every pair, in key order, until f returns false. The
+// value is a copy.
+func (s *Store) Each(f func(key string, value []byte) bool) {
+	for _, k := range slices.Sorted(maps.Keys(s.data)) {
+		if !f(k, bytes.Clone(s.data[k].value)) {
+			return
+		}
+	}
+}
 
 // Get reads a key outside the log, for tests and for reads the mode allows
 // to be served locally. The returned slice is a copy.

@@ -28,6 +28,61 @@ type Prober interface {
 	HashAt(i uint64) (hash [32]byte, ok bool, err error)
 }
 
+// BaseProber is a Prober that also gives the base of its log: the point its
+// snapshot ends at (the zero Pos when it never compacted). ForkByEpoch
+// uses it where hashes cannot decide.
+type BaseProber interface {
+	Prober
+	BasePos() (Pos, error)
+}
+
+// ForkByEpoch finds a fork that FindFork could not (ErrForkUnknown: the
+// indices both logs hold do not reach it), from the epoch of the remote
+// log's base: the last index local holds that is provably in the remote
+// log, or false when there is none.
+//
+// One master stamps an epoch, and appends each index once in it; every
+// log holding an entry of that epoch got it from that master's log, with
+// every entry before it (an append carries the hash of what precedes it).
+// So the remote log, whose base at index B has epoch e, holds every entry
+// (i, e) with i <= B that any log holds, and all that comes before it. A
+// local entry of epoch e at or below B is therefore common, and so is the
+// local prefix up to it; the local entries after it, up to B, have newer
+// epochs than any remote entry there (epochs never decrease along a log)
+// and differ. Below the first local entry of an older epoch nothing is
+// known: the remote log may or may not hold it.
+//
+// The answer is the highest such index that local holds (its base
+// counts), never above B. A local entry at B itself must then hash as
+// the remote base does, or nothing is proven (false).
+func ForkByEpoch(local *Log, remote Pos) (uint64, bool) {
+	if remote.Epoch.IsZero() {
+		return 0, false
+	}
+	lf, ll := local.base.Index, local.LastIndex()
+	if lf > remote.Index {
+		return 0, false
+	}
+	for j := min(ll, remote.Index); ; j-- {
+		p, err := local.PosAt(j)
+		if err != nil {
+			return 0, false
+		}
+		switch {
+		case p.Epoch == remote.Epoch:
+			if j == remote.Index && p.Hash != remote.Hash {
+				return 0, false
+			}
+			return j, true
+		case p.Epoch.Less(remote.Epoch):
+			return 0, false
+		}
+		if j == lf {
+			return 0, false
+		}
+	}
+}
+
 // FindFork returns the last index at which local and remote hold the same
 // chain hash. Because the hash covers the epoch, the index and every entry
 // before, that is the last index where both logs hold the same entry and

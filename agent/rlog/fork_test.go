@@ -132,11 +132,28 @@ func TestFindForkModel(t *testing.T) {
 			fa, fb := rlog.NewAt(common.Last()), rlog.NewAt(common.Last())
 			sufA := grow(t, rng, fa, api.Epoch{Term: last.Term + 1, ID: 2}, rng.IntN(20))
 			sufB := grow(t, rng, fb, api.Epoch{Term: last.Term + 1, ID: 3}, rng.IntN(20))
+			// Now and then local is no other master but a back-up of
+			// remote's, behind it.
+			lagging := rng.IntN(4) == 0
+			if lagging {
+				sufA = slices.Clone(sufB[:rng.IntN(len(sufB)+1)])
+				// remote's master goes on in its epoch, as one does
+				// while a back-up is down.
+				if len(sufB) > 0 {
+					for range rng.IntN(20) {
+						e, err := fb.AppendNew(fb.Last().Epoch, 1, fb.LastIndex()+1, randomOp(rng))
+						if err != nil {
+							t.Fatal(err)
+						}
+						sufB = append(sufB, e)
+					}
+				}
+			}
 			local := newSide(t, rng, append(slices.Clone(prefix), sufA...))
 			remote := newSide(t, rng, append(slices.Clone(prefix), sufB...))
 
 			want := bruteFork(local.full, remote.full)
-			if len(sufA) > 0 && len(sufB) > 0 && want != uint64(len(prefix)) {
+			if !lagging && len(sufA) > 0 && len(sufB) > 0 && want != uint64(len(prefix)) {
 				t.Fatalf("model: fork %d, prefix %d", want, len(prefix))
 			}
 			lo := max(local.log.Base().Index, remote.log.Base().Index)
@@ -146,6 +163,11 @@ func TestFindForkModel(t *testing.T) {
 			if lo > hi || want < lo {
 				if !errors.Is(err, rlog.ErrForkUnknown) {
 					t.Fatalf("fork %d below the held window [%d, %d]: got %d, %v", want, lo, hi, got, err)
+				}
+				// Where hashes cannot tell, the epoch of the remote base
+				// may; what it proves is the fork itself.
+				if byEpoch, ok := rlog.ForkByEpoch(local.log, remote.log.Base()); ok && byEpoch != want {
+					t.Fatalf("ForkByEpoch = %d with remote base %s; brute force %d", byEpoch, remote.log.Base(), want)
 				}
 				return
 			}
@@ -310,5 +332,69 @@ func TestApplyTo(t *testing.T) {
 	rs, err = rlog.ApplyTo(s, l, 3, 5)
 	if err != nil || len(rs) != 2 || s.Index() != 5 {
 		t.Fatalf("ApplyTo(3, 5) = %+v, %v", rs, err)
+	}
+}
+
+// ForkByEpoch, case by case: what the epoch of the remote base proves
+// about a local log that hashes cannot compare with it.
+func TestForkByEpoch(t *testing.T) {
+	e1, e2, e3 := api.Epoch{Term: 1, ID: 1}, api.Epoch{Term: 2, ID: 2}, api.Epoch{Term: 2, ID: 3}
+	// build returns a log of the given epochs, one entry each, the same
+	// ops for the same index whatever the epochs.
+	build := func(eps ...api.Epoch) *rlog.Log {
+		l := rlog.New()
+		for i, ep := range eps {
+			op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte{byte(i)}})
+			if _, err := l.AppendNew(ep, 1, uint64(i+1), op); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return l
+	}
+	at := func(l *rlog.Log, i uint64) rlog.Pos {
+		p, err := l.PosAt(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	compacted := func(l *rlog.Log, upTo uint64) *rlog.Log {
+		if err := l.Compact(upTo); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	master := build(e1, e1, e2, e2, e2, e2)
+	for _, c := range []struct {
+		name   string
+		local  *rlog.Log
+		remote rlog.Pos
+		fork   uint64
+		ok     bool
+	}{
+		// A back-up behind the master's snapshot, in the master's own
+		// epoch: its whole log is the master's prefix.
+		{"behind, same epoch", compacted(build(e1, e1, e2, e2), 2), at(master, 6), 4, true},
+		// Behind, but the master's snapshot ends in a later epoch:
+		// whether the back-up's entries are the master's is unknown.
+		{"behind, older epoch", compacted(build(e1, e1, e2), 1), at(build(e1, e1, e3, e3, e3), 5), 0, false},
+		// A losing side's entries of a newer epoch after the master's
+		// base epoch: the fork is its last entry of that epoch.
+		{"divergent after", compacted(build(e1, e1, e2, e3, e3, e3), 3), at(master, 4), 3, true},
+		// The same, its snapshot past the last entry of that epoch: its
+		// base is the only local point, and it is of e3.
+		{"divergent, base past it", compacted(build(e1, e1, e2, e3, e3, e3), 4), at(master, 4), 0, false},
+		// Local's snapshot is above the remote base: nothing to compare.
+		{"local base above", compacted(build(e1, e1, e2, e2, e2, e2), 5), at(master, 4), 0, false},
+		// A remote base of the right epoch and index but another hash is
+		// no proof (a forged or corrupt answer).
+		{"forged base", compacted(build(e1, e1, e2, e2), 1), rlog.Pos{Index: 4, Epoch: e2, Hash: [32]byte{1}}, 0, false},
+		// A remote that never compacted has the zero base: nothing.
+		{"remote never compacted", compacted(build(e1, e2), 1), rlog.Pos{}, 0, false},
+	} {
+		fork, ok := rlog.ForkByEpoch(c.local, c.remote)
+		if fork != c.fork || ok != c.ok {
+			t.Errorf("%s: ForkByEpoch = %d, %v; want %d, %v", c.name, fork, ok, c.fork, c.ok)
+		}
 	}
 }

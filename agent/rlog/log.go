@@ -120,7 +120,10 @@ func (l *Log) HashAt(i uint64) (hash [32]byte, ok bool, err error) {
 	return p.Hash, true, nil
 }
 
-var _ Prober = (*Log)(nil)
+// BasePos returns the base, for BaseProber. Its error is always nil.
+func (l *Log) BasePos() (Pos, error) { return l.base, nil }
+
+var _ BaseProber = (*Log)(nil)
 
 // Slice returns a new slice of the entries with indices in [lo, hi), as
 // etcd's Storage.Entries and Go slices count.

@@ -20,10 +20,14 @@ const (
 	// bucketRecords maps key(id) to the msgpack of the Record; the
 	// bucket's sequence is the last ID given out.
 	bucketRecords bucket = "records"
+	// bucketStates maps key(id) to the state a state record keeps (see
+	// Record.State), stored as given: a state may exceed
+	// api.MaxMessageBytes, which bounds the encoded record.
+	bucketStates bucket = "record-states"
 )
 
 // buckets lists every bucket, for creating them.
-func buckets() []bucket { return []bucket{bucketMeta, bucketLog, bucketRecords} }
+func buckets() []bucket { return []bucket{bucketMeta, bucketLog, bucketRecords, bucketStates} }
 
 // Keys in bucketMeta, as constants so no package-level slice can be
 // changed. The snapshot exists exactly when keyBase does; its bytes are

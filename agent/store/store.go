@@ -91,6 +91,9 @@ type Storage interface {
 	Record(id uint64) (Record, error)
 	// MarkReplayed sets Replayed on the record with the given ID.
 	MarkReplayed(id uint64) error
+	// RecordState returns the state a state record keeps (Record.State):
+	// the record itself comes without it.
+	RecordState(id uint64) ([]byte, error)
 	// DeleteRecord removes the record with the given ID; its ID is never
 	// given out again.
 	DeleteRecord(id uint64) error
@@ -114,6 +117,13 @@ func addRecordsTx(t txn, rs, out []Record, now time.Time) error {
 		r.ID = id
 		if r.Recorded.IsZero() {
 			r.Recorded = now
+		}
+		if r.State {
+			// The state goes apart, as given; the record says its size.
+			if err := t.put(bucketStates, key(id), r.Op); err != nil {
+				return err
+			}
+			r.Op, r.StateBytes = nil, len(r.Op)
 		}
 		v, err := encodeBounded(&r)
 		if err != nil {
@@ -175,12 +185,8 @@ func (c *core) Records() ([]Record, error) {
 func (c *core) Record(id uint64) (Record, error) {
 	var r Record
 	err := c.view(func(t txn) error {
-		v := t.get(bucketRecords, key(id))
-		if v == nil {
-			return ErrNotFound
-		}
 		var err error
-		r, err = decodeRecord(key(id), v)
+		r, err = getRecord(t, id)
 		return err
 	})
 	if err != nil {
@@ -192,11 +198,7 @@ func (c *core) Record(id uint64) (Record, error) {
 // MarkReplayed sets Replayed on record id; marking it twice is not an error.
 func (c *core) MarkReplayed(id uint64) error {
 	err := c.update(func(t txn) error {
-		v := t.get(bucketRecords, key(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		r, err := decodeRecord(key(id), v)
+		r, err := getRecord(t, id)
 		if err != nil {
 			return err
 		}
@@ -204,7 +206,8 @@ func (c *core) MarkReplayed(id uint64) error {
 			return nil
 		}
 		r.Replayed = true
-		if v, err = api.Encode(&r); err != nil {
+		v, err := api.Encode(&r)
+		if err != nil {
 			return err
 		}
 		return t.put(bucketRecords, key(id), v)
@@ -215,11 +218,43 @@ func (c *core) MarkReplayed(id uint64) error {
 	return nil
 }
 
-// DeleteRecord removes record id, or returns an error wrapping ErrNotFound.
+// RecordState returns the state a state record keeps (Record.State), or
+// an error wrapping ErrNotFound when there is no record id, ErrInvalid
+// when it is not a state record.
+func (c *core) RecordState(id uint64) ([]byte, error) {
+	var out []byte
+	err := c.view(func(t txn) error {
+		r, err := getRecord(t, id)
+		if err != nil {
+			return err
+		}
+		if !r.State {
+			return fmt.Errorf("%w: record %d is one write, not a state", ErrInvalid, id)
+		}
+		b := t.get(bucketStates, key(id))
+		if len(b) != r.StateBytes {
+			return fmt.Errorf("%w: state of record %d is %d bytes, the record says %d", ErrCorrupt, id, len(b), r.StateBytes)
+		}
+		out = bytes.Clone(b)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state of record %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// DeleteRecord removes record id (and the state it keeps, if any), or
+// returns an error wrapping ErrNotFound.
 func (c *core) DeleteRecord(id uint64) error {
 	err := c.update(func(t txn) error {
 		if t.get(bucketRecords, key(id)) == nil {
 			return ErrNotFound
+		}
+		if t.get(bucketStates, key(id)) != nil {
+			if err := t.delete(bucketStates, key(id)); err != nil {
+				return err
+			}
 		}
 		return t.delete(bucketRecords, key(id))
 	})
@@ -272,6 +307,9 @@ func validBase(p rlog.Pos) error {
 }
 
 // validRecord checks a record handed to AddRecords.
+// MaxStateBytes bounds the state a state record keeps (Record.State).
+const MaxStateBytes = 64 << 20
+
 func validRecord(r Record) error {
 	switch {
 	case r.ID != 0:
@@ -280,6 +318,12 @@ func validRecord(r Record) error {
 		return fmt.Errorf("%w: record of entry %d@%s has no group", ErrInvalid, r.Index, r.Epoch)
 	case r.Index == 0:
 		return fmt.Errorf("%w: record in group %q has index 0", ErrInvalid, r.Group)
+	case r.StateBytes != 0:
+		return fmt.Errorf("%w: record of entry %d@%s gives its state size; the store sets it", ErrInvalid, r.Index, r.Epoch)
+	case r.State && len(r.Op) == 0:
+		return fmt.Errorf("%w: state record at %d keeps no state", ErrInvalid, r.Index)
+	case r.State && len(r.Op) > MaxStateBytes:
+		return fmt.Errorf("%w: state record at %d keeps %d bytes, limit %d", ErrInvalid, r.Index, len(r.Op), MaxStateBytes)
 	}
 	return nil
 }
@@ -347,6 +391,15 @@ func decodeEntry(k, v []byte) (rlog.Entry, error) {
 		return rlog.Entry{}, fmt.Errorf("%w: %s key %s holds %s", ErrCorrupt, bucketLog, keyString(k), e)
 	}
 	return e, nil
+}
+
+// getRecord reads record id, or fails with ErrNotFound.
+func getRecord(t txn, id uint64) (Record, error) {
+	v := t.get(bucketRecords, key(id))
+	if v == nil {
+		return Record{}, ErrNotFound
+	}
+	return decodeRecord(key(id), v)
 }
 
 // decodeRecord decodes a record value and checks it is stored under its ID.

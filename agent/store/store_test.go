@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -528,6 +529,26 @@ func TestRecordsRefused(t *testing.T) {
 			_, err := s.AddRecords([]Record{record("g", 1), big})
 			return err
 		}, ErrInvalid, "record 2 of 2"},
+		{"AddRecords with a state size", func(s Storage) error {
+			r := record("g", 3)
+			r.StateBytes = 2
+			_, err := s.AddRecords([]Record{r})
+			return err
+		}, ErrInvalid, "the store sets it"},
+		{"AddRecords empty state", func(s Storage) error {
+			r := record("g", 3)
+			r.State, r.Op = true, nil
+			_, err := s.AddRecords([]Record{r})
+			return err
+		}, ErrInvalid, "keeps no state"},
+		{"AddRecords state over the limit", func(s Storage) error {
+			r := record("g", 3)
+			r.State, r.Op = true, make([]byte, MaxStateBytes+1)
+			_, err := s.AddRecords([]Record{r})
+			return err
+		}, ErrInvalid, "limit"},
+		{"RecordState of a write", func(s Storage) error { _, err := s.RecordState(1); return err }, ErrInvalid, "not a state"},
+		{"RecordState unknown", func(s Storage) error { _, err := s.RecordState(42); return err }, ErrNotFound, "record 42"},
 		{"AddRecords without group", func(s Storage) error { _, err := s.AddRecords([]Record{record("", 4)}); return err }, ErrInvalid, "no group"},
 		{"AddRecords index 0", func(s Storage) error { _, err := s.AddRecords([]Record{record("g", 0)}); return err }, ErrInvalid, "index 0"},
 	}
@@ -556,6 +577,53 @@ func TestRecordsRefused(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A state record keeps its state apart, of any size up to MaxStateBytes
+// (past what bounds an encoded record): the record says how long it is,
+// RecordState gives it back after a reopen, and deleting the record
+// deletes it.
+func TestStateRecords(t *testing.T) {
+	eachImpl(t, func(t *testing.T, h *harness) {
+		state := make([]byte, 3*api.MaxMessageBytes)
+		for i := range state {
+			state[i] = byte(i * 7)
+		}
+		st := record("g", 6)
+		st.State, st.Op, st.Uncompared = true, state, 6
+		out, err := h.s.AddRecords([]Record{record("g", 5), st, record("g", 7)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[1].Op != nil || out[1].StateBytes != len(state) || !out[1].State {
+			t.Fatalf("state record as stored: state %v, %d bytes of op, state_bytes %d", out[1].State, len(out[1].Op), out[1].StateBytes)
+		}
+		if &st.Op[0] != &state[0] || len(st.Op) != len(state) {
+			t.Fatal("AddRecords changed its argument")
+		}
+		h.reopen()
+		got, err := h.s.RecordState(2)
+		if err != nil || !bytes.Equal(got, state) {
+			t.Fatalf("RecordState(2) after reopen: %d bytes, %v; want the %d given", len(got), err, len(state))
+		}
+		got[0]++ // a copy: the store keeps its own
+		if again, _ := h.s.RecordState(2); !bytes.Equal(again, state) {
+			t.Fatal("RecordState handed out the store's own bytes")
+		}
+		all, err := h.s.Records()
+		if err != nil || len(all) != 3 || all[1].Op != nil || all[1].StateBytes != len(state) {
+			t.Fatalf("Records() after reopen: %+v, %v", all, err)
+		}
+		if err := h.s.DeleteRecord(2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.s.RecordState(2); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("RecordState of a deleted record: %v, want ErrNotFound", err)
+		}
+		if n := h.count(bucketStates); n != 0 {
+			t.Fatalf("%d states left after their record was deleted", n)
+		}
+	})
 }
 
 // TestReopenSameEverything fills every part of the store, restarts it and
@@ -743,4 +811,25 @@ func TestPersist(t *testing.T) {
 			t.Fatalf("after a cut with records: %d entries, records %+v %v", len(got.Entries), recs, err)
 		}
 	})
+}
+
+// count returns how many keys bucket b holds.
+func (h *harness) count(b bucket) int {
+	h.t.Helper()
+	var c *core
+	switch s := h.s.(type) {
+	case *Memory:
+		c = &s.core
+	case *Bolt:
+		c = &s.core
+	default:
+		h.t.Fatalf("count: store %T", h.s)
+	}
+	n := 0
+	if err := c.view(func(t txn) error {
+		return t.scan(b, nil, func(k, v []byte) error { n++; return nil })
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
 }

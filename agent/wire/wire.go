@@ -280,9 +280,20 @@ type Record struct {
 	// Uncompared, when set, says that this side's log had been compacted
 	// up to that index before the recovery that made the record could
 	// find the fork with the master: the writes this side applied up to
-	// it that diverged are in no record (the master's state replaced the
-	// one that held them). Records of that recovery all carry it.
+	// it that diverged are not in records of their own, only in the state
+	// record of that recovery (State), when one was kept. Records of that
+	// recovery all carry it.
 	Uncompared uint64 `json:"uncompared_before,omitempty" codec:"u"`
+	// State, when set, makes this record the state of this side's state
+	// machine when the recovery began (its snapshot, at Index), kept
+	// because its log had been compacted past the fork (Uncompared): the
+	// writes this side applied before Uncompared that diverged are in it.
+	// The snapshot is not in Op but apart (GET
+	// /v1/divergence/{id}/state), StateBytes long. It is shown and
+	// discarded like any record but not replayed: an operator compares it
+	// with the master's state.
+	State      bool `json:"state,omitempty" codec:"st"`
+	StateBytes int  `json:"state_bytes,omitempty" codec:"sb"`
 }
 
 // Discarded answers DELETE /v1/divergence/{id}.

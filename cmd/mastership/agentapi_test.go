@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/agent/rlog"
 	"github.com/mastership/mastership/agent/store"
 	"github.com/mastership/mastership/agent/wire"
 	"github.com/mastership/mastership/naming/api"
@@ -146,7 +147,7 @@ func TestRecordsSayWhatWasNotCompared(t *testing.T) {
 	if !strings.Contains(list.String(), "compacted past the fork (up to index 7, see record 2)") {
 		t.Fatalf("list:\n%s", list.String())
 	}
-	printRecord(&one, recs[1])
+	printRecord(&one, recs[1], nil)
 	if !strings.Contains(one.String(), "uncompared_before: 7") {
 		t.Fatalf("record:\n%s", one.String())
 	}
@@ -154,5 +155,47 @@ func TestRecordsSayWhatWasNotCompared(t *testing.T) {
 	printRecords(&list, recs[:1])
 	if strings.Contains(list.String(), "compacted") {
 		t.Fatalf("a record of a compared recovery reads as uncompared:\n%s", list.String())
+	}
+}
+
+// A state record (the side's whole state, kept because its log was
+// compacted past the fork) is listed as one, and shown with its pairs;
+// the list points at it.
+func TestStateRecordShown(t *testing.T) {
+	st := kv.NewStore()
+	for i, kvp := range [][2]string{{"a", "1"}, {"b", "2"}} {
+		op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: kvp[0], Value: []byte(kvp[1])})
+		st.Apply(rlog.Entry{Index: uint64(i + 1), Op: op})
+	}
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "c", Value: []byte("3")})
+	recs := []store.Record{
+		{ID: 4, Group: "g", Index: 2, StateBytes: len(snap), Uncompared: 2, State: true, Recorded: time.Unix(0, 0)},
+		{ID: 5, Group: "g", Index: 3, Op: op, Uncompared: 2, Recorded: time.Unix(0, 0)},
+	}
+	var list, one bytes.Buffer
+	if err := printRecords(&list, recs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(list.String(), "state") || !strings.Contains(list.String(), "is record 4 (divergence show 4)") {
+		t.Fatalf("list:\n%s", list.String())
+	}
+	if !strings.Contains(list.String(), fmt.Sprintf("(%d bytes)", len(snap))) {
+		t.Fatalf("list does not give the state's size:\n%s", list.String())
+	}
+	printRecord(&one, recs[0], snap)
+	for _, want := range []string{"state: this side's state", fmt.Sprintf("%d bytes", len(snap)), "pairs: 2", `"a" = "1"`, `"b" = "2"`} {
+		if !strings.Contains(one.String(), want) {
+			t.Fatalf("record lacks %q:\n%s", want, one.String())
+		}
+	}
+	if j := newRecordJSON(recs[0], snap); j.Pairs["a"] != "1" || j.Pairs["b"] != "2" || j.Operation != nil {
+		t.Fatalf("JSON of the state record: %+v", j)
+	}
+	if j := newRecordJSON(recs[0], nil); j.Pairs != nil || j.StateBytes != len(snap) {
+		t.Fatalf("JSON of the state record, state not fetched (list): %+v", j)
 	}
 }

@@ -25,7 +25,9 @@ func divergenceCommand() *cli.Command {
 			"   mastership divergence discard -agent ADDR -yes [-json] ID",
 		Description: "A divergence record keeps a write that a losing master had logged (acknowledged or not)\n" +
 			"and the retained master never saw. Replay resubmits it through the agent; its client ID and\n" +
-			"sequence make a write the group already holds apply once. Discard removes it for good.",
+			"sequence make a write the group already holds apply once. Discard removes it for good.\n" +
+			"A state record (OP state) keeps a losing side's whole state, its log compacted past the fork:\n" +
+			"show prints its pairs (operator token), to compare with the master's; it is not replayed.",
 		Flags: agentFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -47,7 +49,7 @@ func divergenceCommand() *cli.Command {
 					if flagBool(c, "json") {
 						out := make([]recordJSON, len(recs))
 						for i, r := range recs {
-							out[i] = newRecordJSON(r)
+							out[i] = newRecordJSON(r, nil)
 						}
 						return writeJSON(c.App.Writer, out)
 					}
@@ -64,10 +66,16 @@ func divergenceCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if flagBool(c, "json") {
-						return writeJSON(c.App.Writer, newRecordJSON(rec))
+					var state []byte
+					if rec.State {
+						if state, err = ag.RecordState(c.Context, id); err != nil {
+							return fmt.Errorf("state of record %d: %w", id, err)
+						}
 					}
-					printRecord(c.App.Writer, rec)
+					if flagBool(c, "json") {
+						return writeJSON(c.App.Writer, newRecordJSON(rec, state))
+					}
+					printRecord(c.App.Writer, rec, state)
 					return nil
 				}),
 			},
@@ -138,6 +146,9 @@ func recordID(c *cli.Context) (uint64, error) {
 type recordJSON struct {
 	store.Record
 	Operation *opJSON `json:"operation"`
+	// Pairs are a state record's kv pairs, when its state was fetched
+	// (show, not list) and is the kv's.
+	Pairs map[string]string `json:"pairs,omitempty"`
 }
 
 // opJSON is a kv.Op with its byte strings as text.
@@ -149,8 +160,17 @@ type opJSON struct {
 	ExpectAbsent bool    `json:"expect_absent,omitempty"`
 }
 
-func newRecordJSON(r store.Record) recordJSON {
+// newRecordJSON decodes r; state is a state record's state (nil: not
+// fetched).
+func newRecordJSON(r store.Record, state []byte) recordJSON {
 	out := recordJSON{Record: r}
+	if r.State {
+		if st, err := stateOf(state); state != nil && err == nil {
+			out.Pairs = map[string]string{}
+			st.Each(func(k string, v []byte) bool { out.Pairs[k] = string(v); return true })
+		}
+		return out
+	}
 	if op, err := kv.DecodeOp(r.Op); err == nil {
 		o := opJSON{Kind: op.Kind, Key: op.Key, ExpectAbsent: op.ExpectAbsent}
 		if op.Kind == kv.KindPut || op.Kind == kv.KindCAS {
@@ -166,9 +186,21 @@ func newRecordJSON(r store.Record) recordJSON {
 	return out
 }
 
+// stateOf restores a state record's state as the kv's.
+func stateOf(state []byte) (*kv.Store, error) {
+	st := kv.NewStore()
+	if err := st.Restore(state); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
 // opOf decodes a record's operation for the text output; an operation
-// that does not decode shows as "?".
+// that does not decode shows as "?", a state record as "state".
 func opOf(r store.Record) kv.Op {
+	if r.State {
+		return kv.Op{Kind: "state", Key: fmt.Sprintf("(%d bytes)", r.StateBytes)}
+	}
 	op, err := kv.DecodeOp(r.Op)
 	if err != nil {
 		return kv.Op{Kind: "?", Key: "?"}
@@ -193,20 +225,40 @@ func printRecords(w io.Writer, recs []store.Record) error {
 	}
 	for _, r := range recs {
 		if r.Uncompared > 0 {
-			fmt.Fprintf(w, "\nsome records come from a recovery whose log was compacted past the fork (up to index %d, see record %d):\n"+
-				"writes applied up to there that diverged are in no record\n", r.Uncompared, r.ID)
+			state := "writes applied up to there that diverged are in no record (the state was over the record limit)"
+			for _, s := range recs {
+				if s.State && s.Uncompared == r.Uncompared {
+					state = fmt.Sprintf("the state that holds the writes applied up to there is record %d (divergence show %d)", s.ID, s.ID)
+				}
+			}
+			fmt.Fprintf(w, "\nsome records come from a recovery whose log was compacted past the fork (up to index %d, see record %d):\n%s\n",
+				r.Uncompared, r.ID, state)
 			break
 		}
 	}
 	return nil
 }
 
-func printRecord(w io.Writer, r store.Record) {
+// printRecord prints r; state is a state record's state.
+func printRecord(w io.Writer, r store.Record, state []byte) {
+	if r.State {
+		fmt.Fprintf(w, "id: %d\ngroup: %s\nstate: this side's state when its recovery began, at index %d (epoch %s), %d bytes\n"+
+			"uncompared_before: %d (the log was compacted past the fork: the writes up to there that diverged are in this state)\n",
+			r.ID, r.Group, r.Index, r.Epoch, r.StateBytes, r.Uncompared)
+		if st, err := stateOf(state); err != nil {
+			fmt.Fprintf(w, "pairs: not a key-value state (%v)\n", err)
+		} else {
+			fmt.Fprintf(w, "pairs: %d\n", st.Len())
+			st.Each(func(k string, v []byte) bool { fmt.Fprintf(w, "  %q = %q\n", k, v); return true })
+		}
+		fmt.Fprintf(w, "retained: %d\nrecorded: %s\n", r.Retained, r.Recorded.UTC().Format(time.RFC3339Nano))
+		return
+	}
 	op := opOf(r)
 	fmt.Fprintf(w, "id: %d\ngroup: %s\nepoch: %s\nindex: %d\nclient: %d\nseq: %d\nop: %s\nkey: %q\n",
 		r.ID, r.Group, r.Epoch, r.Index, r.Client, r.Seq, op.Kind, op.Key)
 	if r.Uncompared > 0 {
-		fmt.Fprintf(w, "uncompared_before: %d (the log was compacted past the fork: writes up to there that diverged are in no record)\n", r.Uncompared)
+		fmt.Fprintf(w, "uncompared_before: %d (the log was compacted past the fork: writes up to there that diverged are in the state record of this recovery, if it was kept)\n", r.Uncompared)
 	}
 	switch {
 	case op.Kind == kv.KindCAS && op.ExpectAbsent:

@@ -113,7 +113,7 @@ func (w *world) boot(a *simAgent, log *rlog.Log) {
 	cfg := core.Config{ID: a.id, Group: group, Priority: a.prio, Mode: w.cfg.Mode, HeartbeatTicks: heartbeatTicks,
 		ElectionTicks: electionTicks, StaggerTicks: staggerTicks, WriteTicks: writeTicks,
 		Rand:            rand.New(rand.NewSource(w.rng.Int63())),
-		SnapshotEntries: w.cfg.SnapshotEntries, SnapshotWindow: w.cfg.SnapshotWindow}
+		SnapshotEntries: w.cfg.SnapshotEntries, SnapshotWindow: w.cfg.SnapshotWindow, RetainEntries: w.cfg.RetainEntries}
 
 	if w.cfg.Mode == api.ModeStrict {
 		cfg.Expect = w.cfg.Agents
@@ -435,6 +435,14 @@ func (w *world) keepDivergence(a *simAgent, master uint64) (fork uint64, records
 	}
 	if uncompared > 0 {
 		w.rep.Uncompared++
+	}
+	if agent.KeepsState(w.cfg.Mode, uncompared) {
+		// As the runtime does: the state, which holds the writes the
+		// compacted log no longer names, becomes a record of its own.
+		for id := range a.sm.applied {
+			a.records = append(a.records, id)
+		}
+		return fork, len(kept) + 1, nil
 	}
 	return fork, len(kept), nil
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// download only).
 	SnapshotEntries int
 	SnapshotWindow  int
+	// RetainEntries bounds how long an available agent's snapshot waits
+	// for members that may lack entries (core.Config.RetainEntries): small,
+	// both sides of a long split compact past the fork.
+	RetainEntries int
 }
 
 func (c *Config) defaults() {
