@@ -575,7 +575,8 @@ func (c *scCluster) heal() {
 	c.logf("heal")
 }
 
-// divergence returns every agent's divergence records.
+// divergence returns every agent's divergence records, a state record
+// with its state as its Op.
 func (c *scCluster) divergence() ([]store.Record, error) {
 	var all []store.Record
 	for _, a := range c.agents {
@@ -586,6 +587,21 @@ func (c *scCluster) divergence() ([]store.Record, error) {
 		var recs []store.Record
 		if err := json.Unmarshal(b, &recs); err != nil {
 			return nil, fmt.Errorf("divergence of agent %d: %v: %s", a.id, err, b)
+		}
+		for i, r := range recs {
+			if !r.State {
+				continue
+			}
+			// A state record's state comes apart; it stands in for the
+			// record's operation here.
+			st, err := c.get(a.api, fmt.Sprintf("/v1/divergence/%d/state", r.ID))
+			if err != nil {
+				return nil, fmt.Errorf("state of record %d of agent %d: %w", r.ID, a.id, err)
+			}
+			if len(st) != r.StateBytes {
+				return nil, fmt.Errorf("state of record %d of agent %d: %d bytes, the record says %d", r.ID, a.id, len(st), r.StateBytes)
+			}
+			recs[i].Op = st
 		}
 		all = append(all, recs...)
 	}

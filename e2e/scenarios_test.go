@@ -78,6 +78,11 @@ type scScenario struct {
 	// waits for that many writes more before the fault, and checks that
 	// every agent took snapshots on its own schedule.
 	snapshot int
+	// retain gives every agent -retain-entries.
+	retain int
+	// states is how many state records (a side's whole state, its log
+	// compacted past the fork) the scenario must end with, at least.
+	states int
 }
 
 func TestScenarios(t *testing.T) {
@@ -101,6 +106,12 @@ func TestScenarios(t *testing.T) {
 		// final state or a divergence record.
 		{name: "figure2-snapshots", mode: "available", octet: 44, homes: []int{1, 2, 5}, fault: figure2(namingMajority), snapshot: 64},
 		{name: "master-kill-snapshots", mode: "strict", octet: 45, expect: 5, homes: []int{1, 2, 3}, fault: masterKill, snapshot: 64},
+		// The minority's agents, past a snapshot of their own during the
+		// split, are killed and come back after the heal: their stored
+		// logs start after the fork, and each keeps its state as a
+		// record. Every acknowledged write is still in the final state or
+		// a record.
+		{name: "figure2-compacted", mode: "available", octet: 46, homes: []int{1, 2, 5}, fault: figure2Compacted, snapshot: 64, retain: 64, states: 1},
 	}
 	var results []*scResult
 	for _, s := range all {
@@ -143,6 +154,9 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 	var extra []string
 	if s.snapshot > 0 {
 		extra = []string{"-snapshot-entries", fmt.Sprint(s.snapshot)}
+	}
+	if s.retain > 0 {
+		extra = append(extra, "-retain-entries", fmt.Sprint(s.retain))
 	}
 	c := newSCCluster(t, s.name, s.mode, s.octet, s.expect, s.secure, s.check, extra...)
 	defer c.dumpOnFailure()
@@ -215,6 +229,11 @@ func runScenario(t *testing.T, s scScenario, r *scResult) {
 		t.Fatal(err)
 	}
 	r.records = len(recs)
+	if states := countStates(recs); states < s.states {
+		t.Errorf("%d state records, want at least %d: the logs were not compacted past the fork", states, s.states)
+	} else if s.states > 0 && !s.secure {
+		checkStateRecordCLI(t, c)
+	}
 	if s.mode == "strict" {
 		checkStrict(t, c, w, checker, recs, r)
 	} else {
@@ -258,10 +277,26 @@ func finalReads(t *testing.T, w *scWorkload, checker *aclient.Client, keys []str
 	return out
 }
 
-// divergedValues maps key to the values divergence records hold for it.
+// divergedValues maps key to the values divergence records hold for it,
+// state records included (their pairs).
 func divergedValues(t *testing.T, recs []store.Record) map[string]map[string]bool {
 	out := map[string]map[string]bool{}
 	for _, rec := range recs {
+		if rec.State {
+			st := kv.NewStore()
+			if err := st.Restore(rec.Op); err != nil {
+				t.Errorf("state record %d of group %s: %v", rec.ID, rec.Group, err)
+				continue
+			}
+			st.Each(func(k string, v []byte) bool {
+				if out[k] == nil {
+					out[k] = map[string]bool{}
+				}
+				out[k][string(v)] = true
+				return true
+			})
+			continue
+		}
 		op, err := kv.DecodeOp(rec.Op)
 		if err != nil {
 			t.Errorf("divergence record %d of group %s: undecodable op: %v", rec.ID, rec.Group, err)
@@ -450,6 +485,106 @@ func (w *scWorkload) waitAckBy(timeout time.Duration, i int, since time.Time, wh
 		return false
 	})
 	return by
+}
+
+// checkStateRecordCLI reads a state record as an operator would: the
+// list marks it, show prints its pairs, replay refuses it and changes
+// nothing.
+func checkStateRecordCLI(t *testing.T, c *scCluster) {
+	for _, a := range c.agents {
+		b, err := c.get(a.api, "/v1/divergence")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []store.Record
+		if err := json.Unmarshal(b, &recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if !r.State {
+				continue
+			}
+			id := fmt.Sprint(r.ID)
+			out, errOut, code := run(t, "divergence", "list", "-agent", a.api)
+			if code != 0 || !strings.Contains(out, fmt.Sprintf("state  \"(%d bytes)\"", r.StateBytes)) {
+				t.Errorf("divergence list on agent %d: exit %d, %s%s", a.id, code, out, errOut)
+			}
+			out, errOut, code = run(t, "divergence", "show", "-agent", a.api, id)
+			if code != 0 || !strings.Contains(out, "state: this side's state") || !strings.Contains(out, "pairs: ") || !strings.Contains(out, `"c3-w`) {
+				t.Errorf("divergence show %s on agent %d: exit %d, %s%s", id, a.id, code, out, errOut)
+			}
+			_, errOut, code = run(t, "divergence", "replay", "-agent", a.api, id)
+			if code == 0 || !strings.Contains(errOut, "not one write") {
+				t.Errorf("divergence replay of state record %s on agent %d: exit %d, %s", id, a.id, code, errOut)
+			}
+			if after, err := c.get(a.api, "/v1/divergence/"+id); err != nil || !strings.Contains(string(after), `"replayed": false`) {
+				t.Errorf("state record %s after a refused replay: %s %v", id, after, err)
+			}
+			return
+		}
+	}
+	t.Error("no agent lists a state record")
+}
+
+// countStates counts the state records among recs.
+func countStates(recs []store.Record) int {
+	n := 0
+	for _, r := range recs {
+		if r.State {
+			n++
+		}
+	}
+	return n
+}
+
+// figure2Compacted: the figure 2 split, the naming node with the
+// majority; the minority elects its master, which takes writes past a
+// snapshot of its own (with -retain-entries 64, it does not wait for the
+// majority's members), then both minority agents are killed; the heal,
+// and they restart on their data dirs, their stored logs starting after
+// the fork.
+func figure2Compacted(c *scCluster, w *scWorkload) (time.Time, time.Time) {
+	t := c.t
+	minority := 2 // the client homed on agent 5
+	began := time.Now()
+	c.partition([][]int{{1, 2, 3}, {4, 5}}, []int{1, 2, 3})
+	// Everything after what the minority's agents held at the split may
+	// be the fork's far side.
+	held := map[int]uint64{}
+	for n, in := range c.infos([]int{4, 5}) {
+		held[n] = in.Last
+	}
+	second := c.waitMaster(10*time.Second, "a second master on the minority {4,5}", 0, 4, 5)
+	from := began.Sub(w.start).Nanoseconds()
+	waitFor(t, 30*time.Second, "150 writes acknowledged by the minority's master and a snapshot past the split on both minority agents", func() bool {
+		n := 0
+		for _, op := range w.history() {
+			if op.Client == minority && op.Err == nil && op.In.Kind != kv.KindGet && op.Call >= from && op.Master == uint64(second) {
+				n++
+			}
+		}
+		if n < 150 {
+			return false
+		}
+		for n, in := range c.infos([]int{4, 5}) {
+			if in.Log == nil || in.Log.SnapshotIndex <= held[n] {
+				return false
+			}
+		}
+		return true
+	})
+	c.logf("agent %d master of the minority, 150 writes acknowledged, both minority agents past a snapshot", second)
+	for _, n := range []int{4, 5} {
+		c.agent(n).proc.kill()
+		c.agent(n).killed = true
+	}
+	c.logf("agents 4 and 5 killed (SIGKILL)")
+	c.heal()
+	for _, n := range []int{4, 5} {
+		c.restartAgent(n)
+	}
+	c.logf("agents 4 and 5 restarted on their data directories")
+	return began, time.Now()
 }
 
 // The naming node's reachability during the figure 2 partition.
