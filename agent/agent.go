@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"math/rand"
 	"net"
 	"net/http"
@@ -61,6 +62,10 @@ type Options struct {
 	// as master (before the -pre-promote executable, if any). An error
 	// vetoes the promotion (Config.PrePromote says what follows).
 	PrePromote func(hook.State) error
+	// Metrics, when set, is served at GET /metrics beside the agent's own
+	// metrics: the process's (memberlist's and raft's through go-metrics,
+	// the Go runtime's), which one process has once for all its agents.
+	Metrics prometheus.Gatherer
 }
 
 // Monitor is the self-monitor's side of the agent (package recover). The
@@ -86,6 +91,7 @@ type Monitor interface {
 type Agent struct {
 	cfg     config.Agent
 	opts    Options
+	metrics *metrics
 	logger  hclog.Logger
 	rand    *rand.Rand
 	storage store.Storage
@@ -146,6 +152,7 @@ type Agent struct {
 	mu      sync.Mutex         // guards the fields below, read by other goroutines
 	service wire.ServiceHealth // the managed service's checks
 	status  core.Status
+	roles   roleStats // role changes, for the metrics
 	// changed is closed, and replaced, when the role, epoch, master or
 	// serving in status changes: waiters for a role change wait on it.
 	// index counts those changes (the index of a blocking GET /v1/info).
@@ -221,6 +228,7 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error),
 		blockers: api.NewSemaphore(api.MaxBlockingReads)}
+	a.metrics = newMetrics(a)
 	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote},
 		{"check", cfg.Check}} {
 		if h.path == "" {
@@ -919,6 +927,9 @@ func (a *Agent) send(rd core.Ready) {
 	a.mu.Lock()
 	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master ||
 		a.status.Serving != st.Serving
+	if changed {
+		a.roles.note(a.status, st, time.Now())
+	}
 	a.status = st
 	if changed {
 		close(a.changed)

@@ -26,6 +26,7 @@ import (
 // the JSON shapes are package wire's:
 //
 //	GET  /v1/health                 wire.Role: 200 running and not quarantined, else 503 (no token needed)
+//	GET  /metrics                   Prometheus text (no token needed; metrics.go)
 //	GET  /v1/role/master            wire.Role: 200 on the serving master only, else 503 (no token needed)
 //	GET  /v1/role/backup            wire.Role: 200 on a caught-up back-up of the retained master (no token needed)
 //	GET  /v1/info                   wire.Info
@@ -51,8 +52,9 @@ type CheckReporter interface {
 	Counters() (checks, recoveries uint64)
 }
 
-// handler is the API. With an ACL every endpoint but /v1/health needs a
-// token with the capability named here (naming/auth).
+// handler is the API. With an ACL every endpoint but /v1/health, the role
+// endpoints and /metrics needs a token with the capability named here
+// (naming/auth).
 func (a *Agent) handler() http.Handler {
 	jsonErr := func(w http.ResponseWriter, err error) { e := api.ToError(err); writeJSON(w, e.Code.HTTPStatus(), e) }
 	msgpackErr := func(w http.ResponseWriter, err error) { e := api.ToError(err); writeMsgpack(w, e.Code.HTTPStatus(), e) }
@@ -65,6 +67,9 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "health") })
 	mux.HandleFunc("GET /v1/role/master", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "master") })
 	mux.HandleFunc("GET /v1/role/backup", func(w http.ResponseWriter, r *http.Request) { a.serveRole(w, "backup") })
+	// Metrics are open too, as a scraper expects (they tell no key, value
+	// or secret).
+	mux.Handle("GET /metrics", a.metrics.handler(a.opts.Metrics))
 	discovery := func(h http.HandlerFunc) http.HandlerFunc { return a.server.RequireAny(auth.Discovery(), h, jsonErr) }
 	mux.HandleFunc("GET /v1/info", discovery(a.serveInfo))
 	mux.HandleFunc("GET /v1/members", discovery(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))
@@ -404,10 +409,16 @@ func (a *Agent) Execute(ctx context.Context, op kv.Op, clientID, seq uint64) (wi
 }
 
 // Propose appends an encoded operation and waits until it applied.
-func (a *Agent) Propose(ctx context.Context, clientID, seq uint64, op []byte) (core.Result, error) {
+func (a *Agent) Propose(ctx context.Context, clientID, seq uint64, op []byte) (res core.Result, err error) {
+	start := time.Now()
+	defer func() {
+		if !errors.Is(err, core.ErrNotMaster) {
+			a.metrics.observeWrite(start, err)
+		}
+	}()
 	ch := make(chan core.Result, 1)
 	var perr error
-	err := a.do(func() {
+	err = a.do(func() {
 		if sc, ok := a.sm.(rlog.SeqChecker); ok {
 			if perr = sc.CheckSeq(clientID, seq); perr != nil {
 				perr = api.Errorf(api.CodeInvalid, "%v", perr)

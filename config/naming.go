@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mastership/mastership/naming/api"
 )
@@ -142,6 +143,10 @@ type Naming struct {
 
 	// Logger receives the node's logs; nil means a null logger.
 	Logger hclog.Logger `json:"-"`
+	// Metrics, when set, is served at GET /metrics beside the node's own
+	// metrics: the process's (raft's and memberlist's through go-metrics,
+	// the Go runtime's).
+	Metrics prometheus.Gatherer `json:"-"`
 
 	// Dial opens the connections that deliver triggers; nil means a plain
 	// net.Dialer. Tests pass a fault-injecting dialer to cut the node off

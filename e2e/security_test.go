@@ -517,6 +517,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 	}
 	agentRoutes := []route{
 		{"GET", "/v1/health", "", nil}, {"GET", "/v1/role/master", "", nil}, {"GET", "/v1/role/backup", "", nil},
+		{"GET", "/metrics", "", nil},
 		{"GET", "/v1/info", "read|client", nil}, {"GET", "/v1/members", "read|client", nil},
 		{"GET", "/v1/divergence", "read", nil}, {"GET", "/v1/divergence/999999", "read", nil},
 		{"GET", "/v1/divergence/999999/state", "operator", nil},
@@ -527,7 +528,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		{"POST", "/rpc/notify", "agent", garbage}, {"GET", "/rpc/state", "agent", nil}, {"POST", "/rpc/hashes", "agent", garbage},
 	}
 	namingRoutes := []route{
-		{"GET", "/v1/health", "", nil}, {"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
+		{"GET", "/v1/health", "", nil}, {"GET", "/metrics", "", nil}, {"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
 		{"GET", "/v1/groups/g/events", "read", nil}, {"GET", "/v1/peers", "read", nil},
 		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},
 		{"POST", "/rpc/join", "agent", garbage}, {"POST", "/rpc/renew", "agent", garbage}, {"POST", "/rpc/leave", "agent", garbage},

@@ -36,7 +36,7 @@ const MaxSnapshotBytes = 256 << 20
 // Handler returns the node's HTTP handler: POST /rpc/{method} with msgpack
 // bodies, and the JSON API under /v1/.
 //
-// With an ACL every call but /v1/health needs a token (auth.BearerToken):
+// With an ACL every call but /v1/health and /metrics needs a token (auth.BearerToken):
 // join, renew, leave, register and recheck the agent capability (a manual
 // register the operator capability), lookup, status, events and the JSON
 // reads the read capability.
@@ -47,6 +47,9 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Health())
 	})
+	// Open, as /v1/health is: a scraper sends no token, and the metrics
+	// tell counts, no group's name or member.
+	mux.Handle("GET /metrics", n.metricsHandler())
 	mux.HandleFunc("GET /v1/groups", read(func(w http.ResponseWriter, r *http.Request) {
 		mode, ok := n.jsonReadMode(w, r)
 		if !ok {

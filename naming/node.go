@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"math/rand"
 	"net"
 	"net/http"
@@ -50,6 +51,8 @@ type Node struct {
 	cfg    config.Naming
 	logger hclog.Logger
 	clock  Clock
+
+	metricsExtra prometheus.Gatherer // served at /metrics beside the node's
 
 	mu       sync.Mutex
 	reg      *Registry // the live registry: set while leading
@@ -161,7 +164,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("naming: %w", err)
 	}
-	n := &Node{
+	n := &Node{metricsExtra: cfg.Metrics,
 		cfg:    cfg,
 		logger: logger,
 		clock:  clock,

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +34,59 @@ type Store struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed, and replaced, at every change
+
+	countMu sync.Mutex
+	applied map[string]uint64 // events applied since start, by kind (metrics)
+}
+
+// maxEventKinds bounds the event kinds AppliedEvents tells apart; past it
+// they count as "other".
+const maxEventKinds = 32
+
+// countEvents counts the events of an applied batch by kind.
+func (s *Store) countEvents(cmds []*command) {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	if s.applied == nil {
+		s.applied = map[string]uint64{}
+	}
+	for _, c := range cmds {
+		for _, ge := range c.Events {
+			k := ge.Event.Kind
+			if _, ok := s.applied[k]; !ok && len(s.applied) >= maxEventKinds {
+				k = "other"
+			}
+			s.applied[k]++
+		}
+	}
+}
+
+// AppliedEvents returns how many events of each kind this node applied
+// since it started (a restart replays its log: those count again).
+func (s *Store) AppliedEvents() map[string]uint64 {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	return maps.Clone(s.applied)
+}
+
+// countMembers counts the groups, their members and their registered
+// masters.
+func (s *Store) countMembers() (groups, members, masters int, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).ForEach(func(k, v []byte) error {
+			var g groupRecord
+			if err := api.Decode(v, &g); err != nil {
+				return fmt.Errorf("naming: stored group %q: %w", k, err)
+			}
+			groups++
+			members += len(g.Members)
+			if g.Master != nil {
+				masters++
+			}
+			return nil
+		})
+	})
+	return groups, members, masters, err
 }
 
 // Changed returns a channel closed at the next change of the store (an
@@ -189,6 +243,7 @@ func (s *Store) apply(cmds []*command) error {
 		return nil
 	})
 	if err == nil {
+		s.countEvents(cmds)
 		s.notifyChanged()
 	}
 	return err

@@ -1,9 +1,12 @@
 package recover
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,7 +73,109 @@ type Monitor struct {
 	lastAction *wire.Check // the last check that acted
 	checks     uint64
 	recoveries uint64
+	stats      stats
 	logger     hclog.Logger
+}
+
+// stats is what the monitor counts for Stats, under Monitor.mu.
+type stats struct {
+	checks     map[[2]string]uint64 // by trigger kind and decision
+	triggers   map[string]bool      // the trigger kinds counted, at most maxTriggerKinds
+	recoveries map[string]uint64
+	recovery   wire.Histogram
+	steps      map[string]*wire.Histogram
+}
+
+// maxTriggerKinds bounds the event kinds Stats tells apart besides the
+// timer (a label of the agent's metrics each): the kinds past it count as
+// "other". The naming node's reasons are free text.
+const maxTriggerKinds = 32
+
+// durationBounds are the buckets, in seconds, of recovery durations.
+func durationBounds() []float64 {
+	return []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+}
+
+// triggerKind is the kind of a check's trigger: "timer", or the event's
+// kind without its detail and count.
+func triggerKind(trigger string) string {
+	if i := strings.IndexAny(trigger, "\x00 "); i >= 0 {
+		trigger = trigger[:i]
+	}
+	if trigger == "" {
+		return "other"
+	}
+	return trigger
+}
+
+// countCheck counts one check; m.mu is held.
+func (m *Monitor) countCheck(trigger, decision string) {
+	st := &m.stats
+	if st.checks == nil {
+		st.checks, st.triggers = map[[2]string]uint64{}, map[string]bool{}
+	}
+	if trigger != "timer" && !st.triggers[trigger] {
+		if len(st.triggers) >= maxTriggerKinds {
+			trigger = "other"
+		}
+		st.triggers[trigger] = true
+	}
+	st.checks[[2]string{trigger, decision}]++
+}
+
+// Stats reports what the monitor counted since it started: checks by
+// trigger and decision, recoveries by outcome, their durations and their
+// steps'.
+func (m *Monitor) Stats() wire.MonitorStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := &m.stats
+	out := wire.MonitorStats{Recoveries: map[string]uint64{}, StepSeconds: map[string]wire.Histogram{}}
+	for k, n := range st.checks {
+		out.Checks = append(out.Checks, wire.CheckCount{Trigger: k[0], Decision: k[1], Count: n})
+	}
+	slices.SortFunc(out.Checks, func(a, b wire.CheckCount) int {
+		return cmp.Or(cmp.Compare(a.Trigger, b.Trigger), cmp.Compare(a.Decision, b.Decision))
+	})
+	maps.Copy(out.Recoveries, st.recoveries)
+	if st.recovery.Counts == nil {
+		st.recovery = wire.NewHistogram(durationBounds())
+	}
+	out.RecoverySeconds = st.recovery.Clone()
+	for k, h := range st.steps {
+		out.StepSeconds[k] = h.Clone()
+	}
+	return out
+}
+
+// countRecovery counts a recovery's end; m.mu is held.
+func (m *Monitor) countRecovery(outcome string, seconds float64) {
+	st := &m.stats
+	if st.recoveries == nil {
+		st.recoveries = map[string]uint64{}
+	}
+	if st.recovery.Counts == nil {
+		st.recovery = wire.NewHistogram(durationBounds())
+	}
+	st.recoveries[outcome]++
+	st.recovery.Observe(seconds)
+}
+
+// countStep counts a recovery step that answered.
+func (m *Monitor) countStep(step string, seconds float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := &m.stats
+	if st.steps == nil {
+		st.steps = map[string]*wire.Histogram{}
+	}
+	h := st.steps[step]
+	if h == nil {
+		nh := wire.NewHistogram(durationBounds())
+		h = &nh
+		st.steps[step] = h
+	}
+	h.Observe(seconds)
 }
 
 var _ agent.Monitor = (*Monitor)(nil)
@@ -380,6 +485,19 @@ func (d *driver) do(e Effect) []Effect {
 	return nil
 }
 
+// stepName names a recovery step in Stats.
+func stepName(k EffectKind) string {
+	switch k {
+	case DoKeepDivergence:
+		return "keep-divergence"
+	case DoFetchState:
+		return "fetch-state"
+	case DoInstall:
+		return "install"
+	}
+	return "other"
+}
+
 // step runs one of a recovery's steps on a goroutine of its own; its
 // answer goes back to the loop unless the recovery was abandoned.
 func (d *driver) step(e Effect, f func(ctx context.Context) func(uint64) []Effect) {
@@ -387,10 +505,15 @@ func (d *driver) step(e Effect, f func(ctx context.Context) func(uint64) []Effec
 	if j == nil {
 		return
 	}
+	name := stepName(e.Kind)
 	j.steps.Add(1)
 	go func() {
 		defer j.steps.Done()
+		start := time.Now()
 		r := f(j.ctx)
+		if j.ctx.Err() == nil {
+			d.m.countStep(name, time.Since(start).Seconds())
+		}
 		select {
 		case d.results <- r:
 		case <-j.ctx.Done():
@@ -412,6 +535,14 @@ func (d *driver) end(e Effect) {
 	}
 	d.m.mu.Lock()
 	j.check.Recovery, j.check.RecoveryMS = e.Steps, ms(time.Since(j.start))
+	outcome := "ok"
+	switch {
+	case e.Kind == DoAbandon:
+		outcome = "abandoned"
+	case e.Err != nil:
+		outcome = "failed"
+	}
+	d.m.countRecovery(outcome, time.Since(j.start).Seconds())
 	if e.Err != nil {
 		j.check.Error = e.Err.Error()
 	}
@@ -460,6 +591,7 @@ func (d *driver) check(trigger string) []Effect {
 	}
 	d.m.mu.Lock()
 	d.m.checks++
+	d.m.countCheck(triggerKind(trigger), c.Decision)
 	d.m.last = c
 	if c.Recovery != "" {
 		d.m.lastAction = c

@@ -1,9 +1,11 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/go-hclog"
@@ -408,6 +410,27 @@ type Status struct {
 	Snapshots     uint64
 	LogBase       uint64
 	LogEntries    int
+}
+
+// Match is how far one back-up's log is known to agree with its master's.
+type Match struct {
+	ID    uint64
+	Match uint64
+}
+
+// Matches lists, on a master, each back-up it replicates to with the last
+// index known to match its own log, by ID; nil on any other role. For the
+// runtime's metrics: the lag of a back-up is Status().Last minus its match.
+func (n *Node) Matches() []Match {
+	if n.role != api.RoleMaster {
+		return nil
+	}
+	out := make([]Match, 0, len(n.progress))
+	for id, pr := range n.progress {
+		out = append(out, Match{ID: id, Match: pr.match})
+	}
+	slices.SortFunc(out, func(a, b Match) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Status describes the core now.

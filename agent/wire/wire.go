@@ -317,3 +317,58 @@ type LogInfo struct {
 	// agent without one).
 	DataBytes int64 `json:"data_bytes"`
 }
+
+// Histogram is a distribution of durations in seconds: Counts[i] counts
+// the observations at or below Bounds[i] and above the bound before it,
+// Counts[len(Bounds)] those above the last bound.
+type Histogram struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	Sum    float64   `json:"sum"`
+	Count  uint64    `json:"count"`
+}
+
+// NewHistogram returns an empty histogram over bounds, which must rise.
+func NewHistogram(bounds []float64) Histogram {
+	return Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds)+1)}
+}
+
+// Observe adds one observation of v seconds.
+func (h *Histogram) Observe(v float64) {
+	i := 0
+	for i < len(h.Bounds) && v > h.Bounds[i] {
+		i++
+	}
+	h.Counts[i]++
+	h.Sum += v
+	h.Count++
+}
+
+// Clone returns a copy that shares nothing with h.
+func (h Histogram) Clone() Histogram {
+	h.Counts = append([]uint64(nil), h.Counts...)
+	return h
+}
+
+// CheckCount counts the self-monitor's checks of one trigger kind and
+// decision.
+type CheckCount struct {
+	Trigger  string `json:"trigger"`
+	Decision string `json:"decision"`
+	Count    uint64 `json:"count"`
+}
+
+// MonitorStats is what the self-monitor counts since it started, for the
+// agent's metrics: checks by trigger and decision, recoveries by outcome
+// and how long they and each of their steps took.
+type MonitorStats struct {
+	Checks []CheckCount `json:"checks"`
+	// Recoveries counts the recoveries that ended, by outcome: "ok",
+	// "failed" or "abandoned".
+	Recoveries map[string]uint64 `json:"recoveries"`
+	// RecoverySeconds is the duration of the recoveries that ended.
+	RecoverySeconds Histogram `json:"recovery_seconds"`
+	// StepSeconds is the duration of each recovery step that answered,
+	// by step: "keep-divergence", "fetch-state", "install".
+	StepSeconds map[string]Histogram `json:"step_seconds"`
+}

@@ -34,7 +34,11 @@ func agentCommand() *cli.Command {
 			}
 			logger := newLogger(c)
 			cfg.Logger = logger
-			a, err := agent.New(cfg, agentOptions(cfg, logger))
+			opts := agentOptions(cfg, logger)
+			if opts.Metrics, err = processMetrics(); err != nil {
+				return exitFor(err)
+			}
+			a, err := agent.New(cfg, opts)
 			if err != nil {
 				return exitFor(err)
 			}

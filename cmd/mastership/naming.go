@@ -30,6 +30,9 @@ func namingCommand() *cli.Command {
 			}
 			logger := newLogger(c)
 			cfg.Logger = logger
+			if cfg.Metrics, err = processMetrics(); err != nil {
+				return exitFor(err)
+			}
 			ln, err := net.Listen("tcp", cfg.Bind)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Bind, err)

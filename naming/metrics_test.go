@@ -1,0 +1,99 @@
+package naming
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/mastership/mastership/naming/api"
+)
+
+func scrapeNode(t *testing.T, n *Node) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	n.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != 200 {
+		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
+	if err != nil {
+		t.Fatalf("GET /metrics does not parse as Prometheus text: %v", err)
+	}
+	return fams
+}
+
+func metricValue(fams map[string]*dto.MetricFamily, name, label, value string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.GetMetric() {
+		ok := label == ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label && l.GetValue() == value {
+				ok = true
+			}
+		}
+		if !ok {
+			continue
+		}
+		if m.Gauge != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	return -1
+}
+
+// The naming node's metrics come from its store and its raft state: the
+// groups, members and masters it holds, the events it applied by kind (a
+// conflict detected, triggers sent), and that it leads.
+func TestNamingMetrics(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.ConflictWindow = 0
+	tn := startNode(t, cfg)
+	ctx := context.Background()
+	fakes := []*fakeAgent{newFakeAgent(t), newFakeAgent(t), newFakeAgent(t)}
+	sessions := map[uint64]uint64{}
+	for i, fa := range fakes {
+		resp, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 1), Addr: fa.addr(), TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[uint64(i+1)] = resp.Session
+	}
+	if _, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 2, Addr: fakes[1].addr(), TTL: time.Minute, Session: sessions[2], Epoch: api.Epoch{Term: 1, ID: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := tn.client.Register(ctx, api.RegisterRequest{Group: "g", ID: 1, Addr: fakes[0].addr(), TTL: time.Minute, Session: sessions[1], Epoch: api.Epoch{Term: 1, ID: 1}}); err != nil || !resp.Conflict {
+		t.Fatalf("the second registration: %+v %v, want a conflict", resp, err)
+	}
+	waitFor(t, 10*time.Second, "the triggers of the conflict sent and counted", func() bool {
+		return metricValue(scrapeNode(t, tn.Node), "mastership_naming_events_total", "kind", api.EventTriggerSent) >= 2
+	})
+	fams := scrapeNode(t, tn.Node)
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"mastership_naming_groups", "", "", 1},
+		{"mastership_naming_members", "", "", 3},
+		{"mastership_naming_masters", "", "", 1},
+		{"mastership_naming_is_leader", "", "", 1},
+		{"mastership_naming_raft_state", "state", "leader", 1},
+		{"mastership_naming_events_total", "kind", api.EventMemberJoined, 3},
+		{"mastership_naming_events_total", "kind", api.EventConflictDetected, 1},
+	} {
+		if got := metricValue(fams, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+}
