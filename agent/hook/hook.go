@@ -77,22 +77,25 @@ func (s State) Args() []string {
 	return []string{s.Role, s.Previous, s.Group, strconv.FormatUint(s.ID, 10)}
 }
 
+// EnvNames are the variables Env sets, in its order.
+func EnvNames() []string {
+	return []string{"MASTERSHIP_ROLE", "MASTERSHIP_PREVIOUS_ROLE", "MASTERSHIP_GROUP", "MASTERSHIP_ID",
+		"MASTERSHIP_EPOCH", "MASTERSHIP_EPOCH_ID", "MASTERSHIP_MASTER", "MASTERSHIP_MASTER_ADDR"}
+}
+
 // Env is the executable's environment on top of the agent's own.
 func (s State) Env() []string {
 	master := ""
 	if s.Master != 0 {
 		master = strconv.FormatUint(s.Master, 10)
 	}
-	return []string{
-		"MASTERSHIP_ROLE=" + s.Role,
-		"MASTERSHIP_PREVIOUS_ROLE=" + s.Previous,
-		"MASTERSHIP_GROUP=" + s.Group,
-		"MASTERSHIP_ID=" + strconv.FormatUint(s.ID, 10),
-		"MASTERSHIP_EPOCH=" + strconv.FormatUint(s.Epoch.Term, 10),
-		"MASTERSHIP_EPOCH_ID=" + strconv.FormatUint(s.Epoch.ID, 10),
-		"MASTERSHIP_MASTER=" + master,
-		"MASTERSHIP_MASTER_ADDR=" + s.MasterAddr,
+	vals := []string{s.Role, s.Previous, s.Group, strconv.FormatUint(s.ID, 10),
+		strconv.FormatUint(s.Epoch.Term, 10), strconv.FormatUint(s.Epoch.ID, 10), master, s.MasterAddr}
+	env := make([]string, len(vals))
+	for i, name := range EnvNames() {
+		env[i] = name + "=" + vals[i]
 	}
+	return env
 }
 
 // same tells whether two states are one to a service: role, epoch and

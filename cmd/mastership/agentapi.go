@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -25,7 +26,7 @@ const defaultAgentAPI = "127.0.0.1:8946"
 // flagContext).
 func agentFlags() []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "agent", Usage: "the agent's API `ADDR` (host:port)", Value: defaultAgentAPI},
+		&cli.StringFlag{Name: "agent", Usage: "the agent's API `ADDR` (host:port; default MASTERSHIP_AGENT if set)", Value: defaultAgentAPI},
 		&cli.DurationFlag{Name: "timeout", Usage: "bound on the whole request", Value: 5 * time.Second},
 		jsonFlag(),
 	}, securityFlags()...)
@@ -44,6 +45,18 @@ func flagContext(c *cli.Context, name string) *cli.Context {
 	return c
 }
 
+// agentAddr is -agent where the user typed it, else MASTERSHIP_AGENT, else
+// the default.
+func agentAddr(c *cli.Context) string {
+	cc := flagContext(c, "agent")
+	if !slices.Contains(cc.LocalFlagNames(), "agent") {
+		if v := os.Getenv(envAgent); v != "" {
+			return v
+		}
+	}
+	return cc.String("agent")
+}
+
 func flagString(c *cli.Context, name string) string {
 	return flagContext(c, name).String(name)
 }
@@ -57,7 +70,7 @@ func flagDuration(c *cli.Context, name string) time.Duration {
 // newAgentAPI checks -agent and -timeout (bad values are usage errors) and
 // returns the agent's API client.
 func newAgentAPI(c *cli.Context) (*client.API, error) {
-	addr := flagString(c, "agent")
+	addr := agentAddr(c)
 	if err := api.ValidateAddr("agent", addr); err != nil {
 		return nil, usageErr("-agent: %v", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func kvFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "group", Usage: "group `NAME`; required"},
 		namingFlag(),
-		&cli.StringSliceFlag{Name: "agent", Usage: "API `ADDR` of an agent of the group, instead of or besides -naming; repeatable or comma-separated"},
+		&cli.StringSliceFlag{Name: "agent", Usage: "API `ADDR` of an agent of the group, instead of or besides -naming; repeatable or comma-separated (default MASTERSHIP_AGENT if set)"},
 		&cli.DurationFlag{Name: "timeout", Usage: "bound on the whole request, retries included", Value: 5 * time.Second},
 		jsonFlag(),
 	}, securityFlags()...)
@@ -147,7 +148,11 @@ func kvClient(c *cli.Context) (*agentclient.Client, error) {
 		return nil, usageErr("kv %s: -group: %v", op, err)
 	}
 	var agents []string
-	for _, a := range c.StringSlice("agent") {
+	given := c.StringSlice("agent")
+	if len(given) == 0 && os.Getenv(envAgent) != "" {
+		given = strings.Split(os.Getenv(envAgent), ",")
+	}
+	for _, a := range given {
 		if err := api.ValidateAddr("agent", a); err != nil {
 			return nil, usageErr("kv %s: -agent: %v", op, err)
 		}

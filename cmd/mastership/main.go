@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -74,11 +75,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Version:   buildVersion(),
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "`LEVEL` of logs on stderr: trace, debug, info, warn, error, off", EnvVars: []string{"MASTERSHIP_LOG_LEVEL"}},
-			&cli.BoolFlag{Name: "log-json", Usage: "write logs as JSON lines", EnvVars: []string{"MASTERSHIP_LOG_JSON"}},
-		},
+		Flags:     globalFlags(true),
 		Before: func(c *cli.Context) error {
+			warnUnknownEnv(c.App.ErrWriter, os.Environ(), knownEnv(c.App))
 			_, err := logLevel(c.String("log-level"))
 			return err
 		},
@@ -93,7 +92,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			}
 			return cli.ShowAppHelp(c)
 		},
-		Commands: withUsageExit([]*cli.Command{
+		Commands: withGlobalFlags(withUsageExit([]*cli.Command{
 			demoCommand(),
 			namingCommand(),
 			agentCommand(),
@@ -116,8 +115,60 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			pauseCommand(true),
 			pauseCommand(false),
 			versionCommand(),
-		}),
+		})),
 	}
+}
+
+// globalFlags are the flags every command takes, before or after its
+// name: the app's (root) carry the defaults and the environment; each
+// command's copy has neither, so that where the user typed the flag wins
+// (globalContext).
+func globalFlags(root bool) []cli.Flag {
+	level := &cli.StringFlag{Name: "log-level", Usage: "`LEVEL` of logs on stderr: trace, debug, info, warn, error, off"}
+	jsonLogs := &cli.BoolFlag{Name: "log-json", Usage: "write logs as JSON lines"}
+	if root {
+		level.Value, level.EnvVars = "info", []string{"MASTERSHIP_LOG_LEVEL"}
+		jsonLogs.EnvVars = []string{"MASTERSHIP_LOG_JSON"}
+	}
+	return []cli.Flag{level, jsonLogs}
+}
+
+// withGlobalFlags gives every command and subcommand a copy of the global
+// flags, checked before its action runs.
+func withGlobalFlags(cmds []*cli.Command) []*cli.Command {
+	for _, cmd := range cmds {
+		if !slices.ContainsFunc(cmd.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), "log-level") }) {
+			cmd.Flags = append(cmd.Flags, globalFlags(false)...)
+		}
+		before := cmd.Before
+		cmd.Before = func(c *cli.Context) error {
+			if _, err := logLevel(globalContext(c, "log-level").String("log-level")); err != nil {
+				return err
+			}
+			if before != nil {
+				return before(c)
+			}
+			return nil
+		}
+		withGlobalFlags(cmd.Subcommands)
+	}
+	return cmds
+}
+
+// globalContext is the innermost context of c's lineage on which the user
+// typed global flag name, else the app's (its default or environment).
+func globalContext(c *cli.Context, name string) *cli.Context {
+	root := c
+	for _, cc := range c.Lineage() {
+		if cc.Command == nil {
+			continue // urfave/cli's outermost context, around the app's
+		}
+		if slices.Contains(cc.LocalFlagNames(), name) {
+			return cc
+		}
+		root = cc
+	}
+	return root
 }
 
 // withUsageExit gives every command and subcommand the usage exit code for
@@ -142,6 +193,9 @@ func isUsage(err error) bool {
 }
 
 func logLevel(s string) (hclog.Level, error) {
+	if s == "" {
+		s = "info" // MASTERSHIP_LOG_LEVEL set empty
+	}
 	l := hclog.LevelFromString(s)
 	if l == hclog.NoLevel {
 		return l, cli.Exit(fmt.Sprintf("-log-level %q: want trace, debug, info, warn, error or off", s), exitUsage)
@@ -151,11 +205,11 @@ func logLevel(s string) (hclog.Level, error) {
 
 // newLogger builds the process logger from the global flags.
 func newLogger(c *cli.Context) hclog.Logger {
-	level, _ := logLevel(c.String("log-level"))
+	level, _ := logLevel(globalContext(c, "log-level").String("log-level"))
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "mastership",
 		Level:      level,
-		JSONFormat: c.Bool("log-json"),
+		JSONFormat: globalContext(c, "log-json").Bool("log-json"),
 		Output:     c.App.ErrWriter,
 	})
 }
