@@ -75,7 +75,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Version:   buildVersion(),
 		Writer:    stdout,
 		ErrWriter: stderr,
-		Flags:     globalFlags(true),
+		// --generate-bash-completion, which the completion scripts ask.
+		EnableBashCompletion: true,
+		Flags:                globalFlags(true),
 		Before: func(c *cli.Context) error {
 			warnUnknownEnv(c.App.ErrWriter, os.Environ(), knownEnv(c.App))
 			_, err := logLevel(c.String("log-level"))
@@ -115,6 +117,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			pauseCommand(true),
 			pauseCommand(false),
 			versionCommand(),
+			completionCommand(),
 		})),
 	}
 }
