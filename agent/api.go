@@ -27,6 +27,7 @@ import (
 //
 //	GET  /v1/health                 wire.Role: 200 running and not quarantined, else 503 (no token needed)
 //	GET  /metrics                   Prometheus text (no token needed; metrics.go)
+//	GET  /debug/pprof/...           Go's profiler (only with -pprof; operator)
 //	GET  /v1/role/master            wire.Role: 200 on the serving master only, else 503 (no token needed)
 //	GET  /v1/role/backup            wire.Role: 200 on a caught-up back-up of the retained master (no token needed)
 //	GET  /v1/info                   wire.Info
@@ -70,6 +71,9 @@ func (a *Agent) handler() http.Handler {
 	// Metrics are open too, as a scraper expects (they tell no key, value
 	// or secret).
 	mux.Handle("GET /metrics", a.metrics.handler(a.opts.Metrics))
+	if a.cfg.Pprof {
+		auth.HandlePprof(mux, func(h http.HandlerFunc) http.HandlerFunc { return need(auth.Operator, h) })
+	}
 	discovery := func(h http.HandlerFunc) http.HandlerFunc { return a.server.RequireAny(auth.Discovery(), h, jsonErr) }
 	mux.HandleFunc("GET /v1/info", discovery(a.serveInfo))
 	mux.HandleFunc("GET /v1/members", discovery(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, a.MembersJSON()) }))

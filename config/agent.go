@@ -93,6 +93,11 @@ type Agent struct {
 	// fault`). Default false; never enable it in production.
 	FaultControl bool `json:"fault_control"`
 
+	// Pprof serves Go's profiler at /debug/pprof/ on the API address, to
+	// the operator capability where an ACL is on (a profile may show the
+	// command line). Default false.
+	Pprof bool `json:"pprof"`
+
 	// TickUnit is the wall time of one core tick. Default 50ms (local
 	// profile 10ms, wan 200ms); limits 1ms to 10s.
 	TickUnit time.Duration `json:"tick_unit"`

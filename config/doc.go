@@ -85,6 +85,7 @@
 //	| max_events | MASTERSHIP_MAX_EVENTS | -max-events | 200000 | 200000 | 200000 |
 //	| max_groups | MASTERSHIP_MAX_GROUPS | -max-groups | 10000 | 10000 | 10000 |
 //	| max_conns | MASTERSHIP_MAX_CONNS | -max-conns | 1024 | 1024 | 1024 |
+//	| pprof | MASTERSHIP_PPROF | -pprof | false | false | false |
 //	| acl | MASTERSHIP_ACL | -acl | none | none | none |
 //	| token | MASTERSHIP_TOKEN | -token | none | none | none |
 //	| token_file | MASTERSHIP_TOKEN_FILE | -token-file | none | none | none |
@@ -110,6 +111,7 @@
 //	| data_dir | MASTERSHIP_DATA_DIR | -data-dir | none | none | none |
 //	| encrypt | MASTERSHIP_ENCRYPT | -encrypt | none | none | none |
 //	| fault_control | MASTERSHIP_FAULT_CONTROL | -fault-control | false | false | false |
+//	| pprof | MASTERSHIP_PPROF | -pprof | false | false | false |
 //	| tick_unit | MASTERSHIP_TICK_UNIT | -tick-unit | 10ms | 50ms | 200ms |
 //	| heartbeat_ticks | MASTERSHIP_HEARTBEAT_TICKS | -heartbeat-ticks | 5 | 4 | 5 |
 //	| election_ticks | MASTERSHIP_ELECTION_TICKS | -election-ticks | 30 | 20 | 25 |

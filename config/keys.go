@@ -193,6 +193,8 @@ func namingUsage(key string) string {
 		return "cap on the groups kept; a join or registration creating one more is refused; 1 to 1000000"
 	case "max_conns":
 		return "cap on connections open at once; 16 to 100000"
+	case "pprof":
+		return "serve Go's profiler at /debug/pprof/ (operator token where an ACL is on)"
 	case "token":
 		return "`SECRET` presented to agents for triggers and probes; prefer token-file or the environment"
 	}
@@ -247,6 +249,8 @@ func agentUsage(key string) string {
 		return "gossip key, base64 of 16, 24 or 32 bytes; empty for none"
 	case "fault_control":
 		return "enable the test-only fault-injection API"
+	case "pprof":
+		return "serve Go's profiler at /debug/pprof/ on the API address (operator token where an ACL is on)"
 	case "tick_unit":
 		return "wall time of one core tick; 1ms to 10s"
 	case "heartbeat_ticks":

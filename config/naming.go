@@ -120,6 +120,11 @@ type Naming struct {
 	// limits 16 to 100,000.
 	MaxConns int `json:"max_conns"`
 
+	// Pprof serves Go's profiler at /debug/pprof/ on the node's address,
+	// to the operator capability where an ACL is on (a profile may show
+	// the command line). Default false.
+	Pprof bool `json:"pprof"`
+
 	// ACL is a JSON file of tokens and their capabilities (see package
 	// naming/auth); every call then needs a token that grants what it
 	// asks. Default empty: the node is open (it says so at start).

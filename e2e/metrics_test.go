@@ -44,9 +44,11 @@ func gaugeOf(fams map[string]*dto.MetricFamily, name string) float64 {
 // a token: each parses as Prometheus text; exactly one agent of the
 // stable group reports mastership_agent_is_master 1; the naming node
 // counts the group, its members and its master, and reports raft's own
-// metrics; the agents report memberlist's and the Go runtime's.
+// metrics; the agents report memberlist's and the Go runtime's. The
+// agents, started with -pprof, serve Go's profiler; the naming node,
+// without, does not.
 func TestMetricsEndpoints(t *testing.T) {
-	g := startGroupAt(t, 140, 3, "available", false, "local")
+	g := startGroupAt(t, 140, 3, "available", false, "local", "-pprof")
 	hc := &http.Client{Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
 	var last string
@@ -87,5 +89,16 @@ func TestMetricsEndpoints(t *testing.T) {
 	})
 	if last != "" {
 		t.Log(last)
+	}
+	for addr, want := range map[string]int{g.agents[0].api: 200, g.naming: 404} {
+		resp, err := hc.Get("http://" + addr + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200 && !strings.Contains(string(b), "goroutine")) {
+			t.Errorf("GET %s/debug/pprof/: %s, want %d\n%.200s", addr, resp.Status, want, b)
+		}
 	}
 }

@@ -54,7 +54,7 @@ func startSecureGroup(t *testing.T, third int) *secureGroup {
 	g.hc = &http.Client{Timeout: 5 * time.Second, Transport: g.sec.harness.Transport(&http.Transport{})}
 	t.Cleanup(g.hc.CloseIdleConnections)
 	g.namingProc = start(t, "naming", append([]string{"-log-level", "debug", "naming", "-profile", "local", "-bind", g.naming,
-		"-data-dir", t.TempDir()}, g.sec.namingArgs(ips[0])...)...)
+		"-data-dir", t.TempDir(), "-pprof"}, g.sec.namingArgs(ips[0])...)...)
 	var join []string
 	for _, a := range g.agents {
 		join = append(join, a.bind)
@@ -62,7 +62,7 @@ func startSecureGroup(t *testing.T, third int) *secureGroup {
 	for _, a := range g.agents {
 		g.args[a.id] = append([]string{"-log-level", "debug", "agent", "-profile", "local",
 			"-group", "g", "-id", strconv.FormatUint(a.id, 10), "-bind", a.bind, "-api", a.api, "-join", strings.Join(join, ","),
-			"-naming", g.naming, "-mode", "strict", "-expect", "3", "-data-dir", t.TempDir()}, g.sec.agentArgs(a.ip)...)
+			"-naming", g.naming, "-mode", "strict", "-expect", "3", "-data-dir", t.TempDir(), "-pprof"}, g.sec.agentArgs(a.ip)...)
 		g.procs[a.id] = start(t, fmt.Sprintf("agent%d", a.id), g.args[a.id]...)
 	}
 	return g
@@ -517,7 +517,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 	}
 	agentRoutes := []route{
 		{"GET", "/v1/health", "", nil}, {"GET", "/v1/role/master", "", nil}, {"GET", "/v1/role/backup", "", nil},
-		{"GET", "/metrics", "", nil},
+		{"GET", "/metrics", "", nil}, {"GET", "/debug/pprof/", "operator", nil}, {"GET", "/debug/pprof/cmdline", "operator", nil},
 		{"GET", "/v1/info", "read|client", nil}, {"GET", "/v1/members", "read|client", nil},
 		{"GET", "/v1/divergence", "read", nil}, {"GET", "/v1/divergence/999999", "read", nil},
 		{"GET", "/v1/divergence/999999/state", "operator", nil},
@@ -528,7 +528,8 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 		{"POST", "/rpc/notify", "agent", garbage}, {"GET", "/rpc/state", "agent", nil}, {"POST", "/rpc/hashes", "agent", garbage},
 	}
 	namingRoutes := []route{
-		{"GET", "/v1/health", "", nil}, {"GET", "/metrics", "", nil}, {"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
+		{"GET", "/v1/health", "", nil}, {"GET", "/metrics", "", nil}, {"GET", "/debug/pprof/", "operator", nil},
+		{"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
 		{"GET", "/v1/groups/g/events", "read", nil}, {"GET", "/v1/peers", "read", nil},
 		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},
 		{"POST", "/rpc/join", "agent", garbage}, {"POST", "/rpc/renew", "agent", garbage}, {"POST", "/rpc/leave", "agent", garbage},

@@ -50,6 +50,11 @@ func (n *Node) Handler() http.Handler {
 	// Open, as /v1/health is: a scraper sends no token, and the metrics
 	// tell counts, no group's name or member.
 	mux.Handle("GET /metrics", n.metricsHandler())
+	if n.cfg.Pprof {
+		auth.HandlePprof(mux, func(h http.HandlerFunc) http.HandlerFunc {
+			return n.server.Require(auth.Operator, h, writeJSONError)
+		})
+	}
 	mux.HandleFunc("GET /v1/groups", read(func(w http.ResponseWriter, r *http.Request) {
 		mode, ok := n.jsonReadMode(w, r)
 		if !ok {

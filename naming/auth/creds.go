@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -179,4 +180,17 @@ func Load(aclPath, token, tokenFile string, files TLSFiles) (Server, Creds, erro
 		return srv, creds, err
 	}
 	return srv, creds, nil
+}
+
+// HandlePprof serves Go's profiler (net/http/pprof) under /debug/pprof/ on
+// mux, each handler wrapped by guard (the operator capability where an
+// ACL is on: a profile may show the command line). A CPU profile or trace
+// longer than the server's write timeout fails; ask for fewer seconds
+// (?seconds=5).
+func HandlePprof(mux *http.ServeMux, guard func(http.HandlerFunc) http.HandlerFunc) {
+	mux.HandleFunc("GET /debug/pprof/", guard(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", guard(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", guard(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", guard(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", guard(pprof.Trace))
 }
