@@ -57,7 +57,56 @@ func ticksOf(d, unit time.Duration) uint64 { return uint64(max((d+unit-1)/unit, 
 // window; their answers come back to the loop. first and firstErr are the
 // join Start made. A join refused because another agent holds our ID ends
 // the agent (Fatal).
+// reach follows whether the naming node answers, for the logs: an outage
+// is logged once when it begins (its first call that found no node) and
+// once when it ends (the first answer), with how long it lasted and how
+// many calls failed. An answer that refuses is an answer.
+type reach struct {
+	down  bool
+	since time.Time
+	fails int
+}
+
+// unreachable tells a call that found no naming node from one it answered.
+func unreachable(err error) bool {
+	return errors.Is(err, api.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// note records one call's outcome at now and says whether an outage began
+// or ended with it (then how long it lasted and how many calls failed).
+func (r *reach) note(now time.Time, err error) (began, ended bool, lasted time.Duration, fails int) {
+	switch {
+	case err != nil && unreachable(err):
+		r.fails++
+		if !r.down {
+			r.down, r.since = true, now
+			return true, false, 0, r.fails
+		}
+	case r.down:
+		lasted, fails = now.Sub(r.since), r.fails
+		*r = reach{}
+		return false, true, lasted, fails
+	default:
+		r.fails = 0
+	}
+	return false, false, 0, 0
+}
+
 func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
+	var naming reach
+	noteNaming := func(err error) {
+		if a.ctx.Err() != nil {
+			return // stopping: our own calls were cancelled
+		}
+		began, ended, lasted, fails := naming.note(time.Now(), err)
+		switch {
+		case began:
+			a.logger.Warn("naming node unreachable: the group's registration and the self-monitor's checks wait for it; check that it runs and that -naming names it",
+				"naming", a.cfg.Naming, "error", err)
+		case ended:
+			a.logger.Warn("naming node reachable again", "naming", a.cfg.Naming, "unreachable_for", lasted.Round(time.Millisecond), "failed_calls", fails)
+		}
+	}
 	unit := a.cfg.TickUnit
 	base := time.Now()
 	now := func() uint64 { return uint64(time.Since(base) / unit) }
@@ -97,6 +146,7 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 						}
 					}
 					answer(func(now uint64) []member.Effect {
+						noteNaming(err)
 						if err != nil {
 							return m.Joined(now, member.Session{}, err)
 						}
@@ -116,6 +166,7 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 						a.setPaused(r.Paused)
 					}
 					answer(func(now uint64) []member.Effect {
+						noteNaming(err)
 						return m.Renewed(now, session, sessionOf(session, r.TTL, r.Master), err)
 					})
 				}()
@@ -136,6 +187,7 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 						a.logger.Debug("register at naming node", "error", err)
 					}
 					answer(func(now uint64) []member.Effect {
+						noteNaming(err)
 						return m.RegisterDone(now, epoch, resp.Accepted, &resp.Master, err)
 					})
 				}()
@@ -160,6 +212,7 @@ func (a *Agent) runNaming(first *api.JoinResponse, firstErr error) {
 	}
 
 	if first != nil || firstErr != nil {
+		noteNaming(firstErr)
 		m.Joining()
 		var s member.Session
 		if first != nil {

@@ -61,9 +61,12 @@ func TestStrictNeedsExpect(t *testing.T) {
 // started at the same instant, each on its own loopback address.
 type startupGroup struct {
 	naming string
-	agents []cliAgent
-	procs  map[uint64]*proc
-	nc     *client.Client
+	// namingProc runs the naming node on namingDir.
+	namingProc *proc
+	namingDir  string
+	agents     []cliAgent
+	procs      map[uint64]*proc
+	nc         *client.Client
 }
 
 func startStrictGroup(t *testing.T, run int) *startupGroup {
@@ -78,8 +81,8 @@ func startStrictGroup(t *testing.T, run int) *startupGroup {
 func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile string, extra ...string) *startupGroup {
 	t.Helper()
 	third := 50 + run%150
-	g := &startupGroup{naming: freeAddr(t, fmt.Sprintf("127.0.%d.2", third)), procs: map[uint64]*proc{}}
-	startNaming(t, g.naming, t.TempDir())
+	g := &startupGroup{naming: freeAddr(t, fmt.Sprintf("127.0.%d.2", third)), procs: map[uint64]*proc{}, namingDir: t.TempDir()}
+	g.namingProc = startNaming(t, g.naming, g.namingDir)
 	nc, err := client.New(g.naming, client.WithTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
