@@ -35,6 +35,11 @@ var (
 	// ErrNoMaster is wrapped when neither the naming node nor any known
 	// agent named a master the client could reach.
 	ErrNoMaster = errors.New("client: no master found")
+	// ErrUnknownGroup is wrapped when the naming node answered that it
+	// knows no such group and the client was given no agent to ask: a
+	// definite answer, returned at once rather than retried to the
+	// deadline.
+	ErrUnknownGroup = errors.New("client: group unknown to the naming node")
 	// ErrRefused is wrapped when the request itself was refused: bad input
 	// (empty or too long key, too long value, text that is not UTF-8),
 	// checked by the client or the agent (400 invalid, 413 too-large), an
@@ -332,6 +337,8 @@ func (c *Client) do(ctx context.Context, req wire.KVRequest) (Reply, error) {
 			return a.rep, nil
 		case a.fatal:
 			return Reply{}, fmt.Errorf("%w (%s)", a.err, what)
+		case errors.Is(a.err, ErrUnknownGroup):
+			return Reply{}, fmt.Errorf("client: %s: %w", what, a.err)
 		}
 		if ctx.Err() == nil || last == nil {
 			// An attempt cut short by the operation's deadline says less

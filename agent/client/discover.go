@@ -33,11 +33,15 @@ func (c *Client) findMaster(ctx context.Context, avoid map[string]bool) (string,
 		problems   []string
 		lastResort string
 		members    []string
+		namingErr  error
 	)
 	if c.naming != nil {
 		look, err := c.naming.Lookup(ctx, api.LookupRequest{Group: c.group})
 		switch {
+		case errors.Is(err, api.ErrNotFound) && len(c.agentAddrs(nil)) == 0:
+			return "", fmt.Errorf("%w: %q (ask the naming node which groups it holds: mastership status)", ErrUnknownGroup, c.group)
 		case err != nil:
+			namingErr = err
 			problems = append(problems, fmt.Sprintf("naming node: %v", err))
 		case look.Master == nil:
 			problems = append(problems, "naming node: no master registered")
@@ -72,7 +76,24 @@ func (c *Client) findMaster(ctx context.Context, avoid map[string]bool) (string,
 	if lastResort != "" {
 		return lastResort, nil
 	}
-	return "", fmt.Errorf("%w for group %q: %s", ErrNoMaster, c.group, strings.Join(problems, "; "))
+	return "", &noMasterError{msg: fmt.Sprintf("%v for group %q: %s", ErrNoMaster, c.group, strings.Join(problems, "; ")), naming: namingErr}
+}
+
+// noMasterError is ErrNoMaster with what the naming node's lookup got, so
+// that a caller can tell an unreachable naming node (api.ErrUnavailable)
+// from one that named no master.
+type noMasterError struct {
+	msg    string
+	naming error
+}
+
+func (e *noMasterError) Error() string { return e.msg }
+
+func (e *noMasterError) Unwrap() []error {
+	if e.naming == nil {
+		return []error{ErrNoMaster}
+	}
+	return []error{ErrNoMaster, e.naming}
 }
 
 // candidate is a master some agent reported.

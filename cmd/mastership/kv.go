@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -128,11 +130,32 @@ func kvSubcommand(name, args, usage string, extra []cli.Flag,
 				if _, usage := err.(cli.ExitCoder); usage {
 					return err
 				}
+				if hint := namingUnreachable(err, c); hint != "" {
+					return fmt.Errorf("kv %s: %s", name, hint)
+				}
 				return fmt.Errorf("kv %s: %w", name, err)
 			}
 			return printKV(c, name, r)
 		},
 	}
+}
+
+// namingUnreachable explains, in one line with what to check, an operation
+// that found no master because the naming node did not answer and no
+// agent was given; "" for any other error.
+func namingUnreachable(err error, c *cli.Context) string {
+	if !errors.Is(err, agentclient.ErrNoMaster) || !errors.Is(err, api.ErrUnavailable) || len(c.StringSlice("agent")) > 0 || os.Getenv(envAgent) != "" {
+		return ""
+	}
+	cause := "no answer"
+	var op *net.OpError
+	if errors.As(err, &op) {
+		cause = op.Err.Error()
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		cause = "timed out"
+	}
+	return fmt.Sprintf("naming node %s unreachable (%s): check that it runs and that -naming (or MASTERSHIP_NAMING) names it, or give -agent with an agent of the group",
+		c.String("naming"), cause)
 }
 
 // kvClient builds the agent client from the flags. Without -agent the
