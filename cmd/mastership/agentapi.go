@@ -208,7 +208,7 @@ func printInfo(w io.Writer, in wire.Info) {
 		{"id", fmt.Sprint(in.ID)},
 		{"group", in.Group},
 		{"role", in.Role},
-		{"epoch", fmt.Sprintf("%d (master %d)", in.Epoch, in.EpochID)},
+		{"epoch", api.Epoch{Term: in.Epoch, ID: in.EpochID}.String()},
 		{"master", master},
 		{"applied", fmt.Sprint(in.Applied)},
 		{"commit", fmt.Sprint(in.Commit)},

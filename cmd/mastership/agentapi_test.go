@@ -70,7 +70,7 @@ func TestAgentQueries(t *testing.T) {
 	}{
 		{"members table sorted by ID", []string{"members", "-agent", addr}, 0, []string{"ID  GROUP  ROLE    EPOCH  MASTER  HEALTH", "\n1   g      master", "\n2   g      backup"}, ""},
 		{"members JSON as the agent gives it", []string{"members", "-agent", addr, "-json"}, 0, []string{`"id": 2,`, `"api": "127.0.0.2:2",`}, ""},
-		{"info lines", []string{"info", "-agent", addr}, 0, []string{"role: master\n", "epoch: 3 (master 1)\n", "digest: abc\n", "last_check: none yet\n"}, ""},
+		{"info lines", []string{"info", "-agent", addr}, 0, []string{"role: master\n", "epoch: 3.1\n", "digest: abc\n", "last_check: none yet\n"}, ""},
 		{"divergence table", []string{"divergence", "list", "-agent", addr}, 0, []string{"RECORDED", "7   2.1    5      9       3    put  \"k\"  true   false     2030-01-02T03:04:05Z"}, ""},
 		{"divergence JSON with the operation", []string{"divergence", "-agent", addr, "list", "-json"}, 0, []string{`"operation": {`, `"value": "v"`}, ""},
 		{"discard without -yes", []string{"divergence", "discard", "-agent", addr, "7"}, 2, nil, "discard removes record 7 for good; add -yes"},
@@ -99,6 +99,11 @@ func TestAgentQueries(t *testing.T) {
 	}
 	if *deletes != 0 {
 		t.Fatalf("discard without -yes deleted")
+	}
+	// The operation is text in the JSON; the msgpack it was logged as is
+	// not repeated beside it.
+	if out, _, _ := runCLI("divergence", "list", "-agent", addr, "-json"); strings.Contains(out, `"op":`) || strings.Contains(out, `"op_msgpack"`) {
+		t.Errorf("divergence list -json repeats the msgpack operation:\n%s", out)
 	}
 	if _, errOut, code := runCLI("divergence", "discard", "-agent", addr, "-yes", "7"); code != 0 || *deletes != 1 {
 		t.Fatalf("discard -yes: exit %d, %q, %d deletes", code, errOut, *deletes)

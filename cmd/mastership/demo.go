@@ -55,18 +55,24 @@ type demoEvent struct {
 
 // demoSummary is the shape of `mastership demo -json`.
 type demoSummary struct {
-	Agents                 int         `json:"agents"`
-	MastersDuringPartition int         `json:"masters_during_partition"`
-	MastersAfterHeal       int         `json:"masters_after_heal"`
-	Master                 uint64      `json:"master"`
-	HealMS                 int64       `json:"heal_ms"`
-	DigestsEqual           bool        `json:"digests_equal"`
-	Acked                  int         `json:"acked"`
-	Lost                   int         `json:"lost"`
-	Diverged               int         `json:"diverged"`
-	Healed                 bool        `json:"healed"`
-	Dir                    string      `json:"dir"`
-	Events                 []demoEvent `json:"events"`
+	Agents                 int    `json:"agents"`
+	MastersDuringPartition int    `json:"masters_during_partition"`
+	MastersAfterHeal       int    `json:"masters_after_heal"`
+	Master                 uint64 `json:"master"`
+	HealMS                 int64  `json:"heal_ms"`
+	DigestsEqual           bool   `json:"digests_equal"`
+	// Acked is InFinal + Diverged + Lost: each acknowledged write is read
+	// back from the final state, else found in a divergence record (to
+	// replay), else lost.
+	Acked    int `json:"acked"`
+	InFinal  int `json:"in_final_state"`
+	Diverged int `json:"diverged"`
+	Lost     int `json:"lost"`
+	// RecordsAt is the API address of an agent holding divergence records.
+	RecordsAt string      `json:"records_at,omitempty"`
+	Healed    bool        `json:"healed"`
+	Dir       string      `json:"dir"`
+	Events    []demoEvent `json:"events"`
 }
 
 type demoAgent struct {
@@ -92,6 +98,10 @@ type demo struct {
 	seq    uint64 // last naming event seen
 	ports  map[string]bool
 	group  string // "" means "demo"
+	// cli is how the printed commands run mastership: the binary's
+	// absolute path, or a copy in the demo's dir when it is go run's
+	// temporary build (removed when go run exits).
+	cli string
 }
 
 func (d *demo) groupName() string {
@@ -155,20 +165,32 @@ func runDemo(c *cli.Context) error {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	d := &demo{c: c, start: time.Now(), live: !c.Bool("json"), hc: &http.Client{Timeout: 2 * time.Second}, ports: map[string]bool{}}
+	d := &demo{c: c, start: time.Now(), live: !c.Bool("json"), hc: &http.Client{Timeout: 2 * time.Second}, ports: map[string]bool{}, cli: exe}
 	keep := c.Bool("keep")
+	if keep && goRunBuild(exe) {
+		if d.cli, err = copyExecutable(exe, filepath.Join(dir, "mastership")); err != nil {
+			return fmt.Errorf("keep a copy of the binary for the printed commands: %w", err)
+		}
+		exe = d.cli
+	}
+	var sum *demoSummary
 	defer func() {
 		if !keep {
 			d.stop()
-			if c.String("dir") == "" {
+			// The logs go with a temporary dir, unless the demo failed.
+			if c.String("dir") == "" && err == nil && sum != nil && sum.Healed && sum.Lost == 0 {
 				os.RemoveAll(dir)
 			}
 		}
 	}()
 	if d.live {
-		fmt.Fprintf(c.App.Writer, "Mastership demo: a naming node and %d agents on 127.0.0.x (logs in %s)\n\n", n, dir)
+		where := "logs in " + dir
+		if !keep && c.String("dir") == "" {
+			where += ", removed at the end unless the demo fails; -dir DIR keeps them"
+		}
+		fmt.Fprintf(c.App.Writer, "Mastership demo: a naming node and %d agents on 127.0.0.x (%s)\n\n", n, where)
 	}
-	sum, err := d.run(exe, dir, n)
+	sum, err = d.run(exe, dir, n)
 	if err != nil {
 		return err
 	}
@@ -182,12 +204,31 @@ func runDemo(c *cli.Context) error {
 		d.printSummary(sum)
 	}
 	if keep {
-		d.printKeep()
+		d.printKeep(dir)
 	}
 	if !sum.Healed || sum.Lost > 0 {
 		return cli.Exit("", exitError)
 	}
 	return nil
+}
+
+// goRunBuild tells a binary that `go run` built in a temporary dir, which
+// it removes when the demo exits.
+func goRunBuild(exe string) bool {
+	return strings.Contains(filepath.ToSlash(exe), "/go-build")
+}
+
+// copyExecutable copies the binary at from to to, executable, and returns
+// to.
+func copyExecutable(from, to string) (string, error) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		return "", err
+	}
+	return to, nil
 }
 
 func (d *demo) spawn(exe, logPath string, args ...string) (*exec.Cmd, error) {
@@ -533,6 +574,9 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 				diverged[op.Key] = true
 			}
 		}
+		if len(recs) > 0 && sum.RecordsAt == "" {
+			sum.RecordsAt = a.api
+		}
 	}
 	amu.Lock()
 	defer amu.Unlock()
@@ -548,6 +592,7 @@ func (d *demo) run(exe, dir string, n int) (*demoSummary, error) {
 		cancel()
 		switch {
 		case err == nil && r.Found && string(r.Value) == acked[key]:
+			sum.InFinal++
 		case diverged[key]:
 			sum.Diverged++
 		default:
@@ -576,8 +621,13 @@ func (d *demo) printSummary(s *demoSummary) {
 	fmt.Fprintf(w, "  heal to one synced master:    %dms\n", s.HealMS)
 	fmt.Fprintf(w, "  digests equal:                %v\n", s.DigestsEqual)
 	fmt.Fprintf(w, "  writes acknowledged:          %d\n", s.Acked)
-	fmt.Fprintf(w, "  lost:                         %d\n", s.Lost)
-	fmt.Fprintf(w, "  in divergence records:        %d (kept for replay: mastership divergence list -agent ADDR)\n", s.Diverged)
+	fmt.Fprintf(w, "    in the final state:         %d\n", s.InFinal)
+	fmt.Fprintf(w, "    in divergence records:      %d", s.Diverged)
+	if s.Diverged > 0 && s.RecordsAt != "" {
+		fmt.Fprintf(w, " (the losing side's, kept for replay: %s divergence list -agent %s, then divergence replay -agent %s ID)",
+			d.cli, s.RecordsAt, s.RecordsAt)
+	}
+	fmt.Fprintf(w, "\n    lost:                       %d\n", s.Lost)
 	if s.Healed && s.Lost == 0 {
 		fmt.Fprintf(w, "  result:                       healed\n")
 	} else {
@@ -585,15 +635,17 @@ func (d *demo) printSummary(s *demoSummary) {
 	}
 }
 
-func (d *demo) printKeep() {
+func (d *demo) printKeep(dir string) {
 	w := d.c.App.Writer
-	fmt.Fprintf(w, "\nThe cluster keeps running. Explore it:\n")
-	fmt.Fprintf(w, "  mastership status -naming %s -group demo\n", d.nAddr)
-	fmt.Fprintf(w, "  mastership events -naming %s -group demo\n", d.nAddr)
-	fmt.Fprintf(w, "  mastership members -agent %s\n", d.agents[0].api)
-	fmt.Fprintf(w, "  mastership info -agent %s\n", d.agents[len(d.agents)-1].api)
-	fmt.Fprintf(w, "  mastership kv put -group demo -naming %s hello world\n", d.nAddr)
-	fmt.Fprintf(w, "  mastership divergence list -agent %s\n", d.agents[len(d.agents)-1].api)
+	m := d.cli
+	fmt.Fprintf(w, "\nThe cluster keeps running (logs in %s). Explore it:\n", dir)
+	fmt.Fprintf(w, "  %s status -naming %s -group demo\n", m, d.nAddr)
+	fmt.Fprintf(w, "  %s events -naming %s -group demo\n", m, d.nAddr)
+	fmt.Fprintf(w, "  %s members -agent %s\n", m, d.agents[0].api)
+	fmt.Fprintf(w, "  %s info -agent %s\n", m, d.agents[len(d.agents)-1].api)
+	fmt.Fprintf(w, "  %s kv put -group demo -naming %s hello world\n", m, d.nAddr)
+	fmt.Fprintf(w, "  %s divergence list -agent %s\n", m, d.agents[len(d.agents)-1].api)
+	fmt.Fprintf(w, "  curl -s http://%s/metrics | grep ^mastership_agent_is_master\n", d.agents[0].api)
 	var pids []string
 	for _, p := range d.procs {
 		pids = append(pids, fmt.Sprint(p.Process.Pid))

@@ -145,6 +145,12 @@ func recordID(c *cli.Context) (uint64, error) {
 // operation decoded.
 type recordJSON struct {
 	store.Record
+	// Op, never set, hides the record's msgpack operation (its JSON name
+	// is the embedded one's), given as text in Operation; OpMsgpack keeps
+	// it (base64) only when it is no kv operation (another state
+	// machine's).
+	Op        []byte  `json:"op,omitempty"`
+	OpMsgpack []byte  `json:"op_msgpack,omitempty"`
 	Operation *opJSON `json:"operation"`
 	// Pairs are a state record's kv pairs, when its state was fetched
 	// (show, not list) and is the kv's.
@@ -182,6 +188,8 @@ func newRecordJSON(r store.Record, state []byte) recordJSON {
 			o.Expect = &e
 		}
 		out.Operation = &o
+	} else {
+		out.OpMsgpack = r.Op
 	}
 	return out
 }

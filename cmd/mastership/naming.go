@@ -265,7 +265,7 @@ func eventsCommand() *cli.Command {
 				return writeJSON(c.App.Writer, evs)
 			}
 			for _, e := range evs {
-				fmt.Fprintf(c.App.Writer, "%6d  %s  %-20s %s\n", e.Seq, e.Time.Format("15:04:05.000"), e.Kind, describeEvent(e))
+				fmt.Fprintf(c.App.Writer, "%6d  %s  %-20s %s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05.000 MST"), e.Kind, describeEvent(e))
 			}
 			return nil
 		},
