@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,5 +104,18 @@ func TestDemoKeepFromGoRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "naming.log")); err != nil {
 		t.Errorf("the kept cluster's logs: %v", err)
+	}
+	var ui string
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, "The dashboard: "); ok {
+			ui = strings.TrimSpace(rest)
+		}
+	}
+	resp, err := http.Get(ui)
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("the printed dashboard %q: %v %v", ui, err, resp)
+	}
+	if resp != nil {
+		resp.Body.Close()
 	}
 }

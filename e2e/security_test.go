@@ -529,6 +529,7 @@ func checkCapabilities(t *testing.T, g *secureGroup, agentAddr string) {
 	}
 	namingRoutes := []route{
 		{"GET", "/v1/health", "", nil}, {"GET", "/metrics", "", nil}, {"GET", "/debug/pprof/", "operator", nil},
+		{"GET", "/ui/", "", nil}, {"GET", "/ui/app.js", "", nil}, {"GET", "/v1/ui/state", "read", nil},
 		{"GET", "/v1/groups", "read", nil}, {"GET", "/v1/groups/g", "read", nil},
 		{"GET", "/v1/groups/g/events", "read", nil}, {"GET", "/v1/peers", "read", nil},
 		{"GET", "/v1/snapshot", "operator", nil}, {"PUT", "/v1/snapshot", "operator", garbage},

@@ -50,6 +50,12 @@ func (n *Node) Handler() http.Handler {
 	// Open, as /v1/health is: a scraper sends no token, and the metrics
 	// tell counts, no group's name or member.
 	mux.Handle("GET /metrics", n.metricsHandler())
+	// The dashboard: its page and scripts are open (they hold no data);
+	// what it shows comes from /v1/ui/, read like the rest of /v1/.
+	mux.Handle("GET /ui/", uiHandler())
+	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
+	mux.HandleFunc("GET /v1/ui/state", read(n.serveUIState))
+	mux.HandleFunc("GET /v1/ui/stream", read(n.serveUIStream))
 	if n.cfg.Pprof {
 		auth.HandlePprof(mux, func(h http.HandlerFunc) http.HandlerFunc {
 			return n.server.Require(auth.Operator, h, writeJSONError)

@@ -1,7 +1,9 @@
 package naming
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,5 +97,82 @@ func TestNamingMetrics(t *testing.T) {
 		if got := metricValue(fams, c.name, c.label, c.value); got != c.want {
 			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
 		}
+	}
+}
+
+// The dashboard's data: every group with its members, each asked for its
+// own state (these fake agents answer no /v1/info: each is shown with its
+// error), a member whose session expired kept from the events, and the
+// page itself. The stream sends the state at once; past dashMaxStreams
+// open at once, a new one is refused.
+func TestDashboardState(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.SessionTTL = time.Second
+	tn := startNode(t, cfg)
+	ctx := context.Background()
+	fakes := []*fakeAgent{newFakeAgent(t), newFakeAgent(t)}
+	for i, fa := range fakes {
+		ttl := time.Minute
+		if i == 1 {
+			ttl = 200 * time.Millisecond // never renewed: it expires
+		}
+		if _, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 1), Addr: fa.addr(), TTL: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "member 2's session expired", func() bool {
+		st, err := tn.Node.dashboard(ctx)
+		if err != nil || len(st.Groups) != 1 {
+			return false
+		}
+		ms := st.Groups[0].Members
+		return len(ms) == 2 && !ms[0].Expired && ms[1].Expired && ms[1].Addr == fakes[1].addr()
+	})
+	st, _ := tn.Node.dashboard(ctx)
+	for _, m := range st.Groups[0].Members {
+		if m.Error == "" || m.Role != "" {
+			t.Errorf("member %d answers no /v1/info, shown as %+v", m.ID, m)
+		}
+	}
+	if st.Groups[0].Masters != 0 || len(st.Groups[0].Events) == 0 {
+		t.Errorf("group state %+v", st.Groups[0])
+	}
+
+	base := "http://" + tn.addr
+	resp, err := http.Get(base + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "<title>Mastership</title>") {
+		t.Fatalf("GET /ui/: %s %.100s", resp.Status, page)
+	}
+	var streams []*http.Response
+	defer func() {
+		for _, r := range streams {
+			r.Body.Close()
+		}
+	}()
+	for i := range dashMaxStreams {
+		r, err := http.Get(base + "/v1/ui/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, r)
+		if i == 0 {
+			line, err := bufio.NewReader(r.Body).ReadString('\n')
+			if err != nil || line != "event: state\n" {
+				t.Fatalf("stream's first line %q, %v", line, err)
+			}
+		}
+	}
+	r, err := http.Get(base + "/v1/ui/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("stream %d: %s, want 503", dashMaxStreams+1, r.Status)
 	}
 }

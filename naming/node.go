@@ -53,6 +53,7 @@ type Node struct {
 	clock  Clock
 
 	metricsExtra prometheus.Gatherer // served at /metrics beside the node's
+	uiStreams    chan struct{}       // the dashboard streams open (dashMaxStreams)
 
 	mu       sync.Mutex
 	reg      *Registry // the live registry: set while leading
@@ -164,7 +165,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("naming: %w", err)
 	}
-	n := &Node{metricsExtra: cfg.Metrics,
+	n := &Node{metricsExtra: cfg.Metrics, uiStreams: make(chan struct{}, dashMaxStreams),
 		cfg:    cfg,
 		logger: logger,
 		clock:  clock,
@@ -472,6 +473,12 @@ func (n *Node) proveJoin(req api.JoinRequest) bool {
 func (n *Node) agentInfo(addr string) (wire.Info, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.TriggerTimeout)
 	defer cancel()
+	return n.agentInfoCtx(ctx, addr)
+}
+
+// agentInfoCtx reads the /v1/info of the agent at addr within ctx, with the
+// node's credentials.
+func (n *Node) agentInfoCtx(ctx context.Context, addr string) (wire.Info, error) {
 	ag, err := aclient.NewAPI(aclient.APIConfig{Addr: addr, Creds: n.creds, HTTP: n.http, MaxReply: 64 << 10})
 	if err != nil {
 		return wire.Info{}, err

@@ -48,6 +48,7 @@ func testConfig(t *testing.T, dir string) config.Naming {
 type testNode struct {
 	*Node
 	client *client.Client
+	addr   string // where it serves
 	done   chan error
 }
 
@@ -66,7 +67,7 @@ func startNodeClock(t *testing.T, cfg config.Naming, clk Clock) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := &testNode{Node: n, done: make(chan error, 1)}
+	tn := &testNode{Node: n, addr: ln.Addr().String(), done: make(chan error, 1)}
 	go func() { tn.done <- n.Serve(ln) }()
 	tn.client, err = client.New(ln.Addr().String())
 	if err != nil {

@@ -646,6 +646,7 @@ func (d *demo) printKeep(dir string) {
 	fmt.Fprintf(w, "  %s kv put -group demo -naming %s hello world\n", m, d.nAddr)
 	fmt.Fprintf(w, "  %s divergence list -agent %s\n", m, d.agents[len(d.agents)-1].api)
 	fmt.Fprintf(w, "  curl -s http://%s/metrics | grep ^mastership_agent_is_master\n", d.agents[0].api)
+	fmt.Fprintf(w, "The dashboard: http://%s/ui/\n", d.nAddr)
 	var pids []string
 	for _, p := range d.procs {
 		pids = append(pids, fmt.Sprint(p.Process.Pid))

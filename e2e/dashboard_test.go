@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// webDriver drives a real browser through chromedriver's WebDriver
+// protocol (plain HTTP and JSON).
+type webDriver struct {
+	t       *testing.T
+	base    string // http://127.0.0.1:PORT
+	session string
+	hc      *http.Client
+}
+
+func (wd *webDriver) call(method, path string, body any, out any) error {
+	var in io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		in = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, wd.base+path, in)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := wd.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, b)
+	}
+	var v struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", method, path, err, b)
+	}
+	if out != nil {
+		return json.Unmarshal(v.Value, out)
+	}
+	return nil
+}
+
+// startBrowser starts chromedriver and a headless Chromium session, or
+// skips the test, saying why, where they are not installed.
+func startBrowser(t *testing.T) *webDriver {
+	t.Helper()
+	driver, err := exec.LookPath("chromedriver")
+	if err != nil {
+		t.Skip("chromedriver is not installed (Debian: apt-get install chromium chromium-driver)")
+	}
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+	}
+	addr := freeAddr(t, "127.0.0.1")
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	cmd := exec.Command(driver, "--port="+port)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	wd := &webDriver{t: t, base: "http://" + addr, hc: &http.Client{Timeout: 60 * time.Second}}
+	waitFor(t, 20*time.Second, "chromedriver ready", func() bool {
+		var st struct {
+			Ready bool `json:"ready"`
+		}
+		return wd.call("GET", "/status", nil, &st) == nil && st.Ready
+	})
+	caps := map[string]any{"capabilities": map[string]any{"alwaysMatch": map[string]any{
+		"browserName": "chrome",
+		"goog:chromeOptions": map[string]any{"binary": browser, "args": []string{
+			"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir=" + t.TempDir(), "--window-size=1300,700"}},
+	}}}
+	var sess struct {
+		SessionID string `json:"sessionId"`
+	}
+	if err := wd.call("POST", "/session", caps, &sess); err != nil {
+		t.Fatalf("start a browser session: %v\n%s", err, log.String())
+	}
+	wd.session = sess.SessionID
+	t.Cleanup(func() { wd.call("DELETE", "/session/"+wd.session, nil, nil) })
+	return wd
+}
+
+func (wd *webDriver) open(url string) {
+	if err := wd.call("POST", "/session/"+wd.session+"/url", map[string]string{"url": url}, nil); err != nil {
+		wd.t.Fatal(err)
+	}
+}
+
+// eval runs script in the page and decodes what it returns into out.
+func (wd *webDriver) eval(script string, out any) error {
+	return wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": script, "args": []any{}}, out)
+}
+
+// screenshot saves the page as a PNG in the e2e artifacts dir
+// (MASTERSHIP_E2E_LOG_DIR, else the system's temporary dir) and returns
+// its path.
+func (wd *webDriver) screenshot(name string) string {
+	var b64 string
+	if err := wd.call("GET", "/session/"+wd.session+"/screenshot", nil, &b64); err != nil {
+		wd.t.Fatal(err)
+	}
+	png, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		wd.t.Fatal(err)
+	}
+	dir := os.Getenv("MASTERSHIP_E2E_LOG_DIR")
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		wd.t.Fatal(err)
+	}
+	return path
+}
+
+// dashGroup is what the rendered page shows of group g.
+type dashView struct {
+	Masters int      `json:"masters"`
+	Split   bool     `json:"split"`
+	Badge   string   `json:"badge"`
+	Roles   []string `json:"roles"`
+}
+
+const dashScript = `const s = document.querySelector('section.group[data-group="g"]');
+if (!s) return {masters: -1, split: false, badge: "", roles: []};
+return {masters: Number(s.dataset.masters), split: s.classList.contains("split"),
+  badge: s.querySelector(".badge").textContent,
+  roles: Array.from(s.querySelectorAll("tr.member")).map(r => r.dataset.role)};`
+
+// The dashboard in a real browser (headless Chromium through
+// chromedriver), against a running naming node and three agents, through
+// a partition and its heal: the page shows one master, then the split
+// brain (two masters, in red) as it happens, then one master again,
+// updating live from the naming node's stream. A screenshot of the split
+// is kept.
+func TestDashboardInBrowser(t *testing.T) {
+	wd := startBrowser(t)
+	g := startGroupAt(t, 143, 3, "available", false, "local", "-fault-control")
+	waitFor(t, 20*time.Second, "a registered master", func() bool { return cliRegistered(t, g.naming, "g") != 0 })
+	wd.open("http://" + g.naming + "/ui/")
+	view := func() dashView {
+		var v dashView
+		if err := wd.eval(dashScript, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	var v dashView
+	waitFor(t, 20*time.Second, "the page shows one master and every member", func() bool {
+		v = view()
+		return v.Masters == 1 && !v.Split && len(v.Roles) == 3 && v.Badge == "one master"
+	})
+	master := cliRegistered(t, g.naming, "g")
+	var alone, others []cliAgent
+	for _, a := range g.agents {
+		if a.id == master {
+			alone = append(alone, a)
+		} else {
+			others = append(others, a)
+		}
+	}
+	namingIP := g.naming[:strings.LastIndex(g.naming, ":")]
+	for _, a := range others {
+		if _, errOut, code := run(t, "fault", "-agent", a.api, "partition", "-from", alone[0].ip+","+namingIP); code != 0 {
+			t.Fatalf("partition %d: %s", a.id, errOut)
+		}
+	}
+	if _, errOut, code := run(t, "fault", "-agent", alone[0].api, "partition", "-from", others[0].ip+","+others[1].ip); code != 0 {
+		t.Fatalf("partition %d: %s", alone[0].id, errOut)
+	}
+	waitFor(t, 20*time.Second, "the page shows the split brain: two masters, in red", func() bool {
+		v = view()
+		return v.Masters == 2 && v.Split && strings.HasPrefix(v.Badge, "split brain: 2 masters")
+	})
+	t.Logf("split brain on the page: %+v; screenshot %s", v, wd.screenshot("dashboard-split-brain.png"))
+	for _, a := range g.agents {
+		if _, errOut, code := run(t, "fault", "-agent", a.api, "heal"); code != 0 {
+			t.Fatalf("heal %d: %s", a.id, errOut)
+		}
+	}
+	waitFor(t, 30*time.Second, "the page shows one master again", func() bool {
+		v = view()
+		return v.Masters == 1 && !v.Split && v.Badge == "one master"
+	})
+	t.Logf("healed on the page: %+v; screenshot %s", v, wd.screenshot("dashboard-healed.png"))
+}

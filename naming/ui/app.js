@@ -1,0 +1,128 @@
+// The dashboard: it reads /v1/ui/stream (server-sent events, read with
+// fetch so that a token can go in a header), falls back to polling
+// /v1/ui/state, and renders every group from each state it gets. Text
+// from the state is set as text, never as HTML.
+"use strict";
+
+const groupsEl = document.getElementById("groups");
+const connEl = document.getElementById("conn");
+const loginEl = document.getElementById("login");
+
+function headers() {
+  const t = sessionStorage.getItem("mastership-token");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+function setConn(state, text) {
+  connEl.className = "conn " + state;
+  connEl.textContent = text;
+}
+
+function render(st) {
+  document.getElementById("node").textContent = "naming node " + st.node + " (" + st.role + ")";
+  document.getElementById("more").hidden = !st.more;
+  const sections = st.groups.map(renderGroup);
+  if (sections.length === 0) sections.push(el("p", {}, "No group yet."));
+  groupsEl.replaceChildren(...sections);
+  document.body.setAttribute("data-updated", st.time || new Date().toISOString());
+}
+
+function renderGroup(g) {
+  let badge;
+  if (g.masters > 1) badge = el("span", { class: "badge split" }, "split brain: " + g.masters + " masters");
+  else if (g.masters === 1) badge = el("span", { class: "badge ok" }, "one master");
+  else badge = el("span", { class: "badge none" }, "no master");
+  const reg = g.master ? "registered: " + g.master.id + " at epoch " + g.master.epoch : "no master registered";
+  const title = el("h2", {}, el("span", {}, g.group), badge,
+    el("span", { class: "badge" }, g.mode + ", " + g.policy + (g.paused ? ", paused" : "")),
+    el("span", { class: "badge" }, reg));
+  const head = el("tr", {}, ...["ID", "role", "epoch", "follows", "serving", "digest", "address"].map(h => el("th", {}, h)));
+  const rows = g.members.map(m => {
+    const cls = "member " + (m.error ? "down" : m.role) + (m.expired ? " expired" : "");
+    return el("tr", { class: cls, "data-id": m.id, "data-role": m.role || "unreachable" },
+      el("td", {}, m.id),
+      el("td", { class: "role" }, m.error ? "unreachable" : m.role),
+      el("td", {}, m.epoch || ""),
+      el("td", {}, m.master ? m.master : ""),
+      el("td", {}, m.error ? "" : (m.serving ? "yes" : "no")),
+      el("td", { class: "digest" }, (m.digest || "").slice(0, 12)),
+      el("td", { title: m.error || "" }, m.addr + (m.expired ? " (session expired)" : "")));
+  });
+  const events = el("ul", { class: "events" }, ...g.events.slice().reverse().map(e =>
+    el("li", {}, new Date(e.time).toLocaleTimeString() + " ", el("span", { class: "kind" }, e.kind), " " + describe(e))));
+  return el("section", { class: "group" + (g.masters > 1 ? " split" : ""), "data-group": g.group, "data-masters": g.masters },
+    title, el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)), events);
+}
+
+function describe(e) {
+  const parts = [];
+  if (e.id) parts.push("id=" + e.id);
+  if (e.retained) parts.push("retained=" + e.retained);
+  if (e.removed && e.removed.length) parts.push("removed=" + e.removed.join(","));
+  if (e.epoch && e.epoch.term) parts.push("epoch=" + e.epoch.term + "." + e.epoch.id);
+  if (e.reason) parts.push(e.reason);
+  if (e.error) parts.push(e.error);
+  return parts.join(" ");
+}
+
+async function stream() {
+  const resp = await fetch("/v1/ui/stream", { headers: headers() });
+  if (resp.status === 401 || resp.status === 403) {
+    loginEl.hidden = false;
+    throw new Error("a token with the read capability is needed");
+  }
+  if (!resp.ok || !resp.body) throw new Error("stream: " + resp.status);
+  setConn("live", "live");
+  const reader = resp.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const msg = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const data = msg.split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6)).join("\n");
+      if (data) render(JSON.parse(data));
+    }
+  }
+}
+
+async function poll() {
+  const resp = await fetch("/v1/ui/state", { headers: headers() });
+  if (!resp.ok) throw new Error("state: " + resp.status);
+  render(await resp.json());
+}
+
+async function run() {
+  for (;;) {
+    try {
+      await stream();
+    } catch (err) {
+      setConn("down", String(err.message || err));
+      try { await poll(); } catch (_) { /* shown above */ }
+    }
+    await new Promise(r => setTimeout(r, 1000));
+  }
+}
+
+loginEl.addEventListener("submit", ev => {
+  ev.preventDefault();
+  sessionStorage.setItem("mastership-token", document.getElementById("token").value);
+  loginEl.hidden = true;
+});
+
+run();
