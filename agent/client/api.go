@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mastership/mastership/agent/wire"
@@ -116,6 +117,10 @@ func (a *API) Call(ctx context.Context, method, path string, in any) ([]byte, er
 		var body wire.Error
 		if json.Unmarshal(b, &body) == nil { // a body that is no error leaves the status text
 			e.Code, e.Message, e.Master, e.MasterAddr = body.Code, body.Message, body.Master, body.MasterAddr
+			if status == http.StatusNotFound && strings.HasPrefix(e.Message, "no such endpoint") {
+				// Every agent has the endpoints this package calls.
+				e.Message += " (is it an agent's API address? a naming node answers so; give the agent's, -agent)"
+			}
 		} else if text := plainText(b); text != "" {
 			e.Message = http.StatusText(status) + text
 		}
@@ -146,6 +151,10 @@ func (a *API) do(ctx context.Context, method, path string, in any) (int, []byte,
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // drop net/http's repetition of method and URL
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+			strings.Contains(err.Error(), "malformed HTTP response") {
+			return 0, nil, fmt.Errorf("agent %s unreachable: %w (it speaks no HTTP: the agent's gossip port? its API is another, -api)", a.addr, err)
 		}
 		return 0, nil, fmt.Errorf("agent %s unreachable: %w", a.addr, err)
 	}

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -138,6 +139,16 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 	return last
 }
 
+// notHTTPHint is what to check when a connection was made but what
+// answered speaks no HTTP (a gossip port): "" for other errors.
+func notHTTPHint(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), "malformed HTTP response") {
+		return " (it speaks no HTTP: an agent's gossip port? give the naming node's address)"
+	}
+	return ""
+}
+
 // failover tells whether another node may answer what this one could not:
 // it was unreachable, or has no leader to forward to.
 func failover(err error) bool {
@@ -158,7 +169,7 @@ func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, 
 	hreq.Header.Set("Content-Type", "application/msgpack")
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
-		return "", fmt.Errorf("client: %s at naming node %s: %w", method, addr, errors.Join(api.ErrUnavailable, err))
+		return "", fmt.Errorf("client: %s at naming node %s: %w%s", method, addr, errors.Join(api.ErrUnavailable, err), notHTTPHint(err))
 	}
 	defer hresp.Body.Close()
 	leader := hresp.Header.Get("Mastership-Leader")
@@ -174,6 +185,10 @@ func (c *Client) callOne(ctx context.Context, addr, method string, body []byte, 
 			text := strings.TrimSpace(string(out))
 			if len(text) > 200 || !utf8.ValidString(text) {
 				text = ""
+			}
+			if hresp.StatusCode == http.StatusNotFound && strings.HasPrefix(hresp.Header.Get("Content-Type"), "application/json") {
+				return "", fmt.Errorf("client: %s at %s: %s: it answers HTTP, but not as a naming node (an agent's API address? give the naming node's, -naming): %w",
+					method, addr, hresp.Status, api.ErrInternal)
 			}
 			return "", fmt.Errorf("client: %s at naming node %s: %s %s: %w", method, addr, hresp.Status, text, api.ErrInternal)
 		}
