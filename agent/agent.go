@@ -560,7 +560,9 @@ func (a *Agent) Leave(timeout time.Duration) error {
 }
 
 // Crash stops the agent without leaving gossip or closing storage cleanly,
-// as a kill would (tests).
+// as a SIGKILL would: for tests of a service that embeds the agent (and
+// this repository's own, agent/agenttest). A crashed agent is not
+// restarted; start a new one on the same storage.
 func (a *Agent) Crash() {
 	a.cancel()
 	a.gossip.Shutdown()
@@ -603,9 +605,6 @@ func (a *Agent) Naming() *client.Client { return a.naming }
 func (a *Agent) Dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return a.dial
 }
-
-// Faults is the fault controller, or nil.
-func (a *Agent) Faults() *faulty.Faults { return a.opts.Faults }
 
 // Storage is the agent's storage.
 func (a *Agent) Storage() store.Storage { return a.storage }
