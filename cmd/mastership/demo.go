@@ -349,9 +349,9 @@ func (d *demo) watch(ctx context.Context) {
 				switch {
 				case a.role == "":
 				case a.role == info.Role && info.Role == api.RoleMaster.String():
-					d.event(src, "reassert", "master at a new epoch %d, above every epoch seen", info.Epoch)
+					d.event(src, "reassert", "master at a new epoch %d.%d, above every epoch seen", info.Epoch, info.EpochID)
 				case a.role == info.Role:
-					d.event(src, "follow", "%s of %d at epoch %d", info.Role, info.Master, info.Epoch)
+					d.event(src, "follow", "%s of %d at epoch %d.%d", info.Role, info.Master, info.Epoch, info.EpochID)
 				default:
 					d.event(src, "role", "%s -> %s (epoch %d, follows %d)", a.role, info.Role, info.Epoch, info.Master)
 				}

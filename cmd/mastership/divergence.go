@@ -95,7 +95,7 @@ func divergenceCommand() *cli.Command {
 							return err
 						}
 					} else if r.OK {
-						fmt.Fprintf(c.App.Writer, "replayed record %d: ok (epoch %d, index %d)\n", id, r.Epoch.Term, r.Index)
+						fmt.Fprintf(c.App.Writer, "replayed record %d: ok (epoch %s, index %d)\n", id, r.Epoch, r.Index)
 					}
 					if !r.OK {
 						// The write went through the log but did not apply:

@@ -250,9 +250,9 @@ func printKV(c *cli.Context, op string, r agentclient.Reply) error {
 	case op == "cas":
 		fmt.Fprintln(w, "ok")
 	case op == "del" && !r.Found:
-		fmt.Fprintf(w, "ok (epoch %d, index %d; the key was absent)\n", r.Epoch.Term, r.Index)
+		fmt.Fprintf(w, "ok (epoch %s, index %d; the key was absent)\n", r.Epoch, r.Index)
 	default:
-		fmt.Fprintf(w, "ok (epoch %d, index %d)\n", r.Epoch.Term, r.Index)
+		fmt.Fprintf(w, "ok (epoch %s, index %d)\n", r.Epoch, r.Index)
 	}
 	return nil
 }

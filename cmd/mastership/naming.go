@@ -120,9 +120,9 @@ func registerCommand() *cli.Command {
 			}
 			m := resp.Master
 			if resp.Accepted {
-				fmt.Fprintf(c.App.Writer, "registered %d as master of %s at epoch %d (ttl %s)\n", m.ID, m.Group, m.Epoch.Term, m.TTL)
+				fmt.Fprintf(c.App.Writer, "registered %d as master of %s at epoch %s (ttl %s)\n", m.ID, m.Group, m.Epoch, m.TTL)
 			} else {
-				fmt.Fprintf(c.App.Writer, "not retained: %s keeps master %d at epoch %d\n", m.Group, m.ID, m.Epoch.Term)
+				fmt.Fprintf(c.App.Writer, "not retained: %s keeps master %d at epoch %s\n", m.Group, m.ID, m.Epoch)
 			}
 			if resp.Conflict {
 				fmt.Fprintf(c.App.Writer, "several registrations: retained %d, removed %v\n", m.ID, resp.Removed)
