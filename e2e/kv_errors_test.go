@@ -6,8 +6,8 @@ import (
 )
 
 // The command-line client stops at a definite answer: a group the naming
-// node does not know is said at once (not retried to the deadline, whose
-// message would be another); a naming node that does not answer is
+// node does not know for a second is said then (not retried to the
+// deadline, whose message would be another); a naming node that does not answer is
 // explained in one line with what to check.
 func TestKVClientErrors(t *testing.T) {
 	addr := freeAddr(t, "127.0.142.2")

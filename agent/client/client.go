@@ -36,9 +36,10 @@ var (
 	// agent named a master the client could reach.
 	ErrNoMaster = errors.New("client: no master found")
 	// ErrUnknownGroup is wrapped when the naming node answered that it
-	// knows no such group and the client was given no agent to ask: a
-	// definite answer, returned at once rather than retried to the
-	// deadline.
+	// knows no such group, for unknownGrace, and the client was given no
+	// agent to ask: a definite answer, returned then rather than retried
+	// to the deadline (the grace lets a group whose agents are starting
+	// appear).
 	ErrUnknownGroup = errors.New("client: group unknown to the naming node")
 	// ErrRefused is wrapped when the request itself was refused: bad input
 	// (empty or too long key, too long value, text that is not UTF-8),
@@ -312,7 +313,8 @@ func (c *Client) do(ctx context.Context, req wire.KVRequest) (Reply, error) {
 		avoid     = map[string]bool{} // addresses that failed during this operation
 		backoff   = backoffStart
 		attempts  int
-		hops      int // not-master hints followed in a row
+		hops      int       // not-master hints followed in a row
+		unknown   time.Time // since when the naming node has known no such group
 	)
 	for {
 		if ctx.Err() != nil {
@@ -338,7 +340,15 @@ func (c *Client) do(ctx context.Context, req wire.KVRequest) (Reply, error) {
 		case a.fatal:
 			return Reply{}, fmt.Errorf("%w (%s)", a.err, what)
 		case errors.Is(a.err, ErrUnknownGroup):
-			return Reply{}, fmt.Errorf("client: %s: %w", what, a.err)
+			// A definite answer, but a group's agents may be joining
+			// right now: it stands once it held for unknownGrace.
+			if unknown.IsZero() {
+				unknown = time.Now()
+			} else if time.Since(unknown) >= unknownGrace {
+				return Reply{}, fmt.Errorf("client: %s: %w", what, a.err)
+			}
+		default:
+			unknown = time.Time{}
 		}
 		if ctx.Err() == nil || last == nil {
 			// An attempt cut short by the operation's deadline says less
@@ -370,6 +380,10 @@ func (c *Client) do(ctx context.Context, req wire.KVRequest) (Reply, error) {
 		backoff = min(2*backoff, backoffCap)
 	}
 }
+
+// unknownGrace is how long the naming node may answer that it knows no
+// such group before an operation stops on it (ErrUnknownGroup).
+const unknownGrace = time.Second
 
 // deadlineError says what the last attempt got when the deadline passed,
 // and what the last request sent got when that attempt found no master.
