@@ -258,7 +258,7 @@ func (a *Agent) MembersJSON() []wire.Member {
 			role = api.RoleUnknown.String()
 		}
 		out = append(out, wire.Member{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
-			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, Master: m.Meta.Master, Health: m.Health.String(), Service: m.Meta.Service,
+			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, EpochID: m.Meta.Epoch.ID, Master: m.Meta.Master, Health: m.Health.String(), Service: m.Meta.Service,
 			Followed: m.Meta.Group == a.cfg.Group && followed != 0 && m.Meta.ID == followed})
 	}
 	return out

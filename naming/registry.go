@@ -826,7 +826,7 @@ func (r *Registry) Status(now time.Time, req api.StatusRequest) (api.StatusRespo
 func (r *Registry) status(g *group, now time.Time) api.GroupStatus {
 	st := api.GroupStatus{Group: g.Name, Policy: g.Policy, Mode: g.Mode, Members: []api.Member{}, Paused: g.Paused}
 	if m := r.liveMaster(g, now); m != nil {
-		st.Master = &api.MasterStatus{ID: m.ID, Addr: m.Addr, Epoch: m.Epoch.Term}
+		st.Master = &api.MasterStatus{ID: m.ID, Addr: m.Addr, Epoch: m.Epoch.Term, EpochID: m.Epoch.ID}
 	}
 	for _, m := range g.Members {
 		if now.Before(m.Expires) {

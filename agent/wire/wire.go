@@ -164,9 +164,11 @@ type Member struct {
 	// while it is suspect or dead; LastRole is what it last claimed.
 	Role     string `json:"role"`
 	LastRole string `json:"last_role"`
-	Epoch    uint64 `json:"epoch"`
-	Master   uint64 `json:"master"`
-	Health   string `json:"health"`
+	// Epoch and EpochID are the member's epoch, TERM.ID, as in Info.
+	Epoch   uint64 `json:"epoch"`
+	EpochID uint64 `json:"epoch_id"`
+	Master  uint64 `json:"master"`
+	Health  string `json:"health"`
 	// Service is the member's managed service health (healthy,
 	// unhealthy; empty when it runs no check).
 	Service string `json:"service,omitempty"`

@@ -146,7 +146,7 @@ func masterJSON(r *api.Registration) *api.MasterStatus {
 	if r == nil {
 		return nil
 	}
-	return &api.MasterStatus{ID: r.ID, Addr: r.Addr, Epoch: r.Epoch.Term}
+	return &api.MasterStatus{ID: r.ID, Addr: r.Addr, Epoch: r.Epoch.Term, EpochID: r.Epoch.ID}
 }
 
 func statusCommand() *cli.Command {
@@ -216,7 +216,7 @@ func printStatus(c *cli.Context, groups []api.GroupStatus) error {
 		}
 		master, epoch, maddr := "none", "-", "-"
 		if g.Master != nil {
-			master, epoch, maddr = fmt.Sprint(g.Master.ID), fmt.Sprint(g.Master.Epoch), g.Master.Addr
+			master, epoch, maddr = fmt.Sprint(g.Master.ID), api.Epoch{Term: g.Master.Epoch, ID: g.Master.EpochID}.String(), g.Master.Addr
 		}
 		mode := string(g.Mode)
 		if g.Paused {

@@ -154,7 +154,7 @@ func agentLine(in wire.Info) string {
 func groupLine(g api.GroupStatus) string {
 	master := "no master registered"
 	if m := g.Master; m != nil {
-		master = fmt.Sprintf("master %d at %s, epoch %d", m.ID, m.Addr, m.Epoch)
+		master = fmt.Sprintf("master %d at %s, epoch %s", m.ID, m.Addr, api.Epoch{Term: m.Epoch, ID: m.EpochID})
 	}
 	return fmt.Sprintf("group %s: %s, %d members", g.Group, master, len(g.Members))
 }

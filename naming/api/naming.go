@@ -265,9 +265,11 @@ type GroupStatus struct {
 
 // MasterStatus is the registered master in status output.
 type MasterStatus struct {
-	ID    uint64 `json:"id" codec:"i"`
-	Addr  string `json:"addr" codec:"a"`
-	Epoch uint64 `json:"epoch" codec:"e"`
+	ID   uint64 `json:"id" codec:"i"`
+	Addr string `json:"addr" codec:"a"`
+	// Epoch and EpochID are the registration's epoch, TERM.ID.
+	Epoch   uint64 `json:"epoch" codec:"e"`
+	EpochID uint64 `json:"epoch_id" codec:"ei,omitempty"`
 }
 
 // StatusResponse lists groups sorted by name. For a page of every group,
