@@ -150,7 +150,7 @@ func TestAgentCommandLine(t *testing.T) {
 		kvArgs := func(op string, via []string, rest ...string) []string {
 			return append(append([]string{"kv", op}, via...), rest...)
 		}
-		okLine := regexp.MustCompile(`^ok \(epoch \d+, index \d+\)\n$`)
+		okLine := regexp.MustCompile(`^ok \(epoch \d+\.\d+, index \d+\)\n$`)
 
 		out, errOut, code := run(t, kvArgs("put", viaNaming, "k1", "v1")...)
 		if code != 0 || !okLine.MatchString(out) {
@@ -166,7 +166,7 @@ func TestAgentCommandLine(t *testing.T) {
 		if code, errOut := cliJSON(t, &put, kvArgs("put", viaBackup, "-json", "k2", "v2")...); code != 0 {
 			t.Fatalf("put -json via back-up: exit %d, %q", code, errOut)
 		}
-		if keys := slices.Sorted(maps.Keys(put)); !slices.Equal(keys, []string{"epoch", "found", "index", "master", "ok", "value"}) {
+		if keys := slices.Sorted(maps.Keys(put)); !slices.Equal(keys, []string{"epoch", "epoch_id", "found", "index", "master", "ok", "value"}) {
 			t.Fatalf("kv JSON keys %v", keys)
 		}
 		if put["ok"] != true || put["master"] != float64(master) || put["epoch"].(float64) < 1 || put["index"].(float64) < 1 {
