@@ -3,6 +3,7 @@ package naming
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -174,5 +175,38 @@ func TestDashboardState(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("stream %d: %s, want 503", dashMaxStreams+1, r.Status)
+	}
+}
+
+// However many members the groups have, one dashboard state asks at most
+// dashMaxAsked of them; the others are shown, marked not asked.
+func TestDashboardBoundsItsCalls(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	tn := startNode(t, cfg)
+	ctx := context.Background()
+	fa := newFakeAgent(t)
+	n := dashMaxAsked + 40
+	for i := range n {
+		g := fmt.Sprintf("g%02d", i%10)
+		if _, err := tn.client.Join(ctx, api.JoinRequest{Group: g, ID: uint64(i + 1), Addr: fa.addr(), TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := fa.calls.Load()
+	st, err := tn.Node.dashboard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown, unasked := 0, 0
+	for _, g := range st.Groups {
+		for _, m := range g.Members {
+			shown++
+			if strings.HasPrefix(m.Error, "not asked") {
+				unasked++
+			}
+		}
+	}
+	if calls := fa.calls.Load() - before; calls != dashMaxAsked || shown != n || unasked != n-dashMaxAsked {
+		t.Fatalf("%d members shown, %d unasked, %d calls; want %d, %d, %d", shown, unasked, calls, n, n-dashMaxAsked, dashMaxAsked)
 	}
 }

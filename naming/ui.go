@@ -6,6 +6,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -30,6 +31,7 @@ const (
 	dashLookBack    = 200 // events searched for members whose session expired
 	dashProbe       = 500 * time.Millisecond
 	dashParallel    = 32
+	dashMaxAsked    = 256 // members asked per state; the rest are shown unasked
 	dashInterval    = 300 * time.Millisecond
 	dashMaxStreams  = 16
 	dashStreamLimit = 30 * time.Minute // a stream ends, and the page reconnects
@@ -110,10 +112,17 @@ func (n *Node) dashboard(ctx context.Context) (dashState, error) {
 	}
 	sem := make(chan struct{}, dashParallel)
 	var wg sync.WaitGroup
+	asked := 0
 	for gi := range out.Groups {
 		g := &out.Groups[gi]
 		for mi := range g.Members {
 			m := &g.Members[mi]
+			if asked++; asked > dashMaxAsked {
+				// A state costs the naming node a call per member: its
+				// groups' sizes do not multiply what a viewer makes it do.
+				m.Error = fmt.Sprintf("not asked: the dashboard asks %d members at most", dashMaxAsked)
+				continue
+			}
 			wg.Go(func() {
 				select {
 				case sem <- struct{}{}:
