@@ -131,7 +131,7 @@ func (a *Agent) Info() wire.Info {
 	a.mu.Lock()
 	st, index := a.status, a.index
 	a.mu.Unlock()
-	info := wire.Info{Index: index, ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch.Term, EpochID: st.Epoch.ID,
+	info := wire.Info{Index: index, ID: a.cfg.ID, Group: a.cfg.Group, Role: st.Role.String(), Epoch: st.Epoch,
 		Master: st.Master, Applied: st.Applied, Commit: st.Commit, Last: st.Last, Digest: st.Digest.String(),
 		Priority: a.cfg.Priority, Mode: a.cfg.Mode, Serving: st.Serving, Refused: st.Refused + a.refusedOutside.Load(), Transfer: st.Transfer, API: a.advertisedAPI(),
 		Pinned: st.Pinned, HandoverHeld: st.HandoverHeld}
@@ -258,7 +258,7 @@ func (a *Agent) MembersJSON() []wire.Member {
 			role = api.RoleUnknown.String()
 		}
 		out = append(out, wire.Member{ID: m.Meta.ID, Group: m.Meta.Group, Addr: m.Addr, API: m.Meta.API,
-			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch.Term, EpochID: m.Meta.Epoch.ID, Master: m.Meta.Master, Health: m.Health.String(), Service: m.Meta.Service,
+			Role: role, LastRole: m.Meta.Role.String(), Epoch: m.Meta.Epoch, Master: m.Meta.Master, Health: m.Health.String(), Service: m.Meta.Service,
 			Followed: m.Meta.Group == a.cfg.Group && followed != 0 && m.Meta.ID == followed})
 	}
 	return out

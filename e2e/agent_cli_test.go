@@ -166,10 +166,10 @@ func TestAgentCommandLine(t *testing.T) {
 		if code, errOut := cliJSON(t, &put, kvArgs("put", viaBackup, "-json", "k2", "v2")...); code != 0 {
 			t.Fatalf("put -json via back-up: exit %d, %q", code, errOut)
 		}
-		if keys := slices.Sorted(maps.Keys(put)); !slices.Equal(keys, []string{"epoch", "epoch_id", "found", "index", "master", "ok", "value"}) {
+		if keys := slices.Sorted(maps.Keys(put)); !slices.Equal(keys, []string{"epoch", "found", "index", "master", "ok", "value"}) {
 			t.Fatalf("kv JSON keys %v", keys)
 		}
-		if put["ok"] != true || put["master"] != float64(master) || put["epoch"].(float64) < 1 || put["index"].(float64) < 1 {
+		if put["ok"] != true || put["master"] != float64(master) || put["epoch"].(map[string]any)["term"].(float64) < 1 || put["index"].(float64) < 1 {
 			t.Fatalf("put -json: %v", put)
 		}
 		var get map[string]any
@@ -296,7 +296,7 @@ func TestAgentCommandLine(t *testing.T) {
 				return false
 			}
 			for id, in := range infos {
-				if in.Role == "master" && in.Epoch > 0 && cliRegistered(t, naming, group) == id {
+				if in.Role == "master" && in.Epoch.Term > 0 && cliRegistered(t, naming, group) == id {
 					newMaster = id
 					return true
 				}

@@ -151,7 +151,7 @@ func TestStalledConnections(t *testing.T) {
 			if err != nil {
 				t.Fatalf("agent %d stopped answering: %v", a.id, err)
 			}
-			if in.Epoch != before[a.id].Epoch || in.EpochID != before[a.id].EpochID || in.Role != before[a.id].Role {
+			if in.Epoch != before[a.id].Epoch || in.Role != before[a.id].Role {
 				t.Fatalf("agent %d changed from %+v to %+v under the stalled connections", a.id, before[a.id], in)
 			}
 		}
@@ -271,7 +271,7 @@ func TestDuplicateIDExits(t *testing.T) {
 	for {
 		after := waitOneMaster(t, hc, g)
 		for id, in := range before {
-			if after[id].Role != in.Role || after[id].Epoch != in.Epoch || after[id].EpochID != in.EpochID {
+			if after[id].Role != in.Role || after[id].Epoch != in.Epoch {
 				t.Fatalf("agent %d: %+v before the duplicates, %+v after", id, in, after[id])
 			}
 		}

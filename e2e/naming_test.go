@@ -161,7 +161,7 @@ func TestNamingCommandLine(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("status -json: %d %q", code, out)
 	}
-	if m := st["master"].(map[string]any); m["id"] != float64(1) || m["addr"] != agents[1] || m["epoch"] != float64(2) || len(st["members"].([]any)) != 3 {
+	if m := st["master"].(map[string]any); m["id"] != float64(1) || m["addr"] != agents[1] || m["epoch"].(map[string]any)["term"] != float64(2) || len(st["members"].([]any)) != 3 {
 		t.Fatalf("status: %s", out)
 	}
 	if b, _ := json.Marshal(st["master"]); !strings.HasPrefix(string(b), `{"addr":`) || strings.Contains(out, "session") {

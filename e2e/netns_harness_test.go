@@ -756,7 +756,7 @@ func (c *netCluster) namingLeader() int {
 
 // infoString is the part of an agent's info a failure shows.
 func infoString(i wire.Info) string {
-	return fmt.Sprintf("%d:%s(master=%d epoch=%d.%d applied=%d digest=%.12s)", i.ID, i.Role, i.Master, i.Epoch, i.EpochID, i.Applied, i.Digest)
+	return fmt.Sprintf("%d:%s(master=%d epoch=%s applied=%d digest=%.12s)", i.ID, i.Role, i.Master, i.Epoch, i.Applied, i.Digest)
 }
 
 // info asks agent n, from its own host, for its /v1/info (`mastership

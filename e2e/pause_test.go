@@ -78,8 +78,8 @@ func TestPauseResume(t *testing.T) {
 		return false
 	})
 	t.Logf("master %d killed while paused; after the resume %d was elected %s later", master.ID, next.ID, time.Since(resumed).Round(time.Millisecond))
-	if next.Epoch <= master.Epoch {
-		t.Errorf("new master at term %d after %d", next.Epoch, master.Epoch)
+	if !master.Epoch.Less(next.Epoch) {
+		t.Errorf("new master at epoch %s after %s", next.Epoch, master.Epoch)
 	}
 	events, err := g.nc.AllEvents(context.Background(), "g", 0)
 	if err != nil {

@@ -411,8 +411,8 @@ func scDescribe(infos map[int]wire.Info, ids []int) string {
 			parts = append(parts, fmt.Sprintf("%d:unreachable", n))
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%d:%s(master=%d epoch=%d.%d applied=%d serving=%v digest=%.10s)",
-			n, in.Role, in.Master, in.Epoch, in.EpochID, in.Applied, in.Serving, in.Digest))
+		parts = append(parts, fmt.Sprintf("%d:%s(master=%d epoch=%s applied=%d serving=%v digest=%.10s)",
+			n, in.Role, in.Master, in.Epoch, in.Applied, in.Serving, in.Digest))
 	}
 	return strings.Join(parts, " ")
 }

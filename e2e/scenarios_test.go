@@ -437,7 +437,7 @@ func (c *scCluster) watch() func() {
 				in := infos[n]
 				s := "unreachable"
 				if in.Role != "" {
-					s = fmt.Sprintf("%s of %d at %d.%d serving=%v", in.Role, in.Master, in.Epoch, in.EpochID, in.Serving)
+					s = fmt.Sprintf("%s of %d at %s serving=%v", in.Role, in.Master, in.Epoch, in.Serving)
 				}
 				if last[n] != s {
 					last[n] = s

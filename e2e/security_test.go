@@ -115,7 +115,7 @@ func (g *secureGroup) state(t *testing.T) secState {
 	for _, a := range g.agents {
 		var in wire.Info
 		g.getJSON(t, a.api, "/v1/info", &in)
-		st.infos[a.id] = fmt.Sprintf("%s epoch=%d.%d master=%d digest=%s applied=%d", in.Role, in.Epoch, in.EpochID, in.Master, in.Digest, in.Applied)
+		st.infos[a.id] = fmt.Sprintf("%s epoch=%s master=%d digest=%s applied=%d", in.Role, in.Epoch, in.Master, in.Digest, in.Applied)
 		var recs []json.RawMessage
 		g.getJSON(t, a.api, "/v1/divergence", &recs)
 		b, _ := json.Marshal(recs)
@@ -381,7 +381,7 @@ func TestOutsiderTakeoverFailsOnOpenNode(t *testing.T) {
 		t.Fatalf("the outsider's join as a new member: %v", err)
 	}
 	_, err = nc.Register(ctx, api.RegisterRequest{Group: "g", ID: 66, Addr: "127.0.0.66:8946", Session: jr.Session,
-		Epoch: api.Epoch{Term: before[master.id].Epoch + 1, ID: 66}, Mode: "strict", TTL: 10 * time.Minute})
+		Epoch: api.Epoch{Term: before[master.id].Epoch.Term + 1, ID: 66}, Mode: "strict", TTL: 10 * time.Minute})
 	if !errors.Is(err, api.ErrRefused) {
 		t.Fatalf("the outsider's registration at a newer epoch: %v, want refused", err)
 	}

@@ -133,11 +133,10 @@ func startGroupAt(t *testing.T, run, n int, mode string, readme bool, profile st
 // agentInfo is the part of an agent's GET /v1/info the start-up tests
 // compare: its role and the mastership it holds or follows.
 type agentInfo struct {
-	ID      uint64
-	Role    string
-	Epoch   uint64
-	EpochID uint64
-	Master  uint64
+	ID     uint64
+	Role   string
+	Epoch  api.Epoch
+	Master uint64
 }
 
 // fetchInfo reads an agent's info through the API client, over hc.
@@ -147,7 +146,7 @@ func fetchInfo(hc *http.Client, addr string) (agentInfo, error) {
 		return agentInfo{}, err
 	}
 	in, _, err := ag.Info(context.Background())
-	return agentInfo{ID: in.ID, Role: in.Role, Epoch: in.Epoch, EpochID: in.EpochID, Master: in.Master}, err
+	return agentInfo{ID: in.ID, Role: in.Role, Epoch: in.Epoch, Master: in.Master}, err
 }
 
 // Three strict agents started at the same instant, many times: at no

@@ -116,7 +116,7 @@ func TestJoinTakeoverNeedsProof(t *testing.T) {
 func infoServer(t *testing.T, id uint64, role string, e api.Epoch) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(wire.Info{ID: id, Group: "g", Role: role, Epoch: e.Term, EpochID: e.ID})
+		json.NewEncoder(w).Encode(wire.Info{ID: id, Group: "g", Role: role, Epoch: e})
 	}))
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()

@@ -447,7 +447,7 @@ func (n *Node) probeAt(r api.Registration, epoch *api.Epoch) bool {
 	if err != nil {
 		return false
 	}
-	if epoch != nil && (info.Epoch != epoch.Term || info.EpochID != epoch.ID) {
+	if epoch != nil && info.Epoch != *epoch {
 		return false
 	}
 	return info.ID == r.ID && info.Group == r.Group && info.Role == api.RoleMaster.String()

@@ -558,7 +558,7 @@ func TestHTTPAPIAndBadInput(t *testing.T) {
 	var e api.Error
 	var st map[string]any
 	get("/v1/groups/orders", 200, &st)
-	want := `{"group":"orders","index":2,"master":{"addr":"127.0.0.2:7500","epoch":3,"epoch_id":2,"id":2},"members":[{"addr":"127.0.0.2:7500","id":2,"priority":5}],"mode":"available","paused":false,"policy":"lowest-id"}`
+	want := `{"group":"orders","index":2,"master":{"addr":"127.0.0.2:7500","epoch":{"id":2,"term":3},"id":2},"members":[{"addr":"127.0.0.2:7500","id":2,"priority":5}],"mode":"available","paused":false,"policy":"lowest-id"}`
 	if b, _ := json.Marshal(st); string(b) != want {
 		t.Fatalf("group status\n got %s\nwant %s", b, want)
 	}

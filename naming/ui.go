@@ -141,7 +141,7 @@ func (n *Node) dashboard(ctx context.Context) (dashState, error) {
 					m.Error = "another agent answers at this address"
 				default:
 					m.Role, m.Master, m.Digest, m.Serving = info.Role, info.Master, info.Digest, info.Serving
-					m.Epoch = api.Epoch{Term: info.Epoch, ID: info.EpochID}.String()
+					m.Epoch = info.Epoch.String()
 				}
 			})
 		}

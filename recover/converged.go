@@ -42,7 +42,7 @@ func StateOfStatus(st core.Status) MemberState {
 // StateOfInfo reads an agent's /v1/info.
 func StateOfInfo(in wire.Info) MemberState {
 	role, _ := api.ParseRole(in.Role)
-	return MemberState{ID: in.ID, Role: role, Epoch: api.Epoch{Term: in.Epoch, ID: in.EpochID}, Master: in.Master,
+	return MemberState{ID: in.ID, Role: role, Epoch: in.Epoch, Master: in.Master,
 		Applied: in.Applied, Last: in.Last, Digest: in.Digest, Transfer: in.Transfer,
 		Priority: in.Priority, Unhealthy: in.Service != nil && !in.Service.Healthy, Pinned: in.Pinned, HandoverHeld: in.HandoverHeld}
 }

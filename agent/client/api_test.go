@@ -30,7 +30,7 @@ func TestAPIReplies(t *testing.T) {
 	a := fakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/info":
-			w.Write([]byte(`{"id":3,"group":"g","role":"master","epoch":7,"epoch_id":3}`))
+			w.Write([]byte(`{"id":3,"group":"g","role":"master","epoch":{"term":7,"id":3}}`))
 		case "/v1/members":
 			w.WriteHeader(421)
 			w.Write([]byte(`{"code":"not-master","error":"not master","master":2,"master_addr":"10.0.0.2:8946"}`))
@@ -44,7 +44,7 @@ func TestAPIReplies(t *testing.T) {
 		}
 	}, 1024)
 	info, raw, err := a.Info(ctx)
-	if err != nil || info.ID != 3 || info.Role != "master" || !strings.Contains(string(raw), `"epoch_id":3`) {
+	if err != nil || info.ID != 3 || info.Role != "master" || info.Epoch != (api.Epoch{Term: 7, ID: 3}) || !strings.Contains(string(raw), `"epoch":{"term":7,"id":3}`) {
 		t.Fatalf("info %+v raw %s err %v", info, raw, err)
 	}
 	_, _, err = a.Members(ctx)

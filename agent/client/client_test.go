@@ -74,7 +74,7 @@ func (f *fakeAgent) addr() string { return f.srv.Listener.Addr().String() }
 func (f *fakeAgent) set(id uint64, role string, epoch api.Epoch, master uint64, kv func(wire.KVRequest) (int, wire.KVResponse)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.info = wire.Info{ID: id, Group: "g", Role: role, Epoch: epoch.Term, EpochID: epoch.ID, Master: master, API: f.addr()}
+	f.info = wire.Info{ID: id, Group: "g", Role: role, Epoch: epoch, Master: master, API: f.addr()}
 	f.kv = kv
 }
 

@@ -133,7 +133,7 @@ func (c *Client) askAgents(ctx context.Context, avoid map[string]bool, extra []s
 		if info == nil || info.Group != c.group {
 			continue
 		}
-		ep := api.Epoch{Term: info.Epoch, ID: info.EpochID}
+		ep := info.Epoch
 		c.observe(ep)
 		switch {
 		case info.Role == api.RoleMaster.String():

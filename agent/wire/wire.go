@@ -15,20 +15,20 @@ import (
 type Info struct {
 	// Index counts the agent's changes of role, epoch or master: a
 	// blocking GET /v1/info?index=N answers once it passes N.
-	Index    uint64 `json:"index"`
-	ID       uint64 `json:"id"`
-	Group    string `json:"group"`
-	Role     string `json:"role"`
-	Epoch    uint64 `json:"epoch"`
-	EpochID  uint64 `json:"epoch_id"`
-	Master   uint64 `json:"master"`
-	Applied  uint64 `json:"applied"`
-	Commit   uint64 `json:"commit"`
-	Last     uint64 `json:"last"`
-	Digest   string `json:"digest"`
-	Priority int    `json:"priority"`
-	Mode     string `json:"mode"`
-	Serving  bool   `json:"serving"`
+	Index uint64 `json:"index"`
+	ID    uint64 `json:"id"`
+	Group string `json:"group"`
+	Role  string `json:"role"`
+	// Epoch is the agent's epoch, {"term", "id"} as everywhere.
+	Epoch    api.Epoch `json:"epoch"`
+	Master   uint64    `json:"master"`
+	Applied  uint64    `json:"applied"`
+	Commit   uint64    `json:"commit"`
+	Last     uint64    `json:"last"`
+	Digest   string    `json:"digest"`
+	Priority int       `json:"priority"`
+	Mode     string    `json:"mode"`
+	Serving  bool      `json:"serving"`
 	// Paused: the group is in maintenance (mastership pause).
 	Paused bool `json:"paused,omitempty"`
 	// Refused counts messages and announcements refused for an epoch out
@@ -164,11 +164,10 @@ type Member struct {
 	// while it is suspect or dead; LastRole is what it last claimed.
 	Role     string `json:"role"`
 	LastRole string `json:"last_role"`
-	// Epoch and EpochID are the member's epoch, TERM.ID, as in Info.
-	Epoch   uint64 `json:"epoch"`
-	EpochID uint64 `json:"epoch_id"`
-	Master  uint64 `json:"master"`
-	Health  string `json:"health"`
+	// Epoch is the member's epoch, as in Info.
+	Epoch  api.Epoch `json:"epoch"`
+	Master uint64    `json:"master"`
+	Health string    `json:"health"`
 	// Service is the member's managed service health (healthy,
 	// unhealthy; empty when it runs no check).
 	Service string `json:"service,omitempty"`

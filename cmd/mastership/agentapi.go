@@ -156,7 +156,7 @@ func printMembers(w io.Writer, members []wire.Member) error {
 		if m.Followed {
 			role += " *"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Group, role, api.Epoch{Term: m.Epoch, ID: m.EpochID}, master, m.Health,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Group, role, m.Epoch, master, m.Health,
 			orDash(m.Service), m.Addr, orDash(m.API))
 	}
 	if err := tw.Flush(); err != nil {
@@ -208,7 +208,7 @@ func printInfo(w io.Writer, in wire.Info) {
 		{"id", fmt.Sprint(in.ID)},
 		{"group", in.Group},
 		{"role", in.Role},
-		{"epoch", api.Epoch{Term: in.Epoch, ID: in.EpochID}.String()},
+		{"epoch", in.Epoch.String()},
 		{"master", master},
 		{"applied", fmt.Sprint(in.Applied)},
 		{"commit", fmt.Sprint(in.Commit)},

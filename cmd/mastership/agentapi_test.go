@@ -34,11 +34,11 @@ func fakeAgent(t *testing.T) (addr string, deletes *int) {
 		json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, []wire.Member{{ID: 2, Group: "g", Addr: "127.0.0.2:1", API: "127.0.0.2:2", Role: "backup", Epoch: 3, Master: 1, Health: "alive"},
-			{ID: 1, Group: "g", Addr: "127.0.0.1:1", API: "127.0.0.1:2", Role: "master", Epoch: 3, Master: 1, Health: "alive"}})
+		reply(w, 200, []wire.Member{{ID: 2, Group: "g", Addr: "127.0.0.2:1", API: "127.0.0.2:2", Role: "backup", Epoch: api.Epoch{Term: 3, ID: 1}, Master: 1, Health: "alive"},
+			{ID: 1, Group: "g", Addr: "127.0.0.1:1", API: "127.0.0.1:2", Role: "master", Epoch: api.Epoch{Term: 3, ID: 1}, Master: 1, Health: "alive"}})
 	})
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, wire.Info{ID: 1, Group: "g", Role: "master", Epoch: 3, EpochID: 1, Master: 1, Digest: "abc"})
+		reply(w, 200, wire.Info{ID: 1, Group: "g", Role: "master", Epoch: api.Epoch{Term: 3, ID: 1}, Master: 1, Digest: "abc"})
 	})
 	mux.HandleFunc("GET /v1/divergence", func(w http.ResponseWriter, r *http.Request) { reply(w, 200, []store.Record{rec}) })
 	mux.HandleFunc("DELETE /v1/divergence/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -115,9 +115,9 @@ func TestAgentQueries(t *testing.T) {
 func TestPrintMembers(t *testing.T) {
 	var b bytes.Buffer
 	err := printMembers(&b, []wire.Member{
-		{ID: 2, Group: "g", Role: "master", LastRole: "master", Epoch: 3, Master: 2, Health: "alive", Followed: true},
-		{ID: 1, Group: "g", Role: "unknown", LastRole: "master", Epoch: 2, Master: 1, Health: "dead"},
-		{ID: 3, Group: "g", Role: "backup", LastRole: "backup", Epoch: 3, Master: 2, Health: "alive"},
+		{ID: 2, Group: "g", Role: "master", LastRole: "master", Epoch: api.Epoch{Term: 3, ID: 2}, Master: 2, Health: "alive", Followed: true},
+		{ID: 1, Group: "g", Role: "unknown", LastRole: "master", Epoch: api.Epoch{Term: 2, ID: 1}, Master: 1, Health: "dead"},
+		{ID: 3, Group: "g", Role: "backup", LastRole: "backup", Epoch: api.Epoch{Term: 3, ID: 2}, Master: 2, Health: "alive"},
 	})
 	if err != nil {
 		t.Fatal(err)

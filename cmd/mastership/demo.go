@@ -80,7 +80,8 @@ type demoAgent struct {
 	ip, bind, api string
 	cmd           *exec.Cmd
 	role          string
-	master, epoch uint64
+	master        uint64
+	epoch         api.Epoch
 	lastCheck     time.Time
 }
 
@@ -349,11 +350,11 @@ func (d *demo) watch(ctx context.Context) {
 				switch {
 				case a.role == "":
 				case a.role == info.Role && info.Role == api.RoleMaster.String():
-					d.event(src, "reassert", "master at a new epoch %d.%d, above every epoch seen", info.Epoch, info.EpochID)
+					d.event(src, "reassert", "master at a new epoch %s, above every epoch seen", info.Epoch)
 				case a.role == info.Role:
-					d.event(src, "follow", "%s of %d at epoch %d.%d", info.Role, info.Master, info.Epoch, info.EpochID)
+					d.event(src, "follow", "%s of %d at epoch %s", info.Role, info.Master, info.Epoch)
 				default:
-					d.event(src, "role", "%s -> %s (epoch %d, follows %d)", a.role, info.Role, info.Epoch, info.Master)
+					d.event(src, "role", "%s -> %s (epoch %s, follows %d)", a.role, info.Role, info.Epoch, info.Master)
 				}
 				a.role, a.master, a.epoch = info.Role, info.Master, info.Epoch
 			}

@@ -90,7 +90,7 @@ func divergenceCommand() *cli.Command {
 						return fmt.Errorf("replay record %d: %w", id, err)
 					}
 					if flagBool(c, "json") {
-						out := kvJSON{OK: r.OK, Found: r.Found, Value: r.Value, Epoch: r.Epoch.Term, EpochID: r.Epoch.ID, Index: r.Index, Master: r.Master}
+						out := kvJSON{OK: r.OK, Found: r.Found, Value: r.Value, Epoch: r.Epoch, Index: r.Index, Master: r.Master}
 						if err := writeJSON(c.App.Writer, out); err != nil {
 							return err
 						}

@@ -208,16 +208,14 @@ type kvJSON struct {
 	OK    bool    `json:"ok"`
 	Found bool    `json:"found"`
 	Value *string `json:"value"`
-	// Epoch and EpochID are the answering master's epoch, TERM.ID, as in
-	// info, members and status.
-	Epoch   uint64 `json:"epoch"`
-	EpochID uint64 `json:"epoch_id"`
-	Index   uint64 `json:"index"`
-	Master  uint64 `json:"master"`
+	// Epoch is the answering master's, {"term", "id"} as in every JSON.
+	Epoch  api.Epoch `json:"epoch"`
+	Index  uint64    `json:"index"`
+	Master uint64    `json:"master"`
 }
 
 func newKVJSON(op string, r agentclient.Reply) kvJSON {
-	out := kvJSON{OK: r.OK, Found: r.Found, Epoch: r.Epoch.Term, EpochID: r.Epoch.ID, Index: r.Index, Master: r.Master}
+	out := kvJSON{OK: r.OK, Found: r.Found, Epoch: r.Epoch, Index: r.Index, Master: r.Master}
 	if r.Value != nil || (op == "get" && r.Found) {
 		v := string(r.Value)
 		out.Value = &v

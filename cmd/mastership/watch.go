@@ -148,7 +148,7 @@ func agentLine(in wire.Info) string {
 	if in.Serving {
 		serving = ", serving"
 	}
-	return fmt.Sprintf("agent %d of %s: %s at epoch %d.%d, %s%s", in.ID, in.Group, in.Role, in.Epoch, in.EpochID, master, serving)
+	return fmt.Sprintf("agent %d of %s: %s at epoch %s, %s%s", in.ID, in.Group, in.Role, in.Epoch, master, serving)
 }
 
 func groupLine(g api.GroupStatus) string {

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -267,9 +268,32 @@ type GroupStatus struct {
 type MasterStatus struct {
 	ID   uint64 `json:"id" codec:"i"`
 	Addr string `json:"addr" codec:"a"`
-	// Epoch and EpochID are the registration's epoch, TERM.ID.
+	// Epoch and EpochID are the registration's epoch, TERM.ID; in JSON
+	// one {"term", "id"}, as every epoch (MarshalJSON).
 	Epoch   uint64 `json:"epoch" codec:"e"`
-	EpochID uint64 `json:"epoch_id" codec:"ei,omitempty"`
+	EpochID uint64 `json:"-" codec:"ei,omitempty"`
+}
+
+// masterStatusJSON is MasterStatus's JSON shape.
+type masterStatusJSON struct {
+	ID    uint64 `json:"id"`
+	Addr  string `json:"addr"`
+	Epoch Epoch  `json:"epoch"`
+}
+
+// MarshalJSON gives the epoch as {"term", "id"}.
+func (m MasterStatus) MarshalJSON() ([]byte, error) {
+	return json.Marshal(masterStatusJSON{ID: m.ID, Addr: m.Addr, Epoch: Epoch{Term: m.Epoch, ID: m.EpochID}})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (m *MasterStatus) UnmarshalJSON(b []byte) error {
+	var j masterStatusJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*m = MasterStatus{ID: j.ID, Addr: j.Addr, Epoch: j.Epoch.Term, EpochID: j.Epoch.ID}
+	return nil
 }
 
 // StatusResponse lists groups sorted by name. For a page of every group,

@@ -43,7 +43,7 @@ function renderGroup(g) {
   if (g.masters > 1) badge = el("span", { class: "badge split" }, "split brain: " + g.masters + " masters");
   else if (g.masters === 1) badge = el("span", { class: "badge ok" }, "one master");
   else badge = el("span", { class: "badge none" }, "no master");
-  const reg = g.master ? "registered: " + g.master.id + " at epoch " + g.master.epoch : "no master registered";
+  const reg = g.master ? "registered: " + g.master.id + " at epoch " + g.master.epoch.term + "." + g.master.epoch.id : "no master registered";
   const title = el("h2", {}, el("span", {}, g.group), badge,
     el("span", { class: "badge" }, g.mode + ", " + g.policy + (g.paused ? ", paused" : "")),
     el("span", { class: "badge" }, reg));
