@@ -3,11 +3,13 @@ package naming
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,5 +210,80 @@ func TestDashboardBoundsItsCalls(t *testing.T) {
 	}
 	if calls := fa.calls.Load() - before; calls != dashMaxAsked || shown != n || unasked != n-dashMaxAsked {
 		t.Fatalf("%d members shown, %d unasked, %d calls; want %d, %d, %d", shown, unasked, calls, n, n-dashMaxAsked, dashMaxAsked)
+	}
+}
+
+// stalledWriter is a viewer that stopped reading: each write blocks until
+// the write deadline the handler set, then fails, as a full socket does.
+type stalledWriter struct {
+	h        http.Header
+	deadline time.Time
+	writes   int
+}
+
+func (w *stalledWriter) Header() http.Header { return w.h }
+func (w *stalledWriter) WriteHeader(int)     {}
+func (w *stalledWriter) Flush()              {}
+func (w *stalledWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline = t
+	return nil
+}
+func (w *stalledWriter) Write(b []byte) (int, error) {
+	w.writes++
+	if w.deadline.IsZero() {
+		select {} // no deadline: blocked for good, as before the fix
+	}
+	time.Sleep(time.Until(w.deadline))
+	return 0, errors.New("i/o timeout")
+}
+
+// A dashboard viewer that stops reading gives its stream's place up once
+// a write outlasts the write timeout: the places do not run out.
+func TestDashboardStalledViewerLeaves(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	tn.Node.uiWriteTimeout = 50 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w := &stalledWriter{h: http.Header{}}
+		tn.Node.serveUIStream(w, httptest.NewRequest(http.MethodGet, "/v1/ui/stream", nil))
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stream whose viewer stopped reading still holds its place")
+	}
+	if n := len(tn.Node.uiStreams); n != 0 {
+		t.Fatalf("%d stream places held after the viewer left", n)
+	}
+}
+
+// Viewers share one state: twenty reads at once make the naming node ask
+// each member once, not twenty times.
+func TestDashboardViewersShareOneState(t *testing.T) {
+	tn := startNode(t, testConfig(t, t.TempDir()))
+	ctx := context.Background()
+	fa := newFakeAgent(t)
+	for i := range 5 {
+		if _, err := tn.client.Join(ctx, api.JoinRequest{Group: "g", ID: uint64(i + 1), Addr: fa.addr(), TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := fa.calls.Load()
+	h := tn.Node.Handler()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/ui/state", nil))
+			if rec.Code != 200 {
+				t.Errorf("GET /v1/ui/state: %d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+	wg.Wait()
+	// One computation, or two if the reads straddle its dashInterval.
+	if calls := fa.calls.Load() - before; calls < 5 || calls > 10 {
+		t.Fatalf("20 reads made %d calls to 5 members, want 5 to 10", calls)
 	}
 }

@@ -54,6 +54,10 @@ type Node struct {
 
 	metricsExtra prometheus.Gatherer // served at /metrics beside the node's
 	uiStreams    chan struct{}       // the dashboard streams open (dashMaxStreams)
+	dash         dashCache           // the dashboard's shared state
+	// uiWriteTimeout bounds each write of a dashboard stream
+	// (dashWriteTimeout; tests shorten it).
+	uiWriteTimeout time.Duration
 
 	mu       sync.Mutex
 	reg      *Registry // the live registry: set while leading
@@ -165,7 +169,7 @@ func newNode(cfg config.Naming, clock Clock) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("naming: %w", err)
 	}
-	n := &Node{metricsExtra: cfg.Metrics, uiStreams: make(chan struct{}, dashMaxStreams),
+	n := &Node{metricsExtra: cfg.Metrics, uiStreams: make(chan struct{}, dashMaxStreams), uiWriteTimeout: dashWriteTimeout,
 		cfg:    cfg,
 		logger: logger,
 		clock:  clock,

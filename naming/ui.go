@@ -26,16 +26,53 @@ var uiFiles embed.FS
 // each, how long one member's /v1/info may take, how many are asked at
 // once, how often a stream recomputes, and how many streams run at once.
 const (
-	dashGroups      = 50
-	dashEvents      = 20
-	dashLookBack    = 200 // events searched for members whose session expired
-	dashProbe       = 500 * time.Millisecond
-	dashParallel    = 32
-	dashMaxAsked    = 256 // members asked per state; the rest are shown unasked
-	dashInterval    = 300 * time.Millisecond
-	dashMaxStreams  = 16
-	dashStreamLimit = 30 * time.Minute // a stream ends, and the page reconnects
+	dashGroups       = 50
+	dashEvents       = 20
+	dashLookBack     = 200 // events searched for members whose session expired
+	dashProbe        = 500 * time.Millisecond
+	dashParallel     = 32
+	dashMaxAsked     = 256 // members asked per state; the rest are shown unasked
+	dashInterval     = 300 * time.Millisecond
+	dashMaxStreams   = 16
+	dashStreamLimit  = 30 * time.Minute // a stream ends, and the page reconnects
+	dashWriteTimeout = 10 * time.Second
 )
+
+// dashCache is the dashboard's latest state, shared by every viewer: one
+// is computed at a time, and reused for dashInterval, so that however many
+// viewers ask (streams and single reads alike), the naming node asks its
+// members no more than once a dashInterval, dashParallel at once.
+type dashCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	st  dashState
+	err error
+}
+
+// sharedDashboard is dashboard through the node's cache. A viewer waits
+// for the one computing; a viewer whose ctx ends first gets its error.
+func (n *Node) sharedDashboard(ctx context.Context) (dashState, error) {
+	c := &n.dash
+	locked := make(chan struct{})
+	go func() { c.mu.Lock(); close(locked) }()
+	select {
+	case <-locked:
+	case <-ctx.Done():
+		go func() { <-locked; c.mu.Unlock() }()
+		return dashState{}, ctx.Err()
+	}
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < dashInterval {
+		return c.st, c.err
+	}
+	// The computation is the node's, not this viewer's: a viewer that
+	// leaves does not fail the others waiting on it.
+	cctx, cancel := context.WithTimeout(n.ctx, 2*dashProbe)
+	defer cancel()
+	c.st, c.err = n.dashboard(cctx)
+	c.at = time.Now()
+	return c.st, c.err
+}
 
 // dashState is what the dashboard shows: the groups the naming node holds,
 // each with its registered master, its members as they describe
@@ -179,7 +216,7 @@ func withExpired(members []dashMember, events []api.Event) []dashMember {
 
 // serveUIState answers GET /v1/ui/state: the dashboard's state once.
 func (n *Node) serveUIState(w http.ResponseWriter, r *http.Request) {
-	st, err := n.dashboard(r.Context())
+	st, err := n.sharedDashboard(r.Context())
 	if err != nil {
 		writeJSONError(w, err)
 		return
@@ -199,26 +236,31 @@ func (n *Node) serveUIStream(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, api.Errorf(api.CodeUnavailable, "%d dashboard streams open already; try again later", dashMaxStreams))
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeJSONError(w, api.Errorf(api.CodeUnavailable, "streaming not supported"))
-		return
-	}
-	// The stream outlives the server's write timeout.
-	if rc := http.NewResponseController(w); rc != nil {
-		rc.SetWriteDeadline(time.Time{})
+	rc := http.NewResponseController(w)
+	// Every write has its own deadline: a viewer that stops reading
+	// gives its place up within dashWriteTimeout, not at the stream's end.
+	write := func(b []byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(n.uiWriteTimeout)); err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	fl.Flush()
+	if write(nil) != nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), dashStreamLimit)
 	defer cancel()
 	var last []byte
 	tick := time.NewTicker(dashInterval)
 	defer tick.Stop()
 	for {
-		st, err := n.dashboard(ctx)
+		st, err := n.sharedDashboard(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -227,10 +269,9 @@ func (n *Node) serveUIStream(w http.ResponseWriter, r *http.Request) {
 			b, _ := json.Marshal(st)
 			if !bytes.Equal(b, last) {
 				last = b
-				if _, err := w.Write(append(append([]byte("event: state\ndata: "), b...), "\n\n"...)); err != nil {
+				if write(append(append([]byte("event: state\ndata: "), b...), "\n\n"...)) != nil {
 					return
 				}
-				fl.Flush()
 			}
 		}
 		select {
