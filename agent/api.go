@@ -472,6 +472,10 @@ func (a *Agent) serveNotify(w http.ResponseWriter, r *http.Request) {
 		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification reason of %d bytes, limit %d", len(n.Reason), maxNotifyReason))
 		return
 	}
+	if !utf8.ValidString(n.Reason) {
+		writeMsgpack(w, 400, api.Errorf(api.CodeInvalid, "notification reason is not UTF-8 text"))
+		return
+	}
 	if n.Master != nil {
 		if err := api.CheckTerm(n.Master.Epoch.Term, a.Status().MaxTerm); err != nil {
 			a.noteRefused("naming node trigger", err)

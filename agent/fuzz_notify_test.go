@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ func FuzzNotify(f *testing.F) {
 		{Group: "g", Reason: string(make([]byte, 4096))},
 		{Group: "other", Reason: "recheck"},
 		{Group: "g", Seq: ^uint64(0), Paused: true},
+		{Group: "g", Reason: "x\xff"}, // not UTF-8: once a metrics label that broke the scrape
+		{Group: "g", Reason: "Upper Case (+3 more)"},
 	} {
 		b, err := api.Encode(n)
 		if err != nil {
@@ -45,6 +48,18 @@ func FuzzNotify(f *testing.F) {
 	before := a.Status()
 	hc := &http.Client{Timeout: 5 * time.Second}
 	url := "http://" + c.Members[1].Config.API + "/rpc/notify"
+	// The self-monitor's metrics, once it checked: no trigger may take
+	// them out of a scrape.
+	monitorMetrics := func() bool {
+		resp, err := hc.Get("http://" + c.Members[1].Config.API + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && bytes.Contains(b, []byte("mastership_monitor_checks_total{"))
+	}
+	c.WaitFor(10*time.Second, "the self-monitor's checks in the metrics", monitorMetrics)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		resp, err := hc.Post(url, "application/msgpack", bytes.NewReader(body))
 		if err != nil {
@@ -60,6 +75,12 @@ func FuzzNotify(f *testing.F) {
 		}
 		if st.Role != api.RoleMaster || st.Epoch != before.Epoch {
 			t.Fatalf("notify %q: the agent is %s at %s, was master at %s", body, st.Role, st.Epoch, before.Epoch)
+		}
+		// Polled with t: the cluster's WaitFor belongs to f.
+		for deadline := time.Now().Add(5 * time.Second); !monitorMetrics(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("notify %q: the self-monitor's metrics are gone from the scrape", body)
+			}
 		}
 	})
 }

@@ -157,11 +157,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	rs.failover = rs.failover.Clone()
 	a.mu.Unlock()
 
+	// A metric that does not build (a label that is not UTF-8, say) is
+	// left out, never the rest of the scrape with it.
+	emit := func(m prometheus.Metric, err error) {
+		if err == nil {
+			ch <- m
+		}
+	}
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+		emit(prometheus.NewConstMetric(d, prometheus.GaugeValue, v, lv...))
 	}
 	counter := func(d *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, lv...)
+		emit(prometheus.NewConstMetric(d, prometheus.CounterValue, v, lv...))
 	}
 	isMaster := 0.0
 	if st.Role == api.RoleMaster && st.Serving {
@@ -186,7 +193,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.snapshots, float64(st.Snapshots))
 	counter(c.refused, float64(st.Refused))
 	counter(c.elections, float64(rs.elections))
-	ch <- constHistogram(c.failover, rs.failover)
+	emit(constHistogram(c.failover, rs.failover))
 	gauge(c.info, 1, fmt.Sprint(a.cfg.ID), a.cfg.Mode)
 
 	if st.Role == api.RoleMaster {
@@ -213,14 +220,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for outcome, n := range ms.Recoveries {
 		counter(c.recoveries, float64(n), outcome)
 	}
-	ch <- constHistogram(c.recoverySecs, ms.RecoverySeconds)
+	emit(constHistogram(c.recoverySecs, ms.RecoverySeconds))
 	for step, h := range ms.StepSeconds {
-		ch <- constHistogram(c.stepSecs, h, step)
+		emit(constHistogram(c.stepSecs, h, step))
 	}
 }
 
 // constHistogram is h as a Prometheus histogram (cumulative buckets).
-func constHistogram(d *prometheus.Desc, h wire.Histogram, lv ...string) prometheus.Metric {
+func constHistogram(d *prometheus.Desc, h wire.Histogram, lv ...string) (prometheus.Metric, error) {
 	buckets := make(map[float64]uint64, len(h.Bounds))
 	var cum uint64
 	for i, b := range h.Bounds {
@@ -229,5 +236,5 @@ func constHistogram(d *prometheus.Desc, h wire.Histogram, lv ...string) promethe
 		}
 		buckets[b] = cum
 	}
-	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets, lv...)
+	return prometheus.NewConstHistogram(d, h.Count, h.Sum, buckets, lv...)
 }

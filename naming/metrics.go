@@ -38,7 +38,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
 	gauge := func(d *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+		if m, err := prometheus.NewConstMetric(d, prometheus.GaugeValue, v, lv...); err == nil {
+			ch <- m
+		}
 	}
 	if groups, members, masters, err := n.store.countMembers(); err == nil {
 		gauge(c.groups, float64(groups))
@@ -48,7 +50,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.groups, err)
 	}
 	for kind, v := range n.store.AppliedEvents() {
-		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(v), kind)
+		if m, err := prometheus.NewConstMetric(c.events, prometheus.CounterValue, float64(v), kind); err == nil {
+			ch <- m
+		}
 	}
 	state := n.raft.State()
 	isLeader := 0.0

@@ -97,12 +97,15 @@ func durationBounds() []float64 {
 }
 
 // triggerKind is the kind of a check's trigger: "timer", or the event's
-// kind without its detail and count.
+// kind without its detail and count; "other" for a kind that is not a
+// word of lower-case letters, digits and dashes (a label of the metrics).
 func triggerKind(trigger string) string {
 	if i := strings.IndexAny(trigger, "\x00 "); i >= 0 {
 		trigger = trigger[:i]
 	}
-	if trigger == "" {
+	if trigger == "" || len(trigger) > 64 || strings.IndexFunc(trigger, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
+	}) >= 0 {
 		return "other"
 	}
 	return trigger
