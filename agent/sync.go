@@ -279,6 +279,12 @@ func DivergentWrites(local *rlog.Log, remote rlog.BaseProber, applied, self uint
 		if fork, ok = rlog.ForkByEpoch(local, base); !ok {
 			fork, _, _ = local.Span()
 			uncompared = fork
+		} else if base.Epoch.ID == self {
+			// The proof rests on the master's word for an epoch of our
+			// own: entries we stamped, and may have acknowledged. A wrong
+			// word must not cost them; kept as records, a replay of one
+			// the group holds applies once.
+			fork = ownEpochStart(local, base.Epoch, fork)
 		}
 		err = nil
 	}
@@ -296,6 +302,18 @@ func DivergentWrites(local *rlog.Log, remote rlog.BaseProber, applied, self uint
 		kept = append(kept, e)
 	}
 	return fork, kept, uncompared, nil
+}
+
+// ownEpochStart is the index before the first entry of epoch e that local
+// holds at or below fork (its base if the epoch starts before it).
+func ownEpochStart(local *rlog.Log, e api.Epoch, fork uint64) uint64 {
+	first, _, _ := local.Span()
+	for i := fork; i > first; i-- {
+		if ep, err := local.EpochAt(i); err != nil || ep != e {
+			return i
+		}
+	}
+	return first
 }
 
 // CheckDownload is the verification of recovery step 3 (figure 10, act

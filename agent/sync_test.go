@@ -202,3 +202,45 @@ func TestCaptureState(t *testing.T) {
 		})
 	}
 }
+
+// forgedBase answers as a master whose log starts after a snapshot past
+// everything local holds, in an epoch it names: it holds no index local
+// holds, so only its word on the base's epoch decides.
+type forgedBase struct{ base rlog.Pos }
+
+func (f forgedBase) Span() (uint64, uint64, error) { return f.base.Index, f.base.Index + 5, nil }
+func (f forgedBase) HashAt(i uint64) ([32]byte, bool, error) {
+	return [32]byte{byte(i)}, i >= f.base.Index, nil
+}
+func (f forgedBase) BasePos() (rlog.Pos, error) { return f.base, nil }
+
+// A master's word on an epoch of our own proves nothing to us: our
+// entries of it, which we stamped and may have acknowledged, are kept as
+// records even when the remote base names that epoch past our log (a
+// forged or mistaken answer would otherwise overwrite them unrecorded).
+// On an epoch of another's, the proof stands: nothing is kept.
+func TestDivergentWritesOwnEpochBase(t *testing.T) {
+	put := func(k string) []byte {
+		b, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: k, Value: []byte("v")})
+		return b
+	}
+	e1, mine := api.Epoch{Term: 1, ID: 1}, api.Epoch{Term: 2, ID: 3}
+	local := rlog.New()
+	local.AppendNew(e1, 1, 1, put("a"))
+	local.AppendNew(e1, 1, 2, put("b"))
+	for i := range 4 {
+		local.AppendNew(mine, 2, uint64(i+1), put(fmt.Sprint("mine", i)))
+	}
+	if err := local.Compact(1); err != nil {
+		t.Fatal(err)
+	}
+	last := local.LastIndex()
+	fork, kept, uncompared, err := agent.DivergentWrites(local, forgedBase{rlog.Pos{Index: last + 10, Epoch: mine, Hash: [32]byte{9}}}, last, 3)
+	if err != nil || fork != 2 || len(kept) != 4 || uncompared != 0 {
+		t.Fatalf("base in our own epoch: fork %d, %d kept, uncompared %d, %v; want 2, 4 (ours), 0", fork, len(kept), uncompared, err)
+	}
+	fork, kept, uncompared, err = agent.DivergentWrites(local, forgedBase{rlog.Pos{Index: last + 10, Epoch: mine, Hash: [32]byte{9}}}, last, 7)
+	if err != nil || fork != last || len(kept) != 0 || uncompared != 0 {
+		t.Fatalf("base in the master's epoch (we are 7): fork %d, %d kept, uncompared %d, %v; want %d, 0, 0", fork, len(kept), uncompared, err, last)
+	}
+}
