@@ -170,6 +170,9 @@ func runDemo(c *cli.Context) error {
 	keep := c.Bool("keep")
 	if keep && goRunBuild(exe) {
 		if d.cli, err = copyExecutable(exe, filepath.Join(dir, "mastership")); err != nil {
+			if c.String("dir") == "" {
+				os.RemoveAll(dir)
+			}
 			return fmt.Errorf("keep a copy of the binary for the printed commands: %w", err)
 		}
 		exe = d.cli
@@ -198,8 +201,8 @@ func runDemo(c *cli.Context) error {
 	sum.Dir = dir
 	if c.Bool("json") {
 		sum.Events = d.events
-		if err := writeJSON(c.App.Writer, sum); err != nil {
-			return err
+		if err = writeJSON(c.App.Writer, sum); err != nil {
+			return err // the deferred cleanup keeps the logs: err is set
 		}
 	} else {
 		d.printSummary(sum)
@@ -220,13 +223,19 @@ func goRunBuild(exe string) bool {
 }
 
 // copyExecutable copies the binary at from to to, executable, and returns
-// to.
+// to. It writes a new file and renames it: a kept cluster of an earlier
+// demo may still run the old one (which cannot be written while it runs).
 func copyExecutable(from, to string) (string, error) {
 	b, err := os.ReadFile(from)
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(to, b, 0o755); err != nil {
+	tmp := to + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, to); err != nil {
+		os.Remove(tmp)
 		return "", err
 	}
 	return to, nil

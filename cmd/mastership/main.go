@@ -80,6 +80,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags:                globalFlags(true),
 		Before: func(c *cli.Context) error {
 			warnUnknownEnv(c.App.ErrWriter, os.Environ(), knownEnv(c.App))
+			if c.Args().Present() {
+				return nil // the command checks the level, wherever it was given
+			}
 			_, err := logLevel(c.String("log-level"))
 			return err
 		},

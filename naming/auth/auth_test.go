@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,5 +218,28 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if err := (TLSFiles{CA: good.CA}).Check(); err == nil {
 		t.Error("a CA without certificate and key accepted")
+	}
+}
+
+// A profile's or a trace's ?seconds is bounded: a number from 1 to
+// MaxProfileSeconds, else 400 before any profiling starts.
+func TestPprofSecondsBounded(t *testing.T) {
+	mux := http.NewServeMux()
+	HandlePprof(mux, func(h http.HandlerFunc) http.HandlerFunc { return h })
+	for _, c := range []struct {
+		path string
+		code int
+	}{
+		{"/debug/pprof/profile?seconds=100000", 400},
+		{"/debug/pprof/profile?seconds=-1", 400},
+		{"/debug/pprof/trace?seconds=abc", 400},
+		{"/debug/pprof/trace?seconds=0", 400},
+		{"/debug/pprof/cmdline", 200},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, c.path, nil))
+		if rec.Code != c.code {
+			t.Errorf("GET %s: %d, want %d", c.path, rec.Code, c.code)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -185,12 +186,28 @@ func Load(aclPath, token, tokenFile string, files TLSFiles) (Server, Creds, erro
 // HandlePprof serves Go's profiler (net/http/pprof) under /debug/pprof/ on
 // mux, each handler wrapped by guard (the operator capability where an
 // ACL is on: a profile may show the command line). A CPU profile or trace
-// longer than the server's write timeout fails; ask for fewer seconds
-// (?seconds=5).
+// lasts ?seconds (30 by default), at most MaxProfileSeconds.
 func HandlePprof(mux *http.ServeMux, guard func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("GET /debug/pprof/", guard(pprof.Index))
 	mux.HandleFunc("GET /debug/pprof/cmdline", guard(pprof.Cmdline))
-	mux.HandleFunc("GET /debug/pprof/profile", guard(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/profile", guard(boundedSeconds(pprof.Profile)))
 	mux.HandleFunc("GET /debug/pprof/symbol", guard(pprof.Symbol))
-	mux.HandleFunc("GET /debug/pprof/trace", guard(pprof.Trace))
+	mux.HandleFunc("GET /debug/pprof/trace", guard(boundedSeconds(pprof.Trace)))
+}
+
+// MaxProfileSeconds bounds a CPU profile's or a trace's duration.
+const MaxProfileSeconds = 120
+
+// boundedSeconds refuses a ?seconds that is no number from 1 to
+// MaxProfileSeconds.
+func boundedSeconds(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s := r.URL.Query().Get("seconds"); s != "" {
+			if n, err := strconv.Atoi(s); err != nil || n < 1 || n > MaxProfileSeconds {
+				http.Error(w, fmt.Sprintf("seconds %q: want 1 to %d", s, MaxProfileSeconds), http.StatusBadRequest)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
