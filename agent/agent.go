@@ -229,6 +229,9 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error),
 		blockers: api.NewSemaphore(api.MaxBlockingReads)}
 	a.metrics = newMetrics(a)
+	if opts.Faults != nil {
+		opts.Faults.SetCrash(a.crash)
+	}
 	for _, h := range []struct{ field, path string }{{"on-role-change", cfg.OnRoleChange}, {"pre-promote", cfg.PrePromote},
 		{"check", cfg.Check}} {
 		if h.path == "" {
@@ -559,11 +562,11 @@ func (a *Agent) Leave(timeout time.Duration) error {
 	return a.Close()
 }
 
-// Crash stops the agent without leaving gossip or closing storage cleanly,
-// as a SIGKILL would: for tests of a service that embeds the agent (and
-// this repository's own, agent/agenttest). A crashed agent is not
-// restarted; start a new one on the same storage.
-func (a *Agent) Crash() {
+// crash stops the agent without leaving gossip or closing storage cleanly,
+// as a SIGKILL would. Tests reach it through the agent's faults
+// (Options.Faults, faulty.Faults.Crash); a crashed agent is not restarted:
+// a new one starts on the same storage.
+func (a *Agent) crash() {
 	a.cancel()
 	a.gossip.Shutdown()
 	a.httpSrv.Close()

@@ -395,7 +395,7 @@ func (c *Cluster) Kill(id uint64) {
 	if !m.Running {
 		return
 	}
-	m.Agent.Crash()
+	m.Faults.Crash()
 	m.Running = false
 }
 
@@ -424,7 +424,7 @@ func (c *Cluster) Restart(id uint64) {
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
 		if m.Running {
-			m.Agent.Crash()
+			m.Faults.Crash()
 			m.Running = false
 		}
 	}

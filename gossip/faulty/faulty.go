@@ -32,6 +32,27 @@ type Faults struct {
 	sent        uint64
 	dropped     uint64
 	blocked     uint64
+	crash       func() // the process under test's, set by SetCrash
+}
+
+// SetCrash registers how the process these faults are injected into
+// crashes: an agent given Faults registers its own at construction.
+func (f *Faults) SetCrash(crash func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.crash = crash
+}
+
+// Crash stops the process under test as a SIGKILL would: no leave, no
+// clean close of its storage (tests). It returns once the process has
+// stopped; without a registered crash it does nothing.
+func (f *Faults) Crash() {
+	f.mu.Lock()
+	crash := f.crash
+	f.mu.Unlock()
+	if crash != nil {
+		crash()
+	}
 }
 
 // New returns a Faults with no fault; r draws the random drops (seed it and

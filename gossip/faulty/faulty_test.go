@@ -301,3 +301,18 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// Crash runs the crash the process under test registered, the latest one
+// (a restarted agent registers its own), and nothing without one.
+func TestCrash(t *testing.T) {
+	f := New(rand.New(rand.NewSource(1)))
+	f.Crash() // nothing registered: nothing happens
+	var first, second int
+	f.SetCrash(func() { first++ })
+	f.Crash()
+	f.SetCrash(func() { second++ })
+	f.Crash()
+	if first != 1 || second != 1 {
+		t.Fatalf("crashes run: first %d, second %d; want 1 and 1", first, second)
+	}
+}
