@@ -228,7 +228,7 @@ func New(cfg config.Agent, opts Options) (*Agent, error) {
 		waiters: map[uint64]chan core.Result{}, peerAPI: map[uint64]string{}, publishCh: make(chan struct{}, 1), namingWake: make(chan struct{}, 1),
 		fatal: make(chan error, 1), changed: make(chan struct{}), leaveNaming: make(chan chan error),
 		blockers: api.NewSemaphore(api.MaxBlockingReads)}
-	a.metrics = newMetrics(a)
+	a.metrics, a.roles = newMetrics(a), newRoleStats()
 	if opts.Faults != nil {
 		opts.Faults.SetCrash(a.crash)
 	}

@@ -26,9 +26,9 @@ type StatsReporter interface {
 // self-monitor's Stats and the role history the loop keeps (roleStats):
 // nothing else in the code counts for them.
 type metrics struct {
-	reg      *prometheus.Registry
-	writes   *prometheus.CounterVec
-	writeLat prometheus.Histogram
+	reg                  *prometheus.Registry
+	writesOK, writesFail prometheus.Counter // of one CounterVec, resolved once: the write path
+	writeLat             prometheus.Histogram
 }
 
 // writeBuckets are the buckets, in seconds, of a write's latency: a
@@ -45,23 +45,24 @@ func failoverBounds() []float64 {
 func newMetrics(a *Agent) *metrics {
 	labels := prometheus.Labels{"group": a.cfg.Group}
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mastership_agent_writes_total",
+	writes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mastership_agent_writes_total",
 		Help: "Writes proposed through this agent as master, by result: ok (acknowledged) or failed.", ConstLabels: labels},
 		[]string{"result"})
+	m.writesOK, m.writesFail = writes.WithLabelValues("ok"), writes.WithLabelValues("failed")
 	m.writeLat = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mastership_agent_write_seconds",
 		Help: "Latency of the writes this agent acknowledged as master, from proposal to commit.", ConstLabels: labels,
 		Buckets: writeBuckets()})
-	m.reg.MustRegister(m.writes, m.writeLat, newCollector(a, labels))
+	m.reg.MustRegister(writes, m.writeLat, newCollector(a, labels))
 	return m
 }
 
 // observeWrite counts one write proposed at start; err is its outcome.
 func (m *metrics) observeWrite(start time.Time, err error) {
 	if err != nil {
-		m.writes.WithLabelValues("failed").Inc()
+		m.writesFail.Inc()
 		return
 	}
-	m.writes.WithLabelValues("ok").Inc()
+	m.writesOK.Inc()
 	m.writeLat.Observe(time.Since(start).Seconds())
 }
 
@@ -74,11 +75,10 @@ type roleStats struct {
 	failover  wire.Histogram
 }
 
+func newRoleStats() roleStats { return roleStats{failover: wire.NewHistogram(failoverBounds())} }
+
 // note records the change from old to cur at now.
 func (r *roleStats) note(old, cur core.Status, now time.Time) {
-	if r.failover.Counts == nil {
-		r.failover = wire.NewHistogram(failoverBounds())
-	}
 	if cur.Role == api.RoleMaster && old.Role != api.RoleMaster {
 		r.elections++
 	}

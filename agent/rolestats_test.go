@@ -17,7 +17,7 @@ func TestRoleStats(t *testing.T) {
 	backup := core.Status{Role: api.RoleBackup, Master: 1}
 	candidate := core.Status{Role: api.RoleCandidate}
 	master := core.Status{Role: api.RoleMaster, Master: 2}
-	var r roleStats
+	r := newRoleStats()
 	r.note(core.Status{}, backup, t0) // start: no failover, no election
 	r.note(backup, candidate, t0.Add(time.Second))
 	r.note(candidate, candidate, t0.Add(1200*time.Millisecond)) // a new term: still the same failover

@@ -101,37 +101,46 @@ type remoteLog struct {
 	a    *Agent
 	ctx  context.Context
 	addr string
+	// base is the base the span's answer gave (spanned: one came), which
+	// BasePos reports without asking again: the point of the same answer
+	// FindFork compared with.
+	base    rlog.Pos
+	spanned bool
 }
 
-func (r remoteLog) probe(req *HashesRequest, resp *HashesResponse) error {
+func (r *remoteLog) probe(req *HashesRequest, resp *HashesResponse) error {
 	ctx, cancel := context.WithTimeout(r.ctx, r.a.probeTimeout())
 	defer cancel()
 	return r.a.rpc(ctx, r.addr, "/rpc/hashes", req, resp)
 }
 
-func (r remoteLog) Span() (uint64, uint64, error) {
+func (r *remoteLog) Span() (uint64, uint64, error) {
 	var resp HashesResponse
 	if err := r.probe(&HashesRequest{}, &resp); err != nil {
 		return 0, 0, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
+	}
+	// A base whose index is not the start of the span given with it is
+	// not believed (the zero Pos: nothing is proven by it).
+	r.base, r.spanned = rlog.Pos{}, true
+	if resp.Base.Index == resp.First {
+		r.base = resp.Base
 	}
 	return resp.First, resp.Last, nil
 }
 
 // BasePos is the base of the master's log, which /rpc/hashes gives with
-// every answer; one whose index is not the start of the span it gave is
-// not believed (the zero Pos: nothing is proven by it).
-func (r remoteLog) BasePos() (rlog.Pos, error) {
-	var resp HashesResponse
-	if err := r.probe(&HashesRequest{}, &resp); err != nil {
-		return rlog.Pos{}, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
+// every answer: the one of the span's answer, asked for only when no span
+// was.
+func (r *remoteLog) BasePos() (rlog.Pos, error) {
+	if !r.spanned {
+		if _, _, err := r.Span(); err != nil {
+			return rlog.Pos{}, err
+		}
 	}
-	if resp.Base.Index != resp.First {
-		return rlog.Pos{}, nil
-	}
-	return resp.Base, nil
+	return r.base, nil
 }
 
-func (r remoteLog) HashAt(i uint64) ([32]byte, bool, error) {
+func (r *remoteLog) HashAt(i uint64) ([32]byte, bool, error) {
 	var resp HashesResponse
 	if err := r.probe(&HashesRequest{Indices: []uint64{i}}, &resp); err != nil {
 		return [32]byte{}, false, fmt.Errorf("%w: %v", rlog.ErrUnavailable, err)
@@ -180,7 +189,7 @@ func (a *Agent) KeepDivergence(ctx context.Context, master uint64, addr string) 
 	if err != nil {
 		return 0, 0, err
 	}
-	fork, kept, uncompared, err := DivergentWrites(local, remoteLog{a: a, ctx: ctx, addr: addr}, applied, a.cfg.ID)
+	fork, kept, uncompared, err := DivergentWrites(local, &remoteLog{a: a, ctx: ctx, addr: addr}, applied, a.cfg.ID)
 	if err != nil {
 		return fork, 0, fmt.Errorf("find fork with %d: %w", master, err)
 	}

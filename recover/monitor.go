@@ -86,6 +86,11 @@ type stats struct {
 	steps      map[string]*wire.Histogram
 }
 
+func newStats() stats {
+	return stats{checks: map[[2]string]uint64{}, triggers: map[string]bool{}, recoveries: map[string]uint64{},
+		recovery: wire.NewHistogram(durationBounds()), steps: map[string]*wire.Histogram{}}
+}
+
 // maxTriggerKinds bounds the event kinds Stats tells apart besides the
 // timer (a label of the agent's metrics each): the kinds past it count as
 // "other". The naming node's reasons are free text.
@@ -114,9 +119,6 @@ func triggerKind(trigger string) string {
 // countCheck counts one check; m.mu is held.
 func (m *Monitor) countCheck(trigger, decision string) {
 	st := &m.stats
-	if st.checks == nil {
-		st.checks, st.triggers = map[[2]string]uint64{}, map[string]bool{}
-	}
 	if trigger != "timer" && !st.triggers[trigger] {
 		if len(st.triggers) >= maxTriggerKinds {
 			trigger = "other"
@@ -141,9 +143,6 @@ func (m *Monitor) Stats() wire.MonitorStats {
 		return cmp.Or(cmp.Compare(a.Trigger, b.Trigger), cmp.Compare(a.Decision, b.Decision))
 	})
 	maps.Copy(out.Recoveries, st.recoveries)
-	if st.recovery.Counts == nil {
-		st.recovery = wire.NewHistogram(durationBounds())
-	}
 	out.RecoverySeconds = st.recovery.Clone()
 	for k, h := range st.steps {
 		out.StepSeconds[k] = h.Clone()
@@ -154,12 +153,6 @@ func (m *Monitor) Stats() wire.MonitorStats {
 // countRecovery counts a recovery's end; m.mu is held.
 func (m *Monitor) countRecovery(outcome string, seconds float64) {
 	st := &m.stats
-	if st.recoveries == nil {
-		st.recoveries = map[string]uint64{}
-	}
-	if st.recovery.Counts == nil {
-		st.recovery = wire.NewHistogram(durationBounds())
-	}
 	st.recoveries[outcome]++
 	st.recovery.Observe(seconds)
 }
@@ -169,9 +162,6 @@ func (m *Monitor) countStep(step string, seconds float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := &m.stats
-	if st.steps == nil {
-		st.steps = map[string]*wire.Histogram{}
-	}
 	h := st.steps[step]
 	if h == nil {
 		nh := wire.NewHistogram(durationBounds())
@@ -222,7 +212,7 @@ var _ Agent = (*agent.Agent)(nil)
 // New returns a monitor; pass it in agent.Options.Monitor.
 func New(cfg Config) *Monitor {
 	cfg = cfg.withDefaults()
-	return &Monitor{cfg: cfg, rules: cfg.Rules(), wake: make(chan struct{}, 1), logger: cfg.Logger}
+	return &Monitor{cfg: cfg, rules: cfg.Rules(), wake: make(chan struct{}, 1), logger: cfg.Logger, stats: newStats()}
 }
 
 func (cfg Config) withDefaults() Config {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mastership/mastership/agent/wire"
@@ -152,8 +151,7 @@ func (a *API) do(ctx context.Context, method, path string, in any) (int, []byte,
 		if errors.As(err, &ue) {
 			err = ue.Err // drop net/http's repetition of method and URL
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-			strings.Contains(err.Error(), "malformed HTTP response") {
+		if api.SpeaksNoHTTP(err) {
 			return 0, nil, fmt.Errorf("agent %s unreachable: %w (it speaks no HTTP: the agent's gossip port? its API is another, -api)", a.addr, err)
 		}
 		return 0, nil, fmt.Errorf("agent %s unreachable: %w", a.addr, err)

@@ -633,9 +633,14 @@ func (d *demo) printSummary(s *demoSummary) {
 	fmt.Fprintf(w, "  writes acknowledged:          %d\n", s.Acked)
 	fmt.Fprintf(w, "    in the final state:         %d\n", s.InFinal)
 	fmt.Fprintf(w, "    in divergence records:      %d", s.Diverged)
-	if s.Diverged > 0 && s.RecordsAt != "" {
+	switch {
+	case s.Diverged == 0 || s.RecordsAt == "":
+	case d.c.Bool("keep"):
 		fmt.Fprintf(w, " (the losing side's, kept for replay: %s divergence list -agent %s, then divergence replay -agent %s ID)",
 			d.cli, s.RecordsAt, s.RecordsAt)
+	default:
+		// The cluster stops with the demo: its records go with it.
+		fmt.Fprintf(w, " (the losing side's, kept for replay; -keep leaves the cluster running to list and replay them)")
 	}
 	fmt.Fprintf(w, "\n    lost:                       %d\n", s.Lost)
 	if s.Healed && s.Lost == 0 {

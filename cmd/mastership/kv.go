@@ -144,7 +144,7 @@ func kvSubcommand(name, args, usage string, extra []cli.Flag,
 // that found no master because the naming node did not answer and no
 // agent was given; "" for any other error.
 func namingUnreachable(err error, c *cli.Context) string {
-	if !errors.Is(err, agentclient.ErrNoMaster) || !errors.Is(err, api.ErrUnavailable) || len(c.StringSlice("agent")) > 0 || os.Getenv(envAgent) != "" {
+	if !errors.Is(err, agentclient.ErrNoMaster) || !errors.Is(err, api.ErrUnavailable) || len(kvAgents(c)) > 0 {
 		return ""
 	}
 	cause := "no answer"
@@ -156,6 +156,18 @@ func namingUnreachable(err error, c *cli.Context) string {
 	}
 	return fmt.Sprintf("naming node %s unreachable (%s): check that it runs and that -naming (or MASTERSHIP_NAMING) names it, or give -agent with an agent of the group",
 		c.String("naming"), cause)
+}
+
+// kvAgents are the agent API addresses given: -agent, else
+// MASTERSHIP_AGENT (comma-separated).
+func kvAgents(c *cli.Context) []string {
+	if given := c.StringSlice("agent"); len(given) > 0 {
+		return given
+	}
+	if v := os.Getenv(envAgent); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
 }
 
 // kvClient builds the agent client from the flags. Without -agent the
@@ -171,11 +183,7 @@ func kvClient(c *cli.Context) (*agentclient.Client, error) {
 		return nil, usageErr("kv %s: -group: %v", op, err)
 	}
 	var agents []string
-	given := c.StringSlice("agent")
-	if len(given) == 0 && os.Getenv(envAgent) != "" {
-		given = strings.Split(os.Getenv(envAgent), ",")
-	}
-	for _, a := range given {
+	for _, a := range kvAgents(c) {
 		if err := api.ValidateAddr("agent", a); err != nil {
 			return nil, usageErr("kv %s: -agent: %v", op, err)
 		}

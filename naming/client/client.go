@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -142,8 +141,7 @@ func (c *Client) call(ctx context.Context, method string, req, resp any) error {
 // notHTTPHint is what to check when a connection was made but what
 // answered speaks no HTTP (a gossip port): "" for other errors.
 func notHTTPHint(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		strings.Contains(err.Error(), "malformed HTTP response") {
+	if api.SpeaksNoHTTP(err) {
 		return " (it speaks no HTTP: an agent's gossip port? give the naming node's address)"
 	}
 	return ""
