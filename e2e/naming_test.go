@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,6 +198,15 @@ func TestNamingCommandLine(t *testing.T) {
 	out, _, code = run(t, "events", "-naming", addr, "-group", "orders")
 	if code != 0 || !strings.Contains(out, "conflict-resolved") || !strings.Contains(out, "retained=1") {
 		t.Fatalf("events text: %q", out)
+	}
+	// Times in text with their date and zone.
+	if !regexp.MustCompile(`(?m)^\s+\d+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+  `).MatchString(out) {
+		t.Fatalf("events text without date and zone: %q", out)
+	}
+	// The status table gives the master's epoch as TERM.ID.
+	out, _, code = run(t, "status", "-naming", addr, "-group", "orders")
+	if code != 0 || !regexp.MustCompile(`\b2\.1\b`).MatchString(out) {
+		t.Fatalf("status table without the epoch as TERM.ID: %q", out)
 	}
 	for _, tc := range []struct {
 		args []string
