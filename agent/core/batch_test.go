@@ -201,6 +201,59 @@ func TestAppendsOfLargeWritesAreCapped(t *testing.T) {
 	}
 }
 
+// With an append in flight to a back-up, the writes proposed before its
+// answer wait and travel together, unless they make a whole append: many
+// small writes wait, a few writes of more than MaxAppendBytes in all are
+// sent at once (pipelined), as are maxBatch small ones
+// (testdata/flowcontrol.txt).
+func TestAppendsWaitForAnAnswerUnlessAWholeBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes int
+		size   int
+		want   int // appends with entries per back-up before any answer
+	}{
+		{"small writes wait", 50, 10, 1},
+		{"a whole append's bytes go", 20, 60 << 10, 2},
+		{"bytes short of a whole append wait", 10, 60 << 10, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, api.ModeStrict, 3, 2, 1)
+			s.tick(30)
+			s.deliver()
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+				t.Fatalf("masters %v", ms)
+			}
+			if _, err := s.put(1, "first", "v"); err != nil {
+				t.Fatal(err)
+			}
+			val := strings.Repeat("v", tc.size)
+			for i := range tc.writes {
+				if _, err := s.put(1, fmt.Sprintf("k%d", i), val); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sent := map[uint64]int{}
+			for _, m := range s.queue {
+				if m.Type == MsgAppend && len(m.Entries) > 0 {
+					sent[m.To]++
+				}
+			}
+			for _, id := range []uint64{2, 3} {
+				if sent[id] != tc.want {
+					t.Errorf("back-up %d was sent %d appends with entries before an answer, want %d", id, sent[id], tc.want)
+				}
+			}
+			s.deliver()
+			for _, id := range []uint64{2, 3} {
+				if got, want := s.nodes[id].Log().LastIndex(), s.nodes[1].Log().LastIndex(); got != want {
+					t.Errorf("back-up %d at %d, master at %d: what waited was never sent", id, got, want)
+				}
+			}
+		})
+	}
+}
+
 // A back-up that missed appends while the master's log ran more than
 // SyncThreshold ahead downloads the state instead of reading the log
 // (with flow control the gap it sees is one append, not the whole lead).

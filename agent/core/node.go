@@ -211,8 +211,6 @@ func (pr *progress) answered(match uint64) {
 	pr.inflight = append(pr.inflight[:0], pr.inflight[i:]...)
 }
 
-// full reports whether new entries must wait for an answer.
-func (pr *progress) full() bool { return len(pr.inflight) >= maxInflight }
 
 type proposal struct {
 	ref   uint64

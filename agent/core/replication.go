@@ -141,7 +141,7 @@ func (n *Node) broadcastEntries() {
 	for _, p := range n.sortedPeers() {
 		// Skipped: a back-up that may take no more now, and one whose
 		// new entries already went in this Ready (an answer sent them).
-		if pr := n.progress[p.ID]; pr != nil && (pr.full() || pr.next > last) {
+		if pr := n.progress[p.ID]; pr != nil && !n.mayTake(pr, last) {
 			continue
 		}
 		n.sendAppend(p.ID)
@@ -171,13 +171,31 @@ func capBytes(ents []rlog.Entry) []rlog.Entry {
 }
 
 // maxInflight bounds the appends with entries sent to one back-up and not
-// answered yet (raft's MaxInflightMsgs). Past it, new proposals wait for
-// an answer and then travel together in one append: under load many
-// writes share one message, one persist and one answer on every back-up,
-// instead of one round per write; an idle group still sends each write at
-// once. An append lost on a broken stream frees its place when the
+// answered yet (raft's MaxInflightMsgs); mayTake says when more than one
+// may be. An append lost on a broken stream frees its place when the
 // back-up refuses the next heartbeat (it names where to resume).
 const maxInflight = 2
+
+// mayTake reports whether the back-up of pr may be sent the entries up to
+// last now. With nothing in flight, yes: an idle group sends each write at
+// once. With an append in flight, only a whole append's worth (maxBatch
+// entries or MaxAppendBytes) goes before its answer, as TCP's Nagle rule
+// holds small segments while data is unacknowledged: a back-up far behind
+// or a flood of large writes is pipelined, while under ordinary load the
+// writes proposed during a round trip wait for its answer and then travel
+// together, sharing one message, one persist and one answer on every
+// back-up. Pipelining every small batch instead sent twice the messages
+// for the same writes and, CPU-bound, made them slower, most of all with
+// many back-ups (BenchmarkWrite).
+func (n *Node) mayTake(pr *progress, last uint64) bool {
+	switch {
+	case pr.next > last || len(pr.inflight) >= maxInflight:
+		return false
+	case len(pr.inflight) == 0:
+		return true
+	}
+	return last-pr.next+1 >= maxBatch || n.log.OpBytes(pr.next, last+1, MaxAppendBytes) > MaxAppendBytes
+}
 
 // SyncThreshold is how far behind a back-up may be and still catch up from
 // the log; further behind (or new), it downloads the master's state.
@@ -201,7 +219,7 @@ func (n *Node) sendAppend(to uint64) {
 	last := n.log.LastIndex()
 	m := Message{Type: MsgAppend, To: to, PrevIndex: pos.Index, PrevHash: pos.Hash, Commit: n.commit, Sent: n.now, Base: base,
 		LastIndex: last, Pinned: n.pinned, Held: n.rules.heldForAppend(n)}
-	if pr.next <= last && !pr.full() {
+	if n.mayTake(pr, last) {
 		hi := min(last+1, pr.next+maxBatch)
 		ents, err := n.log.Slice(pr.next, hi)
 		if err == nil {
@@ -376,13 +394,14 @@ func (n *Node) handleAppendResp(m Message) {
 	if m.From == n.transferTo {
 		n.maybeTimeoutNow()
 	}
-	if pr.next <= n.log.LastIndex() && !pr.full() {
-		// More than one append's worth was proposed (sendAppend sends at
-		// most maxBatch entries): keep the pipeline going rather than
-		// wait for the next heartbeat. Not while the window is full (the
-		// answer was to an append before those in flight, a heartbeat):
-		// that would send an empty append, whose answer would send
-		// another, a ping-pong of appends that carry nothing.
+	if n.mayTake(pr, n.log.LastIndex()) {
+		// Proposals came during the round trip, or more than one
+		// append's worth waits (sendAppend sends at most maxBatch
+		// entries): send them now rather than at the next heartbeat. Not
+		// when the entries must wait (the answer was to an append before
+		// those in flight, a heartbeat): that would send an empty
+		// append, whose answer would send another, a ping-pong of
+		// appends that carry nothing.
 		n.sendAppend(m.From)
 	}
 }

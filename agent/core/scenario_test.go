@@ -33,7 +33,8 @@ import (
 //	run n=N                N rounds of tick and deliver, tracing changes only
 //	status                 one line per agent (and its log base, in a group
 //	                       that snapshots)
-//	put id=I key=K value=V propose on agent I (a strict master is registered first)
+//	put id=I key=K value=V [count=N]  propose on agent I (a strict master is
+//	                       registered first); N writes, keys K0..K(N-1)
 //	down id=I | up id=I    stop or restart agent I's process (state kept)
 //	partition a=(..) b=(..)  cut every link between the two sides
 //	heal                   remove every cut
@@ -157,12 +158,27 @@ func (sc *scenarioRun) run(t *testing.T, d *datadriven.TestData) string {
 		d.ScanArgs(t, "id", &id)
 		d.ScanArgs(t, "key", &key)
 		d.ScanArgs(t, "value", &value)
-		ref, err := sc.s.put(id, key, value)
-		if err != nil {
-			fmt.Fprintf(&sc.out, "ref %d refused: %v\n", ref, err)
-		} else {
-			fmt.Fprintf(&sc.out, "ref %d proposed at %d\n", ref, sc.s.nodes[id].Log().LastIndex())
+		count := 1
+		if d.HasArg("count") {
+			d.ScanArgs(t, "count", &count)
 		}
+		if count == 1 {
+			ref, err := sc.s.put(id, key, value)
+			if err != nil {
+				fmt.Fprintf(&sc.out, "ref %d refused: %v\n", ref, err)
+			} else {
+				fmt.Fprintf(&sc.out, "ref %d proposed at %d\n", ref, sc.s.nodes[id].Log().LastIndex())
+			}
+			break
+		}
+		from := sc.s.nodes[id].Log().LastIndex() + 1
+		for i := range count {
+			if ref, err := sc.s.put(id, fmt.Sprintf("%s%d", key, i), value); err != nil {
+				fmt.Fprintf(&sc.out, "ref %d refused: %v\n", ref, err)
+				break
+			}
+		}
+		fmt.Fprintf(&sc.out, "%d writes proposed at %d..%d\n", count, from, sc.s.nodes[id].Log().LastIndex())
 	case "down", "up":
 		var id uint64
 		d.ScanArgs(t, "id", &id)

@@ -158,13 +158,29 @@ func (s *simNet) drain(id uint64) {
 		s.counts[m.Type]++
 		s.queue = append(s.queue, m)
 	}
-	for _, r := range rd.Results {
+	for i := 0; i < len(rd.Results); i++ {
+		r := rd.Results[i]
 		s.results[r.Ref] = r
 		if r.Err != nil {
 			s.tracef("%d: ref %d failed: %v", id, r.Ref, r.Err)
-		} else {
-			s.tracef("%d: ref %d applied at %d (epoch %s)", id, r.Ref, r.Index, r.Epoch)
+			continue
 		}
+		// A run of writes applied in order, one line.
+		j := i
+		for j+1 < len(rd.Results) {
+			q := rd.Results[j+1]
+			if q.Err != nil || q.Ref != rd.Results[j].Ref+1 || q.Index != rd.Results[j].Index+1 || q.Epoch != r.Epoch {
+				break
+			}
+			j++
+			s.results[q.Ref] = q
+		}
+		if j == i {
+			s.tracef("%d: ref %d applied at %d (epoch %s)", id, r.Ref, r.Index, r.Epoch)
+		} else {
+			s.tracef("%d: refs %d..%d applied at %d..%d (epoch %s)", id, r.Ref, rd.Results[j].Ref, r.Index, rd.Results[j].Index, r.Epoch)
+		}
+		i = j
 	}
 	s.events[id] = append(s.events[id], rd.Events...)
 	for _, e := range rd.Events {

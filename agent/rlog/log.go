@@ -144,6 +144,19 @@ func (l *Log) Slice(lo, hi uint64) ([]Entry, error) {
 	return append([]Entry(nil), l.ents[lo-b:hi-b]...), nil
 }
 
+// OpBytes is the size of the operations of the entries in [lo, hi), the
+// indexes the log does not hold counting nothing; it stops counting past
+// limit.
+func (l *Log) OpBytes(lo, hi uint64, limit int) int {
+	b := l.base.Index + 1
+	lo, hi = max(lo, b), min(hi, l.LastIndex()+1)
+	n := 0
+	for i := lo; i < hi && n <= limit; i++ {
+		n += len(l.ents[i-b].Op)
+	}
+	return n
+}
+
 // validNext checks that e may follow p.
 func validNext(p Pos, e *Entry) error {
 	if e.Index != p.Index+1 || e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {

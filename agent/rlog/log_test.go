@@ -280,3 +280,28 @@ func TestChainHashLayout(t *testing.T) {
 		}
 	}
 }
+
+// OpBytes counts the operations of the entries the log holds in [lo, hi),
+// whatever the bounds asked, and stops past its limit.
+func TestOpBytes(t *testing.T) {
+	l := build(t, 6, e1) // ops "op0".."op5", 3 bytes each
+	if err := l.Compact(2); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		lo, hi uint64
+		limit  int
+		want   int
+	}{
+		{3, 7, 100, 12},   // entries 3..6
+		{0, 100, 100, 12}, // below the base and past the end: what is held
+		{4, 4, 100, 0},
+		{5, 3, 100, 0},
+		{3, 7, 4, 6}, // past the limit after two entries
+		{7, 9, 100, 0},
+	} {
+		if got := l.OpBytes(tc.lo, tc.hi, tc.limit); got != tc.want {
+			t.Errorf("OpBytes(%d, %d, %d) = %d, want %d", tc.lo, tc.hi, tc.limit, got, tc.want)
+		}
+	}
+}
