@@ -211,7 +211,6 @@ func (pr *progress) answered(match uint64) {
 	pr.inflight = append(pr.inflight[:0], pr.inflight[i:]...)
 }
 
-
 type proposal struct {
 	ref   uint64
 	index uint64
