@@ -125,8 +125,12 @@ func (l *Log) BasePos() (Pos, error) { return l.base, nil }
 
 var _ BaseProber = (*Log)(nil)
 
-// Slice returns a new slice of the entries with indices in [lo, hi), as
-// etcd's Storage.Entries and Go slices count.
+// Slice returns the entries with indices in [lo, hi), as etcd's
+// Storage.Entries and Go slices count. The result shares the log's memory
+// and must not be changed; it stays valid, and may be read from other
+// goroutines, whatever the log does next: the log never writes over an
+// entry it gave out (appends go past every slice's end, a truncation
+// makes the next append move to new memory, compaction copies).
 func (l *Log) Slice(lo, hi uint64) ([]Entry, error) {
 	if lo > hi {
 		return nil, fmt.Errorf("rlog: slice [%d, %d): lo above hi", lo, hi)
@@ -141,7 +145,7 @@ func (l *Log) Slice(lo, hi uint64) ([]Entry, error) {
 		return nil, err
 	}
 	b := l.base.Index + 1
-	return append([]Entry(nil), l.ents[lo-b:hi-b]...), nil
+	return l.ents[lo-b : hi-b : hi-b], nil
 }
 
 // OpBytes is the size of the operations of the entries in [lo, hi), the
@@ -183,16 +187,25 @@ func invalidNext(p Pos, e Entry, want [32]byte) error {
 	return fmt.Errorf("%w: %s has hash %x, want %x", ErrChain, e, e.Hash[:8], want[:8])
 }
 
-// Append adds entries after the last one. Each must have the next index, an
-// epoch no older than its predecessor's, and a hash chaining to it. The
-// batch is all or nothing: on error the log is unchanged.
-func (l *Log) Append(es ...Entry) error {
-	p := l.Last()
+// Extends reports whether es may follow p, as Append checks them: each
+// with the next index, an epoch no older than its predecessor's, and a
+// hash chaining to it. It keeps nothing.
+func Extends(p Pos, es []Entry) error {
 	for i := range es {
 		if err := validNext(p, &es[i]); err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
 		p = PosOf(es[i])
+	}
+	return nil
+}
+
+// Append adds entries after the last one. Each must have the next index, an
+// epoch no older than its predecessor's, and a hash chaining to it. The
+// batch is all or nothing: on error the log is unchanged.
+func (l *Log) Append(es ...Entry) error {
+	if err := Extends(l.Last(), es); err != nil {
+		return err
 	}
 	l.ents = append(l.ents, es...)
 	return nil
@@ -223,11 +236,12 @@ func (l *Log) TruncateAfter(i uint64) ([]Entry, error) {
 		return nil, nil
 	}
 	k := i - l.base.Index
-	removed := append([]Entry(nil), l.ents[k:]...)
-	// Clear the tail so the removed entries' ops can be collected once the
-	// caller drops them.
-	clear(l.ents[k:])
-	l.ents = l.ents[:k]
+	removed := l.ents[k:len(l.ents):len(l.ents)]
+	// No capacity left: the next append moves the log to new memory
+	// instead of writing over the removed entries, which a slice given out
+	// before (Slice, the removed ones returned here) may still read. The
+	// old memory goes when the last of them does.
+	l.ents = l.ents[:k:k]
 	return removed, nil
 }
 

@@ -20,6 +20,9 @@ const MinEntryWire = 5 + 1 + 32
 // ErrEntryWire wraps every refusal of a malformed binary entry.
 var ErrEntryWire = errors.New("rlog: malformed entry")
 
+// MaxEntryWire bounds the length of e's binary form (AppendEntry).
+func MaxEntryWire(e *Entry) int { return 6*binary.MaxVarintLen64 + len(e.Op) + len(e.Hash) }
+
 // AppendEntry appends e's binary form to b.
 func AppendEntry(b []byte, e *Entry) []byte {
 	for _, v := range [...]uint64{e.Epoch.Term, e.Epoch.ID, e.Index, e.Client, e.Seq} {

@@ -37,7 +37,7 @@ func benchAppend(b *testing.B, s Storage, batch int) {
 }
 
 func BenchmarkBoltAppend(b *testing.B) {
-	for _, batch := range []int{1, 64} {
+	for _, batch := range []int{1, 8, 64} {
 		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
 			s := mustOpen(b, b.TempDir())
 			defer s.Close()
@@ -47,7 +47,7 @@ func BenchmarkBoltAppend(b *testing.B) {
 }
 
 func BenchmarkMemoryAppend(b *testing.B) {
-	for _, batch := range []int{1, 64} {
+	for _, batch := range []int{1, 8, 64} {
 		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
 			benchAppend(b, NewMemory(), batch)
 		})

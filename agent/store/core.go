@@ -40,6 +40,8 @@ type core struct {
 	log *wal
 	// now stamps records whose Recorded is zero; time.Now outside tests.
 	now func() time.Time
+	// enc encodes the entries of a persist, under mu.
+	enc scratch
 }
 
 func (c *core) view(fn func(txn) error) error {
@@ -321,10 +323,6 @@ func (c *core) Persist(u Update) error {
 			return fmt.Errorf("persist: hard state: %w", err)
 		}
 	}
-	vals, err := encodeEntries(u.Entries)
-	if err != nil {
-		return fmt.Errorf("persist: %w", err)
-	}
 	for i, r := range u.Records {
 		if err := validRecord(r); err != nil {
 			return fmt.Errorf("persist: record %d of %d: %w", i+1, len(u.Records), err)
@@ -335,6 +333,10 @@ func (c *core) Persist(u Update) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	vals, err := c.enc.encode(u.Entries)
+	if err != nil {
+		return fmt.Errorf("persist: %w", err)
+	}
 	if err := c.persist(hv, u.TruncateAfter, u.Entries, vals, u.Records); err != nil {
 		return fmt.Errorf("persist: %w", err)
 	}
@@ -378,10 +380,9 @@ func (c *core) persist(hv []byte, truncate *uint64, es []rlog.Entry, vals [][]by
 		}
 	}
 	if len(es) > 0 {
-		// rlog.Log.Append is the one definition of "extends": index, epoch
-		// order and hash chain. The scratch log holds no entries, only
-		// the point to continue from.
-		if err := rlog.NewAt(tip).Append(es...); err != nil {
+		// rlog.Extends is the one definition of "extends" (rlog.Log.Append
+		// checks by it): index, epoch order and hash chain.
+		if err := rlog.Extends(tip, es); err != nil {
 			return fmt.Errorf("append %d entries from index %d: %w: %w", len(es), es[0].Index, ErrInvalid, err)
 		}
 	}
@@ -418,14 +419,49 @@ func (c *core) persist(hv []byte, truncate *uint64, es []rlog.Entry, vals [][]by
 }
 
 // encodeEntries encodes each entry, refusing one Load could not read back.
+// encodeEntries encodes es (encodeEntry), in one new buffer.
 func encodeEntries(es []rlog.Entry) ([][]byte, error) {
-	vals := make([][]byte, len(es))
+	var sc scratch
+	return sc.encode(es)
+}
+
+// scratch holds the buffers one persist encodes its entries in, kept for
+// the next (a batch then costs no allocation once they have grown to its
+// size). Its values are valid until the next encode.
+type scratch struct {
+	buf  []byte
+	vals [][]byte
+}
+
+// maxScratch is the most a scratch keeps between persists: a huge batch
+// does not pin its buffer.
+const maxScratch = 1 << 20
+
+// encode encodes es (encodeEntry) into the scratch's buffer.
+func (sc *scratch) encode(es []rlog.Entry) ([][]byte, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	size := 0
 	for i := range es {
-		v, err := encodeEntry(&es[i])
-		if err != nil {
-			return nil, fmt.Errorf("append %s: %w", es[i], err)
+		size += 1 + rlog.MaxEntryWire(&es[i])
+	}
+	if cap(sc.buf) < size {
+		sc.buf = make([]byte, 0, size)
+	}
+	buf := sc.buf[:0]
+	vals := sc.vals[:0]
+	for i := range es {
+		start := len(buf)
+		buf = rlog.AppendEntry(append(buf, entryFormat), &es[i])
+		if n := len(buf) - start; n > api.MaxMessageBytes {
+			return nil, fmt.Errorf("append %s: %w: encoded entry is %d bytes, limit %d", es[i], ErrInvalid, n, api.MaxMessageBytes)
 		}
-		vals[i] = v
+		vals = append(vals, buf[start:len(buf):len(buf)])
+	}
+	sc.buf, sc.vals = buf, vals
+	if cap(sc.buf) > maxScratch {
+		sc.buf, sc.vals = nil, nil
 	}
 	return vals, nil
 }
@@ -465,12 +501,12 @@ func (c *core) Append(es []rlog.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}
-	vals, err := encodeEntries(es)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	vals, err := c.enc.encode(es)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.persist(nil, nil, es, vals, nil)
 }
 

@@ -110,6 +110,8 @@ type wal struct {
 	// err is the first failed write: what is on disk after it is unknown,
 	// so every later write fails too.
 	err error
+	// frame is the memory the last frame was encoded in, for the next.
+	frame []byte
 }
 
 type segment struct {
@@ -191,11 +193,22 @@ func padded(n int64) int64 { return (n + 7) &^ 7 }
 // encodeFrame builds the frame for a truncation (if trunc is set) and
 // entries already encoded as vals.
 func encodeFrame(salt, seq uint64, trunc *uint64, vals [][]byte) []byte {
+	return appendFrame(nil, salt, seq, trunc, vals)
+}
+
+// appendFrame is encodeFrame into dst's memory (when it is large enough).
+func appendFrame(dst []byte, salt, seq uint64, trunc *uint64, vals [][]byte) []byte {
 	n := int64(payloadHeader)
 	for _, v := range vals {
 		n += 4 + int64(len(v))
 	}
-	b := make([]byte, padded(frameHeader+n))
+	size := padded(frameHeader + n)
+	if int64(cap(dst)) < size {
+		dst = make([]byte, size)
+	}
+	b := dst[:size]
+	clear(b[:frameHeader+payloadHeader])
+	clear(b[frameHeader+n:]) // the padding
 	binary.LittleEndian.PutUint32(b[0:], frameMagic)
 	binary.LittleEndian.PutUint32(b[4:], uint32(n))
 	binary.LittleEndian.PutUint64(b[8:], seq)
@@ -583,7 +596,10 @@ func (w *wal) write(trunc *uint64, truncPos rlog.Pos, es []rlog.Entry, vals [][]
 }
 
 func (w *wal) writeFrame(trunc *uint64, truncPos rlog.Pos, es []rlog.Entry, vals [][]byte) error {
-	b := encodeFrame(w.salt, w.nextSeq, trunc, vals)
+	b := appendFrame(w.frame, w.salt, w.nextSeq, trunc, vals)
+	if cap(b) <= maxScratch {
+		w.frame = b // the next frame reuses it
+	}
 	sg, err := w.segmentFor(int64(len(b)))
 	if err != nil {
 		return err

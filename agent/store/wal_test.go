@@ -890,3 +890,24 @@ func TestCompactWanted(t *testing.T) {
 		t.Fatalf("after a snapshot at %d: %d segments, CompactWanted %d", want, n, s.CompactWanted())
 	}
 }
+
+// A frame encoded into memory that held another (the wal reuses its
+// buffer) is the same as one encoded afresh: nothing of the old frame, a
+// truncation mark or padding, shows through.
+func TestAppendFrameReusesMemoryCleanly(t *testing.T) {
+	es := chain(rlog.Pos{}, ep(1, 1), 3)
+	old := appendFrame(nil, testSalt, 7, new(uint64(9)), mustVals(t, es))
+	for i := range old {
+		old[i] = 0xff
+	}
+	for _, trunc := range []*uint64{nil, new(uint64(2))} {
+		want := encodeFrame(testSalt, 8, trunc, mustVals(t, es[:2]))
+		got := appendFrame(old, testSalt, 8, trunc, mustVals(t, es[:2]))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("trunc %v: reused memory gives\n%x\nwant\n%x", trunc, got, want)
+		}
+		if &got[0] != &old[0] {
+			t.Fatal("the frame did not reuse the memory it was given")
+		}
+	}
+}
