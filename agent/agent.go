@@ -876,16 +876,16 @@ func (a *Agent) persist(rd core.Ready) error {
 	}
 	// Divergence records go in the commit of the truncation that removed
 	// their entries from the log: a crash between the two would lose them.
-	st := a.node.Status()
+	master := a.node.Master()
 	for _, e := range rd.Divergent {
 		u.Records = append(u.Records, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
-			Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: st.Master})
+			Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: master})
 	}
 	if err := a.storage.Persist(u); err != nil {
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
 	if len(u.Records) > 0 {
-		a.logger.Warn("divergent writes kept for replay", "count", len(u.Records), "master", st.Master)
+		a.logger.Warn("divergent writes kept for replay", "count", len(u.Records), "master", master)
 	}
 	if sn := rd.Snapshot; sn != nil {
 		// After the entries: the snapshot's base is one of them or
