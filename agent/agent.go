@@ -338,7 +338,11 @@ func (a *Agent) Start() error {
 		a.logger.Debug("connection refused: at the cap of open connections", "remote", addr, "max_conns", a.cfg.MaxConns)
 	})
 	httpLn, streams := transport.Mux(a.server.Listen(limited))
-	a.transport = transport.New(transport.Config{Dial: a.creds.Dial(a.dial), Logger: a.logger, Token: a.creds.Token,
+	var accepted func(net.Conn) net.Conn
+	if a.opts.Faults != nil {
+		accepted = a.opts.Faults.Accepted
+	}
+	a.transport = transport.New(transport.Config{ID: a.cfg.ID, Dial: a.creds.Dial(a.dial), Accepted: accepted, Logger: a.logger, Token: a.creds.Token,
 		Authorize: func(token string) error {
 			_, err := a.server.ACL.Check(token, auth.Agent)
 			return err

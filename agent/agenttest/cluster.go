@@ -344,8 +344,11 @@ func (c *Cluster) PartitionNaming(reachable ...uint64) {
 }
 
 // StallAPI makes every call the agents from make to agent to's API hang
-// (accepted, never answered), messages streams included, while gossip
-// still sees to alive: a peer whose API is hung.
+// (accepted, never answered), the message streams they open included,
+// while gossip still sees to alive: a peer whose API is hung for them.
+// Messages an agent of from sends on a stream to opened to it (the higher
+// ID answers on the lower one's stream, package transport) still arrive:
+// that stream is to's, not a call to its API.
 func (c *Cluster) StallAPI(to uint64, from ...uint64) {
 	for _, id := range from {
 		c.stalled[id] = append(c.stalled[id], c.Members[to].Config.API)

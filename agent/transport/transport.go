@@ -1,12 +1,21 @@
-// Package transport carries agent-to-agent messages: one persistent TCP
-// stream per peer, length-prefixed frames of core's binary message form
-// (core.AppendWire), sent in order and
-// pipelined (a sender never waits for a reply). It shares the agent's API
-// port with HTTP: a connection that starts with the stream magic is a
-// message stream, anything else goes to the HTTP server (see Mux).
+// Package transport carries agent-to-agent messages: persistent TCP
+// streams, length-prefixed frames of core's binary message form
+// (core.AppendWire), sent in order and pipelined (a sender never waits for
+// a reply). It shares the agent's API port with HTTP: a connection that
+// starts with the stream magic is a message stream, anything else goes to
+// the HTTP server (see Mux).
+//
+// Two agents share one stream both ways: the one with the higher ID sends
+// on the stream the lower one opened to it (once the lower one has sent on
+// it), and dials only while there is none. An append and its answer then
+// travel on one TCP connection, and each carries the acknowledgement of
+// the other: two streams, one each way, cost every message a bare TCP ACK
+// as well (on loopback about a quarter of the CPU of a round trip).
 //
 // Goroutines: one writer per peer address (owns that peer's connection and
-// queue), one reader per inbound connection, and Mux's accept loop.
+// queue) and one reader of that connection, one reader per inbound
+// connection and a writer for its replies once there are any, and Mux's
+// accept loop.
 //
 // Usage:
 //
@@ -38,9 +47,13 @@ import (
 // Magic opens every message stream. It is followed by the hello: a 4-byte
 // length and the sender's token (up to MaxTokenBytes, possibly empty),
 // which the receiver checks against its ACL before it reads a message.
-// The 3 is the frame format's: since 3, frames carry core's binary form
-// of a message (core.AppendWire), no longer msgpack.
-var Magic = [4]byte{'M', 'S', 'H', '3'}
+// The receiver may send on the stream too (see the package comment): its
+// first bytes are then a hello of its own (length and token, no magic),
+// which the opener checks the same way before it reads a reply. The 4 is
+// the stream format's: since 3, frames carry core's binary form of a
+// message (core.AppendWire), no longer msgpack; since 4, a stream carries
+// messages both ways.
+var Magic = [4]byte{'M', 'S', 'H', '4'}
 
 // MaxTokenBytes bounds the token of a stream's hello.
 const MaxTokenBytes = 1024
@@ -59,9 +72,15 @@ var ErrFrameTooLarge = errors.New("transport: frame too large")
 
 // Config configures a Transport.
 type Config struct {
+	// ID is this agent's; it decides which of two agents sends on the
+	// other's stream (the higher ID does). 0 never does.
+	ID uint64
 	// Dial opens connections; nil means a net.Dialer with a 1s timeout.
 	// Tests pass a fault-injecting dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Accepted, when set, wraps every inbound stream before it is read
+	// (tests inject faults with it).
+	Accepted func(net.Conn) net.Conn
 	// Handler receives every inbound message, from reader goroutines.
 	Handler func(core.Message)
 	// Token is presented in the hello of every stream this transport
@@ -70,10 +89,10 @@ type Config struct {
 	// Authorize, when set, vets the token of every inbound stream's
 	// hello; a stream it refuses is closed before any message is read.
 	Authorize func(token string) error
-	// Closed, when set, is called when a peer closes an inbound stream
-	// it sent messages on (an exiting process closes its streams at
-	// once, a SIGKILL too): from is the sender its last message named. A
-	// stream this side closes (idle, too slow, refused) calls nothing.
+	// Closed, when set, is called when a peer closes a stream it sent
+	// messages on (an exiting process closes its streams at once, a
+	// SIGKILL too): from is the sender its messages named. A stream this
+	// side closes (idle, too slow, refused) calls nothing.
 	Closed func(from uint64)
 	// QueueLen bounds each peer's send queue; a full queue drops the
 	// message (the protocol resends). Default 1024.
@@ -96,7 +115,19 @@ type Transport struct {
 	mu     sync.Mutex
 	peers  map[string]*peer
 	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	// replies holds, by sender ID, the inbound stream to send that
+	// sender's messages on (see the package comment).
+	replies map[uint64]*replyStream
+	wg      sync.WaitGroup
+}
+
+// replyStream is an inbound stream this side may send on. Its queue and
+// writer start with the first message sent on it: a stream whose sender
+// is never written to costs only this entry.
+type replyStream struct {
+	conn  net.Conn
+	queue chan core.Message // nil until the first message
+	done  chan struct{}     // closed when the stream's reader ends
 }
 
 type peer struct {
@@ -121,16 +152,31 @@ func New(cfg Config) *Transport {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	t := &Transport{cfg: cfg, logger: cfg.Logger.Named("transport"), peers: map[string]*peer{}, conns: map[net.Conn]struct{}{}}
+	t := &Transport{cfg: cfg, logger: cfg.Logger.Named("transport"), peers: map[string]*peer{}, conns: map[net.Conn]struct{}{},
+		replies: map[uint64]*replyStream{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
 
-// Send queues m for the peer at addr. It never blocks.
+// Send queues m for the peer at addr (whose ID is m.To). It never blocks.
 func (t *Transport) Send(addr string, m core.Message) {
 	t.mu.Lock()
 	if t.ctx.Err() != nil {
 		t.mu.Unlock()
+		return
+	}
+	if rs := t.replies[m.To]; rs != nil && m.To != 0 {
+		if rs.queue == nil {
+			rs.queue = make(chan core.Message, t.cfg.QueueLen)
+			t.wg.Add(1)
+			go t.runReplies(rs)
+		}
+		t.mu.Unlock()
+		select {
+		case rs.queue <- m:
+		default:
+			t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
+		}
 		return
 	}
 	p := t.peers[addr]
@@ -184,7 +230,7 @@ func (t *Transport) runPeer(p *peer) {
 				c.Close()
 			} else {
 				t.wg.Add(1)
-				go t.watchClose(c)
+				go t.readReplies(c)
 			}
 		}
 		if err != nil {
@@ -251,18 +297,63 @@ func (t *Transport) runPeer(p *peer) {
 	}
 }
 
-// watchClose reads an outbound stream, on which the peer never writes,
-// until it ends. A peer that exits (a restart, a SIGKILL) closes its end,
-// and the kernel accepts the next write on ours anyway: that message would
-// be lost, and with it a vote or an append answer to the restarted peer.
-// Dropping the stream as soon as its end is closed makes the next message
-// dial afresh. A peer that writes on it breaks the protocol: dropped too.
-func (t *Transport) watchClose(c net.Conn) {
+// readReplies reads an outbound stream: the peer's hello once it sends on
+// it (see the package comment), then its messages, until the stream ends.
+// A peer that exits (a restart, a SIGKILL) closes its end, and the kernel
+// accepts the next write on ours anyway: that message would be lost, and
+// with it a vote or an append answer to the restarted peer. Dropping the
+// stream as soon as its end is closed makes the next message dial afresh.
+// A peer that sends what it may not (a refused token, a bad frame, two
+// senders) loses the stream too.
+func (t *Transport) readReplies(c net.Conn) {
 	defer t.wg.Done()
-	var b [1]byte
-	c.Read(b[:])
-	t.untrack(c)
-	c.Close()
+	defer func() {
+		t.untrack(c)
+		c.Close()
+	}()
+	r := bufio.NewReaderSize(c, 16<<10)
+	// The peer may never send: no deadline before its first byte.
+	if _, err := r.Peek(1); err != nil {
+		return
+	}
+	if err := t.readHello(c, r); err != nil {
+		t.logger.Debug("replies on an outbound stream refused", "remote", c.RemoteAddr(), "error", err)
+		return
+	}
+	t.readMessages(c, r, 0, 0, false)
+}
+
+// readMessages reads frames until the stream ends and hands each to the
+// handler. Every frame of a stream must name one sender; the first names
+// it. first and idle bound the silence before the first frame and between
+// later ones (0: none). An inbound stream is offered for replies to its
+// sender. It returns the sender (0 if no frame came).
+func (t *Transport) readMessages(c net.Conn, r *bufio.Reader, first, idle time.Duration, inbound bool) uint64 {
+	var from uint64
+	wait := first
+	for {
+		m, err := readFrame(c, r, wait, t.cfg.FrameTimeout)
+		if err == nil && from != 0 && m.From != from {
+			err = fmt.Errorf("transport: a stream of sender %d carries a message from %d", from, m.From)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
+				t.logger.Debug("stream closed", "remote", c.RemoteAddr(), "error", err)
+			}
+			if peerClosed(err) && from != 0 && t.ctx.Err() == nil && t.cfg.Closed != nil {
+				t.cfg.Closed(from)
+			}
+			return from
+		}
+		if from == 0 {
+			from = m.From
+			if inbound {
+				t.offerReplies(c, from)
+			}
+		}
+		wait = idle
+		t.cfg.Handler(m)
+	}
 }
 
 // hello is the opening of a stream: the magic and the token.
@@ -336,38 +427,97 @@ func (t *Transport) Accept(conns <-chan net.Conn) {
 }
 
 // serve reads frames from one inbound stream (the magic already consumed).
-func (t *Transport) serve(c net.Conn) {
+func (t *Transport) serve(raw net.Conn) {
 	defer t.wg.Done()
 	defer func() {
-		c.Close()
+		raw.Close()
 		t.mu.Lock()
-		delete(t.conns, c)
+		delete(t.conns, raw)
 		t.mu.Unlock()
 	}()
+	c := raw
+	if t.cfg.Accepted != nil {
+		c = t.cfg.Accepted(raw)
+	}
 	r := bufio.NewReaderSize(c, 16<<10)
 	if err := t.readHello(c, r); err != nil {
 		t.logger.Debug("inbound stream refused", "remote", c.RemoteAddr(), "error", err)
 		return
 	}
-	var from uint64
 	// A sender opens a stream to send a message: its first frame comes
 	// with the hello, so a stream silent after its hello is held for the
 	// frame timeout only, not the idle timeout of a stream in use.
-	idle := t.cfg.FrameTimeout
+	from := t.readMessages(c, r, t.cfg.FrameTimeout, t.cfg.StreamIdleTimeout, true)
+	t.mu.Lock()
+	if rs := t.replies[from]; rs != nil && rs.conn == c {
+		delete(t.replies, from)
+		close(rs.done)
+	}
+	t.mu.Unlock()
+}
+
+// offerReplies makes the inbound stream c, whose first message came from
+// sender from, the way to send to from, if this side is the one that
+// sends on the other's stream (the higher ID). The latest stream of a
+// sender wins: a restarted peer opens a new one before the old one times
+// out. A sender ID is claimed, not proven, as every message's is: only a
+// holder of an agent token opens a stream, and the ACL trusts it as an
+// agent of the group.
+func (t *Transport) offerReplies(c net.Conn, from uint64) {
+	if t.cfg.ID == 0 || from == 0 || from >= t.cfg.ID {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return
+	}
+	if old := t.replies[from]; old != nil {
+		close(old.done)
+	}
+	t.replies[from] = &replyStream{conn: c, done: make(chan struct{})}
+}
+
+// runReplies writes the messages queued for an inbound stream's sender on
+// that stream, after this side's hello, until the stream ends. A write
+// that fails closes the stream; its reader then ends, and later messages
+// to the sender take the dialed way.
+func (t *Transport) runReplies(rs *replyStream) {
+	defer t.wg.Done()
+	w := bufio.NewWriterSize(rs.conn, 64<<10)
+	var frame []byte
+	hello := t.hello()[len(Magic):]
+	batch := make([]core.Message, 0, 64)
 	for {
-		m, err := readFrame(c, r, idle, t.cfg.FrameTimeout)
-		idle = t.cfg.StreamIdleTimeout
+		var m core.Message
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-rs.done:
+			return
+		case m = <-rs.queue:
+		}
+		batch = append(batch[:0], m)
+		for len(rs.queue) > 0 && len(batch) < cap(batch) {
+			batch = append(batch, <-rs.queue)
+		}
+		rs.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		var err error
+		if hello != nil {
+			_, err = w.Write(hello)
+			hello = nil
+		}
+		for i := 0; i < len(batch) && err == nil; i++ {
+			frame, err = writeFrame(w, &batch[i], frame)
+		}
+		if err == nil {
+			err = w.Flush()
+		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && t.ctx.Err() == nil {
-				t.logger.Debug("inbound stream closed", "remote", c.RemoteAddr(), "error", err)
-			}
-			if peerClosed(err) && from != 0 && t.ctx.Err() == nil && t.cfg.Closed != nil {
-				t.cfg.Closed(from)
-			}
+			t.logger.Debug("replies on an inbound stream failed", "remote", rs.conn.RemoteAddr(), "error", err)
+			rs.conn.Close()
 			return
 		}
-		from = m.From
-		t.cfg.Handler(m)
 	}
 }
 
@@ -394,7 +544,8 @@ const smallFrame = 4 << 10
 // that grows with the bytes received, allocated at the announced length
 // first only up to smallFrame: a peer that announces 8 MiB and sends
 // nothing costs a few hundred bytes until the frame timeout closes it.
-// The stream may be silent for idle before a frame's length arrives.
+// The stream may be silent for idle before a frame's length arrives (0:
+// for as long as it likes).
 func readFrame(c net.Conn, r *bufio.Reader, idle, frame time.Duration) (core.Message, error) {
 	var m core.Message
 	var hdr [4]byte
@@ -402,7 +553,11 @@ func readFrame(c net.Conn, r *bufio.Reader, idle, frame time.Duration) (core.Mes
 	// buffered are taken without one (a deadline costs a clock read and
 	// a timer change, twice a frame otherwise).
 	if r.Buffered() < len(hdr) {
-		c.SetReadDeadline(time.Now().Add(idle))
+		var d time.Time
+		if idle > 0 {
+			d = time.Now().Add(idle)
+		}
+		c.SetReadDeadline(d)
 	}
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return m, err

@@ -108,7 +108,7 @@ func TestMuxAndOrderedDelivery(t *testing.T) {
 		t.Fatal("malformed frame did not close the stream")
 	}
 	c.Close()
-	send.Send(ln.Addr().String(), core.Message{Type: core.MsgTrigger, From: 7})
+	send.Send(ln.Addr().String(), core.Message{Type: core.MsgTrigger, From: 1})
 	waitFor(t, "delivery after bad frames", func() bool { return box.len() == n+1 })
 }
 

@@ -253,6 +253,15 @@ func (c *conn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// Accepted applies f to a connection this node accepted, as Dialer does
+// to one it dialed, matched on the connection's remote address: the
+// dialer's host and ephemeral port, so that only "host" entries of
+// Partition and Stall match it, while the delay applies to all. A stream
+// that carries messages both ways is then delayed both ways.
+func (f *Faults) Accepted(c net.Conn) net.Conn {
+	return &conn{Conn: c, f: f, peer: c.RemoteAddr().String()}
+}
+
 // ContextDialer is what Dialer wraps; *net.Dialer is one.
 type ContextDialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)

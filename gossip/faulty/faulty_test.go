@@ -316,3 +316,42 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("crashes run: first %d, second %d; want 1 and 1", first, second)
 	}
 }
+
+// An accepted connection takes the faults too: a partition of the
+// dialer's host cuts it, on its next read or write, and a port-only entry
+// (the listener's peers are named by their own listening ports) does not.
+func TestAccepted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f := New(rand.New(rand.NewSource(1)))
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dialed.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Accepted(raw)
+	defer c.Close()
+	f.Partition("127.0.0.1:1")
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatalf("a host:port entry of another port cut the accepted connection: %v", err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(dialed, b); err != nil {
+		t.Fatal(err)
+	}
+	f.Partition("127.0.0.1")
+	if _, err := c.Write([]byte("y")); !errors.Is(err, ErrPartitioned) {
+		t.Fatalf("write after the dialer's host was cut: %v, want ErrPartitioned", err)
+	}
+	dialed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := dialed.Read(b); err == nil {
+		t.Fatal("the cut connection delivered after the partition")
+	}
+}
