@@ -53,3 +53,34 @@ func BenchmarkRecomputeDigest(b *testing.B) {
 		_ = s.RecomputeDigest()
 	}
 }
+
+// BenchmarkSnapshot takes the snapshot of a state of 10000 keys of 100
+// bytes and 64 clients, as the agent's loop does every SnapshotEntries
+// writes (the loop waits for it).
+func BenchmarkSnapshot(b *testing.B) {
+	s := benchStore(b, 10000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRestore restores that snapshot, as an agent starting from its
+// data dir or installing a downloaded state does.
+func BenchmarkRestore(b *testing.B) {
+	snap, err := benchStore(b, 10000).Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(snap)))
+	b.ResetTimer()
+	for range b.N {
+		if err := NewStore().Restore(snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -83,6 +83,11 @@ func FuzzRestore(f *testing.F) {
 	s.Apply(rlog.Entry{Index: 3, Op: mustEncode(f, put("b", ""))})
 	good, _ := s.Snapshot()
 	f.Add(good)
+	// The msgpack form of versions 1 and 2, which still restores.
+	legacy := decodeSnap(f, good)
+	legacy.Version = 2
+	old, _ := api.Encode(&legacy)
+	f.Add(old)
 	f.Add(good[:len(good)/2])
 	empty, _ := NewStore().Snapshot()
 	f.Add(empty)

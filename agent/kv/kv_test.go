@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -494,13 +496,10 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		f.apply(1, 1, put("a", "1"))
 		f.apply(2, 1, put("b", "2"))
 		b, _ := f.s.Snapshot()
-		var s snapshot
-		if err := api.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-			t.Fatal(err)
-		}
+		s := decodeSnap(t, b)
+		s.Version = 2 // what the msgpack form carries; the binary one has none
 		return s
 	}
-	enc := func(s snapshot) []byte { b, _ := api.Encode(&s); return b }
 	resum := func(s snapshot) snapshot {
 		// Give a structurally bad snapshot a matching digest so the
 		// structural check, not the digest, must catch it.
@@ -516,65 +515,172 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		return s
 	}
 	cases := []struct {
-		name string
-		b    func() []byte
+		name        string
+		b           func(enc func(snapshot) []byte) []byte
+		msgpackOnly bool // the binary layout has no version field
 	}{
-		{"empty", func() []byte { return nil }},
-		{"garbage", func() []byte { return []byte("not msgpack") }},
-		{"truncated", func() []byte { b := enc(good()); return b[:len(b)-3] }},
-		{"trailing", func() []byte { return append(enc(good()), 0) }},
-		{"version", func() []byte { s := good(); s.Version = 3; return enc(s) }},
-		{"version 0", func() []byte { s := good(); s.Version = 0; return enc(s) }},
-		{"too many clients", func() []byte {
+		{"empty", func(func(snapshot) []byte) []byte { return nil }, false},
+		{"garbage", func(func(snapshot) []byte) []byte { return []byte("not msgpack") }, false},
+		{"truncated", func(enc func(snapshot) []byte) []byte { b := enc(good()); return b[:len(b)-3] }, false},
+		{"trailing", func(enc func(snapshot) []byte) []byte { return append(enc(good()), 0) }, false},
+		{"version 3 in msgpack", func(enc func(snapshot) []byte) []byte { s := good(); s.Version = 3; return enc(s) }, true},
+		{"version 0", func(enc func(snapshot) []byte) []byte { s := good(); s.Version = 0; return enc(s) }, true},
+		{"too many clients", func(enc func(snapshot) []byte) []byte {
 			s := good()
 			s.Clients = nil
 			for i := range MaxClients + 1 {
 				s.Clients = append(s.Clients, snapClient{ID: uint64(i + 1), Seq: 1})
 			}
 			return enc(s)
-		}},
-		{"client used after the index", func() []byte { s := good(); s.Clients[0].Used = s.Index + 1; return enc(s) }},
-		{"digest", func() []byte { s := good(); s.Index++; return enc(s) }},
-		{"value changed", func() []byte { s := good(); s.Pairs[0].Value = []byte("9"); return enc(s) }},
-		{"unsorted keys", func() []byte {
+		}, false},
+		{"client used after the index", func(enc func(snapshot) []byte) []byte { s := good(); s.Clients[0].Used = s.Index + 1; return enc(s) }, false},
+		{"digest", func(enc func(snapshot) []byte) []byte { s := good(); s.Index++; return enc(s) }, false},
+		{"value changed", func(enc func(snapshot) []byte) []byte { s := good(); s.Pairs[0].Value = []byte("9"); return enc(s) }, false},
+		{"unsorted keys", func(enc func(snapshot) []byte) []byte {
 			s := good()
 			s.Pairs[0], s.Pairs[1] = s.Pairs[1], s.Pairs[0]
 			return enc(resum(s))
-		}},
-		{"duplicate key", func() []byte { s := good(); s.Pairs[1].Key = s.Pairs[0].Key; return enc(resum(s)) }},
-		{"empty key", func() []byte { s := good(); s.Pairs[0].Key = ""; return enc(resum(s)) }},
-		{"key over cap", func() []byte {
+		}, false},
+		{"duplicate key", func(enc func(snapshot) []byte) []byte {
+			s := good()
+			s.Pairs[1].Key = s.Pairs[0].Key
+			return enc(resum(s))
+		}, false},
+		{"empty key", func(enc func(snapshot) []byte) []byte { s := good(); s.Pairs[0].Key = ""; return enc(resum(s)) }, false},
+		{"key over cap", func(enc func(snapshot) []byte) []byte {
 			s := good()
 			s.Pairs[1].Key = strings.Repeat("z", MaxKeyBytes+1)
 			return enc(resum(s))
-		}},
-		{"value over cap", func() []byte {
+		}, false},
+		{"value over cap", func(enc func(snapshot) []byte) []byte {
 			s := good()
 			s.Pairs[0].Value = make([]byte, MaxValueBytes+1)
 			return enc(resum(s))
-		}},
-		{"client 0", func() []byte { s := good(); s.Clients[0].ID = 0; return enc(resum(s)) }},
-		{"unsorted clients", func() []byte {
+		}, false},
+		{"client 0", func(enc func(snapshot) []byte) []byte { s := good(); s.Clients[0].ID = 0; return enc(resum(s)) }, false},
+		{"unsorted clients", func(enc func(snapshot) []byte) []byte {
 			s := good()
 			s.Clients[0], s.Clients[1] = s.Clients[1], s.Clients[0]
 			return enc(resum(s))
-		}},
+		}, false},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFeeder(t)
-			f.apply(9, 1, put("keep", "me"))
-			before, _ := f.s.Snapshot()
-			err := f.s.Restore(c.b())
-			if !errors.Is(err, ErrSnapshot) {
-				t.Fatalf("Restore = %v, want ErrSnapshot", err)
+	forms := []struct {
+		name string
+		enc  func(snapshot) []byte
+	}{
+		{"binary", func(s snapshot) []byte { return appendSnapshot(nil, &s) }},
+		{"msgpack", func(s snapshot) []byte { b, _ := api.Encode(&s); return b }},
+	}
+	for _, form := range forms {
+		if err := NewStore().Restore(form.enc(good())); err != nil {
+			t.Fatalf("%s: the good snapshot: %v", form.name, err)
+		}
+		for _, c := range cases {
+			if c.msgpackOnly && form.name != "msgpack" {
+				continue
 			}
-			t.Log(err)
-			after, _ := f.s.Snapshot()
-			if !bytes.Equal(before, after) {
-				t.Fatal("failed Restore changed the state")
-			}
-		})
+			t.Run(form.name+"/"+c.name, func(t *testing.T) {
+				refuses(t, c.b(form.enc))
+			})
+		}
+	}
+}
+
+// refuses checks that Restore refuses b with ErrSnapshot and changes
+// nothing.
+func refuses(t *testing.T, b []byte) {
+	t.Helper()
+	f := newFeeder(t)
+	f.apply(9, 1, put("keep", "me"))
+	before, _ := f.s.Snapshot()
+	err := f.s.Restore(b)
+	if !errors.Is(err, ErrSnapshot) {
+		t.Fatalf("Restore = %v, want ErrSnapshot", err)
+	}
+	t.Log(err)
+	after, _ := f.s.Snapshot()
+	if !bytes.Equal(before, after) {
+		t.Fatal("failed Restore changed the state")
+	}
+}
+
+// decodeSnap reads back a snapshot Store.Snapshot took (the binary
+// layout).
+func decodeSnap(t testing.TB, b []byte) snapshot {
+	t.Helper()
+	if !bytes.HasPrefix(b, snapshotMagic[:]) {
+		t.Fatalf("snapshot opens with %q, not the binary layout's magic", b[:min(len(b), 4)])
+	}
+	s, err := decodeSnapshot(b[len(snapshotMagic):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Hostile binary snapshots: every cut of a good one, and lengths and
+// counts forged to make Restore allocate what the bytes do not hold.
+// Each is refused before it costs more than its own size, and changes
+// nothing.
+func TestRestoreRefusesHostileBinarySnapshots(t *testing.T) {
+	f := newFeeder(t)
+	f.apply(1, 1, put("a", "1"))
+	f.apply(2, 1, cas("a", "1", "2"))
+	f.apply(3, 1, get("zz"))
+	good, _ := f.s.Snapshot()
+	for n := range len(good) {
+		t.Run(fmt.Sprintf("cut at %d", n), func(t *testing.T) { refuses(t, good[:n]) })
+	}
+	uv := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
+	head := func(parts ...[]byte) []byte {
+		b := snapshotMagic[:]
+		for _, p := range parts {
+			b = append(slices.Clone(b), p...)
+		}
+		return b
+	}
+	sum := make([]byte, 32)
+	cases := map[string][]byte{
+		"2^63 pairs":          head(uv(1), uv(0), uv(1<<63), sum),
+		"a key of 2^40 bytes": head(uv(1), uv(0), uv(1), uv(1<<40), sum),
+		"a key over the cap":  head(uv(1), uv(0), uv(1), uv(MaxKeyBytes+1), make([]byte, MaxKeyBytes+1), uv(0), uv(0), sum),
+		"a value over the cap": head(uv(1), uv(0), uv(1), uv(1), []byte("k"), uv(MaxValueBytes+1),
+			make([]byte, MaxValueBytes+1), uv(0), sum),
+		"a varint of 11 bytes": head(bytes.Repeat([]byte{0xff}, 10), []byte{1}, sum),
+		"2^40 clients":         head(uv(1), uv(0), uv(0), uv(1<<40), sum),
+		"clients over the cap": head(uv(1), uv(0), uv(0), uv(MaxClients+1), make([]byte, 6*(MaxClients+1)), sum),
+		"unknown client flags": head(uv(1), uv(0), uv(0), uv(1), uv(1), uv(1), uv(1), []byte{4}, uv(0), uv(0), sum),
+		"an error over the cap": head(uv(1), uv(0), uv(0), uv(1), uv(1), uv(1), uv(1), []byte{0}, uv(0),
+			uv(maxErrBytes+1), make([]byte, maxErrBytes+1), sum),
+		"no digest": head(uv(0), uv(0), uv(0), uv(0)),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) { refuses(t, b) })
+	}
+}
+
+// A Restore keeps none of the snapshot's memory: a caller that reuses its
+// buffer (a download's) leaves the restored state as it was.
+func TestRestoreCopiesTheSnapshot(t *testing.T) {
+	f := newFeeder(t)
+	f.apply(1, 1, put("a", "value-a"))
+	f.apply(2, 1, get("a"))
+	b, _ := f.s.Snapshot()
+	r := NewStore()
+	if err := r.Restore(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = 'x'
+	}
+	if v, _ := r.Get("a"); string(v) != "value-a" {
+		t.Fatalf("a = %q after the snapshot's buffer was overwritten", v)
+	}
+	if res := r.Apply(rlog.Entry{Index: 3, Client: 2, Seq: 1, Op: mustEncode(t, get("a"))}); string(res.Value) != "value-a" {
+		t.Fatalf("the client's recorded result = %+v after the buffer was overwritten", res)
+	}
+	if r.Digest() != r.RecomputeDigest() {
+		t.Fatal("digest differs from a full recompute")
 	}
 }
 
@@ -733,10 +839,7 @@ func TestRestoreVersion1Snapshot(t *testing.T) {
 	f.apply(5, 1, put("a", "1"))
 	f.apply(6, 1, put("b", "2"))
 	b, _ := f.s.Snapshot()
-	var s snapshot
-	if err := api.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-		t.Fatal(err)
-	}
+	s := decodeSnap(t, b)
 	s.Version, s.Forgotten = 1, 0
 	for i := range s.Clients {
 		s.Clients[i].Used = 0
