@@ -74,6 +74,11 @@ type Store struct {
 	forgotten uint64
 	// sum is the digest accumulator over data and clients; see digest.go.
 	sum sum256
+	// digest is Digest's last answer, while digested holds: the agent
+	// asks for it at every status it publishes, and apply calls are far
+	// fewer than that under load (one batch per many messages).
+	digest   rlog.Digest
+	digested bool
 	// dec is reused by Apply to decode ops; it holds no state between
 	// calls that affects results.
 	dec *codec.Decoder
@@ -135,6 +140,7 @@ func (s *Store) Apply(e rlog.Entry) Result {
 		panic(fmt.Sprintf("kv: apply %s after index %d", e, s.index))
 	}
 	s.index = e.Index
+	s.digested = false
 	if len(e.Op) == 0 {
 		return Result{}
 	}
@@ -291,4 +297,9 @@ func cloneResult(r Result) Result {
 
 // Digest returns the digest of the state at the applied index in O(1); see
 // digest.go for the construction.
-func (s *Store) Digest() rlog.Digest { return finalDigest(s.index, s.sum) }
+func (s *Store) Digest() rlog.Digest {
+	if !s.digested {
+		s.digest, s.digested = finalDigest(s.index, s.sum), true
+	}
+	return s.digest
+}
