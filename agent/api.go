@@ -162,7 +162,9 @@ func (a *Agent) Info() wire.Info {
 }
 
 // serveInfo is GET /v1/info, and with ?index=N&wait=D a blocking read:
-// it answers once the role, epoch or master changed after index N.
+// it answers once the role, epoch or master changed after index N. A
+// token with the client capability and not read gets it without the
+// hooks.
 func (a *Agent) serveInfo(w http.ResponseWriter, r *http.Request) {
 	index, wait, err := api.ParseBlocking(r.URL.Query())
 	if err != nil {
@@ -177,6 +179,11 @@ func (a *Agent) serveInfo(w http.ResponseWriter, r *http.Request) {
 		a.WaitChange(r.Context(), index, wait)
 	}
 	info := a.Info()
+	if a.server.Allowed(r, auth.Read) != nil {
+		// A client token (an application finding the master): the hooks'
+		// paths and the tail of their stderr are the operator's to read.
+		info.Hooks = nil
+	}
 	w.Header().Set(api.IndexHeader, strconv.FormatUint(info.Index, 10))
 	writeJSON(w, 200, info)
 }
