@@ -221,8 +221,14 @@ func (n *Node) handleVote(m Message) {
 		(n.masterSilent() || n.role == api.RoleCandidate || m.Transfer) &&
 		upToDate
 	if n.role == api.RoleCandidate && grant {
-		// A candidate grants only to a better-ranked candidate.
-		grant = better(m.From, m.Priority, n.cfg.ID, n.cfg.Priority)
+		// A candidate grants only to a better-ranked candidate, or to one
+		// whose log is ahead of its own: that one refuses our campaign
+		// (its log is newer), as does every voter as far along, and were
+		// we to refuse it in turn the two would refuse each other's
+		// campaigns until one asked while the other was between two of
+		// its own. The ranking comes back by a planned handover.
+		ahead := last.Epoch.Less(m.LastEpoch) || (last.Epoch == m.LastEpoch && last.Index < m.LastIndex)
+		grant = ahead || better(m.From, m.Priority, n.cfg.ID, n.cfg.Priority)
 		if grant {
 			n.becomeBackup(0, n.epoch)
 		}
