@@ -172,11 +172,7 @@ func (t *Transport) Send(addr string, m core.Message) {
 			go t.runReplies(rs)
 		}
 		t.mu.Unlock()
-		select {
-		case rs.queue <- m:
-		default:
-			t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
-		}
+		t.enqueue(rs.queue, addr, m)
 		return
 	}
 	p := t.peers[addr]
@@ -187,8 +183,14 @@ func (t *Transport) Send(addr string, m core.Message) {
 		go t.runPeer(p)
 	}
 	t.mu.Unlock()
+	t.enqueue(p.queue, addr, m)
+}
+
+// enqueue puts m on a send queue, or drops it when the queue is full (the
+// protocol resends).
+func (t *Transport) enqueue(q chan<- core.Message, addr string, m core.Message) {
 	select {
-	case p.queue <- m:
+	case q <- m:
 	default:
 		t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
 	}
