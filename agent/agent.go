@@ -342,7 +342,8 @@ func (a *Agent) Start() error {
 	if a.opts.Faults != nil {
 		accepted = a.opts.Faults.Accepted
 	}
-	a.transport = transport.New(transport.Config{ID: a.cfg.ID, Dial: a.creds.Dial(a.dial), Accepted: accepted, Logger: a.logger, Token: a.creds.Token,
+	a.transport = transport.New(transport.Config{ID: a.cfg.ID, Addr: a.advertisedAPI(), Dial: a.creds.Dial(a.dial), Accepted: accepted,
+		Logger: a.logger, Token: a.creds.Token,
 		Authorize: func(token string) error {
 			_, err := a.server.ACL.Check(token, auth.Agent)
 			return err

@@ -30,7 +30,7 @@ func rawFrames(t *testing.T, addr string, msgs ...core.Message) {
 	defer c.Close()
 	var b bytes.Buffer
 	b.Write(transport.Magic[:])
-	b.Write([]byte{0, 0, 0, 0}) // the hello: no token
+	b.Write([]byte{0, 0, 0, 0, 0, 0}) // the hello: no token, no address
 	for _, m := range msgs {
 		body := core.AppendWire(nil, &m)
 		var hdr [4]byte

@@ -103,10 +103,11 @@ func TestStalledConnections(t *testing.T) {
 			t.Fatalf("stream %d: %v", i, err)
 		}
 		conns = append(conns, c)
-		// The stream's magic, an empty hello, and a frame header.
-		var b [12]byte
+		// The stream's magic, an empty hello (no token, no address),
+		// and a frame header.
+		var b [14]byte
 		copy(b[:4], transport.Magic[:])
-		bin.BigEndian.PutUint32(b[8:], 8<<20)
+		bin.BigEndian.PutUint32(b[10:], 8<<20)
 		if _, err := c.Write(b[:]); err != nil {
 			t.Fatalf("stream %d: %v", i, err)
 		}

@@ -253,7 +253,7 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 	// certificate, and over TLS with a certificate but no token in its
 	// hello. Each is closed before a message is read.
 	frame := core.AppendWire(nil, &core.Message{Type: core.MsgTrigger, Group: "g", From: 2, To: master.id, Epoch: api.Epoch{Term: ^uint64(0), ID: 2}})
-	stream := append(append(append([]byte{}, transport.Magic[:]...), 0, 0, 0, 0), bin.BigEndian.AppendUint32(nil, uint32(len(frame)))...)
+	stream := append(append(append([]byte{}, transport.Magic[:]...), 0, 0, 0, 0, 0, 0), bin.BigEndian.AppendUint32(nil, uint32(len(frame)))...)
 	stream = append(stream, frame...)
 	raw, err := net.DialTimeout("tcp", master.api, time.Second)
 	if err != nil {

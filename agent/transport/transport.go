@@ -10,12 +10,20 @@
 // it), and dials only while there is none. An append and its answer then
 // travel on one TCP connection, and each carries the acknowledgement of
 // the other: two streams, one each way, cost every message a bare TCP ACK
-// as well (on loopback about a quarter of the CPU of a round trip).
+// as well (on loopback about a quarter of the CPU of a round trip). The
+// opener names the address it is reached at in its hello, and its stream
+// serves the messages sent to that address: a peer that comes back at
+// another address is dialed there, and one that opens a stream from the
+// wrong group does not take another's messages.
 //
-// Goroutines: one writer per peer address (owns that peer's connection and
-// queue) and one reader of that connection, one reader per inbound
-// connection and a writer for its replies once there are any, and Mux's
-// accept loop.
+// Goroutines: one writer per peer address (owns that peer's queue, the
+// connection it dialed and the peer's stream it writes on) and one reader
+// of the dialed connection, one reader per inbound connection, and Mux's
+// accept loop. One writer per address keeps the messages to a peer in one
+// queue: none is lost when a stream ends (the writer takes the other way),
+// and they stay in order but for those in flight on the old stream at a
+// change of stream, which the receiver's two readers may hand over after
+// the first ones of the new (the protocol resends what does not fit).
 //
 // Usage:
 //
@@ -46,17 +54,22 @@ import (
 
 // Magic opens every message stream. It is followed by the hello: a 4-byte
 // length and the sender's token (up to MaxTokenBytes, possibly empty),
-// which the receiver checks against its ACL before it reads a message.
-// The receiver may send on the stream too (see the package comment): its
-// first bytes are then a hello of its own (length and token, no magic),
-// which the opener checks the same way before it reads a reply. The 4 is
-// the stream format's: since 3, frames carry core's binary form of a
-// message (core.AppendWire), no longer msgpack; since 4, a stream carries
-// messages both ways.
+// which the receiver checks against its ACL before it reads a message,
+// then a 2-byte length and the address the sender is reached at (up to
+// MaxAddrBytes, empty when it does not take messages on the stream). The
+// receiver may send on the stream too (see the package comment): its
+// first bytes are then a hello of its own (length and token, no magic, no
+// address), which the opener checks the same way before it reads a reply.
+// The 4 is the stream format's: since 3, frames carry core's binary form
+// of a message (core.AppendWire), no longer msgpack; since 4, a stream
+// carries messages both ways.
 var Magic = [4]byte{'M', 'S', 'H', '4'}
 
 // MaxTokenBytes bounds the token of a stream's hello.
 const MaxTokenBytes = 1024
+
+// MaxAddrBytes bounds the address of a stream's hello.
+const MaxAddrBytes = 255
 
 // maxBackoff caps the wait between dials of an unreachable peer.
 const maxBackoff = 100 * time.Millisecond
@@ -75,6 +88,11 @@ type Config struct {
 	// ID is this agent's; it decides which of two agents sends on the
 	// other's stream (the higher ID does). 0 never does.
 	ID uint64
+	// Addr is the address peers send to this agent at (its advertised
+	// API address), named in the hello of every stream it opens: the
+	// peer sends what it has for Addr on that stream. Empty: the peer
+	// dials as for a stream of MSH3.
+	Addr string
 	// Dial opens connections; nil means a net.Dialer with a 1s timeout.
 	// Tests pass a fault-injecting dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -115,24 +133,16 @@ type Transport struct {
 	mu     sync.Mutex
 	peers  map[string]*peer
 	conns  map[net.Conn]struct{}
-	// replies holds, by sender ID, the inbound stream to send that
-	// sender's messages on (see the package comment).
-	replies map[uint64]*replyStream
-	wg      sync.WaitGroup
-}
-
-// replyStream is an inbound stream this side may send on. Its queue and
-// writer start with the first message sent on it: a stream whose sender
-// is never written to costs only this entry.
-type replyStream struct {
-	conn  net.Conn
-	queue chan core.Message // nil until the first message
-	done  chan struct{}     // closed when the stream's reader ends
+	wg     sync.WaitGroup
 }
 
 type peer struct {
 	addr  string
 	queue chan core.Message
+	// offer is the inbound stream whose opener named addr in its hello,
+	// the one the writer sends on while it lasts (see the package
+	// comment); nil while there is none. Under Transport.mu.
+	offer net.Conn
 }
 
 // New returns a transport; call Close to stop it.
@@ -152,8 +162,11 @@ func New(cfg Config) *Transport {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	t := &Transport{cfg: cfg, logger: cfg.Logger.Named("transport"), peers: map[string]*peer{}, conns: map[net.Conn]struct{}{},
-		replies: map[uint64]*replyStream{}}
+	if len(cfg.Addr) > MaxAddrBytes {
+		cfg.Logger.Warn("transport: address too long to name in a hello; peers dial this agent", "addr", cfg.Addr)
+		cfg.Addr = ""
+	}
+	t := &Transport{cfg: cfg, logger: cfg.Logger.Named("transport"), peers: map[string]*peer{}, conns: map[net.Conn]struct{}{}}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	return t
 }
@@ -165,16 +178,18 @@ func (t *Transport) Send(addr string, m core.Message) {
 		t.mu.Unlock()
 		return
 	}
-	if rs := t.replies[m.To]; rs != nil && m.To != 0 {
-		if rs.queue == nil {
-			rs.queue = make(chan core.Message, t.cfg.QueueLen)
-			t.wg.Add(1)
-			go t.runReplies(rs)
-		}
-		t.mu.Unlock()
-		t.enqueue(rs.queue, addr, m)
-		return
+	p := t.peerLocked(addr)
+	t.mu.Unlock()
+	select {
+	case p.queue <- m:
+	default:
+		t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
 	}
+}
+
+// peerLocked returns the peer at addr, starting its writer if it has none.
+// Under t.mu, with the transport open.
+func (t *Transport) peerLocked(addr string) *peer {
 	p := t.peers[addr]
 	if p == nil {
 		p = &peer{addr: addr, queue: make(chan core.Message, t.cfg.QueueLen)}
@@ -182,25 +197,16 @@ func (t *Transport) Send(addr string, m core.Message) {
 		t.wg.Add(1)
 		go t.runPeer(p)
 	}
-	t.mu.Unlock()
-	t.enqueue(p.queue, addr, m)
+	return p
 }
 
-// enqueue puts m on a send queue, or drops it when the queue is full (the
-// protocol resends).
-func (t *Transport) enqueue(q chan<- core.Message, addr string, m core.Message) {
-	select {
-	case q <- m:
-	default:
-		t.logger.Trace("send queue full; message dropped", "peer", addr, "type", m.Type)
-	}
-}
-
-// runPeer owns one peer's connection: it dials on demand, writes frames in
-// order, and on error drops the connection and backs off. A connection that
-// was idle may have died with its peer (a restart): a batch that fails on
-// it is sent once more on a fresh connection, so a reply to a restarted
-// peer is not lost to the stale one.
+// runPeer owns one peer's connections: it writes frames in order on the
+// stream the peer opened to it if there is one (offerReplies), else on one
+// it dials on demand, and on error drops the connection and backs off. A
+// connection that was idle may have died with its peer (a restart): a
+// batch that fails on it is sent once more on a fresh connection, so a
+// reply to a restarted peer is not lost to the stale one; a batch that
+// fails on the peer's stream goes the dialed way.
 func (t *Transport) runPeer(p *peer) {
 	defer t.wg.Done()
 	var (
@@ -261,6 +267,55 @@ func (t *Transport) runPeer(p *peer) {
 		}
 		return w.Flush()
 	}
+	// The peer's own stream, while it offers one: its writer, and when
+	// its read deadline was last pushed back.
+	var (
+		offer    net.Conn
+		ow       *bufio.Writer
+		extended time.Time
+	)
+	sendOffered := func(batch []core.Message) bool {
+		t.mu.Lock()
+		c := p.offer
+		t.mu.Unlock()
+		if c != offer {
+			offer, ow = c, nil
+			if c != nil {
+				// This side's hello first: its token, for the opener's ACL.
+				ow = bufio.NewWriterSize(c, 64<<10)
+				ow.Write(t.replyHello())
+			}
+		}
+		if offer == nil {
+			return false
+		}
+		offer.SetWriteDeadline(time.Now().Add(writeTimeout))
+		var err error
+		for i := 0; i < len(batch) && err == nil; i++ {
+			frame, err = writeFrame(ow, &batch[i], frame)
+		}
+		if err == nil {
+			err = ow.Flush()
+		}
+		if err != nil {
+			t.logger.Debug("the peer's stream broken; dialing", "peer", p.addr, "error", err)
+			offer.Close() // its reader ends and withdraws it
+			t.mu.Lock()
+			if p.offer == offer {
+				p.offer = nil
+			}
+			t.mu.Unlock()
+			offer, ow = nil, nil
+			return false
+		}
+		// The stream is in use while this side writes on it, whatever its
+		// opener sends: its reader's idle timeout must not end it.
+		if now := time.Now(); now.Sub(extended) > t.cfg.StreamIdleTimeout/4 {
+			offer.SetReadDeadline(now.Add(t.cfg.StreamIdleTimeout))
+			extended = now
+		}
+		return true
+	}
 	batch := make([]core.Message, 0, 64)
 	for {
 		var m core.Message
@@ -272,6 +327,9 @@ func (t *Transport) runPeer(p *peer) {
 		batch = append(batch[:0], m)
 		for len(p.queue) > 0 && len(batch) < cap(batch) {
 			batch = append(batch, <-p.queue)
+		}
+		if sendOffered(batch) {
+			continue
 		}
 		fresh := false
 		if conn == nil {
@@ -305,8 +363,8 @@ func (t *Transport) runPeer(p *peer) {
 // accepts the next write on ours anyway: that message would be lost, and
 // with it a vote or an append answer to the restarted peer. Dropping the
 // stream as soon as its end is closed makes the next message dial afresh.
-// A peer that sends what it may not (a refused token, a bad frame, two
-// senders) loses the stream too.
+// A peer that sends a bad frame or a second sender's loses the stream
+// too; one whose token is refused is not heard.
 func (t *Transport) readReplies(c net.Conn) {
 	defer t.wg.Done()
 	defer func() {
@@ -318,19 +376,29 @@ func (t *Transport) readReplies(c net.Conn) {
 	if _, err := r.Peek(1); err != nil {
 		return
 	}
-	if err := t.readHello(c, r); err != nil {
+	if _, err := t.readHello(c, r, false); errors.Is(err, errRefused) {
+		// Not a reason to drop our stream, on which the peer takes our
+		// messages: an ACL rolled out to one side before the other
+		// would cost a dial and a false Closed on the peer at every
+		// answer. What it sends is read and thrown away.
+		t.logger.Warn("messages from a peer refused: its token is not in this agent's ACL", "remote", c.RemoteAddr(), "error", err)
+		c.SetReadDeadline(time.Time{})
+		io.Copy(io.Discard, r)
+		return
+	} else if err != nil {
 		t.logger.Debug("replies on an outbound stream refused", "remote", c.RemoteAddr(), "error", err)
 		return
 	}
-	t.readMessages(c, r, 0, 0, false)
+	t.readMessages(c, r, 0, 0, "")
 }
 
 // readMessages reads frames until the stream ends and hands each to the
 // handler. Every frame of a stream must name one sender; the first names
 // it. first and idle bound the silence before the first frame and between
-// later ones (0: none). An inbound stream is offered for replies to its
-// sender. It returns the sender (0 if no frame came).
-func (t *Transport) readMessages(c net.Conn, r *bufio.Reader, first, idle time.Duration, inbound bool) uint64 {
+// later ones (0: none). An inbound stream whose opener named the address
+// addr is offered for the messages to addr (offerReplies). It returns the
+// sender (0 if no frame came).
+func (t *Transport) readMessages(c net.Conn, r *bufio.Reader, first, idle time.Duration, addr string) uint64 {
 	var from uint64
 	wait := first
 	for {
@@ -349,8 +417,8 @@ func (t *Transport) readMessages(c net.Conn, r *bufio.Reader, first, idle time.D
 		}
 		if from == 0 {
 			from = m.From
-			if inbound {
-				t.offerReplies(c, from)
+			if addr != "" {
+				t.offerReplies(c, from, addr)
 			}
 		}
 		wait = idle
@@ -358,35 +426,62 @@ func (t *Transport) readMessages(c net.Conn, r *bufio.Reader, first, idle time.D
 	}
 }
 
-// hello is the opening of a stream: the magic and the token.
+// hello is the opening of a stream: the magic, the token and the address
+// this side is reached at.
 func (t *Transport) hello() []byte {
-	b := make([]byte, 0, 8+len(t.cfg.Token))
+	b := make([]byte, 0, 10+len(t.cfg.Token)+len(t.cfg.Addr))
 	b = append(b, Magic[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(t.cfg.Token)))
+	b = append(b, t.replyHello()...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(t.cfg.Addr)))
+	return append(b, t.cfg.Addr...)
+}
+
+// replyHello opens what this side sends on a stream the peer opened: the
+// token alone.
+func (t *Transport) replyHello() []byte {
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(t.cfg.Token)), uint32(len(t.cfg.Token)))
 	return append(b, t.cfg.Token...)
 }
 
-// readHello reads and vets an inbound stream's token.
-func (t *Transport) readHello(c net.Conn, r *bufio.Reader) error {
+// errRefused wraps Authorize's refusal of a hello's token.
+var errRefused = errors.New("transport: token refused")
+
+// readHello reads and vets a hello's token, and with addr (the opener's
+// hello) the address that follows it.
+func (t *Transport) readHello(c net.Conn, r *bufio.Reader, addr bool) (string, error) {
 	c.SetReadDeadline(time.Now().Add(t.cfg.FrameTimeout))
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return fmt.Errorf("transport: hello: %w", err)
+		return "", fmt.Errorf("transport: hello: %w", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > MaxTokenBytes {
-		return fmt.Errorf("transport: hello announces a token of %d bytes, limit %d", n, MaxTokenBytes)
+		return "", fmt.Errorf("transport: hello announces a token of %d bytes, limit %d", n, MaxTokenBytes)
 	}
 	tok := make([]byte, n)
 	if _, err := io.ReadFull(r, tok); err != nil {
-		return fmt.Errorf("transport: hello: %w", err)
+		return "", fmt.Errorf("transport: hello: %w", err)
 	}
 	if t.cfg.Authorize != nil {
 		if err := t.cfg.Authorize(string(tok)); err != nil {
-			return err
+			return "", fmt.Errorf("%w: %w", errRefused, err)
 		}
 	}
-	return nil
+	if !addr {
+		return "", nil
+	}
+	if _, err := io.ReadFull(r, hdr[:2]); err != nil {
+		return "", fmt.Errorf("transport: hello: %w", err)
+	}
+	n = uint32(binary.BigEndian.Uint16(hdr[:2]))
+	if n > MaxAddrBytes {
+		return "", fmt.Errorf("transport: hello announces an address of %d bytes, limit %d", n, MaxAddrBytes)
+	}
+	a := make([]byte, n)
+	if _, err := io.ReadFull(r, a); err != nil {
+		return "", fmt.Errorf("transport: hello: %w", err)
+	}
+	return string(a), nil
 }
 
 // writeFrame writes m as one frame, encoded into buf (returned for reuse).
@@ -442,30 +537,30 @@ func (t *Transport) serve(raw net.Conn) {
 		c = t.cfg.Accepted(raw)
 	}
 	r := bufio.NewReaderSize(c, 16<<10)
-	if err := t.readHello(c, r); err != nil {
+	addr, err := t.readHello(c, r, true)
+	if err != nil {
 		t.logger.Debug("inbound stream refused", "remote", c.RemoteAddr(), "error", err)
 		return
 	}
 	// A sender opens a stream to send a message: its first frame comes
 	// with the hello, so a stream silent after its hello is held for the
 	// frame timeout only, not the idle timeout of a stream in use.
-	from := t.readMessages(c, r, t.cfg.FrameTimeout, t.cfg.StreamIdleTimeout, true)
+	t.readMessages(c, r, t.cfg.FrameTimeout, t.cfg.StreamIdleTimeout, addr)
 	t.mu.Lock()
-	if rs := t.replies[from]; rs != nil && rs.conn == c {
-		delete(t.replies, from)
-		close(rs.done)
+	if p := t.peers[addr]; p != nil && p.offer == c {
+		p.offer = nil // the writer dials from now on
 	}
 	t.mu.Unlock()
 }
 
-// offerReplies makes the inbound stream c, whose first message came from
-// sender from, the way to send to from, if this side is the one that
-// sends on the other's stream (the higher ID). The latest stream of a
-// sender wins: a restarted peer opens a new one before the old one times
-// out. A sender ID is claimed, not proven, as every message's is: only a
-// holder of an agent token opens a stream, and the ACL trusts it as an
-// agent of the group.
-func (t *Transport) offerReplies(c net.Conn, from uint64) {
+// offerReplies makes the inbound stream c, whose opener named addr and
+// whose first message came from sender from, the way to send to addr, if
+// this side is the one that sends on the other's stream (the higher ID).
+// The latest stream wins: a restarted peer opens a new one before the old
+// one times out. A sender's ID and address are claimed, not proven, as
+// every message's sender is: only a holder of an agent token opens a
+// stream, and the ACL trusts it as an agent of the group.
+func (t *Transport) offerReplies(c net.Conn, from uint64, addr string) {
 	if t.cfg.ID == 0 || from == 0 || from >= t.cfg.ID {
 		return
 	}
@@ -474,53 +569,7 @@ func (t *Transport) offerReplies(c net.Conn, from uint64) {
 	if t.ctx.Err() != nil {
 		return
 	}
-	if old := t.replies[from]; old != nil {
-		close(old.done)
-	}
-	t.replies[from] = &replyStream{conn: c, done: make(chan struct{})}
-}
-
-// runReplies writes the messages queued for an inbound stream's sender on
-// that stream, after this side's hello, until the stream ends. A write
-// that fails closes the stream; its reader then ends, and later messages
-// to the sender take the dialed way.
-func (t *Transport) runReplies(rs *replyStream) {
-	defer t.wg.Done()
-	w := bufio.NewWriterSize(rs.conn, 64<<10)
-	var frame []byte
-	hello := t.hello()[len(Magic):]
-	batch := make([]core.Message, 0, 64)
-	for {
-		var m core.Message
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-rs.done:
-			return
-		case m = <-rs.queue:
-		}
-		batch = append(batch[:0], m)
-		for len(rs.queue) > 0 && len(batch) < cap(batch) {
-			batch = append(batch, <-rs.queue)
-		}
-		rs.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-		var err error
-		if hello != nil {
-			_, err = w.Write(hello)
-			hello = nil
-		}
-		for i := 0; i < len(batch) && err == nil; i++ {
-			frame, err = writeFrame(w, &batch[i], frame)
-		}
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			t.logger.Debug("replies on an inbound stream failed", "remote", rs.conn.RemoteAddr(), "error", err)
-			rs.conn.Close()
-			return
-		}
-	}
+	t.peerLocked(addr).offer = c
 }
 
 // peerClosed tells whether a read ended because the peer closed its end

@@ -187,7 +187,8 @@ func TestStalledFrameCostsWhatArrived(t *testing.T) {
 	}
 }
 
-func emptyHello() []byte { return append(Magic[:], 0, 0, 0, 0) }
+// emptyHello opens a stream with no token and no address.
+func emptyHello() []byte { return append(Magic[:], 0, 0, 0, 0, 0, 0) }
 
 // oneFrame is a length-prefixed frame of a small message.
 func oneFrame() []byte {
@@ -222,6 +223,7 @@ func TestStreamHelloAuthorized(t *testing.T) {
 		}
 		b := append(Magic[:], binary.BigEndian.AppendUint32(nil, uint32(len(tok)))...)
 		b = append(b, tok...)
+		b = append(b, 0, 0) // no address
 		b = binary.BigEndian.AppendUint32(b, uint32(len(frame)))
 		c.Write(append(b, frame...))
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
