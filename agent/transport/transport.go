@@ -279,7 +279,7 @@ func (t *Transport) runPeer(p *peer) {
 		c := p.offer
 		t.mu.Unlock()
 		if c != offer {
-			offer, ow = c, nil
+			offer, ow, extended = c, nil, time.Time{}
 			if c != nil {
 				// This side's hello first: its token, for the opener's ACL.
 				ow = bufio.NewWriterSize(c, 64<<10)
