@@ -151,15 +151,9 @@ func TestTheLowerIDDials(t *testing.T) {
 // restarted process, is dialed afresh and heard.
 func TestAnswersFallBackToADial(t *testing.T) {
 	high := newEnd(t, 2, "", nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_, streams := Mux(ln)
 	var lowBox inbox
-	low := New(Config{ID: 1, Addr: addr, Handler: lowBox.add})
-	go low.Accept(streams)
+	low, ln := listenAt(t, "127.0.0.1:0", Config{ID: 1, Handler: lowBox.add})
+	addr := ln.Addr().String()
 	low.Send(high.addr, core.Message{Type: core.MsgAppend, From: 1, To: 2, Commit: 1})
 	waitFor(t, "the lower one's message", func() bool { return high.box.len() == 1 })
 	high.tr.Send(addr, core.Message{Type: core.MsgAppendResp, From: 2, To: 1, Commit: 1})
@@ -176,16 +170,10 @@ func TestAnswersFallBackToADial(t *testing.T) {
 	if got := high.closedBy(); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("Closed named %v, want [1]", got)
 	}
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen again on %s: %v", addr, err)
-	}
-	defer ln.Close()
-	_, streams = Mux(ln)
 	var fresh inbox
-	low = New(Config{ID: 1, Addr: addr, Handler: fresh.add})
+	low, ln = listenAt(t, addr, Config{ID: 1, Handler: fresh.add})
+	defer ln.Close()
 	defer low.Close()
-	go low.Accept(streams)
 	high.tr.Send(addr, core.Message{Type: core.MsgAppendResp, From: 2, To: 1, Commit: 2})
 	waitFor(t, "the message after the restart", func() bool { return fresh.len() == 1 })
 	if d := high.dials.Load(); d != 1 {
@@ -336,6 +324,21 @@ func TestAStreamHasOneSender(t *testing.T) {
 	if got := high.commits(); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("handled %v, want the first sender's message only", got)
 	}
+}
+
+// listenAt starts a transport with cfg on a listener at addr (port 0: any),
+// reached at that listener's address.
+func listenAt(t *testing.T, addr string, cfg Config) (*Transport, net.Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	_, streams := Mux(ln)
+	cfg.Addr = ln.Addr().String()
+	tr := New(cfg)
+	go tr.Accept(streams)
+	return tr, ln
 }
 
 // openAs opens a raw stream to addr as agent from reached at self (its

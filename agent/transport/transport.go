@@ -255,17 +255,9 @@ func (t *Transport) runPeer(p *peer) {
 	}
 	var frame []byte // reused from frame to frame
 	send := func(batch []core.Message) error {
-		// The deadline covers every write of the batch: the buffer
-		// flushes by itself when it fills, and a peer that stopped
-		// reading must not hold this goroutine (or Close) forever.
-		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
-		for i := range batch {
-			if frame, err = writeFrame(w, &batch[i], frame); err != nil {
-				return err
-			}
-		}
-		return w.Flush()
+		frame, err = writeBatch(conn, w, batch, frame)
+		return err
 	}
 	// The peer's own stream, while it offers one: its writer, and when
 	// its read deadline was last pushed back.
@@ -289,15 +281,8 @@ func (t *Transport) runPeer(p *peer) {
 		if offer == nil {
 			return false
 		}
-		offer.SetWriteDeadline(time.Now().Add(writeTimeout))
 		var err error
-		for i := 0; i < len(batch) && err == nil; i++ {
-			frame, err = writeFrame(ow, &batch[i], frame)
-		}
-		if err == nil {
-			err = ow.Flush()
-		}
-		if err != nil {
+		if frame, err = writeBatch(offer, ow, batch, frame); err != nil {
 			t.logger.Debug("the peer's stream broken; dialing", "peer", p.addr, "error", err)
 			offer.Close() // its reader ends and withdraws it
 			t.mu.Lock()
@@ -482,6 +467,21 @@ func (t *Transport) readHello(c net.Conn, r *bufio.Reader, addr bool) (string, e
 		return "", fmt.Errorf("transport: hello: %w", err)
 	}
 	return string(a), nil
+}
+
+// writeBatch writes batch's frames to c through w, encoded into frame
+// (returned for reuse), and flushes. The deadline covers every write of
+// the batch: the buffer flushes by itself when it fills, and a peer that
+// stopped reading must not hold the writer (or Close) forever.
+func writeBatch(c net.Conn, w *bufio.Writer, batch []core.Message, frame []byte) ([]byte, error) {
+	c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var err error
+	for i := range batch {
+		if frame, err = writeFrame(w, &batch[i], frame); err != nil {
+			return frame, err
+		}
+	}
+	return frame, w.Flush()
 }
 
 // writeFrame writes m as one frame, encoded into buf (returned for reuse).
