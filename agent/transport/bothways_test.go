@@ -436,3 +436,41 @@ func TestAStreamWrittenOnIsNotIdle(t *testing.T) {
 		t.Errorf("high dialed %d times with a live stream to 1", d)
 	}
 }
+
+// A hello whose address is over MaxAddrBytes, or cut, closes the stream
+// before any message is handled, and offers nothing.
+func TestHostileHelloAddress(t *testing.T) {
+	high := newEnd(t, 2, "", nil)
+	f := core.AppendWire(nil, &core.Message{Type: core.MsgAppendResp, From: 1, To: 2})
+	frame := append(binary.BigEndian.AppendUint32(nil, uint32(len(f))), f...)
+	for name, hello := range map[string][]byte{
+		"address of 65535 bytes": append(append(Magic[:], 0, 0, 0, 0, 0xff, 0xff), frame...),
+		"address cut":            append(Magic[:], 0, 0, 0, 0, 0, 9, 'h', 'o'),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", high.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(hello)
+			if name == "address cut" {
+				c.(*net.TCPConn).CloseWrite()
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("the stream stayed open: %v", err)
+			}
+			if n := high.box.len(); n != 0 {
+				t.Fatalf("%d messages handled", n)
+			}
+			high.tr.mu.Lock()
+			defer high.tr.mu.Unlock()
+			for addr, p := range high.tr.peers {
+				if p.offer != nil {
+					t.Fatalf("a stream was offered for %q", addr)
+				}
+			}
+		})
+	}
+}
