@@ -207,3 +207,138 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 	t.Logf("healed on the page: %+v; screenshot %s", v, wd.screenshot("dashboard-healed.png"))
 }
+
+// element finds the element that the CSS selector sel names.
+func (wd *webDriver) element(sel string) string {
+	var el map[string]string
+	if err := wd.call("POST", "/session/"+wd.session+"/element", map[string]string{"using": "css selector", "value": sel}, &el); err != nil {
+		wd.t.Fatal(err)
+	}
+	for _, id := range el {
+		return id
+	}
+	wd.t.Fatalf("element %s: no ID in the answer", sel)
+	return ""
+}
+
+// typeInto clears the field sel and types text into it, key by key, as
+// a user does.
+func (wd *webDriver) typeInto(sel, text string) {
+	id := wd.element(sel)
+	if err := wd.call("POST", "/session/"+wd.session+"/element/"+id+"/clear", map[string]any{}, nil); err != nil {
+		wd.t.Fatal(err)
+	}
+	if err := wd.call("POST", "/session/"+wd.session+"/element/"+id+"/value", map[string]string{"text": text}, nil); err != nil {
+		wd.t.Fatal(err)
+	}
+}
+
+func (wd *webDriver) click(sel string) {
+	if err := wd.call("POST", "/session/"+wd.session+"/element/"+wd.element(sel)+"/click", map[string]any{}, nil); err != nil {
+		wd.t.Fatal(err)
+	}
+}
+
+// loginView is what the page shows of its token prompt.
+type loginView struct {
+	Login   bool   `json:"login"`   // the prompt is shown
+	Problem string `json:"problem"` // the prompt's message
+	Conn    string `json:"conn"`    // the connection line
+	Groups  int    `json:"groups"`  // group sections rendered
+	Masters int    `json:"masters"` // of group g, -1 if not shown
+	Session string `json:"session"` // the token the tab keeps
+	Local   int    `json:"local"`   // entries of localStorage
+	URL     string `json:"url"`
+}
+
+const loginScript = `const s = document.querySelector('section.group[data-group="g"]');
+const p = document.getElementById("login-problem");
+return {login: !document.getElementById("login").hidden, problem: p ? p.textContent : "",
+  conn: document.getElementById("conn").textContent,
+  groups: document.querySelectorAll("section.group").length, masters: s ? Number(s.dataset.masters) : -1,
+  session: sessionStorage.getItem("mastership-token") || "", local: localStorage.length, url: location.href};`
+
+// The dashboard of a naming node with an ACL, in a real browser: it asks
+// for a token and shows nothing until it has one with the read
+// capability. A token the ACL does not hold and a client-only one are
+// refused, each with its reason, and the prompt stays; a token a browser cannot send in a header (a character
+// outside Latin-1, as a pasted typographic quote is) is refused at the
+// prompt, which stays usable; the reader's token shows the group, live.
+// The token is kept for the tab only (sessionStorage), never in the URL.
+func TestDashboardAsksForAToken(t *testing.T) {
+	wd := startBrowser(t)
+	sec := newSecurity(t)
+	namingAddr := freeAddr(t, "127.0.47.2")
+	start(t, "naming", "-log-level", "warn", "naming", "-profile", "local", "-bind", namingAddr,
+		"-data-dir", t.TempDir(), "-acl", sec.acl, "-token-file", sec.namingToken)
+	ip := "127.0.47.11"
+	start(t, "agent1", "-log-level", "warn", "agent", "-profile", "local", "-group", "g", "-id", "1",
+		"-bind", freeAddr(t, ip), "-api", freeAddr(t, ip), "-naming", namingAddr, "-mode", "available",
+		"-acl", sec.acl, "-token-file", sec.agentsToken)
+	wd.open("http://" + namingAddr + "/ui/")
+	view := func() loginView {
+		var v loginView
+		if err := wd.eval(loginScript, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	var v loginView
+	waitFor(t, 20*time.Second, "the page asks for a token and shows no group", func() bool {
+		v = view()
+		return v.Login && v.Groups == 0 && v.Problem == "No token yet."
+	})
+
+	// A token the ACL does not hold: refused, with the reason.
+	wd.typeInto("#token", "not-a-token-of-this-acl")
+	wd.click("#login button")
+	waitFor(t, 20*time.Second, "the unknown token refused, the prompt shown again", func() bool {
+		v = view()
+		return v.Login && v.Groups == 0 && strings.Contains(v.Problem, "does not hold it")
+	})
+
+	// A token without the read capability: refused, with the reason.
+	wd.typeInto("#token", secClient)
+	wd.click("#login button")
+	waitFor(t, 20*time.Second, "the client-only token refused, the prompt shown again", func() bool {
+		v = view()
+		return v.Login && v.Groups == 0 && strings.Contains(v.Problem, "lacks the read capability")
+	})
+	t.Logf("the client-only token refused: %+v; screenshot %s", v, wd.screenshot("dashboard-token-refused.png"))
+
+	// A token no HTTP header can carry: refused at the prompt, which
+	// stays (a fetch with it would throw, and the page would retry it
+	// forever with the prompt hidden).
+	wd.typeInto("#token", secRead+"\u2019")
+	wd.click("#login button")
+	v = view()
+	if !v.Login || !strings.Contains(v.Problem, "cannot be sent") {
+		t.Fatalf("a token with a character outside Latin-1: %+v, want the prompt with the reason", v)
+	}
+	if v.Session == secRead+"\u2019" {
+		t.Fatalf("the page kept a token it cannot send: %+v", v)
+	}
+
+	// Such a token kept in the tab (by an older page): dropped, and asked
+	// for again.
+	var ignored any
+	if err := wd.eval(`sessionStorage.setItem("mastership-token", "`+secRead+`\u2019"); location.reload(); return null;`, &ignored); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the kept token dropped and asked for again", func() bool {
+		v = view()
+		return v.Login && v.Session == "" && strings.Contains(v.Problem, "kept cannot be sent")
+	})
+
+	// The reader's token: the group, live.
+	wd.typeInto("#token", secRead)
+	wd.click("#login button")
+	waitFor(t, 30*time.Second, "the group shown with its master, the prompt gone", func() bool {
+		v = view()
+		return !v.Login && v.Masters == 1 && v.Conn == "live"
+	})
+	if v.Session != secRead || v.Local != 0 || strings.Contains(v.URL, secRead) {
+		t.Fatalf("the token must be kept for the tab only: sessionStorage %q, localStorage %d entries, URL %s", v.Session, v.Local, v.URL)
+	}
+	t.Logf("shown with the reader's token: %+v; screenshot %s", v, wd.screenshot("dashboard-token.png"))
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/mastership/mastership/naming/api"
 )
@@ -124,6 +125,11 @@ func ParseACL(b []byte) (*ACL, error) {
 		names[t.Name] = true
 		if len(t.Secret) < MinSecretBytes {
 			return nil, fmt.Errorf("%s: the secret has %d bytes, want at least %d", who, len(t.Secret), MinSecretBytes)
+		}
+		if strings.TrimSpace(t.Secret) != t.Secret || strings.ContainsFunc(t.Secret, unicode.IsControl) {
+			// A bearer token is trimmed (BearerToken), and so is a token
+			// file's line; no header carries a control character.
+			return nil, fmt.Errorf("%s: the secret has white space at an end or a control character: no call could present it", who)
 		}
 		sum := sha256.Sum256([]byte(t.Secret))
 		if sums[sum] {

@@ -26,17 +26,21 @@ func TestParseACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct{ json, want string }{
-		"no tokens":         {`{"tokens": []}`, "no tokens"},
-		"short secret":      {`{"tokens": [{"name": "a", "secret": "short", "capabilities": ["read"]}]}`, "at least 16"},
-		"unknown cap":       {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["root"]}]}`, "unknown capability"},
-		"no caps":           {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": []}]}`, "no capabilities"},
-		"no name":           {`{"tokens": [{"secret": "0123456789abcdef", "capabilities": ["read"]}]}`, "name"},
-		"repeated name":     {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["read"]}, {"name": "a", "secret": "0123456789abcdeX", "capabilities": ["read"]}]}`, "used twice"},
-		"repeated secret":   {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["read"]}, {"name": "b", "secret": "0123456789abcdef", "capabilities": ["agent"]}]}`, "used by another"},
-		"unknown key":       {`{"tokens": [], "admin": true}`, "unknown field"},
-		"trailing data":     {aclJSON + `{}`, "after the JSON"},
-		"not json":          {`tokens`, "want"},
-		"secret in message": {`{"tokens": [{"name": "a", "secret": "sekrit", "capabilities": ["read"]}]}`, "6 bytes"},
+		"no tokens":                  {`{"tokens": []}`, "no tokens"},
+		"short secret":               {`{"tokens": [{"name": "a", "secret": "short", "capabilities": ["read"]}]}`, "at least 16"},
+		"unknown cap":                {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["root"]}]}`, "unknown capability"},
+		"no caps":                    {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": []}]}`, "no capabilities"},
+		"no name":                    {`{"tokens": [{"secret": "0123456789abcdef", "capabilities": ["read"]}]}`, "name"},
+		"repeated name":              {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["read"]}, {"name": "a", "secret": "0123456789abcdeX", "capabilities": ["read"]}]}`, "used twice"},
+		"repeated secret":            {`{"tokens": [{"name": "a", "secret": "0123456789abcdef", "capabilities": ["read"]}, {"name": "b", "secret": "0123456789abcdef", "capabilities": ["agent"]}]}`, "used by another"},
+		"unknown key":                {`{"tokens": [], "admin": true}`, "unknown field"},
+		"trailing data":              {aclJSON + `{}`, "after the JSON"},
+		"not json":                   {`tokens`, "want"},
+		"secret ends in a newline":   {`{"tokens": [{"name": "a", "secret": "0123456789abcdef\n", "capabilities": ["read"]}]}`, "white space at an end"},
+		"secret starts with a space": {`{"tokens": [{"name": "a", "secret": " 0123456789abcdef", "capabilities": ["read"]}]}`, "white space at an end"},
+		"secret with a tab inside":   {`{"tokens": [{"name": "a", "secret": "01234567\t89abcdef", "capabilities": ["read"]}]}`, "control character"},
+		"secret with a NUL inside":   {`{"tokens": [{"name": "a", "secret": "01234567\u000089abcdef", "capabilities": ["read"]}]}`, "control character"},
+		"secret in message":          {`{"tokens": [{"name": "a", "secret": "sekrit", "capabilities": ["read"]}]}`, "6 bytes"},
 	} {
 		_, err := ParseACL([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -27,7 +27,9 @@
 //	  {"name": "ops", "secret": "...", "capabilities": ["operator", "read"]}
 //	]}
 //
-// Secrets are at least 16 bytes; they are compared in constant time (the
+// Secrets are at least 16 bytes, with no white space at either end and no
+// control character (a bearer token is trimmed, and no header carries a
+// control character: such a secret could never be presented); they are compared in constant time (the
 // server keeps their SHA-256 only) and never logged. Names are what logs
 // and errors show.
 //

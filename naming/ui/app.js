@@ -7,9 +7,16 @@
 const groupsEl = document.getElementById("groups");
 const connEl = document.getElementById("conn");
 const loginEl = document.getElementById("login");
+const problemEl = document.getElementById("login-problem");
 
 function headers() {
   const t = sessionStorage.getItem("mastership-token");
+  if (t && !sendable.test(t)) {
+    // Kept by an older page: no fetch could send it.
+    sessionStorage.removeItem("mastership-token");
+    ask("The token this tab kept cannot be sent; enter it again.");
+    return {};
+  }
   return t ? { Authorization: "Bearer " + t } : {};
 }
 
@@ -79,8 +86,13 @@ function describe(e) {
 async function stream() {
   const resp = await fetch("/v1/ui/stream", { headers: headers() });
   if (resp.status === 401 || resp.status === 403) {
-    loginEl.hidden = false;
-    throw new Error("a token with the read capability is needed");
+    // With no token, what the prompt says already stays (a kept token
+    // was dropped, say).
+    let why = problemEl.textContent || "No token yet.";
+    if (resp.status === 403) why = "The token was accepted but lacks the read capability.";
+    else if (sessionStorage.getItem("mastership-token")) why = "The token was refused: the naming node's ACL does not hold it.";
+    ask(why);
+    throw new Error(why);
   }
   if (!resp.ok || !resp.body) throw new Error("stream: " + resp.status);
   setConn("live", "live");
@@ -119,9 +131,28 @@ async function run() {
   }
 }
 
+// ask shows the token prompt with why.
+function ask(why) {
+  problemEl.textContent = why;
+  loginEl.hidden = false;
+}
+
+// A header carries printable ASCII only: fetch throws on a character past
+// Latin-1, and sends one past ASCII as a byte the secret does not hold.
+// Such a token is refused here, not kept: kept, every fetch would throw
+// and the page would retry it with no prompt to correct it.
+const sendable = /^[\x21-\x7e]+$/;
+
 loginEl.addEventListener("submit", ev => {
   ev.preventDefault();
-  sessionStorage.setItem("mastership-token", document.getElementById("token").value);
+  const token = document.getElementById("token").value.trim();
+  if (!sendable.test(token)) {
+    ask(token === "" ? "Enter a token." :
+      "This token cannot be sent: a header carries ASCII letters, digits and punctuation only. Use mastership status with it instead.");
+    return;
+  }
+  sessionStorage.setItem("mastership-token", token);
+  problemEl.textContent = "";
   loginEl.hidden = true;
 });
 
