@@ -342,7 +342,11 @@ func (a *Agent) Start() error {
 	if a.opts.Faults != nil {
 		accepted = a.opts.Faults.Accepted
 	}
-	a.transport = transport.New(transport.Config{ID: a.cfg.ID, Addr: a.advertisedAPI(), Dial: a.creds.Dial(a.dial), Accepted: accepted,
+	var vouch func(net.Conn, string) error
+	if a.server.TLS != nil {
+		vouch = auth.CoversAddr
+	}
+	a.transport = transport.New(transport.Config{ID: a.cfg.ID, Addr: a.advertisedAPI(), Dial: a.creds.Dial(a.dial), Accepted: accepted, Vouch: vouch,
 		Logger: a.logger, Token: a.creds.Token,
 		Authorize: func(token string) error {
 			_, err := a.server.ACL.Check(token, auth.Agent)

@@ -14,7 +14,9 @@
 // opener names the address it is reached at in its hello, and its stream
 // serves the messages sent to that address: a peer that comes back at
 // another address is dialed there, and one that opens a stream from the
-// wrong group does not take another's messages.
+// wrong group does not take another's messages. With TLS the opener's
+// certificate must cover that address (Config.Vouch): an agent cannot
+// claim another's address and take the messages meant for it.
 //
 // Goroutines: one writer per peer address (owns that peer's queue, the
 // connection it dialed and the peer's stream it writes on) and one reader
@@ -96,6 +98,13 @@ type Config struct {
 	// Dial opens connections; nil means a net.Dialer with a 1s timeout.
 	// Tests pass a fault-injecting dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Vouch, when set, checks that the opener of an inbound stream may
+	// claim the address its hello names (auth.CoversAddr: its TLS
+	// certificate is valid for it). A stream it refuses is closed unread:
+	// its opener would otherwise take the messages meant for the agent at
+	// that address.
+	Vouch func(c net.Conn, addr string) error
+
 	// Accepted, when set, wraps every inbound stream before it is read
 	// (tests inject faults with it).
 	Accepted func(net.Conn) net.Conn
@@ -542,6 +551,12 @@ func (t *Transport) serve(raw net.Conn) {
 		t.logger.Debug("inbound stream refused", "remote", c.RemoteAddr(), "error", err)
 		return
 	}
+	if t.cfg.Vouch != nil && addr != "" {
+		if err := t.cfg.Vouch(raw, addr); err != nil {
+			t.logger.Warn("inbound stream refused: its opener claims an address its certificate does not cover", "remote", c.RemoteAddr(), "error", err)
+			return
+		}
+	}
 	// A sender opens a stream to send a message: its first frame comes
 	// with the hello, so a stream silent after its hello is held for the
 	// frame timeout only, not the idle timeout of a stream in use.
@@ -557,9 +572,10 @@ func (t *Transport) serve(raw net.Conn) {
 // whose first message came from sender from, the way to send to addr, if
 // this side is the one that sends on the other's stream (the higher ID).
 // The latest stream wins: a restarted peer opens a new one before the old
-// one times out. A sender's ID and address are claimed, not proven, as
-// every message's sender is: only a holder of an agent token opens a
-// stream, and the ACL trusts it as an agent of the group.
+// one times out. A sender's ID is claimed, not proven, as every
+// message's sender is: only a holder of an agent token opens a stream,
+// and the ACL trusts it as an agent of the group. Its address, with TLS,
+// is vouched for by its certificate (Config.Vouch, in serve).
 func (t *Transport) offerReplies(c net.Conn, from uint64, addr string) {
 	if t.cfg.ID == 0 || from == 0 || from >= t.cfg.ID {
 		return
@@ -746,6 +762,9 @@ type prefixConn struct {
 	net.Conn
 	prefix []byte
 }
+
+// NetConn is the routed connection (a *tls.Conn where TLS is on).
+func (p *prefixConn) NetConn() net.Conn { return p.Conn }
 
 func (p *prefixConn) Read(b []byte) (int, error) {
 	if len(p.prefix) > 0 {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -246,4 +247,89 @@ func TestPprofSecondsBounded(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", c.path, rec.Code, c.code)
 		}
 	}
+}
+
+// wrapped hides a connection as the stream router and the fault
+// injector do, exposing it through NetConn or not.
+type wrapped struct{ net.Conn }
+
+func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+type opaque struct{ net.Conn }
+
+// CoversAddr accepts an address the peer's certificate is valid for and
+// refuses any other, a malformed one, and a connection without TLS or
+// whose TLS it cannot find.
+func TestCoversAddr(t *testing.T) {
+	good, _ := pki(t) // a certificate for 127.0.0.1, as server and client
+	srvTLS, err := ServerTLS(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliTLS, err := ClientTLS(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, other := net.Pipe() // a connection without TLS
+	defer raw.Close()
+	defer other.Close()
+	sc := handshaken(t, srvTLS, cliTLS)
+	for _, ok := range []string{"127.0.0.1:7000", "127.0.0.1:1"} {
+		if err := CoversAddr(sc, ok); err != nil {
+			t.Errorf("CoversAddr(%q): %v", ok, err)
+		}
+		if err := CoversAddr(wrapped{wrapped{sc}}, ok); err != nil {
+			t.Errorf("CoversAddr(wrapped, %q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"127.0.0.2:7000", "10.0.0.1:8946", "localhost:7000", "[::1]:7000", "127.0.0.1", ":7000", "", "127.0.0.1:7000:1", strings.Repeat("a", 300) + ":1"} {
+		if err := CoversAddr(sc, bad); !errors.Is(err, ErrAddrNotCovered) {
+			t.Errorf("CoversAddr(%q) = %v, want ErrAddrNotCovered", bad, err)
+		}
+	}
+	for name, c := range map[string]net.Conn{"plain": raw, "opaque TLS": opaque{sc}, "wrapped plain": wrapped{raw}} {
+		if err := CoversAddr(c, "127.0.0.1:7000"); !errors.Is(err, ErrAddrNotCovered) {
+			t.Errorf("CoversAddr of a %s connection = %v, want ErrAddrNotCovered", name, err)
+		}
+	}
+}
+
+// handshaken returns the server end of a TLS connection over loopback
+// whose handshake is done, with the client's certificate from cli.
+func handshaken(t *testing.T, srv, cli *tls.Config) *tls.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   *tls.Conn
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- res{nil, err}
+			return
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		sc := tls.Server(c, srv)
+		done <- res{sc, sc.Handshake()}
+	}()
+	cc, err := Creds{TLS: cli}.Dial(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	})(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	return r.c
 }

@@ -122,3 +122,42 @@ func looksLikeHTTP(hdr [5]byte) bool {
 	}
 	return false
 }
+
+// ErrAddrNotCovered is CoversAddr's refusal: the certificate a connection
+// presented does not name the address its holder claims.
+var ErrAddrNotCovered = errors.New("auth: the peer's certificate does not cover the address it claims")
+
+// CoversAddr checks that the client certificate of the TLS connection c
+// (found under the wrappers that expose NetConn) is valid for addr's
+// host: a peer that claims to be reached at addr must be able to answer
+// there as a server, with that certificate (others dial it there and
+// verify it so). For servers that take TLS only: a connection with no
+// *tls.Conn under it is refused, not waved through.
+func CoversAddr(c net.Conn, addr string) error {
+	for c != nil {
+		if tc, ok := c.(*tls.Conn); ok {
+			return certCovers(tc.ConnectionState(), addr)
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	return fmt.Errorf("%w: not a TLS connection (address %q)", ErrAddrNotCovered, addr)
+}
+
+func certCovers(st tls.ConnectionState, addr string) error {
+	if !st.HandshakeComplete || len(st.PeerCertificates) == 0 {
+		return fmt.Errorf("%w: no client certificate (address %q)", ErrAddrNotCovered, addr)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%w: %q is not a host and port", ErrAddrNotCovered, addr)
+	}
+	cert := st.PeerCertificates[0]
+	if err := cert.VerifyHostname(host); err != nil {
+		return fmt.Errorf("%w: certificate %q, address %s: %v", ErrAddrNotCovered, cert.Subject.CommonName, addr, err)
+	}
+	return nil
+}
