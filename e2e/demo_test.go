@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,12 +33,21 @@ func TestDemo(t *testing.T) {
 		Lost                   int    `json:"lost"`
 		RecordsAt              string `json:"records_at"`
 		Dir                    string `json:"dir"`
+		Events                 []struct {
+			MS                   int64
+			Source, Kind, Detail string
+		} `json:"events"`
 	}
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatalf("demo -json: %v\n%s", err, out)
 	}
 	if !sum.Healed || !sum.DigestsEqual || sum.MastersDuringPartition != 2 || sum.MastersAfterHeal != 1 || sum.Lost != 0 {
-		t.Errorf("demo summary: %+v", sum)
+		var tl strings.Builder
+		for _, e := range sum.Events {
+			fmt.Fprintf(&tl, "  +%6dms  %-10s %-22s %s\n", e.MS, e.Source, e.Kind, e.Detail)
+		}
+		sum.Events = nil
+		t.Errorf("demo summary: %+v\ntimeline:\n%s", sum, tl.String())
 	}
 	if sum.Acked == 0 || sum.InFinal+sum.Diverged+sum.Lost != sum.Acked {
 		t.Errorf("demo summary: %d acknowledged, %d in the final state + %d in divergence records + %d lost", sum.Acked, sum.InFinal, sum.Diverged, sum.Lost)
