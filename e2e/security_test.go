@@ -315,6 +315,17 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 			t.Fatalf("kv get %v with the client token: %q", where, out)
 		}
 	}
+	// It may ask for its group's status, not for every group's: the list
+	// of groups, their members and addresses is the read capability's.
+	if out := mustRun(t, append([]string{"status", "-naming", g.naming, "-group", "g"}, asApp...)...); !strings.Contains(out, "g") {
+		t.Fatalf("status of its group with the client token: %q", out)
+	}
+	if out, errOut, code := run(t, append([]string{"status", "-naming", g.naming}, asApp...)...); code == 0 || !strings.Contains(errOut, "needs the read capability") {
+		t.Fatalf("status of every group with the client token: exit %d, %q %q; want refused for want of read", code, out, errOut)
+	}
+	if out := mustRun(t, append([]string{"status", "-naming", g.naming}, g.sec.cliArgs(g.sec.readToken)...)...); !strings.Contains(out, "g") {
+		t.Fatalf("status of every group with the read token: %q", out)
+	}
 	// No process wrote a secret to its log, at debug level, through all
 	// of the above; a secured one warns of no open door.
 	outputs := map[string]string{"naming": g.namingProc.output()}

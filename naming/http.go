@@ -39,7 +39,8 @@ const MaxSnapshotBytes = 256 << 20
 // With an ACL every call but /v1/health and /metrics needs a token (auth.BearerToken):
 // join, renew, leave, register and recheck the agent capability (a manual
 // register the operator capability), lookup, status, events and the JSON
-// reads the read capability.
+// reads the read capability; the client capability grants lookup and a
+// named group's status (a kv client finding its master).
 func (n *Node) Handler() http.Handler {
 	read := func(h http.HandlerFunc) http.HandlerFunc { return n.server.Require(auth.Read, h, writeJSONError) }
 	mux := http.NewServeMux()
@@ -248,7 +249,16 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 	case "status":
 		var req api.StatusRequest
 		if err = api.Decode(body, &req); err == nil {
-			resp, err = n.StatusContext(r.Context(), req)
+			// A client finds its own group's master; the list of every
+			// group (names, members, addresses) is the read capability's.
+			if req.Group == "" {
+				if aerr := n.server.Allowed(r, auth.Read); aerr != nil {
+					err = api.Errorf(api.ToError(aerr).Code, "the status of every group needs the read capability (a client token may name its group): %s", api.ToError(aerr).Message)
+				}
+			}
+			if err == nil {
+				resp, err = n.StatusContext(r.Context(), req)
+			}
 		}
 	case "pause":
 		var req api.PauseRequest
