@@ -47,7 +47,10 @@ type Agent struct {
 	Bind string `json:"bind"`
 
 	// Advertise is the host:port other agents reach this one at, when it
-	// differs from Bind (NAT, 0.0.0.0). Optional; empty means Bind.
+	// differs from Bind (NAT, 0.0.0.0). Optional; empty means Bind. Its
+	// host, with the API's port, is also the API address the agent
+	// announces (to its peers, the naming node and clients) when the API
+	// listens on every interface; it is required then.
 	Advertise string `json:"advertise"`
 
 	// Join lists gossip addresses (host:port) to join at start and to keep
@@ -462,6 +465,9 @@ func (a Agent) Validate() error {
 		}
 	} else if api.ValidateAddr("bind", a.Bind) == nil && a.APIAddr() == "" {
 		p.add("api", "", "bind port + %d passes 65535; set api", APIPortOffset)
+	}
+	if a.Advertise == "" && unspecifiedHost(a.APIAddr()) {
+		p.add("advertise", "", "required when the API (%s) listens on every interface: its host is the address the agent's peers, the naming node and clients reach the API at", a.APIAddr())
 	}
 	p.intRange("priority", a.Priority, -maxPriority, maxPriority)
 	if _, err := api.ParseMode(a.Mode); err != nil {

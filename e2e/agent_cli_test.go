@@ -387,3 +387,53 @@ func TestAgentCommandLine(t *testing.T) {
 		}
 	})
 }
+
+// Agents whose gossip and API listen on every interface (-bind 0.0.0.0)
+// announce the API at their -advertise host: the naming node registers the
+// master there, peers and clients reach it there, and a write through the
+// naming node goes through. Without -advertise such an agent is refused
+// at start, saying why (it would announce 0.0.0.0, an address no other
+// host can reach).
+func TestAgentsOnEveryInterface(t *testing.T) {
+	naming := freeAddr(t, "127.0.58.2")
+	startNaming(t, naming, t.TempDir())
+	var agents []cliAgent
+	for i := 1; i <= 2; i++ {
+		ip := fmt.Sprintf("127.0.58.%d", 10+i)
+		gport := freeAddr(t, "0.0.0.0")
+		aport := freeAddr(t, "0.0.0.0")
+		a := cliAgent{id: uint64(i), ip: ip, bind: gport, api: ip + aport[strings.LastIndex(aport, ":"):]}
+		agents = append(agents, a)
+		args := []string{"-log-level", "info", "agent", "-profile", "local", "-group", "g", "-id", strconv.Itoa(i),
+			"-bind", gport, "-api", aport, "-advertise", ip + gport[strings.LastIndex(gport, ":"):],
+			"-naming", naming, "-mode", "available"}
+		if i > 1 {
+			args = append(args, "-join", agents[0].ip+agents[0].bind[strings.LastIndex(agents[0].bind, ":"):])
+		}
+		start(t, fmt.Sprintf("agent%d", i), args...)
+	}
+	master := waitConverged(t, "one master followed by both", naming, "g", agents)
+	var st struct {
+		Master *struct {
+			Addr string `json:"addr"`
+		} `json:"master"`
+	}
+	if code, errOut := cliJSON(t, &st, "status", "-naming", naming, "-group", "g", "-json"); code != 0 || st.Master == nil {
+		t.Fatalf("status: exit %d %s", code, errOut)
+	}
+	if want := agents[master-1].api; st.Master.Addr != want {
+		t.Fatalf("the master is registered at %q, want its advertised host with its API port, %q", st.Master.Addr, want)
+	}
+	for _, a := range agents {
+		var info wire.Info
+		if code, errOut := cliJSON(t, &info, "info", "-agent", a.api, "-json"); code != 0 || info.API != a.api {
+			t.Fatalf("agent %d announces its API at %q (exit %d %s), want %q", a.id, info.API, code, errOut, a.api)
+		}
+	}
+	mustRun(t, "kv", "put", "-group", "g", "-naming", naming, "k", "v")
+
+	_, errOut, code := run(t, "agent", "-group", "g", "-id", "3", "-bind", freeAddr(t, "0.0.0.0"), "-naming", naming)
+	if code == 0 || !strings.Contains(errOut, "advertise") || !strings.Contains(errOut, "every interface") {
+		t.Fatalf("an agent on every interface without -advertise: exit %d, %q; want refused, naming advertise", code, errOut)
+	}
+}
