@@ -84,7 +84,14 @@ function describe(e) {
 }
 
 async function stream() {
+  const used = sessionStorage.getItem("mastership-token");
   const resp = await fetch("/v1/ui/stream", { headers: headers() });
+  if (used !== sessionStorage.getItem("mastership-token")) {
+    // The answer is to a token the user has replaced meanwhile: it says
+    // nothing of the new one, which the next try sends.
+    resp.body && resp.body.cancel();
+    throw new Error("the token changed; trying the new one");
+  }
   if (resp.status === 401 || resp.status === 403) {
     // With no token, what the prompt says already stays (a kept token
     // was dropped, say).
@@ -96,6 +103,8 @@ async function stream() {
   }
   if (!resp.ok || !resp.body) throw new Error("stream: " + resp.status);
   setConn("live", "live");
+  problemEl.textContent = "";
+  loginEl.hidden = true;
   const reader = resp.body.getReader();
   const dec = new TextDecoder();
   let buf = "";
@@ -140,15 +149,19 @@ function ask(why) {
 // A header carries printable ASCII only: fetch throws on a character past
 // Latin-1, and sends one past ASCII as a byte the secret does not hold.
 // Such a token is refused here, not kept: kept, every fetch would throw
-// and the page would retry it with no prompt to correct it.
-const sendable = /^[\x21-\x7e]+$/;
+// and the page would retry it with no prompt to correct it. (Spaces at
+// the ends are trimmed, as the naming node trims a bearer token.)
+const sendable = /^[\x20-\x7e]+$/;
 
 loginEl.addEventListener("submit", ev => {
   ev.preventDefault();
   const token = document.getElementById("token").value.trim();
   if (!sendable.test(token)) {
+    // The token kept before goes too: the page's retries would send it,
+    // and what its refusal says would stand for this one.
+    sessionStorage.removeItem("mastership-token");
     ask(token === "" ? "Enter a token." :
-      "This token cannot be sent: a header carries ASCII letters, digits and punctuation only. Use mastership status with it instead.");
+      "This token cannot be sent: a header carries ASCII letters, digits, punctuation and spaces only. Use mastership status with it instead.");
     return;
   }
   sessionStorage.setItem("mastership-token", token);
