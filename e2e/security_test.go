@@ -343,6 +343,12 @@ func TestOutsiderAgainstSecuredCluster(t *testing.T) {
 				t.Errorf("%s, secured, warns %q", who, open)
 			}
 		}
+		// Every agent's certificate covers its address: no honest stream
+		// is refused (the refused side would fall back to dialing, and
+		// nothing else would tell).
+		if strings.Contains(out, "does not cover") {
+			t.Errorf("%s refused an honest agent's stream:\n%s", who, out)
+		}
 	}
 	// The operator can: a manual registration of the master is probed
 	// and accepted, and is recorded as manual.

@@ -15,8 +15,9 @@
 // serves the messages sent to that address: a peer that comes back at
 // another address is dialed there, and one that opens a stream from the
 // wrong group does not take another's messages. With TLS the opener's
-// certificate must cover that address (Config.Vouch): an agent cannot
-// claim another's address and take the messages meant for it.
+// certificate must cover that address's host (Config.Vouch): an agent
+// cannot claim the address of one on another host and take the messages
+// meant for it (a certificate names no port: processes of one host can).
 //
 // Goroutines: one writer per peer address (owns that peer's queue, the
 // connection it dialed and the peer's stream it writes on) and one reader
