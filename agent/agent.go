@@ -1002,24 +1002,10 @@ func (a *Agent) meta() gossip.Meta {
 }
 
 func (a *Agent) advertisedAPI() string {
-	addr := a.cfg.APIAddr()
 	if a.ln != nil {
-		addr = a.ln.Addr().String()
+		return a.cfg.AnnouncedAPI(a.ln.Addr().String())
 	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || a.cfg.Advertise == "" {
-		return addr
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
-		return addr
-	}
-	// Listening on every interface: the others reach the API at the
-	// advertised host (config requires one).
-	ahost, _, err := net.SplitHostPort(a.cfg.Advertise)
-	if err != nil {
-		return addr
-	}
-	return net.JoinHostPort(ahost, port)
+	return a.cfg.AnnouncedAPI(a.cfg.APIAddr())
 }
 
 // runPublisher pushes role changes to gossip off the loop goroutine:

@@ -419,6 +419,22 @@ func (a Agent) APIAddr() string {
 	return net.JoinHostPort(host, strconv.Itoa(p+APIPortOffset))
 }
 
+// AnnouncedAPI is the API address to give peers, the naming node and
+// clients for an API listening at listen: listen itself, or, when it
+// listens on every interface, Advertise's host with listen's port
+// (Validate requires Advertise then).
+func (a Agent) AnnouncedAPI(listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || a.Advertise == "" || !unspecifiedHost(listen) {
+		return listen
+	}
+	host, _, err := net.SplitHostPort(a.Advertise)
+	if err != nil {
+		return listen
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // EncryptKey decodes Encrypt: nil when it is empty (no encryption), else a
 // key of 16, 24 or 32 bytes for memberlist's SecretKey.
 func (a Agent) EncryptKey() ([]byte, error) {

@@ -487,3 +487,20 @@ func TestEncryptKey(t *testing.T) {
 		t.Errorf("got %v, want ErrInvalid naming encrypt without echoing the key", err)
 	}
 }
+
+// AnnouncedAPI: the listener's address, or on every interface the
+// advertised host with the listener's port.
+func TestAnnouncedAPI(t *testing.T) {
+	for _, tc := range []struct{ advertise, listen, want string }{
+		{"", "10.0.0.1:8946", "10.0.0.1:8946"},
+		{"10.0.0.9:7946", "10.0.0.1:8946", "10.0.0.1:8946"},
+		{"10.0.0.9:7946", "0.0.0.0:8946", "10.0.0.9:8946"},
+		{"10.0.0.9:7946", "[::]:8946", "10.0.0.9:8946"},
+		{"[fd00::9]:7946", "[::]:8946", "[fd00::9]:8946"},
+		{"", "[::]:8946", "[::]:8946"}, // Validate refuses it
+	} {
+		if got := (Agent{Advertise: tc.advertise}).AnnouncedAPI(tc.listen); got != tc.want {
+			t.Errorf("advertise %q, listen %q: %q, want %q", tc.advertise, tc.listen, got, tc.want)
+		}
+	}
+}

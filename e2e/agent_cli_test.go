@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -397,18 +398,18 @@ func TestAgentCommandLine(t *testing.T) {
 func TestAgentsOnEveryInterface(t *testing.T) {
 	naming := freeAddr(t, "127.0.58.2")
 	startNaming(t, naming, t.TempDir())
+	onHost := func(addr, ip string) string { _, port, _ := net.SplitHostPort(addr); return net.JoinHostPort(ip, port) }
 	var agents []cliAgent
 	for i := 1; i <= 2; i++ {
 		ip := fmt.Sprintf("127.0.58.%d", 10+i)
-		gport := freeAddr(t, "0.0.0.0")
-		aport := freeAddr(t, "0.0.0.0")
-		a := cliAgent{id: uint64(i), ip: ip, bind: gport, api: ip + aport[strings.LastIndex(aport, ":"):]}
+		gossip, api := freeAddr(t, "0.0.0.0"), freeAddr(t, "0.0.0.0")
+		// bind and api: where the others reach it.
+		a := cliAgent{id: uint64(i), ip: ip, bind: onHost(gossip, ip), api: onHost(api, ip)}
 		agents = append(agents, a)
 		args := []string{"-log-level", "info", "agent", "-profile", "local", "-group", "g", "-id", strconv.Itoa(i),
-			"-bind", gport, "-api", aport, "-advertise", ip + gport[strings.LastIndex(gport, ":"):],
-			"-naming", naming, "-mode", "available"}
+			"-bind", gossip, "-api", api, "-advertise", a.bind, "-naming", naming, "-mode", "available"}
 		if i > 1 {
-			args = append(args, "-join", agents[0].ip+agents[0].bind[strings.LastIndex(agents[0].bind, ":"):])
+			args = append(args, "-join", agents[0].bind)
 		}
 		start(t, fmt.Sprintf("agent%d", i), args...)
 	}

@@ -113,6 +113,13 @@ func (wd *webDriver) eval(script string, out any) error {
 	return wd.call("POST", "/session/"+wd.session+"/execute/sync", map[string]any{"script": script, "args": []any{}}, out)
 }
 
+// read is eval that fails the test on error.
+func (wd *webDriver) read(script string, out any) {
+	if err := wd.eval(script, out); err != nil {
+		wd.t.Fatal(err)
+	}
+}
+
 // screenshot saves the page as a PNG in the e2e artifacts dir
 // (MASTERSHIP_E2E_LOG_DIR, else the system's temporary dir) and returns
 // its path.
@@ -161,13 +168,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	g := startGroupAt(t, 143, 3, "available", false, "local", "-fault-control")
 	waitFor(t, 20*time.Second, "a registered master", func() bool { return cliRegistered(t, g.naming, "g") != 0 })
 	wd.open("http://" + g.naming + "/ui/")
-	view := func() dashView {
-		var v dashView
-		if err := wd.eval(dashScript, &v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	view := func() (v dashView) { wd.read(dashScript, &v); return v }
 	var v dashView
 	waitFor(t, 20*time.Second, "the page shows one master and every member", func() bool {
 		v = view()
@@ -276,13 +277,7 @@ func TestDashboardAsksForAToken(t *testing.T) {
 		"-bind", freeAddr(t, ip), "-api", freeAddr(t, ip), "-naming", namingAddr, "-mode", "available",
 		"-acl", sec.acl, "-token-file", sec.agentsToken)
 	wd.open("http://" + namingAddr + "/ui/")
-	view := func() loginView {
-		var v loginView
-		if err := wd.eval(loginScript, &v); err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	view := func() (v loginView) { wd.read(loginScript, &v); return v }
 	var v loginView
 	waitFor(t, 20*time.Second, "the page asks for a token and shows no group", func() bool {
 		v = view()
@@ -326,9 +321,7 @@ func TestDashboardAsksForAToken(t *testing.T) {
 	// Such a token kept in the tab (by an older page): dropped, and asked
 	// for again.
 	var ignored any
-	if err := wd.eval(`sessionStorage.setItem("mastership-token", "`+secRead+`\u2019"); location.reload(); return null;`, &ignored); err != nil {
-		t.Fatal(err)
-	}
+	wd.read(`sessionStorage.setItem("mastership-token", "`+secRead+`\u2019"); location.reload(); return null;`, &ignored)
 	waitFor(t, 20*time.Second, "the kept token dropped and asked for again", func() bool {
 		v = view()
 		return v.Login && v.Session == "" && strings.Contains(v.Problem, "kept cannot be sent")

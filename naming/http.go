@@ -253,7 +253,8 @@ func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
 			// group (names, members, addresses) is the read capability's.
 			if req.Group == "" {
 				if aerr := n.server.Allowed(r, auth.Read); aerr != nil {
-					err = api.Errorf(api.ToError(aerr).Code, "the status of every group needs the read capability (a client token may name its group): %s", api.ToError(aerr).Message)
+					e := api.ToError(aerr)
+					err = api.Errorf(e.Code, "the status of every group needs the read capability (a client token may name its group): %s", e.Message)
 				}
 			}
 			if err == nil {

@@ -57,11 +57,21 @@ func newEnd(t *testing.T, id uint64, token string, authorize func(string) error)
 // is): the dialer that counts stays unless mod replaces it.
 func newEndWith(t *testing.T, id uint64, mod func(*Config)) *end {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newEndAt(t, "127.0.0.1", nil, id, mod)
+}
+
+// newEndAt is newEndWith listening on ip, through wrap when set (TLS).
+func newEndAt(t *testing.T, ip string, wrap func(net.Listener) net.Listener, id uint64, mod func(*Config)) *end {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, streams := Mux(ln)
+	routed := ln
+	if wrap != nil {
+		routed = wrap(ln)
+	}
+	_, streams := Mux(routed)
 	e := &end{addr: ln.Addr().String()}
 	var d net.Dialer
 	cfg := Config{ID: id, Addr: e.addr, Handler: e.box.add,

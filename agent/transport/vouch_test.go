@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"strings"
@@ -48,29 +47,17 @@ func newTLSEnd(t *testing.T, id uint64, ip, dir, name, claim string, logs *syncB
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, streams := Mux(tls.NewListener(ln, srv))
-	e := &end{addr: ln.Addr().String()}
-	var d net.Dialer
-	dial := auth.Creds{TLS: cli}.Dial(func(ctx context.Context, network, addr string) (net.Conn, error) {
-		e.dials.Add(1)
-		return d.DialContext(ctx, network, addr)
+	wrap := func(ln net.Listener) net.Listener { return tls.NewListener(ln, srv) }
+	return newEndAt(t, ip, wrap, id, func(c *Config) {
+		c.Dial = auth.Creds{TLS: cli}.Dial(c.Dial) // still counted
+		c.Vouch = auth.CoversAddr
+		if claim != "" {
+			c.Addr = claim
+		}
+		if logs != nil {
+			c.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Warn})
+		}
 	})
-	addr := e.addr
-	if claim != "" {
-		addr = claim
-	}
-	cfg := Config{ID: id, Addr: addr, Handler: e.box.add, Dial: dial, Vouch: auth.CoversAddr}
-	if logs != nil {
-		cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Warn})
-	}
-	e.tr = New(cfg)
-	go e.tr.Accept(streams)
-	t.Cleanup(func() { e.tr.Close(); ln.Close() })
-	return e
 }
 
 // With TLS, an agent's stream serves the address its certificate covers,

@@ -132,8 +132,9 @@ var ErrAddrNotCovered = errors.New("auth: the peer's certificate does not cover 
 // host: a peer that claims to be reached at addr must be able to answer
 // there as a server, with that certificate (others dial it there and
 // verify it so). A certificate names hosts, not ports: this tells one
-// host from another, not two processes of one host. For servers that take TLS only: a connection with no
-// *tls.Conn under it is refused, not waved through.
+// host from another, not two processes of one host. For servers that take
+// TLS only: a connection with no *tls.Conn under it is refused, not waved
+// through.
 func CoversAddr(c net.Conn, addr string) error {
 	for c != nil {
 		if tc, ok := c.(*tls.Conn); ok {

@@ -84,8 +84,9 @@ function describe(e) {
 }
 
 async function stream() {
+  const hs = headers(); // may drop a kept token it cannot send
   const used = sessionStorage.getItem("mastership-token");
-  const resp = await fetch("/v1/ui/stream", { headers: headers() });
+  const resp = await fetch("/v1/ui/stream", { headers: hs });
   if (used !== sessionStorage.getItem("mastership-token")) {
     // The answer is to a token the user has replaced meanwhile: it says
     // nothing of the new one, which the next try sends.
