@@ -346,3 +346,36 @@ func TestSliceStaysValid(t *testing.T) {
 		t.Fatalf("the log's entry 6 is %s (%v), want the one appended after the truncation", e, err)
 	}
 }
+
+// AppendNew stamps without Append's check: what it makes must pass that
+// check, after a base as well as from empty, and an epoch that may not
+// follow is refused with the log unchanged.
+func TestAppendNewChainsAndRefuses(t *testing.T) {
+	for _, l := range []*Log{New(), NewAt(Pos{Index: 7, Epoch: e1, Hash: sha256.Sum256([]byte("base"))})} {
+		base := l.Last()
+		var made []Entry
+		for i := range 5 {
+			e, err := l.AppendNew(e1, 3, uint64(i+1), []byte(fmt.Sprint("op", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, e)
+		}
+		if err := Extends(base, made); err != nil {
+			t.Fatalf("entries made by AppendNew do not chain: %v", err)
+		}
+		if got, _ := l.Slice(base.Index+1, l.LastIndex()+1); len(got) != 5 || PosOf(got[4]) != PosOf(made[4]) {
+			t.Fatalf("log holds %v, want what AppendNew returned", got)
+		}
+		l.AppendNew(e2, 0, 0, nil)
+		before := l.Last()
+		for _, ep := range []api.Epoch{{}, e1} {
+			if _, err := l.AppendNew(ep, 0, 0, []byte("x")); !errors.Is(err, ErrEpoch) {
+				t.Fatalf("AppendNew at epoch %v after %v: %v, want ErrEpoch", ep, e2, err)
+			}
+			if l.Last() != before {
+				t.Fatalf("a refused AppendNew changed the log: last %v, was %v", l.Last(), before)
+			}
+		}
+	}
+}
