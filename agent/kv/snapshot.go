@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/mastership/mastership/agent/rlog"
@@ -234,10 +232,10 @@ func (s *Store) Snapshot() ([]byte, error) {
 		Sum:       s.Digest().Sum,
 		Forgotten: s.forgotten,
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.data)) {
+	for _, k := range keys(&s.keyOrd, s.data) {
 		snap.Pairs = append(snap.Pairs, snapPair{Key: k, Value: s.data[k].value})
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.clients)) {
+	for _, id := range keys(&s.clientOrd, s.clients) {
 		c := s.clients[id]
 		snap.Clients = append(snap.Clients, snapClient{ID: id, Seq: c.seq, Result: c.result, Used: c.used})
 	}
@@ -286,6 +284,9 @@ func (s *Store) Restore(b []byte) error {
 		clients: make(map[uint64]client, len(snap.Clients)),
 		dec:     s.dec,
 	}
+	// The orders are set from the sorted lists at the end, not noted key
+	// by key.
+	n.keyOrd.stale, n.clientOrd.stale = true, true
 	for i, p := range snap.Pairs {
 		if err := ValidateOp(Op{Kind: KindPut, Key: p.Key, Value: p.Value}); err != nil {
 			return fmt.Errorf("%w: pair %d: %w", ErrSnapshot, i, err)
@@ -313,6 +314,17 @@ func (s *Store) Restore(b []byte) error {
 		n.clients[c.ID] = rec
 	}
 	n.order, n.forgotten = appendOrder(make([]used, 0, len(n.clients)), n.clients), snap.Forgotten
+	// Both lists were checked strictly sorted above.
+	ks := make([]string, len(snap.Pairs))
+	for i, p := range snap.Pairs {
+		ks[i] = p.Key
+	}
+	ids := make([]uint64, len(snap.Clients))
+	for i, c := range snap.Clients {
+		ids[i] = c.ID
+	}
+	n.keyOrd.reset(ks)
+	n.clientOrd.reset(ids)
 	if got := n.Digest().Sum; got != snap.Sum {
 		return fmt.Errorf("%w: digest %x, snapshot says %x", ErrSnapshot, got[:8], snap.Sum[:8])
 	}

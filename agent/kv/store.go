@@ -82,6 +82,10 @@ type Store struct {
 	// dec is reused by Apply to decode ops; it holds no state between
 	// calls that affects results.
 	dec *codec.Decoder
+	// keyOrd and clientOrd keep the keys of data and clients sorted for
+	// Snapshot (keyOrder).
+	keyOrd    keyOrder[string]
+	clientOrd keyOrder[uint64]
 }
 
 var _ rlog.StateMachine = (*Store)(nil)
@@ -186,6 +190,7 @@ func (s *Store) Apply(e rlog.Entry) Result {
 		s.clients[e.Client] = c
 		s.order = append(s.order, used{e.Client, e.Index})
 		if !known {
+			s.clientOrd.note(e.Client, len(s.clients))
 			s.forget()
 		}
 		if len(s.order) > 2*len(s.clients)+1024 {
@@ -285,6 +290,9 @@ func (s *Store) set(key string, old item, found bool, value []byte) {
 	it := item{value: value, hash: pairHash(key, value)}
 	s.sum.add(it.hash)
 	s.data[key] = it
+	if !found {
+		s.keyOrd.note(key, len(s.data))
+	}
 }
 
 // cloneResult copies Value so that a caller cannot modify stored state.
