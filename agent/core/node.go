@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"slices"
-	"sort"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mastership/mastership/agent/rlog"
@@ -254,7 +253,9 @@ type Node struct {
 	// again.
 	votedAt uint64
 
-	peers     map[uint64]*Peer
+	peers map[uint64]*Peer
+	// peerOrder is peers sorted by ID, nil until sortedPeers needs it.
+	peerOrder []*Peer
 	progress  map[uint64]*progress
 	proposals []proposal
 
@@ -488,6 +489,7 @@ func (n *Node) seeTerm(t uint64) {
 // must not be passed. Our own entry is ignored.
 func (n *Node) SetView(peers []Peer) {
 	n.peers = make(map[uint64]*Peer, len(peers))
+	n.peerOrder = nil
 	for _, p := range peers {
 		if p.ID == n.cfg.ID {
 			continue
@@ -541,13 +543,19 @@ func (n *Node) Tick() {
 	n.tick()
 }
 
+// sortedPeers returns the peers by ID. It is kept until the view changes
+// (SetView): the master walks it at every batch it sends. The caller must
+// not modify it.
 func (n *Node) sortedPeers() []*Peer {
-	ps := make([]*Peer, 0, len(n.peers))
-	for _, p := range n.peers {
-		ps = append(ps, p)
+	if n.peerOrder == nil {
+		ps := make([]*Peer, 0, len(n.peers))
+		for _, p := range n.peers {
+			ps = append(ps, p)
+		}
+		slices.SortFunc(ps, func(a, b *Peer) int { return cmp.Compare(a.ID, b.ID) })
+		n.peerOrder = ps
 	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
-	return ps
+	return n.peerOrder
 }
 
 // SeeEpoch tells the core of an epoch learnt outside the group's messages
