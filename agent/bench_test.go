@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastership/mastership/agent"
 	"github.com/mastership/mastership/agent/agenttest"
 	"github.com/mastership/mastership/agent/core"
 	"github.com/mastership/mastership/agent/kv"
@@ -66,7 +67,18 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 			mu   sync.Mutex
 			lats []time.Duration
 			seq  atomic.Uint64
+			// The master's appends that carry entries, and those entries:
+			// how well the writes share messages (batching).
+			appends, sent atomic.Int64
 		)
+		if err := agent.OnSendForTest(a, func(m core.Message) {
+			if m.Type == core.MsgAppend && len(m.Entries) > 0 {
+				appends.Add(1)
+				sent.Add(int64(len(m.Entries)))
+			}
+		}); err != nil {
+			b.Fatal(err)
+		}
 		b.SetParallelism(8)
 		cpu0 := cpuTime()
 		b.ResetTimer()
@@ -96,6 +108,10 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 			mu.Unlock()
 		})
 		b.StopTimer()
+		if n := appends.Load(); n > 0 {
+			b.ReportMetric(float64(n)/float64(b.N), "appends/write")
+			b.ReportMetric(float64(sent.Load())/float64(n), "entries/append")
+		}
 		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		b.ReportMetric(float64(percentile(lats, 0.5).Microseconds()), "p50-µs")
