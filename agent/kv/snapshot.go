@@ -222,7 +222,8 @@ func (s *Store) SnapshotDigest(snapshot []byte) (rlog.Digest, error) {
 
 // Snapshot returns the full state (applied index, pairs, client table and
 // digest) in the binary layout (appendSnapshot), sorted so that equal
-// states give equal bytes.
+// states give equal bytes. It keeps the key order it computes for the next
+// one (keyOrder): like Apply, it is called from the store's goroutine only.
 func (s *Store) Snapshot() ([]byte, error) {
 	snap := snapshot{
 		Version:   snapshotVersion,
