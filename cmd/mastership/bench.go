@@ -55,6 +55,25 @@ type benchWrites struct {
 	P50MS     float64 `json:"p50_ms"`
 	P99MS     float64 `json:"p99_ms"`
 	Errors    int     `json:"errors"`
+	// VsOne is PerSecond over that of the mode's run with 1 back-up: what
+	// each back-up more costs (fan-out). 0 when there is no such run.
+	VsOne float64 `json:"vs_1_backup,omitempty"`
+}
+
+// fanOut sets VsOne of every write run from its mode's run with 1
+// back-up.
+func fanOut(ws []benchWrites) {
+	one := map[string]float64{}
+	for _, w := range ws {
+		if w.Backups == 1 {
+			one[w.Mode] = w.PerSecond
+		}
+	}
+	for i := range ws {
+		if base := one[ws[i].Mode]; base > 0 {
+			ws[i].VsOne = ws[i].PerSecond / base
+		}
+	}
 }
 
 // benchTimes are the times of a failover or heal run, in milliseconds.
@@ -157,6 +176,7 @@ func runBench(c *cli.Context) error {
 			rep.Writes = append(rep.Writes, w)
 		}
 	}
+	fanOut(rep.Writes)
 	progress("failover: %d master kills ...", rounds)
 	if rep.Failover, err = benchFailover(c, exe, filepath.Join(dir, "failover"), profile, rounds); err != nil {
 		return err
@@ -401,9 +421,13 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func printBench(c *cli.Context, rep benchReport) {
 	w := c.App.Writer
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODE\tBACK-UPS\tWRITES/S\tP50\tP99\tWRITES\tERRORS")
+	fmt.Fprintln(tw, "MODE\tBACK-UPS\tWRITES/S\tVS 1\tP50\tP99\tWRITES\tERRORS")
 	for _, r := range rep.Writes {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1fms\t%.1fms\t%d\t%d\n", r.Mode, r.Backups, r.PerSecond, r.P50MS, r.P99MS, r.Writes, r.Errors)
+		vs := "-"
+		if r.VsOne > 0 {
+			vs = fmt.Sprintf("%.2fx", r.VsOne)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.1fms\t%.1fms\t%d\t%d\n", r.Mode, r.Backups, r.PerSecond, vs, r.P50MS, r.P99MS, r.Writes, r.Errors)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nfailover (%s, %d agents, %d kills): median %.0fms, max %.0fms\n", rep.Failover.Mode, rep.Failover.Agents,
