@@ -269,7 +269,17 @@ func TestClusterFormsMetaAndClaimsPropagate(t *testing.T) {
 		return true
 	})
 	// memberlist's leave may overtake the leave intent: a member can be
-	// reported dead first, but it always ends as left, once.
+	// reported dead first, but it always ends as left, once. Events reach
+	// the delegate after the view changed (the dispatcher's queue): wait
+	// for the leave, then check there was one.
+	waitFor(t, 5*time.Second, "a leave event for agent 5 everywhere", func() bool {
+		for _, nd := range nodes[:4] {
+			if nd.ev.count(EventLeave, "g/5") == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for i, nd := range nodes[:4] {
 		if nd.ev.count(EventLeave, "g/5") != 1 {
 			t.Errorf("node %d: dead=%d leave=%d for g/5, want one leave", i+1,
