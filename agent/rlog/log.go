@@ -163,11 +163,20 @@ func (l *Log) OpBytes(lo, hi uint64, limit int) int {
 
 // validNext checks that e may follow p.
 func validNext(p Pos, e *Entry) error {
-	if e.Index != p.Index+1 || e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {
-		return invalidNext(p, *e, [32]byte{})
+	if err := validOrder(p, e); err != nil {
+		return err
 	}
 	if want := ChainHash(p.Hash, *e); e.Hash != want {
 		return invalidNext(p, *e, want)
+	}
+	return nil
+}
+
+// validOrder checks e's place after p, all of validNext but the hash:
+// the next index and an epoch no older than p's.
+func validOrder(p Pos, e *Entry) error {
+	if e.Index != p.Index+1 || e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {
+		return invalidNext(p, *e, [32]byte{})
 	}
 	return nil
 }
@@ -217,8 +226,8 @@ func (l *Log) Append(es ...Entry) error {
 func (l *Log) AppendNew(epoch api.Epoch, client, seq uint64, op []byte) (Entry, error) {
 	p := l.Last()
 	e := Entry{Epoch: epoch, Index: p.Index + 1, Client: client, Seq: seq, Op: op}
-	if e.Epoch.IsZero() || e.Epoch.Less(p.Epoch) {
-		return Entry{}, fmt.Errorf("append: %w", invalidNext(p, e, [32]byte{}))
+	if err := validOrder(p, &e); err != nil {
+		return Entry{}, fmt.Errorf("append: %w", err)
 	}
 	// The hash is computed here from the last entry's: it chains by
 	// construction, and Append's check would only compute it again.
