@@ -543,7 +543,9 @@ func CaptureState(n *core.Node, sm rlog.StateMachine) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	ents, err := n.Log().Slice(d.Index+1, n.Log().LastIndex()+1)
+	// Only what is stored: a master's entries that wait for a later Ready
+	// (core.Node.Ready) are not durable here yet.
+	ents, err := n.Log().Slice(d.Index+1, max(n.Stored(), d.Index)+1)
 	if err != nil {
 		return State{}, err
 	}

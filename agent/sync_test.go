@@ -244,3 +244,69 @@ func TestDivergentWritesOwnEpochBase(t *testing.T) {
 		t.Fatalf("base in the master's epoch (we are 7): fork %d, %d kept, uncompared %d, %v; want %d, 0, 0", fork, len(kept), uncompared, err, last)
 	}
 }
+
+// A download serves only what the master stored: a write it holds in
+// memory until a back-up's answer lets it go out (core.Node.Ready) is not
+// in the captured state, which a crash of the master could otherwise leave
+// on the back-up alone.
+func TestCaptureStateOnlyStored(t *testing.T) {
+	nodes := map[uint64]*core.Node{}
+	sms := map[uint64]*kv.Store{}
+	for _, id := range []uint64{1, 2} {
+		sms[id] = kv.NewStore()
+		nodes[id] = core.NewNode(core.Config{ID: id, Group: "g", Priority: int(3 - id), Mode: api.ModeAvailable, HeartbeatTicks: 2,
+			ElectionTicks: 10, StaggerTicks: 5, WriteTicks: 20, Rand: rand.New(rand.NewSource(int64(id)))}, sms[id], rlog.New(), core.HardState{})
+	}
+	for _, id := range []uint64{1, 2} {
+		nodes[id].SetView([]core.Peer{{ID: 1, Priority: 2, Alive: true}, {ID: 2, Priority: 1, Alive: true}})
+	}
+	var queue []core.Message
+	collect := func(id uint64) { queue = append(queue, nodes[id].Ready().Messages...) }
+	deliver := func() {
+		for len(queue) > 0 {
+			m := queue[0]
+			queue = queue[1:]
+			nodes[m.To].Step(m)
+			collect(m.To)
+		}
+	}
+	for range 40 {
+		for _, id := range []uint64{1, 2} {
+			nodes[id].Tick()
+			collect(id)
+		}
+		deliver()
+	}
+	m := nodes[1]
+	if m.Role() != api.RoleMaster {
+		t.Fatalf("1 is %s, want master", m.Role())
+	}
+	put := func(ref uint64, k string) {
+		op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: k, Value: []byte("v")})
+		if err := m.Propose(ref, 7, ref, op); err != nil {
+			t.Fatal(err)
+		}
+		collect(1)
+	}
+	put(1, "sent") // goes out at once; 2's answer waits in the queue
+	put(2, "held") // 2 has an append in flight: held, unstored
+	if m.Stored() != m.Log().LastIndex()-1 {
+		t.Fatalf("stored %d, last %d: want the second write held", m.Stored(), m.Log().LastIndex())
+	}
+	st, err := agent.CaptureState(m, sms[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Entries); n == 0 || st.Entries[n-1].Index != m.Stored() {
+		t.Fatalf("captured %d entries after %d, want them up to the stored %d, not to the last %d", n, st.Base.Index, m.Stored(), m.Log().LastIndex())
+	}
+	deliver()
+	st, err = agent.CaptureState(m, sms[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both writes went out, were answered and applied: all is captured.
+	if last := m.Log().LastIndex(); m.Stored() != last || st.Digest.Index != last || len(st.Entries) != 0 {
+		t.Fatalf("after the answers: stored %d, last %d, captured digest at %d and %d entries", m.Stored(), last, st.Digest.Index, len(st.Entries))
+	}
+}

@@ -350,3 +350,108 @@ func TestFarBehindRejectLeadsToDownload(t *testing.T) {
 		}
 	}
 }
+
+// A master stores each new entry in the Ready that first sends or commits
+// it (Ready): alone, at once with its answer; with back-ups, a write
+// proposed while every back-up has an append in flight waits in memory,
+// unstored, until an answer lets it go out, and is then stored in the
+// Ready that sends it. simNet.checkStored fails the test if any Ready sends
+// or answers what it does not store.
+func TestMasterStoresWhatItSendsOrCommits(t *testing.T) {
+	for _, mode := range []api.Mode{api.ModeStrict, api.ModeAvailable} {
+		t.Run(string(mode)+"/alone", func(t *testing.T) {
+			s := newSim(t, mode, 1)
+			s.tick(40)
+			if ms := s.masters(); len(ms) != 1 {
+				t.Fatalf("masters %v, want [1]", ms)
+			}
+			ref, err := s.put(1, "k", "v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, ok := s.results[ref]
+			if !ok || r.Err != nil {
+				t.Fatalf("the write of a group of one: result %+v (answered: %t), want it committed at once", r, ok)
+			}
+			if got := s.nodes[1].Stored(); got != r.Index {
+				t.Fatalf("stored up to %d, want the answered write's index %d", got, r.Index)
+			}
+		})
+		t.Run(string(mode)+"/held", func(t *testing.T) {
+			s := newSim(t, mode, 3, 2, 1)
+			s.tick(40)
+			if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+				t.Fatalf("masters %v, want [1]", ms)
+			}
+			m := s.nodes[1]
+			if _, err := s.put(1, "a", "1"); err != nil {
+				t.Fatal(err)
+			}
+			s.deliver() // idle again: nothing in flight
+			// Goes out at once, to both back-ups; their answers wait.
+			first, err := s.put(1, "b", "2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent := m.Log().LastIndex()
+			if got := m.Stored(); got != sent {
+				t.Fatalf("stored up to %d after sending %d", got, sent)
+			}
+			held, err := s.put(1, "c", "3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, last := m.Stored(), m.Log().LastIndex(); got != sent || last != sent+1 {
+				t.Fatalf("with every back-up's append in flight: stored %d, last %d; want %d and %d (the new write held)", got, last, sent, sent+1)
+			}
+			s.deliver()
+			for _, ref := range []uint64{first, held} {
+				if r, ok := s.results[ref]; !ok || r.Err != nil {
+					t.Fatalf("write %d: result %+v (answered: %t), want committed", ref, r, ok)
+				}
+			}
+			if got, last := m.Stored(), m.Log().LastIndex(); got != last {
+				t.Fatalf("after the answers: stored %d, last %d", got, last)
+			}
+		})
+	}
+}
+
+// An installed state replaces the log: entries a step of the same batch
+// appended to the old one are not in the Ready (the runtime stores the
+// installed log itself, and they would not extend it).
+func TestInstallDropsTheOldLogsEntriesFromTheReady(t *testing.T) {
+	e1 := api.Epoch{Term: 1, ID: 1}
+	full := rlog.New()
+	op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+	a, _ := full.AppendNew(e1, 1, 1, op)
+	b, _ := full.AppendNew(e1, 1, 2, op)
+	for range 3 {
+		full.AppendNew(e1, 1, 3, op)
+	}
+	n := NewNode(Config{ID: 3, Group: "g", Priority: 1, Mode: api.ModeAvailable, HeartbeatTicks: 2, ElectionTicks: 10,
+		StaggerTicks: 5, WriteTicks: 20, Rand: rand.New(rand.NewSource(1))}, kv.NewStore(), rlog.New(), HardState{})
+	n.SetView([]Peer{{ID: 1, Priority: 3, Alive: true}})
+	n.Ready()
+	p0, _ := full.PosAt(0)
+	n.Step(Message{Type: MsgAppend, Group: "g", From: 1, To: 3, Epoch: e1, PrevHash: p0.Hash, Entries: []rlog.Entry{a, b}, LastIndex: 2})
+	n.BeginRecovery(1)
+	sm := kv.NewStore()
+	for i := uint64(1); i <= 4; i++ {
+		e, _ := full.Entry(i)
+		sm.Apply(e)
+	}
+	snap, _ := sm.Snapshot()
+	base, _ := full.PosAt(4)
+	rest, _ := full.Slice(5, 6)
+	if err := n.InstallState(snap, base, rest, 1, e1, 5); err != nil {
+		t.Fatal(err)
+	}
+	rd := n.Ready()
+	if len(rd.Entries) != 0 || rd.Truncated != nil {
+		t.Fatalf("the Ready after the install stores %d entries (truncated %v) of the replaced log", len(rd.Entries), rd.Truncated)
+	}
+	if got := n.Stored(); got != 5 {
+		t.Fatalf("stored %d, want the installed log's last 5", got)
+	}
+}

@@ -68,6 +68,9 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	n.log = l
+	// The runtime stores the installed log itself; what this Ready held
+	// of the old one (a step earlier in the same batch) would not extend it.
+	n.rd.Entries, n.rd.Truncated = nil, nil
 	n.applied = n.sm.Digest().Index
 	n.commit = n.applied
 	n.snapIndex, n.sinceBytes = base.Index, 0 // the runtime stores this snapshot

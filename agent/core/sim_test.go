@@ -52,6 +52,9 @@ type simNet struct {
 	// Otherwise a download installs the master's state at once.
 	holdDownloads bool
 	pending       map[uint64]uint64
+	// stored is each node's last stored index, as the runtime's storage
+	// would hold it after each Ready (checkStored).
+	stored map[uint64]uint64
 }
 
 func (s *simNet) tracef(format string, args ...any) {
@@ -90,7 +93,7 @@ func newSimWith(t *testing.T, mode api.Mode, gate bool, grace int, prios ...int)
 func newSimSnap(t *testing.T, mode api.Mode, gate bool, grace, snapEntries, window int, prios ...int) *simNet {
 	s := &simNet{snapEntries: snapEntries, snapWindow: window, snaps: map[uint64][]Snapshot{}, t: t, mode: mode, gate: gate, sick: map[uint64]bool{}, ghost: map[uint64]bool{}, grace: grace, nodes: map[uint64]*Node{}, stores: map[uint64]*kv.Store{}, prio: map[uint64]int{},
 		down: map[uint64]bool{}, cut: map[[2]uint64]bool{}, counts: map[MsgType]int{}, results: map[uint64]Result{},
-		events: map[uint64][]Event{}, last: map[uint64]string{}, pending: map[uint64]uint64{}}
+		events: map[uint64][]Event{}, last: map[uint64]string{}, pending: map[uint64]uint64{}, stored: map[uint64]uint64{}}
 	if mode == api.ModeStrict {
 		// As the configuration requires: a strict group's size is fixed.
 		s.expect = len(prios)
@@ -154,6 +157,7 @@ func (s *simNet) heal() {
 func (s *simNet) drain(id uint64) {
 	n := s.nodes[id]
 	rd := n.Ready()
+	s.checkStored(id, rd)
 	for _, m := range rd.Messages {
 		s.counts[m.Type]++
 		s.queue = append(s.queue, m)
@@ -209,6 +213,37 @@ func (s *simNet) drain(id uint64) {
 	}
 }
 
+// checkStored stores rd's entries in s.stored as the runtime would, and
+// fails the test when rd sends an entry or answers a write that is not
+// stored once rd is (persist before send, answer after commit), or when
+// the entries do not extend what is stored.
+func (s *simNet) checkStored(id uint64, rd Ready) {
+	st := s.stored[id]
+	if rd.Truncated != nil {
+		st = min(st, *rd.Truncated)
+	}
+	if len(rd.Entries) > 0 {
+		if rd.Entries[0].Index != st+1 {
+			s.t.Fatalf("%d: Ready stores entries from %d, but the stored log ends at %d", id, rd.Entries[0].Index, st)
+		}
+		st = rd.Entries[len(rd.Entries)-1].Index
+	}
+	s.stored[id] = st
+	for _, m := range rd.Messages {
+		if k := len(m.Entries); k > 0 && m.Entries[k-1].Index > st {
+			s.t.Fatalf("%d: sends entries up to %d to %d, stored only up to %d", id, m.Entries[k-1].Index, m.To, st)
+		}
+	}
+	for _, r := range rd.Results {
+		if r.Err == nil && r.Index > st {
+			s.t.Fatalf("%d: answers the write at %d, stored only up to %d", id, r.Index, st)
+		}
+	}
+	if got := s.nodes[id].Stored(); got != st {
+		s.t.Fatalf("%d: Stored() = %d, the runtime stored up to %d", id, got, st)
+	}
+}
+
 // sync installs the master's state on id, as the runtime's download does,
 // and says whether it did.
 func (s *simNet) sync(id, master uint64) bool {
@@ -221,10 +256,13 @@ func (s *simNet) sync(id, master uint64) bool {
 		s.t.Fatal(err)
 	}
 	base, _ := m.Log().PosAt(m.applied)
-	ents, _ := m.Log().Slice(m.applied+1, m.Log().LastIndex()+1)
+	// What the master stored, as the runtime serves it (CaptureState).
+	ents, _ := m.Log().Slice(m.applied+1, max(m.Stored(), m.applied)+1)
 	err = s.nodes[id].InstallState(snap, base, ents, master, m.Epoch(), m.commit)
 	if err != nil {
 		s.t.Logf("sync %d from %d: %v", id, master, err)
+	} else {
+		s.stored[id] = s.nodes[id].Log().LastIndex() // the runtime stores the installed log itself
 	}
 	if got, want := s.stores[id].Digest(), s.stores[master].Digest(); got != want {
 		s.t.Fatalf("digest after sync %v != master's %v", got, want)

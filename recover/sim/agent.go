@@ -141,7 +141,10 @@ func (w *world) restart(a *simAgent) {
 		base = a.snapPos // the stored log starts at the latest snapshot
 	}
 	log := rlog.NewAt(base)
-	ents, err := old.Slice(base.Index+1, old.LastIndex()+1)
+	// What storage holds: a master's entries that no Ready has handed out
+	// yet (core.Node.Ready keeps them until they are sent or committed) die
+	// with the process.
+	ents, err := old.Slice(base.Index+1, max(base.Index, a.node.Stored())+1)
 	if err != nil {
 		panic(fmt.Sprintf("sim: copy log of %d: %v", a.id, err))
 	}
