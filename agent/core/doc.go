@@ -18,7 +18,10 @@
 //   - Replication: strict commits an entry of the master's epoch once a
 //     majority holds it; available once every reachable back-up holds it or
 //     WriteTicks passed. Entries apply at the commit index everywhere; the
-//     master answers a client once its entry applied.
+//     master answers a client once its entry applied. A master's new entry
+//     is in the Ready that first sends or commits it (not necessarily the
+//     one after its Propose): a Ready never sends nor answers what it does
+//     not also hand over to store, and Stored tells how far that is.
 //   - Fencing: an append from an older epoch is refused with ours. A strict
 //     master that sees a newer epoch steps down; an available one, and an
 //     available back-up whose master is alive, raise an event for the
