@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"math/rand"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -453,5 +454,40 @@ func TestInstallDropsTheOldLogsEntriesFromTheReady(t *testing.T) {
 	}
 	if got := n.Stored(); got != 5 {
 		t.Fatalf("stored %d, want the installed log's last 5", got)
+	}
+}
+
+// A long hold costs each Ready only its own entries: a master cut off from
+// every back-up keeps its new entries unstored, and the Ready after each
+// proposal must not copy the whole held tail again (quadratic: 20,000
+// writes took 11 s in the simulator that way). Measured in bytes allocated,
+// not time.
+func TestHeldEntriesAreNotCopiedAtEveryReady(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(40)
+	m := s.nodes[1]
+	s.partition([]uint64{1}, []uint64{2, 3})
+	put := func() {
+		if _, err := s.put(1, "k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		s.queue = nil // nothing crosses the cut
+	}
+	for range 2000 {
+		put()
+	}
+	if held := m.Log().LastIndex() - m.Stored(); held < 1000 {
+		t.Fatalf("%d entries held, want the cut-off master to hold its new ones", held)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 200
+	for range n {
+		put()
+	}
+	runtime.ReadMemStats(&after)
+	// A copy of the held tail would be 2,000 entries (over 100 KB) a Ready.
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 16<<10 {
+		t.Fatalf("%d bytes allocated per proposal with %d entries held: the held tail is copied", per, m.Log().LastIndex()-m.Stored())
 	}
 }

@@ -476,7 +476,10 @@ func (n *Node) Ready() Ready {
 		}
 		i, _ := slices.BinarySearchFunc(rd.Entries, need+1, func(e rlog.Entry, idx uint64) int { return cmp.Compare(e.Index, idx) })
 		if i < len(rd.Entries) {
-			n.rd.Entries = slices.Clone(rd.Entries[i:])
+			// No copy (a long hold would copy its tail at every Ready):
+			// the runtime's part is capped at i, and what the core appends
+			// or filters in place lies past it.
+			n.rd.Entries = rd.Entries[i:]
 			rd.Entries = rd.Entries[:i:i]
 		}
 	}

@@ -214,9 +214,10 @@ func (s *simNet) drain(id uint64) {
 }
 
 // checkStored stores rd's entries in s.stored as the runtime would, and
-// fails the test when rd sends an entry or answers a write that is not
-// stored once rd is (persist before send, answer after commit), or when
-// the entries do not extend what is stored.
+// fails the test when rd sends, acknowledges or answers an entry that is
+// not stored once rd is (persist before send, answer after commit), hands
+// mastership over with entries unstored, or stores entries that do not
+// extend what is stored.
 func (s *simNet) checkStored(id uint64, rd Ready) {
 	st := s.stored[id]
 	if rd.Truncated != nil {
@@ -232,6 +233,12 @@ func (s *simNet) checkStored(id uint64, rd Ready) {
 	for _, m := range rd.Messages {
 		if k := len(m.Entries); k > 0 && m.Entries[k-1].Index > st {
 			s.t.Fatalf("%d: sends entries up to %d to %d, stored only up to %d", id, m.Entries[k-1].Index, m.To, st)
+		}
+		if m.Type == MsgAppendResp && !m.Reject && m.Match > st {
+			s.t.Fatalf("%d: acknowledges entries up to %d to %d, stored only up to %d", id, m.Match, m.To, st)
+		}
+		if m.Type == MsgTimeoutNow && s.nodes[id].Log().LastIndex() > st {
+			s.t.Fatalf("%d: tells %d to campaign with its log at %d, stored only up to %d", id, m.To, s.nodes[id].Log().LastIndex(), st)
 		}
 	}
 	for _, r := range rd.Results {

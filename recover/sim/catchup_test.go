@@ -48,3 +48,30 @@ func TestSyncFailureEndsSyncing(t *testing.T) {
 		t.Fatalf("violations: %v", w.viol)
 	}
 }
+
+// A killed master restarts with what its storage holds: a write it held in
+// memory, unstored, while every back-up had an append in flight (core.Node.Ready)
+// dies with the process, and the one it sent survives.
+func TestRestartKeepsOnlyTheStoredLog(t *testing.T) {
+	w := scriptedWorld(api.ModeStrict, []int{3, 2, 1})
+	w.run(150)
+	if ms := w.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("setup: masters %v, want [1]\n%s", ms, w.describe())
+	}
+	a := w.agent(1)
+	if err := w.scriptedPut(1, "sent", "v"); err != nil {
+		t.Fatal(err)
+	}
+	sent := a.node.Log().LastIndex()
+	if err := w.scriptedPut(1, "held", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if a.node.Stored() != sent || a.node.Log().LastIndex() != sent+1 {
+		t.Fatalf("stored %d, last %d: want the second write held after %d", a.node.Stored(), a.node.Log().LastIndex(), sent)
+	}
+	w.kill(a)
+	w.restart(a)
+	if got := a.node.Log().LastIndex(); got != sent {
+		t.Fatalf("restarted with its log at %d, want the stored %d", got, sent)
+	}
+}
