@@ -890,8 +890,12 @@ func (a *Agent) persist(rd core.Ready) error {
 		u.Records = append(u.Records, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: master})
 	}
+	start := time.Now()
 	if err := a.storage.Persist(u); err != nil {
 		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	if len(u.Entries) > 0 {
+		a.metrics.observeLogWrite(time.Since(start), len(u.Entries))
 	}
 	if len(u.Records) > 0 {
 		a.logger.Warn("divergent writes kept for replay", "count", len(u.Records), "master", master)

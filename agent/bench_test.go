@@ -79,6 +79,10 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 		}); err != nil {
 			b.Fatal(err)
 		}
+		// The master's stores of log entries (fsyncs, durable): how many
+		// writes share one.
+		g := map[string]string{"group": "g"}
+		stores0, _ := value(scrape(b, a.APIAddr()), "mastership_agent_log_write_seconds", g)
 		b.SetParallelism(8)
 		cpu0 := cpuTime()
 		b.ResetTimer()
@@ -108,6 +112,8 @@ func benchWrite(b *testing.B, base int, durable bool, mode string, backups int) 
 			mu.Unlock()
 		})
 		b.StopTimer()
+		stores1, _ := value(scrape(b, a.APIAddr()), "mastership_agent_log_write_seconds", g)
+		b.ReportMetric((stores1-stores0)/float64(b.N), "master-stores/write")
 		if n := appends.Load(); n > 0 {
 			b.ReportMetric(float64(n)/float64(b.N), "appends/write")
 			b.ReportMetric(float64(sent.Load())/float64(n), "entries/append")

@@ -18,7 +18,7 @@ import (
 
 // scrape reads GET /metrics of addr and parses it as the Prometheus text
 // format.
-func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -130,6 +130,13 @@ func TestMetrics(t *testing.T) {
 		}
 		if v, ok := value(fams, "mastership_monitor_checks_total", map[string]string{"trigger": "timer"}); !ok || v == 0 {
 			t.Errorf("agent %d: no timer check counted (%v, %v)", id, v, ok)
+		}
+		// Every agent stored the 20 writes, in at least one store and at
+		// most one store per entry.
+		entries, _ := value(fams, "mastership_agent_log_entries_written_total", g)
+		stores, _ := value(fams, "mastership_agent_log_write_seconds", g)
+		if entries < 20 || stores < 1 || stores > entries {
+			t.Errorf("agent %d: %v log entries stored in %v stores, want 20 at least, in 1 to %v stores", id, entries, stores, entries)
 		}
 		if id != m {
 			continue
