@@ -890,11 +890,14 @@ func (a *Agent) persist(rd core.Ready) error {
 		u.Records = append(u.Records, store.Record{Group: a.cfg.Group, Epoch: e.Epoch, Index: e.Index, Client: e.Client,
 			Seq: e.Seq, Op: e.Op, Acked: e.Epoch.ID == a.cfg.ID, Retained: master})
 	}
-	start := time.Now()
+	var start time.Time
+	if len(u.Entries) > 0 {
+		start = time.Now() // a store of log entries, for the metrics
+	}
 	if err := a.storage.Persist(u); err != nil {
 		return fmt.Errorf("%w: %v", ErrStorage, err)
 	}
-	if len(u.Entries) > 0 {
+	if !start.IsZero() {
 		a.metrics.observeLogWrite(time.Since(start), len(u.Entries))
 	}
 	if len(u.Records) > 0 {

@@ -32,8 +32,8 @@ type metrics struct {
 	// Stores of log entries (one write and one fdatasync each with a data
 	// dir) and the entries they carried: their ratio is how well writes
 	// share an fsync.
-	logWriteLat    prometheus.Histogram
-	logEntriesSent prometheus.Counter
+	logWriteLat prometheus.Histogram
+	logEntries  prometheus.Counter
 }
 
 // writeBuckets are the buckets, in seconds, of a write's latency: a
@@ -60,9 +60,9 @@ func newMetrics(a *Agent) *metrics {
 	m.logWriteLat = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mastership_agent_log_write_seconds",
 		Help: "Duration of each store of log entries (with a data dir: one write and one fdatasync).", ConstLabels: labels,
 		Buckets: logWriteBuckets()})
-	m.logEntriesSent = prometheus.NewCounter(prometheus.CounterOpts{Name: "mastership_agent_log_entries_written_total",
+	m.logEntries = prometheus.NewCounter(prometheus.CounterOpts{Name: "mastership_agent_log_entries_written_total",
 		Help: "Log entries stored; over the count of mastership_agent_log_write_seconds, entries per store.", ConstLabels: labels})
-	m.reg.MustRegister(writes, m.writeLat, m.logWriteLat, m.logEntriesSent, newCollector(a, labels))
+	m.reg.MustRegister(writes, m.writeLat, m.logWriteLat, m.logEntries, newCollector(a, labels))
 	return m
 }
 
@@ -72,10 +72,10 @@ func logWriteBuckets() []float64 {
 	return []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 }
 
-// observeLogWrite counts one store of entries log entries that took d.
+// observeLogWrite counts one store, of entries log entries, that took d.
 func (m *metrics) observeLogWrite(d time.Duration, entries int) {
 	m.logWriteLat.Observe(d.Seconds())
-	m.logEntriesSent.Add(float64(entries))
+	m.logEntries.Add(float64(entries))
 }
 
 // observeWrite counts one write proposed at start; err is its outcome.

@@ -14,11 +14,7 @@ import (
 // the syncing state, and alone on its side (available) it becomes master.
 // Left syncing, it would retry the download for ever and never campaign.
 func TestSyncFailureEndsSyncing(t *testing.T) {
-	w := scriptedWorld(api.ModeAvailable, []int{3, 2, 1})
-	w.run(150)
-	if ms := w.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("setup: masters %v, want [1]\n%s", ms, w.describe())
-	}
+	w := settledWorld(t, api.ModeAvailable, []int{3, 2, 1})
 	a := w.agent(3)
 	w.kill(a)
 	for i := 0; i < 2*core.SyncThreshold; i++ {
@@ -53,11 +49,7 @@ func TestSyncFailureEndsSyncing(t *testing.T) {
 // memory, unstored, while every back-up had an append in flight (core.Node.Ready)
 // dies with the process, and the one it sent survives.
 func TestRestartKeepsOnlyTheStoredLog(t *testing.T) {
-	w := scriptedWorld(api.ModeStrict, []int{3, 2, 1})
-	w.run(150)
-	if ms := w.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("setup: masters %v, want [1]\n%s", ms, w.describe())
-	}
+	w := settledWorld(t, api.ModeStrict, []int{3, 2, 1})
 	a := w.agent(1)
 	if err := w.scriptedPut(1, "sent", "v"); err != nil {
 		t.Fatal(err)

@@ -160,6 +160,18 @@ func scriptedWorld(mode api.Mode, prios []int) *world {
 	return w
 }
 
+// settledWorld is a scriptedWorld run until agent 1, ranked first by prios,
+// is its one master.
+func settledWorld(t *testing.T, mode api.Mode, prios []int) *world {
+	t.Helper()
+	w := scriptedWorld(mode, prios)
+	w.run(150)
+	if ms := w.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("setup: masters %v, want [1]\n%s", ms, w.describe())
+	}
+	return w
+}
+
 // scriptedPut sends one put to agent id as a client would, through the
 // simulator's result handling (acknowledgements, history).
 func (w *world) scriptedPut(id uint64, key, value string) error {
