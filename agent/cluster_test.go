@@ -688,6 +688,70 @@ func TestBrokenStreamDoesNotDepose(t *testing.T) {
 	}
 }
 
+// A strict master cut off from both back-ups while only it reaches the
+// naming node keeps its registration, and the others cannot register a
+// master of their own: no write can commit. Within about an election
+// timeout its writes are refused at once, with HTTP 503 not-serving that
+// clients retry, instead of timing out one by one while its log grows;
+// after the heal the group takes writes again.
+func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
+	c := agenttest.New(t, agenttest.Options{Agents: 3, Mode: "strict", Priorities: []int{3, 2, 1}, Base: 124})
+	if m := c.WaitStable(20 * time.Second); m != 1 {
+		t.Fatalf("master %d, want 1", m)
+	}
+	a := c.Members[1].Agent
+	c.Partition([]uint64{1}, []uint64{2, 3})
+	c.PartitionNaming(1)
+	var err error
+	c.WaitFor(10*time.Second, "1 refuses writes for want of a majority", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err = a.Execute(ctx, kv.Op{Kind: kv.KindPut, Key: "cut", Value: []byte("x")}, 0, 0)
+		return errors.Is(err, core.ErrNotServing) && strings.Contains(err.Error(), "majority")
+	})
+	st := a.Status()
+	if st.Role != api.RoleMaster || st.Serving {
+		t.Fatalf("1 while cut off: %+v; want a master that does not serve", st)
+	}
+	for i := range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, err := a.Execute(ctx, kv.Op{Kind: kv.KindPut, Key: fmt.Sprintf("cut-%d", i), Value: []byte("x")}, 0, 0)
+		cancel()
+		if !errors.Is(err, core.ErrNotServing) {
+			t.Fatalf("write %d while cut off: %v after %v; want a refusal", i, err, time.Since(start))
+		}
+	}
+	if got := a.Status().Last; got != st.Last {
+		t.Fatalf("the refused writes grew the log from %d to %d", st.Last, got)
+	}
+	resp, err := http.Post("http://"+c.Members[1].Config.API+"/v1/kv", "application/json", strings.NewReader(`{"op":"put","key":"cut","value":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr wire.KVResponse
+	json.NewDecoder(resp.Body).Decode(&kr)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || kr.Code != wire.CodeNotServing {
+		t.Fatalf("POST /v1/kv while cut off: %d %+v; want 503 %s", resp.StatusCode, kr, wire.CodeNotServing)
+	}
+	c.Heal()
+	// No self-monitor runs here to hand mastership back to 1 by priority:
+	// one registered master is enough.
+	var m uint64
+	c.WaitFor(20*time.Second, "one registered master", func() bool {
+		ms := c.Masters()
+		if len(ms) != 1 || c.Registered() != ms[0] {
+			return false
+		}
+		m = ms[0]
+		return true
+	})
+	if _, err := c.Put(m, "after", "v"); err != nil {
+		t.Fatalf("write after the heal through %d: %v", m, err)
+	}
+}
+
 // A strict master whose loop stood still (a pause, a slow call) while it
 // was cut off, and a new master took writes: the reads that waited in the
 // loop's queue behind it are judged by the clock as it is when each is

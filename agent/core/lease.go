@@ -50,6 +50,19 @@ func (n *Node) leaseHolds() bool {
 	return acked+lease > n.now
 }
 
+// quorumHeard is the latest tick by which a quorum (us included) was
+// heard from, and false when the group knows fewer members than a quorum.
+func (n *Node) quorumHeard() (uint64, bool) {
+	heard := append(n.scratch[:0], n.now)
+	for id, pr := range n.progress {
+		if n.peers[id] != nil {
+			heard = append(heard, pr.last)
+		}
+	}
+	n.scratch = heard
+	return quorumValue(heard, n.quorum())
+}
+
 // quorumValue is the q-th largest of vals: the value that q of them reach
 // or pass. It reorders vals, and reports false when there are fewer than q.
 func quorumValue(vals []uint64, q int) (uint64, bool) {

@@ -18,7 +18,9 @@ var (
 	// names the master it follows, if any.
 	ErrNotMaster = errors.New("agent: not master")
 	// ErrNotServing means the master may not serve now: a strict master
-	// whose registration could have lapsed, or whose lease lapsed.
+	// whose registration could have lapsed, whose lease lapsed, or that
+	// heard no majority for an election timeout; or any master holding
+	// MaxPendingWrites or MaxPendingBytes of writes that wait to commit.
 	ErrNotServing = errors.New("agent: master not serving")
 )
 
@@ -214,6 +216,7 @@ type proposal struct {
 	ref   uint64
 	index uint64
 	tick  uint64
+	size  int // bytes of the operation
 }
 
 // Node is one agent's replica core: roles, replication and elections. It is
@@ -258,6 +261,8 @@ type Node struct {
 	peerOrder []*Peer
 	progress  map[uint64]*progress
 	proposals []proposal
+	// pendingBytes sums the operations of proposals (MaxPendingBytes).
+	pendingBytes int
 
 	registeredUntil uint64 // strict: tick until which the registration holds
 

@@ -78,7 +78,7 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 		n.commit = c
 		n.apply()
 	}
-	n.proposals = nil
+	n.proposals, n.pendingBytes = nil, 0
 	n.becomeBackup(master, epoch)
 	return nil
 }

@@ -98,12 +98,16 @@ func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
 	if n.gated {
 		return fmt.Errorf("%w: waiting for the promotion gate", ErrNotServing)
 	}
+	if k := len(n.proposals); k >= MaxPendingWrites || k > 0 && n.pendingBytes+len(op) > MaxPendingBytes {
+		return fmt.Errorf("%w: %d writes (%d bytes) wait to commit, the most a master holds; retry later", ErrNotServing, k, n.pendingBytes)
+	}
 	e, err := n.log.AppendNew(n.epoch, client, seq, op)
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
 	}
 	n.rd.Entries = append(n.rd.Entries, e)
-	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now})
+	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now, size: len(op)})
+	n.pendingBytes += len(op)
 	// One append per back-up for every proposal taken before the next
 	// Ready: the runtime batches what is pending, and so does the wire.
 	n.appendPending = true
@@ -450,6 +454,7 @@ func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 		if p.index <= n.applied {
 			e, _ := n.log.Entry(p.index)
 			n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]})
+			n.pendingBytes -= p.size
 		} else {
 			keep = append(keep, p)
 		}
@@ -562,5 +567,17 @@ func (n *Node) failProposals(err error) {
 	for _, p := range n.proposals {
 		n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Err: err})
 	}
-	n.proposals = nil
+	n.proposals, n.pendingBytes = nil, 0
 }
+
+// MaxPendingWrites bounds the proposals a master holds unanswered, and
+// MaxPendingBytes their operations (one proposal is taken whatever its
+// size). Past either, Propose refuses with ErrNotServing, which clients
+// retry: a flood of writes that cannot commit as fast as they come (a
+// master cut off from its back-ups, whose clients time out and write
+// again) makes the master refuse, not grow until it runs out of memory.
+// An ordinary load holds one proposal per waiting client.
+const (
+	MaxPendingWrites = 1 << 16
+	MaxPendingBytes  = 64 << 20
+)

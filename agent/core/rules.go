@@ -175,9 +175,16 @@ func (availableRules) commitsOnTick() bool { return true }
 func (strictRules) serving(n *Node) bool    { return n.registeredUntil > n.now && n.leaseHolds() }
 func (availableRules) serving(n *Node) bool { return true }
 
+// Strict: the registration holds, and a majority answered within an
+// election timeout. A master cut off from its back-ups while it still
+// reaches the naming node (so its registration holds) could commit
+// nothing; it refuses at once rather than take writes that time out.
 func (strictRules) mayPropose(n *Node) error {
 	if n.registeredUntil <= n.now {
 		return fmt.Errorf("%w: registration at the naming node not held", ErrNotServing)
+	}
+	if heard, ok := n.quorumHeard(); !ok || heard+uint64(n.cfg.ElectionTicks) <= n.now {
+		return fmt.Errorf("%w: no majority of the group answered for an election timeout", ErrNotServing)
 	}
 	return nil
 }

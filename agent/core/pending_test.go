@@ -1,0 +1,159 @@
+package core
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/mastership/mastership/agent/kv"
+	"github.com/mastership/mastership/naming/api"
+)
+
+// A strict master cut off from its back-ups while its registration holds
+// (it still reaches the naming node, the others do not) takes writes for
+// an election timeout, then refuses them at once instead of taking writes
+// that can never commit; one back-up still in reach is a majority, and
+// refuses nothing. Once the others are heard again, it takes writes again.
+func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(60)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v", ms)
+	}
+	n := s.nodes[1]
+	et := n.cfg.ElectionTicks
+
+	// One back-up cut: a majority still answers.
+	s.partition([]uint64{1}, []uint64{3})
+	s.tick(3 * et)
+	if _, err := s.put(1, "k", "v"); err != nil {
+		t.Fatalf("with 2 of 3 in reach: %v", err)
+	}
+	s.heal()
+	s.tick(et)
+
+	// Both cut: refused once no majority answered for an election timeout.
+	s.partition([]uint64{1}, []uint64{2, 3})
+	taken, refusedAt := 0, -1
+	for tick := 0; tick < 2*et && refusedAt < 0; tick++ {
+		last := n.log.LastIndex()
+		_, err := s.put(1, "k", "v")
+		switch {
+		case err == nil:
+			taken++
+		case errors.Is(err, ErrNotServing) && strings.Contains(err.Error(), "majority"):
+			refusedAt = tick
+			if n.log.LastIndex() != last {
+				t.Fatalf("a refused write was appended: last %d, was %d", n.log.LastIndex(), last)
+			}
+		default:
+			t.Fatalf("tick %d: %v", tick, err)
+		}
+		s.tick(1)
+	}
+	if n.Role() != api.RoleMaster {
+		t.Fatalf("1 is %s; the test wants a master that is still registered", n.Role())
+	}
+	if refusedAt < 0 {
+		t.Fatalf("cut off for %d ticks, %d writes taken and none refused", 2*et, taken)
+	}
+	if refusedAt < et-1 || refusedAt > et+1 {
+		t.Fatalf("refused after %d ticks, want about the election timeout (%d)", refusedAt, et)
+	}
+
+	// Heard again: the writes go through.
+	s.heal()
+	s.tick(2 * n.cfg.HeartbeatTicks)
+	if ms := s.masters(); len(ms) != 1 {
+		t.Fatalf("masters %v after the heal", ms)
+	}
+	m := s.masters()[0]
+	ref, err := s.put(m, "k", "after")
+	if err != nil {
+		t.Fatalf("after the heal: %v", err)
+	}
+	s.tick(2)
+	if r, ok := s.results[ref]; !ok || r.Err != nil {
+		t.Fatalf("write after the heal: %+v (answered %t)", r, ok)
+	}
+}
+
+// A master holds at most MaxPendingWrites proposals and MaxPendingBytes of
+// their operations unanswered: past either it refuses, appends nothing,
+// and takes writes again once the ones it holds commit.
+func TestPendingWritesAreBounded(t *testing.T) {
+	t.Run("count", func(t *testing.T) {
+		s := newSim(t, api.ModeStrict, 3, 2, 1)
+		s.tick(60)
+		n := s.nodes[1]
+		n.Registered(n.Epoch(), true, n.Now()+1000)
+		s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true // messages lost; no tick, no view change
+		op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+		for i := range MaxPendingWrites {
+			s.nextRef++
+			if err := n.Propose(s.nextRef, 1, s.nextRef, op); err != nil {
+				t.Fatalf("proposal %d: %v", i, err)
+			}
+		}
+		last := n.log.LastIndex()
+		s.nextRef++
+		err := n.Propose(s.nextRef, 1, s.nextRef, op)
+		if !errors.Is(err, ErrNotServing) || !strings.Contains(err.Error(), "wait to commit") {
+			t.Fatalf("proposal past %d pending: %v", MaxPendingWrites, err)
+		}
+		if n.log.LastIndex() != last {
+			t.Fatalf("the refused proposal was appended: last %d, was %d", n.log.LastIndex(), last)
+		}
+		s.drain(1)
+		s.cut = map[[2]uint64]bool{}
+		s.tick(2 * n.cfg.HeartbeatTicks)
+		if n.commit != n.log.LastIndex() || len(n.proposals) != 0 || n.pendingBytes != 0 {
+			t.Fatalf("after the heal: commit %d of %d, %d proposals of %d bytes still held", n.commit, n.log.LastIndex(), len(n.proposals), n.pendingBytes)
+		}
+		if _, err := s.put(1, "k", "v"); err != nil {
+			t.Fatalf("after the proposals committed: %v", err)
+		}
+	})
+	t.Run("bytes", func(t *testing.T) {
+		s := newSim(t, api.ModeStrict, 3, 2, 1)
+		s.tick(60)
+		n := s.nodes[1]
+		n.Registered(n.Epoch(), true, n.Now()+1000)
+		s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true
+		big := make([]byte, MaxPendingBytes/8+1) // the core takes any bytes; kv's own cap is lower
+		taken := 0
+		for ; taken < 16; taken++ {
+			s.nextRef++
+			if err := n.Propose(s.nextRef, 1, s.nextRef, big); err != nil {
+				if !errors.Is(err, ErrNotServing) || !strings.Contains(err.Error(), "wait to commit") {
+					t.Fatalf("proposal %d: %v", taken, err)
+				}
+				break
+			}
+		}
+		if taken != 7 || n.pendingBytes > MaxPendingBytes {
+			t.Fatalf("took %d writes of %d bytes (%d pending), want 7 under %d", taken, len(big), n.pendingBytes, MaxPendingBytes)
+		}
+		// A small one still fits beside them.
+		small, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
+		s.nextRef++
+		if err := n.Propose(s.nextRef, 1, s.nextRef, small); err != nil {
+			t.Fatalf("a small write under the cap: %v", err)
+		}
+	})
+	t.Run("one write larger than the cap", func(t *testing.T) {
+		s := newSim(t, api.ModeStrict, 3, 2, 1)
+		s.tick(60)
+		n := s.nodes[1]
+		n.Registered(n.Epoch(), true, n.Now()+1000)
+		huge := make([]byte, MaxPendingBytes+1)
+		s.nextRef++
+		if err := n.Propose(s.nextRef, 1, s.nextRef, huge); err != nil {
+			t.Fatalf("one write of %d bytes with nothing pending: %v", len(huge), err)
+		}
+		s.nextRef++
+		if err := n.Propose(s.nextRef, 1, s.nextRef, []byte{1}); !errors.Is(err, ErrNotServing) {
+			t.Fatalf("a write behind one past the cap: %v", err)
+		}
+	})
+}
