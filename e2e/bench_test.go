@@ -21,6 +21,8 @@ func TestBenchCommand(t *testing.T) {
 			Backups   int     `json:"backups"`
 			PerSecond float64 `json:"writes_per_s"`
 			P99MS     float64 `json:"p99_ms"`
+			MasterCPU float64 `json:"master_cpu_us_per_write"`
+			BackupCPU float64 `json:"backup_cpu_us_per_write"`
 		} `json:"writes"`
 		Failover struct {
 			AllMS []float64 `json:"all_ms"`
@@ -38,6 +40,11 @@ func TestBenchCommand(t *testing.T) {
 	for _, w := range rep.Writes {
 		if w.Backups != 1 || w.PerSecond <= 0 || w.P99MS <= 0 {
 			t.Errorf("write run %+v", w)
+		}
+		// Linux has /proc: every run tells what a write cost the master
+		// and its back-up.
+		if w.MasterCPU <= 0 || w.BackupCPU <= 0 {
+			t.Errorf("write run %+v: no CPU per write", w)
 		}
 	}
 	if len(rep.Failover.AllMS) != 1 || len(rep.Heal.AllMS) != 1 || rep.Failover.AllMS[0] <= 0 || rep.Heal.AllMS[0] <= 0 {

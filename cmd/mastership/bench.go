@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +61,93 @@ type benchWrites struct {
 	// VsOne is PerSecond over that of the mode's run with 1 back-up: what
 	// each back-up more costs (fan-out). 0 when there is no such run.
 	VsOne float64 `json:"vs_1_backup,omitempty"`
+	// The CPU time (user and system) per acknowledged write, in
+	// microseconds, from /proc (absent where the system has none): the
+	// master's, the mean of the back-ups', and the load generator's (this
+	// process: the writers and their clients). Every process shares this
+	// machine's cores, so what the back-ups use is taken from the
+	// master's share: on hosts of their own, the master's CPU per write
+	// is what more back-ups cost.
+	MasterCPU float64 `json:"master_cpu_us_per_write,omitempty"`
+	BackupCPU float64 `json:"backup_cpu_us_per_write,omitempty"`
+	ClientCPU float64 `json:"client_cpu_us_per_write,omitempty"`
+}
+
+// procCPU is the CPU time process pid used so far, from /proc/<pid>/stat;
+// false where there is no such file (not Linux) or it does not parse.
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	return parseProcStat(b)
+}
+
+// userHZ is the unit of /proc's CPU times: Linux's USER_HZ, 100 on every
+// architecture it runs on.
+const userHZ = 100
+
+// parseProcStat reads utime and stime (fields 14 and 15, in 1/userHZ s)
+// from the text of /proc/<pid>/stat. The command name (field 2) is in
+// parentheses and may hold spaces and parentheses itself: the fields are
+// counted from the last ')'.
+func parseProcStat(b []byte) (time.Duration, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:])) // f[0] is field 3
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	const tick = time.Second / userHZ
+	if err1 != nil || err2 != nil || u > math.MaxInt64/uint64(tick) || s > math.MaxInt64/uint64(tick)-u {
+		return 0, false
+	}
+	return time.Duration(u+s) * tick, true
+}
+
+// cpuSample is the CPU time of a write run's processes at one moment.
+type cpuSample struct {
+	master, backups, client time.Duration
+	ok                      bool
+}
+
+// sampleCPU reads the CPU time of the master, the sum of the other
+// agents', and this process's.
+func (d *demo) sampleCPU(master uint64) cpuSample {
+	s := cpuSample{ok: true}
+	for _, a := range d.agents {
+		if a.cmd == nil || a.cmd.Process == nil {
+			return cpuSample{}
+		}
+		t, ok := procCPU(a.cmd.Process.Pid)
+		if !ok {
+			return cpuSample{}
+		}
+		if a.id == master {
+			s.master = t
+		} else {
+			s.backups += t
+		}
+	}
+	t, ok := procCPU(os.Getpid())
+	s.client, s.ok = t, ok
+	return s
+}
+
+// perWrite sets w's CPU per write from the samples before and after its
+// run of writes.
+func (w *benchWrites) perWrite(before, after cpuSample) {
+	if !before.ok || !after.ok || w.Writes == 0 || w.Backups == 0 {
+		return
+	}
+	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(w.Writes) }
+	w.MasterCPU = us(after.master - before.master)
+	w.BackupCPU = us(after.backups-before.backups) / float64(w.Backups)
+	w.ClientCPU = us(after.client - before.client)
 }
 
 // fanOut sets VsOne of every write run from its mode's run with 1
@@ -103,6 +193,7 @@ type benchHow struct {
 	Failover   string `json:"failover"`
 	Heal       string `json:"heal"`
 	Storage    string `json:"storage"`
+	CPU        string `json:"cpu"`
 }
 
 const benchValueBytes = 100
@@ -158,6 +249,8 @@ func runBench(c *cli.Context) error {
 		return nil
 	}
 	rep := benchReport{How: benchHow{Profile: profile, CPUs: runtime.NumCPU(), Writers: writers, ValueBytes: benchValueBytes,
+		CPU: "CPU time (user and system, /proc, 10ms ticks) over the run per acknowledged write: the master's, the mean of the back-ups', " +
+			"and the load generator's; on one machine the back-ups' is taken from the master's share of the cores",
 		Duration: duration.String(), Storage: "every agent with -data-dir (the log in a write-ahead log, one fdatasync per batch; the rest in bbolt)",
 		Failover: fmt.Sprintf("strict, 3 agents: SIGKILL of the master until a put through the Go client (naming node and every agent) succeeds; %d kills, the killed agent restarted each time", rounds),
 		Heal:     fmt.Sprintf("available, 5 agents: cut {1,2,3} | {4,5} (the naming node with the majority) until the minority elects, heal, until one registered master is followed by all with equal digests; %d splits", rounds)}}
@@ -285,8 +378,10 @@ func benchWriteRun(c *cli.Context, exe, dir, profile, mode string, n, writers in
 		errs atomic.Int64
 		wg   sync.WaitGroup
 	)
+	_, master := d.stable()
 	ctx, cancel := context.WithTimeout(c.Context, duration)
 	defer cancel()
+	before := d.sampleCPU(master)
 	start := time.Now()
 	for i := 0; i < writers; i++ {
 		cl, err := aclient.New(aclient.Config{Group: d.groupName(), Naming: d.nAddr, Agents: d.apis(), Timeout: 5 * time.Second})
@@ -317,7 +412,9 @@ func benchWriteRun(c *cli.Context, exe, dir, profile, mode string, n, writers in
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	after := d.sampleCPU(master)
 	w.Writes, w.Errors = len(lats), int(errs.Load())
+	w.perWrite(before, after)
 	w.PerSecond = float64(len(lats)) / elapsed.Seconds()
 	w.P50MS, w.P99MS = ms(quantile(lats, 0.5)), ms(quantile(lats, 0.99))
 	return w, nil
@@ -421,13 +518,17 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func printBench(c *cli.Context, rep benchReport) {
 	w := c.App.Writer
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODE\tBACK-UPS\tWRITES/S\tVS 1\tP50\tP99\tWRITES\tERRORS")
+	fmt.Fprintln(tw, "MODE\tBACK-UPS\tWRITES/S\tVS 1\tP50\tP99\tWRITES\tERRORS\tMASTER CPU\tBACK-UP CPU\tCLIENT CPU")
 	for _, r := range rep.Writes {
 		vs := "-"
 		if r.VsOne > 0 {
 			vs = fmt.Sprintf("%.2fx", r.VsOne)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.1fms\t%.1fms\t%d\t%d\n", r.Mode, r.Backups, r.PerSecond, vs, r.P50MS, r.P99MS, r.Writes, r.Errors)
+		cpu := "-\t-\t-"
+		if r.MasterCPU > 0 {
+			cpu = fmt.Sprintf("%.0fµs\t%.0fµs\t%.0fµs", r.MasterCPU, r.BackupCPU, r.ClientCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.1fms\t%.1fms\t%d\t%d\t%s\n", r.Mode, r.Backups, r.PerSecond, vs, r.P50MS, r.P99MS, r.Writes, r.Errors, cpu)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nfailover (%s, %d agents, %d kills): median %.0fms, max %.0fms\n", rep.Failover.Mode, rep.Failover.Agents,
@@ -438,4 +539,5 @@ func printBench(c *cli.Context, rep benchReport) {
 	fmt.Fprintf(w, "\nhow: profile %s on %d CPUs shared by every process; %d writers of %d-byte values for %s per run, through the Go client to the master;\n",
 		h.Profile, h.CPUs, h.Writers, h.ValueBytes, h.Duration)
 	fmt.Fprintf(w, "     %s.\n     failover: %s.\n     heal: %s.\n", h.Storage, h.Failover, h.Heal)
+	fmt.Fprintf(w, "     CPU: %s.\n", h.CPU)
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"math"
+	"os"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // Each run's fan-out is its writes/s over its own mode's 1-back-up run;
@@ -24,5 +27,64 @@ func TestFanOut(t *testing.T) {
 		if math.Abs(w.VsOne-want[i]) > 1e-9 {
 			t.Errorf("%s with %d back-ups: vs 1 back-up %v, want %v", w.Mode, w.Backups, w.VsOne, want[i])
 		}
+	}
+}
+
+// /proc/<pid>/stat gives utime and stime in 1/100 s after a command name
+// that may hold spaces and parentheses; anything else is no figure, never
+// a wrong one or a crash.
+func TestParseProcStat(t *testing.T) {
+	line := func(comm, tail string) []byte {
+		return []byte("4242 (" + comm + ") S 1 4242 4242 0 -1 4194560 1234 0 0 0 " + tail)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want time.Duration
+		ok   bool
+	}{
+		{"plain", line("mastership", "150 25 0 0 20 0 9 0 100 0"), 1750 * time.Millisecond, true},
+		{"name with spaces and parentheses", line("a) (b) S 9 9", "3 4 0 0"), 70 * time.Millisecond, true},
+		{"no parenthesis", []byte("4242 mastership S 1 2 3"), 0, false},
+		{"truncated", line("m", "150"), 0, false},
+		{"empty", nil, 0, false},
+		{"not a number", line("m", "x 25 0 0"), 0, false},
+		{"negative", line("m", "-1 25 0 0"), 0, false},
+		{"utime too large", line("m", "18446744073709551615 0 0 0"), 0, false},
+		{"sum too large", line("m", "500000000000 500000000000 0 0"), 0, false},
+	} {
+		got, ok := parseProcStat(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: %v %t, want %v %t", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		if _, ok := procCPU(os.Getpid()); !ok {
+			t.Error("no CPU time for this process from /proc")
+		}
+	}
+}
+
+// The CPU per write divides each process's time over the run by the
+// writes, the back-ups' by their count too; a sample that failed gives
+// no figure.
+func TestPerWrite(t *testing.T) {
+	w := benchWrites{Backups: 4, Writes: 1000}
+	before := cpuSample{master: time.Second, backups: 2 * time.Second, client: 0, ok: true}
+	after := cpuSample{master: 1100 * time.Millisecond, backups: 2200 * time.Millisecond, client: 50 * time.Millisecond, ok: true}
+	w.perWrite(before, after)
+	if w.MasterCPU != 100 || w.BackupCPU != 50 || w.ClientCPU != 50 {
+		t.Fatalf("master %v, back-up %v, client %v µs per write; want 100, 50, 50", w.MasterCPU, w.BackupCPU, w.ClientCPU)
+	}
+	for _, bad := range []benchWrites{{Backups: 4}, {Writes: 10}} {
+		bad.perWrite(before, after)
+		if bad.MasterCPU != 0 || bad.BackupCPU != 0 {
+			t.Errorf("%+v: figures from no writes or no back-ups", bad)
+		}
+	}
+	w = benchWrites{Backups: 1, Writes: 10}
+	w.perWrite(cpuSample{}, after)
+	if w.MasterCPU != 0 {
+		t.Errorf("a failed sample gave %v µs per write", w.MasterCPU)
 	}
 }
