@@ -144,9 +144,12 @@ func (n *Node) tickCandidate() {
 	}
 }
 
-// becomeBackup follows master (0: none known) at epoch.
+// becomeBackup follows master (0: none known) at epoch. Proposals still
+// held fail, but for a strict master that steps down to campaign at once
+// (master is ourselves: a re-election, strictRules.reassert): they wait
+// for its outcome, and fail here when it is lost.
 func (n *Node) becomeBackup(master uint64, epoch api.Epoch) {
-	if n.role == api.RoleMaster && master != n.cfg.ID {
+	if master != n.cfg.ID {
 		n.failProposals(ErrNotMaster)
 	}
 	if epoch.Less(n.epoch) {

@@ -215,6 +215,7 @@ func (pr *progress) answered(match uint64) {
 type proposal struct {
 	ref   uint64
 	index uint64
+	epoch api.Epoch // of its entry: the entry at index is this one only if its epoch is this
 	tick  uint64
 	size  int // bytes of the operation
 }

@@ -157,3 +157,80 @@ func TestPendingWritesAreBounded(t *testing.T) {
 		}
 	})
 }
+
+// A strict master that re-elects itself at a new term (Reassert) keeps its
+// proposals for the campaign; when the campaign is lost they fail at once
+// (another master's appends will replace their entries), and none of them
+// is ever answered as done with another write's entry, or crashes the node
+// once it is master again and applies past them.
+func TestProposalsFailWhenAReelectionIsLost(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(60)
+	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
+		t.Fatalf("masters %v", ms)
+	}
+	n := s.nodes[1]
+	n.Registered(n.Epoch(), true, n.Now()+1000)
+	s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true // messages lost; the views still see everyone
+	var refs []uint64
+	for range 3 {
+		ref, err := s.put(1, "k", "lost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	s.queue = nil
+	n.Reassert()
+	s.drain(1)
+	s.queue = nil
+	for i := 0; i < 3*n.cfg.ElectionTicks && n.Role() == api.RoleCandidate; i++ {
+		n.Tick()
+		s.drain(1)
+		s.queue = nil
+	}
+	if n.Role() != api.RoleBackup {
+		t.Fatalf("1 is %s after a campaign no voter heard", n.Role())
+	}
+	for _, ref := range refs {
+		if r, ok := s.results[ref]; !ok || !errors.Is(r.Err, ErrNotMaster) {
+			t.Fatalf("write %d after the lost campaign: %+v (answered %t); want ErrNotMaster", ref, r, ok)
+		}
+	}
+	// The others elect one of them while 1 is cut off, and take a write;
+	// after the heal that master's log replaces 1's tail. Then it dies and
+	// the rest elect again, 1 the best ranked of them: it applies past
+	// the indices its failed writes once held.
+	s.partition([]uint64{1}, []uint64{2, 3})
+	s.tick(60)
+	ms := s.masters()
+	if len(ms) != 1 || ms[0] == 1 {
+		t.Fatalf("masters %v, want one of 2 and 3", ms)
+	}
+	m := ms[0]
+	if _, err := s.put(m, "other", "v"); err != nil {
+		t.Fatal(err)
+	}
+	s.tick(5)
+	s.heal()
+	s.tick(40)
+	if st := n.Status(); st.Role != api.RoleBackup || st.Master != m {
+		t.Fatalf("1 after the heal: %s of %d, want a back-up of %d", st.Role, st.Master, m)
+	}
+	s.down[m] = true
+	s.updateViews()
+	s.tick(80)
+	if ms := s.masters(); len(ms) != 1 {
+		t.Fatalf("masters %v after %d died", ms, m)
+	}
+	for _, ref := range refs {
+		if r := s.results[ref]; !errors.Is(r.Err, ErrNotMaster) {
+			t.Fatalf("write %d later answered %+v", ref, r)
+		}
+	}
+	for _, id := range s.ids() {
+		if v, ok := s.stores[id].Get("k"); ok && !s.down[id] {
+			t.Fatalf("%d holds k=%q: a write whose entry was replaced applied", id, v)
+		}
+	}
+}

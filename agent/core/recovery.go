@@ -15,9 +15,7 @@ import (
 // (figure 10, act 1010: alignment). The agent serves nothing until
 // InstallState or EndRecovery.
 func (n *Node) BeginRecovery(master uint64) {
-	if n.role == api.RoleMaster {
-		n.failProposals(ErrNotMaster)
-	}
+	n.failProposals(ErrNotMaster)
 	n.master = master
 	n.hsChanged = true
 	n.setRole(api.RoleRecovering)
@@ -25,9 +23,7 @@ func (n *Node) BeginRecovery(master uint64) {
 
 // Quarantine stops serving after a failed recovery.
 func (n *Node) Quarantine() {
-	if n.role == api.RoleMaster {
-		n.failProposals(ErrNotMaster)
-	}
+	n.failProposals(ErrNotMaster)
 	n.setRole(api.RoleQuarantined)
 }
 
@@ -78,7 +74,7 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 		n.commit = c
 		n.apply()
 	}
-	n.proposals, n.pendingBytes = nil, 0
+	n.failProposals(ErrNotMaster)
 	n.becomeBackup(master, epoch)
 	return nil
 }

@@ -106,7 +106,7 @@ func (n *Node) Propose(ref, client, seq uint64, op []byte) error {
 		return fmt.Errorf("append: %w", err)
 	}
 	n.rd.Entries = append(n.rd.Entries, e)
-	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, tick: n.now, size: len(op)})
+	n.proposals = append(n.proposals, proposal{ref: ref, index: e.Index, epoch: e.Epoch, tick: n.now, size: len(op)})
 	n.pendingBytes += len(op)
 	// One append per back-up for every proposal taken before the next
 	// Ready: the runtime batches what is pending, and so does the wire.
@@ -447,13 +447,24 @@ func (n *Node) apply() {
 }
 
 // answerApplied answers the proposals that the entries from from on,
-// applied with results res, carried.
+// applied with results res, carried. A proposal whose entry is not the
+// one applied at its index (another master's replaced it, or it was
+// applied before from) is answered ErrNotMaster, never with another
+// write's result: becomeBackup fails proposals before that can happen,
+// and this guard keeps it so.
 func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 	keep := n.proposals[:0]
 	for _, p := range n.proposals {
 		if p.index <= n.applied {
-			e, _ := n.log.Entry(p.index)
-			n.rd.Results = append(n.rd.Results, Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]})
+			e, err := n.log.Entry(p.index)
+			r := Result{Ref: p.ref, Index: p.index, Err: ErrNotMaster}
+			if err == nil && e.Epoch == p.epoch && p.index >= from && p.index-from < uint64(len(res)) {
+				r = Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]}
+			} else {
+				n.logger.Error("a proposal's entry was not the one applied at its index; answered as not taken",
+					"index", p.index, "epoch", p.epoch, "applied_from", from)
+			}
+			n.rd.Results = append(n.rd.Results, r)
 			n.pendingBytes -= p.size
 		} else {
 			keep = append(keep, p)

@@ -158,6 +158,7 @@ func (s *simNet) drain(id uint64) {
 	n := s.nodes[id]
 	rd := n.Ready()
 	s.checkStored(id, rd)
+	s.checkProposals(id, rd)
 	for _, m := range rd.Messages {
 		s.counts[m.Type]++
 		s.queue = append(s.queue, m)
@@ -209,6 +210,33 @@ func (s *simNet) drain(id uint64) {
 			s.tracef("%d: downloads the state of %d", id, rd.Sync)
 			s.sync(id, rd.Sync)
 			s.noteRole(id)
+		}
+	}
+}
+
+// checkProposals fails the test when a node holds proposals it can no
+// longer answer for (it is no master, nor a candidate re-electing itself),
+// when its pending bytes are not those of its proposals, or when it
+// answers a write as done with an entry that is not that write (the
+// simulator's writes carry client 1 and their ref as sequence).
+func (s *simNet) checkProposals(id uint64, rd Ready) {
+	n := s.nodes[id]
+	if len(n.proposals) > 0 && n.role != api.RoleMaster && n.role != api.RoleCandidate {
+		s.t.Fatalf("%d is %s and holds %d proposals", id, n.role, len(n.proposals))
+	}
+	sum := 0
+	for _, p := range n.proposals {
+		sum += p.size
+	}
+	if sum != n.pendingBytes {
+		s.t.Fatalf("%d: pending bytes %d, its proposals hold %d", id, n.pendingBytes, sum)
+	}
+	for _, r := range rd.Results {
+		if r.Err != nil {
+			continue
+		}
+		if e, err := n.log.Entry(r.Index); err == nil && (e.Client != 1 || e.Seq != r.Ref || e.Epoch != r.Epoch) {
+			s.t.Fatalf("%d answered write %d as done at %d, whose entry is client %d seq %d at %s", id, r.Ref, r.Index, e.Client, e.Seq, e.Epoch)
 		}
 	}
 }
