@@ -116,8 +116,11 @@ type cpuSample struct {
 }
 
 // sampleCPU reads the CPU time of the master, the sum of the other
-// agents', and this process's.
+// agents', and this process's; not ok when the master is not known.
 func (d *demo) sampleCPU(master uint64) cpuSample {
+	if master == 0 {
+		return cpuSample{}
+	}
 	s := cpuSample{ok: true}
 	for _, a := range d.agents {
 		if a.cmd == nil || a.cmd.Process == nil {
@@ -139,9 +142,11 @@ func (d *demo) sampleCPU(master uint64) cpuSample {
 }
 
 // perWrite sets w's CPU per write from the samples before and after its
-// run of writes.
+// run of writes (none when either failed, or a process's time went
+// backwards: another process behind the same agent).
 func (w *benchWrites) perWrite(before, after cpuSample) {
-	if !before.ok || !after.ok || w.Writes == 0 || w.Backups == 0 {
+	if !before.ok || !after.ok || w.Writes == 0 || w.Backups == 0 ||
+		after.master < before.master || after.backups < before.backups || after.client < before.client {
 		return
 	}
 	us := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(w.Writes) }
@@ -249,8 +254,9 @@ func runBench(c *cli.Context) error {
 		return nil
 	}
 	rep := benchReport{How: benchHow{Profile: profile, CPUs: runtime.NumCPU(), Writers: writers, ValueBytes: benchValueBytes,
-		CPU: "CPU time (user and system, /proc, 10ms ticks) over the run per acknowledged write: the master's, the mean of the back-ups', " +
-			"and the load generator's; on one machine the back-ups' is taken from the master's share of the cores",
+		CPU: "CPU time (user and system, /proc, 10ms ticks) over the run, idle work (ticks, gossip, snapshots) and the clients' set-up included, " +
+			"per acknowledged write: the master's, the mean of the back-ups', and the load generator's (CLIENT); " +
+			"on one machine the back-ups' is taken from the master's share of the cores",
 		Duration: duration.String(), Storage: "every agent with -data-dir (the log in a write-ahead log, one fdatasync per batch; the rest in bbolt)",
 		Failover: fmt.Sprintf("strict, 3 agents: SIGKILL of the master until a put through the Go client (naming node and every agent) succeeds; %d kills, the killed agent restarted each time", rounds),
 		Heal:     fmt.Sprintf("available, 5 agents: cut {1,2,3} | {4,5} (the naming node with the majority) until the minority elects, heal, until one registered master is followed by all with equal digests; %d splits", rounds)}}
@@ -378,7 +384,7 @@ func benchWriteRun(c *cli.Context, exe, dir, profile, mode string, n, writers in
 		errs atomic.Int64
 		wg   sync.WaitGroup
 	)
-	_, master := d.stable()
+	_, master := d.stable() // 0 when it cannot tell now: then no CPU figures
 	ctx, cancel := context.WithTimeout(c.Context, duration)
 	defer cancel()
 	before := d.sampleCPU(master)
@@ -413,6 +419,9 @@ func benchWriteRun(c *cli.Context, exe, dir, profile, mode string, n, writers in
 	wg.Wait()
 	elapsed := time.Since(start)
 	after := d.sampleCPU(master)
+	if ms := d.masters(); len(ms) != 1 || ms[0] != master {
+		after = cpuSample{} // the master changed: whose CPU was whose is not known
+	}
 	w.Writes, w.Errors = len(lats), int(errs.Load())
 	w.perWrite(before, after)
 	w.PerSecond = float64(len(lats)) / elapsed.Seconds()

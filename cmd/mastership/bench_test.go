@@ -87,4 +87,11 @@ func TestPerWrite(t *testing.T) {
 	if w.MasterCPU != 0 {
 		t.Errorf("a failed sample gave %v µs per write", w.MasterCPU)
 	}
+	w.perWrite(after, before) // time going backwards: a restarted process
+	if w.MasterCPU != 0 || w.BackupCPU != 0 || w.ClientCPU != 0 {
+		t.Errorf("a run whose CPU time went backwards gave %+v", w)
+	}
+	if s := (&demo{}).sampleCPU(0); s.ok {
+		t.Error("a sample without a known master is ok")
+	}
 }
