@@ -725,13 +725,22 @@ func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
 	if got := a.Status().Last; got != st.Last {
 		t.Fatalf("the refused writes grew the log from %d to %d", st.Last, got)
 	}
+	// The writes taken before the refusals still wait, and the metrics say
+	// how many.
+	g := map[string]string{"group": "g"}
+	if v, _ := value(scrape(t, a.APIAddr()), "mastership_agent_pending_writes", g); v < 1 || v != float64(a.Status().PendingWrites) {
+		t.Fatalf("mastership_agent_pending_writes %v while cut off, status %d; want the writes taken before the refusal", v, a.Status().PendingWrites)
+	}
 	resp, err := http.Post("http://"+c.Members[1].Config.API+"/v1/kv", "application/json", strings.NewReader(`{"op":"put","key":"cut","value":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var kr wire.KVResponse
-	json.NewDecoder(resp.Body).Decode(&kr)
+	derr := json.NewDecoder(resp.Body).Decode(&kr)
 	resp.Body.Close()
+	if derr != nil {
+		t.Fatalf("POST /v1/kv while cut off: %d, body not a kv answer: %v", resp.StatusCode, derr)
+	}
 	if resp.StatusCode != http.StatusServiceUnavailable || kr.Code != wire.CodeNotServing {
 		t.Fatalf("POST /v1/kv while cut off: %d %+v; want 503 %s", resp.StatusCode, kr, wire.CodeNotServing)
 	}
@@ -750,6 +759,14 @@ func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
 	if _, err := c.Put(m, "after", "v"); err != nil {
 		t.Fatalf("write after the heal through %d: %v", m, err)
 	}
+	c.WaitFor(10*time.Second, "no write pending on any agent", func() bool {
+		for _, id := range c.IDs() {
+			if st := c.Members[id].Agent.Status(); st.PendingWrites != 0 || st.PendingBytes != 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A strict master whose loop stood still (a pause, a slow call) while it

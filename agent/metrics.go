@@ -128,7 +128,7 @@ type collector struct {
 	a *Agent
 
 	isMaster, role, epochTerm, epochID, master, applied, commit, last,
-	snapIndex, logEntries, snapshots, refused, lag, elections, failover,
+	snapIndex, logEntries, pending, pendingBytes, snapshots, refused, lag, elections, failover,
 	checks, recoveries, recoverySecs, stepSecs, info *prometheus.Desc
 }
 
@@ -147,6 +147,8 @@ func newCollector(a *Agent, labels prometheus.Labels) *collector {
 		last:         d("mastership_agent_last_index", "Last log index held."),
 		snapIndex:    d("mastership_agent_snapshot_index", "Index of the latest snapshot."),
 		logEntries:   d("mastership_agent_log_entries", "Entries the in-memory log holds."),
+		pending:      d("mastership_agent_pending_writes", "On the master: writes taken and not answered yet."),
+		pendingBytes: d("mastership_agent_pending_write_bytes", "On the master: bytes of the operations of the writes not answered yet."),
 		snapshots:    d("mastership_agent_snapshots_total", "Snapshots taken on the agent's own schedule since start."),
 		refused:      d("mastership_agent_refused_inputs_total", "Messages and announcements refused for an epoch out of range or not in their sender's name."),
 		lag:          d("mastership_agent_replication_lag_entries", "On the master: entries each back-up's log is known to lack.", "backup"),
@@ -162,7 +164,7 @@ func newCollector(a *Agent, labels prometheus.Labels) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.isMaster, c.role, c.epochTerm, c.epochID, c.master, c.applied, c.commit,
-		c.last, c.snapIndex, c.logEntries, c.snapshots, c.refused, c.lag, c.elections, c.failover, c.checks,
+		c.last, c.snapIndex, c.logEntries, c.pending, c.pendingBytes, c.snapshots, c.refused, c.lag, c.elections, c.failover, c.checks,
 		c.recoveries, c.recoverySecs, c.stepSecs, c.info} {
 		ch <- d
 	}
@@ -212,6 +214,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.last, float64(st.Last))
 	gauge(c.snapIndex, float64(st.SnapshotIndex))
 	gauge(c.logEntries, float64(st.LogEntries))
+	gauge(c.pending, float64(st.PendingWrites))
+	gauge(c.pendingBytes, float64(st.PendingBytes))
 	counter(c.snapshots, float64(st.Snapshots))
 	counter(c.refused, float64(st.Refused))
 	counter(c.elections, float64(rs.elections))

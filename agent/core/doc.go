@@ -22,6 +22,14 @@
 //     is in the Ready that first sends or commits it (not necessarily the
 //     one after its Propose): a Ready never sends nor answers what it does
 //     not also hand over to store, and Stored tells how far that is.
+//   - Serving: a strict master reads while its registration and its lease
+//     (a majority heard within two fifths of the election timeout) hold,
+//     and takes writes while its registration holds and a majority answered
+//     within an election timeout. Any master holds at most MaxPendingWrites
+//     proposals (MaxPendingBytes of operations) unanswered. A proposal is
+//     answered with its own entry's result once that applied, or fails
+//     (ErrNotMaster: it may yet commit elsewhere) when its master steps
+//     down, but for a strict re-election of itself, which it waits for.
 //   - Fencing: an append from an older epoch is refused with ours. A strict
 //     master that sees a newer epoch steps down; an available one, and an
 //     available back-up whose master is alive, raise an event for the

@@ -1,7 +1,9 @@
 package core
 
-// Serving: a strict master serves only while its registration at the
-// naming node and its lease over a majority hold.
+// Serving: a strict master serves reads only while its registration at the
+// naming node and its lease over a majority hold, and takes writes only
+// while its registration holds and a majority answered it within an
+// election timeout (quorumHeard).
 
 import (
 	"slices"

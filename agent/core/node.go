@@ -264,6 +264,9 @@ type Node struct {
 	proposals []proposal
 	// pendingBytes sums the operations of proposals (MaxPendingBytes).
 	pendingBytes int
+	// noQuorumSaid: a strict master refused a write for want of a
+	// majority and said so once; it says when one answers again.
+	noQuorumSaid bool
 
 	registeredUntil uint64 // strict: tick until which the registration holds
 
@@ -410,6 +413,11 @@ type Status struct {
 	// schedule, installed, or loaded at start); Snapshots counts those
 	// taken on the schedule since start. LogBase is the index the
 	// in-memory log starts after, LogEntries how many entries it holds.
+	// PendingWrites and PendingBytes: the proposals a master holds
+	// unanswered, and the bytes of their operations (MaxPendingWrites,
+	// MaxPendingBytes).
+	PendingWrites int
+	PendingBytes  int
 	SnapshotIndex uint64
 	Snapshots     uint64
 	LogBase       uint64
@@ -444,7 +452,7 @@ func (n *Node) Status() Status {
 		Serving: n.serving(), Priority: n.cfg.Priority, Transfer: n.transferTo, CaughtUp: n.role == api.RoleBackup && n.caughtUp, Refused: n.refused,
 		Pinned: n.role == api.RoleMaster && n.pinned, Unhealthy: n.unhealthy, HandoverHeld: n.handoverHeld(),
 		Gated: n.role == api.RoleMaster && n.gated, SnapshotIndex: n.snapIndex, Snapshots: n.snapshots,
-		LogBase: n.log.Base().Index, LogEntries: n.log.Len()}
+		LogBase: n.log.Base().Index, LogEntries: n.log.Len(), PendingWrites: len(n.proposals), PendingBytes: n.pendingBytes}
 }
 
 // Ready returns what the runtime must do and clears it.

@@ -184,7 +184,15 @@ func (strictRules) mayPropose(n *Node) error {
 		return fmt.Errorf("%w: registration at the naming node not held", ErrNotServing)
 	}
 	if heard, ok := n.quorumHeard(); !ok || heard+uint64(n.cfg.ElectionTicks) <= n.now {
+		if !n.noQuorumSaid {
+			n.noQuorumSaid = true
+			n.logger.Warn("no majority of the group answered for an election timeout: refusing writes", "epoch", n.epoch, "pending", len(n.proposals))
+		}
 		return fmt.Errorf("%w: no majority of the group answered for an election timeout", ErrNotServing)
+	}
+	if n.noQuorumSaid {
+		n.noQuorumSaid = false
+		n.logger.Info("a majority of the group answers again: taking writes", "epoch", n.epoch)
 	}
 	return nil
 }
