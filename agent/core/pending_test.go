@@ -234,3 +234,28 @@ func TestProposalsFailWhenAReelectionIsLost(t *testing.T) {
 		}
 	}
 }
+
+// A strict master whose stored term is the last one (a corrupted data dir)
+// cannot campaign at a new term: Reassert leaves it master, holding and
+// then answering its proposals, rather than a back-up of itself holding
+// them.
+func TestReassertWithNoTermLeftKeepsTheMaster(t *testing.T) {
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(60)
+	n := s.nodes[1]
+	ref, err := s.put(1, "k", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := n.Epoch()
+	n.maxTerm = ^uint64(0)
+	n.Reassert()
+	s.drain(1)
+	if n.Role() != api.RoleMaster || n.Epoch() != epoch || len(n.proposals) != 1 {
+		t.Fatalf("after Reassert with no term left: %s at %s with %d proposals; want master at %s with 1", n.Role(), n.Epoch(), len(n.proposals), epoch)
+	}
+	s.tick(2)
+	if r, ok := s.results[ref]; !ok || r.Err != nil {
+		t.Fatalf("the write: %+v (answered %t)", r, ok)
+	}
+}

@@ -50,6 +50,7 @@ func (n *Node) becomeMaster(epoch api.Epoch) {
 	n.hsChanged = true
 	n.heartbeat = 0
 	n.registeredUntil = 0
+	n.noQuorumSaid = false
 	n.pinned = n.transferring && n.transferPin
 	n.transferTo, n.timeoutSent = 0, false
 	n.transferring, n.transferPin = false, false
@@ -454,6 +455,7 @@ func (n *Node) apply() {
 // and this guard keeps it so.
 func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 	keep := n.proposals[:0]
+	wrong := 0
 	for _, p := range n.proposals {
 		if p.index <= n.applied {
 			e, err := n.log.Entry(p.index)
@@ -461,8 +463,7 @@ func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 			if err == nil && e.Epoch == p.epoch && p.index >= from && p.index-from < uint64(len(res)) {
 				r = Result{Ref: p.ref, Index: p.index, Epoch: e.Epoch, Result: res[p.index-from]}
 			} else {
-				n.logger.Error("a proposal's entry was not the one applied at its index; answered as not taken",
-					"index", p.index, "epoch", p.epoch, "applied_from", from)
+				wrong++
 			}
 			n.rd.Results = append(n.rd.Results, r)
 			n.pendingBytes -= p.size
@@ -471,6 +472,10 @@ func (n *Node) answerApplied(from uint64, res []rlog.Result) {
 		}
 	}
 	n.proposals = keep
+	if wrong > 0 {
+		n.logger.Error("proposals whose entries were not the ones applied at their indices; answered as not taken",
+			"count", wrong, "applied_from", from, "applied", n.applied)
+	}
 }
 
 // maybeSnapshot takes a snapshot of the state machine at the applied index

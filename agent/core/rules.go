@@ -209,6 +209,11 @@ func (availableRules) keepsLiveMaster() bool { return true }
 // grant although they still hear it; if it loses, the group elects as
 // after any failure.
 func (strictRules) reassert(n *Node) {
+	if _, ok := api.NextTerm(n.maxTerm); !ok {
+		// Stepping down could not be followed by a campaign.
+		n.logger.Error("no term left to reassert at; the data dir holds a corrupted term", "max_term", n.maxTerm)
+		return
+	}
 	n.logger.Info("re-election at a new term", "epoch", n.epoch, "max_term", n.maxTerm)
 	n.becomeBackup(n.cfg.ID, n.epoch)
 	n.transferring = true

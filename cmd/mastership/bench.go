@@ -23,6 +23,7 @@ import (
 
 	aclient "github.com/mastership/mastership/agent/client"
 	"github.com/mastership/mastership/agent/wire"
+	"github.com/mastership/mastership/naming/api"
 	"github.com/mastership/mastership/naming/client"
 )
 
@@ -109,14 +110,18 @@ func parseProcStat(b []byte) (time.Duration, bool) {
 	return time.Duration(u+s) * tick, true
 }
 
-// cpuSample is the CPU time of a write run's processes at one moment.
+// cpuSample is the CPU time of a write run's processes at one moment, and
+// who they were: the processes and the master's epoch.
 type cpuSample struct {
 	master, backups, client time.Duration
+	pids                    []int
+	epoch                   api.Epoch
 	ok                      bool
 }
 
 // sampleCPU reads the CPU time of the master, the sum of the other
-// agents', and this process's; not ok when the master is not known.
+// agents', and this process's; not ok when the master is not known or
+// does not answer as master.
 func (d *demo) sampleCPU(master uint64) cpuSample {
 	if master == 0 {
 		return cpuSample{}
@@ -130,11 +135,17 @@ func (d *demo) sampleCPU(master uint64) cpuSample {
 		if !ok {
 			return cpuSample{}
 		}
-		if a.id == master {
-			s.master = t
-		} else {
+		s.pids = append(s.pids, a.cmd.Process.Pid)
+		if a.id != master {
 			s.backups += t
+			continue
 		}
+		s.master = t
+		info, err := d.info(a)
+		if err != nil || info.Role != api.RoleMaster.String() {
+			return cpuSample{}
+		}
+		s.epoch = info.Epoch
 	}
 	t, ok := procCPU(os.Getpid())
 	s.client, s.ok = t, ok
@@ -142,10 +153,11 @@ func (d *demo) sampleCPU(master uint64) cpuSample {
 }
 
 // perWrite sets w's CPU per write from the samples before and after its
-// run of writes (none when either failed, or a process's time went
-// backwards: another process behind the same agent).
+// run of writes; none when either failed, the processes or the master's
+// epoch are not the same in both (whose time was whose is not known), or
+// a time went backwards.
 func (w *benchWrites) perWrite(before, after cpuSample) {
-	if !before.ok || !after.ok || w.Writes == 0 || w.Backups == 0 ||
+	if !before.ok || !after.ok || w.Writes == 0 || w.Backups == 0 || !slices.Equal(before.pids, after.pids) || before.epoch != after.epoch ||
 		after.master < before.master || after.backups < before.backups || after.client < before.client {
 		return
 	}
@@ -419,9 +431,6 @@ func benchWriteRun(c *cli.Context, exe, dir, profile, mode string, n, writers in
 	wg.Wait()
 	elapsed := time.Since(start)
 	after := d.sampleCPU(master)
-	if ms := d.masters(); len(ms) != 1 || ms[0] != master {
-		after = cpuSample{} // the master changed: whose CPU was whose is not known
-	}
 	w.Writes, w.Errors = len(lats), int(errs.Load())
 	w.perWrite(before, after)
 	w.PerSecond = float64(len(lats)) / elapsed.Seconds()

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/mastership/mastership/naming/api"
 )
 
 // Each run's fan-out is its writes/s over its own mode's 1-back-up run;
@@ -70,8 +72,10 @@ func TestParseProcStat(t *testing.T) {
 // no figure.
 func TestPerWrite(t *testing.T) {
 	w := benchWrites{Backups: 4, Writes: 1000}
-	before := cpuSample{master: time.Second, backups: 2 * time.Second, client: 0, ok: true}
-	after := cpuSample{master: 1100 * time.Millisecond, backups: 2200 * time.Millisecond, client: 50 * time.Millisecond, ok: true}
+	e := api.Epoch{Term: 3, ID: 1}
+	pids := []int{10, 11, 12, 13, 14}
+	before := cpuSample{master: time.Second, backups: 2 * time.Second, client: 0, pids: pids, epoch: e, ok: true}
+	after := cpuSample{master: 1100 * time.Millisecond, backups: 2200 * time.Millisecond, client: 50 * time.Millisecond, pids: pids, epoch: e, ok: true}
 	w.perWrite(before, after)
 	if w.MasterCPU != 100 || w.BackupCPU != 50 || w.ClientCPU != 50 {
 		t.Fatalf("master %v, back-up %v, client %v µs per write; want 100, 50, 50", w.MasterCPU, w.BackupCPU, w.ClientCPU)
@@ -93,5 +97,18 @@ func TestPerWrite(t *testing.T) {
 	}
 	if s := (&demo{}).sampleCPU(0); s.ok {
 		t.Error("a sample without a known master is ok")
+	}
+	// Another master in between (a new epoch), or a restarted agent (a
+	// new process): whose time was whose is not known.
+	moved := after
+	moved.epoch = api.Epoch{Term: 4, ID: 1}
+	restarted := after
+	restarted.pids = []int{10, 11, 99, 13, 14}
+	for name, a := range map[string]cpuSample{"new epoch": moved, "restarted agent": restarted} {
+		w := benchWrites{Backups: 4, Writes: 1000}
+		w.perWrite(before, a)
+		if w.MasterCPU != 0 || w.BackupCPU != 0 || w.ClientCPU != 0 {
+			t.Errorf("%s: %+v", name, w)
+		}
 	}
 }
