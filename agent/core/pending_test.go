@@ -15,12 +15,7 @@ import (
 // that can never commit; one back-up still in reach is a majority, and
 // refuses nothing. Once the others are heard again, it takes writes again.
 func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
-	s := newSim(t, api.ModeStrict, 3, 2, 1)
-	s.tick(60)
-	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("masters %v", ms)
-	}
-	n := s.nodes[1]
+	s, n := cutOffMaster(t, false)
 	et := n.cfg.ElectionTicks
 
 	// One back-up cut: a majority still answers.
@@ -78,16 +73,30 @@ func TestCutOffStrictMasterRefusesWrites(t *testing.T) {
 	}
 }
 
+// cutOffMaster is a strict group of three whose master, 1, is registered
+// for long; cut, the messages between it and the others are lost (no tick
+// has passed, and the views still see everyone).
+func cutOffMaster(t *testing.T, cut bool) (*simNet, *Node) {
+	t.Helper()
+	s := newSim(t, api.ModeStrict, 3, 2, 1)
+	s.tick(60)
+	n := s.nodes[1]
+	if n.Role() != api.RoleMaster {
+		t.Fatalf("1 is %s", n.Role())
+	}
+	n.Registered(n.Epoch(), true, n.Now()+1000)
+	if cut {
+		s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true
+	}
+	return s, n
+}
+
 // A master holds at most MaxPendingWrites proposals and MaxPendingBytes of
 // their operations unanswered: past either it refuses, appends nothing,
 // and takes writes again once the ones it holds commit.
 func TestPendingWritesAreBounded(t *testing.T) {
 	t.Run("count", func(t *testing.T) {
-		s := newSim(t, api.ModeStrict, 3, 2, 1)
-		s.tick(60)
-		n := s.nodes[1]
-		n.Registered(n.Epoch(), true, n.Now()+1000)
-		s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true // messages lost; no tick, no view change
+		s, n := cutOffMaster(t, true)
 		op, _ := kv.EncodeOp(kv.Op{Kind: kv.KindPut, Key: "k", Value: []byte("v")})
 		for i := range MaxPendingWrites {
 			s.nextRef++
@@ -115,11 +124,7 @@ func TestPendingWritesAreBounded(t *testing.T) {
 		}
 	})
 	t.Run("bytes", func(t *testing.T) {
-		s := newSim(t, api.ModeStrict, 3, 2, 1)
-		s.tick(60)
-		n := s.nodes[1]
-		n.Registered(n.Epoch(), true, n.Now()+1000)
-		s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true
+		s, n := cutOffMaster(t, true)
 		big := make([]byte, MaxPendingBytes/8+1) // the core takes any bytes; kv's own cap is lower
 		taken := 0
 		for ; taken < 16; taken++ {
@@ -142,10 +147,7 @@ func TestPendingWritesAreBounded(t *testing.T) {
 		}
 	})
 	t.Run("one write larger than the cap", func(t *testing.T) {
-		s := newSim(t, api.ModeStrict, 3, 2, 1)
-		s.tick(60)
-		n := s.nodes[1]
-		n.Registered(n.Epoch(), true, n.Now()+1000)
+		s, n := cutOffMaster(t, false)
 		huge := make([]byte, MaxPendingBytes+1)
 		s.nextRef++
 		if err := n.Propose(s.nextRef, 1, s.nextRef, huge); err != nil {
@@ -164,14 +166,7 @@ func TestPendingWritesAreBounded(t *testing.T) {
 // is ever answered as done with another write's entry, or crashes the node
 // once it is master again and applies past them.
 func TestProposalsFailWhenAReelectionIsLost(t *testing.T) {
-	s := newSim(t, api.ModeStrict, 3, 2, 1)
-	s.tick(60)
-	if ms := s.masters(); len(ms) != 1 || ms[0] != 1 {
-		t.Fatalf("masters %v", ms)
-	}
-	n := s.nodes[1]
-	n.Registered(n.Epoch(), true, n.Now()+1000)
-	s.cut[[2]uint64{1, 2}], s.cut[[2]uint64{1, 3}] = true, true // messages lost; the views still see everyone
+	s, n := cutOffMaster(t, true)
 	var refs []uint64
 	for range 3 {
 		ref, err := s.put(1, "k", "lost")
