@@ -28,7 +28,8 @@
 // the invariants of package recover: one master, which applied its whole log, followed
 // by all with equal digests; strict histories linearizable (porcupine);
 // every acknowledged write in the final state or a divergence record;
-// epochs never going backwards.
+// epochs never going backwards. At every tick, only a master or a
+// candidate holds writes it has not answered.
 //
 // Everything comes from Config.Seed: no wall clock, no global random
 // source, no map order in decisions. A failing seed replays exactly.

@@ -283,6 +283,21 @@ func (w *world) step() {
 	w.deliver()
 	w.clientTick()
 	w.deliver()
+	w.checkProposals()
+}
+
+// checkProposals: only a master, or a candidate (a strict master
+// re-electing itself), holds writes it has not answered; any other agent
+// could no longer answer them for what they are.
+func (w *world) checkProposals() {
+	for _, a := range w.agents {
+		if !a.live() {
+			continue
+		}
+		if st := a.node.Status(); st.PendingWrites > 0 && st.Role != api.RoleMaster && st.Role != api.RoleCandidate {
+			w.violate("agent %d is %s and holds %d writes it has not answered", a.id, st.Role, st.PendingWrites)
+		}
+	}
 }
 
 // newWorld builds the group, the naming node and the clients of cfg, at
