@@ -2,6 +2,8 @@ package core
 
 import (
 	"errors"
+	"fmt"
+	"math/rand"
 	"strings"
 	"testing"
 
@@ -252,5 +254,55 @@ func TestReassertWithNoTermLeftKeepsTheMaster(t *testing.T) {
 	s.tick(2)
 	if r, ok := s.results[ref]; !ok || r.Err != nil {
 		t.Fatalf("the write: %+v (answered %t)", r, ok)
+	}
+}
+
+// Seeded runs of writes, re-elections (Reassert), partitions and heals,
+// in both modes: at every Ready the simulator checks that only a master or
+// a candidate re-electing itself holds proposals, that their bytes add
+// up, and that a write answered as done is the one at its index.
+func TestProposalsUnderRandomReassertsAndPartitions(t *testing.T) {
+	for seed := int64(1); seed <= 60; seed++ {
+		mode := api.ModeStrict
+		if seed%3 == 0 {
+			mode = api.ModeAvailable
+		}
+		rng := rand.New(rand.NewSource(seed))
+		prios := []int{3, 2, 1}
+		if seed%2 == 0 {
+			prios = []int{5, 4, 3, 2, 1}
+		}
+		s := newSim(t, mode, prios...)
+		s.tick(60)
+		for step := range 400 {
+			ids := s.ids()
+			switch r := rng.Intn(10); {
+			case r < 4:
+				for _, m := range s.masters() {
+					s.put(m, fmt.Sprintf("k%d", rng.Intn(8)), fmt.Sprintf("s%d-%d", seed, step))
+				}
+			case r < 5:
+				if ms := s.masters(); len(ms) > 0 {
+					n := s.nodes[ms[rng.Intn(len(ms))]]
+					n.maxTerm++ // a newer term seen: what makes the self-monitor reassert
+					n.Reassert()
+					s.drain(n.cfg.ID)
+				}
+			case r < 6:
+				k := 1 + rng.Intn(len(ids)-1)
+				rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+				s.heal()
+				s.partition(ids[:k], ids[k:])
+			case r < 7:
+				s.heal()
+			default:
+				s.tick(1 + rng.Intn(5))
+			}
+		}
+		s.heal()
+		s.tick(100)
+		if ms := s.masters(); len(ms) == 0 {
+			t.Fatalf("seed %d (%s): no master after the heal", seed, mode)
+		}
 	}
 }
