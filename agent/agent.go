@@ -925,22 +925,8 @@ func (a *Agent) persist(rd core.Ready) error {
 // send carries out the rest of a persisted Ready: messages, answers,
 // status, and the requests of the core.
 func (a *Agent) send(rd core.Ready) {
-	for _, m := range rd.Messages {
-		if a.onSend != nil {
-			a.onSend(m)
-		}
-		if addr := a.peerAPI[m.To]; addr != "" {
-			a.transport.Send(addr, m)
-		} else {
-			a.logger.Trace("no address for peer; message dropped", "to", m.To, "type", m.Type)
-		}
-	}
-	for _, r := range rd.Results {
-		if w := a.waiters[r.Ref]; w != nil {
-			w <- r
-			delete(a.waiters, r.Ref)
-		}
-	}
+	// The status first: what a peer hears from us next (a new master's
+	// first append, say) must never be ahead of what our API says.
 	st := a.node.Status()
 	a.mu.Lock()
 	changed := a.status.Role != st.Role || a.status.Epoch != st.Epoch || a.status.Master != st.Master ||
@@ -959,6 +945,22 @@ func (a *Agent) send(rd core.Ready) {
 		a.regWant, a.registering = &e, false
 	}
 	a.mu.Unlock()
+	for _, m := range rd.Messages {
+		if a.onSend != nil {
+			a.onSend(m)
+		}
+		if addr := a.peerAPI[m.To]; addr != "" {
+			a.transport.Send(addr, m)
+		} else {
+			a.logger.Trace("no address for peer; message dropped", "to", m.To, "type", m.Type)
+		}
+	}
+	for _, r := range rd.Results {
+		if w := a.waiters[r.Ref]; w != nil {
+			w <- r
+			delete(a.waiters, r.Ref)
+		}
+	}
 	if changed || rd.RoleChanged {
 		select {
 		case a.publishCh <- struct{}{}:
