@@ -63,6 +63,10 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 	if err := n.sm.Restore(snapshot); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	// Proposals name entries of the log being replaced: they fail before
+	// anything of the new one applies (answerApplied would otherwise meet
+	// them against another master's entries).
+	n.failProposals(ErrNotMaster)
 	n.log = l
 	// The runtime stores the installed log itself; what this Ready held
 	// of the old one (a step earlier in the same batch) would not extend it.
@@ -74,7 +78,6 @@ func (n *Node) InstallState(snapshot []byte, base rlog.Pos, entries []rlog.Entry
 		n.commit = c
 		n.apply()
 	}
-	n.failProposals(ErrNotMaster)
 	n.becomeBackup(master, epoch)
 	return nil
 }

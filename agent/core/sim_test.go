@@ -215,11 +215,11 @@ func (s *simNet) drain(id uint64) {
 }
 
 // checkProposals fails the test when a node holds proposals it can no
-// longer answer for (it is no master, nor a candidate re-electing itself:
-// replacing itself),
-// when its pending bytes are not those of its proposals, or when it
-// answers a write as done with an entry that is not that write (the
-// simulator's writes carry client 1 and their ref as sequence).
+// longer answer for (it is no master, nor a candidate re-electing itself,
+// that is replacing itself), when its pending bytes are not those of its
+// proposals, or when it answers a write as done with an entry that is not
+// that write (the simulator's writes carry client 1 and their ref as
+// sequence).
 func (s *simNet) checkProposals(id uint64, rd Ready) {
 	n := s.nodes[id]
 	if len(n.proposals) > 0 && n.role != api.RoleMaster && (n.role != api.RoleCandidate || n.replacing != id) {
